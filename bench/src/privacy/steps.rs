@@ -1,0 +1,44 @@
+//! Groups a recording's calls into forward steps. Every step sends its
+//! ops in forward order starting with layer 0's qkv, so a (0, qkv) call
+//! that is not a pad batch opens a new step. Which (sequence, position)
+//! each real row holds comes from tokens.json (scoring only).
+
+use anyhow::{ensure, Result};
+use talaria_models::{Op, OpId};
+
+use super::recording::{CallKind, Recording};
+use super::tokens::{RowRef, TokensFile};
+
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The real rows, in the CVM's order before masking (ground truth).
+    pub rows: Vec<RowRef>,
+    /// Indices into `Recording::calls` of this step's online/plain calls.
+    pub calls: Vec<usize>,
+}
+
+pub fn group_steps(rec: &Recording, tokens: &TokensFile) -> Result<Vec<Step>> {
+    let truth = tokens.steps();
+    let first = OpId::new(0, Op::Qkv);
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, c) in rec.calls.iter().enumerate() {
+        if c.kind == CallKind::PadBatch {
+            continue;
+        }
+        if c.id == first || groups.is_empty() {
+            ensure!(c.id == first, "call {} ({}) comes before any layer-0 qkv call; cannot find step boundaries", c.seq, c.id);
+            groups.push(Vec::new());
+        }
+        groups.last_mut().expect("a group is open").push(i);
+    }
+    ensure!(groups.len() == truth.len(), "the recording has {} forward steps but tokens.json lists {}", groups.len(), truth.len());
+    let mut steps = Vec::with_capacity(truth.len());
+    for (k, (calls, rows)) in groups.into_iter().zip(truth).enumerate() {
+        for &ci in &calls {
+            let c = &rec.calls[ci];
+            ensure!(c.data.rows >= rows.len(), "step {k}: call {} has {} rows but the step has {} real rows", c.seq, c.data.rows, rows.len());
+        }
+        steps.push(Step { rows, calls });
+    }
+    Ok(steps)
+}

@@ -1,0 +1,126 @@
+//! `tokens.json`, written next to a recording by whoever produced it: the
+//! token ids the CVM processed and which forward step carried each one.
+//! The attacks use only what the worker sees anyway (how many real rows a
+//! step has); the ids are the ground truth for scoring. Format: README.md.
+
+use std::path::Path;
+
+use anyhow::{ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SequenceTokens {
+    /// Every token the CVM ran through the model for this sequence, in
+    /// order: prompt, then response (the last sampled token, never fed
+    /// back, is not included).
+    pub tokens: Vec<u32>,
+    /// How many of `tokens` are the prompt.
+    pub prompt_len: usize,
+    /// Whether `tokens[0]` is a BOS token (not scored).
+    #[serde(default)]
+    pub bos: bool,
+}
+
+/// A real row of a step: (sequence index, position).
+pub type RowRef = (usize, usize);
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokensFile {
+    pub format_version: u32,
+    pub sequences: Vec<SequenceTokens>,
+    /// One entry per forward step, in the order the worker received them:
+    /// the (sequence, position) of each real row, in the CVM's row order
+    /// before masking. Absent: one sequence at a time, the prompt as one
+    /// prefill step, then one decode step per response token.
+    #[serde(default)]
+    pub steps: Option<Vec<Vec<RowRef>>>,
+}
+
+impl TokensFile {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let t: Self = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        t.validate().with_context(|| format!("checking {}", path.display()))?;
+        Ok(t)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, serde_json::to_vec(self)?).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The steps, explicit or the batch-1 default.
+    pub fn steps(&self) -> Vec<Vec<RowRef>> {
+        if let Some(s) = &self.steps {
+            return s.clone();
+        }
+        let mut steps = Vec::new();
+        for (si, s) in self.sequences.iter().enumerate() {
+            if s.prompt_len > 0 {
+                steps.push((0..s.prompt_len).map(|p| (si, p)).collect());
+            }
+            steps.extend((s.prompt_len..s.tokens.len()).map(|p| vec![(si, p)]));
+        }
+        steps
+    }
+
+    pub fn token(&self, (s, p): RowRef) -> u32 {
+        self.sequences[s].tokens[p]
+    }
+
+    /// Whether a position is scored (everything but a BOS).
+    pub fn is_scored(&self, (s, p): RowRef) -> bool {
+        !(p == 0 && self.sequences[s].bos)
+    }
+
+    /// Every position appears in exactly one step, sequences advance in
+    /// order (causality), and prompt lengths fit.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.format_version == 1, "format_version {} is not supported (want 1)", self.format_version);
+        for (i, s) in self.sequences.iter().enumerate() {
+            ensure!(s.prompt_len <= s.tokens.len(), "sequence {i}: prompt_len {} exceeds its {} tokens", s.prompt_len, s.tokens.len());
+        }
+        let mut next: Vec<usize> = vec![0; self.sequences.len()];
+        for (k, step) in self.steps().iter().enumerate() {
+            ensure!(!step.is_empty(), "step {k} has no rows");
+            for &(s, p) in step {
+                ensure!(s < self.sequences.len(), "step {k}: sequence {s} does not exist");
+                ensure!(p == next[s], "step {k}: sequence {s} position {p} out of order (expected {})", next[s]);
+                next[s] += 1;
+            }
+        }
+        for (i, s) in self.sequences.iter().enumerate() {
+            ensure!(next[i] == s.tokens.len(), "sequence {i}: steps cover {} of its {} tokens", next[i], s.tokens.len());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_steps_are_prefill_then_decode() {
+        let t = TokensFile { format_version: 1, sequences: vec![SequenceTokens { tokens: vec![1, 2, 3, 4], prompt_len: 2, bos: true }], steps: None };
+        t.validate().unwrap();
+        assert_eq!(t.steps(), vec![vec![(0, 0), (0, 1)], vec![(0, 2)], vec![(0, 3)]]);
+        assert!(!t.is_scored((0, 0)) && t.is_scored((0, 1)));
+    }
+
+    #[test]
+    fn rejects_out_of_order_or_missing_rows() {
+        let seq = SequenceTokens { tokens: vec![1, 2, 3], prompt_len: 1, bos: false };
+        let bad = TokensFile { format_version: 1, sequences: vec![seq.clone()], steps: Some(vec![vec![(0, 1)], vec![(0, 0)], vec![(0, 2)]]) };
+        assert!(bad.validate().is_err());
+        let short = TokensFile { format_version: 1, sequences: vec![seq], steps: Some(vec![vec![(0, 0), (0, 1)]]) };
+        assert!(short.validate().is_err());
+    }
+
+    #[test]
+    fn parses_the_documented_json() {
+        let j = r#"{"format_version":1,"sequences":[{"tokens":[5,6,7],"prompt_len":2}],"steps":[[[0,0],[0,1]],[[0,2]]]}"#;
+        let t: TokensFile = serde_json::from_str(j).unwrap();
+        t.validate().unwrap();
+        assert_eq!(t.token((0, 2)), 7);
+    }
+}

@@ -1,0 +1,84 @@
+//! Offline throughput of the plain engine on the real model: prefill of
+//! 128- and 512-token prompts and decode at batch 1 (and larger batches),
+//! for f32 and bf16 weights.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use talaria_engine::{KvPool, LlamaModel, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
+use talaria_kernels::WeightDType;
+use talaria_models::{fetch::ensure_default_model, Checkpoint, CvmWeights, WorkerWeights};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Weight precisions to measure.
+    #[arg(long, value_delimiter = ',', default_value = "bf16,f32")]
+    dtypes: Vec<String>,
+    /// Prompt lengths for prefill.
+    #[arg(long, value_delimiter = ',', default_value = "128,512")]
+    prefill: Vec<usize>,
+    /// Decode batch sizes.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    batch: Vec<usize>,
+    /// Decode steps per measurement.
+    #[arg(long, default_value_t = 64)]
+    decode_steps: usize,
+    /// Append the table to bench/RESULTS.md.
+    #[arg(long)]
+    record: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let ck = Checkpoint::open(ensure_default_model(false)?)?;
+    let mut table = String::from("| weights | measurement | tokens/s |\n|---|---|---|\n");
+    for d in &a.dtypes {
+        let dtype = WeightDType::parse(d).ok_or_else(|| anyhow::anyhow!("unknown dtype {d}"))?;
+        let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(&ck, dtype)?)?;
+        let mut linear = LocalLinear::new(Arc::new(WorkerWeights::load(&ck, dtype)?));
+        let max_batch = a.batch.iter().copied().max().unwrap_or(1);
+        let max_len = a.prefill.iter().copied().max().unwrap_or(128).max(64 + a.decode_steps);
+        let mut kv = KvPool::new(&model.config, (max_len.div_ceil(16) + 1) * max_batch.max(1) + 8, 16);
+        for &n in &a.prefill {
+            let tokens: Vec<u32> = (0..n as u32).map(|i| 100 + (i * 7919) % 40000).collect();
+            // One warm-up, then the best of three.
+            let mut best = f64::MAX;
+            for _ in 0..4 {
+                let mut seq = kv.new_sequence();
+                seq.reserve(n)?;
+                let t0 = Instant::now();
+                model.forward(&[SeqChunk { blocks: &seq, tokens: &tokens, logits: LogitsWanted::Last }], &mut kv, &mut linear, &mut StepTimings::default())?;
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            let tps = n as f64 / best;
+            println!("{d}: prefill {n}: {tps:.0} tokens/s");
+            table.push_str(&format!("| {d} | prefill {n} tokens | {tps:.0} |\n"));
+        }
+        for &b in &a.batch {
+            let mut seqs: Vec<_> = (0..b).map(|_| kv.new_sequence()).collect();
+            let prompt: Vec<u32> = (0..32).map(|i| 200 + i).collect();
+            for s in seqs.iter_mut() {
+                s.reserve(32 + a.decode_steps + 1)?;
+                model.forward(&[SeqChunk { blocks: s, tokens: &prompt, logits: LogitsWanted::Last }], &mut kv, &mut linear, &mut StepTimings::default())?;
+                s.advance(32);
+            }
+            let step_tokens: Vec<[u32; 1]> = (0..b).map(|i| [300 + i as u32]).collect();
+            let mut t = StepTimings::default();
+            let t0 = Instant::now();
+            for _ in 0..a.decode_steps {
+                let chunks: Vec<SeqChunk> = seqs.iter().zip(&step_tokens).map(|(s, tok)| SeqChunk { blocks: s, tokens: tok, logits: LogitsWanted::Last }).collect();
+                model.forward(&chunks, &mut kv, &mut linear, &mut t)?;
+                drop(chunks);
+                seqs.iter_mut().for_each(|s| s.advance(1));
+            }
+            let dt = t0.elapsed().as_secs_f64();
+            let tps = (a.decode_steps * b) as f64 / dt;
+            println!("{d}: decode batch {b}: {tps:.1} tokens/s ({:.2} ms/step; linear {:.0}%)", dt * 1e3 / a.decode_steps as f64, 100.0 * t.linear_s / (t.linear_s + t.cvm_s));
+            table.push_str(&format!("| {d} | decode batch {b} | {tps:.1} |\n"));
+        }
+    }
+    println!("\n{table}");
+    if a.record {
+        crate::machine::append_results("Offline throughput, plain engine (`bench throughput`)", &table)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! The `talaria` command line.
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use talaria_engine::{generate, GenerateRequest, KvPool, LlamaModel, SamplingParams, DEFAULT_BLOCK_SIZE};
+use talaria_models::{ChatMessage, Checkpoint, CvmWeights};
+
+use crate::backend::{build_linear, BackendArgs};
+
+use crate::model_source::ModelArgs;
+
+#[derive(Parser, Debug)]
+#[command(name = "talaria", version, about = "Confidential LLM inference: generate text with the CVM/worker split")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate a completion for one prompt and print speed.
+    Generate(GenerateArgs),
+    /// Download (if needed) and verify the default model; print its path.
+    Fetch {
+        #[arg(long)]
+        offline: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long, short)]
+    pub prompt: String,
+    /// Wrap the prompt as a user message in the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop strings (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    #[arg(long)]
+    pub ignore_eos: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Generate(a) => run_generate(a),
+        Command::Fetch { offline } => {
+            println!("{}", talaria_models::fetch::ensure_default_model(offline)?.display());
+            Ok(())
+        }
+    }
+}
+
+fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
+    let path = a.model.resolve()?;
+    let ck = Checkpoint::open(&path)?;
+    let params = SamplingParams { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, min_p: a.min_p, seed: a.seed, ..Default::default() };
+    params.validate().map_err(anyhow::Error::msg)?;
+    let prompt = if a.chat { ck.tokenizer.apply_chat_template(&[ChatMessage::new("user", &a.prompt)]) } else { a.prompt.clone() };
+    let prompt_ids = ck.tokenizer.encode(&prompt)?;
+    let cvm = CvmWeights::load(&ck, a.model.dtype)?;
+    let mut linear = build_linear(&a.backend, &ck, a.model.dtype)?;
+    let model = LlamaModel::new(ck.config.clone(), cvm)?;
+    let tokens_needed = prompt_ids.len() + a.max_tokens;
+    let mut kv = KvPool::new(&model.config, tokens_needed.div_ceil(DEFAULT_BLOCK_SIZE), DEFAULT_BLOCK_SIZE);
+    let req = GenerateRequest { prompt_ids, params, max_tokens: a.max_tokens, stop_strings: a.stop.clone(), ignore_eos: a.ignore_eos };
+    let mut out = std::io::stdout().lock();
+    let res = generate(&model, &mut kv, linear.as_mut(), &ck.tokenizer, &req, |_, _, piece| {
+        let _ = out.write_all(piece.as_bytes());
+        let _ = out.flush();
+    })
+    .context("generation failed")?;
+    drop(out);
+    let n_out = res.tokens.len();
+    println!();
+    eprintln!(
+        "[{} | {} | {} weights] prompt {} tokens: prefill {:.1} tok/s | output {} tokens: decode {:.1} tok/s | finish: {}",
+        linear.name(),
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        a.model.dtype.name(),
+        req.prompt_ids.len(),
+        req.prompt_ids.len() as f64 / res.prefill_s.max(1e-9),
+        n_out,
+        (n_out.saturating_sub(1)) as f64 / res.decode_s.max(1e-9),
+        res.finish.as_str(),
+    );
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! ReMO (Reversible Masked Outsourcing): the CVM side of the masking
+//! protocol of DESIGN §3, independent of any transport.
+//!
+//! The CVM masks each batch of real rows `X` with one-time Gaussian pads,
+//! `X̃ = Π·(X + R_sel)`, the untrusted worker multiplies, and the CVM removes
+//! the mask with the precomputed `R_sel·W`. Pads and their products come
+//! from pad batches sent through a secret butterfly mixing `M`
+//! ([`mixing::Mixing`]), so the worker never sees an individual pad.
+//!
+//! The worker is reached through [`WorkerMatmul`]; the masking schemes
+//! implement [`MaskScheme`]. Serving code can only build a [`ServingScheme`]
+//! (ReMO or the plain baseline); the insecure reference schemes in
+//! [`insecure`] exist for the attack suite alone.
+
+pub mod error;
+pub mod insecure;
+pub mod leakage;
+pub mod mixing;
+pub mod online;
+pub mod pad;
+pub mod params;
+pub mod plain;
+pub mod pool;
+pub mod pools;
+pub mod recording_worker;
+pub mod remo_scheme;
+pub mod report;
+pub mod scales;
+pub mod scheme;
+pub mod scheme_by_name;
+pub mod secure_rng;
+pub mod serving;
+pub mod setup;
+pub mod wipe;
+pub mod worker;
+
+mod column_blocks;
+mod fwht;
+
+pub use error::RemoError;
+pub use leakage::{leakage_bits_per_call, leakage_bound_bits, leakage_bound_bits_for_dims};
+pub use mixing::Mixing;
+pub use pad::Pad;
+pub use plain::PlainScheme;
+pub use pool::{PadPool, PoolStats};
+pub use pools::PadPools;
+pub use recording_worker::{ReceivedCall, RecordingWorker};
+pub use params::RemoParams;
+pub use remo_scheme::Remo;
+pub use report::{OpReport, RemoReport};
+pub use scheme::{IdleProgress, MaskScheme};
+pub use scheme_by_name::{scheme_by_name, SCHEME_NAMES};
+pub use serving::{MaskedLinear, ServingScheme};
+pub use setup::{OpSpec, RemoSetup};
+pub use worker::{CallKind, WorkerMatmul};

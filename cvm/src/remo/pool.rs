@@ -1,0 +1,260 @@
+//! The pad pool of one op: makes pad batches through the worker and hands
+//! out each usable pad once.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use talaria_models::OpId;
+
+use super::error::RemoError;
+use super::mixing::{padded_rows, Mixing};
+use super::pad::Pad;
+use super::params::RemoParams;
+use super::scales::ChannelScales;
+use super::secure_rng::SecureRng;
+use super::setup::OpSpec;
+use super::wipe::SecretVec;
+use super::worker::{check_answer, CallKind, WorkerMatmul};
+
+/// Counters of one pool (or, summed, of all pools).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PoolStats {
+    /// Pads ready now.
+    pub pads_available: usize,
+    /// Pad batches made.
+    pub batches: u64,
+    /// Usable pads produced by those batches.
+    pub pads_made: u64,
+    /// Pads handed to online calls.
+    pub pads_used: u64,
+    /// Pads dropped unused: the ≥ 25 % of every batch, and flushed pads.
+    pub pads_discarded: u64,
+    /// Wall time of pad batches, worker call included.
+    pub refill_time: Duration,
+    /// The worker's share of `refill_time`.
+    pub worker_time: Duration,
+    /// Calls whose rows raised a channel scale.
+    pub scale_raises: u64,
+    /// Pools emptied because their pads were drawn at a stale scale.
+    pub flushes: u64,
+}
+
+impl PoolStats {
+    pub fn add(&mut self, o: &PoolStats) {
+        self.pads_available += o.pads_available;
+        self.batches += o.batches;
+        self.pads_made += o.pads_made;
+        self.pads_used += o.pads_used;
+        self.pads_discarded += o.pads_discarded;
+        self.refill_time += o.refill_time;
+        self.worker_time += o.worker_time;
+        self.scale_raises += o.scale_raises;
+        self.flushes += o.flushes;
+    }
+}
+
+/// The channel scales a batch's pads were drawn at, and how many are left.
+struct BatchScale {
+    remaining: usize,
+    scales: Vec<f64>,
+}
+
+pub struct PadPool {
+    id: OpId,
+    d_in: usize,
+    d_out: usize,
+    n_p: usize,
+    usable: usize,
+    scales: ChannelScales,
+    /// FIFO; pads of older batches first.
+    pads: VecDeque<Pad>,
+    batches: VecDeque<BatchScale>,
+    stats: PoolStats,
+}
+
+impl PadPool {
+    pub fn new(id: OpId, spec: &OpSpec, params: &RemoParams) -> Self {
+        let n_p = padded_rows(spec.d_in);
+        Self {
+            id,
+            d_in: spec.d_in,
+            d_out: spec.d_out,
+            n_p,
+            usable: params.usable_per_batch(n_p),
+            scales: ChannelScales::new(id, spec.channel_scales.clone()),
+            pads: VecDeque::new(),
+            batches: VecDeque::new(),
+            stats: PoolStats::default(),
+        }
+    }
+
+    pub fn id(&self) -> OpId {
+        self.id
+    }
+    pub fn d_in(&self) -> usize {
+        self.d_in
+    }
+    pub fn d_out(&self) -> usize {
+        self.d_out
+    }
+    /// Rows of one pad batch, `N_p`.
+    pub fn batch_rows(&self) -> usize {
+        self.n_p
+    }
+    /// Pads kept from each batch.
+    pub fn usable_per_batch(&self) -> usize {
+        self.usable
+    }
+    pub fn available(&self) -> usize {
+        self.pads.len()
+    }
+    pub fn channel_scales(&self) -> &ChannelScales {
+        &self.scales
+    }
+    pub fn stats(&self) -> PoolStats {
+        PoolStats { pads_available: self.pads.len(), scale_raises: self.scales.raises(), ..self.stats }
+    }
+
+    /// Makes one pad batch: draws `R`, sends `U = M·R`, recovers
+    /// `R·W = M⁻¹·(U·W)`, keeps a uniformly random `usable` of the `N_p`
+    /// pads and zeroizes the rest.
+    pub fn refill(&mut self, worker: &mut dyn WorkerMatmul, rng: &mut SecureRng, params: &RemoParams) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let (n_p, d_in, d_out) = (self.n_p, self.d_in, self.d_out);
+        let sigma: Vec<f64> = self.scales.scales().iter().map(|s| params.kappa * s).collect();
+        let mut r = SecretVec::zeros(n_p * d_in);
+        rng.fill_gaussian_rows(&mut r, &sigma);
+        let mixing = Mixing::sample(n_p, params.mixing_rounds, rng)?;
+        let mut u = r.to_vec();
+        mixing.apply(&mut u, d_in)?;
+
+        let asked = Instant::now();
+        let answer = worker.matmul(self.id, CallKind::PadBatch, &u, n_p);
+        let worker_time = asked.elapsed();
+        let mut rw = SecretVec::from(answer.map_err(|e| e.context(format!("{}: pad batch", self.id)))?);
+        check_answer(self.id, &rw, n_p, d_out)?;
+        mixing.apply_inverse(&mut rw, d_out)?;
+        drop(mixing);
+
+        // A uniformly random subset, in random order; `r` and `rw` (with
+        // the discarded pads) are zeroized when they drop.
+        let mut order = Vec::with_capacity(n_p);
+        rng.permutation(n_p, &mut order);
+        for &i in &order[..self.usable] {
+            self.pads.push_back(Pad::new(&r[i * d_in..(i + 1) * d_in], &rw[i * d_out..(i + 1) * d_out]));
+        }
+        super::wipe::wipe(&mut order);
+        self.batches.push_back(BatchScale { remaining: self.usable, scales: self.scales.scales().to_vec() });
+
+        self.stats.batches += 1;
+        self.stats.pads_made += self.usable as u64;
+        self.stats.pads_discarded += (n_p - self.usable) as u64;
+        self.stats.worker_time += worker_time;
+        self.stats.refill_time += start.elapsed();
+        Ok(())
+    }
+
+    /// Moves `n` pads out of the pool; they are never handed out again.
+    pub fn take(&mut self, n: usize) -> Result<Vec<Pad>, RemoError> {
+        if self.pads.len() < n {
+            return Err(RemoError::PoolShort { id: self.id, available: self.pads.len(), wanted: n });
+        }
+        let pads: Vec<Pad> = self.pads.drain(..n).collect();
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = self.batches.front_mut() else { break };
+            let k = left.min(front.remaining);
+            front.remaining -= k;
+            left -= k;
+            if front.remaining == 0 {
+                self.batches.pop_front();
+            }
+        }
+        self.stats.pads_used += n as u64;
+        Ok(pads)
+    }
+
+    /// Records the real rows of a call (`rows × d_in`, checked by the
+    /// caller): raises channel scales where needed, and flushes the pool
+    /// when its oldest pads were drawn at less than `1/stale_ratio` of what
+    /// this call needs.
+    pub fn observe<X: Copy + Into<f64>>(&mut self, x: &[X], rows: usize, params: &RemoParams) {
+        if !self.scales.observe(x, rows) {
+            return;
+        }
+        let stale = self.batches.front().is_some_and(|b| {
+            self.scales.last_rms().iter().zip(&b.scales).any(|(&rms, &drawn)| rms > params.stale_ratio * drawn)
+        });
+        if stale {
+            tracing::debug!(op = %self.id, pads = self.pads.len(), "flushing pads drawn at a stale channel scale");
+            self.flush();
+        }
+    }
+
+    /// Discards (zeroizes) every pad in the pool.
+    pub fn flush(&mut self) {
+        self.stats.pads_discarded += self.pads.len() as u64;
+        self.stats.flushes += 1;
+        self.pads.clear();
+        self.batches.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remo::recording_worker::RecordingWorker;
+    use talaria_models::Op;
+
+    fn pool(d_in: usize, d_out: usize) -> (PadPool, RecordingWorker, RemoParams) {
+        let id = OpId::new(0, Op::Down);
+        let spec = OpSpec { d_in, d_out, channel_scales: vec![1.0; d_in] };
+        let params = RemoParams::default();
+        (PadPool::new(id, &spec, &params), RecordingWorker::random(&[(id, d_in, d_out)], 1), params)
+    }
+
+    #[test]
+    fn a_batch_keeps_at_most_three_quarters_and_pads_are_taken_once() {
+        let (mut p, mut w, params) = pool(40, 24);
+        let mut rng = SecureRng::from_os().unwrap();
+        assert_eq!(p.batch_rows(), 64);
+        p.refill(&mut w, &mut rng, &params).unwrap();
+        assert_eq!(p.available(), 48);
+        let s = p.stats();
+        assert_eq!((s.batches, s.pads_made, s.pads_discarded), (1, 48, 16));
+        let first = p.take(30).unwrap();
+        let second = p.take(18).unwrap();
+        assert_eq!(p.available(), 0);
+        assert!(matches!(p.take(1), Err(RemoError::PoolShort { .. })));
+        // All 48 pads are distinct rows.
+        let mut rows: Vec<Vec<u64>> = first.iter().chain(&second).map(|p| p.r().iter().map(|v| v.to_bits()).collect()).collect();
+        rows.sort();
+        rows.dedup();
+        assert_eq!(rows.len(), 48);
+        assert_eq!(p.stats().pads_used, 48);
+        // Each pad carries r·W for its own r.
+        for pad in &first {
+            let want = w.exact(p.id(), pad.r(), 1).unwrap();
+            let err = want.iter().zip(pad.rw()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
+            assert!(err <= 1e-13 * scale, "r·W off by {err} (scale {scale})");
+        }
+    }
+
+    #[test]
+    fn stale_scales_flush_the_pool() {
+        let (mut p, mut w, params) = pool(8, 4);
+        let mut rng = SecureRng::from_os().unwrap();
+        p.refill(&mut w, &mut rng, &params).unwrap();
+        let before = p.available();
+        // RMS 1.5 ≤ 2 × 1: raised, but the pads stay.
+        p.observe(&[1.5f32; 8], 1, &params);
+        assert_eq!(p.available(), before);
+        assert_eq!(p.channel_scales().scales()[0], 1.5);
+        // RMS 3 > 2 × 1 (the scale the pooled pads were drawn at): flushed.
+        p.observe(&[3.0f32; 8], 1, &params);
+        assert_eq!(p.available(), 0);
+        let s = p.stats();
+        assert_eq!((s.flushes, s.scale_raises, s.pads_discarded), (1, 2, 8 + before as u64));
+    }
+}

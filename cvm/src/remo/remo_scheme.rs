@@ -1,0 +1,132 @@
+//! `Remo`: the secure masking scheme (DESIGN §3) behind `MaskScheme`.
+
+use std::time::Duration;
+
+use talaria_models::OpId;
+
+use super::error::RemoError;
+use super::online::{masked_matmul, OnlineScratch};
+use super::pools::PadPools;
+use super::report::RemoReport;
+use super::scheme::{IdleProgress, MaskScheme};
+use super::secure_rng::SecureRng;
+use super::setup::RemoSetup;
+use super::worker::{check_finite, WorkerMatmul};
+
+pub use super::params::RemoParams;
+
+pub struct Remo {
+    setup: RemoSetup,
+    pools: PadPools,
+    /// For the per-call row permutations.
+    rng: SecureRng,
+    scratch: OnlineScratch,
+    out64: Vec<f64>,
+    online_calls: u64,
+    online_rows: u64,
+}
+
+impl Remo {
+    pub fn new(setup: RemoSetup, params: RemoParams) -> Result<Self, RemoError> {
+        let pools = PadPools::new(&setup, params)?;
+        Ok(Self {
+            setup,
+            pools,
+            rng: SecureRng::from_os()?,
+            scratch: OnlineScratch::default(),
+            out64: Vec::new(),
+            online_calls: 0,
+            online_rows: 0,
+        })
+    }
+
+    pub fn params(&self) -> &RemoParams {
+        self.pools.params()
+    }
+
+    pub fn kappa(&self) -> f64 {
+        self.params().kappa
+    }
+
+    pub fn setup(&self) -> &RemoSetup {
+        &self.setup
+    }
+
+    pub fn pools(&self) -> &PadPools {
+        &self.pools
+    }
+
+    /// For the engine: make sure `n` pads of `id` are ready before a step.
+    pub fn ensure(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, n: usize) -> anyhow::Result<()> {
+        self.pools.ensure(worker, id, n)
+    }
+
+    /// Fills every pool up to its low-water mark (e.g. at start-up).
+    pub fn warm_up(&mut self, worker: &mut dyn WorkerMatmul) -> anyhow::Result<IdleProgress> {
+        self.pools.refill_idle(worker, Duration::MAX)
+    }
+
+    /// The masked product in f64: `out (rows × d_out) = x · W_idᵀ`.
+    pub fn matmul_f64(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
+        self.masked(worker, id, x, rows, out)
+    }
+
+    fn masked<X: Copy + Into<f64>>(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[X], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
+        let spec = self.setup.get(id).ok_or(RemoError::UnknownOp { id })?;
+        let (d_in, d_out) = (spec.d_in, spec.d_out);
+        if x.len() != rows * d_in {
+            return Err(RemoError::Shape { id, what: "input rows", got: x.len(), expected: rows * d_in }.into());
+        }
+        if out.len() != rows * d_out {
+            return Err(RemoError::Shape { id, what: "output", got: out.len(), expected: rows * d_out }.into());
+        }
+        if rows == 0 {
+            return Ok(());
+        }
+        check_finite(id, "input rows", x)?;
+        // Observe first: a raised scale (and flushed stale pads) already
+        // protects this call.
+        self.pools.observe(id, x, rows)?;
+        self.pools.ensure(worker, id, rows)?;
+        let pads = self.pools.take(id, rows)?;
+        masked_matmul(worker, id, x, rows, pads, &mut self.rng, &mut self.scratch, out)?;
+        self.online_calls += 1;
+        self.online_rows += rows as u64;
+        Ok(())
+    }
+
+    /// Pools, statistics and the leakage bound, for the CLI.
+    pub fn remo_report(&self) -> RemoReport {
+        RemoReport::new(&self.setup, &self.pools, self.online_calls, self.online_rows)
+    }
+}
+
+impl MaskScheme for Remo {
+    fn name(&self) -> &str {
+        "remo"
+    }
+
+    fn secure(&self) -> bool {
+        true
+    }
+
+    fn matmul(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
+        let mut out64 = std::mem::take(&mut self.out64);
+        out64.clear();
+        out64.resize(out.len(), 0.0);
+        let done = self.masked(worker, id, x, rows, &mut out64);
+        if done.is_ok() {
+            out.iter_mut().zip(&out64).for_each(|(o, &v)| *o = v as f32);
+        }
+        self.out64 = out64;
+        done
+    }
+
+    fn idle(&mut self, worker: &mut dyn WorkerMatmul, budget: Duration) -> anyhow::Result<IdleProgress> {
+        self.pools.refill_idle(worker, budget)
+    }
+
+    fn report(&self) -> Option<RemoReport> {
+        Some(self.remo_report())
+    }
+}

@@ -1,0 +1,49 @@
+//! One interface for every way of outsourcing a linear to the worker, so
+//! the attack suite can run ReMO and the insecure reference schemes alike.
+
+use std::time::Duration;
+
+use talaria_models::OpId;
+
+use super::error::RemoError;
+use super::report::RemoReport;
+use super::worker::WorkerMatmul;
+
+/// What an idle-time refill achieved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdleProgress {
+    pub batches_made: usize,
+    /// Pools still below their low-water mark (0: nothing left to do).
+    pub pools_below_low_water: usize,
+}
+
+pub trait MaskScheme: Send {
+    /// A short name for logs and reports ("remo", "plain", "permute", …).
+    fn name(&self) -> &str;
+
+    /// Whether the worker's view is (nearly) independent of the data.
+    fn secure(&self) -> bool;
+
+    /// `out (rows × d_out) = x (rows × d_in) · W_idᵀ`, computed by `worker`.
+    fn matmul(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()>;
+
+    /// Work to do while the worker is idle (pad refills), for up to about
+    /// `budget`.
+    fn idle(&mut self, _worker: &mut dyn WorkerMatmul, _budget: Duration) -> anyhow::Result<IdleProgress> {
+        Ok(IdleProgress::default())
+    }
+
+    /// ReMO's statistics and leakage bound, where the scheme has them.
+    fn report(&self) -> Option<RemoReport> {
+        None
+    }
+}
+
+/// `(d_in, d_out)` of a call from its buffer lengths (schemes that know no
+/// shapes up front).
+pub(crate) fn dims_from_buffers(id: OpId, x_len: usize, out_len: usize, rows: usize) -> Result<(usize, usize), RemoError> {
+    if rows == 0 || x_len % rows != 0 || out_len % rows != 0 || x_len == 0 || out_len == 0 {
+        return Err(RemoError::Param(format!("{id}: buffers of {x_len} and {out_len} values do not hold {rows} non-empty rows")));
+    }
+    Ok((x_len / rows, out_len / rows))
+}

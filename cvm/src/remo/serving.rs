@@ -1,0 +1,98 @@
+//! What serving code may use: `ServingScheme` has exactly two variants,
+//! ReMO and the plain baseline, so no insecure reference scheme can be
+//! selected on the serving path. `MaskedLinear` plugs it into the engine.
+
+use std::time::Duration;
+
+use talaria_engine::Linear;
+use talaria_models::OpId;
+
+use super::error::RemoError;
+use super::plain::PlainScheme;
+use super::remo_scheme::{Remo, RemoParams};
+use super::report::RemoReport;
+use super::scheme::{IdleProgress, MaskScheme};
+use super::setup::RemoSetup;
+use super::worker::WorkerMatmul;
+
+pub enum ServingScheme {
+    Remo(Box<Remo>),
+    Plain(PlainScheme),
+}
+
+impl ServingScheme {
+    pub fn remo(setup: RemoSetup, params: RemoParams) -> Result<Self, RemoError> {
+        Ok(Self::Remo(Box::new(Remo::new(setup, params)?)))
+    }
+
+    pub fn plain() -> Self {
+        Self::Plain(PlainScheme::new())
+    }
+
+    fn inner(&self) -> &dyn MaskScheme {
+        match self {
+            Self::Remo(r) => r.as_ref(),
+            Self::Plain(p) => p,
+        }
+    }
+
+    fn inner_mut(&mut self) -> &mut dyn MaskScheme {
+        match self {
+            Self::Remo(r) => r.as_mut(),
+            Self::Plain(p) => p,
+        }
+    }
+}
+
+impl MaskScheme for ServingScheme {
+    fn name(&self) -> &str {
+        self.inner().name()
+    }
+    fn secure(&self) -> bool {
+        self.inner().secure()
+    }
+    fn matmul(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
+        self.inner_mut().matmul(worker, id, x, rows, out)
+    }
+    fn idle(&mut self, worker: &mut dyn WorkerMatmul, budget: Duration) -> anyhow::Result<IdleProgress> {
+        self.inner_mut().idle(worker, budget)
+    }
+    fn report(&self) -> Option<RemoReport> {
+        self.inner().report()
+    }
+}
+
+/// The engine's `Linear` over a remote worker, masked by a serving scheme.
+pub struct MaskedLinear {
+    scheme: ServingScheme,
+    worker: Box<dyn WorkerMatmul + Send>,
+}
+
+impl MaskedLinear {
+    pub fn new(scheme: ServingScheme, worker: Box<dyn WorkerMatmul + Send>) -> Self {
+        Self { scheme, worker }
+    }
+
+    /// Pad refills while the worker has nothing else to do.
+    pub fn idle(&mut self, budget: Duration) -> anyhow::Result<IdleProgress> {
+        self.scheme.idle(self.worker.as_mut(), budget)
+    }
+
+    pub fn report(&self) -> Option<RemoReport> {
+        self.scheme.report()
+    }
+
+    pub fn scheme(&self) -> &ServingScheme {
+        &self.scheme
+    }
+}
+
+impl Linear for MaskedLinear {
+    fn forward(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
+        self.scheme.matmul(self.worker.as_mut(), id, x, rows, out)
+    }
+
+    fn name(&self) -> String {
+        format!("{}-remote", self.scheme.name())
+    }
+}

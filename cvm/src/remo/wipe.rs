@@ -1,0 +1,68 @@
+//! Zeroizing secret buffers (pads, mixing parameters) before their memory
+//! is released. Volatile writes keep the compiler from eliding the stores.
+
+use std::sync::atomic::{compiler_fence, Ordering};
+
+/// Overwrites every element with its default (zero) value.
+pub fn wipe<T: Copy + Default>(v: &mut [T]) {
+    for x in v.iter_mut() {
+        // SAFETY: `x` is a valid, aligned, exclusive reference.
+        unsafe { std::ptr::write_volatile(x, T::default()) };
+    }
+    compiler_fence(Ordering::SeqCst);
+}
+
+/// Zeroizes a vector's whole capacity-backed contents, then empties it.
+pub fn wipe_vec<T: Copy + Default>(v: &mut Vec<T>) {
+    wipe(v.as_mut_slice());
+    v.clear();
+}
+
+/// An owned f64 buffer holding secrets (pads, pad products); zeroized on
+/// drop, including on error paths.
+pub struct SecretVec(Vec<f64>);
+
+impl SecretVec {
+    pub fn zeros(len: usize) -> Self {
+        Self(vec![0.0; len])
+    }
+}
+
+impl From<Vec<f64>> for SecretVec {
+    fn from(v: Vec<f64>) -> Self {
+        Self(v)
+    }
+}
+
+impl std::ops::Deref for SecretVec {
+    type Target = [f64];
+    fn deref(&self) -> &[f64] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SecretVec {
+    fn deref_mut(&mut self) -> &mut [f64] {
+        &mut self.0
+    }
+}
+
+impl Drop for SecretVec {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn wipes_to_zero() {
+        let mut v = vec![1.5f64, -2.0, 3.0];
+        wipe(&mut v);
+        assert_eq!(v, vec![0.0; 3]);
+        let mut p = vec![3usize, 1, 2];
+        wipe_vec(&mut p);
+        assert!(p.is_empty());
+    }
+}

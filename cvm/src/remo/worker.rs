@@ -1,0 +1,54 @@
+//! The one thing ReMO needs from the untrusted worker: multiply rows by the
+//! weight of an op. Transports implement [`WorkerMatmul`].
+
+use talaria_models::OpId;
+
+use super::error::RemoError;
+
+/// Why a matrix is sent; the worker may record it, but cannot tell pads
+/// from data beyond this label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallKind {
+    /// A mixed pad batch `U = M·R` (refill, off the critical path).
+    PadBatch,
+    /// Masked real rows `Π·(X + R_sel)`.
+    Online,
+    /// Unmasked rows (the unprotected baseline, or an insecure scheme's setup).
+    Plain,
+}
+
+impl CallKind {
+    /// The wire name (DESIGN §5).
+    pub fn name(self) -> &'static str {
+        match self {
+            CallKind::PadBatch => "pad_batch",
+            CallKind::Online => "online",
+            CallKind::Plain => "plain",
+        }
+    }
+}
+
+/// The untrusted worker as seen by the masking layer.
+pub trait WorkerMatmul {
+    /// Returns `rows × d_out` (f64, row-major) `= x (rows × d_in) · W_idᵀ`,
+    /// computed by the worker.
+    fn matmul(&mut self, id: OpId, kind: CallKind, x: &[f64], rows: usize) -> anyhow::Result<Vec<f64>>;
+}
+
+/// Checks a worker's answer: `rows × d_out` values, all finite.
+pub(crate) fn check_answer(id: OpId, y: &[f64], rows: usize, d_out: usize) -> Result<(), RemoError> {
+    let expected = rows * d_out;
+    if y.len() != expected {
+        return Err(RemoError::Shape { id, what: "worker answer", got: y.len(), expected });
+    }
+    check_finite(id, "worker answer", y)
+}
+
+/// Checks that every value is finite (NaN or ∞ would break the masking
+/// arithmetic and, on input, mark a row to the worker).
+pub(crate) fn check_finite<T: Copy + Into<f64>>(id: OpId, what: &'static str, v: &[T]) -> Result<(), RemoError> {
+    match v.iter().position(|&a| !a.into().is_finite()) {
+        Some(index) => Err(RemoError::NonFinite { id, what, index }),
+        None => Ok(()),
+    }
+}

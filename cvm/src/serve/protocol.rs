@@ -1,0 +1,366 @@
+//! Request bodies of the generation endpoints, their validation, and their
+//! mapping to an `EngineRequest`. Unknown fields are refused (as OpenAI
+//! does) and a value of the wrong type names its field.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+use talaria_engine::scheduler::{EngineLimits, EngineRequest, RejectReason};
+use talaria_engine::SamplingParams;
+
+use super::error::ApiError;
+
+/// Most choices one request may ask for.
+pub const MAX_N: usize = 32;
+/// Most top logprobs per token.
+pub const MAX_LOGPROBS: usize = 20;
+/// Most stop strings per request.
+pub const MAX_STOP_STRINGS: usize = 16;
+
+const COMMON_KEYS: &[&str] = &[
+    "model", "max_tokens", "temperature", "top_p", "top_k", "min_p", "stop", "stop_token_ids", "seed", "n", "ignore_eos", "presence_penalty", "frequency_penalty", "stream",
+    "stream_options", "user", "logit_bias",
+];
+pub const COMPLETION_KEYS: &[&str] = &["prompt", "logprobs", "echo", "suffix", "best_of"];
+pub const CHAT_KEYS: &[&str] = &["messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format", "tools", "tool_choice", "parallel_tool_calls", "store", "metadata", "service_tier"];
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct CommonFields {
+    pub model: Option<String>,
+    pub max_tokens: Option<usize>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<i64>,
+    pub min_p: Option<f32>,
+    pub stop: Option<StopInput>,
+    pub stop_token_ids: Option<Vec<u32>>,
+    pub seed: Option<i64>,
+    pub n: Option<usize>,
+    pub ignore_eos: Option<bool>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+    pub user: Option<String>,
+    pub logit_bias: Option<HashMap<String, f32>>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: Option<bool>,
+    #[serde(default)]
+    pub continuous_usage_stats: Option<bool>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+pub enum StopInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+pub enum PromptInput {
+    Text(String),
+    Tokens(Vec<u32>),
+    Texts(Vec<String>),
+    TokenLists(Vec<Vec<u32>>),
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct CompletionRequest {
+    #[serde(flatten)]
+    pub common: CommonFields,
+    pub prompt: Option<PromptInput>,
+    pub logprobs: Option<usize>,
+    pub echo: Option<bool>,
+    pub suffix: Option<String>,
+    pub best_of: Option<usize>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct MessageIn {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<ContentIn>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+pub enum ContentIn {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Deserialize, Debug)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct ChatRequest {
+    #[serde(flatten)]
+    pub common: CommonFields,
+    pub messages: Option<Vec<MessageIn>>,
+    pub max_completion_tokens: Option<usize>,
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<usize>,
+    pub response_format: Option<Value>,
+    pub tools: Option<Vec<Value>>,
+    pub tool_choice: Option<Value>,
+    pub parallel_tool_calls: Option<bool>,
+    pub store: Option<bool>,
+    pub metadata: Option<Value>,
+    pub service_tier: Option<Value>,
+}
+
+/// Parses a request body: UTF-8, a JSON object, only `known` (plus the
+/// common) fields, each of the right type.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8], known: &[&str]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid UTF-8: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    };
+    for (key, v) in &obj {
+        if !COMMON_KEYS.contains(&key.as_str()) && !known.contains(&key.as_str()) {
+            return Err(ApiError::bad_param(key, format!("Unrecognized request argument supplied: {key}")));
+        }
+        // Checked one by one so the error names the field.
+        let single = Value::Object([(key.clone(), v.clone())].into_iter().collect());
+        if let Err(e) = serde_json::from_value::<T>(single) {
+            return Err(ApiError::bad_param(key, format!("invalid value for `{key}`: {e}")));
+        }
+    }
+    serde_json::from_value(Value::Object(obj)).map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
+}
+
+/// Parses a body into a type that lists its own fields (and refuses
+/// others with `deny_unknown_fields`).
+pub fn parse_strict<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid UTF-8: {e}")))?;
+    serde_json::from_str(text).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+/// What the response needs to know besides the engine's events.
+#[derive(Clone, Debug)]
+pub struct ResponseOptions {
+    pub stream: bool,
+    pub include_usage: bool,
+    pub n: usize,
+    /// Top logprobs per token, when logprobs were asked for.
+    pub logprobs: Option<usize>,
+    pub prompt_tokens: usize,
+}
+
+/// Checks the model name: absent or the served one.
+pub fn check_model(requested: &Option<String>, served: &str) -> Result<(), ApiError> {
+    match requested {
+        Some(m) if m != served => Err(ApiError::model_not_found(m)),
+        _ => Ok(()),
+    }
+}
+
+/// Builds the engine request from the common fields and a tokenized prompt.
+/// `max_tokens` is the endpoint's effective completion limit field.
+pub fn build_request(c: &CommonFields, prompt_ids: Vec<u32>, max_tokens: (Option<usize>, &str), logprobs: Option<usize>, limits: &EngineLimits) -> Result<(EngineRequest, ResponseOptions), ApiError> {
+    let prompt = prompt_ids.len();
+    if prompt == 0 {
+        return Err(ApiError::bad_param("prompt", "the prompt is empty"));
+    }
+    let context = limits.context_len.min(limits.kv_capacity_tokens);
+    if prompt >= context {
+        return Err(ApiError::bad_param(
+            "prompt",
+            format!("This model's maximum context length is {context} tokens. However, your prompt has {prompt} tokens, which leaves no room for a completion."),
+        )
+        .with_code("context_length_exceeded"));
+    }
+    let (max_tokens, max_tokens_param) = max_tokens;
+    let max_tokens = match max_tokens {
+        Some(0) => return Err(ApiError::bad_param(max_tokens_param, format!("{max_tokens_param} must be at least 1"))),
+        Some(m) => m,
+        None => context - prompt,
+    };
+    let n = c.n.unwrap_or(1);
+    if !(1..=MAX_N).contains(&n) {
+        return Err(ApiError::bad_param("n", format!("n must be between 1 and {MAX_N}, got {n}")));
+    }
+    if let Some(k) = logprobs.filter(|&k| k > MAX_LOGPROBS) {
+        return Err(ApiError::bad_param("logprobs", format!("at most {MAX_LOGPROBS} logprobs per token, got {k}")));
+    }
+    if c.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
+        return Err(ApiError::bad_param("logit_bias", "logit_bias is not supported"));
+    }
+    let stream = c.stream.unwrap_or(false);
+    if c.stream_options.is_some() && !stream {
+        return Err(ApiError::bad_param("stream_options", "stream_options is only allowed when stream is true"));
+    }
+    let stop_strings = match &c.stop {
+        None => Vec::new(),
+        Some(StopInput::One(s)) => vec![s.clone()],
+        Some(StopInput::Many(v)) => v.clone(),
+    };
+    if stop_strings.len() > MAX_STOP_STRINGS {
+        return Err(ApiError::bad_param("stop", format!("at most {MAX_STOP_STRINGS} stop strings, got {}", stop_strings.len())));
+    }
+    let top_k = match c.top_k {
+        None | Some(-1) | Some(0) => 0,
+        Some(k) if k > 0 => k as usize,
+        Some(k) => return Err(ApiError::bad_param("top_k", format!("top_k must be -1 (off) or positive, got {k}"))),
+    };
+    let params = SamplingParams {
+        temperature: c.temperature.unwrap_or(1.0),
+        top_k,
+        top_p: c.top_p.unwrap_or(1.0),
+        min_p: c.min_p.unwrap_or(0.0),
+        presence_penalty: c.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: c.frequency_penalty.unwrap_or(0.0),
+        seed: c.seed.map(|s| s as u64),
+        logprobs,
+    };
+    if let Err(msg) = params.validate() {
+        let param = msg.split_whitespace().next().unwrap_or("").to_string();
+        return Err(ApiError::bad_param(&param, msg));
+    }
+    let req = EngineRequest { prompt_ids, params, n, max_tokens, stop_strings, stop_token_ids: c.stop_token_ids.clone().unwrap_or_default(), ignore_eos: c.ignore_eos.unwrap_or(false) };
+    limits.check(&req).map_err(|r| reject_to_error(&r, max_tokens_param))?;
+    let include_usage = c.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+    Ok((req, ResponseOptions { stream, include_usage, n, logprobs, prompt_tokens: prompt }))
+}
+
+/// The 400 for a request the engine refuses.
+pub fn reject_to_error(r: &RejectReason, max_tokens_param: &str) -> ApiError {
+    let param = match r {
+        RejectReason::EmptyPrompt | RejectReason::BadToken { .. } => "prompt",
+        RejectReason::ZeroN => "n",
+        RejectReason::ZeroMaxTokens | RejectReason::ExceedsKvCache { .. } => max_tokens_param,
+        RejectReason::TooLong { .. } => return ApiError::bad_param(max_tokens_param, r.to_string()).with_code("context_length_exceeded"),
+        RejectReason::BadParams(_) => "",
+        RejectReason::ShuttingDown => return ApiError::unavailable(r.to_string()),
+    };
+    if param.is_empty() {
+        ApiError::bad_request(r.to_string())
+    } else {
+        ApiError::bad_param(param, r.to_string())
+    }
+}
+
+/// The text of a chat message's content (plain text parts only).
+pub fn message_text(m: &MessageIn) -> Result<String, ApiError> {
+    match &m.content {
+        None => Ok(String::new()),
+        Some(ContentIn::Text(t)) => Ok(t.clone()),
+        Some(ContentIn::Parts(parts)) => {
+            let mut s = String::new();
+            for p in parts {
+                match (p.kind.as_str(), &p.text) {
+                    ("text", Some(t)) => s.push_str(t),
+                    (kind, _) => return Err(ApiError::bad_param("messages", format!("content parts of type {kind:?} are not supported (text only)"))),
+                }
+            }
+            Ok(s)
+        }
+    }
+}
+
+/// Checks the chat-only fields that change behaviour and that we do not
+/// support.
+pub fn check_chat_extras(r: &ChatRequest) -> Result<(), ApiError> {
+    if r.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ApiError::bad_param("tools", "tool calling is not supported"));
+    }
+    match &r.tool_choice {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s == "none" || s == "auto" => {}
+        Some(_) => return Err(ApiError::bad_param("tool_choice", "tool calling is not supported")),
+    }
+    if let Some(f) = &r.response_format {
+        if f.get("type").and_then(Value::as_str) != Some("text") {
+            return Err(ApiError::bad_param("response_format", "only response_format {\"type\": \"text\"} is supported"));
+        }
+    }
+    if r.top_logprobs.is_some() && r.logprobs != Some(true) {
+        return Err(ApiError::bad_param("top_logprobs", "top_logprobs requires logprobs to be true"));
+    }
+    if r.max_tokens_conflict() {
+        return Err(ApiError::bad_param("max_completion_tokens", "give max_tokens or max_completion_tokens, not both with different values"));
+    }
+    Ok(())
+}
+
+impl ChatRequest {
+    fn max_tokens_conflict(&self) -> bool {
+        matches!((self.common.max_tokens, self.max_completion_tokens), (Some(a), Some(b)) if a != b)
+    }
+}
+
+/// Checks the completion-only fields that change behaviour and that we do
+/// not support.
+pub fn check_completion_extras(r: &CompletionRequest) -> Result<(), ApiError> {
+    if r.echo == Some(true) {
+        return Err(ApiError::bad_param("echo", "echo is not supported"));
+    }
+    if r.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::bad_param("suffix", "suffix is not supported"));
+    }
+    if let Some(b) = r.best_of {
+        if b != r.common.n.unwrap_or(1) {
+            return Err(ApiError::bad_param("best_of", "best_of other than n is not supported"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> EngineLimits {
+        EngineLimits { context_len: 100, kv_capacity_tokens: 1000, vocab_size: 50 }
+    }
+
+    #[test]
+    fn unknown_and_mistyped_fields_are_named() {
+        let e = parse_body::<CompletionRequest>(br#"{"prompt": "hi", "bogus": 1}"#, COMPLETION_KEYS).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("bogus"));
+        let e = parse_body::<CompletionRequest>(br#"{"prompt": "hi", "temperature": "hot"}"#, COMPLETION_KEYS).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("temperature"));
+        let e = parse_body::<ChatRequest>(br#"{"messages": [], "n": -1}"#, CHAT_KEYS).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("n"));
+        assert!(parse_body::<CompletionRequest>(b"{\"prompt\": \"\xff\"}", COMPLETION_KEYS).unwrap_err().message.contains("UTF-8"));
+        assert!(parse_body::<CompletionRequest>(b"{\"prompt\": ", COMPLETION_KEYS).unwrap_err().message.contains("JSON"));
+        let ok = parse_body::<CompletionRequest>(br#"{"prompt": [1, 2], "stop": "x", "max_tokens": 3, "stream_options": null}"#, COMPLETION_KEYS).unwrap();
+        assert!(matches!(ok.prompt, Some(PromptInput::Tokens(ref t)) if t == &[1, 2]));
+        assert!(matches!(ok.common.stop, Some(StopInput::One(ref s)) if s == "x"));
+    }
+
+    #[test]
+    fn limits_map_to_the_right_fields() {
+        let c = CommonFields { max_tokens: Some(95), ..Default::default() };
+        let e = build_request(&c, vec![1; 10], (c.max_tokens, "max_tokens"), None, &limits()).unwrap_err();
+        assert_eq!((e.param.as_deref(), e.code.as_deref()), (Some("max_tokens"), Some("context_length_exceeded")));
+        let e = build_request(&CommonFields::default(), vec![1; 100], (None, "max_tokens"), None, &limits()).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("prompt"));
+        let c = CommonFields { n: Some(MAX_N + 1), ..Default::default() };
+        assert_eq!(build_request(&c, vec![1], (None, "max_tokens"), None, &limits()).unwrap_err().param.as_deref(), Some("n"));
+        let c = CommonFields { temperature: Some(-1.0), ..Default::default() };
+        assert_eq!(build_request(&c, vec![1], (None, "max_tokens"), None, &limits()).unwrap_err().param.as_deref(), Some("temperature"));
+        let (req, opts) = build_request(&CommonFields::default(), vec![1; 10], (None, "max_tokens"), Some(2), &limits()).unwrap();
+        assert_eq!((req.max_tokens, req.n, opts.logprobs), (90, 1, Some(2)));
+        assert_eq!(req.params.temperature, 1.0, "OpenAI's default temperature");
+    }
+}

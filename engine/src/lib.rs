@@ -1,0 +1,15 @@
+//! The Llama forward pass over a `Linear` backend (plain local or ReMO
+//! remote), the paged KV cache, sampling, and the request drivers.
+pub mod generate;
+pub mod kv_cache;
+pub mod linear;
+pub mod model;
+pub mod sampling;
+pub mod scheduler;
+pub mod stop;
+
+pub use generate::{generate, FinishReason, GenerateError, GenerateOutput, GenerateRequest};
+pub use kv_cache::{KvPool, SeqBlocks, DEFAULT_BLOCK_SIZE};
+pub use linear::{Linear, LocalLinear};
+pub use model::{LlamaModel, LogitsWanted, SeqChunk, StepTimings};
+pub use sampling::{SampledToken, Sampler, SamplingParams};

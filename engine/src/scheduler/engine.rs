@@ -1,0 +1,270 @@
+//! The engine: owns the model, the KV pool and the linear backend, holds
+//! the requests in flight, and runs one batched step at a time.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use talaria_models::Tokenizer;
+
+use crate::kv_cache::KvPool;
+use crate::linear::Linear;
+use crate::model::{LlamaModel, LogitsWanted, SeqChunk, StepTimings};
+use crate::sampling::Sampler;
+use crate::stop::StopStrings;
+
+use super::policy::{Scheduler, SchedulerConfig};
+use super::request::{EngineRequest, EventSink, RejectReason, RequestEvent, RequestId, SeqOutput};
+use super::sequence::{SeqSpec, Sequence};
+use super::stats::{EngineStats, Occupancy};
+
+/// What a request must satisfy to be accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineLimits {
+    /// The model's context length (prompt + completion).
+    pub context_len: usize,
+    /// Tokens the whole KV cache holds (one sequence can use at most this).
+    pub kv_capacity_tokens: usize,
+    pub vocab_size: usize,
+}
+
+impl EngineLimits {
+    /// Checks a request before it is queued; the same rules the engine
+    /// applies, so the HTTP side can answer 400 without a round trip.
+    pub fn check(&self, req: &EngineRequest) -> Result<(), RejectReason> {
+        let prompt = req.prompt_ids.len();
+        if prompt == 0 {
+            return Err(RejectReason::EmptyPrompt);
+        }
+        if req.n == 0 {
+            return Err(RejectReason::ZeroN);
+        }
+        if req.max_tokens == 0 {
+            return Err(RejectReason::ZeroMaxTokens);
+        }
+        if prompt.saturating_add(req.max_tokens) > self.context_len {
+            return Err(RejectReason::TooLong { prompt, max_tokens: req.max_tokens, context: self.context_len });
+        }
+        if prompt + req.max_tokens > self.kv_capacity_tokens {
+            return Err(RejectReason::ExceedsKvCache { needed: prompt + req.max_tokens, capacity: self.kv_capacity_tokens });
+        }
+        if let Some(&id) = req.prompt_ids.iter().chain(&req.stop_token_ids).find(|&&id| id as usize >= self.vocab_size) {
+            return Err(RejectReason::BadToken { id, vocab: self.vocab_size });
+        }
+        req.params.validate().map_err(RejectReason::BadParams)
+    }
+}
+
+/// What one step did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepReport {
+    pub num_seqs: usize,
+    pub num_tokens: usize,
+    pub num_preempted: usize,
+    /// Sequences that produced a token.
+    pub num_sampled: usize,
+    pub forward_s: f64,
+}
+
+struct ActiveRequest {
+    sink: EventSink,
+    /// Sequences not yet finished.
+    live: usize,
+}
+
+pub struct Engine {
+    model: LlamaModel,
+    kv: KvPool,
+    linear: Box<dyn Linear>,
+    tokenizer: Arc<Tokenizer>,
+    sched: Scheduler,
+    requests: HashMap<RequestId, ActiveRequest>,
+    next_arrival: u64,
+    stats: Arc<EngineStats>,
+    timings: StepTimings,
+}
+
+impl Engine {
+    pub fn new(model: LlamaModel, kv: KvPool, linear: Box<dyn Linear>, tokenizer: Arc<Tokenizer>, cfg: SchedulerConfig) -> Self {
+        let engine = Self { model, kv, linear, tokenizer, sched: Scheduler::new(cfg), requests: HashMap::new(), next_arrival: 0, stats: Arc::new(EngineStats::default()), timings: StepTimings::default() };
+        engine.stats.set_alive(true);
+        engine.publish();
+        engine
+    }
+
+    pub fn limits(&self) -> EngineLimits {
+        EngineLimits { context_len: self.model.config.max_position_embeddings, kv_capacity_tokens: self.kv.allocator().total_blocks() * self.kv.block_size, vocab_size: self.model.config.vocab_size }
+    }
+
+    pub fn config(&self) -> SchedulerConfig {
+        self.sched.cfg
+    }
+
+    pub fn stats(&self) -> Arc<EngineStats> {
+        self.stats.clone()
+    }
+
+    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
+        &self.tokenizer
+    }
+
+    /// Time spent in the CVM part and the linear backend so far.
+    pub fn timings(&self) -> StepTimings {
+        self.timings
+    }
+
+    pub fn linear_name(&self) -> String {
+        self.linear.name()
+    }
+
+    pub fn has_work(&self) -> bool {
+        self.sched.has_work()
+    }
+
+    /// Queues a request as `n` sequences, or rejects it through its sink.
+    pub fn add_request(&mut self, id: RequestId, req: EngineRequest, mut sink: EventSink) {
+        if let Err(reason) = self.limits().check(&req) {
+            sink(RequestEvent::Rejected(reason));
+            return;
+        }
+        let mut stop_ids: Vec<u32> = if req.ignore_eos { Vec::new() } else { self.tokenizer.stop_ids.clone() };
+        stop_ids.extend(&req.stop_token_ids);
+        let spec = SeqSpec { max_tokens: req.max_tokens, stop_ids: stop_ids.into(), stops: Arc::new(StopStrings::new(req.stop_strings.clone())) };
+        for index in 0..req.n {
+            let mut params = req.params.clone();
+            // Distinct but reproducible streams for the choices of a seeded request.
+            params.seed = params.seed.map(|s| s.wrapping_add(index as u64 * 0x9E37_79B9_7F4A_7C15));
+            let seq = Sequence::new(id, index, self.next_arrival, req.prompt_ids.clone(), Sampler::new(params), &spec);
+            self.next_arrival += 1;
+            self.sched.enqueue(seq);
+        }
+        self.requests.insert(id, ActiveRequest { sink, live: req.n });
+        self.publish();
+    }
+
+    /// Drops a request (its client is gone): no event, blocks returned.
+    pub fn cancel_request(&mut self, id: RequestId) {
+        self.sched.remove_request(id);
+        self.requests.remove(&id);
+        self.publish();
+    }
+
+    /// Stops every request with an `Aborted` event.
+    pub fn abort_all(&mut self, reason: &str) {
+        let ids: Vec<RequestId> = self.requests.keys().copied().collect();
+        for id in ids {
+            self.abort_request(id, reason);
+        }
+    }
+
+    fn abort_request(&mut self, id: RequestId, reason: &str) {
+        self.sched.remove_request(id);
+        if let Some(mut r) = self.requests.remove(&id) {
+            (r.sink)(RequestEvent::Aborted { reason: reason.to_string() });
+        }
+        self.publish();
+    }
+
+    /// Schedules and runs one forward pass over every scheduled sequence,
+    /// samples the sequences whose prompt (or recompute) is complete, and
+    /// delivers their outputs.
+    pub fn step(&mut self) -> StepReport {
+        let (plan, never_fit) = self.sched.schedule(&self.kv);
+        let mut report = StepReport { num_seqs: plan.num_seqs, num_tokens: plan.num_tokens, num_preempted: plan.num_preempted, ..Default::default() };
+        let mut outputs: Vec<(RequestId, SeqOutput)> = Vec::new();
+        for mut s in never_fit {
+            outputs.push((s.req_id, s.finish_early()));
+        }
+
+        let scheduled: Vec<usize> = (0..self.sched.running.len()).filter(|&i| self.sched.running[i].step_tokens > 0).collect();
+        if !scheduled.is_empty() {
+            let t0 = Instant::now();
+            let result = {
+                let running = &self.sched.running;
+                let chunks: Vec<SeqChunk> = scheduled
+                    .iter()
+                    .map(|&i| {
+                        let s = &running[i];
+                        let from = s.computed();
+                        let to = from + s.step_tokens;
+                        let logits = if to == s.tokens.len() { LogitsWanted::Last } else { LogitsWanted::None };
+                        SeqChunk { blocks: s.blocks.as_ref().expect("scheduled sequences hold blocks"), tokens: &s.tokens[from..to], logits }
+                    })
+                    .collect();
+                self.model.forward(&chunks, &mut self.kv, self.linear.as_mut(), &mut self.timings)
+            };
+            report.forward_s = t0.elapsed().as_secs_f64();
+            match result {
+                Ok(logits) => self.sample_all(&scheduled, &logits, &mut outputs, &mut report),
+                Err(e) => {
+                    tracing::error!("forward pass failed: {e:#}");
+                    let ids: HashSet<RequestId> = scheduled.iter().map(|&i| self.sched.running[i].req_id).collect();
+                    for s in &mut self.sched.running {
+                        s.step_tokens = 0;
+                    }
+                    for id in ids {
+                        self.abort_request(id, &format!("model forward pass failed: {e}"));
+                    }
+                }
+            }
+        }
+        self.stats.count_step(report.num_tokens, report.num_preempted);
+        self.sched.running.retain(|s| !s.finished);
+        self.deliver(outputs);
+        self.publish();
+        report
+    }
+
+    /// Advances the scheduled sequences and samples those at their end.
+    fn sample_all(&mut self, scheduled: &[usize], logits: &[f32], outputs: &mut Vec<(RequestId, SeqOutput)>, report: &mut StepReport) {
+        let vocab = self.model.config.vocab_size;
+        let mut rows = logits.chunks_exact(vocab);
+        for &i in scheduled {
+            let s = &mut self.sched.running[i];
+            let n = std::mem::take(&mut s.step_tokens);
+            s.blocks.as_mut().expect("scheduled sequences hold blocks").advance(n);
+            if s.pending() == 0 {
+                let row = rows.next().expect("one logits row per sequence that asked");
+                outputs.push((s.req_id, s.sample_next(row, &self.tokenizer)));
+                report.num_sampled += 1;
+            }
+        }
+    }
+
+    /// Sends outputs to their requests; forgets finished requests and drops
+    /// those whose receiver is gone.
+    fn deliver(&mut self, outputs: Vec<(RequestId, SeqOutput)>) {
+        let mut gone = Vec::new();
+        for (id, out) in outputs {
+            let Some(r) = self.requests.get_mut(&id) else { continue };
+            let last = out.finish.is_some();
+            if !(r.sink)(RequestEvent::Output(out)) {
+                gone.push(id);
+                continue;
+            }
+            if last {
+                r.live -= 1;
+                if r.live == 0 {
+                    self.requests.remove(&id);
+                }
+            }
+        }
+        for id in gone {
+            self.cancel_request(id);
+        }
+    }
+
+    fn publish(&self) {
+        let running: HashSet<RequestId> = self.sched.running.iter().map(|s| s.req_id).collect();
+        let waiting: HashSet<RequestId> = self.sched.waiting.iter().map(|s| s.req_id).filter(|id| !running.contains(id)).collect();
+        let a = self.kv.allocator();
+        self.stats.publish(&Occupancy {
+            running_requests: running.len() as u64,
+            waiting_requests: waiting.len() as u64,
+            running_seqs: self.sched.running.len() as u64,
+            waiting_seqs: self.sched.waiting.len() as u64,
+            kv_used_blocks: (a.total_blocks() - a.free_blocks()) as u64,
+            kv_total_blocks: a.total_blocks() as u64,
+        });
+    }
+}

@@ -1,0 +1,113 @@
+//! The engine thread and its command channel. The thread owns the `Engine`
+//! (model, KV pool, linear backend); callers submit, cancel and abort
+//! through `EngineHandle`, and read counters from the shared stats.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use super::engine::{Engine, EngineLimits};
+use super::request::{EngineRequest, EventSink, RejectReason, RequestId};
+use super::stats::{EngineStats, StatsSnapshot};
+
+enum Command {
+    Submit { id: RequestId, req: EngineRequest, sink: EventSink },
+    Cancel(RequestId),
+    AbortAll(String),
+    Shutdown,
+}
+
+pub struct EngineHandle {
+    tx: Sender<Command>,
+    next_id: AtomicU64,
+    limits: EngineLimits,
+    stats: Arc<EngineStats>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl EngineHandle {
+    /// Moves the engine onto its own thread and starts serving commands.
+    pub fn spawn(engine: Engine) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let limits = engine.limits();
+        let stats = engine.stats();
+        let thread = std::thread::Builder::new().name("talaria-engine".into()).spawn(move || run(engine, rx))?;
+        Ok(Self { tx, next_id: AtomicU64::new(1), limits, stats, thread: Mutex::new(Some(thread)) })
+    }
+
+    pub fn limits(&self) -> &EngineLimits {
+        &self.limits
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Checks and queues a request; its events go to `sink`.
+    pub fn submit(&self, req: EngineRequest, sink: EventSink) -> Result<RequestId, RejectReason> {
+        self.limits.check(&req)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(Command::Submit { id, req, sink }).map_err(|_| RejectReason::ShuttingDown)?;
+        Ok(id)
+    }
+
+    /// Drops a request and frees its KV blocks (no further events).
+    pub fn cancel(&self, id: RequestId) {
+        let _ = self.tx.send(Command::Cancel(id));
+    }
+
+    /// Ends every request in flight with an `Aborted` event.
+    pub fn abort_all(&self, reason: &str) {
+        let _ = self.tx.send(Command::AbortAll(reason.to_string()));
+    }
+
+    /// Aborts what is in flight, stops the thread and waits for it.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown);
+        let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
+        if let Some(t) = thread {
+            if t.join().is_err() {
+                tracing::error!("the engine thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(mut engine: Engine, rx: Receiver<Command>) {
+    let stats = engine.stats();
+    loop {
+        // Idle: block for the next command. Busy: take what has arrived.
+        let first = if engine.has_work() { rx.try_recv().ok() } else { rx.recv().ok().or(Some(Command::Shutdown)) };
+        let mut shutdown = false;
+        for cmd in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            match cmd {
+                Command::Submit { id, req, sink } => engine.add_request(id, req, sink),
+                Command::Cancel(id) => engine.cancel_request(id),
+                Command::AbortAll(reason) => engine.abort_all(&reason),
+                Command::Shutdown => shutdown = true,
+            }
+            if shutdown {
+                break;
+            }
+        }
+        if shutdown {
+            engine.abort_all("the server is shutting down");
+            break;
+        }
+        if engine.has_work() && catch_unwind(AssertUnwindSafe(|| engine.step())).is_err() {
+            // A bug in a step must not take the server down: fail what was
+            // in flight and keep serving.
+            tracing::error!("engine step panicked; aborting the requests in flight");
+            engine.abort_all("internal error in the engine step");
+        }
+    }
+    stats.set_alive(false);
+}

@@ -1,0 +1,24 @@
+//! Continuous batching: requests join and leave between steps, every step
+//! runs all scheduled sequences (decodes first, then prefill chunks) through
+//! one forward pass, and KV pressure is relieved by preemption (recompute).
+//!
+//! - `request`: what callers submit and the events they get back;
+//! - `sequence`: one sequence's tokens, KV blocks, sampler and text state;
+//! - `policy`: which sequences run in a step, and preemption;
+//! - `engine`: one step = schedule, forward, sample, emit;
+//! - `handle`: the engine thread and the channels to it;
+//! - `stats`: counters the HTTP side reads without a round trip.
+mod engine;
+mod handle;
+mod policy;
+#[cfg(test)]
+mod policy_tests;
+mod request;
+mod sequence;
+mod stats;
+
+pub use engine::{Engine, EngineLimits, StepReport};
+pub use handle::EngineHandle;
+pub use policy::{SchedulerConfig, StepPlan};
+pub use request::{EngineRequest, EventSink, RejectReason, RequestEvent, RequestId, SeqOutput};
+pub use stats::{EngineStats, StatsSnapshot};

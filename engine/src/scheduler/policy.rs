@@ -1,0 +1,189 @@
+//! The scheduling policy of one step, over the running and waiting queues:
+//! 1. running decodes (oldest first), one token each;
+//! 2. running prefills (chunked prompts, recomputes), as many tokens as the
+//!    budget and the free blocks allow;
+//! 3. waiting sequences, FCFS, while the budget, the sequence cap and the
+//!    free blocks allow (none in a step that had to preempt).
+//!
+//! When a running sequence cannot get blocks, the youngest running sequence
+//! not yet scheduled in this step is preempted (blocks freed, requeued at
+//! the front of the waiting queue to recompute prompt + generated tokens);
+//! if there is none younger, the sequence preempts itself. The oldest
+//! sequence can always evict every younger one, so the queue always moves.
+
+use std::collections::VecDeque;
+
+use crate::kv_cache::KvPool;
+
+use super::sequence::Sequence;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// Token budget of one step (decode tokens + prefill chunk tokens).
+    pub max_num_batched_tokens: usize,
+    /// Most sequences in one step.
+    pub max_num_seqs: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self { max_num_batched_tokens: 2048, max_num_seqs: 64 }
+    }
+}
+
+/// What `schedule` decided, besides the `step_tokens` it set on the
+/// running sequences.
+#[derive(Debug, Default)]
+pub struct StepPlan {
+    pub num_seqs: usize,
+    pub num_tokens: usize,
+    pub num_preempted: usize,
+}
+
+pub(crate) struct Scheduler {
+    pub cfg: SchedulerConfig,
+    /// Sorted by arrival (oldest first).
+    pub running: Vec<Sequence>,
+    /// Sorted by arrival (preempted sequences come back to the front).
+    pub waiting: VecDeque<Sequence>,
+}
+
+/// Outcome of one attempt to get blocks for a running sequence.
+enum Fit {
+    Scheduled,
+    /// The sequence was preempted (index `i` now holds the next one).
+    PreemptedSelf,
+    /// Left for a later step.
+    Skipped,
+}
+
+impl Scheduler {
+    pub fn new(cfg: SchedulerConfig) -> Self {
+        Self { cfg: SchedulerConfig { max_num_batched_tokens: cfg.max_num_batched_tokens.max(1), max_num_seqs: cfg.max_num_seqs.max(1) }, running: Vec::new(), waiting: VecDeque::new() }
+    }
+
+    pub fn has_work(&self) -> bool {
+        !self.running.is_empty() || !self.waiting.is_empty()
+    }
+
+    /// Adds a new sequence at the back of the waiting queue.
+    pub fn enqueue(&mut self, seq: Sequence) {
+        self.waiting.push_back(seq);
+    }
+
+    /// Removes every sequence of request `id` (their blocks return).
+    pub fn remove_request(&mut self, id: u64) -> usize {
+        let before = self.running.len() + self.waiting.len();
+        self.running.retain(|s| s.req_id != id);
+        self.waiting.retain(|s| s.req_id != id);
+        before - self.running.len() - self.waiting.len()
+    }
+
+    /// Decides the next step: sets `step_tokens` on the running sequences
+    /// that run, admits waiting ones, preempts when blocks run out.
+    /// Sequences that could never fit in the whole cache are returned.
+    pub fn schedule(&mut self, kv: &KvPool) -> (StepPlan, Vec<Sequence>) {
+        let mut plan = StepPlan::default();
+        let mut never_fit = Vec::new();
+        let mut budget = self.cfg.max_num_batched_tokens;
+        let total_blocks = kv.allocator().total_blocks();
+
+        for decodes in [true, false] {
+            let mut i = 0;
+            while i < self.running.len() && budget > 0 {
+                let s = &self.running[i];
+                if s.step_tokens > 0 || (s.pending() == 1) != decodes {
+                    i += 1;
+                    continue;
+                }
+                let want = s.pending().min(budget);
+                if s.tokens.len().div_ceil(kv.block_size) > total_blocks {
+                    never_fit.push(self.running.remove(i));
+                    continue;
+                }
+                match self.fit_running(i, want, !decodes, kv, &mut plan) {
+                    Fit::Scheduled => {
+                        budget -= self.running[i].step_tokens;
+                        plan.num_tokens += self.running[i].step_tokens;
+                        plan.num_seqs += 1;
+                        i += 1;
+                    }
+                    Fit::PreemptedSelf => {}
+                    Fit::Skipped => i += 1,
+                }
+            }
+        }
+
+        while budget > 0 && plan.num_preempted == 0 && self.running.len() < self.cfg.max_num_seqs {
+            let Some(s) = self.waiting.front_mut() else { break };
+            let want = s.pending().min(budget);
+            if s.tokens.len().div_ceil(kv.block_size) > total_blocks {
+                never_fit.extend(self.waiting.pop_front());
+                continue;
+            }
+            if s.blocks.get_or_insert_with(|| kv.new_sequence()).reserve(want).is_err() {
+                // Keep its (empty) table; wait for blocks to come back.
+                break;
+            }
+            s.step_tokens = want;
+            budget -= want;
+            plan.num_tokens += want;
+            plan.num_seqs += 1;
+            let s = self.waiting.pop_front().expect("front exists");
+            let at = self.running.partition_point(|r| r.arrival < s.arrival);
+            self.running.insert(at, s);
+        }
+        (plan, never_fit)
+    }
+
+    /// Reserves blocks for `want` tokens of running sequence `i`, preempting
+    /// younger unscheduled sequences as needed. A prefill that cannot get
+    /// all its blocks takes a shorter chunk when that fits.
+    fn fit_running(&mut self, i: usize, want: usize, shrinkable: bool, kv: &KvPool, plan: &mut StepPlan) -> Fit {
+        loop {
+            let s = &mut self.running[i];
+            let blocks = s.blocks.get_or_insert_with(|| kv.new_sequence());
+            if blocks.reserve(want).is_ok() {
+                s.step_tokens = want;
+                return Fit::Scheduled;
+            }
+            if let Some(v) = self.victim(i) {
+                self.preempt(v, plan);
+                continue;
+            }
+            if shrinkable {
+                let fits = self.fitting_tokens(i, kv);
+                if fits > 0 {
+                    let s = &mut self.running[i];
+                    s.blocks.as_mut().expect("table created above").reserve(fits).expect("fits in the free blocks");
+                    s.step_tokens = fits;
+                    return Fit::Scheduled;
+                }
+                return Fit::Skipped;
+            }
+            self.preempt(i, plan);
+            return Fit::PreemptedSelf;
+        }
+    }
+
+    /// The youngest running sequence younger than `i` and not scheduled.
+    fn victim(&self, i: usize) -> Option<usize> {
+        (i + 1..self.running.len()).rev().find(|&v| self.running[v].step_tokens == 0)
+    }
+
+    /// Tokens sequence `i` can add with its own slack plus the free blocks.
+    fn fitting_tokens(&self, i: usize, kv: &KvPool) -> usize {
+        let s = &self.running[i];
+        let held = s.blocks.as_ref().map_or(0, |b| b.block_table().len());
+        let room = (held + kv.allocator().free_blocks()) * kv.block_size;
+        room.saturating_sub(s.computed()).min(s.pending())
+    }
+
+    fn preempt(&mut self, v: usize, plan: &mut StepPlan) {
+        let mut s = self.running.remove(v);
+        s.preempt();
+        plan.num_preempted += 1;
+        let at = self.waiting.partition_point(|w| w.arrival < s.arrival);
+        self.waiting.insert(at, s);
+    }
+}

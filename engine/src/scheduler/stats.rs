@@ -1,0 +1,91 @@
+//! Engine counters, written by the engine thread after every step and
+//! command, read lock-free by the HTTP side (`/metrics`, `/health`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    running_requests: AtomicU64,
+    waiting_requests: AtomicU64,
+    running_seqs: AtomicU64,
+    waiting_seqs: AtomicU64,
+    kv_used_blocks: AtomicU64,
+    kv_total_blocks: AtomicU64,
+    preemptions_total: AtomicU64,
+    steps_total: AtomicU64,
+    batched_tokens_total: AtomicU64,
+    alive: AtomicBool,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StatsSnapshot {
+    pub running_requests: u64,
+    pub waiting_requests: u64,
+    pub running_seqs: u64,
+    pub waiting_seqs: u64,
+    pub kv_used_blocks: u64,
+    pub kv_total_blocks: u64,
+    pub preemptions_total: u64,
+    pub steps_total: u64,
+    pub batched_tokens_total: u64,
+    /// False once the engine thread has exited.
+    pub alive: bool,
+}
+
+impl StatsSnapshot {
+    /// Fraction of KV blocks in use, 0..=1.
+    pub fn kv_usage(&self) -> f64 {
+        if self.kv_total_blocks == 0 {
+            0.0
+        } else {
+            self.kv_used_blocks as f64 / self.kv_total_blocks as f64
+        }
+    }
+}
+
+/// The queue and cache state the engine publishes.
+pub(crate) struct Occupancy {
+    pub running_requests: u64,
+    pub waiting_requests: u64,
+    pub running_seqs: u64,
+    pub waiting_seqs: u64,
+    pub kv_used_blocks: u64,
+    pub kv_total_blocks: u64,
+}
+
+impl EngineStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            running_requests: self.running_requests.load(Relaxed),
+            waiting_requests: self.waiting_requests.load(Relaxed),
+            running_seqs: self.running_seqs.load(Relaxed),
+            waiting_seqs: self.waiting_seqs.load(Relaxed),
+            kv_used_blocks: self.kv_used_blocks.load(Relaxed),
+            kv_total_blocks: self.kv_total_blocks.load(Relaxed),
+            preemptions_total: self.preemptions_total.load(Relaxed),
+            steps_total: self.steps_total.load(Relaxed),
+            batched_tokens_total: self.batched_tokens_total.load(Relaxed),
+            alive: self.alive.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn publish(&self, o: &Occupancy) {
+        self.running_requests.store(o.running_requests, Relaxed);
+        self.waiting_requests.store(o.waiting_requests, Relaxed);
+        self.running_seqs.store(o.running_seqs, Relaxed);
+        self.waiting_seqs.store(o.waiting_seqs, Relaxed);
+        self.kv_used_blocks.store(o.kv_used_blocks, Relaxed);
+        self.kv_total_blocks.store(o.kv_total_blocks, Relaxed);
+    }
+
+    pub(crate) fn count_step(&self, tokens: usize, preempted: usize) {
+        self.steps_total.fetch_add(1, Relaxed);
+        self.batched_tokens_total.fetch_add(tokens as u64, Relaxed);
+        self.preemptions_total.fetch_add(preempted as u64, Relaxed);
+    }
+
+    pub(crate) fn set_alive(&self, alive: bool) {
+        self.alive.store(alive, Relaxed);
+    }
+}

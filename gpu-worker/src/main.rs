@@ -1,0 +1,91 @@
+//! `talaria-gpu-worker`: serves a CVM over a shared-memory region (`--shm`,
+//! spawned by the CVM on the same host) or TCP (`--listen host:port`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use talaria_gpu_worker::{CpuBackend, MatmulBackend, SessionEnd, WorkerService};
+use talaria_gpu_worker::recorder::Recorder;
+use talaria_kernels::WeightDType;
+use talaria_models::{fetch::ensure_default_model, Checkpoint, WorkerWeights};
+use talaria_transport::{ShmRing, TcpWorkerListener};
+use tracing::info;
+
+#[derive(Parser, Debug)]
+#[command(name = "talaria-gpu-worker", version, about = "Talaria's untrusted worker: serves masked linear calls")]
+struct Args {
+    /// GGUF file or HF folder; default: the default model (fetched if needed).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long)]
+    offline: bool,
+    /// Weight precision in memory (widened in the kernels): f32 or bf16.
+    #[arg(long, default_value = "bf16")]
+    dtype: String,
+    /// Serve the CVM over this shared-memory region (created by the CVM).
+    #[arg(long, conflicts_with = "listen")]
+    shm: Option<PathBuf>,
+    /// Serve CVMs over TCP on host:port, one session at a time.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Record every received matrix into DIR (DESIGN §5).
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Compute backend.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda"])]
+    backend: String,
+    /// Test-only fault injection: exit@N, nan@N or shape@N.
+    #[arg(long, hide = true)]
+    fault: Option<talaria_gpu_worker::fault::Fault>,
+}
+
+fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("talaria-gpu-worker: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(a: Args) -> anyhow::Result<()> {
+    let dtype = WeightDType::parse(&a.dtype).with_context(|| format!("unknown --dtype {}", a.dtype))?;
+    let path = match &a.model {
+        Some(p) => p.clone(),
+        None => ensure_default_model(a.offline)?,
+    };
+    let t0 = Instant::now();
+    let ck = Checkpoint::open(&path)?;
+    let weights = Arc::new(WorkerWeights::load(&ck, dtype)?);
+    let manifest_hash = ck.manifest_hash();
+    info!("loaded {} worker weights ({:.0} MiB {}) in {:.2}s", path.display(), weights.size_bytes() as f64 / (1 << 20) as f64, dtype.name(), t0.elapsed().as_secs_f64());
+    let backend: Box<dyn MatmulBackend> = match a.backend.as_str() {
+        "cuda" => anyhow::bail!("the CUDA backend is not available in this build yet; use --backend cpu"),
+        _ => Box::new(CpuBackend::new(weights.clone())),
+    };
+    info!("backend: {}", backend.name());
+    let recorder = a.record.as_deref().map(Recorder::create).transpose()?;
+    let mut svc = WorkerService { config: ck.config.clone(), manifest_hash, weights, backend, recorder, weight_dtype: dtype.name().into(), fault: a.fault, calls_served: 0 };
+    drop(ck);
+
+    if let Some(shm) = &a.shm {
+        let mut conn = ShmRing::open(shm).with_context(|| format!("opening shared-memory region {}", shm.display()))?;
+        let end = svc.serve(&mut conn)?;
+        info!("session ended: {end:?}");
+        return Ok(());
+    }
+    let addr = a.listen.as_deref().context("give --shm PATH or --listen host:port")?;
+    let listener = TcpWorkerListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    info!("listening on {addr}");
+    loop {
+        let mut conn = listener.accept()?;
+        match svc.serve(&mut conn) {
+            Ok(SessionEnd::Shutdown) => info!("session shut down; waiting for the next CVM"),
+            Ok(SessionEnd::PeerGone) => info!("CVM went away; waiting for the next"),
+            Err(e) => tracing::warn!("session failed: {e:#}"),
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The worker protocol on top of transport frames (DESIGN §5): the
+//! handshake messages and the call kinds. Shared by the CVM's client and the
+//! worker; it carries nothing secret beyond what the worker is sent anyway.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever the meaning of a frame changes.
+pub const WORKER_PROTOCOL: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    /// A mixed pad batch `U = M·R` (ReMO refill).
+    PadBatch,
+    /// Masked, shuffled real rows `Π·(X + R)`.
+    Online,
+    /// Unmasked rows (`--mode plain`, the unprotected baseline).
+    Plain,
+}
+
+impl CallKind {
+    pub const ALL: [CallKind; 3] = [CallKind::PadBatch, CallKind::Online, CallKind::Plain];
+    pub fn code(self) -> u8 {
+        match self {
+            CallKind::PadBatch => 1,
+            CallKind::Online => 2,
+            CallKind::Plain => 3,
+        }
+    }
+    pub fn from_code(c: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.code() == c)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            CallKind::PadBatch => "pad_batch",
+            CallKind::Online => "online",
+            CallKind::Plain => "plain",
+        }
+    }
+}
+
+/// CVM → worker, first frame of a session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    /// `Checkpoint::manifest_hash()` of the model the CVM loaded.
+    pub manifest_hash: String,
+    /// Public protocol parameters (mode, κ, …), stored in a recording's
+    /// manifest so attacks know them.
+    pub remo: serde_json::Value,
+}
+
+/// Worker → CVM answer to `Hello`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HelloAck {
+    pub protocol: u32,
+    pub manifest_hash: String,
+    pub backend: String,
+    pub weight_dtype: String,
+    /// Every op the worker serves.
+    pub ops: Vec<OpShape>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpShape {
+    pub layer: i32,
+    pub op: u8,
+    pub d_in: usize,
+    pub d_out: usize,
+}
+
+/// Body of an `Error` frame.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerError {
+    pub message: String,
+}

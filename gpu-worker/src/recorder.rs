@@ -1,0 +1,54 @@
+//! `--record DIR`: writes exactly what the worker was sent (DESIGN §5), so
+//! anyone can attack it: `manifest.json`, `calls.jsonl`, `calls/NNNNNN.npy`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use talaria_models::{LlamaConfig, Op};
+use talaria_transport::DType;
+
+use crate::npy::write_npy;
+use crate::protocol::CallKind;
+
+pub struct Recorder {
+    dir: PathBuf,
+    calls: File,
+    seq: u64,
+}
+
+impl Recorder {
+    /// Creates `dir` (appending to an existing recording continues its
+    /// sequence numbers, e.g. after a worker restart).
+    pub fn create(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir.join("calls")).with_context(|| format!("creating recording dir {}", dir.display()))?;
+        let calls_path = dir.join("calls.jsonl");
+        let seq = std::fs::read_to_string(&calls_path).map(|s| s.lines().count() as u64).unwrap_or(0);
+        let calls = OpenOptions::new().create(true).append(true).open(&calls_path).with_context(|| format!("opening {}", calls_path.display()))?;
+        Ok(Self { dir: dir.into(), calls, seq })
+    }
+
+    /// Writes `manifest.json` with the model config and the public ReMO
+    /// parameters the CVM announced.
+    pub fn write_manifest(&self, config: &LlamaConfig, remo: &serde_json::Value) -> anyhow::Result<()> {
+        let m = serde_json::json!({"format_version": 1, "model": config, "remo": remo});
+        let p = self.dir.join("manifest.json");
+        std::fs::write(&p, serde_json::to_vec_pretty(&m)?).with_context(|| format!("writing {}", p.display()))
+    }
+
+    /// Records one received matrix (payload as little-endian bytes).
+    pub fn record(&mut self, kind: CallKind, layer: i32, op: Op, rows: usize, cols: usize, dtype: DType, payload: &[u8]) -> anyhow::Result<()> {
+        let (descr, dname) = match dtype {
+            DType::F64 => ("<f8", "f64"),
+            DType::F32 => ("<f4", "f32"),
+            other => anyhow::bail!("cannot record dtype {other:?}"),
+        };
+        let file = format!("calls/{:06}.npy", self.seq);
+        write_npy(&self.dir.join(&file), descr, rows, cols, payload).with_context(|| format!("writing {file}"))?;
+        let line = serde_json::json!({"seq": self.seq, "kind": kind.name(), "layer": layer, "op": op.name(), "rows": rows, "cols": cols, "dtype": dname, "file": file});
+        writeln!(self.calls, "{line}").context("appending calls.jsonl")?;
+        self.seq += 1;
+        Ok(())
+    }
+}

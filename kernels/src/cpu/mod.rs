@@ -1,0 +1,39 @@
+//! CPU kernels: matmul (f32 and exact f64), RMSNorm, RoPE, SiLU gating,
+//! softmax and paged attention. Multi-threaded with rayon where it pays.
+
+mod activation;
+#[cfg(target_arch = "x86_64")]
+mod amx_bf16;
+mod attention;
+#[cfg(target_arch = "x86_64")]
+mod dot_avx512;
+#[cfg(target_arch = "x86_64")]
+mod dot_f64_avx512;
+mod error;
+mod exp;
+mod features;
+mod matmul;
+#[cfg(target_arch = "x86_64")]
+mod matmul_avx512;
+mod matmul_f64;
+mod matmul_portable;
+mod norm;
+mod parallel;
+mod rope;
+mod scratch;
+mod softmax;
+
+pub use activation::{silu, silu_mul};
+pub use attention::{paged_attention, AttnQuery, PagedKv, PagedKvMut};
+pub use error::KernelError;
+pub use features::CpuFeatures;
+pub use matmul::{matmul, matmul_backend};
+pub use matmul_f64::matmul_f64;
+pub use norm::rms_norm;
+pub use rope::RopeTable;
+pub use softmax::{log_softmax, softmax};
+
+#[cfg(test)]
+mod matmul_f64_tests;
+#[cfg(test)]
+mod matmul_tests;

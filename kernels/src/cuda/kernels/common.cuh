@@ -1,0 +1,167 @@
+// Shared prelude of every Talaria CUDA source. The Rust side prepends it to
+// each .cu file before NVRTC sees it (NVRTC gets no include paths, so nothing
+// here may include a header). bench/gpu/emu compiles the same text with g++
+// (TALARIA_EMU defined) to run the kernels on a CPU thread emulator.
+
+typedef unsigned short u16;
+typedef unsigned int u32;
+
+#ifndef TALARIA_EMU
+#define TALARIA_DEVICE __device__ __forceinline__
+#endif
+
+// Tensor-core instructions exist from sm_80 on; the kernels that use them are
+// compiled to a trap elsewhere and never launched there.
+#if defined(TALARIA_EMU) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
+#define TALARIA_HAS_MMA 1
+#else
+#define TALARIA_HAS_MMA 0
+#endif
+
+// ---------------------------------------------------------------- conversions
+
+TALARIA_DEVICE float bf16_to_f32(u32 h) { return __uint_as_float((h & 0xffffu) << 16); }
+
+// Round-to-nearest-even to bf16, done in integer arithmetic so that it is the
+// same on every architecture (and in the emulator). NaN stays NaN.
+TALARIA_DEVICE u32 f32_to_bf16_rn(float f) {
+    u32 u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return u >> 16;
+}
+
+TALARIA_DEVICE float f16_to_f32(u32 h) {
+#if defined(TALARIA_EMU)
+    u32 sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    if (exp == 0x1fu) return __uint_as_float(sign | 0x7f800000u | (man << 13));
+    if (exp == 0u) {
+        float v = (float)man * 5.9604644775390625e-8f;  // man · 2^-24 (zero or subnormal)
+        return sign ? -v : v;
+    }
+    return __uint_as_float(sign | ((exp + 112u) << 23) | (man << 13));
+#else
+    float f;
+    unsigned short hs = (unsigned short)h;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(hs));
+    return f;
+#endif
+}
+
+// ------------------------------------------------------------ weight loaders
+// W is row-major N×K (d_out × d_in). Each loader widens to f32 (exact for all
+// three storage types). `vec` is true when K % 8 == 0, which makes every
+// 8-element group of a row start 16-byte aligned (device allocations are
+// 256-byte aligned) and lie entirely inside the row.
+
+struct WBf16 {
+    typedef u16 T;
+    static TALARIA_DEVICE float cvt(u32 v) { return bf16_to_f32(v); }
+};
+struct WF16 {
+    typedef u16 T;
+    static TALARIA_DEVICE float cvt(u32 v) { return f16_to_f32(v); }
+};
+struct WF32 {
+    typedef float T;
+    static TALARIA_DEVICE float cvt(float v) { return v; }
+};
+
+// 4 consecutive weights W[r][k..k+4] (zero outside the matrix). In vec mode
+// k must be a multiple of 4.
+template <class WL>
+TALARIA_DEVICE void load_w4(const typename WL::T* __restrict__ W, int N, int K, int r, int k,
+                            bool vec, float* o) {
+    o[0] = o[1] = o[2] = o[3] = 0.0f;
+    if (r >= N) return;
+    const typename WL::T* s = W + (size_t)r * K + k;
+    if (vec) {
+        if (k >= K) return;
+        if constexpr (sizeof(typename WL::T) == 2) {
+            uint2 q = *reinterpret_cast<const uint2*>(s);
+            o[0] = WL::cvt(q.x & 0xffffu);
+            o[1] = WL::cvt(q.x >> 16);
+            o[2] = WL::cvt(q.y & 0xffffu);
+            o[3] = WL::cvt(q.y >> 16);
+        } else {
+            float4 q = *reinterpret_cast<const float4*>(s);
+            o[0] = q.x;
+            o[1] = q.y;
+            o[2] = q.z;
+            o[3] = q.w;
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            if (k + j < K) o[j] = WL::cvt(s[j]);
+    }
+}
+
+// 8 consecutive weights W[r][k..k+8]; in vec mode k must be a multiple of 8.
+template <class WL>
+TALARIA_DEVICE void load_w8(const typename WL::T* __restrict__ W, int N, int K, int r, int k,
+                            bool vec, float* o) {
+    if constexpr (sizeof(typename WL::T) == 2) {
+        if (vec && r < N && k < K) {
+            uint4 q = *reinterpret_cast<const uint4*>(W + (size_t)r * K + k);
+            o[0] = WL::cvt(q.x & 0xffffu);
+            o[1] = WL::cvt(q.x >> 16);
+            o[2] = WL::cvt(q.y & 0xffffu);
+            o[3] = WL::cvt(q.y >> 16);
+            o[4] = WL::cvt(q.z & 0xffffu);
+            o[5] = WL::cvt(q.z >> 16);
+            o[6] = WL::cvt(q.w & 0xffffu);
+            o[7] = WL::cvt(q.w >> 16);
+            return;
+        }
+    }
+    load_w4<WL>(W, N, K, r, k, vec, o);
+    load_w4<WL>(W, N, K, r, k + 4, vec, o + 4);
+}
+
+// --------------------------------------------------------------- warp sums
+
+TALARIA_DEVICE double warp_sum(double v) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+TALARIA_DEVICE float warp_sum(float v) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+// ------------------------------------------------------- tensor-core wrappers
+// Fragment layouts (PTX ISA, "Matrix fragments for mma"), g = lane / 4,
+// t = lane % 4:
+//  m8n8k4 f64:   a = A[g][t], b = B[t][g], d[i] = D[g][2t + i].
+//  m16n8k16 bf16: a[0] = A[g][2t..2t+2], a[1] = A[g+8][2t..], a[2] = A[g][2t+8..],
+//                 a[3] = A[g+8][2t+8..]; b[0] = B[2t..2t+2][g], b[1] = B[2t+8..][g];
+//                 d[0..2] = D[g][2t..2t+2], d[2..4] = D[g+8][2t..2t+2].
+//  (the lower 16 bits of a packed register hold the lower column / row index)
+
+#if !defined(TALARIA_EMU)
+TALARIA_DEVICE void mma_f64_m8n8k4(double* d, double a, double b) {
+#if TALARIA_HAS_MMA
+    asm volatile("mma.sync.aligned.m8n8k4.row.col.f64.f64.f64.f64 {%0, %1}, {%2}, {%3}, {%0, %1};\n"
+                 : "+d"(d[0]), "+d"(d[1])
+                 : "d"(a), "d"(b));
+#else
+    asm volatile("trap;");
+#endif
+}
+
+TALARIA_DEVICE void mma_bf16_m16n8k16(float* d, const u32* a, const u32* b) {
+#if TALARIA_HAS_MMA
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    asm volatile("trap;");
+#endif
+}
+#endif

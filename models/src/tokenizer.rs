@@ -1,0 +1,199 @@
+//! Tokenizers: an HF `tokenizer.json`, or the GPT-2 byte-level BPE stored in
+//! a GGUF's metadata (turned into the equivalent tokenizer.json so both go
+//! through the same `tokenizers` implementation). Also the ChatML template.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::error::{ModelError, Result};
+use crate::gguf::GgufFile;
+
+/// Default system prompt of SmolLM2's chat template (inserted when the first
+/// message is not a system message).
+pub const SMOLLM_DEFAULT_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: &str) -> Self {
+        Self { role: role.into(), content: content.into() }
+    }
+}
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    path: PathBuf,
+    /// Tokens that end a generation (`<|im_end|>`, `<|endoftext|>`, the model's EOS).
+    pub stop_ids: Vec<u32>,
+    pub bos_id: Option<u32>,
+    pub add_bos: bool,
+    /// Run the tokenizer.json post-processor (adds BOS for Llama 2/3 files).
+    post_process: bool,
+    /// The default system prompt the chat template inserts, if any.
+    pub default_system: Option<String>,
+    special_ids: HashSet<u32>,
+}
+
+impl Tokenizer {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer { path: path.into(), what: e.to_string() })?;
+        let mut stop_ids = Vec::new();
+        for t in ["<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<|end_of_text|>"] {
+            if let Some(id) = inner.token_to_id(t) {
+                stop_ids.push(id);
+            }
+        }
+        let bos_id = ["<s>", "<|begin_of_text|>"].iter().find_map(|t| inner.token_to_id(t));
+        let default_system = inner.token_to_id("<|im_start|>").map(|_| SMOLLM_DEFAULT_SYSTEM.to_string());
+        let special_ids = inner.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
+        // An HF tokenizer.json's own post-processor decides about BOS.
+        Ok(Self { inner, path: path.into(), stop_ids, bos_id, add_bos: false, post_process: true, default_system, special_ids })
+    }
+
+    /// Builds the tokenizer from GGUF metadata (`tokenizer.ggml.*`).
+    pub fn from_gguf(g: &GgufFile) -> Result<Self> {
+        let path = g.path().to_path_buf();
+        let bad = |what: String| ModelError::Tokenizer { path: path.clone(), what };
+        let model = g.meta("tokenizer.ggml.model").and_then(|v| v.as_str()).unwrap_or("");
+        if model != "gpt2" {
+            return Err(bad(format!("tokenizer.ggml.model {model:?}: only GPT-2 byte-level BPE is supported")));
+        }
+        let strings = |key: &str| -> Result<Vec<&str>> {
+            let arr = g.meta(key).and_then(|v| v.as_array()).ok_or_else(|| bad(format!("missing {key}")))?;
+            arr.iter().map(|v| v.as_str().ok_or_else(|| bad(format!("{key} holds a non-string")))).collect()
+        };
+        let tokens = strings("tokenizer.ggml.tokens")?;
+        let merges = strings("tokenizer.ggml.merges")?;
+        let types: Vec<i64> = match g.meta("tokenizer.ggml.token_type").and_then(|v| v.as_array()) {
+            Some(a) => a.iter().map(|v| v.as_i64().unwrap_or(1)).collect(),
+            None => vec![1; tokens.len()],
+        };
+        let pre = g.meta("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+        let id_of = |key: &str| g.meta(key).and_then(|v| v.as_u64()).map(|v| v as u32);
+        let bos_id = id_of("tokenizer.ggml.bos_token_id");
+        let eos_id = id_of("tokenizer.ggml.eos_token_id");
+        let add_bos = g.meta("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false);
+
+        let vocab: serde_json::Map<String, serde_json::Value> = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), json!(i))).collect();
+        // Control (3) and user-defined (4) tokens are matched before BPE.
+        let added: Vec<_> = tokens
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| matches!(types.get(*i), Some(3) | Some(4)))
+            .map(|(i, t)| json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
+            .collect();
+        let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+        let pre_tokenizer = match pre {
+            // SmolLM: every digit is its own pre-token, then GPT-2's split.
+            "smollm" => json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]}),
+            "default" | "gpt-2" | "gpt2" => byte_level,
+            other => return Err(bad(format!("pre-tokenizer {other:?} is not supported (supported: smollm, gpt2)"))),
+        };
+        let spec = json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": added,
+            "normalizer": null,
+            "pre_tokenizer": pre_tokenizer,
+            "post_processor": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true},
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                      "fuse_unk": false, "byte_fallback": false, "vocab": vocab, "merges": merges},
+        });
+        let inner: tokenizers::Tokenizer = spec.to_string().parse().map_err(|e: tokenizers::Error| bad(e.to_string()))?;
+        let mut stop_ids: Vec<u32> = eos_id.into_iter().collect();
+        for t in ["<|im_end|>", "<|endoftext|>"] {
+            if let Some(id) = inner.token_to_id(t).filter(|id| !stop_ids.contains(id)) {
+                stop_ids.push(id);
+            }
+        }
+        let template = g.meta("tokenizer.chat_template").and_then(|v| v.as_str()).unwrap_or("");
+        let default_system = template.contains(SMOLLM_DEFAULT_SYSTEM).then(|| SMOLLM_DEFAULT_SYSTEM.to_string());
+        let special_ids = added_ids(&types);
+        Ok(Self { inner, path, stop_ids, bos_id, add_bos, post_process: false, default_system, special_ids })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn token_to_id(&self, t: &str) -> Option<u32> {
+        self.inner.token_to_id(t)
+    }
+
+    pub fn is_special(&self, id: u32) -> bool {
+        self.special_ids.contains(&id)
+    }
+
+    /// Encodes text; special tokens written literally (`<|im_start|>`) are
+    /// recognised. A BOS is prepended when the model asks for it.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, self.post_process).map_err(|e| ModelError::Tokenizer { path: self.path.clone(), what: e.to_string() })?;
+        let mut ids = Vec::with_capacity(enc.len() + 1);
+        if self.add_bos {
+            ids.extend(self.bos_id);
+        }
+        ids.extend_from_slice(enc.get_ids());
+        Ok(ids)
+    }
+
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special).map_err(|e| ModelError::Tokenizer { path: self.path.clone(), what: e.to_string() })
+    }
+
+    /// The ChatML prompt for `messages`, ending with the assistant header.
+    pub fn apply_chat_template(&self, messages: &[ChatMessage]) -> String {
+        let mut s = String::new();
+        if let (Some(sys), Some(first)) = (&self.default_system, messages.first()) {
+            if first.role != "system" {
+                s.push_str(&format!("<|im_start|>system\n{sys}<|im_end|>\n"));
+            }
+        }
+        for m in messages {
+            s.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content));
+        }
+        s.push_str("<|im_start|>assistant\n");
+        s
+    }
+}
+
+fn added_ids(types: &[i64]) -> HashSet<u32> {
+    types.iter().enumerate().filter(|(_, t)| matches!(t, 3 | 4)).map(|(i, _)| i as u32).collect()
+}
+
+/// Turns a growing list of token ids into text pieces, holding back bytes of
+/// an unfinished UTF-8 character (byte-level BPE splits characters).
+pub struct DecodeStream {
+    ids: Vec<u32>,
+    prefix: usize,
+    read: usize,
+    skip_special: bool,
+}
+
+impl DecodeStream {
+    pub fn new(skip_special: bool) -> Self {
+        Self { ids: Vec::new(), prefix: 0, read: 0, skip_special }
+    }
+
+    /// Adds one token and returns the newly completed text (maybe empty).
+    pub fn step(&mut self, tok: &Tokenizer, id: u32) -> Result<String> {
+        self.ids.push(id);
+        let before = tok.decode(&self.ids[self.prefix..self.read], self.skip_special)?;
+        let after = tok.decode(&self.ids[self.prefix..], self.skip_special)?;
+        if after.len() > before.len() && !after.ends_with('\u{FFFD}') {
+            let piece = after[before.len()..].to_string();
+            self.prefix = self.read;
+            self.read = self.ids.len();
+            Ok(piece)
+        } else {
+            Ok(String::new())
+        }
+    }
+}
