@@ -1,39 +1,105 @@
-//! Chooses the `Linear` backend at run time: plain (weights in this
-//! process, the unprotected baseline) or confidential (ReMO to a worker).
+//! Chooses the `Linear` backend at run time: confidential (ReMO to a worker,
+//! the default), plain (unmasked rows to a worker: the baseline for the
+//! attack suite), or local (weights in this process: the unprotected
+//! single-process baseline).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::ValueEnum;
-use talaria_engine::{Linear, LocalLinear};
+use talaria_engine::{Linear, LlamaModel, LocalLinear};
 use talaria_kernels::WeightDType;
-use talaria_models::{Checkpoint, WorkerWeights};
+use talaria_models::{Checkpoint, CvmWeights, WorkerWeights};
+use talaria_transport::WorkerAddress;
+use tracing::info;
+
+use crate::calibration::channel_scales;
+use crate::remo::{leakage_bound_bits, MaskedLinear, RemoParams, RemoSetup, ServingScheme};
+use crate::worker::{PublicDataLinear, SpawnConfig, WorkerLink, WorkerTarget};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
-    /// Unprotected: weights in this process (the baseline).
+    /// ReMO: the worker only sees masked, shuffled rows (default).
+    Confidential,
+    /// Unmasked rows to the worker: the insecure baseline, for comparison.
     Plain,
+    /// No worker: weights in this process (unprotected single-process baseline).
+    Local,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Confidential => "confidential",
+            Mode::Plain => "plain",
+            Mode::Local => "local",
+        }
+    }
 }
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct BackendArgs {
-    #[arg(long, value_enum, default_value_t = Mode::Plain)]
+    #[arg(long, value_enum, default_value_t = Mode::Confidential)]
     pub mode: Mode,
-    /// Where the GPU worker runs: `tcp://host:port`; default: spawn a local
+    /// A worker listening on TCP (`tcp://host:port`); default: spawn a local
     /// worker over shared memory.
     #[arg(long)]
     pub worker: Option<String>,
     /// ReMO privacy level κ (pad σ = κ · channel RMS).
     #[arg(long, default_value_t = 1e4)]
     pub privacy_level: f64,
-    /// Ask the (spawned) worker to record everything it receives here.
+    /// Ask the spawned worker to record everything it receives into DIR.
     #[arg(long)]
     pub record: Option<PathBuf>,
+    /// Extra arguments for the first spawned worker (tests: fault injection).
+    #[arg(long, hide = true, allow_hyphen_values = true)]
+    pub worker_test_args: Vec<String>,
 }
 
-/// Builds the backend for `args` over the model in `ck`.
-pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> anyhow::Result<Box<dyn Linear>> {
-    match args.mode {
-        Mode::Plain => Ok(Box::new(LocalLinear::new(Arc::new(WorkerWeights::load(ck, dtype)?)))),
+impl Default for BackendArgs {
+    fn default() -> Self {
+        Self { mode: Mode::Confidential, worker: None, privacy_level: 1e4, record: None, worker_test_args: Vec::new() }
     }
+}
+
+/// Builds the backend for `args` over the model in `ck`. For the worker
+/// modes this spawns or reaches the worker, checks it holds the same model,
+/// and (confidential) measures the public channel scales.
+pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> anyhow::Result<Box<dyn Linear>> {
+    if args.mode == Mode::Local {
+        return Ok(Box::new(LocalLinear::new(Arc::new(WorkerWeights::load(ck, dtype)?))));
+    }
+    anyhow::ensure!(args.privacy_level.is_finite() && args.privacy_level > 0.0, "--privacy-level must be positive");
+    let target = match &args.worker {
+        Some(addr) => {
+            anyhow::ensure!(args.record.is_none(), "--record applies to a spawned worker; start the remote worker with --record instead");
+            WorkerTarget::Remote(addr.parse::<WorkerAddress>().with_context(|| format!("bad --worker {addr}"))?)
+        }
+        None => {
+            let mut cfg = SpawnConfig::new(ck.path.clone(), dtype.name())?;
+            cfg.record = args.record.clone();
+            cfg.first_spawn_args = args.worker_test_args.clone();
+            WorkerTarget::Local(cfg)
+        }
+    };
+    let public = serde_json::json!({
+        "mode": if args.mode == Mode::Confidential { "remo" } else { "plain" },
+        "kappa": args.privacy_level,
+        "precision": "exact-f64",
+        "calibration": "CVM-measured channel RMS of talaria_cvm::calibration::CALIBRATION_TEXT (plain calls at session start)",
+    });
+    let mut link = WorkerLink::connect(target, ck.manifest_hash(), public)?;
+    let scheme = match args.mode {
+        Mode::Plain => ServingScheme::plain(),
+        _ => {
+            let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(ck, dtype)?)?;
+            let scales = channel_scales(&model, &ck.tokenizer, &mut PublicDataLinear(&mut link)).context("calibrating channel scales")?;
+            let setup = RemoSetup::from_config(&ck.config, scales)?;
+            let bound = leakage_bound_bits(&ck.config, args.privacy_level);
+            info!("ReMO κ = {:e}: leakage bound {bound:.3e} bits per position", args.privacy_level);
+            ServingScheme::remo(setup, RemoParams::with_kappa(args.privacy_level))?
+        }
+    };
+    Ok(Box::new(MaskedLinear::new(scheme, Box::new(link))))
 }

@@ -1,5 +1,9 @@
-//! Per-op channel scales `s_c` (DESIGN §3): the RMS of each input channel of
-//! each linear on a fixed public calibration text. They are public
+//! Per-op channel scales `s_c` (DESIGN §3) from a fixed public calibration
+//! text. We take each channel's largest magnitude over the text rather than
+//! its RMS: single rows (the first position's "attention sink", outlier
+//! channels) exceed the RMS several-fold, and a pad must dominate every row,
+//! not the average one. The RMS would make the CVM's observed-scale check
+//! fire on most prompts and flush pad pools. They are public
 //! constants of the model. The CVM measures them itself at connect time with
 //! unmasked (`plain`) worker calls — the text is public, so nothing private
 //! is sent — rather than trusting numbers an untrusted worker would report.
@@ -7,10 +11,8 @@
 use std::collections::HashMap;
 
 use talaria_engine::{KvPool, Linear, LlamaModel, LogitsWanted, SeqChunk, StepTimings};
-use talaria_gpu_worker::CallKind;
 use talaria_models::{OpId, Tokenizer};
 
-use crate::worker::WorkerLink;
 
 /// Public calibration text: prose, code, numbers and chat markup, so every
 /// channel sees typical activations.
@@ -23,46 +25,48 @@ Photosynthesis converts light energy into chemical energy: 6 CO2 + 6 H2O -> C6H1
 Le temps est beau aujourd'hui; ¿dónde está la biblioteca? 東京は日本の首都です。 \
 SELECT name, COUNT(*) FROM orders WHERE total > 100 GROUP BY name ORDER BY 2 DESC;";
 
-/// Channels whose calibration RMS is tiny still get at least this fraction
-/// of the op's mean RMS, so no channel is ever left unmasked.
+/// Channels whose calibration peak is tiny still get at least this fraction
+/// of the op's mean peak, so no channel is ever left unmasked.
 pub const SCALE_FLOOR: f64 = 0.05;
 
+/// Wraps a `Linear` and records the per-channel largest magnitude of each
+/// op's input rows.
 struct ScaleProbe<'a> {
-    link: &'a mut WorkerLink,
-    sums: HashMap<OpId, (Vec<f64>, usize)>,
+    inner: &'a mut dyn Linear,
+    peaks: HashMap<OpId, Vec<f64>>,
 }
 
 impl Linear for ScaleProbe<'_> {
     fn forward(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
         let d_in = x.len() / rows.max(1);
-        let (sum, n) = self.sums.entry(id).or_insert_with(|| (vec![0.0; d_in], 0));
+        let peak = self.peaks.entry(id).or_insert_with(|| vec![0.0; d_in]);
         for row in x.chunks_exact(d_in) {
-            sum.iter_mut().zip(row).for_each(|(s, &v)| *s += (v as f64) * (v as f64));
+            peak.iter_mut().zip(row).for_each(|(p, &v)| *p = p.max((v as f64).abs()));
         }
-        *n += rows;
-        self.link.matmul(id, CallKind::Plain, x, rows, out)
+        self.inner.forward(id, x, rows, out)
     }
     fn name(&self) -> String {
         "calibration".into()
     }
 }
 
-/// Measures the channel RMS of every op's input on `CALIBRATION_TEXT`.
-pub fn channel_scales(model: &LlamaModel, tok: &Tokenizer, link: &mut WorkerLink) -> anyhow::Result<HashMap<OpId, Vec<f64>>> {
+/// Measures the channel scales of every op's input on `CALIBRATION_TEXT`,
+/// running the model over `linear` (the worker with public-data calls in
+/// the CVM; a local backend in the attack suite, which recomputes them).
+pub fn channel_scales(model: &LlamaModel, tok: &Tokenizer, linear: &mut dyn Linear) -> anyhow::Result<HashMap<OpId, Vec<f64>>> {
     let ids = tok.encode(CALIBRATION_TEXT)?;
     let mut kv = KvPool::new(&model.config, ids.len().div_ceil(16), 16);
     let mut seq = kv.new_sequence();
     seq.reserve(ids.len())?;
-    let mut probe = ScaleProbe { link, sums: HashMap::new() };
+    let mut probe = ScaleProbe { inner: linear, peaks: HashMap::new() };
     model.forward(&[SeqChunk { blocks: &seq, tokens: &ids, logits: LogitsWanted::Last }], &mut kv, &mut probe, &mut StepTimings::default())?;
     Ok(probe
-        .sums
+        .peaks
         .into_iter()
-        .map(|(id, (sum, n))| {
-            let rms: Vec<f64> = sum.iter().map(|s| (s / n.max(1) as f64).sqrt()).collect();
-            let mean = rms.iter().sum::<f64>() / rms.len().max(1) as f64;
+        .map(|(id, peak)| {
+            let mean = peak.iter().sum::<f64>() / peak.len().max(1) as f64;
             let floor = (SCALE_FLOOR * mean).max(1e-6);
-            (id, rms.into_iter().map(|v| v.max(floor)).collect())
+            (id, peak.into_iter().map(|v| v.max(floor)).collect())
         })
         .collect())
 }

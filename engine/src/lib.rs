@@ -10,6 +10,6 @@ pub mod stop;
 
 pub use generate::{generate, FinishReason, GenerateError, GenerateOutput, GenerateRequest};
 pub use kv_cache::{KvPool, SeqBlocks, DEFAULT_BLOCK_SIZE};
-pub use linear::{Linear, LocalLinear};
+pub use linear::{Accumulate, Linear, LocalLinear};
 pub use model::{LlamaModel, LogitsWanted, SeqChunk, StepTimings};
 pub use sampling::{SampledToken, Sampler, SamplingParams};

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use talaria_kernels::cpu::matmul;
+use talaria_kernels::cpu::{matmul, matmul_f64};
 use talaria_models::{OpId, WorkerWeights};
 
 pub trait Linear: Send {
@@ -16,14 +16,29 @@ pub trait Linear: Send {
     fn name(&self) -> String;
 }
 
+/// How the local backend accumulates products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accumulate {
+    /// f32 activations and accumulation: the fast plain engine.
+    F32,
+    /// Rows widened to f64 and accumulated in f64, like the worker's exact
+    /// mode: the reference the confidential mode must reproduce.
+    F64,
+}
+
 /// Unprotected in-process backend: the baseline and the reference.
 pub struct LocalLinear {
     weights: Arc<WorkerWeights>,
+    accumulate: Accumulate,
 }
 
 impl LocalLinear {
     pub fn new(weights: Arc<WorkerWeights>) -> Self {
-        Self { weights }
+        Self { weights, accumulate: Accumulate::F32 }
+    }
+
+    pub fn exact(weights: Arc<WorkerWeights>) -> Self {
+        Self { weights, accumulate: Accumulate::F64 }
     }
 }
 
@@ -31,11 +46,22 @@ impl Linear for LocalLinear {
     fn forward(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
         let w = self.weights.get(id).ok_or_else(|| anyhow::anyhow!("no weight for {id}"))?;
         anyhow::ensure!(x.len() == rows * w.cols && out.len() == rows * w.rows, "{id}: shape mismatch");
-        matmul(x, rows, w, out);
+        match self.accumulate {
+            Accumulate::F32 => matmul(x, rows, w, out),
+            Accumulate::F64 => {
+                let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                let mut yd = vec![0f64; out.len()];
+                matmul_f64(&xd, rows, w, &mut yd);
+                out.iter_mut().zip(&yd).for_each(|(o, &y)| *o = y as f32);
+            }
+        }
         Ok(())
     }
 
     fn name(&self) -> String {
-        "plain-local".into()
+        match self.accumulate {
+            Accumulate::F32 => "plain-local".into(),
+            Accumulate::F64 => "plain-local-f64".into(),
+        }
     }
 }

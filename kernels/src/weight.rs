@@ -60,9 +60,7 @@ impl WeightMatrix {
         assert_eq!(values.len(), rows * cols, "weight matrix size mismatch");
         let data = match dtype {
             WeightDType::F32 => WeightData::F32(values),
-            WeightDType::Bf16 => {
-                WeightData::Bf16(values.iter().map(|&v| bf16::from_f32(v)).collect())
-            }
+            WeightDType::Bf16 => WeightData::Bf16(values.iter().map(|&v| bf16::from_f32(v)).collect()),
             WeightDType::F16 => WeightData::F16(values.iter().map(|&v| f16::from_f32(v)).collect()),
         };
         Self { rows, cols, data }

@@ -48,8 +48,14 @@ fn encoding_is_little_endian_at_fixed_offsets() {
     assert_eq!(i32::from_le_bytes(b[12..16].try_into().unwrap()), 29);
     assert_eq!(u32::from_le_bytes(b[16..20].try_into().unwrap()), 7);
     assert_eq!(u32::from_le_bytes(b[20..24].try_into().unwrap()), 576);
-    assert_eq!(u64::from_le_bytes(b[24..32].try_into().unwrap()), 0xDEAD_BEEF_0123);
-    assert_eq!(u64::from_le_bytes(b[32..40].try_into().unwrap()), 7 * 576 * 4);
+    assert_eq!(
+        u64::from_le_bytes(b[24..32].try_into().unwrap()),
+        0xDEAD_BEEF_0123
+    );
+    assert_eq!(
+        u64::from_le_bytes(b[32..40].try_into().unwrap()),
+        7 * 576 * 4
+    );
 }
 
 #[test]
@@ -58,7 +64,10 @@ fn each_defect_gets_its_own_error() {
 
     let mut b = good;
     b[0] = b'X';
-    assert!(matches!(FrameHeader::decode(&b), Err(TransportError::BadMagic { .. })));
+    assert!(matches!(
+        FrameHeader::decode(&b),
+        Err(TransportError::BadMagic { .. })
+    ));
 
     let mut b = good;
     b[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_le_bytes());
@@ -70,11 +79,17 @@ fn each_defect_gets_its_own_error() {
 
     let mut b = good;
     b[6] = 200;
-    assert!(matches!(FrameHeader::decode(&b), Err(TransportError::UnknownKind(200))));
+    assert!(matches!(
+        FrameHeader::decode(&b),
+        Err(TransportError::UnknownKind(200))
+    ));
 
     let mut b = good;
     b[7] = 0;
-    assert!(matches!(FrameHeader::decode(&b), Err(TransportError::UnknownDType(0))));
+    assert!(matches!(
+        FrameHeader::decode(&b),
+        Err(TransportError::UnknownDType(0))
+    ));
 
     let mut b = good;
     b[44] = 1;
@@ -102,11 +117,17 @@ fn size_limits_are_enforced() {
     let big = FrameHeader::matrix(FrameKind::Result, DType::F64, 1 << 16, 1 << 16);
     assert!(matches!(
         big.validate(),
-        Err(TransportError::PayloadTooLarge { max: MAX_PAYLOAD_LEN, .. })
+        Err(TransportError::PayloadTooLarge {
+            max: MAX_PAYLOAD_LEN,
+            ..
+        })
     ));
     // rows*cols*size overflows u64: saturates and is reported, not wrapped.
     let huge = FrameHeader::matrix(FrameKind::Call, DType::F64, u32::MAX, u32::MAX);
-    assert!(matches!(huge.validate(), Err(TransportError::PayloadLenMismatch { .. })));
+    assert!(matches!(
+        huge.validate(),
+        Err(TransportError::PayloadLenMismatch { .. })
+    ));
     // A caller-chosen limit.
     let h = FrameHeader::bytes(FrameKind::Error, 100);
     assert!(h.validate_with_limit(100).is_ok());

@@ -50,7 +50,10 @@ fn frames_of_many_sizes_survive_wraparound() {
         let got = opener.recv(LONG).unwrap();
         assert_eq!(*got.header(), bytes_frame(id as u64, len));
         assert_eq!(got.payload().len(), len);
-        assert!(matches_pattern(id as u64, got.payload()), "frame {id} corrupted");
+        assert!(
+            matches_pattern(id as u64, got.payload()),
+            "frame {id} corrupted"
+        );
     }
     let _creator = sender.join().unwrap();
 }
@@ -88,7 +91,13 @@ fn frame_larger_than_ring_is_rejected_and_ring_stays_usable() {
 fn payload_length_must_match_header() {
     let (mut creator, _opener) = pair(SMALL);
     let err = creator.send(&bytes_frame(1, 10), &[0; 9]).unwrap_err();
-    assert!(matches!(err, TransportError::PayloadSizeMismatch { declared: 10, actual: 9 }));
+    assert!(matches!(
+        err,
+        TransportError::PayloadSizeMismatch {
+            declared: 10,
+            actual: 9
+        }
+    ));
     let bad = FrameHeader {
         payload_len: 7,
         ..f64_frame(1, 1, 1)
@@ -102,10 +111,15 @@ fn payload_length_must_match_header() {
 #[test]
 fn send_with_writes_in_place_and_payloads_are_aligned() {
     let (mut creator, mut opener) = pair(64 * 1024);
-    for (id, cols) in [1u32, 3, 7, 8, 9, 63, 64, 65, 100, 577].into_iter().enumerate() {
+    for (id, cols) in [1u32, 3, 7, 8, 9, 63, 64, 65, 100, 577]
+        .into_iter()
+        .enumerate()
+    {
         let rows = 3;
         let header = f64_frame(id as u64, rows, cols);
-        let expected: Vec<f64> = (0..rows * cols).map(|i| i as f64 * 0.5 - id as f64).collect();
+        let expected: Vec<f64> = (0..rows * cols)
+            .map(|i| i as f64 * 0.5 - id as f64)
+            .collect();
         creator
             .send_with(header, &mut |dst| {
                 assert_eq!(dst.len(), expected.len() * 8);
@@ -119,7 +133,10 @@ fn send_with_writes_in_place_and_payloads_are_aligned() {
         assert_eq!(got.dtype, DType::F64);
         assert_eq!(got.payload().as_ptr() as usize % PAYLOAD_ALIGN, 0);
         let values = got.f64s().unwrap();
-        assert!(matches!(values, Cow::Borrowed(_)), "aligned payload was copied");
+        assert!(
+            matches!(values, Cow::Borrowed(_)),
+            "aligned payload was copied"
+        );
         assert_eq!(&*values, expected.as_slice());
         assert!(matches!(got.f32s(), Err(TransportError::WrongDType { .. })));
     }
@@ -131,7 +148,8 @@ fn send_with_writes_in_place_and_payloads_are_aligned() {
 fn reply_with_reads_and_writes_in_place() {
     let (mut cvm, mut worker) = pair(SMALL);
     let input: Vec<f64> = (0..12).map(|i| i as f64).collect();
-    cvm.send(&f64_frame(5, 3, 4), bytemuck_bytes(&input)).unwrap();
+    cvm.send(&f64_frame(5, 3, 4), bytemuck_bytes(&input))
+        .unwrap();
 
     let mut request = worker.recv(LONG).unwrap();
     let answer = FrameHeader {
@@ -176,7 +194,9 @@ fn held_frame_blocks_space_until_dropped() {
     let big = 5000;
     worker.send(&bytes_frame(1, big), &pattern(1, big)).unwrap();
     let held = cvm.recv(LONG).unwrap();
-    let err = worker.send(&bytes_frame(2, big), &pattern(2, big)).unwrap_err();
+    let err = worker
+        .send(&bytes_frame(2, big), &pattern(2, big))
+        .unwrap_err();
     assert!(err.is_timeout(), "{err}");
     drop(held);
     worker.send(&bytes_frame(2, big), &pattern(2, big)).unwrap();
@@ -209,7 +229,8 @@ fn panicking_fill_sends_nothing() {
             cvm.send_with(bytes_frame(1000 + id, 4000), &mut |_| panic!("fill failed"))
         }));
         assert!(outcome.is_err());
-        cvm.send(&bytes_frame(id, 4000), &pattern(id, 4000)).unwrap();
+        cvm.send(&bytes_frame(id, 4000), &pattern(id, 4000))
+            .unwrap();
         let got = worker.recv(LONG).unwrap();
         assert_eq!(got.call_id, id, "a half-written frame was published");
         assert!(matches_pattern(id, got.payload()));
@@ -220,7 +241,9 @@ fn panicking_fill_sends_nothing() {
 fn frames_sent_before_close_arrive_then_peer_gone() {
     let (mut cvm, mut worker) = pair(SMALL);
     for id in 0..3 {
-        worker.send(&bytes_frame(id, 100), &pattern(id, 100)).unwrap();
+        worker
+            .send(&bytes_frame(id, 100), &pattern(id, 100))
+            .unwrap();
     }
     drop(worker);
     for id in 0..3 {

@@ -53,7 +53,10 @@ fn frames_of_many_sizes_round_trip() {
     let (l, addr) = listener();
     let worker = echo_worker(l);
     let mut conn = TcpConnection::connect(&addr, CONNECT).unwrap();
-    for (id, len) in [0usize, 1, 47, 48, 49, 4096, 65_537, 3 << 20].into_iter().enumerate() {
+    for (id, len) in [0usize, 1, 47, 48, 49, 4096, 65_537, 3 << 20]
+        .into_iter()
+        .enumerate()
+    {
         let id = id as u64;
         conn.send(&bytes_frame(id, len), &pattern(id, len)).unwrap();
         let got = conn.recv(LONG).unwrap();
@@ -63,7 +66,8 @@ fn frames_of_many_sizes_round_trip() {
         assert_eq!(got.payload().as_ptr() as usize % PAYLOAD_ALIGN, 0);
         assert!(matches_pattern(id, got.payload()));
     }
-    conn.send(&FrameHeader::new(FrameKind::Shutdown), &[]).unwrap();
+    conn.send(&FrameHeader::new(FrameKind::Shutdown), &[])
+        .unwrap();
     worker.join().unwrap();
 }
 
@@ -123,25 +127,45 @@ fn truncated_frames_are_reported() {
     let mut half_header = raw_peer(header[..20].to_vec());
     let err = half_header.recv(LONG).unwrap_err();
     assert!(
-        matches!(err, TransportError::Truncated { what: "frame header", expected: 48, got: 20 }),
+        matches!(
+            err,
+            TransportError::Truncated {
+                what: "frame header",
+                expected: 48,
+                got: 20
+            }
+        ),
         "{err}"
     );
     // The stream is out of sync for good.
-    assert!(matches!(half_header.recv(LONG), Err(TransportError::Broken(_))));
+    assert!(matches!(
+        half_header.recv(LONG),
+        Err(TransportError::Broken(_))
+    ));
 
     let mut bytes = header.to_vec();
     bytes.extend_from_slice(&[0; 60]);
     let mut half_payload = raw_peer(bytes);
     let err = half_payload.recv(LONG).unwrap_err();
     assert!(
-        matches!(err, TransportError::Truncated { what: "payload", expected: 100, got: 60 }),
+        matches!(
+            err,
+            TransportError::Truncated {
+                what: "payload",
+                expected: 100,
+                got: 60
+            }
+        ),
         "{err}"
     );
 
     // Header only, no payload at all: still truncated, not "peer gone".
     let mut no_payload = raw_peer(header.to_vec());
     let err = no_payload.recv(LONG).unwrap_err();
-    assert!(matches!(err, TransportError::Truncated { got: 0, .. }), "{err}");
+    assert!(
+        matches!(err, TransportError::Truncated { got: 0, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -221,7 +245,10 @@ fn invalid_headers_are_not_sent() {
     ));
     assert!(matches!(
         conn.send(&bytes_frame(1, 5), &[0; 4]),
-        Err(TransportError::PayloadSizeMismatch { declared: 5, actual: 4 })
+        Err(TransportError::PayloadSizeMismatch {
+            declared: 5,
+            actual: 4
+        })
     ));
     // Nothing reached the wire: the connection still works.
     conn.send(&bytes_frame(2, 5), &pattern(2, 5)).unwrap();

@@ -61,6 +61,8 @@ fn spawn_child(role: &str, path: &std::path::Path) -> Child {
         .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
         .env(ROLE_VAR, role)
         .env(PATH_VAR, path)
+        // The child's own test-harness chatter; panics still reach stderr.
+        .stdout(std::process::Stdio::null())
         .spawn()
         .expect("spawn child test process")
 }
@@ -83,9 +85,13 @@ fn echo_1000_frames_across_processes() {
         assert_eq!(echoed.kind, FrameKind::Result);
         assert_eq!(echoed.call_id, id);
         assert_eq!(echoed.payload().len(), len);
-        assert!(matches_pattern(id, echoed.payload()), "frame {id} corrupted");
+        assert!(
+            matches_pattern(id, echoed.payload()),
+            "frame {id} corrupted"
+        );
     }
-    ring.send(&FrameHeader::new(FrameKind::Shutdown), &[]).unwrap();
+    ring.send(&FrameHeader::new(FrameKind::Shutdown), &[])
+        .unwrap();
     assert!(child.wait().unwrap().success());
 
     for len in [0usize, 4096, 500_000] {
@@ -124,6 +130,8 @@ fn killed_peer_is_detected_while_sending() {
     let mut child = spawn_child("hang", &path);
     assert_eq!(ring.recv(LONG).unwrap().kind, FrameKind::Pong);
     child.kill().unwrap();
+    // Bounded so a detection bug fails the test instead of hanging it.
+    ring.set_send_timeout(LONG);
     // The child never reads: the ring fills, then the blocked send must see
     // the death rather than wait forever.
     let err = (0..100u64)

@@ -51,6 +51,16 @@ impl<T: Copy + Default> Rows<T> {
     pub fn empty(cols: usize) -> Self {
         Self { rows: 0, cols, data: Vec::new() }
     }
+
+    pub fn transpose(&self) -> Self {
+        let mut t = Self::zeros(self.cols, self.rows);
+        for i in 0..self.rows {
+            for j in 0..self.cols {
+                t.data[j * self.rows + i] = self.data[i * self.cols + j];
+            }
+        }
+        t
+    }
 }
 
 impl<T> Rows<T> {
@@ -93,6 +103,7 @@ mod tests {
         let s = m.select(&[2, 0]);
         assert_eq!(s.data, vec![5.0, 6.0, 1.0, 2.0]);
         assert_eq!(m.view()[(1, 1)], 4.0);
+        assert_eq!(m.transpose().data, vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
         assert!(Rows::from_vec(2, 2, vec![0.0f64; 3]).is_err());
     }
 }

@@ -32,7 +32,7 @@ pub fn read_npy(path: &Path) -> Result<Rows64> {
 
 pub fn parse_npy(bytes: &[u8]) -> Result<Rows64> {
     ensure!(bytes.len() >= 10 && &bytes[..6] == b"\x93NUMPY", "not a .npy file (bad magic)");
-    let (header_len, start) = match bytes[6] {
+    let (header_len, start): (usize, usize) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         2 | 3 => {
             ensure!(bytes.len() >= 12, "truncated .npy header");

@@ -38,6 +38,16 @@ impl ColumnBlockMut<'_> {
         }
     }
 
+    /// Copies the same columns of `src`, another `rows × cols` matrix, into
+    /// `dst` (`rows × width`).
+    pub(super) fn load_from(&self, src: &[f64], dst: &mut [f64]) {
+        assert_eq!(src.len(), self.rows * self.cols);
+        assert_eq!(dst.len(), self.rows * self.width);
+        for (d, s) in dst.chunks_exact_mut(self.width).zip(src.chunks_exact(self.cols)) {
+            d.copy_from_slice(&s[self.c0..self.c0 + self.width]);
+        }
+    }
+
     /// Writes `src` (`rows × width`, row-major) into the block.
     pub(super) fn store(&mut self, src: &[f64]) {
         assert_eq!(src.len(), self.rows * self.width);

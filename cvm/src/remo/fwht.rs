@@ -2,13 +2,36 @@
 //! row-major block: rows are combined whole, so the inner loops run over
 //! contiguous columns and vectorize.
 
+/// Bytes of rows processed together through the low stages (fits in L1).
+const L1_BYTES: usize = 32 << 10;
+
 /// Unnormalized transform (`H·a` with entries ±1) of the `n × w` row-major
-/// block `a`; `n` must be a power of two. `H·H = n·I`.
+/// block `a`; `n` must be a power of two. `H·H = n·I`. Inlined so that it
+/// is compiled for the caller's target features.
+///
+/// The stages act on separate bits of the row index and commute, so the
+/// low stages run on L1-sized groups of rows first, then the high stages on
+/// the whole block: fewer passes over memory.
+#[inline(always)]
 pub(super) fn fwht_rows(a: &mut [f64], n: usize, w: usize) {
     debug_assert!(n.is_power_of_two() && a.len() == n * w);
-    let mut h = 1;
-    // Radix-4 sweeps: two butterfly stages per pass over memory.
-    while 4 * h <= n {
+    let group = (L1_BYTES / (8 * w.max(1))).clamp(1, n);
+    let group = 1usize << group.ilog2();
+    if group > 1 {
+        for chunk in a.chunks_exact_mut(group * w) {
+            stages(chunk, w, 1, group);
+        }
+    }
+    stages(a, w, group, n);
+}
+
+/// The butterfly stages with half-widths `h_first, 2·h_first, …, h_end/2`
+/// over all of `a` (`w` values per row).
+#[inline(always)]
+fn stages(a: &mut [f64], w: usize, h_first: usize, h_end: usize) {
+    let mut h = h_first;
+    // Radix-4 sweeps: two stages per pass over memory.
+    while 4 * h <= h_end {
         for group in a.chunks_exact_mut(4 * h * w) {
             let (ab, cd) = group.split_at_mut(2 * h * w);
             let (qa, qb) = ab.split_at_mut(h * w);
@@ -24,13 +47,15 @@ pub(super) fn fwht_rows(a: &mut [f64], n: usize, w: usize) {
         }
         h *= 4;
     }
-    // One radix-2 stage remains when log2(n) is odd.
-    if h < n {
-        let (lo, hi) = a.split_at_mut(h * w);
-        for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
-            let (p, q) = (*x, *y);
-            *x = p + q;
-            *y = p - q;
+    // One radix-2 stage remains when the stage count is odd.
+    if 2 * h <= h_end {
+        for group in a.chunks_exact_mut(2 * h * w) {
+            let (lo, hi) = group.split_at_mut(h * w);
+            for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
+                let (p, q) = (*x, *y);
+                *x = p + q;
+                *y = p - q;
+            }
         }
     }
 }
@@ -41,8 +66,9 @@ mod tests {
 
     #[test]
     fn matches_the_explicit_hadamard_matrix() {
-        for n in [1usize, 2, 4, 8, 16, 32, 64] {
-            let w = 3;
+        // w = 3 runs every stage in L1 groups; w = 1024 leaves groups of 4
+        // rows (one radix-4 sweep), then the high stages over the block.
+        for (n, w) in [(1usize, 3usize), (2, 3), (4, 3), (8, 3), (16, 3), (32, 3), (64, 3), (64, 1024), (32, 2048)] {
             let a: Vec<f64> = (0..n * w).map(|i| ((i * 7919) % 13) as f64 - 6.0).collect();
             let mut fast = a.clone();
             fwht_rows(&mut fast, n, w);

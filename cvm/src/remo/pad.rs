@@ -1,8 +1,46 @@
-//! A one-time pad: a Gaussian row `r` and its product `r·W`.
+//! One-time pads: a Gaussian row `r` and its product `r·W`, stored in the
+//! buffers of the pad batch that made them (no per-pad copy or allocation).
+
+use std::sync::Arc;
+
+use super::wipe::wipe;
+
+/// The rows of one pad batch: `R` (`N_p × d_in`) and `R·W` (`N_p × d_out`).
+/// Rows of discarded pads are zeroized when the batch is made; the whole
+/// store is zeroized when its last pad is dropped.
+pub(crate) struct BatchStore {
+    d_in: usize,
+    d_out: usize,
+    r: Vec<f64>,
+    rw: Vec<f64>,
+}
+
+impl BatchStore {
+    /// Takes ownership of the batch buffers and zeroizes every row not in
+    /// `keep`, then returns one `Pad` per kept row, in `keep`'s order.
+    pub(crate) fn into_pads(d_in: usize, d_out: usize, mut r: Vec<f64>, mut rw: Vec<f64>, keep: &[usize]) -> Vec<Pad> {
+        let rows = r.len() / d_in.max(1);
+        let mut kept = vec![false; rows];
+        keep.iter().for_each(|&i| kept[i] = true);
+        for (i, _) in kept.iter().enumerate().filter(|(_, k)| !**k) {
+            wipe(&mut r[i * d_in..(i + 1) * d_in]);
+            wipe(&mut rw[i * d_out..(i + 1) * d_out]);
+        }
+        let store = Arc::new(BatchStore { d_in, d_out, r, rw });
+        keep.iter().map(|&row| Pad { store: Arc::clone(&store), row }).collect()
+    }
+}
+
+impl Drop for BatchStore {
+    fn drop(&mut self) {
+        wipe(&mut self.r);
+        wipe(&mut self.rw);
+    }
+}
 
 /// One pad of one op. It is neither `Clone` nor `Copy`: the pool moves it
 /// out exactly once and the online call consumes it, so no API can hand
-/// out the same pad twice. Its memory is zeroized on drop.
+/// out the same pad twice.
 ///
 /// ```compile_fail
 /// fn reuse(p: talaria_cvm::remo::Pad) -> (talaria_cvm::remo::Pad, talaria_cvm::remo::Pad) {
@@ -10,46 +48,53 @@
 /// }
 /// ```
 pub struct Pad {
-    /// `r` (d_in values) followed by `r·W` (d_out values).
-    data: Box<[f64]>,
-    d_in: usize,
+    store: Arc<BatchStore>,
+    row: usize,
 }
 
 impl Pad {
-    pub(crate) fn new(r: &[f64], rw: &[f64]) -> Self {
-        let mut data = Vec::with_capacity(r.len() + rw.len());
-        data.extend_from_slice(r);
-        data.extend_from_slice(rw);
-        Self { data: data.into_boxed_slice(), d_in: r.len() }
-    }
-
     /// The pad row `r` (`d_in` values).
     pub fn r(&self) -> &[f64] {
-        &self.data[..self.d_in]
+        let d = self.store.d_in;
+        &self.store.r[self.row * d..(self.row + 1) * d]
     }
 
     /// Its product `r·W` (`d_out` values).
     pub fn rw(&self) -> &[f64] {
-        &self.data[self.d_in..]
+        let d = self.store.d_out;
+        &self.store.rw[self.row * d..(self.row + 1) * d]
     }
 
     pub fn d_in(&self) -> usize {
-        self.d_in
+        self.store.d_in
     }
 
     pub fn d_out(&self) -> usize {
-        self.data.len() - self.d_in
-    }
-}
-
-impl Drop for Pad {
-    fn drop(&mut self) {
-        super::wipe::wipe(&mut self.data);
+        self.store.d_out
     }
 }
 
 impl std::fmt::Debug for Pad {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Pad({}→{}, secret)", self.d_in(), self.d_out())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pads_view_their_rows_and_discarded_rows_are_zeroized() {
+        let (d_in, d_out) = (2, 3);
+        let r: Vec<f64> = (1..=8).map(f64::from).collect();
+        let rw: Vec<f64> = (1..=12).map(|v| -f64::from(v)).collect();
+        let pads = BatchStore::into_pads(d_in, d_out, r, rw, &[3, 1]);
+        assert_eq!(pads.len(), 2);
+        assert_eq!(pads[0].r(), &[7.0, 8.0]);
+        assert_eq!(pads[0].rw(), &[-10.0, -11.0, -12.0]);
+        assert_eq!(pads[1].r(), &[3.0, 4.0]);
+        assert_eq!(pads[1].store.r[..2], [0.0, 0.0], "row 0 was discarded");
+        assert_eq!(pads[1].store.rw[6..9], [0.0, 0.0, 0.0], "row 2 was discarded");
     }
 }

@@ -8,7 +8,7 @@ use talaria_models::OpId;
 
 use super::error::RemoError;
 use super::mixing::{padded_rows, Mixing};
-use super::pad::Pad;
+use super::pad::{BatchStore, Pad};
 use super::params::RemoParams;
 use super::scales::ChannelScales;
 use super::secure_rng::SecureRng;
@@ -125,8 +125,8 @@ impl PadPool {
         let mut r = SecretVec::zeros(n_p * d_in);
         rng.fill_gaussian_rows(&mut r, &sigma);
         let mixing = Mixing::sample(n_p, params.mixing_rounds, rng)?;
-        let mut u = r.to_vec();
-        mixing.apply(&mut u, d_in)?;
+        let mut u = vec![0.0; n_p * d_in];
+        mixing.apply_from(&r, &mut u, d_in)?;
 
         let asked = Instant::now();
         let answer = worker.matmul(self.id, CallKind::PadBatch, &u, n_p);
@@ -136,13 +136,11 @@ impl PadPool {
         mixing.apply_inverse(&mut rw, d_out)?;
         drop(mixing);
 
-        // A uniformly random subset, in random order; `r` and `rw` (with
-        // the discarded pads) are zeroized when they drop.
+        // A uniformly random subset, in random order; the other rows are
+        // zeroized now, the kept ones when their last pad is dropped.
         let mut order = Vec::with_capacity(n_p);
         rng.permutation(n_p, &mut order);
-        for &i in &order[..self.usable] {
-            self.pads.push_back(Pad::new(&r[i * d_in..(i + 1) * d_in], &rw[i * d_out..(i + 1) * d_out]));
-        }
+        self.pads.extend(BatchStore::into_pads(d_in, d_out, r.into_inner(), rw.into_inner(), &order[..self.usable]));
         super::wipe::wipe(&mut order);
         self.batches.push_back(BatchScale { remaining: self.usable, scales: self.scales.scales().to_vec() });
 
@@ -255,6 +253,7 @@ mod tests {
         p.observe(&[3.0f32; 8], 1, &params);
         assert_eq!(p.available(), 0);
         let s = p.stats();
-        assert_eq!((s.flushes, s.scale_raises, s.pads_discarded), (1, 2, 8 + before as u64));
+        let unused = (p.batch_rows() - p.usable_per_batch()) as u64;
+        assert_eq!((s.flushes, s.scale_raises, s.pads_discarded), (1, 2, unused + before as u64));
     }
 }

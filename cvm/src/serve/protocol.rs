@@ -90,8 +90,9 @@ pub struct MessageIn {
     pub role: String,
     #[serde(default)]
     pub content: Option<ContentIn>,
-    #[serde(default)]
-    pub name: Option<String>,
+    /// Accepted and ignored: ChatML has no participant names.
+    #[serde(default, rename = "name")]
+    _name: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize, Debug)]

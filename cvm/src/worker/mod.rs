@@ -1,7 +1,9 @@
 //! The CVM's side of the worker protocol: spawning or reaching a worker and
 //! making validated, retried calls.
 mod link;
+mod remo_adapter;
 mod spawn;
 
 pub use link::{LinkStats, WireFloat, WorkerLink, WorkerTarget};
+pub use remo_adapter::PublicDataLinear;
 pub use spawn::{find_worker_binary, LocalWorker, SpawnConfig};

@@ -265,9 +265,6 @@ struct Job<'a> {
     out: SharedMut<f32>,
 }
 
-// SAFETY: the output pointer is only written at disjoint elements per task.
-unsafe impl Sync for Job<'_> {}
-
 impl Job<'_> {
     /// All outputs of weight blocks `blocks` × activation groups `groups`.
     fn run(&self, blocks: std::ops::Range<usize>, groups: std::ops::Range<usize>) {

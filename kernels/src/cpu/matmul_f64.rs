@@ -2,8 +2,11 @@
 //! f64 accumulation throughout (no f32 intermediate), for masked inputs
 //! whose rounding error the mask amplifies.
 //!
-//! Few rows stream the weights through register-widening f64 dot tiles;
-//! many rows widen weight panels to f64 once and use the `gemm` crate.
+//! Few rows (≤ 32) stream the weights through register-widening f64 dot
+//! tiles; many rows widen weight panels to f64 once and use the `gemm`
+//! crate. Each path is batch-invariant on its own, but the two sum in
+//! different orders, so results across the 32-row threshold can differ in
+//! the last bits (the masked protocol's random pads make bit-identity moot).
 
 use super::parallel::{aligned_ranges, run_tasks, threads, SharedMut};
 use super::scratch::with_f64;

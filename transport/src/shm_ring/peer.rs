@@ -56,7 +56,7 @@ pub fn process_alive(pid: u32) -> bool {
     if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
         return false;
     }
-    true
+    !is_zombie(pid)
 }
 
 /// A child that exited but was not reaped yet still answers `kill(pid, 0)`.

@@ -33,14 +33,8 @@ fn project_out64(v: &Rows64, b: &Rows64) -> Rows64 {
 fn project_out32(v: &Rows32, b: &Rows32) -> Rows32 {
     let c = gemm_abt32(v, b);
     let mut out = v.clone();
-    let mut bt = Rows32::zeros(b.cols, b.rows);
-    for j in 0..b.rows {
-        for k in 0..b.cols {
-            bt.data[k * b.rows + j] = b.row(j)[k];
-        }
-    }
     // out −= c·b, as a GEMM with bᵀ stored row-major.
-    let cb = gemm_abt32(&c, &bt);
+    let cb = gemm_abt32(&c, &b.transpose());
     out.data.iter_mut().zip(&cb.data).for_each(|(o, v)| *o -= v);
     out
 }

@@ -29,12 +29,7 @@ pub fn fast_ica(x: &Rows64, k: usize, max_iter: usize, tol: f64, rng: &mut impl 
         row.iter_mut().for_each(|v| *v -= mean);
     }
     // Whitened samples Z = √n·V_kᵀ, V_k the top eigenvectors of XᵀX.
-    let mut xt = Rows64::zeros(n, xc.rows);
-    for i in 0..xc.rows {
-        for j in 0..n {
-            xt.data[j * xc.rows + i] = xc.row(i)[j];
-        }
-    }
+    let xt = xc.transpose();
     let (vals, vecs) = sym_eigen_desc(&gemm_abt64(&xt, &xt))?;
     let k = k.min(vals.iter().filter(|&&v| v > 1e-10 * vals[0].max(1e-300)).count()).max(1);
     let mut z = vecs.select(&(0..k).collect::<Vec<_>>());
@@ -45,7 +40,7 @@ pub fn fast_ica(x: &Rows64, k: usize, max_iter: usize, tol: f64, rng: &mut impl 
     let (mut iterations, mut converged) = (0, false);
     for it in 0..max_iter {
         iterations = it + 1;
-        let wz = gemm_abt64(&w, &transpose(&z));
+        let wz = gemm_abt64(&w, &z.transpose());
         let mut gz = wz.clone();
         let mut gprime = vec![0f64; k];
         for i in 0..k {
@@ -72,19 +67,10 @@ pub fn fast_ica(x: &Rows64, k: usize, max_iter: usize, tol: f64, rng: &mut impl 
             break;
         }
     }
-    let sources = gemm_abt64(&w, &transpose(&z));
+    let sources = gemm_abt64(&w, &z.transpose());
     Ok(IcaResult { sources, iterations, converged })
 }
 
-fn transpose(m: &Rows64) -> Rows64 {
-    let mut t = Rows64::zeros(m.cols, m.rows);
-    for i in 0..m.rows {
-        for j in 0..m.cols {
-            t.data[j * m.rows + i] = m.row(i)[j];
-        }
-    }
-    t
-}
 
 /// `(WWᵀ)^{-1/2}·W`.
 fn sym_decorrelate(w: &Rows64) -> Result<Rows64> {
@@ -100,7 +86,7 @@ fn sym_decorrelate(w: &Rows64) -> Result<Rows64> {
             }
         }
     }
-    Ok(gemm_abt64(&inv_sqrt, &transpose(w)))
+    Ok(gemm_abt64(&inv_sqrt, &w.transpose()))
 }
 
 #[cfg(test)]

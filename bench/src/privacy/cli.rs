@@ -1,0 +1,164 @@
+//! `bench privacy`: runs the attack suite on worker recordings or on
+//! synthetic ones, writes privacy.md / privacy.json / privacy.svg.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use talaria_models::{fetch::ensure_default_model, op_dims, Checkpoint, Op};
+
+use super::candidates::Layer0Dictionary;
+use super::gate;
+use super::report::{leakage_bits, write_outputs, LeakageRow, SuiteReport};
+use super::runner::{attack_recording, attacks, baseline, load_recorded, AttackOptions, RecordingLabel};
+use super::synth::scheme::Scheme;
+use super::synth::simulate::{simulate, SimInput};
+use super::synth::{channel_scales, conversations, Setting};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A worker recording folder (`talaria-gpu-worker --record DIR`) with
+    /// its tokens.json; repeatable.
+    #[arg(long = "recording")]
+    pub recordings: Vec<PathBuf>,
+    /// Simulate every scheme in-process from the model's layer-0 inputs.
+    #[arg(long)]
+    pub synthetic: bool,
+    /// CI size (fewer sequences, cheaper attack settings).
+    #[arg(long)]
+    pub quick: bool,
+    /// Output folder for privacy.md, privacy.json and privacy.svg.
+    #[arg(long, default_value = "privacy-out")]
+    pub out: PathBuf,
+    /// GGUF file or HF folder; default: the default model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long)]
+    pub offline: bool,
+    /// ReMO privacy levels to sweep (synthetic).
+    #[arg(long, value_delimiter = ',')]
+    pub kappas: Option<Vec<f64>>,
+    /// Number of built-in conversations (synthetic, at most 24).
+    #[arg(long)]
+    pub sequences: Option<usize>,
+    /// Settings to simulate: decode-b1, prefill.
+    #[arg(long, value_delimiter = ',')]
+    pub settings: Option<Vec<String>>,
+    /// Schemes to simulate (plain, permute, mix, lowrank, remo-nomix,
+    /// remo-1round, remo); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub schemes: Option<Vec<String>>,
+    #[arg(long, default_value_t = 0x7a1a_41a5)]
+    pub seed: u64,
+    /// Also save each synthetic recording (worker format + tokens.json).
+    #[arg(long)]
+    pub write_recordings: Option<PathBuf>,
+    /// Fail (non-zero exit) when the gate fails.
+    #[arg(long)]
+    pub gate: bool,
+}
+
+fn options(quick: bool, seed: u64) -> AttackOptions {
+    AttackOptions {
+        omp_screen: if quick { 32 } else { 64 },
+        omp_atoms: 8,
+        complement_iterations: if quick { 3 } else { 4 },
+        ica_components: if quick { 64 } else { 128 },
+        ica_iterations: if quick { 100 } else { 200 },
+        rerank: 64,
+        fast_top_k: 32,
+        seed,
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if !args.synthetic && args.recordings.is_empty() {
+        bail!("give --synthetic and/or --recording DIR");
+    }
+    let t0 = Instant::now();
+    let path = match &args.model {
+        Some(p) => p.clone(),
+        None => ensure_default_model(args.offline).context("fetching the default model")?,
+    };
+    let ck = Checkpoint::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut dict = Layer0Dictionary::from_checkpoint(&ck)?;
+    let cfg = ck.config.clone();
+    let opts = options(args.quick, args.seed);
+    let list = attacks(&opts);
+    let mut rows = Vec::new();
+    let mut baselines = Vec::new();
+    let mut sequences = 0;
+    let mut kappas: Vec<f64> = Vec::new();
+
+    if args.synthetic {
+        let n = args.sequences.unwrap_or(if args.quick { 8 } else { 24 });
+        let seqs = conversations(&ck.tokenizer, n)?;
+        sequences += seqs.len();
+        let scales = channel_scales(&dict.rows, &ck.tokenizer)?;
+        kappas = args.kappas.clone().unwrap_or_else(|| vec![1.0, 10.0, 100.0, 1000.0, 1e4]);
+        let settings: Vec<Setting> = match &args.settings {
+            None => vec![Setting::DecodeB1, Setting::Prefill],
+            Some(v) => v.iter().map(|s| [Setting::DecodeB1, Setting::Prefill].into_iter().find(|x| x.name() == s).with_context(|| format!("unknown setting {s}"))).collect::<Result<_>>()?,
+        };
+        let mut schemes: Vec<(Scheme, f64)> = Scheme::all_weak().iter().map(|&s| (s, gate::DEFAULT_KAPPA)).collect();
+        schemes.extend(kappas.iter().map(|&k| (Scheme::REMO, k)));
+        if let Some(keep) = &args.schemes {
+            schemes.retain(|(s, _)| keep.contains(&s.name()));
+        }
+        for setting in settings {
+            let tokens = setting.tokens_file(seqs.clone());
+            baselines.push(baseline(setting.name(), &tokens, dict.rows.rows));
+            for (i, &(scheme, kappa)) in schemes.iter().enumerate() {
+                let input = SimInput { config: &cfg, dict: &dict.rows, scales: &scales };
+                let rec = simulate(scheme, kappa, &tokens, &input, args.seed.wrapping_add(i as u64 * 1000 + setting as u64))?;
+                if let Some(dir) = &args.write_recordings {
+                    let d = dir.join(format!("{}-k{kappa}-{}", scheme.name(), setting.name()));
+                    rec.save(&d)?;
+                    tokens.save(&d.join("tokens.json"))?;
+                }
+                let label = RecordingLabel { scheme: scheme.name(), kappa: scheme.uses_kappa().then_some(kappa), setting: setting.name().into(), weak: scheme.is_weak() };
+                rows.extend(attack_recording(&rec, &tokens, &mut dict, &list, &label)?);
+            }
+        }
+    }
+    for dir in &args.recordings {
+        let (rec, tokens) = load_recorded(dir, &dict)?;
+        sequences += tokens.sequences.len();
+        let k = rec.manifest.kappa();
+        let scheme = rec.manifest.scheme().to_string();
+        let setting = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "recorded".into());
+        let weak = scheme != "remo" && scheme != "exact";
+        baselines.push(baseline(&setting, &tokens, dict.rows.rows));
+        if k > 0.0 && !kappas.contains(&k) {
+            kappas.push(k);
+        }
+        let label = RecordingLabel { scheme: if scheme == "exact" { "remo".into() } else { scheme }, kappa: (k > 0.0).then_some(k), setting, weak };
+        rows.extend(attack_recording(&rec, &tokens, &mut dict, &list, &label)?);
+    }
+
+    kappas.sort_by(f64::total_cmp);
+    let layer0 = [op_dims(&cfg, Op::Qkv).0];
+    let all_ops: Vec<usize> = (0..cfg.num_hidden_layers).flat_map(|_| Op::LAYER_OPS.map(|op| op_dims(&cfg, op).0)).chain((!cfg.tie_word_embeddings).then(|| op_dims(&cfg, Op::LmHead).0)).collect();
+    let leakage = kappas.iter().map(|&k| LeakageRow { kappa: k, bits_recorded_ops: leakage_bits(k, &layer0), bits_all_ops: leakage_bits(k, &all_ops) }).collect();
+    let gate = gate::evaluate(&rows, |_| 0.0);
+    let report = SuiteReport {
+        mode: if args.quick { "quick".into() } else { "full".into() },
+        model: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        vocab: dict.rows.rows,
+        candidates: format!("all {} tokens of the vocabulary", dict.rows.rows),
+        recorded_ops: "layer-0 qkv".into(),
+        sequences,
+        options: opts,
+        baselines,
+        rows,
+        leakage,
+        gate,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    write_outputs(&report, &args.out)?;
+    eprintln!("privacy suite: gate {}; report in {}", if report.gate.passed { "passed" } else { "FAILED" }, args.out.join("privacy.md").display());
+    if args.gate && !report.gate.passed {
+        bail!("privacy gate failed:\n{}", report.gate.failures.join("\n"));
+    }
+    Ok(())
+}

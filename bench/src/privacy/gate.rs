@@ -1,0 +1,85 @@
+//! The CI gate (DESIGN §6): the suite only means something for ReMO if
+//! its attacks break every weak scheme (best attack ≥ 95 % top-1 in every
+//! setting), and ReMO at the default κ = 10⁴ must stay at chance: no
+//! prior-free attack above 0.5 % (an attack using the model's prior is
+//! held to its prior-only accuracy + 0.5 points instead).
+
+use serde::Serialize;
+
+use super::runner::AttackRow;
+
+pub const WEAK_MIN_TOP1: f64 = 0.95;
+pub const REMO_MAX_TOP1: f64 = 0.005;
+pub const DEFAULT_KAPPA: f64 = 1e4;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Gate {
+    pub passed: bool,
+    pub checked: usize,
+    pub failures: Vec<String>,
+}
+
+/// `prior_only`: accuracy of the prior alone per setting, for attacks
+/// that use it (none in the layer-0 synthetic matrix).
+pub fn evaluate(rows: &[AttackRow], prior_only: impl Fn(&str) -> f64) -> Gate {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    let mut groups: Vec<(String, String)> = rows.iter().filter(|r| r.weak_scheme).map(|r| (r.scheme.clone(), r.setting.clone())).collect();
+    groups.sort();
+    groups.dedup();
+    for (scheme, setting) in groups {
+        checked += 1;
+        let best = rows.iter().filter(|r| r.scheme == scheme && r.setting == setting).max_by(|a, b| a.top1.total_cmp(&b.top1)).expect("group has rows");
+        if best.top1 < WEAK_MIN_TOP1 {
+            failures.push(format!("weak scheme {scheme} ({setting}): best attack {} reaches only {:.2}% < {:.0}%", best.attack, 100.0 * best.top1, 100.0 * WEAK_MIN_TOP1));
+        }
+    }
+    for r in rows.iter().filter(|r| r.scheme == "remo" && r.kappa == Some(DEFAULT_KAPPA)) {
+        checked += 1;
+        let limit = if r.uses_prior { prior_only(&r.setting) + REMO_MAX_TOP1 } else { REMO_MAX_TOP1 };
+        if r.top1 > limit {
+            failures.push(format!("ReMO κ=1e4 ({}): attack {} reaches {:.3}% > {:.3}%", r.setting, r.attack, 100.0 * r.top1, 100.0 * limit));
+        }
+    }
+    if !rows.iter().any(|r| r.scheme == "remo" && r.kappa == Some(DEFAULT_KAPPA)) {
+        failures.push("no ReMO κ=1e4 results to check".into());
+    }
+    Gate { passed: failures.is_empty(), checked, failures }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(scheme: &str, kappa: Option<f64>, attack: &str, top1: f64, weak: bool) -> AttackRow {
+        AttackRow {
+            scheme: scheme.into(),
+            kappa,
+            setting: "prefill".into(),
+            attack: attack.into(),
+            assumptions: vec![],
+            uses_prior: false,
+            weak_scheme: weak,
+            top1,
+            top1_prompt: top1,
+            top1_response: top1,
+            bag_recall: top1,
+            positions: 100,
+            seconds: 0.0,
+            notes: String::new(),
+        }
+    }
+
+    #[test]
+    fn fails_on_an_unbroken_weak_scheme_or_a_leaky_remo() {
+        let ok = vec![row("plain", None, "nn", 1.0, true), row("plain", None, "span", 0.2, true), row("remo", Some(1e4), "nn", 0.0, false)];
+        assert!(evaluate(&ok, |_| 0.0).passed);
+        let weak_fails = vec![row("mix", None, "nn", 0.5, true), row("remo", Some(1e4), "nn", 0.0, false)];
+        assert!(!evaluate(&weak_fails, |_| 0.0).passed);
+        let leaky = vec![row("plain", None, "nn", 1.0, true), row("remo", Some(1e4), "seq", 0.02, false)];
+        let g = evaluate(&leaky, |_| 0.0);
+        assert!(!g.passed && g.failures[0].contains("seq"));
+        let missing = vec![row("plain", None, "nn", 1.0, true)];
+        assert!(!evaluate(&missing, |_| 0.0).passed);
+    }
+}

@@ -1,0 +1,26 @@
+//! The privacy attack suite (`bench privacy`, DESIGN §2, §6): reads what
+//! the untrusted worker recorded (or simulates it per scheme), runs the
+//! attacks a worker that knows the weights, the protocol and the public
+//! parameters can mount, and scores how many tokens they recover.
+//! Formats and attacks: README.md beside this file.
+
+pub mod attacks;
+pub mod candidates;
+pub mod cli;
+pub mod dict_scan;
+pub mod gate;
+pub mod hadamard;
+pub mod linalg;
+pub mod mat;
+pub mod noise;
+pub mod npy;
+pub mod recording;
+pub mod report;
+pub mod runner;
+pub mod score;
+pub mod steps;
+pub mod svg;
+pub mod synth;
+pub mod tokens;
+
+pub use cli::{run, Args};

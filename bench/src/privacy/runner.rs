@@ -1,0 +1,139 @@
+//! The scheme matrix: every attack on every recording, scored. Recordings
+//! come from disk (a worker's `--record` folder with tokens.json) or from
+//! the synthetic simulator.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::attacks::complement::ComplementProjection;
+use super::attacks::likelihood::{DecodeMode, SequentialDecoding};
+use super::attacks::nearest::{Metric, NearestNeighbour};
+use super::attacks::omp_dict::OmpDictionary;
+use super::attacks::omp_frame::OmpFrame;
+use super::attacks::pad_gram::PadGram;
+use super::attacks::pad_ica::PadIca;
+use super::attacks::pad_structure::PadStructure;
+use super::attacks::span::SpanMembership;
+use super::attacks::{Attack, Evidence};
+use super::candidates::Candidates;
+use super::recording::Recording;
+use super::score::{majority_baseline, score};
+use super::steps::group_steps;
+use super::tokens::TokensFile;
+
+/// Knobs of the attacks (quick mode shrinks the expensive ones).
+#[derive(Clone, Debug, Serialize)]
+pub struct AttackOptions {
+    pub omp_screen: usize,
+    pub omp_atoms: usize,
+    pub complement_iterations: usize,
+    pub ica_components: usize,
+    pub ica_iterations: usize,
+    pub rerank: usize,
+    pub fast_top_k: usize,
+    pub seed: u64,
+}
+
+pub fn attacks(o: &AttackOptions) -> Vec<Box<dyn Attack>> {
+    vec![
+        Box::new(NearestNeighbour { metric: Metric::Cosine }),
+        Box::new(NearestNeighbour { metric: Metric::L2 }),
+        Box::new(SpanMembership),
+        Box::new(SequentialDecoding { mode: DecodeMode::Exhaustive, rerank: o.rerank }),
+        Box::new(SequentialDecoding { mode: DecodeMode::Fast { top_k: o.fast_top_k }, rerank: o.rerank }),
+        Box::new(OmpDictionary { screen: o.omp_screen, max_atoms: o.omp_atoms }),
+        Box::new(OmpFrame { max_atoms: o.omp_atoms }),
+        Box::new(ComplementProjection { iterations: o.complement_iterations }),
+        Box::new(PadGram),
+        Box::new(PadIca { components: o.ica_components, max_iter: o.ica_iterations, seed: o.seed }),
+        Box::new(PadStructure),
+    ]
+}
+
+/// One (scheme, κ, setting, attack) result.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttackRow {
+    pub scheme: String,
+    pub kappa: Option<f64>,
+    pub setting: String,
+    pub attack: String,
+    pub assumptions: Vec<&'static str>,
+    pub uses_prior: bool,
+    pub weak_scheme: bool,
+    pub top1: f64,
+    pub top1_prompt: f64,
+    pub top1_response: f64,
+    pub bag_recall: f64,
+    pub positions: usize,
+    pub seconds: f64,
+    pub notes: String,
+}
+
+/// What a recording is, for the report.
+#[derive(Clone, Debug)]
+pub struct RecordingLabel {
+    pub scheme: String,
+    pub kappa: Option<f64>,
+    pub setting: String,
+    pub weak: bool,
+}
+
+/// Runs every applicable attack on one recording.
+pub fn attack_recording(rec: &Recording, tokens: &TokensFile, cands: &mut dyn Candidates, list: &[Box<dyn Attack>], label: &RecordingLabel) -> Result<Vec<AttackRow>> {
+    let steps = group_steps(rec, tokens)?;
+    let ev = Evidence { rec, steps: &steps };
+    let mut rows = Vec::new();
+    for a in list {
+        let t0 = Instant::now();
+        let Some(out) = a.run(&ev, cands).with_context(|| format!("attack {} on {} {}", a.name(), label.scheme, label.setting))? else { continue };
+        let s = score(tokens, &steps, &out.guesses);
+        let seconds = t0.elapsed().as_secs_f64();
+        eprintln!("  {:<12} {:<10} κ={:<8} {:<16} top-1 {:6.2}%  bag {:6.2}%  {:6.1}s  {}", label.scheme, label.setting, label.kappa.map_or("-".into(), |k| format!("{k}")), a.name(), 100.0 * s.top1, 100.0 * s.bag_recall, seconds, out.notes);
+        rows.push(AttackRow {
+            scheme: label.scheme.clone(),
+            kappa: label.kappa,
+            setting: label.setting.clone(),
+            attack: a.name(),
+            assumptions: a.assumptions().iter().map(|x| x.short()).collect(),
+            uses_prior: a.uses_prior(),
+            weak_scheme: label.weak,
+            top1: s.top1,
+            top1_prompt: s.top1_prompt,
+            top1_response: s.top1_response,
+            bag_recall: s.bag_recall,
+            positions: s.positions,
+            seconds,
+            notes: out.notes,
+        });
+    }
+    Ok(rows)
+}
+
+/// No-skill baselines of one setting's tokens.
+#[derive(Clone, Debug, Serialize)]
+pub struct Baseline {
+    pub setting: String,
+    pub positions: usize,
+    pub chance: f64,
+    pub majority: f64,
+}
+
+pub fn baseline(setting: &str, tokens: &TokensFile, vocab: usize) -> Baseline {
+    let positions = tokens.sequences.iter().enumerate().map(|(s, q)| (0..q.tokens.len()).filter(|&p| tokens.is_scored((s, p))).count()).sum();
+    Baseline { setting: setting.into(), positions, chance: 1.0 / vocab as f64, majority: majority_baseline(tokens) }
+}
+
+/// Loads a worker recording folder with its tokens.json, keeping the
+/// calls the given candidates provider can use (plus step boundaries).
+pub fn load_recorded(dir: &Path, cands: &dyn Candidates) -> Result<(Recording, TokensFile)> {
+    let tokens = TokensFile::load(&dir.join("tokens.json"))?;
+    let ctx = cands.contextual_ops();
+    let rec = Recording::load(dir, |m| match m.op_id() {
+        Ok(id) => cands.dictionary(id).is_some() || ctx.contains(&id) || (id.layer == 0 && id.op == talaria_models::Op::Qkv),
+        Err(_) => false,
+    })?;
+    Ok((rec, tokens))
+}

@@ -1,0 +1,187 @@
+//! Shared fixture of the confidential-split tests: the real default model,
+//! reference prompts, runs through any backend, a TCP worker process, and
+//! readers for worker recordings.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use talaria_cvm::backend::{build_linear, BackendArgs};
+use talaria_cvm::worker::find_worker_binary;
+use talaria_engine::{generate, GenerateRequest, KvPool, Linear, LlamaModel, LocalLinear, SamplingParams};
+use talaria_kernels::WeightDType;
+use talaria_models::fetch::ensure_default_model;
+use talaria_models::{Checkpoint, CvmWeights, OpId, WorkerWeights};
+
+pub const DTYPE: WeightDType = WeightDType::Bf16;
+
+pub struct Fixture {
+    pub ck: Checkpoint,
+    pub model: LlamaModel,
+    pub prompts: Vec<Vec<u32>>,
+    pub max_tokens: usize,
+}
+
+impl Fixture {
+    /// Two of the foundation's reference prompts (a completion and a chat).
+    pub fn load() -> Self {
+        let ck = Checkpoint::open(ensure_default_model(false).unwrap()).unwrap();
+        let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(&ck, DTYPE).unwrap()).unwrap();
+        let data: serde_json::Value = serde_json::from_str(include_str!("../../../engine/testdata/reference_logits.json")).unwrap();
+        let all = data["prompts"].as_array().unwrap();
+        let pick = |chat: bool| all.iter().find(|p| p["chat"].as_bool() == Some(chat)).unwrap();
+        let ids = |p: &serde_json::Value| p["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect::<Vec<_>>();
+        let prompts = vec![ids(pick(false)), ids(pick(true))];
+        Self { ck, model, prompts, max_tokens: 24 }
+    }
+
+    /// Greedy tokens and per-step logits of every prompt through `linear`.
+    pub fn run(&self, linear: &mut dyn Linear) -> (Vec<u32>, Vec<f32>) {
+        let mut kv = KvPool::new(&self.model.config, 64, 16);
+        let (mut tokens, mut logits) = (Vec::new(), Vec::new());
+        for p in &self.prompts {
+            let req = GenerateRequest { prompt_ids: p.clone(), params: SamplingParams::greedy(), max_tokens: self.max_tokens, stop_strings: vec![], ignore_eos: true };
+            let out = generate(&self.model, &mut kv, linear, &self.ck.tokenizer, &req, |l, _, _| logits.extend_from_slice(l)).unwrap();
+            tokens.extend(out.tokens.iter().map(|t| t.id));
+        }
+        (tokens, logits)
+    }
+
+    /// The plain engine with exact (f64-accumulated) products.
+    pub fn run_local(&self) -> (Vec<u32>, Vec<f32>) {
+        let mut linear = LocalLinear::exact(Arc::new(WorkerWeights::load(&self.ck, DTYPE).unwrap()));
+        self.run(&mut linear)
+    }
+
+    pub fn run_with(&self, args: &BackendArgs) -> (Vec<u32>, Vec<f32>) {
+        let mut linear = build_linear(args, &self.ck, DTYPE).unwrap();
+        self.run(linear.as_mut())
+    }
+
+    /// Every input row of every op the plain engine computes for the
+    /// prompts: keyed by (layer, op name), rows concatenated, f64.
+    pub fn plaintext_rows(&self) -> HashMap<(i32, String), Vec<f64>> {
+        struct Capture {
+            inner: LocalLinear,
+            rows: HashMap<(i32, String), Vec<f64>>,
+        }
+        impl Linear for Capture {
+            fn forward(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
+                self.rows.entry((id.layer, id.op.name().to_string())).or_default().extend(x.iter().map(|&v| v as f64));
+                self.inner.forward(id, x, rows, out)
+            }
+            fn name(&self) -> String {
+                "capture".into()
+            }
+        }
+        let mut cap = Capture { inner: LocalLinear::exact(Arc::new(WorkerWeights::load(&self.ck, DTYPE).unwrap())), rows: HashMap::new() };
+        self.run(&mut cap);
+        cap.rows
+    }
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (na * nb).max(1e-300)
+}
+
+/// A `talaria-gpu-worker --listen` process on a free loopback port.
+pub struct TcpWorker {
+    port: u16,
+    child: Arc<Mutex<Option<Child>>>,
+}
+
+fn spawn_tcp_worker(port: u16, extra: &[&str]) -> Child {
+    Command::new(find_worker_binary().unwrap())
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--offline", "--dtype", DTYPE.name()])
+        .args(extra)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn tcp worker")
+}
+
+impl TcpWorker {
+    pub fn start(extra: &[&str]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self { port, child: Arc::new(Mutex::new(Some(spawn_tcp_worker(port, extra)))) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// A supervisor thread: when the worker exits, start a healthy one on
+    /// the same port. Returns whether a restart happened (within 10 min).
+    pub fn restart_when_dead(&mut self) -> JoinHandle<bool> {
+        let (child, port) = (self.child.clone(), self.port);
+        std::thread::spawn(move || {
+            for _ in 0..6000 {
+                let exited = child.lock().unwrap().as_mut().map(|c| c.try_wait().ok().flatten().is_some()).unwrap_or(false);
+                if exited {
+                    *child.lock().unwrap() = Some(spawn_tcp_worker(port, &[]));
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            false
+        })
+    }
+}
+
+impl Drop for TcpWorker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordedCall {
+    pub kind: String,
+    pub layer: i32,
+    pub op: String,
+    pub rows: usize,
+    pub cols: usize,
+    pub file: String,
+}
+
+pub fn read_calls(dir: &Path) -> Vec<RecordedCall> {
+    std::fs::read_to_string(dir.join("calls.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            RecordedCall {
+                kind: v["kind"].as_str().unwrap().into(),
+                layer: v["layer"].as_i64().unwrap() as i32,
+                op: v["op"].as_str().unwrap().into(),
+                rows: v["rows"].as_u64().unwrap() as usize,
+                cols: v["cols"].as_u64().unwrap() as usize,
+                file: v["file"].as_str().unwrap().into(),
+            }
+        })
+        .collect()
+}
+
+/// Reads a 2-D little-endian `<f8` .npy file written by the recorder.
+pub fn read_npy_f64(path: &Path) -> Vec<f64> {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..6], b"\x93NUMPY");
+    let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
+    let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
+    assert!(header.contains("'<f8'"), "{header}");
+    b[10 + hlen..].chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+}

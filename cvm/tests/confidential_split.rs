@@ -1,0 +1,68 @@
+//! The confidential split with the real default model and two real
+//! processes: ReMO output identical to the plain engine, over shared memory
+//! and TCP, through worker crashes and garbage answers; and a recording that
+//! holds no plaintext row.
+
+mod common;
+
+use common::*;
+use talaria_cvm::backend::BackendArgs;
+
+#[test]
+fn confidential_matches_plain_over_shared_memory() {
+    let fx = Fixture::load();
+    let (want, want_logits) = fx.run_local();
+    let (got, got_logits) = fx.run_with(&BackendArgs::default());
+    assert_eq!(got, want, "greedy tokens confidential vs plain");
+    let diff = max_abs_diff(&got_logits, &want_logits);
+    eprintln!("confidential vs plain (shm): max |Δlogit| = {diff:.3e}");
+    assert!(diff <= 1e-5, "max |Δlogit| = {diff}");
+}
+
+#[test]
+fn confidential_matches_plain_over_tcp() {
+    let fx = Fixture::load();
+    let (want, want_logits) = fx.run_local();
+    let worker = TcpWorker::start(&[]);
+    let args = BackendArgs { worker: Some(worker.url()), ..Default::default() };
+    let (got, got_logits) = fx.run_with(&args);
+    assert_eq!(got, want, "greedy tokens confidential (tcp) vs plain");
+    let diff = max_abs_diff(&got_logits, &want_logits);
+    eprintln!("confidential vs plain (tcp): max |Δlogit| = {diff:.3e}");
+    assert!(diff <= 1e-5, "max |Δlogit| = {diff}");
+}
+
+#[test]
+fn worker_killed_mid_generation_is_respawned_with_same_tokens() {
+    let fx = Fixture::load();
+    let (want, _) = fx.run_local();
+    // Dies at its 400th call: well inside decoding (calibration + prefill use ~250).
+    let args = BackendArgs { worker_test_args: vec!["--fault".into(), "exit@400".into()], ..Default::default() };
+    let (got, _) = fx.run_with(&args);
+    assert_eq!(got, want);
+}
+
+#[test]
+fn remote_worker_restart_is_reconnected_with_same_tokens() {
+    let fx = Fixture::load();
+    let (want, _) = fx.run_local();
+    let mut worker = TcpWorker::start(&["--fault", "exit@400"]);
+    let url = worker.url();
+    // A supervisor restarts the crashed remote worker on the same port.
+    let restarter = worker.restart_when_dead();
+    let args = BackendArgs { worker: Some(url), ..Default::default() };
+    let (got, _) = fx.run_with(&args);
+    assert_eq!(got, want);
+    assert!(restarter.join().unwrap(), "the worker did crash and was restarted");
+}
+
+#[test]
+fn garbage_answers_are_rejected_and_retried() {
+    let fx = Fixture::load();
+    let (want, _) = fx.run_local();
+    for fault in ["nan@300", "shape@350"] {
+        let args = BackendArgs { worker_test_args: vec!["--fault".into(), fault.into()], ..Default::default() };
+        let (got, _) = fx.run_with(&args);
+        assert_eq!(got, want, "after fault {fault}");
+    }
+}

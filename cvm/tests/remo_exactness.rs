@@ -1,0 +1,109 @@
+//! ReMO (and every reference scheme) returns the product the worker's
+//! weights define: f64-exact to ~1e-10 at κ = 1e4, f32-exact on the f32 path.
+
+mod remo_support;
+
+use remo_support::*;
+use talaria_cvm::remo::{
+    scheme_by_name, CallKind, MaskScheme, RecordingWorker, Remo, RemoParams, WorkerMatmul, SCHEME_NAMES,
+};
+use talaria_models::{Op, OpId};
+
+fn qkv() -> OpId {
+    OpId::new(0, Op::Qkv)
+}
+
+#[test]
+fn online_product_is_exact_in_f64_at_kappa_1e4() {
+    let (d_in, d_out) = (64, 48);
+    let shapes = [(qkv(), d_in, d_out)];
+    let mut worker = RecordingWorker::random(&shapes, 7);
+    let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::with_kappa(1e4)).unwrap();
+    // 10 calls of 16 rows use 160 pads: more than one batch (96 usable).
+    let mut worst: f64 = 0.0;
+    for call in 0..10 {
+        let x = gaussian(16, d_in, 1.0, call);
+        let mut out = vec![0.0; 16 * d_out];
+        remo.matmul_f64(&mut worker, qkv(), &x, 16, &mut out).unwrap();
+        worst = worst.max(rel_err(&out, &worker.exact(qkv(), &x, 16).unwrap()));
+    }
+    assert!(remo.pools().pool(qkv()).unwrap().stats().batches >= 2);
+    println!("worst relative error over 10 calls: {worst:e}");
+    assert!(worst < 1e-10, "relative error {worst:e}");
+}
+
+#[test]
+fn real_sizes_576_to_960_are_exact() {
+    let (d_in, d_out, rows) = (576, 960, 32);
+    let shapes = [(qkv(), d_in, d_out)];
+    let mut worker = RecordingWorker::random(&shapes, 8).record_data(false);
+    let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
+    let x = gaussian(rows, d_in, 1.0, 1);
+    let want = worker.exact(qkv(), &x, rows).unwrap();
+    let mut out = vec![0.0; rows * d_out];
+    remo.matmul_f64(&mut worker, qkv(), &x, rows, &mut out).unwrap();
+    let err = rel_err(&out, &want);
+    println!("576→960, κ = 1e4: relative error {err:e}");
+    assert!(err < 1e-10, "relative error {err:e}");
+    // The f32 path: rows in f32, product rounded to f32.
+    let x32 = to_f32(&x);
+    let want32 = worker.exact(qkv(), &to_f64(&x32), rows).unwrap();
+    let mut out32 = vec![0.0f32; rows * d_out];
+    remo.matmul(&mut worker, qkv(), &x32, rows, &mut out32).unwrap();
+    let err32 = rel_err(&to_f64(&out32), &want32);
+    assert!(err32 < 1e-7, "f32 path relative error {err32:e}");
+}
+
+#[test]
+fn every_scheme_unmasks_to_f32_precision() {
+    let shapes = [(qkv(), 64, 40), (OpId::new(1, Op::Down), 96, 64)];
+    for name in SCHEME_NAMES {
+        let mut worker = RecordingWorker::random(&shapes, 9);
+        let mut scheme = scheme_by_name(name, 1e4, &setup(&shapes, 1.0)).unwrap();
+        assert_eq!(scheme.name(), name);
+        assert_eq!(scheme.secure(), name == "remo", "{name}");
+        for (&(id, d_in, d_out), rows) in shapes.iter().cycle().zip([1usize, 5, 16, 3]) {
+            let x = to_f32(&gaussian(rows, d_in, 1.0, rows as u64));
+            let want = worker.exact(id, &to_f64(&x), rows).unwrap();
+            let mut out = vec![0.0f32; rows * d_out];
+            scheme.matmul(&mut worker, id, &x, rows, &mut out).unwrap();
+            let err = rel_err(&to_f64(&out), &want);
+            assert!(err < 1e-6, "{name}, {id}, {rows} rows: relative error {err:e}");
+        }
+    }
+    assert!(scheme_by_name("rot13", 1e4, &setup(&shapes, 1.0)).is_err());
+}
+
+/// A worker that answers with the wrong number of values, or NaN.
+struct BrokenWorker {
+    nan: bool,
+}
+
+impl WorkerMatmul for BrokenWorker {
+    fn matmul(&mut self, _id: OpId, _kind: CallKind, x: &[f64], rows: usize) -> anyhow::Result<Vec<f64>> {
+        Ok(if self.nan { vec![f64::NAN; rows * 8] } else { vec![0.0; x.len() + 1] })
+    }
+}
+
+#[test]
+fn bad_inputs_and_bad_answers_are_errors() {
+    let shapes = [(qkv(), 8, 8)];
+    let mut worker = RecordingWorker::random(&shapes, 1);
+    let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
+    let mut out = vec![0.0f32; 16];
+    assert!(remo.matmul(&mut worker, qkv(), &[0.0; 15], 2, &mut out).is_err(), "short input");
+    assert!(remo.matmul(&mut worker, qkv(), &[0.0; 16], 2, &mut out[..8]).is_err(), "short output");
+    assert!(remo.matmul(&mut worker, OpId::new(3, Op::O), &[0.0; 16], 2, &mut out).is_err(), "unknown op");
+    let mut x = [0.5f32; 16];
+    x[3] = f32::NAN;
+    assert!(remo.matmul(&mut worker, qkv(), &x, 2, &mut out).is_err(), "NaN input");
+    assert!(worker.calls().is_empty(), "nothing may reach the worker for a rejected call");
+    for nan in [false, true] {
+        let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
+        let err = remo.matmul(&mut BrokenWorker { nan }, qkv(), &[0.5; 16], 2, &mut out).unwrap_err();
+        assert!(format!("{err:#}").contains("worker answer"), "{err:#}");
+    }
+    // Zero rows: nothing to do, nothing sent.
+    remo.matmul(&mut worker, qkv(), &[], 0, &mut []).unwrap();
+    assert!(worker.calls().is_empty());
+}
