@@ -9,6 +9,7 @@
 use clap::{Parser, Subcommand};
 
 mod machine;
+mod serve;
 mod throughput;
 
 #[derive(Parser)]
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Offline throughput of the plain engine: prefill and decode tokens/s.
     Throughput(throughput::Args),
+    /// Serving benchmark against talaria-serve (latency, throughput, soak).
+    Serve(serve::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +32,6 @@ fn main() -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     match Cli::parse().command {
         Command::Throughput(a) => throughput::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }

@@ -84,6 +84,12 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
     let prompt_ids = ck.tokenizer.encode(&prompt)?;
     let cvm = CvmWeights::load(&ck, a.model.dtype)?;
     let mut linear = build_linear(&a.backend, &ck, a.model.dtype)?;
+    // Pad batches are made ahead of need (DESIGN §3), not on the request's clock.
+    let t_warm = std::time::Instant::now();
+    while linear.idle(std::time::Duration::from_secs(60))? {}
+    if t_warm.elapsed().as_secs_f64() > 0.05 {
+        eprintln!("[{}] pad pools filled in {:.1}s", linear.name(), t_warm.elapsed().as_secs_f64());
+    }
     let model = LlamaModel::new(ck.config.clone(), cvm)?;
     let tokens_needed = prompt_ids.len() + a.max_tokens;
     let mut kv = KvPool::new(&model.config, tokens_needed.div_ceil(DEFAULT_BLOCK_SIZE), DEFAULT_BLOCK_SIZE);
@@ -108,5 +114,19 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
         (n_out.saturating_sub(1)) as f64 / res.decode_s.max(1e-9),
         res.finish.as_str(),
     );
+    let stats = linear.stats();
+    if let Some(r) = stats.get("remo").filter(|r| !r.is_null()) {
+        eprintln!(
+            "[ReMO κ = {:e}] leakage bound {:.3e} bits per position | pads used {} (discarded {}) | pad batches {} ({:.0} ms) | worker retries {}, reconnects {}",
+            r["kappa"].as_f64().unwrap_or(0.0),
+            r["leakage_bound_bits"].as_f64().unwrap_or(0.0),
+            r["pads_used"],
+            r["pads_discarded"],
+            r["batches"],
+            r["refill_ms"].as_f64().unwrap_or(0.0),
+            stats["link"]["retries"],
+            stats["link"]["reconnects"],
+        );
+    }
     Ok(())
 }

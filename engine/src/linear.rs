@@ -14,6 +14,17 @@ pub trait Linear: Send {
 
     /// A short name for logs ("plain-local", "remo", …).
     fn name(&self) -> String;
+
+    /// Background work while no step is pending (ReMO pad refills). Returns
+    /// whether anything was done, so callers can go idle when not.
+    fn idle(&mut self, _budget: std::time::Duration) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+
+    /// Backend counters for logs and benchmarks (JSON object, or null).
+    fn stats(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 /// How the local backend accumulates products.

@@ -30,7 +30,13 @@ type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 fn main() -> AnyResult<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("--child-shm") => return echo(&mut ShmRing::open(arg(&args, 2)?)?),
+        Some("--child-shm") => {
+            let mut ring = ShmRing::open(arg(&args, 2)?)?;
+            if let Some(spin) = spin_override() {
+                ring.set_spin(spin);
+            }
+            return echo(&mut ring);
+        }
         Some("--child-tcp") => {
             return echo(&mut TcpConnection::connect(
                 arg(&args, 2)?,
@@ -48,6 +54,9 @@ fn main() -> AnyResult<()> {
     let (mut ring, path) = ShmRing::create("talaria-bench", ShmRing::DEFAULT_CAPACITY)?;
     let mut child = spawn("--child-shm", &path.to_string_lossy())?;
     ring.expect_peer_pid(child.id());
+    if let Some(spin) = spin_override() {
+        ring.set_spin(spin);
+    }
     bench("shm", &mut ring, quick)?;
     finish(&mut ring, &mut child)?;
 
@@ -57,6 +66,12 @@ fn main() -> AnyResult<()> {
     bench("tcp", &mut tcp, quick)?;
     finish(&mut tcp, &mut child)?;
     Ok(())
+}
+
+/// `TALARIA_SPIN_US` sets the shm spin before sleeping (both processes).
+fn spin_override() -> Option<Duration> {
+    let us: u64 = std::env::var("TALARIA_SPIN_US").ok()?.parse().ok()?;
+    Some(Duration::from_micros(us))
 }
 
 fn arg(args: &[String], i: usize) -> AnyResult<&str> {

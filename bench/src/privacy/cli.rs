@@ -14,6 +14,7 @@ use super::runner::{attack_recording, attacks, baseline, load_recorded, AttackOp
 use super::synth::scheme::Scheme;
 use super::synth::simulate::{simulate, SimInput};
 use super::synth::{channel_scales, conversations, Setting};
+use super::tokens::TokensFile;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -110,7 +111,8 @@ pub fn run(args: Args) -> Result<()> {
             baselines.push(baseline(setting.name(), &tokens, dict.rows.rows));
             for (i, &(scheme, kappa)) in schemes.iter().enumerate() {
                 let input = SimInput { config: &cfg, dict: &dict.rows, scales: &scales };
-                let rec = simulate(scheme, kappa, &tokens, &input, args.seed.wrapping_add(i as u64 * 1000 + setting as u64))?;
+                let (rec, sources) = simulate(scheme, kappa, &tokens, &input, args.seed.wrapping_add(i as u64 * 1000 + setting as u64))?;
+                let tokens = TokensFile { row_sources: Some(sources), ..tokens.clone() };
                 if let Some(dir) = &args.write_recordings {
                     let d = dir.join(format!("{}-k{kappa}-{}", scheme.name(), setting.name()));
                     rec.save(&d)?;

@@ -1,11 +1,15 @@
 //! Scoring guesses against tokens.json: top-1 token accuracy over prompt
-//! and response positions (BOS excluded), with the guesses of a step
-//! matched to its true tokens as multisets (a layer-0 call carries no
-//! order; at batch-1 decode a step is one position so this is plain
-//! top-1), bag-of-tokens recall per sequence, and the no-skill baselines.
+//! and response positions (BOS excluded). A guess that names the observed
+//! row it explains is checked against that row's true token when the row
+//! shuffle is known (`row_sources`); the other guesses of a step are
+//! matched to its remaining tokens as a multiset (a layer-0 call carries
+//! no order, so a set test gets credit for the tokens it finds; at
+//! batch-1 decode a step is one position and this is plain top-1). Also
+//! bag-of-tokens recall per sequence and the no-skill baselines.
 
 use std::collections::{HashMap, HashSet};
 
+use super::attacks::Guess;
 use super::steps::Step;
 use super::tokens::TokensFile;
 
@@ -19,40 +23,64 @@ pub struct Score {
     pub hits: usize,
 }
 
-pub fn score(tokens: &TokensFile, steps: &[Step], guesses: &[Vec<u32>]) -> Score {
+/// Which real rows of a step the guesses hit.
+fn step_hits(tokens: &TokensFile, step: &Step, guesses: &[Guess]) -> Vec<bool> {
+    let n = step.rows.len();
+    let mut hit = vec![false; n];
+    let mut claimed = vec![false; n];
+    let mut loose: Vec<u32> = Vec::new();
+    for g in guesses {
+        match (g.row, &step.row_sources) {
+            (Some(r), Some(src)) => {
+                // Attributed to a row whose content is known: right or wrong
+                // on that row alone (a padding row is a wasted guess).
+                if let Some(Some(i)) = src.get(r) {
+                    if !claimed[*i] {
+                        claimed[*i] = true;
+                        hit[*i] = tokens.token(step.rows[*i]) == g.token;
+                    }
+                }
+            }
+            _ => loose.push(g.token),
+        }
+    }
+    let mut pool: HashMap<u32, usize> = HashMap::new();
+    for t in loose {
+        *pool.entry(t).or_default() += 1;
+    }
+    for i in 0..n {
+        if claimed[i] {
+            continue;
+        }
+        if let Some(c) = pool.get_mut(&tokens.token(step.rows[i])).filter(|c| **c > 0) {
+            *c -= 1;
+            hit[i] = true;
+        }
+    }
+    hit
+}
+
+pub fn score(tokens: &TokensFile, steps: &[Step], guesses: &[Vec<Guess>]) -> Score {
     let (mut hits, mut total) = (0usize, 0usize);
     let (mut hp, mut tp, mut hr, mut tr) = (0usize, 0usize, 0usize, 0usize);
     let mut bags: Vec<HashSet<u32>> = vec![HashSet::new(); tokens.sequences.len()];
     for (k, step) in steps.iter().enumerate() {
         let g = guesses.get(k).map(Vec::as_slice).unwrap_or(&[]);
-        let mut pool: HashMap<u32, usize> = HashMap::new();
-        for &t in g {
-            *pool.entry(t).or_default() += 1;
-        }
         for &(s, _) in &step.rows {
-            bags[s].extend(g.iter().copied());
+            bags[s].extend(g.iter().map(|x| x.token));
         }
-        for &r in &step.rows {
+        for (&r, h) in step.rows.iter().zip(step_hits(tokens, step, g)) {
             if !tokens.is_scored(r) {
                 continue;
             }
-            let truth = tokens.token(r);
-            let hit = match pool.get_mut(&truth) {
-                Some(c) if *c > 0 => {
-                    *c -= 1;
-                    true
-                }
-                _ => false,
-            };
-            let in_prompt = r.1 < tokens.sequences[r.0].prompt_len;
             total += 1;
-            hits += usize::from(hit);
-            if in_prompt {
+            hits += usize::from(h);
+            if r.1 < tokens.sequences[r.0].prompt_len {
                 tp += 1;
-                hp += usize::from(hit);
+                hp += usize::from(h);
             } else {
                 tr += 1;
-                hr += usize::from(hit);
+                hr += usize::from(h);
             }
         }
     }
@@ -86,17 +114,42 @@ mod tests {
     use super::*;
     use crate::privacy::tokens::SequenceTokens;
 
+    fn setup() -> (TokensFile, Vec<Step>) {
+        let tokens = TokensFile { format_version: 1, sequences: vec![SequenceTokens { tokens: vec![1, 7, 7, 8, 9], prompt_len: 3, bos: true }], steps: None, row_sources: None };
+        let steps = tokens.steps().into_iter().map(|rows| Step { rows, calls: vec![], row_sources: None }).collect();
+        (tokens, steps)
+    }
+
+    fn loose(v: &[u32]) -> Vec<Guess> {
+        v.iter().map(|&t| Guess::unattributed(t)).collect()
+    }
+
     #[test]
     fn multiset_matching_within_a_step_and_bos_excluded() {
-        let tokens = TokensFile { format_version: 1, sequences: vec![SequenceTokens { tokens: vec![1, 7, 7, 8, 9], prompt_len: 3, bos: true }], steps: None };
-        let steps: Vec<Step> = tokens.steps().into_iter().map(|rows| Step { rows, calls: vec![] }).collect();
+        let (tokens, steps) = setup();
         // Prompt step (BOS, 7, 7): guesses in another order, one 7 wrong.
-        let g = vec![vec![7, 1, 5], vec![8], vec![0]];
+        let g = vec![loose(&[7, 1, 5]), loose(&[8]), loose(&[0])];
         let s = score(&tokens, &steps, &g);
         assert_eq!(s.positions, 4);
         assert_eq!(s.hits, 2);
         assert!((s.top1_prompt - 0.5).abs() < 1e-12 && (s.top1_response - 0.5).abs() < 1e-12);
         assert!((s.bag_recall - 2.0 / 3.0).abs() < 1e-12, "7 and 8 of {{7, 8, 9}}");
         assert!((majority_baseline(&tokens) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn attributed_guesses_are_judged_on_their_row() {
+        let (tokens, mut steps) = setup();
+        // Observed rows of the prompt call: row 0 carries position 2, row 1
+        // position 0 (BOS), row 2 position 1.
+        steps[0].row_sources = Some(vec![Some(2), Some(0), Some(1)]);
+        // Row 0 named 7 (right); row 2 named 8 (wrong, though 8 is a
+        // token of the sequence, and no multiset credit for it).
+        let g = vec![vec![Guess { token: 7, row: Some(0) }, Guess { token: 8, row: Some(2) }], loose(&[]), loose(&[])];
+        let s = score(&tokens, &steps, &g);
+        assert_eq!(s.hits, 1);
+        // Unattributed guesses still match the unclaimed positions.
+        let g = vec![vec![Guess { token: 9, row: Some(0) }, Guess::unattributed(7)], loose(&[]), loose(&[])];
+        assert_eq!(score(&tokens, &steps, &g).hits, 1);
     }
 }

@@ -15,6 +15,9 @@ pub struct Step {
     pub rows: Vec<RowRef>,
     /// Indices into `Recording::calls` of this step's online/plain calls.
     pub calls: Vec<usize>,
+    /// Ground truth (scoring only): for each row of the layer-0 qkv call,
+    /// the index into `rows` it carries; `None` when unknown or mixed.
+    pub row_sources: Option<Vec<Option<usize>>>,
 }
 
 pub fn group_steps(rec: &Recording, tokens: &TokensFile) -> Result<Vec<Step>> {
@@ -38,7 +41,12 @@ pub fn group_steps(rec: &Recording, tokens: &TokensFile) -> Result<Vec<Step>> {
             let c = &rec.calls[ci];
             ensure!(c.data.rows >= rows.len(), "step {k}: call {} has {} rows but the step has {} real rows", c.seq, c.data.rows, rows.len());
         }
-        steps.push(Step { rows, calls });
+        let row_sources = tokens.row_sources.as_ref().and_then(|rs| rs[k].clone());
+        if let Some(src) = &row_sources {
+            let first_rows = rec.calls[calls[0]].data.rows;
+            ensure!(src.len() == first_rows, "step {k}: row_sources lists {} rows, its layer-0 qkv call has {first_rows}", src.len());
+        }
+        steps.push(Step { rows, calls, row_sources });
     }
     Ok(steps)
 }

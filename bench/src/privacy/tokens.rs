@@ -34,6 +34,14 @@ pub struct TokensFile {
     /// prefill step, then one decode step per response token.
     #[serde(default)]
     pub steps: Option<Vec<Vec<RowRef>>>,
+    /// Optional ground truth of the row shuffle, for scoring only: per
+    /// step, for each row of its layer-0 qkv call as the worker received
+    /// it, the index into that step's real rows it carries (`null` for a
+    /// padding row); `null` for a step whose rows are mixtures or whose
+    /// shuffle is not known. Without it, a step's guesses are matched to
+    /// its tokens as a multiset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_sources: Option<Vec<Option<Vec<Option<usize>>>>>,
 }
 
 impl TokensFile {
@@ -91,6 +99,19 @@ impl TokensFile {
         for (i, s) in self.sequences.iter().enumerate() {
             ensure!(next[i] == s.tokens.len(), "sequence {i}: steps cover {} of its {} tokens", next[i], s.tokens.len());
         }
+        if let Some(rs) = &self.row_sources {
+            let steps = self.steps();
+            ensure!(rs.len() == steps.len(), "row_sources has {} entries for {} steps", rs.len(), steps.len());
+            for (k, (src, step)) in rs.iter().zip(&steps).enumerate() {
+                let Some(src) = src else { continue };
+                let mut seen = vec![false; step.len()];
+                for &i in src.iter().flatten() {
+                    ensure!(i < step.len() && !seen[i], "step {k}: row_sources entry {i} is out of range or repeated");
+                    seen[i] = true;
+                }
+                ensure!(seen.iter().all(|&b| b), "step {k}: row_sources does not cover every real row");
+            }
+        }
         Ok(())
     }
 }
@@ -101,7 +122,7 @@ mod tests {
 
     #[test]
     fn default_steps_are_prefill_then_decode() {
-        let t = TokensFile { format_version: 1, sequences: vec![SequenceTokens { tokens: vec![1, 2, 3, 4], prompt_len: 2, bos: true }], steps: None };
+        let t = TokensFile { format_version: 1, sequences: vec![SequenceTokens { tokens: vec![1, 2, 3, 4], prompt_len: 2, bos: true }], steps: None, row_sources: None };
         t.validate().unwrap();
         assert_eq!(t.steps(), vec![vec![(0, 0), (0, 1)], vec![(0, 2)], vec![(0, 3)]]);
         assert!(!t.is_scored((0, 0)) && t.is_scored((0, 1)));
@@ -110,15 +131,17 @@ mod tests {
     #[test]
     fn rejects_out_of_order_or_missing_rows() {
         let seq = SequenceTokens { tokens: vec![1, 2, 3], prompt_len: 1, bos: false };
-        let bad = TokensFile { format_version: 1, sequences: vec![seq.clone()], steps: Some(vec![vec![(0, 1)], vec![(0, 0)], vec![(0, 2)]]) };
+        let bad = TokensFile { format_version: 1, sequences: vec![seq.clone()], steps: Some(vec![vec![(0, 1)], vec![(0, 0)], vec![(0, 2)]]), row_sources: None };
         assert!(bad.validate().is_err());
-        let short = TokensFile { format_version: 1, sequences: vec![seq], steps: Some(vec![vec![(0, 0), (0, 1)]]) };
+        let short = TokensFile { format_version: 1, sequences: vec![seq.clone()], steps: Some(vec![vec![(0, 0), (0, 1)]]), row_sources: None };
         assert!(short.validate().is_err());
+        let dup = TokensFile { format_version: 1, sequences: vec![seq], steps: None, row_sources: Some(vec![Some(vec![Some(0), Some(0)]), None, None]) };
+        assert!(dup.validate().is_err());
     }
 
     #[test]
     fn parses_the_documented_json() {
-        let j = r#"{"format_version":1,"sequences":[{"tokens":[5,6,7],"prompt_len":2}],"steps":[[[0,0],[0,1]],[[0,2]]]}"#;
+        let j = r#"{"format_version":1,"sequences":[{"tokens":[5,6,7],"prompt_len":2}],"steps":[[[0,0],[0,1]],[[0,2]]],"row_sources":[[1,null,0],null]}"#;
         let t: TokensFile = serde_json::from_str(j).unwrap();
         t.validate().unwrap();
         assert_eq!(t.token((0, 2)), 7);

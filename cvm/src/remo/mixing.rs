@@ -16,9 +16,9 @@
 //! to 1e-13 relative, so the κ-fold amplification of the online call
 //! still leaves `X·W` within ~1e-10.
 
-use super::column_blocks::par_column_blocks;
+use super::column_blocks::{par_column_blocks, ColumnBlockMut};
 use super::error::RemoError;
-use super::fwht::fwht_rows;
+use super::fwht::{l1_group_rows, stages};
 use super::secure_rng::SecureRng;
 use super::wipe::wipe;
 
@@ -64,10 +64,14 @@ impl Mixing {
     /// Samples `rounds` (≥ 3) rounds for `n` rows (`n` a power of two ≥ 2).
     pub fn sample(n: usize, rounds: usize, rng: &mut SecureRng) -> Result<Self, RemoError> {
         if n < 2 || !n.is_power_of_two() {
-            return Err(RemoError::Param(format!("mixing size {n} is not a power of two ≥ 2")));
+            return Err(RemoError::Param(format!(
+                "mixing size {n} is not a power of two ≥ 2"
+            )));
         }
         if rounds < MIN_ROUNDS {
-            return Err(RemoError::Param(format!("mixing needs ≥ {MIN_ROUNDS} rounds, got {rounds}")));
+            return Err(RemoError::Param(format!(
+                "mixing needs ≥ {MIN_ROUNDS} rounds, got {rounds}"
+            )));
         }
         let norm = (n as f64).sqrt();
         let rounds = (0..rounds)
@@ -75,11 +79,18 @@ impl Mixing {
                 let mut perm = Vec::with_capacity(n);
                 rng.permutation(n, &mut perm);
                 let d: Vec<f64> = (0..n)
-                    .map(|_| rng.sign() * (LOGNORMAL_SIGMA * rng.truncated_normal(LOGNORMAL_TRUNCATION)).exp())
+                    .map(|_| {
+                        rng.sign()
+                            * (LOGNORMAL_SIGMA * rng.truncated_normal(LOGNORMAL_TRUNCATION)).exp()
+                    })
                     .collect();
                 let scale = d.iter().map(|d| d / norm).collect();
                 let inv_scale = d.iter().map(|d| 1.0 / (norm * d)).collect();
-                Round { perm, scale, inv_scale }
+                Round {
+                    perm,
+                    scale,
+                    inv_scale,
+                }
             })
             .collect();
         Ok(Self { n, rounds })
@@ -100,7 +111,9 @@ impl Mixing {
         self.rounds
             .iter()
             .map(|r| {
-                let (lo, hi) = r.scale.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), s| (lo.min(s.abs()), hi.max(s.abs())));
+                let (lo, hi) = r.scale.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), s| {
+                    (lo.min(s.abs()), hi.max(s.abs()))
+                });
                 hi / lo
             })
             .product()
@@ -132,24 +145,24 @@ impl Mixing {
     /// columns, in parallel; each block stays in cache through all rounds.
     fn run(&self, src: Option<&[f64]>, dst: &mut [f64], cols: usize, dir: Direction) {
         let (n, bw) = (self.n, block_width(self.n, cols));
-        par_column_blocks(dst, n, cols, bw, || Scratch::new(n, bw), |s, mut block| {
-            let w = block.width();
-            let (cur, next) = s.halves(n * w);
-            match src {
-                Some(src) => block.load_from(src, cur),
-                None => block.load(cur),
-            }
-            if transform_block(&self.rounds, dir, cur, next, n, w) {
-                block.store(cur);
-            } else {
-                block.store(next);
-            }
-        });
+        par_column_blocks(
+            dst,
+            n,
+            cols,
+            bw,
+            || Scratch::new(n, bw),
+            |s, mut block| process_block(&self.rounds, dir, src, cols, &mut block, s),
+        );
     }
 
     fn check(&self, a: &[f64], cols: usize) -> Result<(), RemoError> {
         if a.len() != self.n * cols {
-            return Err(RemoError::Param(format!("mixing {} rows: matrix has {} values, expected {}×{cols}", self.n, a.len(), self.n)));
+            return Err(RemoError::Param(format!(
+                "mixing {} rows: matrix has {} values, expected {}×{cols}",
+                self.n,
+                a.len(),
+                self.n
+            )));
         }
         Ok(())
     }
@@ -161,73 +174,161 @@ enum Direction {
     Inverse,
 }
 
-/// All rounds on one `n × w` block held in `a`; `b` is scratch. Returns
-/// whether the result ended in `a` (else in `b`). Runs the AVX-512 or AVX2
-/// build of the same code where the CPU has it.
-fn transform_block(rounds: &[Round], dir: Direction, a: &mut [f64], b: &mut [f64], n: usize, w: usize) -> bool {
+/// All rounds on one block of columns. Runs the AVX-512 or AVX2 build of
+/// the same code where the CPU has it.
+fn process_block(
+    rounds: &[Round],
+    dir: Direction,
+    src: Option<&[f64]>,
+    cols: usize,
+    block: &mut ColumnBlockMut<'_>,
+    s: &mut Scratch,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (checked just above).
-            return unsafe { transform_block_avx512(rounds, dir, a, b, n, w) };
+            return unsafe { process_block_avx512(rounds, dir, src, cols, block, s) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { transform_block_avx2(rounds, dir, a, b, n, w) };
+            return unsafe { process_block_avx2(rounds, dir, src, cols, block, s) };
         }
     }
-    transform_block_generic(rounds, dir, a, b, n, w)
+    process_block_generic(rounds, dir, src, cols, block, s)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transform_block_avx512(rounds: &[Round], dir: Direction, a: &mut [f64], b: &mut [f64], n: usize, w: usize) -> bool {
-    transform_block_generic(rounds, dir, a, b, n, w)
+unsafe fn process_block_avx512(
+    rounds: &[Round],
+    dir: Direction,
+    src: Option<&[f64]>,
+    cols: usize,
+    block: &mut ColumnBlockMut<'_>,
+    s: &mut Scratch,
+) {
+    process_block_generic(rounds, dir, src, cols, block, s)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn transform_block_avx2(rounds: &[Round], dir: Direction, a: &mut [f64], b: &mut [f64], n: usize, w: usize) -> bool {
-    transform_block_generic(rounds, dir, a, b, n, w)
+unsafe fn process_block_avx2(
+    rounds: &[Round],
+    dir: Direction,
+    src: Option<&[f64]>,
+    cols: usize,
+    block: &mut ColumnBlockMut<'_>,
+    s: &mut Scratch,
+) {
+    process_block_generic(rounds, dir, src, cols, block, s)
 }
 
+/// Forward: the first round gathers straight from the source rows, the
+/// result is stored once. Inverse: the block is loaded once, the last
+/// round scatters straight into it. Rounds in between ping-pong between
+/// the two scratch halves.
 #[inline(always)]
-fn transform_block_generic(rounds: &[Round], dir: Direction, a: &mut [f64], b: &mut [f64], n: usize, w: usize) -> bool {
-    let (mut cur, mut next) = (a, b);
-    let mut in_a = true;
-    let step = |r: &Round, cur: &mut [f64], next: &mut [f64]| match dir {
-        // next = H·D·P·cur.
-        Direction::Forward => {
-            for ((dst, &src), &d) in next.chunks_exact_mut(w).zip(&r.perm).zip(&r.scale) {
-                for (x, y) in dst.iter_mut().zip(&cur[src * w..(src + 1) * w]) {
-                    *x = d * y;
-                }
-            }
-            fwht_rows(next, n, w);
-        }
-        // next = P⁻¹·D⁻¹·H·cur (cur is overwritten).
-        Direction::Inverse => {
-            fwht_rows(cur, n, w);
-            for ((src, &dst), &d) in cur.chunks_exact(w).zip(&r.perm).zip(&r.inv_scale) {
-                for (x, y) in next[dst * w..(dst + 1) * w].iter_mut().zip(src) {
-                    *x = d * y;
-                }
-            }
-        }
-    };
+fn process_block_generic(
+    rounds: &[Round],
+    dir: Direction,
+    src: Option<&[f64]>,
+    cols: usize,
+    block: &mut ColumnBlockMut<'_>,
+    s: &mut Scratch,
+) {
+    let (w, c0) = (block.width(), block.c0());
+    let n = rounds.first().map_or(0, |r| r.perm.len());
+    let (mut cur, mut next) = s.halves(n * w);
     match dir {
-        Direction::Forward => rounds.iter().for_each(|r| {
-            step(r, cur, next);
-            std::mem::swap(&mut cur, &mut next);
-            in_a = !in_a;
-        }),
-        Direction::Inverse => rounds.iter().rev().for_each(|r| {
-            step(r, cur, next);
-            std::mem::swap(&mut cur, &mut next);
-            in_a = !in_a;
-        }),
+        Direction::Forward => {
+            let blk: &ColumnBlockMut<'_> = block;
+            match src {
+                Some(m) => gather_round(&rounds[0], cur, n, w, |i| {
+                    &m[i * cols + c0..i * cols + c0 + w]
+                }),
+                None => gather_round(&rounds[0], cur, n, w, |i| blk.row(i)),
+            }
+            for r in &rounds[1..] {
+                let from: &[f64] = cur;
+                gather_round(r, next, n, w, |i| &from[i * w..(i + 1) * w]);
+                std::mem::swap(&mut cur, &mut next);
+            }
+            block.store(cur);
+        }
+        Direction::Inverse => {
+            block.load(cur);
+            for r in rounds[1..].iter().rev() {
+                let to: &mut [f64] = next;
+                scatter_round(r, cur, n, w, |i, d, row| {
+                    to[i * w..(i + 1) * w]
+                        .iter_mut()
+                        .zip(row)
+                        .for_each(|(x, y)| *x = d * y)
+                });
+                std::mem::swap(&mut cur, &mut next);
+            }
+            scatter_round(&rounds[0], cur, n, w, |i, d, row| {
+                block
+                    .row_mut(i)
+                    .iter_mut()
+                    .zip(row)
+                    .for_each(|(x, y)| *x = d * y)
+            });
+        }
     }
-    in_a
+}
+
+/// `out = H·D·P·A` for the `n × w` block `A` whose row `i` is `row(i)`:
+/// each L1 group of `out` is gathered and run through the low stages while
+/// hot, then the high stages follow over the whole block.
+#[inline(always)]
+fn gather_round<'a>(
+    r: &Round,
+    out: &mut [f64],
+    n: usize,
+    w: usize,
+    row: impl Fn(usize) -> &'a [f64],
+) {
+    let g = l1_group_rows(n, w);
+    for (gi, group) in out.chunks_exact_mut(g * w).enumerate() {
+        let rows = gi * g..(gi + 1) * g;
+        for ((dst, &src), &d) in group
+            .chunks_exact_mut(w)
+            .zip(&r.perm[rows.clone()])
+            .zip(&r.scale[rows])
+        {
+            dst.iter_mut().zip(row(src)).for_each(|(x, y)| *x = d * y);
+        }
+        stages(group, w, 1, g);
+    }
+    stages(out, w, g, n);
+}
+
+/// `P⁻¹·D⁻¹·H·A` for the `n × w` block `a` (overwritten): the high stages,
+/// then per L1 group the low stages and the scatter, which hands row `i` of
+/// the result as `sink(i, 1/dᵢ-scale, values)`.
+#[inline(always)]
+fn scatter_round(
+    r: &Round,
+    a: &mut [f64],
+    n: usize,
+    w: usize,
+    mut sink: impl FnMut(usize, f64, &[f64]),
+) {
+    let g = l1_group_rows(n, w);
+    stages(a, w, g, n);
+    for (gi, group) in a.chunks_exact_mut(g * w).enumerate() {
+        stages(group, w, 1, g);
+        let rows = gi * g..(gi + 1) * g;
+        for ((src, &dst), &d) in group
+            .chunks_exact(w)
+            .zip(&r.perm[rows.clone()])
+            .zip(&r.inv_scale[rows])
+        {
+            sink(dst, d, src);
+        }
+    }
 }
 
 /// Columns per cache block for `n` rows (at most `cols`).
@@ -245,7 +346,9 @@ struct Scratch {
 
 impl Scratch {
     fn new(n: usize, width: usize) -> Self {
-        Self { buf: vec![0.0; 2 * n * width] }
+        Self {
+            buf: vec![0.0; 2 * n * width],
+        }
     }
 
     fn halves(&mut self, len: usize) -> (&mut [f64], &mut [f64]) {
@@ -291,11 +394,18 @@ mod tests {
         for (n, cols) in [(2, 1), (8, 3), (128, 64), (1024, 300)] {
             let m = Mixing::sample(n, 3, &mut rng).unwrap();
             let a = gaussian(&mut rng, n * cols);
-            let mut b = a.clone();
-            m.apply(&mut b, cols).unwrap();
+            let mut b = vec![0.0; n * cols];
+            m.apply_from(&a, &mut b, cols).unwrap();
+            let mut in_place = a.clone();
+            m.apply(&mut in_place, cols).unwrap();
+            assert_eq!(b, in_place, "apply_from and apply differ");
             assert!(rel_err(&b, &a) > 0.5, "mixing changed almost nothing");
             m.apply_inverse(&mut b, cols).unwrap();
-            assert!(rel_err(&b, &a) < 1e-14, "n {n}: round trip error {}", rel_err(&b, &a));
+            assert!(
+                rel_err(&b, &a) < 1e-14,
+                "n {n}: round trip error {}",
+                rel_err(&b, &a)
+            );
         }
     }
 
@@ -318,11 +428,21 @@ mod tests {
         let smallest = dense.iter().fold(f64::INFINITY, |a, v| a.min(v.abs()));
         assert!(smallest > 0.0, "M has a zero entry");
         // Each round's magnitudes span at most e^{±3σ}.
-        assert!(m.condition_bound() <= (3.0 * 2.0 * LOGNORMAL_TRUNCATION * LOGNORMAL_SIGMA).exp() * (1.0 + 1e-12));
+        assert!(
+            m.condition_bound()
+                <= (3.0 * 2.0 * LOGNORMAL_TRUNCATION * LOGNORMAL_SIGMA).exp() * (1.0 + 1e-12)
+        );
         // Not orthogonal: the log-normal diagonal makes column norms differ.
-        let norms: Vec<f64> = (0..n).map(|j| (0..n).map(|i| dense[i * n + j].powi(2)).sum::<f64>().sqrt()).collect();
-        let (lo, hi) = norms.iter().fold((f64::INFINITY, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
-        assert!(hi / lo > 1.05, "column norms {lo}..{hi}: M looks orthogonal");
+        let norms: Vec<f64> = (0..n)
+            .map(|j| (0..n).map(|i| dense[i * n + j].powi(2)).sum::<f64>().sqrt())
+            .collect();
+        let (lo, hi) = norms
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+        assert!(
+            hi / lo > 1.05,
+            "column norms {lo}..{hi}: M looks orthogonal"
+        );
     }
 
     #[test]

@@ -8,6 +8,23 @@ use super::pad::Pad;
 use super::secure_rng::SecureRng;
 use super::worker::{check_answer, CallKind, WorkerMatmul};
 
+/// The precision results are written in (the subtraction is always f64).
+pub trait FromF64: Copy {
+    fn from_f64(v: f64) -> Self;
+}
+
+impl FromF64 for f32 {
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl FromF64 for f64 {
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+
 /// Buffers reused across online calls, so a call allocates nothing per row.
 #[derive(Default)]
 pub struct OnlineScratch {
@@ -15,12 +32,12 @@ pub struct OnlineScratch {
     masked: Vec<f64>,
 }
 
-/// `out (rows × d_out, f64) = X·W` for the real rows `x` (`rows × d_in`),
+/// `out (rows × d_out) = X·W` for the real rows `x` (`rows × d_in`),
 /// consuming one pad per row: sends `X̃ = Π·(X + R)` with a fresh uniformly
 /// random row permutation `Π`, receives `X̃·W`, returns
 /// `Π⁻¹·(X̃·W) − R·W`. The pads are zeroized when this returns.
 #[allow(clippy::too_many_arguments)]
-pub fn masked_matmul<X: Copy + Into<f64>>(
+pub fn masked_matmul<X: Copy + Into<f64>, O: FromF64>(
     worker: &mut dyn WorkerMatmul,
     id: OpId,
     x: &[X],
@@ -28,20 +45,46 @@ pub fn masked_matmul<X: Copy + Into<f64>>(
     pads: Vec<Pad>,
     rng: &mut SecureRng,
     scratch: &mut OnlineScratch,
-    out: &mut [f64],
+    out: &mut [O],
 ) -> anyhow::Result<()> {
     let Some(first) = pads.first() else {
-        return if rows == 0 { Ok(()) } else { Err(RemoError::PoolShort { id, available: 0, wanted: rows }.into()) };
+        return if rows == 0 {
+            Ok(())
+        } else {
+            Err(RemoError::PoolShort {
+                id,
+                available: 0,
+                wanted: rows,
+            }
+            .into())
+        };
     };
     let (d_in, d_out) = (first.d_in(), first.d_out());
     if pads.len() != rows {
-        return Err(RemoError::PoolShort { id, available: pads.len(), wanted: rows }.into());
+        return Err(RemoError::PoolShort {
+            id,
+            available: pads.len(),
+            wanted: rows,
+        }
+        .into());
     }
     if x.len() != rows * d_in {
-        return Err(RemoError::Shape { id, what: "input rows", got: x.len(), expected: rows * d_in }.into());
+        return Err(RemoError::Shape {
+            id,
+            what: "input rows",
+            got: x.len(),
+            expected: rows * d_in,
+        }
+        .into());
     }
     if out.len() != rows * d_out {
-        return Err(RemoError::Shape { id, what: "output", got: out.len(), expected: rows * d_out }.into());
+        return Err(RemoError::Shape {
+            id,
+            what: "output",
+            got: out.len(),
+            expected: rows * d_out,
+        }
+        .into());
     }
 
     // Row j of X̃ is row perm[j] of X + R.
@@ -50,16 +93,27 @@ pub fn masked_matmul<X: Copy + Into<f64>>(
     scratch.masked.reserve(rows * d_in);
     for &i in &scratch.perm {
         let r = pads[i].r();
-        scratch.masked.extend(x[i * d_in..(i + 1) * d_in].iter().zip(r).map(|(&x, &r)| x.into() + r));
+        scratch.masked.extend(
+            x[i * d_in..(i + 1) * d_in]
+                .iter()
+                .zip(r)
+                .map(|(&x, &r)| x.into() + r),
+        );
     }
 
-    let y = worker.matmul(id, CallKind::Online, &scratch.masked, rows).map_err(|e| e.context(format!("{id}: online call")))?;
+    let y = worker
+        .matmul(id, CallKind::Online, &scratch.masked, rows)
+        .map_err(|e| e.context(format!("{id}: online call")))?;
     check_answer(id, &y, rows, d_out)?;
 
     for (j, &i) in scratch.perm.iter().enumerate() {
         let dst = &mut out[i * d_out..(i + 1) * d_out];
-        for ((o, &yv), &rw) in dst.iter_mut().zip(&y[j * d_out..(j + 1) * d_out]).zip(pads[i].rw()) {
-            *o = yv - rw;
+        for ((o, &yv), &rw) in dst
+            .iter_mut()
+            .zip(&y[j * d_out..(j + 1) * d_out])
+            .zip(pads[i].rw())
+        {
+            *o = O::from_f64(yv - rw);
         }
     }
     Ok(())

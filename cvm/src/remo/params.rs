@@ -18,20 +18,32 @@ pub struct RemoParams {
     pub low_water: usize,
     /// When a call's observed channel RMS exceeds this multiple of the scale
     /// its pooled pads were drawn at, the pool is flushed (the pads would
-    /// mask that call with less than `κ / stale_ratio`).
+    /// mask that call with less than `κ / stale_ratio`). Scales are raised
+    /// at every excess regardless; this only bounds how stale pooled pads
+    /// may be. Default 4: single decode rows routinely exceed a channel's
+    /// RMS by 2–3×, and flushing on each would waste whole batches.
     pub stale_ratio: f64,
 }
 
 impl Default for RemoParams {
     fn default() -> Self {
-        Self { kappa: 1e4, mixing_rounds: MIN_ROUNDS, usable_fraction: MAX_USABLE_FRACTION, low_water: 256, stale_ratio: 2.0 }
+        Self {
+            kappa: 1e4,
+            mixing_rounds: MIN_ROUNDS,
+            usable_fraction: MAX_USABLE_FRACTION,
+            low_water: 256,
+            stale_ratio: 4.0,
+        }
     }
 }
 
 impl RemoParams {
     /// The defaults with privacy level `kappa`.
     pub fn with_kappa(kappa: f64) -> Self {
-        Self { kappa, ..Self::default() }
+        Self {
+            kappa,
+            ..Self::default()
+        }
     }
 
     pub fn validate(&self) -> Result<(), RemoError> {
@@ -40,13 +52,22 @@ impl RemoParams {
             return bad(format!("κ must be finite and > 0, got {}", self.kappa));
         }
         if self.mixing_rounds < MIN_ROUNDS {
-            return bad(format!("mixing rounds must be ≥ {MIN_ROUNDS}, got {}", self.mixing_rounds));
+            return bad(format!(
+                "mixing rounds must be ≥ {MIN_ROUNDS}, got {}",
+                self.mixing_rounds
+            ));
         }
         if !(self.usable_fraction > 0.0 && self.usable_fraction <= MAX_USABLE_FRACTION) {
-            return bad(format!("usable fraction must be in (0, {MAX_USABLE_FRACTION}], got {}", self.usable_fraction));
+            return bad(format!(
+                "usable fraction must be in (0, {MAX_USABLE_FRACTION}], got {}",
+                self.usable_fraction
+            ));
         }
         if !(self.stale_ratio.is_finite() && self.stale_ratio >= 1.0) {
-            return bad(format!("stale ratio must be finite and ≥ 1, got {}", self.stale_ratio));
+            return bad(format!(
+                "stale ratio must be finite and ≥ 1, got {}",
+                self.stale_ratio
+            ));
         }
         Ok(())
     }
@@ -67,10 +88,22 @@ mod tests {
         for p in [
             RemoParams::with_kappa(0.0),
             RemoParams::with_kappa(f64::INFINITY),
-            RemoParams { mixing_rounds: 2, ..Default::default() },
-            RemoParams { usable_fraction: 0.8, ..Default::default() },
-            RemoParams { usable_fraction: 0.0, ..Default::default() },
-            RemoParams { stale_ratio: 0.5, ..Default::default() },
+            RemoParams {
+                mixing_rounds: 2,
+                ..Default::default()
+            },
+            RemoParams {
+                usable_fraction: 0.8,
+                ..Default::default()
+            },
+            RemoParams {
+                usable_fraction: 0.0,
+                ..Default::default()
+            },
+            RemoParams {
+                stale_ratio: 0.5,
+                ..Default::default()
+            },
         ] {
             assert!(p.validate().is_err(), "{p:?}");
         }

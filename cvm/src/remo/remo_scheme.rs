@@ -5,7 +5,7 @@ use std::time::Duration;
 use talaria_models::OpId;
 
 use super::error::RemoError;
-use super::online::{masked_matmul, OnlineScratch};
+use super::online::{masked_matmul, FromF64, OnlineScratch};
 use super::pools::PadPools;
 use super::report::RemoReport;
 use super::scheme::{IdleProgress, MaskScheme};
@@ -21,7 +21,6 @@ pub struct Remo {
     /// For the per-call row permutations.
     rng: SecureRng,
     scratch: OnlineScratch,
-    out64: Vec<f64>,
     online_calls: u64,
     online_rows: u64,
 }
@@ -34,7 +33,6 @@ impl Remo {
             pools,
             rng: SecureRng::from_os()?,
             scratch: OnlineScratch::default(),
-            out64: Vec::new(),
             online_calls: 0,
             online_rows: 0,
         })
@@ -57,7 +55,12 @@ impl Remo {
     }
 
     /// For the engine: make sure `n` pads of `id` are ready before a step.
-    pub fn ensure(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, n: usize) -> anyhow::Result<()> {
+    pub fn ensure(
+        &mut self,
+        worker: &mut dyn WorkerMatmul,
+        id: OpId,
+        n: usize,
+    ) -> anyhow::Result<()> {
         self.pools.ensure(worker, id, n)
     }
 
@@ -67,18 +70,44 @@ impl Remo {
     }
 
     /// The masked product in f64: `out (rows × d_out) = x · W_idᵀ`.
-    pub fn matmul_f64(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
+    pub fn matmul_f64(
+        &mut self,
+        worker: &mut dyn WorkerMatmul,
+        id: OpId,
+        x: &[f64],
+        rows: usize,
+        out: &mut [f64],
+    ) -> anyhow::Result<()> {
         self.masked(worker, id, x, rows, out)
     }
 
-    fn masked<X: Copy + Into<f64>>(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[X], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
+    fn masked<X: Copy + Into<f64>, O: FromF64>(
+        &mut self,
+        worker: &mut dyn WorkerMatmul,
+        id: OpId,
+        x: &[X],
+        rows: usize,
+        out: &mut [O],
+    ) -> anyhow::Result<()> {
         let spec = self.setup.get(id).ok_or(RemoError::UnknownOp { id })?;
         let (d_in, d_out) = (spec.d_in, spec.d_out);
         if x.len() != rows * d_in {
-            return Err(RemoError::Shape { id, what: "input rows", got: x.len(), expected: rows * d_in }.into());
+            return Err(RemoError::Shape {
+                id,
+                what: "input rows",
+                got: x.len(),
+                expected: rows * d_in,
+            }
+            .into());
         }
         if out.len() != rows * d_out {
-            return Err(RemoError::Shape { id, what: "output", got: out.len(), expected: rows * d_out }.into());
+            return Err(RemoError::Shape {
+                id,
+                what: "output",
+                got: out.len(),
+                expected: rows * d_out,
+            }
+            .into());
         }
         if rows == 0 {
             return Ok(());
@@ -89,7 +118,16 @@ impl Remo {
         self.pools.observe(id, x, rows)?;
         self.pools.ensure(worker, id, rows)?;
         let pads = self.pools.take(id, rows)?;
-        masked_matmul(worker, id, x, rows, pads, &mut self.rng, &mut self.scratch, out)?;
+        masked_matmul(
+            worker,
+            id,
+            x,
+            rows,
+            pads,
+            &mut self.rng,
+            &mut self.scratch,
+            out,
+        )?;
         self.online_calls += 1;
         self.online_rows += rows as u64;
         Ok(())
@@ -97,7 +135,12 @@ impl Remo {
 
     /// Pools, statistics and the leakage bound, for the CLI.
     pub fn remo_report(&self) -> RemoReport {
-        RemoReport::new(&self.setup, &self.pools, self.online_calls, self.online_rows)
+        RemoReport::new(
+            &self.setup,
+            &self.pools,
+            self.online_calls,
+            self.online_rows,
+        )
     }
 }
 
@@ -110,19 +153,22 @@ impl MaskScheme for Remo {
         true
     }
 
-    fn matmul(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
-        let mut out64 = std::mem::take(&mut self.out64);
-        out64.clear();
-        out64.resize(out.len(), 0.0);
-        let done = self.masked(worker, id, x, rows, &mut out64);
-        if done.is_ok() {
-            out.iter_mut().zip(&out64).for_each(|(o, &v)| *o = v as f32);
-        }
-        self.out64 = out64;
-        done
+    fn matmul(
+        &mut self,
+        worker: &mut dyn WorkerMatmul,
+        id: OpId,
+        x: &[f32],
+        rows: usize,
+        out: &mut [f32],
+    ) -> anyhow::Result<()> {
+        self.masked(worker, id, x, rows, out)
     }
 
-    fn idle(&mut self, worker: &mut dyn WorkerMatmul, budget: Duration) -> anyhow::Result<IdleProgress> {
+    fn idle(
+        &mut self,
+        worker: &mut dyn WorkerMatmul,
+        budget: Duration,
+    ) -> anyhow::Result<IdleProgress> {
         self.pools.refill_idle(worker, budget)
     }
 

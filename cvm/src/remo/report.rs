@@ -96,7 +96,10 @@ impl RemoReport {
             refill_ms: ms(t.refill_time),
             worker_ms: ms(t.worker_time),
             leakage_bound_bits: leakage_bound_bits_for_dims(setup.input_dims(), p.kappa),
-            leakage_bound_bits_conservative: leakage_bound_bits_for_dims(setup.input_dims(), p.kappa / p.stale_ratio),
+            leakage_bound_bits_conservative: leakage_bound_bits_for_dims(
+                setup.input_dims(),
+                p.kappa / p.stale_ratio,
+            ),
             ops,
         }
     }
@@ -139,7 +142,9 @@ impl fmt::Display for RemoReport {
         )?;
         let mut kinds: BTreeMap<Op, KindTotals> = BTreeMap::new();
         for o in &self.ops {
-            let k = kinds.entry(Op::parse(o.op).unwrap_or(Op::LmHead)).or_default();
+            let k = kinds
+                .entry(Op::parse(o.op).unwrap_or(Op::LmHead))
+                .or_default();
             k.layers += 1;
             (k.d_in, k.d_out, k.n_p) = (o.d_in, o.d_out, o.n_p);
             k.batches += o.batches;

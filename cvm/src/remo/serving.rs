@@ -51,10 +51,21 @@ impl MaskScheme for ServingScheme {
     fn secure(&self) -> bool {
         self.inner().secure()
     }
-    fn matmul(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
+    fn matmul(
+        &mut self,
+        worker: &mut dyn WorkerMatmul,
+        id: OpId,
+        x: &[f32],
+        rows: usize,
+        out: &mut [f32],
+    ) -> anyhow::Result<()> {
         self.inner_mut().matmul(worker, id, x, rows, out)
     }
-    fn idle(&mut self, worker: &mut dyn WorkerMatmul, budget: Duration) -> anyhow::Result<IdleProgress> {
+    fn idle(
+        &mut self,
+        worker: &mut dyn WorkerMatmul,
+        budget: Duration,
+    ) -> anyhow::Result<IdleProgress> {
         self.inner_mut().idle(worker, budget)
     }
     fn report(&self) -> Option<RemoReport> {
@@ -94,5 +105,17 @@ impl Linear for MaskedLinear {
 
     fn name(&self) -> String {
         format!("{}-remote", self.scheme.name())
+    }
+
+    fn idle(&mut self, budget: Duration) -> anyhow::Result<bool> {
+        Ok(MaskedLinear::idle(self, budget)?.batches_made > 0)
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        serde_json::json!({
+            "scheme": self.scheme.name(),
+            "remo": self.report().map(|r| serde_json::to_value(r).unwrap_or_default()),
+            "link": self.worker.stats(),
+        })
     }
 }

@@ -46,6 +46,15 @@ pub struct LinkStats {
     pub reconnects: u64,
 }
 
+impl LinkStats {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "calls": self.calls, "rows": self.rows, "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
+            "round_trip_s": self.round_trip_s, "per_kind_s": self.per_kind_s, "retries": self.retries, "reconnects": self.reconnects,
+        })
+    }
+}
+
 pub struct WorkerLink {
     target: WorkerTarget,
     hello: Hello,

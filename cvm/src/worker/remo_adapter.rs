@@ -2,26 +2,21 @@
 //! public-data calls (calibration).
 
 use talaria_engine::Linear;
-use talaria_gpu_worker::CallKind as WireKind;
 use talaria_models::OpId;
 
 use super::link::WorkerLink;
 use crate::remo::{CallKind, WorkerMatmul};
 
-fn wire(kind: CallKind) -> WireKind {
-    match kind {
-        CallKind::PadBatch => WireKind::PadBatch,
-        CallKind::Online => WireKind::Online,
-        CallKind::Plain => WireKind::Plain,
-    }
-}
-
 impl WorkerMatmul for WorkerLink {
     fn matmul(&mut self, id: OpId, kind: CallKind, x: &[f64], rows: usize) -> anyhow::Result<Vec<f64>> {
         let (_, d_out) = self.shape(id).ok_or_else(|| anyhow::anyhow!("the worker does not serve {id}"))?;
         let mut out = vec![0f64; rows * d_out];
-        WorkerLink::matmul(self, id, wire(kind), x, rows, &mut out)?;
+        WorkerLink::matmul(self, id, kind, x, rows, &mut out)?;
         Ok(out)
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        self.stats.to_json()
     }
 }
 
@@ -30,7 +25,7 @@ pub struct PublicDataLinear<'a>(pub &'a mut WorkerLink);
 
 impl Linear for PublicDataLinear<'_> {
     fn forward(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
-        self.0.matmul(id, WireKind::Plain, x, rows, out)
+        self.0.matmul(id, CallKind::Plain, x, rows, out)
     }
     fn name(&self) -> String {
         "public-data".into()

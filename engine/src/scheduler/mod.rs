@@ -9,6 +9,8 @@
 //! - `handle`: the engine thread and the channels to it;
 //! - `stats`: counters the HTTP side reads without a round trip.
 mod engine;
+#[cfg(test)]
+mod engine_tests;
 mod handle;
 mod policy;
 #[cfg(test)]

@@ -10,7 +10,7 @@ use anyhow::Result;
 
 use super::{Assumption, Attack, AttackOutcome, Evidence};
 use crate::privacy::candidates::Candidates;
-use crate::privacy::dict_scan::{argmax, row_norms2, scan_dots};
+use crate::privacy::dict_scan::{row_norms2, scan_dots, top_k};
 use crate::privacy::linalg::{gemm_abt32, gemm_abt64, top_row_directions};
 use crate::privacy::mat::{Rows32, Rows64};
 
@@ -56,28 +56,39 @@ impl Attack for ComplementProjection {
         if y.rows <= rank {
             return Ok(None);
         }
-        let mut resid = y.clone();
+        // First pass: the noise subspace from the raw rows; later passes:
+        // from the residuals of the most confidently decoded rows (exactly
+        // in the subspace when right, so a clean subset pins it down).
+        let mut fit_rows = y.clone();
         let mut per_row = vec![(0u32, 0f64); y.rows];
+        let mut margin = vec![0f64; y.rows];
         let mut outside = 0.0;
+        let keep = (rank * 3 / 2).max(y.rows / 2).min(y.rows);
         for _ in 0..self.iterations.max(1) {
-            let basis = top_row_directions(&resid, rank)?;
+            let basis = top_row_directions(&fit_rows, rank)?;
             let yp = project_out64(y, &basis).to_f32();
             let dp = project_out32(dict, &basis.to_f32());
             let n2 = row_norms2(&dp);
             let mut score = vec![0f32; dp.rows];
             scan_dots(&dp, &yp, |i, dots| {
                 score.iter_mut().zip(dots).zip(&n2).for_each(|((s, d), n)| *s = 2.0 * d - n);
-                let t = argmax(&score);
+                let top = top_k(&score, 2);
                 let yn2: f32 = yp.row(i).iter().map(|v| v * v).sum();
-                per_row[i] = (t as u32, (score[t] - yn2) as f64);
+                per_row[i] = (top[0] as u32, (score[top[0]] - yn2) as f64);
+                margin[i] = top.get(1).map_or(f64::INFINITY, |&s| (score[top[0]] - score[s]) as f64);
             });
-            for (i, &(t, _)) in per_row.iter().enumerate() {
-                resid.row_mut(i).iter_mut().zip(y.row(i)).zip(dict.row(t as usize)).for_each(|((r, &yv), &x)| *r = yv - x as f64);
+            let mut order: Vec<usize> = (0..y.rows).collect();
+            order.sort_by(|&a, &b| margin[b].total_cmp(&margin[a]));
+            let mut resid = Rows64::zeros(keep, y.cols);
+            for (o, &i) in order.iter().take(keep).enumerate() {
+                let t = per_row[i].0 as usize;
+                resid.row_mut(o).iter_mut().zip(y.row(i)).zip(dict.row(t)).for_each(|((r, &yv), &x)| *r = yv - x as f64);
             }
             let total: f64 = resid.data.iter().map(|v| v * v).sum();
             let out = project_out64(&resid, &basis);
             outside = out.data.iter().map(|v| v * v).sum::<f64>() / total.max(1e-300);
+            fit_rows = resid;
         }
-        Ok(Some(AttackOutcome { guesses: stacked.guesses_from_rows(ev, &per_row), notes: format!("rank {rank}; residual energy outside the subspace {outside:.1e}") }))
+        Ok(Some(AttackOutcome { guesses: stacked.guesses_from_rows(ev, &per_row), notes: format!("rank {rank}; confident residuals outside the subspace {outside:.1e}") }))
     }
 }

@@ -3,20 +3,22 @@
 //! scored by the Gaussian log-likelihood of the observed rows under the
 //! protocol. A ReMO row is `x_t + r` with `r ~ N(0, diag(σ²))`; the row
 //! order inside a call is secret, so a call contributes the log-sum-exp
-//! over its not-yet-assigned rows. Scores add over every op of every layer
-//! the candidates provider covers. Exhaustive mode scores all V tokens on
-//! the dictionary op (layer-0 qkv) and re-ranks the best `rerank` with the
-//! prefix-dependent ops; fast mode scores the model's top-k next tokens
-//! (MAP: plus their log-prior) and falls back to the exhaustive scan when
-//! even the best candidate's residual fails a χ² test.
+//! over its not-yet-assigned rows, and the winner then claims the row it
+//! explains best. Scores add over every op of every layer the candidates
+//! provider covers. Exhaustive mode scores all V tokens on the dictionary
+//! op (layer-0 qkv) and re-ranks the best `rerank` with the prefix-
+//! dependent ops (scoring all V there would cost V forward passes per
+//! position); fast mode scores the model's top-k next tokens (MAP: plus
+//! their log-prior) and falls back to the exhaustive scan when even the
+//! best candidate's residual fails a χ² test.
 
 use anyhow::Result;
 use rayon::prelude::*;
 use talaria_models::OpId;
 
-use super::{Assumption, Attack, AttackOutcome, Evidence};
+use super::{Assumption, Attack, AttackOutcome, Evidence, Guess};
 use crate::privacy::candidates::Candidates;
-use crate::privacy::dict_scan::top_k;
+use crate::privacy::dict_scan::{scan_groups, top_k};
 use crate::privacy::linalg::gemm_abt32;
 use crate::privacy::mat::{Rows32, Rows64};
 
@@ -28,35 +30,41 @@ pub enum DecodeMode {
 
 pub struct SequentialDecoding {
     pub mode: DecodeMode,
-    /// Candidates re-scored on prefix-dependent ops (exhaustive mode).
+    /// Candidates re-scored on prefix-dependent ops.
     pub rerank: usize,
 }
 
-/// The log-likelihood table of one call: `LL[j][t] = S[j][t] − q_t/2 − yy_j/2`.
+/// Rows scaled by the pad precision `1/σ²`, and their whitened energies.
+fn whiten(y: &Rows64, precision: &[f64]) -> (Rows32, Vec<f64>) {
+    let mut yw = Rows32::zeros(y.rows, y.cols);
+    let mut yy = vec![0f64; y.rows];
+    for j in 0..y.rows {
+        for ((o, &v), &w) in yw.row_mut(j).iter_mut().zip(y.row(j)).zip(precision) {
+            *o = (v * w) as f32;
+            yy[j] += v * v * w;
+        }
+    }
+    (yw, yy)
+}
+
+fn whitened_norms(cands: &Rows32, precision: &[f64]) -> Vec<f64> {
+    (0..cands.rows).map(|t| cands.row(t).iter().zip(precision).map(|(&x, &w)| x as f64 * x as f64 * w).sum()).collect()
+}
+
+/// The log-likelihood table of one call:
+/// `LL[j][t] = ⟨y_j, x_t⟩/σ² − ‖x_t‖²_σ/2 − ‖y_j‖²_σ/2`.
 struct CallLikelihood {
-    /// `⟨y_j/σ², x_t⟩` for every row j and candidate t.
     s: Rows32,
-    /// `Σ_c x_tc²/σ_c²` per candidate.
     q: Vec<f64>,
-    /// `Σ_c y_jc²/σ_c²` per row.
     yy: Vec<f64>,
     used: Vec<bool>,
-    /// d_in of the op.
     dim: usize,
 }
 
 impl CallLikelihood {
-    fn new(y: &Rows64, cand_rows: &Rows32, precision: &[f64]) -> Self {
-        let mut yw = Rows32::zeros(y.rows, y.cols);
-        let mut yy = vec![0f64; y.rows];
-        for j in 0..y.rows {
-            for ((o, &v), &w) in yw.row_mut(j).iter_mut().zip(y.row(j)).zip(precision) {
-                *o = (v * w) as f32;
-                yy[j] += v * v * w;
-            }
-        }
-        let q = (0..cand_rows.rows).map(|t| cand_rows.row(t).iter().zip(precision).map(|(&x, &w)| x as f64 * x as f64 * w).sum()).collect();
-        Self { s: gemm_abt32(&yw, cand_rows), q, yy, used: vec![false; y.rows], dim: y.cols }
+    fn new(y: &Rows64, cand_rows: &Rows32, precision: &[f64], used: Vec<bool>) -> Self {
+        let (yw, yy) = whiten(y, precision);
+        Self { s: gemm_abt32(&yw, cand_rows), q: whitened_norms(cand_rows, precision), yy, used, dim: y.cols }
     }
 
     fn ll(&self, j: usize, t: usize) -> f64 {
@@ -67,24 +75,39 @@ impl CallLikelihood {
         (0..self.used.len()).filter(|&j| !self.used[j]).collect()
     }
 
-    /// log Σ_{free j} exp LL[j][t] for each t in `cands` (index into this table).
+    /// `log Σ_{free j} exp LL[j][t]` for each t in `cands`.
     fn scores(&self, cands: &[usize]) -> Vec<f64> {
         let free = self.free_rows();
-        cands
-            .par_iter()
-            .map(|&t| {
-                let lls: Vec<f64> = free.iter().map(|&j| self.ll(j, t)).collect();
-                log_sum_exp(&lls)
-            })
-            .collect()
+        let mut out = vec![f64::NEG_INFINITY; cands.len()];
+        out.par_chunks_mut(1024).zip(cands.par_chunks(1024)).for_each(|(o, ts)| {
+            let mut acc = vec![0f64; ts.len()];
+            for &j in &free {
+                for (m, &t) in o.iter_mut().zip(ts) {
+                    *m = m.max(self.ll(j, t));
+                }
+            }
+            if free.len() > 1 {
+                for &j in &free {
+                    for ((a, m), &t) in acc.iter_mut().zip(o.iter()).zip(ts) {
+                        *a += (self.ll(j, t) - m).exp();
+                    }
+                }
+                o.iter_mut().zip(&acc).for_each(|(m, a)| *m += a.ln());
+            }
+        });
+        out
     }
 
-    /// Marks the free row that best explains `t` as used; returns its
-    /// whitened squared residual.
-    fn assign(&mut self, t: usize) -> Option<f64> {
+    /// Marks the free row that best explains `t` as used.
+    fn assign(&mut self, t: usize) -> Option<usize> {
         let j = self.free_rows().into_iter().max_by(|&a, &b| self.ll(a, t).total_cmp(&self.ll(b, t)))?;
         self.used[j] = true;
-        Some(-2.0 * self.ll(j, t))
+        Some(j)
+    }
+
+    /// Smallest whitened squared residual of `t` over the free rows.
+    fn best_residual(&self, t: usize) -> f64 {
+        self.free_rows().iter().map(|&j| -2.0 * self.ll(j, t)).fold(f64::INFINITY, f64::min)
     }
 }
 
@@ -100,6 +123,81 @@ fn log_softmax(logits: &[f32]) -> Vec<f64> {
     let v: Vec<f64> = logits.iter().map(|&x| x as f64).collect();
     let z = log_sum_exp(&v);
     v.iter().map(|x| x - z).collect()
+}
+
+fn argmax64(v: &[f64]) -> usize {
+    (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b]).then(b.cmp(&a))).unwrap_or(0)
+}
+
+/// State carried across steps.
+struct Decoder<'a> {
+    attack: &'a SequentialDecoding,
+    ev: &'a Evidence<'a>,
+    ctx_ops: Vec<OpId>,
+    recovered: Vec<Vec<u32>>,
+    guesses: Vec<Vec<Guess>>,
+    fallbacks: usize,
+    positions: usize,
+}
+
+impl Decoder<'_> {
+    /// Decodes step `k`, whose dictionary-op call (if any) is `dict_call`.
+    fn step(&mut self, k: usize, mut dict_call: Option<CallLikelihood>, cands: &mut dyn Candidates) -> Result<()> {
+        let vocab = cands.vocab_size();
+        let ev = self.ev;
+        let ctx_calls: Vec<(OpId, &Rows64)> = self.ctx_ops.iter().filter_map(|&id| ev.call(k, id).map(|c| (id, &c.data))).collect();
+        let mut ctx_used: Vec<Vec<bool>> = ctx_calls.iter().map(|(_, y)| vec![false; y.rows]).collect();
+        for &(s, p) in &ev.steps[k].rows {
+            self.positions += 1;
+            let prefix = self.recovered[s][..p.min(self.recovered[s].len())].to_vec();
+            let (mut pool, prior): (Vec<usize>, Option<Vec<f64>>) = match self.attack.mode {
+                DecodeMode::Exhaustive => ((0..vocab).collect(), None),
+                DecodeMode::Fast { top_k: kk } => match cands.next_token_logits(&prefix)? {
+                    Some(logits) => (top_k(&logits, kk), Some(log_softmax(&logits))),
+                    None => ((0..vocab).collect(), None),
+                },
+            };
+            let mut score = dict_call.as_ref().map_or_else(|| vec![0.0; pool.len()], |dc| dc.scores(&pool));
+            // χ² check in fast mode: the true token leaves a whitened residual
+            // ≈ d_in; far above that, the prior missed it: scan everything.
+            if let (DecodeMode::Fast { .. }, Some(dc)) = (self.attack.mode, &dict_call) {
+                let d = dc.dim as f64;
+                if dc.best_residual(pool[argmax64(&score)]) > d + 6.0 * (2.0 * d).sqrt() {
+                    self.fallbacks += 1;
+                    pool = (0..vocab).collect();
+                    score = dc.scores(&pool);
+                }
+            }
+            let mut ctx_tables = Vec::new();
+            if !ctx_calls.is_empty() {
+                let keep = top_k(&score.iter().map(|&v| v as f32).collect::<Vec<_>>(), self.attack.rerank.max(1));
+                pool = keep.iter().map(|&i| pool[i]).collect();
+                score = keep.iter().map(|&i| score[i]).collect();
+                let toks: Vec<u32> = pool.iter().map(|&t| t as u32).collect();
+                let rows = cands.contextual_rows(&prefix, &toks)?;
+                let local: Vec<usize> = (0..toks.len()).collect();
+                for (ci, (id, y)) in ctx_calls.iter().enumerate() {
+                    let Some((_, cr)) = rows.iter().find(|(rid, _)| rid == id) else { continue };
+                    let cl = CallLikelihood::new(y, cr, &ev.noise(*id, y.cols).precision(), ctx_used[ci].clone());
+                    score.iter_mut().zip(cl.scores(&local)).for_each(|(a, b)| *a += b);
+                    ctx_tables.push((ci, cl));
+                }
+            }
+            if let Some(pr) = &prior {
+                score.iter_mut().zip(&pool).for_each(|(s, &t)| *s += pr[t]);
+            }
+            let bi = argmax64(&score);
+            let best = pool[bi];
+            for (ci, mut cl) in ctx_tables {
+                cl.assign(bi);
+                ctx_used[ci] = cl.used;
+            }
+            let row = dict_call.as_mut().and_then(|dc| dc.assign(best));
+            self.recovered[s].push(best as u32);
+            self.guesses[k].push(Guess { token: best as u32, row });
+        }
+        Ok(())
+    }
 }
 
 impl Attack for SequentialDecoding {
@@ -123,7 +221,7 @@ impl Attack for SequentialDecoding {
     }
 
     fn run(&self, ev: &Evidence, cands: &mut dyn Candidates) -> Result<Option<AttackOutcome>> {
-        let dict_op = ev.dictionary_op(cands).map(|(id, _)| id);
+        let dict_op = ev.dictionary_op(cands).map(|(id, d)| (id, d.clone()));
         let present: Vec<OpId> = ev.steps.iter().flat_map(|s| s.calls.iter().map(|&i| ev.rec.calls[i].id)).collect();
         let ctx_ops: Vec<OpId> = cands.contextual_ops().into_iter().filter(|id| present.contains(id)).collect();
         if dict_op.is_none() && ctx_ops.is_empty() {
@@ -132,106 +230,43 @@ impl Attack for SequentialDecoding {
         if matches!(self.mode, DecodeMode::Fast { .. }) && cands.next_token_logits(&[])?.is_none() {
             return Ok(None);
         }
-        let vocab = cands.vocab_size();
         let n_seq = ev.steps.iter().flat_map(|s| s.rows.iter().map(|r| r.0 + 1)).max().unwrap_or(0);
-        let mut recovered: Vec<Vec<u32>> = vec![Vec::new(); n_seq];
-        let mut guesses = vec![Vec::new(); ev.steps.len()];
-        let (mut fallbacks, mut positions) = (0usize, 0usize);
-        for k in 0..ev.steps.len() {
-            let mut dict_call = match dict_op {
-                Some(id) => ev.call(k, id).map(|c| {
-                    let noise = ev.noise(id, c.data.cols);
-                    CallLikelihood::new(&c.data, cands.dictionary(id).expect("dictionary op"), &noise.precision())
-                }),
-                None => None,
-            };
-            let ctx_calls: Vec<(OpId, &Rows64)> = ctx_ops.iter().filter_map(|&id| ev.call(k, id).map(|c| (id, &c.data))).collect();
-            let mut ctx_used: Vec<Vec<bool>> = ctx_calls.iter().map(|(_, y)| vec![false; y.rows]).collect();
-            for &(s, p) in &ev.steps[k].rows {
-                positions += 1;
-                let prefix = recovered[s][..p.min(recovered[s].len())].to_vec();
-                let all: Vec<usize> = (0..vocab).collect();
-                let (mut pool, prior): (Vec<usize>, Option<Vec<f64>>) = match self.mode {
-                    DecodeMode::Exhaustive => (all.clone(), None),
-                    DecodeMode::Fast { top_k: kk } => {
-                        let logits = cands.next_token_logits(&prefix)?.unwrap_or_else(|| vec![0.0; vocab]);
-                        (top_k(&logits, kk), Some(log_softmax(&logits)))
+        let mut dec = Decoder { attack: self, ev, ctx_ops, recovered: vec![Vec::new(); n_seq], guesses: vec![Vec::new(); ev.steps.len()], fallbacks: 0, positions: 0 };
+        match &dict_op {
+            Some((id, dict)) => {
+                // The dictionary op does not depend on the prefix: its tables
+                // for many steps come from one GEMM.
+                let precision = ev.noise(*id, dict.cols).precision();
+                let q = whitened_norms(dict, &precision);
+                let whitened: Vec<(Rows32, Vec<f64>)> = (0..ev.steps.len()).map(|k| ev.call(k, *id).map_or_else(|| (Rows32::empty(dict.cols), Vec::new()), |c| whiten(&c.data, &precision))).collect();
+                let groups: Vec<Rows32> = whitened.iter().map(|(yw, _)| yw.clone()).collect();
+                let mut failed: Option<anyhow::Error> = None;
+                scan_groups(dict, &groups, |k, s| {
+                    if failed.is_some() {
+                        return;
                     }
-                };
-                let mut score: Vec<f64> = match &dict_call {
-                    Some(dc) => dc.scores(&pool),
-                    None => vec![0.0; pool.len()],
-                };
-                // χ² check of the best candidate in fast mode: the true token
-                // leaves a residual ≈ d_in; far above it, scan everything.
-                if let (DecodeMode::Fast { .. }, Some(dc)) = (self.mode, &dict_call) {
-                    let best = pool[argmax64(&score)];
-                    let free = dc.free_rows();
-                    let res = free.iter().map(|&j| -2.0 * dc.ll(j, best)).fold(f64::INFINITY, f64::min);
-                    let d = dc.dim as f64;
-                    if res > d + 6.0 * (2.0 * d).sqrt() {
-                        fallbacks += 1;
-                        pool = all.clone();
-                        score = dc.scores(&pool);
+                    let call = (s.rows > 0).then(|| CallLikelihood { s: s.clone(), q: q.clone(), yy: whitened[k].1.clone(), used: vec![false; s.rows], dim: dict.cols });
+                    if let Err(e) = dec.step(k, call, cands) {
+                        failed = Some(e);
                     }
+                });
+                if let Some(e) = failed {
+                    return Err(e);
                 }
-                if !ctx_calls.is_empty() {
-                    let keep: Vec<usize> = top_k(&score.iter().map(|&v| v as f32).collect::<Vec<_>>(), self.rerank.max(1));
-                    pool = keep.iter().map(|&i| pool[i]).collect();
-                    score = keep.iter().map(|&i| score[i]).collect();
-                    let toks: Vec<u32> = pool.iter().map(|&t| t as u32).collect();
-                    let rows = cands.contextual_rows(&prefix, &toks)?;
-                    for (ci, (id, y)) in ctx_calls.iter().enumerate() {
-                        let Some((_, cr)) = rows.iter().find(|(rid, _)| rid == id) else { continue };
-                        let noise = ev.noise(*id, y.cols);
-                        let mut cl = CallLikelihood::new(y, cr, &noise.precision());
-                        cl.used.clone_from(&ctx_used[ci]);
-                        let local: Vec<usize> = (0..toks.len()).collect();
-                        score.iter_mut().zip(cl.scores(&local)).for_each(|(a, b)| *a += b);
-                    }
-                    if let Some(pr) = &prior {
-                        score.iter_mut().zip(&pool).for_each(|(s, &t)| *s += pr[t]);
-                    }
-                    let bi = argmax64(&score);
-                    let best = pool[bi];
-                    for (ci, (id, y)) in ctx_calls.iter().enumerate() {
-                        if let Some((_, cr)) = rows.iter().find(|(rid, _)| rid == id) {
-                            let noise = ev.noise(*id, y.cols);
-                            let mut cl = CallLikelihood::new(y, &cr.select(&[bi]), &noise.precision());
-                            cl.used.clone_from(&ctx_used[ci]);
-                            cl.assign(0);
-                            ctx_used[ci] = cl.used;
-                        }
-                    }
-                    if let Some(dc) = &mut dict_call {
-                        dc.assign(best);
-                    }
-                    recovered[s].push(best as u32);
-                    guesses[k].push(best as u32);
-                    continue;
+            }
+            None => {
+                for k in 0..ev.steps.len() {
+                    dec.step(k, None, cands)?;
                 }
-                if let Some(pr) = &prior {
-                    score.iter_mut().zip(&pool).for_each(|(s, &t)| *s += pr[t]);
-                }
-                let best = pool[argmax64(&score)];
-                if let Some(dc) = &mut dict_call {
-                    dc.assign(best);
-                }
-                recovered[s].push(best as u32);
-                guesses[k].push(best as u32);
             }
         }
         let notes = match self.mode {
-            DecodeMode::Fast { .. } => format!("χ² fallback at {fallbacks}/{positions} positions"),
-            DecodeMode::Exhaustive if !ctx_ops.is_empty() => format!("{} prefix-dependent ops re-rank the top {}", ctx_ops.len(), self.rerank),
+            DecodeMode::Fast { .. } => format!("χ² fallback at {}/{} positions", dec.fallbacks, dec.positions),
+            DecodeMode::Exhaustive if !dec.ctx_ops.is_empty() => format!("{} prefix-dependent ops re-rank the top {}", dec.ctx_ops.len(), self.rerank),
             DecodeMode::Exhaustive => String::new(),
         };
-        Ok(Some(AttackOutcome { guesses, notes }))
+        Ok(Some(AttackOutcome { guesses: dec.guesses, notes }))
     }
-}
-
-fn argmax64(v: &[f64]) -> usize {
-    (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b]).then(b.cmp(&a))).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -248,10 +283,13 @@ mod tests {
     fn call_likelihood_prefers_the_true_row_and_assigns_once() {
         let cands = Rows32::from_vec(3, 2, vec![1.0, 0.0, 0.0, 1.0, -1.0, 0.0]).unwrap();
         let y = Rows64::from_vec(2, 2, vec![0.0, 1.1, 0.9, 0.1]).unwrap();
-        let mut cl = CallLikelihood::new(&y, &cands, &[1.0, 1.0]);
+        let mut cl = CallLikelihood::new(&y, &cands, &[1.0, 1.0], vec![false; 2]);
         let s = cl.scores(&[0, 1, 2]);
         assert!(s[0] > s[2] && s[1] > s[2]);
-        cl.assign(0);
+        // Matches the direct log-sum-exp.
+        let direct = log_sum_exp(&[cl.ll(0, 0), cl.ll(1, 0)]);
+        assert!((s[0] - direct).abs() < 1e-9);
+        assert_eq!(cl.assign(0), Some(1));
         assert_eq!(cl.free_rows(), vec![0]);
         let s = cl.scores(&[0, 1, 2]);
         assert!(s[1] > s[0], "row 1 is used up: token 0 now has to explain row 0");

@@ -64,11 +64,26 @@ impl Assumption {
     }
 }
 
-/// Guessed tokens per step: as many as the step's real rows; order within
-/// a step is free (the scorer matches them as a multiset).
+/// One guessed token; `row` is the row of the step's dictionary-op call
+/// it explains, when the attack knows (per-row decoders do, set tests
+/// do not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Guess {
+    pub token: u32,
+    pub row: Option<usize>,
+}
+
+impl Guess {
+    pub fn unattributed(token: u32) -> Self {
+        Self { token, row: None }
+    }
+}
+
+/// Guesses per step, at most as many as the step's real rows (a set test
+/// that detects nothing abstains).
 #[derive(Clone, Debug, Default)]
 pub struct AttackOutcome {
-    pub guesses: Vec<Vec<u32>>,
+    pub guesses: Vec<Vec<Guess>>,
     /// Diagnostics (test statistics) for the report.
     pub notes: String,
 }
@@ -140,17 +155,17 @@ impl StackedRows {
     /// Per-step guesses from one (token, confidence) per stacked row: each
     /// step keeps its real-row count of most confident rows (padding rows
     /// and rows that match nothing drop out).
-    pub fn guesses_from_rows(&self, ev: &Evidence, per_row: &[(u32, f64)]) -> Vec<Vec<u32>> {
-        let mut by_step: Vec<Vec<(u32, f64)>> = vec![Vec::new(); ev.steps.len()];
-        for (&(k, _), &g) in self.owner.iter().zip(per_row) {
-            by_step[k].push(g);
+    pub fn guesses_from_rows(&self, ev: &Evidence, per_row: &[(u32, f64)]) -> Vec<Vec<Guess>> {
+        let mut by_step: Vec<Vec<(Guess, f64)>> = vec![Vec::new(); ev.steps.len()];
+        for (&(k, r), &(token, conf)) in self.owner.iter().zip(per_row) {
+            by_step[k].push((Guess { token, row: Some(r) }, conf));
         }
         by_step
             .into_iter()
             .enumerate()
             .map(|(k, mut v)| {
                 v.sort_by(|a, b| b.1.total_cmp(&a.1));
-                v.into_iter().take(ev.real_rows(k)).map(|(t, _)| t).collect()
+                v.into_iter().take(ev.real_rows(k)).map(|(g, _)| g).collect()
             })
             .collect()
     }

@@ -7,11 +7,12 @@
 use anyhow::Result;
 use rayon::prelude::*;
 
-use super::omp::omp_gram;
+use super::omp::{normalize_rows, omp_gram};
 use super::{Assumption, Attack, AttackOutcome, Evidence};
 use crate::privacy::candidates::Candidates;
 use crate::privacy::dict_scan::{row_norms2, scan_dots, top_k};
-use crate::privacy::mat::{dot64, Rows64};
+use crate::privacy::linalg::gemm_abt64;
+use crate::privacy::mat::dot64;
 
 pub struct OmpDictionary {
     /// Atoms kept by screening per row.
@@ -34,28 +35,26 @@ impl Attack for OmpDictionary {
         let stacked = ev.stack(id);
         let y = stacked.rows.to_f32();
         let inv_norm: Vec<f32> = row_norms2(dict).iter().map(|n| 1.0 / n.sqrt().max(1e-20)).collect();
-        let mut screened: Vec<(Vec<usize>, Vec<f64>)> = Vec::with_capacity(y.rows);
+        let mut screened: Vec<Vec<usize>> = Vec::with_capacity(y.rows);
         let mut abs_corr = vec![0f32; dict.rows];
         scan_dots(dict, &y, |_, dots| {
             abs_corr.iter_mut().zip(dots).zip(&inv_norm).for_each(|((a, d), n)| *a = (d * n).abs());
-            let idx = top_k(&abs_corr, self.screen);
-            let corr = idx.iter().map(|&t| (dots[t] * inv_norm[t]) as f64).collect();
-            screened.push((idx, corr));
+            screened.push(top_k(&abs_corr, self.screen));
         });
         let fits: Vec<(u32, f64, usize)> = screened
             .par_iter()
             .enumerate()
-            .map(|(i, (idx, corr))| {
-                let mut atoms = Rows64::zeros(idx.len(), dict.cols);
-                for (a, &t) in idx.iter().enumerate() {
-                    atoms.row_mut(a).iter_mut().zip(dict.row(t)).for_each(|(o, &v)| *o = v as f64 * inv_norm[t] as f64);
-                }
-                let gram = crate::privacy::linalg::gemm_abt64(&atoms, &atoms);
-                let yr: Vec<f64> = stacked.rows.row(i).to_vec();
-                let n2 = dot64(&yr, &yr);
+            .map(|(i, idx)| {
+                // Exact f64 atoms and correlations: f32 rounding would stop
+                // the pursuit from ever reaching a zero residual.
+                let (atoms, _) = normalize_rows(&dict.select(idx).to_f64());
+                let gram = gemm_abt64(&atoms, &atoms);
+                let yr = stacked.rows.row(i);
+                let corr: Vec<f64> = (0..atoms.rows).map(|a| dot64(atoms.row(a), yr)).collect();
+                let n2 = dot64(yr, yr);
                 let (k, _) = stacked.owner[i];
                 let call_rows = ev.call(k, id).map_or(1, |c| c.data.rows);
-                let fit = omp_gram(&gram, corr, n2, self.max_atoms.min(call_rows).max(1), 1e-6);
+                let fit = omp_gram(&gram, &corr, n2, self.max_atoms.min(call_rows).max(1), 1e-6);
                 let heaviest = fit.support.iter().zip(&fit.coefs).max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).map(|(&s, _)| idx[s] as u32).unwrap_or(0);
                 (heaviest, 1.0 - fit.residual2 / n2.max(1e-300), fit.support.len())
             })

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::omp::{normalize_rows, omp_gram};
 use super::set_decoder::decode_set;
-use super::{Assumption, Attack, AttackOutcome, Evidence};
+use super::{Assumption, Attack, AttackOutcome, Evidence, Guess};
 use crate::privacy::candidates::Candidates;
 use crate::privacy::dict_scan::{row_norms2, scan_groups};
 use crate::privacy::linalg::{gemm_abt64, row_space_basis};
@@ -59,7 +59,7 @@ impl Attack for OmpFrame {
                 .collect();
             let rank = row_space_basis(y, 1e-6).rows;
             exact += resid.iter().filter(|&&r| r < super::set_decoder::MEMBER_TOL).count().min(ev.real_rows(k));
-            guesses[k] = decode_set(&resid, rank, y, dict, ev.real_rows(k));
+            guesses[k] = decode_set(&resid, rank, y, dict, ev.real_rows(k)).into_iter().map(Guess::unattributed).collect();
         });
         Ok(Some(AttackOutcome { guesses, notes: format!("{exact} rows exactly sparse in their call's frame") }))
     }

@@ -8,7 +8,7 @@
 use anyhow::Result;
 
 use super::set_decoder::decode_set;
-use super::{Assumption, Attack, AttackOutcome, Evidence};
+use super::{Assumption, Attack, AttackOutcome, Evidence, Guess};
 use crate::privacy::candidates::Candidates;
 use crate::privacy::dict_scan::{row_norms2, scan_groups};
 use crate::privacy::linalg::row_space_basis;
@@ -37,7 +37,7 @@ impl Attack for SpanMembership {
         let mut ranks = Vec::new();
         for ((&k, basis), res) in steps.iter().zip(&bases).zip(&resid) {
             let y = &ev.call(k, id).expect("filtered").data;
-            guesses[k] = decode_set(res, basis.rows, y, dict, ev.real_rows(k));
+            guesses[k] = decode_set(res, basis.rows, y, dict, ev.real_rows(k)).into_iter().map(Guess::unattributed).collect();
             ranks.push(format!("{}/{}", basis.rows, y.rows));
         }
         let deficient = steps.iter().zip(&bases).filter(|(&k, b)| b.rows < ev.call(k, id).map_or(0, |c| c.data.rows)).count();

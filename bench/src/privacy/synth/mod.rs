@@ -45,7 +45,7 @@ impl Setting {
             };
             steps.extend((first_decode..seq.tokens.len()).map(|p| vec![(s, p)]));
         }
-        TokensFile { format_version: 1, sequences, steps: Some(steps) }
+        TokensFile { format_version: 1, sequences, steps: Some(steps), row_sources: None }
     }
 }
 

@@ -75,7 +75,12 @@ impl PadPool {
     }
 }
 
-pub fn simulate(scheme: Scheme, kappa: f64, tokens: &TokensFile, input: &SimInput, seed: u64) -> Result<Recording> {
+/// The recording, and the ground truth of the row shuffle per step (which
+/// real row each sent row carries; `None` where rows are mixtures), for
+/// tokens.json's `row_sources`.
+pub type RowSources = Vec<Option<Vec<Option<usize>>>>;
+
+pub fn simulate(scheme: Scheme, kappa: f64, tokens: &TokensFile, input: &SimInput, seed: u64) -> Result<(Recording, RowSources)> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let d = input.dict.cols;
     let id = OpId::new(0, Op::Qkv);
@@ -88,32 +93,39 @@ pub fn simulate(scheme: Scheme, kappa: f64, tokens: &TokensFile, input: &SimInpu
     };
     let mut pool = PadPool { sigma: input.scales.iter().map(|s| kappa * s).collect(), rounds: if let Scheme::Remo { rounds } = scheme { rounds } else { 0 }, batch: Rows64::empty(d), unused: Vec::new() };
     let mut calls: Vec<Call> = Vec::new();
+    let mut sources: RowSources = Vec::new();
     for step in tokens.steps() {
         let idx: Vec<usize> = step.iter().map(|&r| tokens.token(r) as usize).collect();
         let x = input.dict.select(&idx).to_f64();
         let n = x.rows;
-        let (kind, dtype, data) = match scheme {
-            Scheme::Plain => (CallKind::Plain, NpyDtype::F32, x),
-            Scheme::Permute => (CallKind::Online, NpyDtype::F32, permuted(&x, &mut rng)),
+        let identity = Some((0..n).map(Some).collect());
+        let (kind, dtype, data, src) = match scheme {
+            Scheme::Plain => (CallKind::Plain, NpyDtype::F32, x, identity),
+            Scheme::Permute => {
+                let p = permutation(n, &mut rng);
+                (CallKind::Online, NpyDtype::F32, x.select(&p), Some(p.into_iter().map(Some).collect()))
+            }
             Scheme::Mix => {
                 let a = gaussian(n, n, |_| 1.0, &mut rng);
-                (CallKind::Online, NpyDtype::F64, gemm_abt64(&a, &x.transpose()))
+                (CallKind::Online, NpyDtype::F64, gemm_abt64(&a, &x.transpose()), None)
             }
             Scheme::LowRank => {
                 let b = basis.as_ref().expect("low-rank basis");
                 let z = gaussian(n, rank, |_| kappa * mean_scale, &mut rng);
                 let mut y = gemm_abt64(&z, &b.transpose());
                 y.data.iter_mut().zip(&x.data).for_each(|(v, xv)| *v += xv);
-                (CallKind::Online, NpyDtype::F64, y)
+                (CallKind::Online, NpyDtype::F64, y, identity)
             }
             Scheme::Remo { .. } => {
                 let r = pool.take(n, &mut rng, &mut calls, id)?;
                 let mut y = x;
                 y.data.iter_mut().zip(&r.data).for_each(|(v, p)| *v += p);
-                (CallKind::Online, NpyDtype::F64, permuted(&y, &mut rng))
+                let p = permutation(n, &mut rng);
+                (CallKind::Online, NpyDtype::F64, y.select(&p), Some(p.into_iter().map(Some).collect()))
             }
         };
         calls.push(Call { seq: calls.len() as u64, kind, id, dtype, data });
+        sources.push(src);
     }
     let scales: Vec<f64> = input.scales.to_vec();
     let mut remo = serde_json::json!({
@@ -135,12 +147,13 @@ pub fn simulate(scheme: Scheme, kappa: f64, tokens: &TokensFile, input: &SimInpu
         }
         _ => {}
     }
-    Ok(Recording { manifest: Manifest { format_version: 1, model: input.config.clone(), remo }, calls })
+    Ok((Recording { manifest: Manifest { format_version: 1, model: input.config.clone(), remo }, calls }, sources))
 }
 
-fn permuted(x: &Rows64, rng: &mut impl Rng) -> Rows64 {
-    let mut p: Vec<usize> = (0..x.rows).collect();
+/// A random order: sent row i is real row `p[i]`.
+fn permutation(n: usize, rng: &mut impl Rng) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..n).collect();
     p.shuffle(rng);
-    x.select(&p)
+    p
 }
 

@@ -1,0 +1,93 @@
+//! Starting `talaria-serve` for a benchmark run (free port, ready line on
+//! stdout, log in the output folder), stopping it with SIGTERM, and
+//! reading its resident memory.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::Args;
+
+pub struct Server {
+    pub base: String,
+    pub pid: u32,
+    child: Child,
+}
+
+fn server_bin(a: &Args) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &a.server_bin {
+        return Ok(p.clone());
+    }
+    let exe = std::env::current_exe()?;
+    let sibling = exe.parent().map(|d| d.join("talaria-serve")).context("locating talaria-serve")?;
+    if !sibling.exists() {
+        bail!("{} not found: build it (cargo build --release -p talaria-cvm) or pass --server-bin", sibling.display());
+    }
+    Ok(sibling)
+}
+
+impl Server {
+    pub fn start(a: &Args, mode: &str, out: &Path) -> anyhow::Result<Self> {
+        let bin = server_bin(a)?;
+        let log_path = out.join(format!("server-{mode}.log"));
+        let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--port", "0", "--mode", mode]);
+        if let Some(m) = &a.model {
+            cmd.arg("--model").arg(m);
+        }
+        cmd.args(&a.server_args).stdout(Stdio::piped()).stderr(Stdio::from(log));
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("talaria-serve listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(600)) {
+            Ok(base) => {
+                eprintln!("started talaria-serve --mode {mode} at {base} (pid {}, log {})", child.id(), log_path.display());
+                Ok(Self { base, pid: child.id(), child })
+            }
+            Err(_) => {
+                let _ = child.kill();
+                bail!("talaria-serve --mode {mode} did not start; see {}", log_path.display())
+            }
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.pid as i32, libc::SIGTERM);
+        }
+        let status = self.child.wait()?;
+        if !status.success() {
+            eprintln!("talaria-serve (pid {}) exited with {status}", self.pid);
+        }
+        Ok(())
+    }
+}
+
+/// VmRSS of a process in bytes, from /proc/<pid>/status.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_own_rss() {
+        assert!(super::rss_bytes(std::process::id()).unwrap() > 0);
+    }
+}

@@ -1,0 +1,88 @@
+//! Markdown tables and SVG plots of the runs.
+
+use std::fmt::Write;
+
+use super::stats::{Dist, RunSummary};
+use super::svg::{bar_panels, Panel};
+use super::Args;
+
+fn conc(c: Option<usize>) -> String {
+    c.map_or("∞".into(), |c| c.to_string())
+}
+
+fn run_name(r: &RunSummary) -> String {
+    format!("{} (concurrency {})", r.label, conc(r.concurrency))
+}
+
+pub fn one_line(r: &RunSummary) -> String {
+    format!(
+        "{}: {} ok, {} failed, {:.2} req/s, {:.1} output tok/s | TTFT p50 {:.0} ms | TPOT p50 {:.1} ms | ITL p50 {:.1} ms | E2E p50 {:.0} ms",
+        run_name(r),
+        r.completed,
+        r.failed,
+        r.request_throughput,
+        r.output_throughput,
+        r.ttft_ms.p50,
+        r.tpot_ms.p50,
+        r.itl_ms.p50,
+        r.e2e_ms.p50
+    )
+}
+
+fn dist_cells(d: &Dist) -> String {
+    format!("{:.1} | {:.1} | {:.1} | {:.1}", d.mean, d.p50, d.p90, d.p99)
+}
+
+pub fn markdown(a: &Args, runs: &[RunSummary]) -> String {
+    let rate = if a.request_rate.is_finite() { format!("{} req/s ({})", a.request_rate, if a.fixed_rate { "fixed" } else { "Poisson" }) } else { "inf (all at once)".into() };
+    let mut s = format!(
+        "`bench serve`: endpoint {}, {} prompts ({}), rate {rate}, max_tokens {}, ignore_eos {}, temperature {}\n\n",
+        a.endpoint,
+        a.num_prompts,
+        a.dataset.as_ref().map_or("synthetic".into(), |p| p.display().to_string()),
+        a.max_tokens,
+        a.ignore_eos,
+        a.temperature
+    );
+    s.push_str("| server | concurrency | ok | failed | duration s | req/s | output tok/s | total tok/s | output tok/s vs first row of this server |\n|---|---|---|---|---|---|---|---|---|\n");
+    for r in runs {
+        let base = runs.iter().find(|b| b.label == r.label).map_or(1.0, |b| b.output_throughput.max(1e-9));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.1} | {:.2} | {:.1} | {:.1} | {:.2}× |",
+            r.label,
+            conc(r.concurrency),
+            r.completed,
+            r.failed,
+            r.duration_s,
+            r.request_throughput,
+            r.output_throughput,
+            r.total_token_throughput,
+            r.output_throughput / base
+        );
+    }
+    s.push_str("\n| server | concurrency | metric (ms) | mean | p50 | p90 | p99 |\n|---|---|---|---|---|---|---|\n");
+    for r in runs {
+        for (name, d) in [("TTFT", &r.ttft_ms), ("TPOT", &r.tpot_ms), ("ITL", &r.itl_ms), ("E2E", &r.e2e_ms)] {
+            let _ = writeln!(s, "| {} | {} | {name} | {} |", r.label, conc(r.concurrency), dist_cells(d));
+        }
+    }
+    if let Some(e) = runs.iter().find_map(|r| r.first_error.as_ref()) {
+        let _ = writeln!(s, "\nFirst error: `{e}`");
+    }
+    s
+}
+
+pub fn latency_svg(runs: &[RunSummary]) -> String {
+    let panel = |title: &str, f: fn(&RunSummary) -> &Dist| Panel { title: title.into(), bars: runs.iter().map(|r| (run_name(r), f(r).p50, Some(f(r).p99))).collect() };
+    let panels = [panel("TTFT (ms)", |r| &r.ttft_ms), panel("TPOT (ms)", |r| &r.tpot_ms), panel("ITL (ms)", |r| &r.itl_ms), panel("E2E (ms)", |r| &r.e2e_ms)];
+    bar_panels("Serving latency", "solid: p50, light: p99", &panels)
+}
+
+pub fn throughput_svg(runs: &[RunSummary]) -> String {
+    let panels = [
+        Panel { title: "output tokens/s".into(), bars: runs.iter().map(|r| (run_name(r), r.output_throughput, None)).collect() },
+        Panel { title: "requests/s".into(), bars: runs.iter().map(|r| (run_name(r), r.request_throughput, None)).collect() },
+    ];
+    bar_panels("Serving throughput", "", &panels)
+}

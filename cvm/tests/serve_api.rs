@@ -1,0 +1,240 @@
+//! The OpenAI-compatible API of `talaria-serve` on the real model: both
+//! endpoints streaming and not, n > 1, stop strings, seeds, logprobs, the
+//! small endpoints, and every bad input with its error (the server keeps
+//! serving). One server for the whole file.
+
+mod serve_common;
+
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+use serve_common::{choice_text, start, stream_texts, Server};
+
+fn server() -> &'static Server {
+    static S: OnceLock<Server> = OnceLock::new();
+    S.get_or_init(|| start(&["--served-model-name", "smol"]))
+}
+
+#[test]
+fn completions_streaming_matches_non_streaming() {
+    let s = server();
+    let req = json!({"model": "smol", "prompt": "The three primary colors are", "max_tokens": 12, "temperature": 0});
+    let full = s.ok("/v1/completions", &req);
+    assert_eq!(full["object"], "text_completion");
+    assert_eq!(full["model"], "smol");
+    let usage = &full["usage"];
+    assert_eq!(usage["completion_tokens"], 12, "{full}");
+    assert_eq!(usage["total_tokens"].as_u64(), Some(usage["prompt_tokens"].as_u64().unwrap() + 12));
+    assert_eq!(full["choices"][0]["finish_reason"], "length");
+
+    let mut sreq = req.clone();
+    sreq["stream"] = json!(true);
+    sreq["stream_options"] = json!({"include_usage": true});
+    let events = s.stream("/v1/completions", &sreq);
+    let (texts, finish) = stream_texts(&events, 1);
+    assert_eq!(texts[0], choice_text(&full, 0));
+    assert_eq!(finish[0].as_deref(), Some("length"));
+    let last = events.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["usage"], *usage, "usage chunk");
+    assert!(events.iter().all(|e| e["object"] == "text_completion" && e["id"] == events[0]["id"]));
+}
+
+#[test]
+fn chat_streaming_matches_non_streaming() {
+    let s = server();
+    let req = json!({"messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": [{"type": "text", "text": "Name a fruit."}]}], "max_completion_tokens": 16, "temperature": 0});
+    let full = s.ok("/v1/chat/completions", &req);
+    assert_eq!(full["object"], "chat.completion");
+    assert_eq!(full["choices"][0]["message"]["role"], "assistant");
+    let text = choice_text(&full, 0);
+    assert!(!text.is_empty());
+    let n_out = full["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!((1..=16).contains(&n_out));
+
+    let mut sreq = req.clone();
+    sreq["stream"] = json!(true);
+    let events = s.stream("/v1/chat/completions", &sreq);
+    assert_eq!(events[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(events.iter().all(|e| e["object"] == "chat.completion.chunk" && e.get("usage").is_none()));
+    let (texts, finish) = stream_texts(&events, 1);
+    assert_eq!(texts[0], text);
+    assert_eq!(finish[0].as_deref(), full["choices"][0]["finish_reason"].as_str());
+}
+
+#[test]
+fn n_choices_are_independent_samples() {
+    let s = server();
+    let req = json!({"prompt": "My favourite animal is the", "max_tokens": 10, "temperature": 1.0, "n": 4, "seed": 3, "ignore_eos": true});
+    let r = s.ok("/v1/completions", &req);
+    let choices = r["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 4);
+    for (i, c) in choices.iter().enumerate() {
+        assert_eq!(c["index"], i);
+        assert_eq!(c["finish_reason"], "length");
+    }
+    assert_eq!(r["usage"]["completion_tokens"], 40);
+    let texts: std::collections::HashSet<String> = (0..4).map(|i| choice_text(&r, i)).collect();
+    assert!(texts.len() > 1, "4 seeded samples should not all agree: {texts:?}");
+
+    // Streaming gives the same choices (same seed), interleaved by index.
+    let mut sreq = req.clone();
+    sreq["stream"] = json!(true);
+    let (streamed, finish) = stream_texts(&s.stream("/v1/completions", &sreq), 4);
+    assert_eq!(streamed, (0..4).map(|i| choice_text(&r, i)).collect::<Vec<_>>());
+    assert!(finish.iter().all(|f| f.as_deref() == Some("length")));
+}
+
+#[test]
+fn seeded_sampling_is_reproducible() {
+    let s = server();
+    let req = |seed: u64| json!({"prompt": "Once upon a time", "max_tokens": 16, "temperature": 1.2, "top_p": 0.95, "top_k": 50, "seed": seed, "ignore_eos": true});
+    let a = choice_text(&s.ok("/v1/completions", &req(7)), 0);
+    let b = choice_text(&s.ok("/v1/completions", &req(7)), 0);
+    assert_eq!(a, b, "same seed, same text");
+    let others: Vec<String> = (100..104).map(|seed| choice_text(&s.ok("/v1/completions", &req(seed)), 0)).collect();
+    assert!(others.iter().any(|o| *o != a), "different seeds should differ somewhere: {a:?} vs {others:?}");
+}
+
+#[test]
+fn stop_strings_end_the_text_before_the_match() {
+    let s = server();
+    let base = json!({"prompt": "Count: 1, 2, 3, 4,", "max_tokens": 24, "temperature": 0, "ignore_eos": true});
+    let free = choice_text(&s.ok("/v1/completions", &base), 0);
+    assert!(free.contains(" 7"), "greedy counting should reach 7: {free:?}");
+    let want = &free[..free.find(" 7").unwrap()];
+    for stop in [json!(" 7"), json!(["zzz", " 7", "never"])] {
+        let mut req = base.clone();
+        req["stop"] = stop;
+        let r = s.ok("/v1/completions", &req);
+        assert_eq!(choice_text(&r, 0), want);
+        assert_eq!(r["choices"][0]["finish_reason"], "stop");
+        req["stream"] = json!(true);
+        let (texts, finish) = stream_texts(&s.stream("/v1/completions", &req), 1);
+        assert_eq!(texts[0], want, "streamed text never includes the stop string");
+        assert_eq!(finish[0].as_deref(), Some("stop"));
+    }
+}
+
+#[test]
+fn max_tokens_ignore_eos_and_stop_token_ids() {
+    let s = server();
+    let r = s.ok("/v1/chat/completions", &json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 20, "temperature": 0, "ignore_eos": true}));
+    assert_eq!(r["usage"]["completion_tokens"], 20);
+    assert_eq!(r["choices"][0]["finish_reason"], "length");
+    // Stopping on the first greedy token's id gives exactly one token.
+    let first = s.ok("/v1/completions", &json!({"prompt": "Hello", "max_tokens": 1, "temperature": 0, "logprobs": 0}));
+    let tok = first["choices"][0]["logprobs"]["tokens"][0].as_str().unwrap().to_string();
+    let ids = s.ok("/tokenize", &json!({"prompt": tok}))["tokens"].clone();
+    let r = s.ok("/v1/completions", &json!({"prompt": "Hello", "max_tokens": 10, "temperature": 0, "stop_token_ids": ids}));
+    assert_eq!(r["usage"]["completion_tokens"], 1);
+    assert_eq!(r["choices"][0]["finish_reason"], "stop");
+}
+
+#[test]
+fn logprobs_have_one_entry_per_token() {
+    let s = server();
+    let r = s.ok("/v1/completions", &json!({"prompt": "The sky is", "max_tokens": 5, "temperature": 0, "logprobs": 3, "ignore_eos": true}));
+    let lp = &r["choices"][0]["logprobs"];
+    assert_eq!(lp["tokens"].as_array().unwrap().len(), 5);
+    assert_eq!(lp["token_logprobs"].as_array().unwrap().len(), 5);
+    let top = lp["top_logprobs"][0].as_object().unwrap();
+    assert!(top.len() >= 3);
+    // Greedy: the chosen token is the most likely one.
+    let best = top.values().map(|v| v.as_f64().unwrap()).fold(f64::MIN, f64::max);
+    assert!((lp["token_logprobs"][0].as_f64().unwrap() - best).abs() < 1e-6);
+    assert_eq!(lp["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect::<String>(), choice_text(&r, 0));
+
+    let r = s.ok("/v1/chat/completions", &json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "temperature": 0, "logprobs": true, "top_logprobs": 2, "ignore_eos": true}));
+    let content = r["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(content.len(), 4);
+    for e in content {
+        assert!(e["logprob"].as_f64().unwrap() <= 0.0);
+        assert_eq!(e["top_logprobs"].as_array().unwrap().len(), 2);
+        assert_eq!(e["bytes"].as_array().unwrap().len(), e["token"].as_str().unwrap().len());
+    }
+}
+
+#[test]
+fn models_health_tokenize_and_metrics() {
+    let s = server();
+    let (status, body) = s.get("/v1/models");
+    assert_eq!(status, 200);
+    let models: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(models["data"][0]["id"], "smol");
+    assert_eq!(models["data"][0]["max_model_len"], 8192);
+    assert_eq!(s.get("/health").0, 200);
+
+    let t = s.ok("/tokenize", &json!({"prompt": "Hello world"}));
+    let ids = t["tokens"].as_array().unwrap().clone();
+    assert_eq!(t["count"].as_u64(), Some(ids.len() as u64));
+    assert_eq!(s.ok("/detokenize", &json!({"tokens": ids}))["prompt"], "Hello world");
+    let chat = s.ok("/tokenize", &json!({"messages": [{"role": "user", "content": "Hello world"}]}));
+    assert!(chat["count"].as_u64().unwrap() > ids.len() as u64, "the chat template adds tokens");
+
+    s.ok("/v1/completions", &json!({"prompt": "Hi", "max_tokens": 2}));
+    let (status, text) = s.get("/metrics");
+    assert_eq!(status, 200);
+    for name in [
+        "talaria_num_requests_running",
+        "talaria_num_requests_waiting",
+        "talaria_kv_cache_usage_perc",
+        "talaria_prompt_tokens_total",
+        "talaria_generation_tokens_total",
+        "talaria_time_to_first_token_seconds_bucket",
+        "talaria_time_per_output_token_seconds_count",
+        "talaria_e2e_request_latency_seconds_sum",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+    assert!(s.metric("talaria_generation_tokens_total") >= 2.0);
+    assert!(s.metric("talaria_e2e_request_latency_seconds_count") >= 1.0);
+}
+
+#[test]
+fn bad_inputs_get_openai_errors_and_the_server_keeps_serving() {
+    let s = server();
+    let long_prompt = "hello ".repeat(9000);
+    let cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
+        ("/v1/completions", b"{\"prompt\": ".to_vec(), 400, None),
+        ("/v1/completions", b"[1, 2]".to_vec(), 400, None),
+        ("/v1/completions", b"{\"prompt\": \"caf\xe9\"}".to_vec(), 400, None),
+        ("/v1/completions", json!({"prompt": "hi", "bogus_field": 1}).to_string().into_bytes(), 400, Some("bogus_field")),
+        ("/v1/completions", json!({"prompt": "hi", "max_tokens": "ten"}).to_string().into_bytes(), 400, Some("max_tokens")),
+        ("/v1/completions", json!({"max_tokens": 3}).to_string().into_bytes(), 400, Some("prompt")),
+        ("/v1/completions", json!({"prompt": ""}).to_string().into_bytes(), 400, Some("prompt")),
+        ("/v1/completions", json!({"prompt": long_prompt}).to_string().into_bytes(), 400, Some("prompt")),
+        ("/v1/completions", json!({"prompt": "hi", "max_tokens": 9000}).to_string().into_bytes(), 400, Some("max_tokens")),
+        ("/v1/completions", json!({"prompt": "hi", "max_tokens": 0}).to_string().into_bytes(), 400, Some("max_tokens")),
+        ("/v1/completions", json!({"prompt": "hi", "n": 1000}).to_string().into_bytes(), 400, Some("n")),
+        ("/v1/completions", json!({"prompt": "hi", "n": 0}).to_string().into_bytes(), 400, Some("n")),
+        ("/v1/completions", json!({"prompt": "hi", "temperature": -1}).to_string().into_bytes(), 400, Some("temperature")),
+        ("/v1/completions", json!({"prompt": "hi", "top_p": 1.5}).to_string().into_bytes(), 400, Some("top_p")),
+        ("/v1/completions", json!({"prompt": "hi", "logprobs": 50}).to_string().into_bytes(), 400, Some("logprobs")),
+        ("/v1/completions", json!({"prompt": [1, 999999]}).to_string().into_bytes(), 400, Some("prompt")),
+        ("/v1/completions", json!({"prompt": "hi", "echo": true}).to_string().into_bytes(), 400, Some("echo")),
+        ("/v1/completions", json!({"prompt": "hi", "stream_options": {"include_usage": true}}).to_string().into_bytes(), 400, Some("stream_options")),
+        ("/v1/completions", json!({"prompt": "hi", "model": "gpt-4"}).to_string().into_bytes(), 404, Some("model")),
+        ("/v1/chat/completions", json!({"messages": []}).to_string().into_bytes(), 400, Some("messages")),
+        ("/v1/chat/completions", json!({"messages": [{"role": "wizard", "content": "hi"}]}).to_string().into_bytes(), 400, Some("messages")),
+        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 9000}).to_string().into_bytes(), 400, Some("max_completion_tokens")),
+        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2}).to_string().into_bytes(), 400, Some("top_logprobs")),
+        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}).to_string().into_bytes(), 400, Some("tools")),
+        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "hi"}], "model": "nope"}).to_string().into_bytes(), 404, Some("model")),
+        ("/v1/nothing", b"{}".to_vec(), 404, None),
+    ];
+    for (path, body, status, param) in cases {
+        let r = s.post_raw(path, &body);
+        let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+        assert_eq!(r.status, status, "{path} {shown}: {}", r.body);
+        let e = &r.body["error"];
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{path} {shown}: {}", r.body);
+        assert!(e["type"].is_string() && e.get("param").is_some() && e.get("code").is_some(), "{}", r.body);
+        if let Some(p) = param {
+            assert_eq!(e["param"], p, "{path} {shown}: {}", r.body);
+        }
+    }
+    // Still serving, and nothing leaked.
+    let r = s.ok("/v1/completions", &json!({"prompt": "Still there?", "max_tokens": 3}));
+    assert_eq!(r["usage"]["completion_tokens"], 3);
+}

@@ -1,0 +1,134 @@
+//! The engine on the real default model against the single-request driver
+//! (`generate`): every request of a mixed batch — long prompts chunked,
+//! sequences preempted under a tiny KV pool — gets exactly the tokens it
+//! gets alone.
+
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
+
+use talaria_kernels::WeightDType;
+use talaria_models::fetch::ensure_default_model;
+use talaria_models::{Checkpoint, CvmWeights, WorkerWeights};
+
+use super::{Engine, EngineRequest, RejectReason, RequestEvent, SchedulerConfig};
+use crate::generate::{generate, FinishReason, GenerateRequest};
+use crate::kv_cache::KvPool;
+use crate::linear::LocalLinear;
+use crate::model::LlamaModel;
+
+struct Fixture {
+    ck: Checkpoint,
+    weights: Arc<WorkerWeights>,
+}
+
+fn fixture() -> Fixture {
+    let ck = Checkpoint::open(ensure_default_model(false).expect("default model")).expect("open");
+    let weights = Arc::new(WorkerWeights::load(&ck, WeightDType::Bf16).expect("worker weights"));
+    Fixture { ck, weights }
+}
+
+impl Fixture {
+    fn model(&self) -> LlamaModel {
+        LlamaModel::new(self.ck.config.clone(), CvmWeights::load(&self.ck, WeightDType::Bf16).expect("cvm weights")).expect("model")
+    }
+
+    fn engine(&self, blocks: usize, cfg: SchedulerConfig) -> Engine {
+        let model = self.model();
+        let kv = KvPool::new(&model.config, blocks, 16);
+        let tok = Arc::new(Checkpoint::open(&self.ck.path).expect("open").tokenizer);
+        Engine::new(model, kv, Box::new(LocalLinear::new(self.weights.clone())), tok, cfg)
+    }
+
+    /// Greedy tokens of one request through `generate`.
+    fn alone(&self, prompt: &[u32], max_tokens: usize) -> Vec<u32> {
+        let model = self.model();
+        let mut kv = KvPool::new(&model.config, (prompt.len() + max_tokens).div_ceil(16), 16);
+        let mut linear = LocalLinear::new(self.weights.clone());
+        let req = GenerateRequest { prompt_ids: prompt.to_vec(), params: Default::default(), max_tokens, stop_strings: vec![], ignore_eos: true };
+        generate(&model, &mut kv, &mut linear, &self.ck.tokenizer, &req, |_, _, _| {}).expect("generate").tokens.iter().map(|t| t.id).collect()
+    }
+}
+
+fn submit(engine: &mut Engine, id: u64, req: EngineRequest) -> Receiver<RequestEvent> {
+    let (tx, rx) = channel();
+    engine.add_request(id, req, Box::new(move |ev| tx.send(ev).is_ok()));
+    rx
+}
+
+/// Steps until idle; returns the tokens of choice 0 per receiver.
+fn run(engine: &mut Engine, rxs: &[Receiver<RequestEvent>]) -> Vec<Vec<u32>> {
+    let mut steps = 0;
+    while engine.has_work() {
+        engine.step();
+        steps += 1;
+        assert!(steps < 10_000, "the engine does not converge");
+    }
+    rxs.iter()
+        .map(|rx| {
+            let mut toks = Vec::new();
+            let mut finished = false;
+            for ev in rx.try_iter() {
+                match ev {
+                    RequestEvent::Output(o) => {
+                        assert!(!finished, "output after finish");
+                        toks.extend(o.tokens.iter().map(|t| t.id));
+                        finished = o.finish == Some(FinishReason::Length);
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert!(finished, "every request finishes");
+            toks
+        })
+        .collect()
+}
+
+fn prompts(f: &Fixture) -> Vec<Vec<u32>> {
+    let long = "The committee reviewed the annual report in detail. ".repeat(60);
+    ["Hello there", "def add(a, b):", long.as_str(), "Three facts about owls:", "1 2 3 4"].iter().map(|p| f.ck.tokenizer.encode(p).expect("encode")).collect()
+}
+
+#[test]
+fn a_mixed_batch_with_chunked_prefill_matches_requests_run_alone() {
+    let f = fixture();
+    let ps = prompts(&f);
+    assert!(ps[2].len() > 300, "the long prompt needs several chunks");
+    let mut engine = f.engine(256, SchedulerConfig { max_num_batched_tokens: 128, max_num_seqs: 8 });
+    let rxs: Vec<_> = ps.iter().enumerate().map(|(i, p)| submit(&mut engine, i as u64, EngineRequest { ignore_eos: true, ..EngineRequest::greedy(p.clone(), 10) })).collect();
+    let got = run(&mut engine, &rxs);
+    for (i, p) in ps.iter().enumerate() {
+        assert_eq!(got[i], f.alone(p, 10), "request {i}");
+    }
+    let st = engine.stats().snapshot();
+    assert_eq!((st.kv_used_blocks, st.running_seqs, st.waiting_seqs), (0, 0, 0));
+}
+
+#[test]
+fn preemption_in_a_tiny_pool_keeps_every_output() {
+    let f = fixture();
+    let ps: Vec<Vec<u32>> = prompts(&f).into_iter().filter(|p| p.len() < 40).collect();
+    // 6 blocks = 96 tokens for four sequences of up to ~40 tokens each.
+    let mut engine = f.engine(6, SchedulerConfig::default());
+    let rxs: Vec<_> = ps.iter().enumerate().map(|(i, p)| submit(&mut engine, i as u64, EngineRequest { ignore_eos: true, ..EngineRequest::greedy(p.clone(), 30) })).collect();
+    let got = run(&mut engine, &rxs);
+    assert!(engine.stats().snapshot().preemptions_total > 0, "the pool is too small not to preempt");
+    for (i, p) in ps.iter().enumerate() {
+        assert_eq!(got[i], f.alone(p, 30), "request {i}");
+    }
+}
+
+#[test]
+fn rejects_and_cancels() {
+    let f = fixture();
+    let mut engine = f.engine(4, SchedulerConfig::default());
+    let rx = submit(&mut engine, 1, EngineRequest::greedy(vec![1; 10], 100));
+    assert!(matches!(rx.try_recv(), Ok(RequestEvent::Rejected(RejectReason::ExceedsKvCache { needed: 110, capacity: 64 }))));
+    let rx = submit(&mut engine, 2, EngineRequest::greedy(vec![], 1));
+    assert!(matches!(rx.try_recv(), Ok(RequestEvent::Rejected(RejectReason::EmptyPrompt))));
+    let _rx = submit(&mut engine, 3, EngineRequest { n: 2, ..EngineRequest::greedy(vec![1, 2, 3], 20) });
+    engine.step();
+    assert!(engine.stats().snapshot().kv_used_blocks > 0);
+    engine.cancel_request(3);
+    assert_eq!(engine.stats().snapshot().kv_used_blocks, 0);
+    assert!(!engine.has_work());
+}
