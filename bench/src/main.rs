@@ -9,6 +9,7 @@
 use clap::{Parser, Subcommand};
 
 mod machine;
+mod split;
 mod serve;
 mod throughput;
 
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Offline throughput of the plain engine: prefill and decode tokens/s.
     Throughput(throughput::Args),
+    /// Confidential vs plain: ratios and the per-step time split.
+    Split(split::Args),
     /// Serving benchmark against talaria-serve (latency, throughput, soak).
     Serve(serve::Args),
 }
@@ -32,6 +35,7 @@ fn main() -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     match Cli::parse().command {
         Command::Throughput(a) => throughput::run(a),
+        Command::Split(a) => split::run(a),
         Command::Serve(a) => serve::run(a),
     }
 }

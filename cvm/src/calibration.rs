@@ -25,6 +25,13 @@ Photosynthesis converts light energy into chemical energy: 6 CO2 + 6 H2O -> C6H1
 Le temps est beau aujourd'hui; ¿dónde está la biblioteca? 東京は日本の首都です。 \
 SELECT name, COUNT(*) FROM orders WHERE total > 100 GROUP BY name ORDER BY 2 DESC;";
 
+/// Headroom over the calibration peaks: real prompts reach a few times the
+/// peaks of one calibration text in outlier channels (seen up to ~6× in
+/// `mlp.down_proj` inputs), and a pool whose pads fall short is flushed.
+/// A larger σ costs nothing but a proportionally larger (still ~1e-12)
+/// rounding error of the unmasked product.
+pub const SCALE_HEADROOM: f64 = 4.0;
+
 /// Channels whose calibration peak is tiny still get at least this fraction
 /// of the op's mean peak, so no channel is ever left unmasked.
 pub const SCALE_FLOOR: f64 = 0.05;
@@ -66,7 +73,7 @@ pub fn channel_scales(model: &LlamaModel, tok: &Tokenizer, linear: &mut dyn Line
         .map(|(id, peak)| {
             let mean = peak.iter().sum::<f64>() / peak.len().max(1) as f64;
             let floor = (SCALE_FLOOR * mean).max(1e-6);
-            (id, peak.into_iter().map(|v| v.max(floor)).collect())
+            (id, peak.into_iter().map(|v| SCALE_HEADROOM * v.max(floor)).collect())
         })
         .collect())
 }

@@ -43,7 +43,8 @@ fn completions_streaming_matches_non_streaming() {
 #[test]
 fn chat_streaming_matches_non_streaming() {
     let s = server();
-    let req = json!({"messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": [{"type": "text", "text": "Name a fruit."}]}], "max_completion_tokens": 16, "temperature": 0});
+    let req =
+        json!({"messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": [{"type": "text", "text": "Name a fruit."}]}], "max_completion_tokens": 16, "temperature": 0});
     let full = s.ok("/v1/chat/completions", &req);
     assert_eq!(full["object"], "chat.completion");
     assert_eq!(full["choices"][0]["message"]["role"], "assistant");

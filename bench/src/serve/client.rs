@@ -85,8 +85,11 @@ fn stream(agent: &ureq::Agent, spec: &RequestSpec, prompt: &Prompt, t0: Instant,
             res.prompt_tokens = u["prompt_tokens"].as_u64().unwrap_or(0) as usize;
             res.output_tokens = u["completion_tokens"].as_u64().unwrap_or(0) as usize;
         }
-        let has_content = v["choices"].as_array().into_iter().flatten().any(|c| c["text"].as_str().or_else(|| c["delta"]["content"].as_str()).is_some_and(|t| !t.is_empty()));
-        if has_content {
+        let choices = v["choices"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let has_content = choices.iter().any(|c| c["text"].as_str().or_else(|| c["delta"]["content"].as_str()).is_some_and(|t| !t.is_empty()));
+        // A sequence that ends at once (EOS first) has only a finish chunk.
+        let first_finish = last.is_none() && choices.iter().any(|c| c["finish_reason"].is_string());
+        if has_content || first_finish {
             let now = Instant::now();
             match last {
                 None => res.ttft = (now - t0).as_secs_f64(),
@@ -96,6 +99,6 @@ fn stream(agent: &ureq::Agent, spec: &RequestSpec, prompt: &Prompt, t0: Instant,
         }
     }
     anyhow::ensure!(done, "the stream ended without [DONE]");
-    anyhow::ensure!(last.is_some() || res.output_tokens == 0, "no content in the stream");
+    anyhow::ensure!(last.is_some(), "no output in the stream");
     Ok(())
 }

@@ -59,7 +59,20 @@ fn from_jsonl(path: &Path, chat: bool, default_max: usize) -> anyhow::Result<Vec
     Ok(out)
 }
 
-const SUBJECTS: &[&str] = &["the history of the printing press", "how bees communicate", "the water cycle", "a trip to the mountains", "the rules of chess", "why the sky is blue", "a recipe for bread", "the life of a lighthouse keeper", "how computers store numbers", "the migration of birds", "a city at night", "the first day of school"];
+const SUBJECTS: &[&str] = &[
+    "the history of the printing press",
+    "how bees communicate",
+    "the water cycle",
+    "a trip to the mountains",
+    "the rules of chess",
+    "why the sky is blue",
+    "a recipe for bread",
+    "the life of a lighthouse keeper",
+    "how computers store numbers",
+    "the migration of birds",
+    "a city at night",
+    "the first day of school",
+];
 const SENTENCES: &[&str] = &[
     "Please be clear and precise.",
     "Use simple words that a student would understand.",

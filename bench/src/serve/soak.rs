@@ -110,7 +110,9 @@ fn report(a: &Args, label: &str, elapsed: f64, ok: usize, tokens: usize, errors:
     let (first, last) = (rss.first().copied().unwrap_or(0.0), rss.last().copied().unwrap_or(0.0));
     let peak = rss.iter().copied().fold(0.0, f64::max);
     let mut s = format!("`bench serve` soak: {label}, {} clients, {elapsed:.0} s, endpoint {}, max_tokens {}\n\n", a.clients, a.endpoint, a.max_tokens);
-    s.push_str("| requests ok | errors | output tok/s | VmRSS start | after warm-up (10%) | peak | end | growth after warm-up | KV blocks in use at the end |\n|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str(
+        "| requests ok | errors | output tok/s | VmRSS start | after warm-up (10%) | peak | end | growth after warm-up | KV blocks in use at the end |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
     let _ = writeln!(
         s,
         "| {ok} | {n_err} | {:.1} | {first:.0} MiB | {warm:.0} MiB | {peak:.0} MiB | {last:.0} MiB | {:+.1} MiB | {} |",

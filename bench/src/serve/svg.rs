@@ -36,14 +36,15 @@ pub fn bar_panels(title: &str, note: &str, panels: &[Panel]) -> String {
     let h = top + ph + 50.0 + 18.0 * n_series as f64;
     let mut s = String::new();
     let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#);
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/><text x="{left}" y="20" font-size="14">{}</text><text x="{left}" y="36" fill="#555">{}</text>"#, esc(title), esc(note));
+    let _ = writeln!(s, r##"<rect width="100%" height="100%" fill="white"/><text x="{left}" y="20" font-size="14">{}</text><text x="{left}" y="36" fill="#555">{}</text>"##, esc(title), esc(note));
     for (pi, p) in panels.iter().enumerate() {
         let x0 = left + pi as f64 * (pw + 30.0);
         let max = nice_max(p.bars.iter().map(|b| b.2.unwrap_or(b.1).max(b.1)).fold(0.0, f64::max));
         let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle" font-weight="bold">{}</text>"#, x0 + pw / 2.0, top - 2.0, esc(&p.title));
         for k in 0..=4 {
             let y = top + ph - ph * k as f64 / 4.0;
-            let _ = writeln!(s, r##"<line x1="{x0}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##, x0 + pw, x0 - 3.0, y + 4.0, fmt_num(max * k as f64 / 4.0));
+            let _ =
+                writeln!(s, r##"<line x1="{x0}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##, x0 + pw, x0 - 3.0, y + 4.0, fmt_num(max * k as f64 / 4.0));
         }
         let bw = pw / (p.bars.len().max(1) as f64 * 1.4 + 0.4);
         for (bi, (_, v, whisker)) in p.bars.iter().enumerate() {
@@ -78,7 +79,14 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[(String, 
     for k in 0..=4 {
         let y = top + ph - ph * k as f64 / 4.0;
         let x = left + pw * k as f64 / 4.0;
-        let _ = writeln!(s, r##"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##, left + pw, left - 4.0, y + 4.0, fmt_num(ymax * k as f64 / 4.0));
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
+            left + pw,
+            left - 4.0,
+            y + 4.0,
+            fmt_num(ymax * k as f64 / 4.0)
+        );
         let _ = writeln!(s, r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#, top + ph + 15.0, fmt_num(xmax * k as f64 / 4.0));
     }
     let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, left + pw / 2.0, top + ph + 32.0, esc(x_label));

@@ -72,7 +72,8 @@ impl ChunkFormat for CompletionChunks {
     }
 
     fn delta(&mut self, out: &SeqOutput) -> Option<Value> {
-        if out.text.is_empty() && out.finish.is_none() && !(self.logprobs && !out.tokens.is_empty()) {
+        let with_lp = self.logprobs && !out.tokens.is_empty();
+        if out.text.is_empty() && out.finish.is_none() && !with_lp {
             return None;
         }
         let logprobs = match self.offsets.get_mut(out.index) {

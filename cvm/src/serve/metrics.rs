@@ -59,7 +59,14 @@ pub struct ServerMetrics {
 
 impl Default for ServerMetrics {
     fn default() -> Self {
-        Self { prompt_tokens: AtomicU64::new(0), generation_tokens: AtomicU64::new(0), finished: Mutex::new(BTreeMap::new()), ttft: Histogram::new(TTFT_BUCKETS), tpot: Histogram::new(TPOT_BUCKETS), e2e: Histogram::new(E2E_BUCKETS) }
+        Self {
+            prompt_tokens: AtomicU64::new(0),
+            generation_tokens: AtomicU64::new(0),
+            finished: Mutex::new(BTreeMap::new()),
+            ttft: Histogram::new(TTFT_BUCKETS),
+            tpot: Histogram::new(TPOT_BUCKETS),
+            e2e: Histogram::new(E2E_BUCKETS),
+        }
     }
 }
 

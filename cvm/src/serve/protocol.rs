@@ -20,11 +20,27 @@ pub const MAX_LOGPROBS: usize = 20;
 pub const MAX_STOP_STRINGS: usize = 16;
 
 const COMMON_KEYS: &[&str] = &[
-    "model", "max_tokens", "temperature", "top_p", "top_k", "min_p", "stop", "stop_token_ids", "seed", "n", "ignore_eos", "presence_penalty", "frequency_penalty", "stream",
-    "stream_options", "user", "logit_bias",
+    "model",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "stop",
+    "stop_token_ids",
+    "seed",
+    "n",
+    "ignore_eos",
+    "presence_penalty",
+    "frequency_penalty",
+    "stream",
+    "stream_options",
+    "user",
+    "logit_bias",
 ];
 pub const COMPLETION_KEYS: &[&str] = &["prompt", "logprobs", "echo", "suffix", "best_of"];
-pub const CHAT_KEYS: &[&str] = &["messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format", "tools", "tool_choice", "parallel_tool_calls", "store", "metadata", "service_tier"];
+pub const CHAT_KEYS: &[&str] =
+    &["messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format", "tools", "tool_choice", "parallel_tool_calls", "store", "metadata", "service_tier"];
 
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]

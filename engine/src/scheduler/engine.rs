@@ -86,7 +86,8 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(model: LlamaModel, kv: KvPool, linear: Box<dyn Linear>, tokenizer: Arc<Tokenizer>, cfg: SchedulerConfig) -> Self {
-        let engine = Self { model, kv, linear, tokenizer, sched: Scheduler::new(cfg), requests: HashMap::new(), next_arrival: 0, stats: Arc::new(EngineStats::default()), timings: StepTimings::default() };
+        let engine =
+            Self { model, kv, linear, tokenizer, sched: Scheduler::new(cfg), requests: HashMap::new(), next_arrival: 0, stats: Arc::new(EngineStats::default()), timings: StepTimings::default() };
         engine.stats.set_alive(true);
         engine.publish();
         engine

@@ -46,7 +46,9 @@ pub enum RequestEvent {
     /// Refused before it ran; no other event follows.
     Rejected(RejectReason),
     /// Stopped by the engine (forward failure, shutdown); no other event follows.
-    Aborted { reason: String },
+    Aborted {
+        reason: String,
+    },
 }
 
 /// Why a request cannot be served at all.

@@ -1,0 +1,168 @@
+//! Confidential vs plain, measured in one run on this machine: prefill of a
+//! 512-token prompt and decode at batch 1, with the time split per step
+//! (CVM compute, masking, transport, worker compute, pad refill).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use talaria_cvm::backend::{build_linear, BackendArgs};
+use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
+use talaria_kernels::cpu::matmul_f64;
+use talaria_kernels::WeightDType;
+use talaria_models::{fetch::ensure_default_model, Checkpoint, CvmWeights, WorkerWeights};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = "bf16")]
+    dtype: String,
+    #[arg(long, default_value_t = 512)]
+    prefill: usize,
+    #[arg(long, default_value_t = 64)]
+    decode_steps: usize,
+    /// Append the table to bench/RESULTS.md.
+    #[arg(long)]
+    record: bool,
+}
+
+struct Measured {
+    prefill_s: f64,
+    prefill_t: StepTimings,
+    decode_s: f64,
+    decode_t: StepTimings,
+    /// Backend stats before/after prefill and decode.
+    stats: [serde_json::Value; 4],
+}
+
+fn measure(model: &LlamaModel, linear: &mut dyn Linear, a: &Args) -> anyhow::Result<Measured> {
+    let mut kv = KvPool::new(&model.config, (a.prefill + a.decode_steps).div_ceil(16) + 2, 16);
+    let prompt: Vec<u32> = (0..a.prefill as u32).map(|i| 100 + (i * 7919) % 40000).collect();
+    while linear.idle(Duration::from_secs(120))? {}
+    let mut seq = kv.new_sequence();
+    seq.reserve(a.prefill + a.decode_steps)?;
+    let s0 = linear.stats();
+    let mut prefill_t = StepTimings::default();
+    let t0 = Instant::now();
+    model.forward(&[SeqChunk { blocks: &seq, tokens: &prompt, logits: LogitsWanted::Last }], &mut kv, linear, &mut prefill_t)?;
+    let prefill_s = t0.elapsed().as_secs_f64();
+    let s1 = linear.stats();
+    seq.advance(a.prefill);
+    // Refill ahead of decode, off the clock, as idle worker time would.
+    while linear.idle(Duration::from_secs(120))? {}
+    let s2 = linear.stats();
+    let mut decode_t = StepTimings::default();
+    let t1 = Instant::now();
+    for i in 0..a.decode_steps {
+        let tok = [500 + i as u32];
+        model.forward(&[SeqChunk { blocks: &seq, tokens: &tok, logits: LogitsWanted::Last }], &mut kv, linear, &mut decode_t)?;
+        seq.advance(1);
+    }
+    let decode_s = t1.elapsed().as_secs_f64();
+    let s3 = linear.stats();
+    Ok(Measured { prefill_s, prefill_t, decode_s, decode_t, stats: [s0, s1, s2, s3] })
+}
+
+fn num(v: &serde_json::Value, path: &[&str]) -> f64 {
+    path.iter().fold(v, |v, k| &v[*k]).as_f64().unwrap_or(0.0)
+}
+
+/// The worker's kernel time for one pass of `rows` rows through every op
+/// (f64 exact mode), measured in this process with the worker's kernel.
+fn worker_compute_s(ck: &Checkpoint, dtype: WeightDType, rows: usize) -> anyhow::Result<f64> {
+    let w = WorkerWeights::load(ck, dtype)?;
+    let mut total = 0.0;
+    for id in w.op_ids() {
+        let m = w.get(id).expect("op");
+        let x = vec![0.5f64; rows * m.cols];
+        let mut y = vec![0f64; rows * m.rows];
+        let reps = if rows == 1 { 5 } else { 1 };
+        let t0 = Instant::now();
+        for _ in 0..reps {
+            matmul_f64(&x, rows, m, &mut y);
+        }
+        total += t0.elapsed().as_secs_f64() / reps as f64;
+    }
+    Ok(total)
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let dtype = WeightDType::parse(&a.dtype).ok_or_else(|| anyhow::anyhow!("unknown dtype {}", a.dtype))?;
+    let ck = Checkpoint::open(ensure_default_model(false)?)?;
+    let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(&ck, dtype)?)?;
+
+    eprintln!("measuring plain (local, single process)…");
+    let mut local = LocalLinear::new(Arc::new(WorkerWeights::load(&ck, dtype)?));
+    let plain = measure(&model, &mut local, &a)?;
+    drop(local);
+
+    eprintln!("measuring confidential (ReMO κ=1e4, local worker over shared memory)…");
+    let mut remo = build_linear(&BackendArgs::default(), &ck, dtype)?;
+    let t_fill = Instant::now();
+    while remo.idle(Duration::from_secs(120))? {}
+    let fill_s = t_fill.elapsed().as_secs_f64();
+    let conf = measure(&model, remo.as_mut(), &a)?;
+    let final_stats = remo.stats();
+    drop(remo);
+
+    let worker_prefill = worker_compute_s(&ck, dtype, a.prefill)?;
+    let worker_decode = worker_compute_s(&ck, dtype, 1)? * a.decode_steps as f64;
+
+    // Pad refill cost per position: each op's batch time per usable pad, summed.
+    let batches = num(&final_stats, &["remo", "batches"]);
+    let refill_per_token_s: f64 = final_stats["remo"]["ops"]
+        .as_array()
+        .map(|ops| {
+            ops.iter()
+                .map(|o| {
+                    let made = num(o, &["batches"]) * num(o, &["usable_per_batch"]);
+                    if made > 0.0 { num(o, &["refill_ms"]) / 1e3 / made } else { 0.0 }
+                })
+                .sum()
+        })
+        .unwrap_or(0.0);
+
+    let row = |name: &str, steps: f64, total: f64, t: &StepTimings, online_s: f64, worker_s: f64, plain_total: f64| {
+        let masking = (t.linear_s - online_s).max(0.0);
+        let transport = (online_s - worker_s).max(0.0);
+        let with_refill = total + refill_per_token_s * if name.starts_with("prefill") { a.prefill as f64 } else { steps };
+        format!(
+            "| {name} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+            tps(name, &a, plain_total, steps),
+            tps(name, &a, total, steps),
+            plain_total / total,
+            plain_total / with_refill,
+            1e3 * t.cvm_s / steps,
+            1e3 * masking / steps,
+            1e3 * transport / steps,
+            1e3 * worker_s / steps,
+            1e3 * refill_per_token_s * if name.starts_with("prefill") { a.prefill as f64 } else { 1.0 },
+        )
+    };
+    let online = |m: &Measured, from: usize, to: usize| num(&m.stats[to], &["link", "per_kind_s", "online"]) - num(&m.stats[from], &["link", "per_kind_s", "online"]);
+    let mut table = String::from(
+        "| phase | plain tok/s | confidential tok/s | ratio (pads ready) | ratio (refill amortized) | CVM compute ms/step | masking ms/step | transport ms/step | worker compute ms/step | pad refill ms/step (amortized) |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    table.push_str(&row(&format!("prefill {}", a.prefill), 1.0, conf.prefill_s, &conf.prefill_t, online(&conf, 0, 1), worker_prefill, plain.prefill_s));
+    table.push_str(&row("decode batch 1", a.decode_steps as f64, conf.decode_s, &conf.decode_t, online(&conf, 2, 3), worker_decode, plain.decode_s));
+    let notes = format!(
+        "Weights {dtype_name}; confidential = ReMO κ=1e4 exact f64 mode, worker process on the same 2 cores over the shared-memory ring. \
+Pools are filled before each phase (initial fill {fill_s:.1}s for {batches:.0} pad batches); 'refill amortized' adds each position's share of pad-batch time \
+({:.2} ms per position, CVM mixing + worker GEMM). Worker compute is the worker's f64 kernel timed alone on the same shapes; transport = online round trip − worker compute; \
+masking = linear time − online round trip. Plain CVM compute {:.2} ms/step (decode).",
+        refill_per_token_s * 1e3,
+        1e3 * plain.decode_t.cvm_s / a.decode_steps as f64,
+        dtype_name = dtype.name()
+    );
+    println!("\n{table}\n{notes}");
+    if a.record {
+        crate::machine::append_results("Confidential vs plain, time split (`bench split`)", &format!("{table}\n{notes}\n"))?;
+    }
+    Ok(())
+}
+
+fn tps(name: &str, a: &Args, total: f64, steps: f64) -> f64 {
+    if name.starts_with("prefill") {
+        a.prefill as f64 / total
+    } else {
+        steps / total
+    }
+}
