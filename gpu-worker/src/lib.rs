@@ -2,6 +2,7 @@
 //! in), serves masked linear calls over shared memory or TCP, validates
 //! every frame, and can record everything it is sent.
 pub mod backend;
+pub mod cuda_backend;
 pub mod fault;
 pub mod npy;
 pub mod protocol;
@@ -9,5 +10,6 @@ pub mod recorder;
 pub mod service;
 
 pub use backend::{CpuBackend, MatmulBackend};
+pub use cuda_backend::CudaBackend;
 pub use protocol::{CallKind, Hello, HelloAck, OpShape, WorkerError, WORKER_PROTOCOL};
 pub use service::{SessionEnd, WorkerService};

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use talaria_gpu_worker::{CpuBackend, MatmulBackend, SessionEnd, WorkerService};
+use talaria_gpu_worker::{CpuBackend, CudaBackend, MatmulBackend, SessionEnd, WorkerService};
 use talaria_gpu_worker::recorder::Recorder;
 use talaria_kernels::WeightDType;
 use talaria_models::{fetch::ensure_default_model, Checkpoint, WorkerWeights};
@@ -51,6 +51,30 @@ fn main() {
     }
 }
 
+/// `auto`: CUDA when a driver and a device are present (checked before any
+/// other CUDA call), else CPU; `cuda` must succeed; `cpu` never touches CUDA.
+fn choose_backend(which: &str, weights: &Arc<WorkerWeights>) -> anyhow::Result<Box<dyn MatmulBackend>> {
+    let want_cuda = match which {
+        "cpu" => false,
+        "cuda" => true,
+        _ => talaria_kernels::cuda::driver_present() && talaria_kernels::cuda::device_count().unwrap_or(0) > 0,
+    };
+    if !want_cuda {
+        if which == "auto" {
+            info!("no CUDA driver or device found: using the CPU backend");
+        }
+        return Ok(Box::new(CpuBackend::new(weights.clone())));
+    }
+    match CudaBackend::new(weights.clone()) {
+        Ok(b) => Ok(Box::new(b)),
+        Err(e) if which == "auto" => {
+            tracing::warn!("CUDA backend unavailable ({e:#}); using the CPU backend");
+            Ok(Box::new(CpuBackend::new(weights.clone())))
+        }
+        Err(e) => Err(e.context("--backend cuda")),
+    }
+}
+
 fn run(a: Args) -> anyhow::Result<()> {
     let dtype = WeightDType::parse(&a.dtype).with_context(|| format!("unknown --dtype {}", a.dtype))?;
     let path = match &a.model {
@@ -62,10 +86,7 @@ fn run(a: Args) -> anyhow::Result<()> {
     let weights = Arc::new(WorkerWeights::load(&ck, dtype)?);
     let manifest_hash = ck.manifest_hash();
     info!("loaded {} worker weights ({:.0} MiB {}) in {:.2}s", path.display(), weights.size_bytes() as f64 / (1 << 20) as f64, dtype.name(), t0.elapsed().as_secs_f64());
-    let backend: Box<dyn MatmulBackend> = match a.backend.as_str() {
-        "cuda" => anyhow::bail!("the CUDA backend is not available in this build yet; use --backend cpu"),
-        _ => Box::new(CpuBackend::new(weights.clone())),
-    };
+    let backend = choose_backend(&a.backend, &weights)?;
     info!("backend: {}", backend.name());
     let recorder = a.record.as_deref().map(Recorder::create).transpose()?;
     let mut svc = WorkerService { config: ck.config.clone(), manifest_hash, weights, backend, recorder, weight_dtype: dtype.name().into(), fault: a.fault, calls_served: 0 };

@@ -25,10 +25,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("talaria-http").enable_all().build().context("starting the tokio runtime")?;
     let served = rt.block_on(serve(state.clone(), &args));
     // In-flight requests are done (or aborted); stop the engine thread.
-    state.engine.shutdown();
+    if !state.engine.shutdown_within(Some(ENGINE_STOP_LIMIT)) {
+        anyhow::bail!("the engine did not stop within {ENGINE_STOP_LIMIT:?} (a step stuck in the backend?)");
+    }
     drop(rt);
     served
 }
+
+/// How long the engine gets to stop after the last connection closed, and
+/// how long aborted requests get to wind down before the process exits.
+const ENGINE_STOP_LIMIT: Duration = Duration::from_secs(10);
 
 fn load(args: &ServeArgs) -> anyhow::Result<AppState> {
     let path = args.model.resolve()?;
@@ -86,7 +92,11 @@ async fn serve(state: SharedState, args: &ServeArgs) -> anyhow::Result<()> {
             tracing::info!("shutting down: no new connections; in-flight requests get {grace:?}");
             tokio::spawn(async move {
                 tokio::time::sleep(grace).await;
+                tracing::warn!("shutdown grace period over: aborting the requests still in flight");
                 state.engine.abort_all("the server is shutting down");
+                tokio::time::sleep(ENGINE_STOP_LIMIT).await;
+                tracing::error!("requests still in flight {ENGINE_STOP_LIMIT:?} after they were aborted (a step stuck in the backend?); exiting");
+                std::process::exit(1);
             });
         }
     };

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::engine::{Engine, EngineLimits};
 use super::request::{EngineRequest, EventSink, RejectReason, RequestId};
@@ -65,13 +66,28 @@ impl EngineHandle {
 
     /// Aborts what is in flight, stops the thread and waits for it.
     pub fn shutdown(&self) {
+        self.shutdown_within(None);
+    }
+
+    /// Like `shutdown`, but gives up waiting after `limit` (a step stuck in
+    /// the backend); returns whether the thread stopped.
+    pub fn shutdown_within(&self, limit: Option<Duration>) -> bool {
         let _ = self.tx.send(Command::Shutdown);
-        let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
-        if let Some(t) = thread {
-            if t.join().is_err() {
-                tracing::error!("the engine thread panicked");
+        let Some(t) = self.thread.lock().map(|mut t| t.take()).unwrap_or(None) else { return true };
+        if let Some(limit) = limit {
+            let start = Instant::now();
+            while !t.is_finished() {
+                if start.elapsed() > limit {
+                    tracing::error!("the engine thread did not stop within {limit:?}");
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
+        if t.join().is_err() {
+            tracing::error!("the engine thread panicked");
+        }
+        true
     }
 }
 

@@ -153,9 +153,8 @@ impl Scheduler {
             }
             if shrinkable {
                 let fits = self.fitting_tokens(i, kv);
-                if fits > 0 {
-                    let s = &mut self.running[i];
-                    s.blocks.as_mut().expect("table created above").reserve(fits).expect("fits in the free blocks");
+                let s = &mut self.running[i];
+                if fits > 0 && s.blocks.as_mut().is_some_and(|b| b.reserve(fits).is_ok()) {
                     s.step_tokens = fits;
                     return Fit::Scheduled;
                 }
