@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Generate a completion for one prompt and print speed.
-    Generate(GenerateArgs),
+    Generate(Box<GenerateArgs>),
     /// Download (if needed) and verify the default model; print its path.
     Fetch {
         #[arg(long)]
@@ -67,7 +67,7 @@ pub fn init_logging() {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Generate(a) => run_generate(a),
+        Command::Generate(a) => run_generate(*a),
         Command::Fetch { offline } => {
             println!("{}", talaria_models::fetch::ensure_default_model(offline)?.display());
             Ok(())

@@ -173,7 +173,7 @@ fn models_health_tokenize_and_metrics() {
     let chat = s.ok("/tokenize", &json!({"messages": [{"role": "user", "content": "Hello world"}]}));
     assert!(chat["count"].as_u64().unwrap() > ids.len() as u64, "the chat template adds tokens");
 
-    s.ok("/v1/completions", &json!({"prompt": "Hi", "max_tokens": 2}));
+    s.ok("/v1/completions", &json!({"prompt": "Hi", "max_tokens": 2, "ignore_eos": true}));
     let (status, text) = s.get("/metrics");
     assert_eq!(status, 200);
     for name in [
@@ -236,6 +236,6 @@ fn bad_inputs_get_openai_errors_and_the_server_keeps_serving() {
         }
     }
     // Still serving, and nothing leaked.
-    let r = s.ok("/v1/completions", &json!({"prompt": "Still there?", "max_tokens": 3}));
+    let r = s.ok("/v1/completions", &json!({"prompt": "Still there?", "max_tokens": 3, "ignore_eos": true}));
     assert_eq!(r["usage"]["completion_tokens"], 3);
 }

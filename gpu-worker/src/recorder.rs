@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use talaria_models::{LlamaConfig, Op};
-use talaria_transport::DType;
+use talaria_transport::{DType, FrameHeader};
 
 use crate::npy::write_npy;
 use crate::protocol::CallKind;
@@ -37,9 +37,10 @@ impl Recorder {
         std::fs::write(&p, serde_json::to_vec_pretty(&m)?).with_context(|| format!("writing {}", p.display()))
     }
 
-    /// Records one received matrix (payload as little-endian bytes).
-    pub fn record(&mut self, kind: CallKind, layer: i32, op: Op, rows: usize, cols: usize, dtype: DType, payload: &[u8]) -> anyhow::Result<()> {
-        let (descr, dname) = match dtype {
+    /// Records one received call matrix (payload as little-endian bytes).
+    pub fn record(&mut self, kind: CallKind, op: Op, h: &FrameHeader, payload: &[u8]) -> anyhow::Result<()> {
+        let (layer, rows, cols) = (h.layer, h.rows as usize, h.cols as usize);
+        let (descr, dname) = match h.dtype {
             DType::F64 => ("<f8", "f64"),
             DType::F32 => ("<f4", "f32"),
             other => anyhow::bail!("cannot record dtype {other:?}"),

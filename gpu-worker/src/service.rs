@@ -90,7 +90,7 @@ impl WorkerService {
                     let result = self.check_call(&h).and_then(|(id, kind, d_out)| {
                         let payload = frame.payload();
                         if let Some(rec) = self.recorder.as_mut() {
-                            rec.record(kind, h.layer, id.op, h.rows as usize, h.cols as usize, h.dtype, payload).map_err(|e| format!("recording failed: {e:#}"))?;
+                            rec.record(kind, id.op, &h, payload).map_err(|e| format!("recording failed: {e:#}"))?;
                         }
                         let out_header = FrameHeader::matrix(FrameKind::Result, h.dtype, h.rows, d_out as u32).with_call(h.call_id, h.layer, h.op, h.call_kind);
                         Ok((id, out_header))

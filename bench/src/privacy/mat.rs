@@ -85,13 +85,22 @@ impl Rows32 {
     }
 }
 
+impl<T: Copy + std::ops::Mul<Output = T>> Rows<T> {
+    /// Every row multiplied elementwise by `w` (one weight per column).
+    pub fn scale_cols(&self, w: &[T]) -> Self {
+        assert_eq!(w.len(), self.cols, "one weight per column");
+        let mut out = self.clone();
+        for row in out.data.chunks_exact_mut(self.cols.max(1)) {
+            row.iter_mut().zip(w).for_each(|(v, &s)| *v = *v * s);
+        }
+        out
+    }
+}
+
 pub fn dot64(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-pub fn dot32(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
 
 #[cfg(test)]
 mod tests {
@@ -104,6 +113,7 @@ mod tests {
         assert_eq!(s.data, vec![5.0, 6.0, 1.0, 2.0]);
         assert_eq!(m.view()[(1, 1)], 4.0);
         assert_eq!(m.transpose().data, vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+        assert_eq!(m.scale_cols(&[2.0, 0.5]).data, vec![2.0, 1.0, 6.0, 2.0, 10.0, 3.0]);
         assert!(Rows::from_vec(2, 2, vec![0.0f64; 3]).is_err());
     }
 }

@@ -74,7 +74,6 @@ pub fn score(tokens: &TokensFile, steps: &[Step], guesses: &[Vec<Guess>]) -> Sco
                 continue;
             }
             total += 1;
-            if h && std::env::var("PRIV_DEBUG").is_ok() { eprintln!("HIT step {k} tok {}", tokens.token(r)); }
             hits += usize::from(h);
             if r.1 < tokens.sequences[r.0].prompt_len {
                 tp += 1;

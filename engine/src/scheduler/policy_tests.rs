@@ -136,3 +136,18 @@ fn no_admission_while_blocks_are_short_and_waiting_keeps_order() {
     assert_eq!(s.remove_request(2), 1);
     assert_eq!(kv.allocator().free_blocks(), 1);
 }
+
+#[test]
+fn a_running_prefill_short_of_blocks_takes_the_chunk_that_fits() {
+    let kv = pool(3, 4);
+    let mut s = Scheduler::new(SchedulerConfig { max_num_batched_tokens: 6, max_num_seqs: 8 });
+    s.enqueue(seq(1, 0, 2));
+    s.enqueue(seq(2, 1, 12));
+    s.schedule(&kv);
+    assert_eq!(scheduled(&s), vec![(1, 2), (2, 4)]);
+    fake_step(&mut s);
+    // Budget 5 for the prefill, but one free block holds only 4 more tokens.
+    let plan = s.schedule(&kv).0;
+    assert_eq!(scheduled(&s), vec![(1, 1), (2, 4)]);
+    assert_eq!((plan.num_preempted, kv.allocator().free_blocks()), (0, 0));
+}

@@ -19,6 +19,7 @@ use talaria_models::OpId;
 use super::{Assumption, Attack, AttackOutcome, Evidence, Guess};
 use crate::privacy::candidates::Candidates;
 use crate::privacy::dict_scan::{scan_groups, top_k};
+use crate::privacy::fast_exp::fast_exp;
 use crate::privacy::linalg::gemm_abt32;
 use crate::privacy::mat::{Rows32, Rows64};
 
@@ -89,7 +90,7 @@ impl CallLikelihood {
             if free.len() > 1 {
                 for &j in &free {
                     for ((a, m), &t) in acc.iter_mut().zip(o.iter()).zip(ts) {
-                        *a += (self.ll(j, t) - m).exp();
+                        *a += fast_exp(self.ll(j, t) - m);
                     }
                 }
                 o.iter_mut().zip(&acc).for_each(|(m, a)| *m += a.ln());

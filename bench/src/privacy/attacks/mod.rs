@@ -120,6 +120,14 @@ impl Evidence<'_> {
         NoiseModel::for_op(&self.rec.manifest, id, cols)
     }
 
+    /// Per-channel weights `1/s_c` that make the public pad law isotropic.
+    /// Dictionary decoders compare rows in this metric: in raw coordinates
+    /// the high-variance channels make a few frequent tokens win for any
+    /// noise, a no-information floor that is not leakage.
+    pub fn whitening(&self, id: OpId, cols: usize) -> Vec<f32> {
+        self.noise(id, cols).sigma.iter().map(|s| (1.0 / s) as f32).collect()
+    }
+
     /// The first op with a candidate dictionary that the steps carry.
     pub fn dictionary_op<'c>(&self, cands: &'c dyn Candidates) -> Option<(OpId, &'c Rows32)> {
         let mut ids: Vec<OpId> = self.steps.iter().flat_map(|s| s.calls.iter().map(|&i| self.rec.calls[i].id)).collect();

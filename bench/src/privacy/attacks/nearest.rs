@@ -1,6 +1,7 @@
 //! (a) Nearest-neighbour inversion: each observed row of a dictionary op
-//! is matched to the closest candidate row (cosine or L2). Breaks schemes
-//! that send rows as they are or merely reorder them.
+//! is matched to the closest candidate row (cosine or L2, channels scaled
+//! by the public `1/s_c`). Breaks schemes that send rows as they are or
+//! merely reorder them, and ReMO when κ is small.
 
 use anyhow::Result;
 
@@ -31,9 +32,11 @@ impl Attack for NearestNeighbour {
     }
 
     fn run(&self, ev: &Evidence, cands: &mut dyn Candidates) -> Result<Option<AttackOutcome>> {
-        let Some((id, dict)) = ev.dictionary_op(cands) else { return Ok(None) };
+        let Some((id, raw)) = ev.dictionary_op(cands) else { return Ok(None) };
         let stacked = ev.stack(id);
-        let y = stacked.rows.to_f32();
+        let w = ev.whitening(id, raw.cols);
+        let dict = &raw.scale_cols(&w);
+        let y = stacked.rows.to_f32().scale_cols(&w);
         let norms2 = row_norms2(dict);
         let inv_norm: Vec<f32> = norms2.iter().map(|n| 1.0 / n.sqrt().max(1e-20)).collect();
         let mut per_row = vec![(0u32, f64::NEG_INFINITY); y.rows];

@@ -31,8 +31,11 @@ impl Attack for OmpDictionary {
     }
 
     fn run(&self, ev: &Evidence, cands: &mut dyn Candidates) -> Result<Option<AttackOutcome>> {
-        let Some((id, dict)) = ev.dictionary_op(cands) else { return Ok(None) };
-        let stacked = ev.stack(id);
+        let Some((id, raw)) = ev.dictionary_op(cands) else { return Ok(None) };
+        let mut stacked = ev.stack(id);
+        let w = ev.whitening(id, raw.cols);
+        let dict = &raw.scale_cols(&w);
+        stacked.rows = stacked.rows.scale_cols(&w.iter().map(|&v| v as f64).collect::<Vec<_>>());
         let y = stacked.rows.to_f32();
         let inv_norm: Vec<f32> = row_norms2(dict).iter().map(|n| 1.0 / n.sqrt().max(1e-20)).collect();
         let mut screened: Vec<Vec<usize>> = Vec::with_capacity(y.rows);

@@ -43,12 +43,14 @@ pub fn decode_with_pads(ev: &Evidence, id: OpId, dict: &Rows32, pads: &Rows64, s
             Some(j) => {
                 best_cos += row[j].abs() / yn;
                 for c in 0..yw.cols {
-                    out[c] = ((yw.row(i)[c] - row[j] * pw.row(j)[c]) * sigma[c]) as f32;
+                    out[c] = (yw.row(i)[c] - row[j] * pw.row(j)[c]) as f32;
                 }
             }
-            None => out.iter_mut().zip(stacked.rows.row(i)).for_each(|(o, &v)| *o = v as f32),
+            None => out.iter_mut().zip(yw.row(i)).for_each(|(o, &v)| *o = v as f32),
         }
     }
+    // Matched in the σ-whitened metric (see `Evidence::whitening`).
+    let dict = &dict.scale_cols(&sigma.iter().map(|s| (1.0 / s) as f32).collect::<Vec<_>>());
     let inv_norm: Vec<f32> = row_norms2(dict).iter().map(|n| 1.0 / n.sqrt().max(1e-20)).collect();
     let mut per_row = vec![(0u32, 0f64); yw.rows];
     let mut score = vec![0f32; dict.rows];
