@@ -27,7 +27,7 @@ enum Command {
     /// Confidential vs plain: ratios and the per-step time split.
     Split(split::Args),
     /// Serving benchmark against talaria-serve (latency, throughput, soak).
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +36,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Throughput(a) => throughput::run(a),
         Command::Split(a) => split::run(a),
-        Command::Serve(a) => serve::run(a),
+        Command::Serve(a) => serve::run(*a),
     }
 }

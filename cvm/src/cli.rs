@@ -114,6 +114,9 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
         (n_out.saturating_sub(1)) as f64 / res.decode_s.max(1e-9),
         res.finish.as_str(),
     );
+    if let Some(dir) = &a.backend.record {
+        write_scoring_tokens(dir, &req.prompt_ids, &res.tokens.iter().map(|t| t.id).collect::<Vec<_>>())?;
+    }
     let stats = linear.stats();
     if let Some(r) = stats.get("remo").filter(|r| !r.is_null()) {
         eprintln!(
@@ -129,4 +132,21 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Writes `tokens.json` next to a worker recording: the ground truth the
+/// privacy benchmark scores attacks against (bench/src/privacy/README.md).
+/// It is evaluation data written by the CVM, never sent to the worker.
+fn write_scoring_tokens(dir: &std::path::Path, prompt: &[u32], output: &[u32]) -> anyhow::Result<()> {
+    // Every generated token but the last was fed back through the model.
+    let fed: Vec<u32> = prompt.iter().chain(output.iter().take(output.len().saturating_sub(1))).copied().collect();
+    let mut steps: Vec<Vec<[usize; 2]>> = (0..prompt.len()).collect::<Vec<_>>().chunks(talaria_engine::generate::PREFILL_CHUNK).map(|c| c.iter().map(|&p| [0, p]).collect()).collect();
+    steps.extend((prompt.len()..fed.len()).map(|p| vec![[0, p]]));
+    let doc = serde_json::json!({
+        "format_version": 1,
+        "sequences": [{"tokens": fed, "prompt_len": prompt.len(), "bos": false}],
+        "steps": steps,
+    });
+    let path = dir.join("tokens.json");
+    std::fs::write(&path, serde_json::to_vec(&doc)?).with_context(|| format!("writing {}", path.display()))
 }

@@ -49,6 +49,9 @@ pub struct Args {
     /// remo-1round, remo); default all.
     #[arg(long, value_delimiter = ',')]
     pub schemes: Option<Vec<String>>,
+    /// Attacks to run (names as in the report); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub attacks: Option<Vec<String>>,
     #[arg(long, default_value_t = 0x7a1a_41a5)]
     pub seed: u64,
     /// Also save each synthetic recording (worker format + tokens.json).
@@ -85,7 +88,10 @@ pub fn run(args: Args) -> Result<()> {
     let mut dict = Layer0Dictionary::from_checkpoint(&ck)?;
     let cfg = ck.config.clone();
     let opts = options(args.quick, args.seed);
-    let list = attacks(&opts);
+    let mut list = attacks(&opts);
+    if let Some(keep) = &args.attacks {
+        list.retain(|a| keep.contains(&a.name()));
+    }
     let mut rows = Vec::new();
     let mut baselines = Vec::new();
     let mut sequences = 0;

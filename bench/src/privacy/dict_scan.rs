@@ -6,7 +6,7 @@ use super::linalg::gemm_abt32;
 use super::mat::Rows32;
 
 /// Vectors per GEMM block (block × V floats live at once).
-const BLOCK: usize = 128;
+const BLOCK: usize = 256;
 
 /// Calls `f(i, dots)` for every row `i` of `vecs`, with
 /// `dots[t] = ⟨vecs_i, dict_t⟩`.
@@ -63,9 +63,26 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
     idx
 }
 
-/// Index of the largest score (first on ties).
+/// Index of the largest score (first on ties; NaN never wins).
 pub fn argmax(scores: &[f32]) -> usize {
-    top_k(scores, 1).first().copied().unwrap_or(0)
+    top2(scores).0
+}
+
+/// Indices of the largest and second-largest scores (one pass).
+pub fn top2(scores: &[f32]) -> (usize, Option<usize>) {
+    let (mut b, mut s): (Option<usize>, Option<usize>) = (None, None);
+    for (i, &v) in scores.iter().enumerate() {
+        if v.is_nan() {
+            continue;
+        }
+        if b.is_none_or(|j| v > scores[j]) {
+            s = b;
+            b = Some(i);
+        } else if s.is_none_or(|j| v > scores[j]) {
+            s = Some(i);
+        }
+    }
+    (b.unwrap_or(0), s)
 }
 
 #[cfg(test)]
@@ -102,6 +119,8 @@ mod tests {
     fn top_k_orders_and_skips_nan() {
         assert_eq!(top_k(&[0.1, f32::NAN, 0.9, 0.5], 2), vec![2, 3]);
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
+        assert_eq!(top2(&[0.5, f32::NAN, 2.0, 1.0]), (2, Some(3)));
+        assert_eq!(top2(&[4.0]), (0, None));
         assert!(top_k(&[], 3).is_empty());
     }
 }

@@ -166,13 +166,6 @@ impl Recording {
         self.calls.iter().filter(move |c| c.kind == CallKind::PadBatch && c.id == id)
     }
 
-    /// Every op that received pad batches.
-    pub fn pad_batch_ops(&self) -> Vec<OpId> {
-        let mut v: Vec<OpId> = self.calls.iter().filter(|c| c.kind == CallKind::PadBatch).map(|c| c.id).collect();
-        v.sort();
-        v.dedup();
-        v
-    }
 }
 
 #[cfg(test)]

@@ -84,7 +84,8 @@ pub struct RecordingLabel {
 /// Runs every applicable attack on one recording.
 pub fn attack_recording(rec: &Recording, tokens: &TokensFile, cands: &mut dyn Candidates, list: &[Box<dyn Attack>], label: &RecordingLabel) -> Result<Vec<AttackRow>> {
     let steps = group_steps(rec, tokens)?;
-    let ev = Evidence { rec, steps: &steps };
+    let mut ev = Evidence { rec, steps: &steps, view: None };
+    ev.view = super::attacks::dict_view::DictView::build(&ev, cands);
     let mut rows = Vec::new();
     for a in list {
         let t0 = Instant::now();

@@ -26,7 +26,7 @@ pub fn load(a: &Args) -> anyhow::Result<Vec<Prompt>> {
     };
     let base = match &a.dataset {
         Some(p) => from_jsonl(p, chat, a.max_tokens)?,
-        None => synthetic(a.num_prompts, a.seed).into_iter().map(|t| Prompt { input: as_input(t, chat), max_tokens: a.max_tokens }).collect(),
+        None => synthetic(a.num_prompts, a.seed, a.synthetic_sentences).into_iter().map(|t| Prompt { input: as_input(t, chat), max_tokens: a.max_tokens }).collect(),
     };
     if base.is_empty() {
         bail!("no prompts");
@@ -84,14 +84,15 @@ const SENTENCES: &[&str] = &[
     "Organise the answer in short paragraphs.",
 ];
 
-/// Prompts of 10 to ~300 tokens, the same for the same seed.
-pub fn synthetic(n: usize, seed: u64) -> Vec<String> {
+/// Prompts of ~8 tokens plus up to `max_sentences` sentences (~10 tokens
+/// each), the same for the same seed.
+pub fn synthetic(n: usize, seed: u64, max_sentences: usize) -> Vec<String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n)
         .map(|i| {
             let subject = SUBJECTS[i % SUBJECTS.len()];
             let mut s = format!("Write about {subject}.");
-            let extra = rng.random_range(0..30usize);
+            let extra = rng.random_range(0..=max_sentences);
             for _ in 0..extra {
                 s.push(' ');
                 s.push_str(SENTENCES[rng.random_range(0..SENTENCES.len())]);
@@ -107,9 +108,10 @@ mod tests {
 
     #[test]
     fn synthetic_prompts_are_deterministic_and_varied() {
-        let a = synthetic(20, 1);
-        assert_eq!(a, synthetic(20, 1));
-        assert_ne!(a, synthetic(20, 2));
+        let a = synthetic(20, 1, 30);
+        assert_eq!(a, synthetic(20, 1, 30));
+        assert_ne!(a, synthetic(20, 2, 30));
+        assert!(synthetic(5, 1, 0).iter().all(|p| p.starts_with("Write about") && p.ends_with('.') && p.matches('.').count() == 1));
         let lens: std::collections::HashSet<usize> = a.iter().map(String::len).collect();
         assert!(lens.len() > 5);
     }

@@ -55,6 +55,10 @@ pub struct Args {
     pub dataset: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
     pub num_prompts: usize,
+    /// Synthetic prompts: at most this many extra sentences after the
+    /// ~8-token instruction (0: all short, decode-dominated).
+    #[arg(long, default_value_t = 30)]
+    pub synthetic_sentences: usize,
     /// Requests per second (Poisson arrivals), or "inf" to send all at once.
     #[arg(long, default_value = "inf", value_parser = parse_rate)]
     pub request_rate: f64,

@@ -39,7 +39,7 @@ pub fn markdown(a: &Args, runs: &[RunSummary]) -> String {
         "`bench serve`: endpoint {}, {} prompts ({}), rate {rate}, max_tokens {}, ignore_eos {}, temperature {}\n\n",
         a.endpoint,
         a.num_prompts,
-        a.dataset.as_ref().map_or("synthetic".into(), |p| p.display().to_string()),
+        a.dataset.as_ref().map_or(format!("synthetic, up to {} extra sentences", a.synthetic_sentences), |p| p.display().to_string()),
         a.max_tokens,
         a.ignore_eos,
         a.temperature

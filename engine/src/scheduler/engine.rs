@@ -122,6 +122,18 @@ impl Engine {
         self.sched.has_work()
     }
 
+    /// Background work of the backend (ReMO pad refills) while no request
+    /// is pending; returns whether anything was done.
+    pub fn idle(&mut self, budget: std::time::Duration) -> bool {
+        match self.linear.idle(budget) {
+            Ok(did) => did,
+            Err(e) => {
+                tracing::warn!("backend idle work failed: {e:#}");
+                false
+            }
+        }
+    }
+
     /// Queues a request as `n` sequences, or rejects it through its sink.
     pub fn add_request(&mut self, id: RequestId, req: EngineRequest, mut sink: EventSink) {
         if let Err(reason) = self.limits().check(&req) {

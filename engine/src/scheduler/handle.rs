@@ -13,6 +13,9 @@ use super::engine::{Engine, EngineLimits};
 use super::request::{EngineRequest, EventSink, RejectReason, RequestId};
 use super::stats::{EngineStats, StatsSnapshot};
 
+/// Longest stretch of idle backend work before checking for new commands.
+const IDLE_SLICE: Duration = Duration::from_millis(50);
+
 enum Command {
     Submit { id: RequestId, req: EngineRequest, sink: EventSink },
     Cancel(RequestId),
@@ -100,8 +103,17 @@ impl Drop for EngineHandle {
 fn run(mut engine: Engine, rx: Receiver<Command>) {
     let stats = engine.stats();
     loop {
-        // Idle: block for the next command. Busy: take what has arrived.
-        let first = if engine.has_work() { rx.try_recv().ok() } else { rx.recv().ok().or(Some(Command::Shutdown)) };
+        // Busy: take what has arrived. Idle: let the backend work ahead
+        // (pad refills) in short slices while nothing arrives, then block.
+        let first = if engine.has_work() {
+            rx.try_recv().ok()
+        } else {
+            let mut got = rx.try_recv().ok();
+            while got.is_none() && engine.idle(IDLE_SLICE) {
+                got = rx.try_recv().ok();
+            }
+            got.or_else(|| rx.recv().ok().or(Some(Command::Shutdown)))
+        };
         let mut shutdown = false;
         for cmd in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
             match cmd {

@@ -10,9 +10,9 @@ use anyhow::Result;
 
 use super::{Assumption, Attack, AttackOutcome, Evidence};
 use crate::privacy::candidates::Candidates;
-use crate::privacy::dict_scan::{row_norms2, scan_dots, top_k};
+use crate::privacy::dict_scan::{row_norms2, scan_dots, top2};
 use crate::privacy::linalg::{gemm_abt32, gemm_abt64, top_row_directions};
-use crate::privacy::mat::{Rows32, Rows64};
+use crate::privacy::mat::Rows64;
 
 pub struct ComplementProjection {
     pub iterations: usize,
@@ -30,14 +30,6 @@ fn project_out64(v: &Rows64, b: &Rows64) -> Rows64 {
     out
 }
 
-fn project_out32(v: &Rows32, b: &Rows32) -> Rows32 {
-    let c = gemm_abt32(v, b);
-    let mut out = v.clone();
-    // out −= c·b, as a GEMM with bᵀ stored row-major.
-    let cb = gemm_abt32(&c, &b.transpose());
-    out.data.iter_mut().zip(&cb.data).for_each(|(o, v)| *o -= v);
-    out
-}
 
 impl Attack for ComplementProjection {
     fn name(&self) -> String {
@@ -67,15 +59,17 @@ impl Attack for ComplementProjection {
         for _ in 0..self.iterations.max(1) {
             let basis = top_row_directions(&fit_rows, rank)?;
             let yp = project_out64(y, &basis).to_f32();
-            let dp = project_out32(dict, &basis.to_f32());
-            let n2 = row_norms2(&dp);
-            let mut score = vec![0f32; dp.rows];
-            scan_dots(&dp, &yp, |i, dots| {
+            // ‖P⊥x‖² = ‖x‖² − ‖Bx‖², and ⟨P⊥y, P⊥x⟩ = ⟨P⊥y, x⟩: the
+            // dictionary itself need not be projected.
+            let bx = gemm_abt32(dict, &basis.to_f32());
+            let n2: Vec<f32> = row_norms2(dict).iter().zip(row_norms2(&bx)).map(|(a, b)| a - b).collect();
+            let mut score = vec![0f32; dict.rows];
+            scan_dots(dict, &yp, |i, dots| {
                 score.iter_mut().zip(dots).zip(&n2).for_each(|((s, d), n)| *s = 2.0 * d - n);
-                let top = top_k(&score, 2);
+                let (best, second) = top2(&score);
                 let yn2: f32 = yp.row(i).iter().map(|v| v * v).sum();
-                per_row[i] = (top[0] as u32, (score[top[0]] - yn2) as f64);
-                margin[i] = top.get(1).map_or(f64::INFINITY, |&s| (score[top[0]] - score[s]) as f64);
+                per_row[i] = (best as u32, (score[best] - yn2) as f64);
+                margin[i] = second.map_or(f64::INFINITY, |s| (score[best] - score[s]) as f64);
             });
             let mut order: Vec<usize> = (0..y.rows).collect();
             order.sort_by(|&a, &b| margin[b].total_cmp(&margin[a]));

@@ -18,7 +18,7 @@ use talaria_models::OpId;
 
 use super::{Assumption, Attack, AttackOutcome, Evidence, Guess};
 use crate::privacy::candidates::Candidates;
-use crate::privacy::dict_scan::{scan_groups, top_k};
+use crate::privacy::dict_scan::top_k;
 use crate::privacy::fast_exp::fast_exp;
 use crate::privacy::linalg::gemm_abt32;
 use crate::privacy::mat::{Rows32, Rows64};
@@ -76,8 +76,39 @@ impl CallLikelihood {
         (0..self.used.len()).filter(|&j| !self.used[j]).collect()
     }
 
+    /// `log Σ_{free j} exp LL[j][t]` for every candidate t of the table
+    /// (the exhaustive pool: contiguous rows, vectorised). `‖x_t‖²/2` does
+    /// not depend on the row, so it is added after the log-sum-exp.
+    fn scores_all(&self) -> Vec<f64> {
+        let free = self.free_rows();
+        let c: Vec<f64> = free.iter().map(|&j| -0.5 * self.yy[j]).collect();
+        let n = self.q.len();
+        let mut out = vec![f64::NEG_INFINITY; n];
+        out.par_chunks_mut(2048).enumerate().for_each(|(ci, o)| {
+            let start = ci * 2048;
+            let len = o.len();
+            for (&j, &cj) in free.iter().zip(&c) {
+                let s = &self.s.row(j)[start..start + len];
+                o.iter_mut().zip(s).for_each(|(m, &v)| *m = m.max(v as f64 + cj));
+            }
+            if free.len() > 1 {
+                let mut acc = vec![0f64; len];
+                for (&j, &cj) in free.iter().zip(&c) {
+                    let s = &self.s.row(j)[start..start + len];
+                    acc.iter_mut().zip(s).zip(o.iter()).for_each(|((a, &v), m)| *a += fast_exp(v as f64 + cj - m));
+                }
+                o.iter_mut().zip(&acc).for_each(|(m, a)| *m += a.ln());
+            }
+            o.iter_mut().zip(&self.q[start..start + len]).for_each(|(m, q)| *m -= 0.5 * q);
+        });
+        out
+    }
+
     /// `log Σ_{free j} exp LL[j][t]` for each t in `cands`.
     fn scores(&self, cands: &[usize]) -> Vec<f64> {
+        if cands.len() == self.q.len() && cands.iter().enumerate().all(|(i, &t)| i == t) {
+            return self.scores_all();
+        }
         let free = self.free_rows();
         let mut out = vec![f64::NEG_INFINITY; cands.len()];
         out.par_chunks_mut(1024).zip(cands.par_chunks(1024)).for_each(|(o, ts)| {
@@ -222,7 +253,7 @@ impl Attack for SequentialDecoding {
     }
 
     fn run(&self, ev: &Evidence, cands: &mut dyn Candidates) -> Result<Option<AttackOutcome>> {
-        let dict_op = ev.dictionary_op(cands).map(|(id, d)| (id, d.clone()));
+        let dict_op = ev.dictionary_op(cands).map(|(id, d)| (id, d.cols));
         let present: Vec<OpId> = ev.steps.iter().flat_map(|s| s.calls.iter().map(|&i| ev.rec.calls[i].id)).collect();
         let ctx_ops: Vec<OpId> = cands.contextual_ops().into_iter().filter(|id| present.contains(id)).collect();
         if dict_op.is_none() && ctx_ops.is_empty() {
@@ -233,26 +264,17 @@ impl Attack for SequentialDecoding {
         }
         let n_seq = ev.steps.iter().flat_map(|s| s.rows.iter().map(|r| r.0 + 1)).max().unwrap_or(0);
         let mut dec = Decoder { attack: self, ev, ctx_ops, recovered: vec![Vec::new(); n_seq], guesses: vec![Vec::new(); ev.steps.len()], fallbacks: 0, positions: 0 };
-        match &dict_op {
-            Some((id, dict)) => {
+        match &ev.view {
+            Some(v) => {
                 // The dictionary op does not depend on the prefix: its tables
-                // for many steps come from one GEMM.
-                let precision = ev.noise(*id, dict.cols).precision();
-                let q = whitened_norms(dict, &precision);
-                let whitened: Vec<(Rows32, Vec<f64>)> = (0..ev.steps.len()).map(|k| ev.call(k, *id).map_or_else(|| (Rows32::empty(dict.cols), Vec::new()), |c| whiten(&c.data, &precision))).collect();
-                let groups: Vec<Rows32> = whitened.iter().map(|(yw, _)| yw.clone()).collect();
-                let mut failed: Option<anyhow::Error> = None;
-                scan_groups(dict, &groups, |k, s| {
-                    if failed.is_some() {
-                        return;
-                    }
-                    let call = (s.rows > 0).then(|| CallLikelihood { s: s.clone(), q: q.clone(), yy: whitened[k].1.clone(), used: vec![false; s.rows], dim: dict.cols });
-                    if let Err(e) = dec.step(k, call, cands) {
-                        failed = Some(e);
-                    }
-                });
-                if let Some(e) = failed {
-                    return Err(e);
+                // are the shared whitened products (⟨y/σ, x/σ⟩ = ⟨y/σ², x⟩).
+                let q: Vec<f64> = v.norms2.iter().map(|&n| n as f64).collect();
+                for k in 0..ev.steps.len() {
+                    let call = v.step_dots(k).zip(v.step_rows(k)).map(|(s, rows)| {
+                        let yy = (0..rows.rows).map(|j| rows.row(j).iter().map(|x| x * x).sum()).collect();
+                        CallLikelihood { used: vec![false; s.rows], s, q: q.clone(), yy, dim: rows.cols }
+                    });
+                    dec.step(k, call, cands)?;
                 }
             }
             None => {
@@ -261,11 +283,16 @@ impl Attack for SequentialDecoding {
                 }
             }
         }
-        let notes = match self.mode {
+        let mut notes = match self.mode {
             DecodeMode::Fast { .. } => format!("χ² fallback at {}/{} positions", dec.fallbacks, dec.positions),
             DecodeMode::Exhaustive if !dec.ctx_ops.is_empty() => format!("{} prefix-dependent ops re-rank the top {}", dec.ctx_ops.len(), self.rerank),
             DecodeMode::Exhaustive => String::new(),
         };
+        if let Some((id, cols)) = dict_op {
+            if !ev.noise(id, cols).announced {
+                notes.push_str(" (no channel scales in the manifest: assumed 1)");
+            }
+        }
         Ok(Some(AttackOutcome { guesses: dec.guesses, notes }))
     }
 }
@@ -290,6 +317,9 @@ mod tests {
         // Matches the direct log-sum-exp.
         let direct = log_sum_exp(&[cl.ll(0, 0), cl.ll(1, 0)]);
         assert!((s[0] - direct).abs() < 1e-9);
+        // The gather path (a candidate subset) agrees with the contiguous one.
+        let sub = cl.scores(&[2, 0]);
+        assert!((sub[0] - s[2]).abs() < 1e-9 && (sub[1] - s[0]).abs() < 1e-9);
         assert_eq!(cl.assign(0), Some(1));
         assert_eq!(cl.free_rows(), vec![0]);
         let s = cl.scores(&[0, 1, 2]);

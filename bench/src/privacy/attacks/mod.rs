@@ -3,6 +3,7 @@
 //! parameters) and guesses the tokens of every forward step.
 
 pub mod complement;
+pub mod dict_view;
 pub mod fastica;
 pub mod likelihood;
 pub mod nearest;
@@ -104,6 +105,8 @@ pub trait Attack {
 pub struct Evidence<'a> {
     pub rec: &'a Recording,
     pub steps: &'a [Step],
+    /// The shared whitened dictionary products (see `dict_view`).
+    pub view: Option<dict_view::DictView>,
 }
 
 impl Evidence<'_> {
@@ -120,13 +123,6 @@ impl Evidence<'_> {
         NoiseModel::for_op(&self.rec.manifest, id, cols)
     }
 
-    /// Per-channel weights `1/s_c` that make the public pad law isotropic.
-    /// Dictionary decoders compare rows in this metric: in raw coordinates
-    /// the high-variance channels make a few frequent tokens win for any
-    /// noise, a no-information floor that is not leakage.
-    pub fn whitening(&self, id: OpId, cols: usize) -> Vec<f32> {
-        self.noise(id, cols).sigma.iter().map(|s| (1.0 / s) as f32).collect()
-    }
 
     /// The first op with a candidate dictionary that the steps carry.
     pub fn dictionary_op<'c>(&self, cands: &'c dyn Candidates) -> Option<(OpId, &'c Rows32)> {

@@ -14,33 +14,56 @@ pub struct OmpFit {
     pub residual2: f64,
 }
 
+/// Reusable buffers, so the per-candidate loop does not allocate.
+#[derive(Default)]
+pub struct OmpScratch {
+    support: Vec<usize>,
+    coefs: Vec<f64>,
+    gss: Vec<f64>,
+    cs: Vec<f64>,
+}
+
 /// Greedy sparse fit of a target with `‖y‖² = target_norm2` and
 /// `corr[i] = ⟨y, a_i⟩` over atoms with Gram matrix `gram`.
 pub fn omp_gram(gram: &Rows64, corr: &[f64], target_norm2: f64, max_atoms: usize, rel_tol: f64) -> OmpFit {
+    let mut sc = OmpScratch::default();
+    let residual2 = omp_gram_with(&mut sc, gram, corr, target_norm2, max_atoms, rel_tol);
+    OmpFit { support: sc.support, coefs: sc.coefs, residual2 }
+}
+
+/// As `omp_gram`, into `sc` (support and coefficients left there);
+/// returns the squared residual.
+pub fn omp_gram_with(sc: &mut OmpScratch, gram: &Rows64, corr: &[f64], target_norm2: f64, max_atoms: usize, rel_tol: f64) -> f64 {
     let n = corr.len();
-    let mut support: Vec<usize> = Vec::new();
-    let mut coefs: Vec<f64> = Vec::new();
+    sc.support.clear();
+    sc.coefs.clear();
     let mut residual2 = target_norm2;
-    while support.len() < max_atoms.min(n) && residual2 > rel_tol * rel_tol * target_norm2 {
-        let r = |i: usize| corr[i] - support.iter().zip(&coefs).map(|(&s, b)| gram.row(i)[s] * b).sum::<f64>();
+    while sc.support.len() < max_atoms.min(n) && residual2 > rel_tol * rel_tol * target_norm2 {
+        let (support, coefs) = (&sc.support, &sc.coefs);
+        let r = |i: usize| corr[i] - support.iter().zip(coefs).map(|(&s, b)| gram.row(i)[s] * b).sum::<f64>();
         let Some(next) = (0..n).filter(|i| !support.contains(i)).max_by(|&a, &b| r(a).abs().total_cmp(&r(b).abs())) else { break };
-        support.push(next);
-        let gss: Vec<f64> = support.iter().flat_map(|&a| support.iter().map(move |&b| gram.row(a)[b])).collect();
-        let cs: Vec<f64> = support.iter().map(|&s| corr[s]).collect();
-        match cholesky_solve(&gss, &cs, support.len()) {
+        sc.support.push(next);
+        let k = sc.support.len();
+        sc.gss.clear();
+        sc.cs.clear();
+        for &a in &sc.support {
+            sc.gss.extend(sc.support.iter().map(|&b| gram.row(a)[b]));
+            sc.cs.push(corr[a]);
+        }
+        match cholesky_solve(&sc.gss, &sc.cs, k) {
             Some(beta) => {
-                let fitted: f64 = cs.iter().zip(&beta).map(|(c, b)| c * b).sum();
-                coefs = beta;
+                let fitted: f64 = sc.cs.iter().zip(&beta).map(|(c, b)| c * b).sum();
+                sc.coefs = beta;
                 residual2 = (target_norm2 - fitted).max(0.0);
             }
             None => {
                 // The new atom is (numerically) a combination of the others.
-                support.pop();
+                sc.support.pop();
                 break;
             }
         }
     }
-    OmpFit { support, coefs, residual2 }
+    residual2
 }
 
 /// Solves `a·x = b` for a small symmetric positive definite `a` (k × k,

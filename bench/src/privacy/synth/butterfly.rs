@@ -46,6 +46,7 @@ impl Butterfly {
     }
 
     /// `M⁻¹·u` (what the CVM applies to the returned batch).
+    #[cfg(test)]
     pub fn invert(&self, u: &Rows64) -> Result<Rows64> {
         let mut m = u.clone();
         for (perm, diag) in self.rounds.iter().rev() {
