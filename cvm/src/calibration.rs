@@ -25,12 +25,13 @@ Photosynthesis converts light energy into chemical energy: 6 CO2 + 6 H2O -> C6H1
 Le temps est beau aujourd'hui; ¿dónde está la biblioteca? 東京は日本の首都です。 \
 SELECT name, COUNT(*) FROM orders WHERE total > 100 GROUP BY name ORDER BY 2 DESC;";
 
-/// Headroom over the calibration peaks: real prompts reach a few times the
-/// peaks of one calibration text in outlier channels (seen up to ~6× in
-/// `mlp.down_proj` inputs), and a pool whose pads fall short is flushed.
-/// A larger σ costs nothing but a proportionally larger (still ~1e-12)
-/// rounding error of the unmasked product.
-pub const SCALE_HEADROOM: f64 = 4.0;
+/// Multiplier on the calibration peaks. Real prompts reach a few times the
+/// peaks of one calibration text in some outlier channels (seen up to ~6× in
+/// `mlp.down_proj` inputs); the pools handle that by raising σ and, beyond
+/// 4×, flushing. A larger σ would make flushes rarer but grows the rounding
+/// error of the unmasked product in proportion, and with it the rare 1-ulp
+/// flips when the exact f64 result is rounded to f32.
+pub const SCALE_HEADROOM: f64 = 2.0;
 
 /// Channels whose calibration peak is tiny still get at least this fraction
 /// of the op's mean peak, so no channel is ever left unmasked.

@@ -8,10 +8,13 @@ mod common;
 use common::*;
 use talaria_cvm::backend::BackendArgs;
 
-/// The unmasked products agree with the plain ones to ~1e-12 relative; what
-/// remains are rare 1-ulp flips where the f64 result is rounded to f32,
-/// amplified by 30 layers. The logits that decide sampling (top 10 per
-/// step) stay within 1e-5; over the whole vocabulary within 1e-4.
+/// The unmasked products agree with the plain ones to ~1e-12 relative (the
+/// f64 rounding of `(X + R)·W` at κ = 1e4); what remains are 1-ulp flips
+/// where that f64 result is rounded to f32, amplified by 30 layers. On this
+/// model the top-10 logits of each step move by ~1e-5 (measured 0.95–1.4e-5
+/// over runs: the pads are fresh each run), the whole vocabulary by ~2e-5.
+/// The bounds leave room for that run-to-run spread and still catch any real
+/// unmasking error, which shows as ≥ 1e-2.
 fn check_logits(transport: &str, got: &[f32], want: &[f32]) {
     let vocab = 49152;
     let mut top = 0f32;
@@ -22,7 +25,7 @@ fn check_logits(transport: &str, got: &[f32], want: &[f32]) {
     }
     let all = max_abs_diff(got, want);
     eprintln!("confidential vs plain ({transport}): max |Δlogit| top-10 per step {top:.3e}, whole vocabulary {all:.3e}");
-    assert!(top <= 1e-5, "top-10 max |Δlogit| = {top}");
+    assert!(top <= 3e-5, "top-10 max |Δlogit| = {top}");
     assert!(all <= 1e-4, "whole-vocabulary max |Δlogit| = {all}");
 }
 

@@ -66,7 +66,7 @@ fn options(quick: bool, seed: u64) -> AttackOptions {
     AttackOptions {
         omp_screen: if quick { 32 } else { 64 },
         omp_atoms: 8,
-        complement_iterations: if quick { 3 } else { 4 },
+        complement_iterations: if quick { 2 } else { 3 },
         ica_components: if quick { 64 } else { 128 },
         ica_iterations: if quick { 100 } else { 200 },
         rerank: 64,

@@ -41,9 +41,11 @@ impl Attack for ComplementProjection {
     }
 
     fn run(&self, ev: &Evidence, cands: &mut dyn Candidates) -> Result<Option<AttackOutcome>> {
-        let Some((id, dict)) = ev.dictionary_op(cands) else { return Ok(None) };
-        let stacked = ev.stack(id);
-        let y = &stacked.rows;
+        // Raw coordinates: there the scheme's noise is isotropic inside its
+        // subspace, far above the signal in every direction of it.
+        let (Some(v), Some((_, dict))) = (&ev.view, ev.dictionary_op(cands)) else { return Ok(None) };
+        let y = &v.stacked.rows;
+        let norms2 = row_norms2(dict);
         let rank = ev.rec.manifest.usize_param("rank").unwrap_or(y.cols / 4);
         if y.rows <= rank {
             return Ok(None);
@@ -58,17 +60,19 @@ impl Attack for ComplementProjection {
         let keep = (rank * 3 / 2).max(y.rows / 2).min(y.rows);
         for _ in 0..self.iterations.max(1) {
             let basis = top_row_directions(&fit_rows, rank)?;
-            let yp = project_out64(y, &basis).to_f32();
-            // ‖P⊥x‖² = ‖x‖² − ‖Bx‖², and ⟨P⊥y, P⊥x⟩ = ⟨P⊥y, x⟩: the
-            // dictionary itself need not be projected.
+            // With P⊥ = I − BᵀB: ⟨P⊥y, P⊥x⟩ = ⟨P⊥y, x⟩ and ‖P⊥x‖² = ‖x‖² −
+            // ‖Bx‖², so the dictionary need not be projected. The rows are
+            // projected in f64 first: the noise can be 10⁴ times the signal.
             let bx = gemm_abt32(dict, &basis.to_f32());
-            let n2: Vec<f32> = row_norms2(dict).iter().zip(row_norms2(&bx)).map(|(a, b)| a - b).collect();
+            let n2: Vec<f32> = norms2.iter().zip(row_norms2(&bx)).map(|(a, b)| a - b).collect();
+            let yp = project_out64(y, &basis);
+            let yp32 = yp.to_f32();
             let mut score = vec![0f32; dict.rows];
-            scan_dots(dict, &yp, |i, dots| {
+            scan_dots(dict, &yp32, |i, dots| {
                 score.iter_mut().zip(dots).zip(&n2).for_each(|((s, d), n)| *s = 2.0 * d - n);
                 let (best, second) = top2(&score);
-                let yn2: f32 = yp.row(i).iter().map(|v| v * v).sum();
-                per_row[i] = (best as u32, (score[best] - yn2) as f64);
+                let yn2: f64 = yp.row(i).iter().map(|x| x * x).sum();
+                per_row[i] = (best as u32, score[best] as f64 - yn2);
                 margin[i] = second.map_or(f64::INFINITY, |s| (score[best] - score[s]) as f64);
             });
             let mut order: Vec<usize> = (0..y.rows).collect();
@@ -83,6 +87,6 @@ impl Attack for ComplementProjection {
             outside = out.data.iter().map(|v| v * v).sum::<f64>() / total.max(1e-300);
             fit_rows = resid;
         }
-        Ok(Some(AttackOutcome { guesses: stacked.guesses_from_rows(ev, &per_row), notes: format!("rank {rank}; confident residuals outside the subspace {outside:.1e}") }))
+        Ok(Some(AttackOutcome { guesses: v.stacked.guesses_from_rows(ev, &per_row), notes: format!("rank {rank}; confident residuals outside the subspace {outside:.1e}") }))
     }
 }
