@@ -87,7 +87,7 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> 
         "mode": if args.mode == Mode::Confidential { "remo" } else { "plain" },
         "kappa": args.privacy_level,
         "precision": "exact-f64",
-        "calibration": "CVM-measured channel RMS of talaria_cvm::calibration::CALIBRATION_TEXT (plain calls at session start)",
+        "calibration": "channel peaks × SCALE_HEADROOM over talaria_cvm::calibration::CALIBRATION_TEXTS, measured by the CVM with plain calls at session start (public text)",
     });
     let mut link = WorkerLink::connect(target, ck.manifest_hash(), public)?;
     let scheme = match args.mode {

@@ -14,16 +14,18 @@ use talaria_engine::{KvPool, Linear, LlamaModel, LogitsWanted, SeqChunk, StepTim
 use talaria_models::{OpId, Tokenizer};
 
 
-/// Public calibration text: prose, code, numbers and chat markup, so every
-/// channel sees typical activations.
-pub const CALIBRATION_TEXT: &str = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n\
-What is the capital of France, and how many people live there?<|im_end|>\n<|im_start|>assistant\n\
-The capital of France is Paris, home to about 2.1 million people (over 12 million in the metropolitan area).<|im_end|>\n\
-def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n\n\
-Once upon a time, in a small village by the sea, there lived an old fisherman who told stories about the stars. \
-Photosynthesis converts light energy into chemical energy: 6 CO2 + 6 H2O -> C6H12O6 + 6 O2. \
-Le temps est beau aujourd'hui; ¿dónde está la biblioteca? 東京は日本の首都です。 \
-SELECT name, COUNT(*) FROM orders WHERE total > 100 GROUP BY name ORDER BY 2 DESC;";
+/// Public calibration texts: chat turns, prose, code, numbers and other
+/// languages, each run as its own sequence so several first positions (where
+/// activations peak) are seen.
+pub const CALIBRATION_TEXTS: &[&str] = &[
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is the capital of France, and how many people live there?<|im_end|>\n<|im_start|>assistant\nThe capital of France is Paris, home to about 2.1 million people (over 12 million in the metropolitan area).<|im_end|>\n",
+    "<|im_start|>user\nWrite a Python function that checks whether a number is prime, and explain it step by step.<|im_end|>\n<|im_start|>assistant\n```python\ndef is_prime(n):\n    if n < 2:\n        return False\n    for k in range(2, int(n ** 0.5) + 1):\n        if n % k == 0:\n            return False\n    return True\n```\nIt tries every divisor up to the square root.<|im_end|>\n",
+    "Once upon a time, in a small village by the sea, there lived an old fisherman who told stories about the stars. Every night the children gathered to listen, and every night he began: \"Long ago, before the lighthouse was built...\"",
+    "def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n\nSELECT name, COUNT(*) FROM orders WHERE total > 100 GROUP BY name ORDER BY 2 DESC;\n#include <stdio.h>\nint main(void) { printf(\"%d\\n\", 42); return 0; }",
+    "Photosynthesis converts light energy into chemical energy: 6 CO2 + 6 H2O -> C6H12O6 + 6 O2. The reaction takes place in the chloroplasts; in 2023 researchers measured rates of 12.5 umol/m2/s at 25 C.",
+    "Le temps est beau aujourd'hui. ¿Dónde está la biblioteca? Der schnelle braune Fuchs springt über den faulen Hund. 東京は日本の首都です。 1, 2, 3, 4, 5, 6, 7, 8, 9, 10.",
+    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nGive me three tips for staying healthy.<|im_end|>\n<|im_start|>assistant\n1. Drink plenty of water. 2. Eat a balanced diet with vegetables and fruit. 3. Sleep seven to nine hours a night.<|im_end|>\n",
+];
 
 /// Multiplier on the calibration peaks. Real prompts reach a few times the
 /// peaks of one calibration text in some outlier channels (seen up to ~6× in
@@ -58,16 +60,23 @@ impl Linear for ScaleProbe<'_> {
     }
 }
 
-/// Measures the channel scales of every op's input on `CALIBRATION_TEXT`,
+/// Measures the channel scales of every op's input on `CALIBRATION_TEXTS`,
 /// running the model over `linear` (the worker with public-data calls in
 /// the CVM; a local backend in the attack suite, which recomputes them).
 pub fn channel_scales(model: &LlamaModel, tok: &Tokenizer, linear: &mut dyn Linear) -> anyhow::Result<HashMap<OpId, Vec<f64>>> {
-    let ids = tok.encode(CALIBRATION_TEXT)?;
-    let mut kv = KvPool::new(&model.config, ids.len().div_ceil(16), 16);
-    let mut seq = kv.new_sequence();
-    seq.reserve(ids.len())?;
+    let texts: Vec<Vec<u32>> = CALIBRATION_TEXTS.iter().map(|t| tok.encode(t)).collect::<Result<_, _>>()?;
+    let blocks: usize = texts.iter().map(|ids| ids.len().div_ceil(16)).sum();
+    let mut kv = KvPool::new(&model.config, blocks, 16);
+    let mut seqs = Vec::new();
+    for ids in &texts {
+        let mut seq = kv.new_sequence();
+        seq.reserve(ids.len())?;
+        seqs.push(seq);
+    }
+    // One batched step: every text is its own sequence.
+    let chunks: Vec<SeqChunk> = seqs.iter().zip(&texts).map(|(s, ids)| SeqChunk { blocks: s, tokens: ids, logits: LogitsWanted::None }).collect();
     let mut probe = ScaleProbe { inner: linear, peaks: HashMap::new() };
-    model.forward(&[SeqChunk { blocks: &seq, tokens: &ids, logits: LogitsWanted::Last }], &mut kv, &mut probe, &mut StepTimings::default())?;
+    model.forward(&chunks, &mut kv, &mut probe, &mut StepTimings::default())?;
     Ok(probe
         .peaks
         .into_iter()
