@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use talaria_engine::{KvPool, Linear, LlamaModel, LogitsWanted, SeqChunk, StepTimings};
 use talaria_models::{OpId, Tokenizer};
 
-
 /// Public calibration texts: chat turns, prose, code, numbers and other
 /// languages, each run as its own sequence so several first positions (where
 /// activations peak) are seen.
@@ -74,7 +73,8 @@ pub fn channel_scales(model: &LlamaModel, tok: &Tokenizer, linear: &mut dyn Line
         seqs.push(seq);
     }
     // One batched step: every text is its own sequence.
-    let chunks: Vec<SeqChunk> = seqs.iter().zip(&texts).map(|(s, ids)| SeqChunk { blocks: s, tokens: ids, logits: LogitsWanted::None }).collect();
+    let chunks: Vec<SeqChunk> =
+        seqs.iter().zip(&texts).map(|(s, ids)| SeqChunk { blocks: s, tokens: ids, logits: LogitsWanted::None }).collect();
     let mut probe = ScaleProbe { inner: linear, peaks: HashMap::new() };
     model.forward(&chunks, &mut kv, &mut probe, &mut StepTimings::default())?;
     Ok(probe

@@ -78,7 +78,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
     let path = a.model.resolve()?;
     let ck = Checkpoint::open(&path)?;
-    let params = SamplingParams { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, min_p: a.min_p, seed: a.seed, ..Default::default() };
+    let params =
+        SamplingParams { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, min_p: a.min_p, seed: a.seed, ..Default::default() };
     params.validate().map_err(anyhow::Error::msg)?;
     let prompt = if a.chat { ck.tokenizer.apply_chat_template(&[ChatMessage::new("user", &a.prompt)]) } else { a.prompt.clone() };
     let prompt_ids = ck.tokenizer.encode(&prompt)?;
@@ -140,7 +141,11 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
 fn write_scoring_tokens(dir: &std::path::Path, prompt: &[u32], output: &[u32]) -> anyhow::Result<()> {
     // Every generated token but the last was fed back through the model.
     let fed: Vec<u32> = prompt.iter().chain(output.iter().take(output.len().saturating_sub(1))).copied().collect();
-    let mut steps: Vec<Vec<[usize; 2]>> = (0..prompt.len()).collect::<Vec<_>>().chunks(talaria_engine::generate::PREFILL_CHUNK).map(|c| c.iter().map(|&p| [0, p]).collect()).collect();
+    let mut steps: Vec<Vec<[usize; 2]>> = (0..prompt.len())
+        .collect::<Vec<_>>()
+        .chunks(talaria_engine::generate::PREFILL_CHUNK)
+        .map(|c| c.iter().map(|&p| [0, p]).collect())
+        .collect();
     steps.extend((prompt.len()..fed.len()).map(|p| vec![[0, p]]));
     let doc = serde_json::json!({
         "format_version": 1,

@@ -4,10 +4,7 @@
 mod remo_support;
 
 use remo_support::*;
-use talaria_cvm::remo::{
-    scheme_by_name, CallKind, MaskScheme, RecordingWorker, Remo, RemoParams, WorkerMatmul,
-    SCHEME_NAMES,
-};
+use talaria_cvm::remo::{scheme_by_name, CallKind, MaskScheme, RecordingWorker, Remo, RemoParams, WorkerMatmul, SCHEME_NAMES};
 use talaria_models::{Op, OpId};
 
 fn qkv() -> OpId {
@@ -25,8 +22,7 @@ fn online_product_is_exact_in_f64_at_kappa_1e4() {
     for call in 0..10 {
         let x = gaussian(16, d_in, 1.0, call);
         let mut out = vec![0.0; 16 * d_out];
-        remo.matmul_f64(&mut worker, qkv(), &x, 16, &mut out)
-            .unwrap();
+        remo.matmul_f64(&mut worker, qkv(), &x, 16, &mut out).unwrap();
         worst = worst.max(rel_err(&out, &worker.exact(qkv(), &x, 16).unwrap()));
     }
     assert!(remo.pools().pool(qkv()).unwrap().stats().batches >= 2);
@@ -43,8 +39,7 @@ fn real_sizes_576_to_960_are_exact() {
     let x = gaussian(rows, d_in, 1.0, 1);
     let want = worker.exact(qkv(), &x, rows).unwrap();
     let mut out = vec![0.0; rows * d_out];
-    remo.matmul_f64(&mut worker, qkv(), &x, rows, &mut out)
-        .unwrap();
+    remo.matmul_f64(&mut worker, qkv(), &x, rows, &mut out).unwrap();
     let err = rel_err(&out, &want);
     println!("576→960, κ = 1e4: relative error {err:e}");
     assert!(err < 1e-10, "relative error {err:e}");
@@ -52,8 +47,7 @@ fn real_sizes_576_to_960_are_exact() {
     let x32 = to_f32(&x);
     let want32 = worker.exact(qkv(), &to_f64(&x32), rows).unwrap();
     let mut out32 = vec![0.0f32; rows * d_out];
-    remo.matmul(&mut worker, qkv(), &x32, rows, &mut out32)
-        .unwrap();
+    remo.matmul(&mut worker, qkv(), &x32, rows, &mut out32).unwrap();
     let err32 = rel_err(&to_f64(&out32), &want32);
     assert!(err32 < 1e-7, "f32 path relative error {err32:e}");
 }
@@ -72,10 +66,7 @@ fn every_scheme_unmasks_to_f32_precision() {
             let mut out = vec![0.0f32; rows * d_out];
             scheme.matmul(&mut worker, id, &x, rows, &mut out).unwrap();
             let err = rel_err(&to_f64(&out), &want);
-            assert!(
-                err < 1e-6,
-                "{name}, {id}, {rows} rows: relative error {err:e}"
-            );
+            assert!(err < 1e-6, "{name}, {id}, {rows} rows: relative error {err:e}");
         }
     }
     assert!(scheme_by_name("rot13", 1e4, &setup(&shapes, 1.0)).is_err());
@@ -87,18 +78,8 @@ struct BrokenWorker {
 }
 
 impl WorkerMatmul for BrokenWorker {
-    fn matmul(
-        &mut self,
-        _id: OpId,
-        _kind: CallKind,
-        x: &[f64],
-        rows: usize,
-    ) -> anyhow::Result<Vec<f64>> {
-        Ok(if self.nan {
-            vec![f64::NAN; rows * 8]
-        } else {
-            vec![0.0; x.len() + 1]
-        })
+    fn matmul(&mut self, _id: OpId, _kind: CallKind, x: &[f64], rows: usize) -> anyhow::Result<Vec<f64>> {
+        Ok(if self.nan { vec![f64::NAN; rows * 8] } else { vec![0.0; x.len() + 1] })
     }
 }
 
@@ -108,36 +89,16 @@ fn bad_inputs_and_bad_answers_are_errors() {
     let mut worker = RecordingWorker::random(&shapes, 1);
     let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
     let mut out = vec![0.0f32; 16];
-    assert!(
-        remo.matmul(&mut worker, qkv(), &[0.0; 15], 2, &mut out)
-            .is_err(),
-        "short input"
-    );
-    assert!(
-        remo.matmul(&mut worker, qkv(), &[0.0; 16], 2, &mut out[..8])
-            .is_err(),
-        "short output"
-    );
-    assert!(
-        remo.matmul(&mut worker, OpId::new(3, Op::O), &[0.0; 16], 2, &mut out)
-            .is_err(),
-        "unknown op"
-    );
+    assert!(remo.matmul(&mut worker, qkv(), &[0.0; 15], 2, &mut out).is_err(), "short input");
+    assert!(remo.matmul(&mut worker, qkv(), &[0.0; 16], 2, &mut out[..8]).is_err(), "short output");
+    assert!(remo.matmul(&mut worker, OpId::new(3, Op::O), &[0.0; 16], 2, &mut out).is_err(), "unknown op");
     let mut x = [0.5f32; 16];
     x[3] = f32::NAN;
-    assert!(
-        remo.matmul(&mut worker, qkv(), &x, 2, &mut out).is_err(),
-        "NaN input"
-    );
-    assert!(
-        worker.calls().is_empty(),
-        "nothing may reach the worker for a rejected call"
-    );
+    assert!(remo.matmul(&mut worker, qkv(), &x, 2, &mut out).is_err(), "NaN input");
+    assert!(worker.calls().is_empty(), "nothing may reach the worker for a rejected call");
     for nan in [false, true] {
         let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
-        let err = remo
-            .matmul(&mut BrokenWorker { nan }, qkv(), &[0.5; 16], 2, &mut out)
-            .unwrap_err();
+        let err = remo.matmul(&mut BrokenWorker { nan }, qkv(), &[0.5; 16], 2, &mut out).unwrap_err();
         assert!(format!("{err:#}").contains("worker answer"), "{err:#}");
     }
     // Zero rows: nothing to do, nothing sent.
@@ -153,14 +114,8 @@ fn the_serving_linear_runs_remo_or_plain_only() {
     let reference = RecordingWorker::random(&shapes, 17);
     let x = to_f32(&gaussian(4, 32, 1.0, 3));
     let want = reference.exact(qkv(), &to_f64(&x), 4).unwrap();
-    let schemes = [
-        ServingScheme::remo(setup(&shapes, 1.0), RemoParams::default()).unwrap(),
-        ServingScheme::plain(),
-    ];
-    for (scheme, (name, secure)) in schemes
-        .into_iter()
-        .zip([("remo-remote", true), ("plain-remote", false)])
-    {
+    let schemes = [ServingScheme::remo(setup(&shapes, 1.0), RemoParams::default()).unwrap(), ServingScheme::plain()];
+    for (scheme, (name, secure)) in schemes.into_iter().zip([("remo-remote", true), ("plain-remote", false)]) {
         assert_eq!(scheme.secure(), secure);
         let mut linear = MaskedLinear::new(scheme, Box::new(RecordingWorker::random(&shapes, 17)));
         assert_eq!(linear.name(), name);

@@ -28,39 +28,16 @@ fn the_worker_never_sees_the_same_pad_twice() {
     let mut total = 0;
     for rows in [1usize, 7, 20, 3, 24, 1, 30, 9] {
         let mut out = vec![0.0f32; rows * d_out];
-        remo.matmul(
-            &mut worker,
-            op(),
-            &vec![0.0f32; rows * d_in],
-            rows,
-            &mut out,
-        )
-        .unwrap();
+        remo.matmul(&mut worker, op(), &vec![0.0f32; rows * d_in], rows, &mut out).unwrap();
         total += rows;
         // X·W = 0 exactly up to the masking's rounding.
-        assert!(
-            out.iter().all(|v| v.abs() < 1e-6),
-            "unmasked zero rows are not zero"
-        );
+        assert!(out.iter().all(|v| v.abs() < 1e-6), "unmasked zero rows are not zero");
     }
-    let online: Vec<Vec<u64>> = worker
-        .calls()
-        .iter()
-        .filter(|c| c.kind == CallKind::Online)
-        .flat_map(|c| (0..c.rows).map(move |i| bits(c.row(i))))
-        .collect();
+    let online: Vec<Vec<u64>> =
+        worker.calls().iter().filter(|c| c.kind == CallKind::Online).flat_map(|c| (0..c.rows).map(move |i| bits(c.row(i)))).collect();
     assert_eq!(online.len(), total);
-    assert_eq!(
-        online.iter().collect::<HashSet<_>>().len(),
-        total,
-        "a pad was used twice"
-    );
-    assert!(
-        online
-            .iter()
-            .all(|r| r.iter().any(|&b| f64::from_bits(b) != 0.0)),
-        "an online row was unmasked"
-    );
+    assert_eq!(online.iter().collect::<HashSet<_>>().len(), total, "a pad was used twice");
+    assert!(online.iter().all(|r| r.iter().any(|&b| f64::from_bits(b) != 0.0)), "an online row was unmasked");
     let s = remo.pools().pool(op()).unwrap().stats();
     assert_eq!(s.pads_used, total as u64);
 }
@@ -73,8 +50,7 @@ fn at_most_three_quarters_of_each_batch_is_used() {
     let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
     for _ in 0..200 {
         let mut out = vec![0.0f32; d_out];
-        remo.matmul(&mut worker, op(), &vec![0.0f32; d_in], 1, &mut out)
-            .unwrap();
+        remo.matmul(&mut worker, op(), &vec![0.0f32; d_in], 1, &mut out).unwrap();
     }
     // Online rows served between consecutive pad batches come from one batch.
     let mut per_batch = Vec::new();
@@ -85,11 +61,7 @@ fn at_most_three_quarters_of_each_batch_is_used() {
                 assert_eq!(c.cols, d_in);
                 per_batch.push(0);
             }
-            CallKind::Online => {
-                *per_batch
-                    .last_mut()
-                    .expect("a batch precedes every online row") += c.rows
-            }
+            CallKind::Online => *per_batch.last_mut().expect("a batch precedes every online row") += c.rows,
             CallKind::Plain => panic!("ReMO sent plaintext"),
         }
     }
@@ -97,10 +69,7 @@ fn at_most_three_quarters_of_each_batch_is_used() {
     assert!(per_batch.iter().all(|&n| n <= 48), "{per_batch:?}");
     assert_eq!(&per_batch[..4], &[48, 48, 48, 48]);
     let s = remo.pools().pool(op()).unwrap().stats();
-    assert_eq!(
-        (s.batches, s.pads_made, s.pads_discarded, s.pads_available),
-        (5, 240, 5 * 16, 40)
-    );
+    assert_eq!((s.batches, s.pads_made, s.pads_discarded, s.pads_available), (5, 240, 5 * 16, 40));
 }
 
 #[test]
@@ -111,18 +80,12 @@ fn taken_pads_are_never_returned() {
     pools.ensure(&mut worker, op(), 12).unwrap();
     assert_eq!(pools.available(op()), 12, "one batch of N_p = 16 keeps 12");
     let first = pools.take(op(), 12).unwrap();
-    assert!(
-        pools.take(op(), 1).is_err(),
-        "the pool is empty after taking everything"
-    );
+    assert!(pools.take(op(), 1).is_err(), "the pool is empty after taking everything");
     pools.ensure(&mut worker, op(), 5).unwrap();
     let second = pools.take(op(), 5).unwrap();
     let a: HashSet<Vec<u64>> = first.iter().map(|p| bits(p.r())).collect();
     assert_eq!(a.len(), 12);
-    assert!(
-        second.iter().all(|p| !a.contains(&bits(p.r()))),
-        "a taken pad came back"
-    );
+    assert!(second.iter().all(|p| !a.contains(&bits(p.r()))), "a taken pad came back");
     assert!(pools.take(OpId::new(9, Op::O), 1).is_err(), "unknown op");
 }
 
@@ -130,10 +93,7 @@ fn taken_pads_are_never_returned() {
 fn idle_refill_tops_up_pools_below_low_water() {
     let shapes = [(op(), 8, 4), (OpId::new(0, Op::O), 16, 8)];
     let mut worker = RecordingWorker::random(&shapes, 6);
-    let params = RemoParams {
-        low_water: 20,
-        ..RemoParams::default()
-    };
+    let params = RemoParams { low_water: 20, ..RemoParams::default() };
     let mut remo = Remo::new(setup(&shapes, 1.0), params).unwrap();
     // No budget: nothing happens.
     let p = remo.idle(&mut worker, Duration::ZERO).unwrap();
@@ -154,19 +114,9 @@ fn the_report_counts_pads_and_bounds_leakage() {
     let mut worker = RecordingWorker::random(&shapes, 7);
     let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
     let mut out = vec![0.0f32; 10 * 8];
-    remo.matmul(
-        &mut worker,
-        op(),
-        &to_f32(&gaussian(10, 16, 1.0, 1)),
-        10,
-        &mut out,
-    )
-    .unwrap();
+    remo.matmul(&mut worker, op(), &to_f32(&gaussian(10, 16, 1.0, 1)), 10, &mut out).unwrap();
     let r = remo.report().unwrap();
-    assert_eq!(
-        (r.online_calls, r.online_rows, r.batches, r.pads_used),
-        (1, 10, 1, 10)
-    );
+    assert_eq!((r.online_calls, r.online_rows, r.batches, r.pads_used), (1, 10, 1, 10));
     assert_eq!((r.pads_discarded, r.pads_available), (8, 14));
     assert_eq!(r.ops.len(), 1);
     assert_eq!(r.ops[0].n_p, 32);
@@ -174,8 +124,5 @@ fn the_report_counts_pads_and_bounds_leakage() {
     assert!((r.leakage_bound_bits - want).abs() < 1e-6 * want);
     assert!(r.leakage_bound_bits_conservative > r.leakage_bound_bits);
     let text = r.to_string();
-    assert!(
-        text.contains("leakage bound") && text.contains("gate_up"),
-        "{text}"
-    );
+    assert!(text.contains("leakage bound") && text.contains("gate_up"), "{text}");
 }

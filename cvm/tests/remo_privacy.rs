@@ -5,9 +5,7 @@
 mod remo_support;
 
 use remo_support::*;
-use talaria_cvm::remo::{
-    scheme_by_name, CallKind, MaskScheme, RecordingWorker, Remo, RemoParams, RemoSetup,
-};
+use talaria_cvm::remo::{scheme_by_name, CallKind, MaskScheme, RecordingWorker, Remo, RemoParams, RemoSetup};
 use talaria_models::{Op, OpId};
 
 fn op() -> OpId {
@@ -37,22 +35,14 @@ fn online_rows_are_not_close_to_any_plaintext_row() {
         let mut worker = RecordingWorker::random(&shapes, 12);
         let mut scheme = scheme_by_name(name, 1e4, &s).unwrap();
         let mut out = vec![0.0f32; rows * d_out];
-        scheme
-            .matmul(&mut worker, op(), &to_f32(&x), rows, &mut out)
-            .unwrap();
+        scheme.matmul(&mut worker, op(), &to_f32(&x), rows, &mut out).unwrap();
         let worst = max_cosine_to_plaintext(&worker, &x, d_in);
         println!("{name}: max |cos| to a plaintext row = {worst:.4}");
         if secure {
             // Independent directions in 576 dimensions: |cos| ~ 0.04.
-            assert!(
-                worst < 0.25,
-                "{name}: a masked row is close to a plaintext row (|cos| {worst})"
-            );
+            assert!(worst < 0.25, "{name}: a masked row is close to a plaintext row (|cos| {worst})");
         } else {
-            assert!(
-                worst > 0.999,
-                "the check must catch an unmasked row ({worst})"
-            );
+            assert!(worst > 0.999, "the check must catch an unmasked row ({worst})");
         }
     }
 }
@@ -66,14 +56,7 @@ fn no_individual_pad_appears_in_a_pad_batch() {
     let mut worker = RecordingWorker::random(&shapes, 13);
     let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
     let mut out = vec![0.0f32; rows * d_out];
-    remo.matmul(
-        &mut worker,
-        op(),
-        &vec![0.0f32; rows * d_in],
-        rows,
-        &mut out,
-    )
-    .unwrap();
+    remo.matmul(&mut worker, op(), &vec![0.0f32; rows * d_in], rows, &mut out).unwrap();
     let calls = worker.calls();
     let batch = calls.iter().find(|c| c.kind == CallKind::PadBatch).unwrap();
     let online = calls.iter().find(|c| c.kind == CallKind::Online).unwrap();
@@ -112,31 +95,19 @@ fn the_row_permutation_is_fresh_per_call() {
     let x = gaussian(rows, d_in, 1.0, 15);
     let mut out = vec![0.0f32; rows * d_out];
     for _ in 0..4 {
-        remo.matmul(&mut worker, op(), &to_f32(&x), rows, &mut out)
-            .unwrap();
+        remo.matmul(&mut worker, op(), &to_f32(&x), rows, &mut out).unwrap();
     }
-    let orders: Vec<Vec<usize>> = worker
-        .calls()
-        .iter()
-        .filter(|c| c.kind == CallKind::Online)
-        .map(|c| observed_order(c, &x, d_in))
-        .collect();
+    let orders: Vec<Vec<usize>> =
+        worker.calls().iter().filter(|c| c.kind == CallKind::Online).map(|c| observed_order(c, &x, d_in)).collect();
     assert_eq!(orders.len(), 4);
     for o in &orders {
         let mut sorted = o.clone();
         sorted.sort_unstable();
-        assert_eq!(
-            sorted,
-            (0..rows).collect::<Vec<_>>(),
-            "not a permutation: {o:?}"
-        );
+        assert_eq!(sorted, (0..rows).collect::<Vec<_>>(), "not a permutation: {o:?}");
     }
     for a in 0..4 {
         for b in a + 1..4 {
-            assert_ne!(
-                orders[a], orders[b],
-                "calls {a} and {b} used the same permutation"
-            );
+            assert_ne!(orders[a], orders[b], "calls {a} and {b} used the same permutation");
         }
     }
     assert!(orders.iter().any(|o| *o != (0..rows).collect::<Vec<_>>()));

@@ -15,12 +15,8 @@ fn op() -> OpId {
 
 /// RMS of the online rows the worker received in call `seq` onwards.
 fn online_rms_since(worker: &RecordingWorker, seq: u64) -> f64 {
-    let rows: Vec<f64> = worker
-        .calls()
-        .iter()
-        .filter(|c| c.kind == CallKind::Online && c.seq >= seq)
-        .flat_map(|c| c.data.clone())
-        .collect();
+    let rows: Vec<f64> =
+        worker.calls().iter().filter(|c| c.kind == CallKind::Online && c.seq >= seq).flat_map(|c| c.data.clone()).collect();
     rms(&rows)
 }
 
@@ -33,31 +29,19 @@ fn rows_above_the_calibration_raise_the_pad_scale() {
     // of the channels and 1e-4 in the second.
     let mut remo = Remo::new(setup(&shapes, 1e-3), RemoParams::with_kappa(100.0)).unwrap();
     let mut x = gaussian(rows, d_in, 1.0, 22);
-    x.chunks_exact_mut(d_in)
-        .for_each(|r| r[d_in / 2..].iter_mut().for_each(|v| *v *= 1e-4));
+    x.chunks_exact_mut(d_in).for_each(|r| r[d_in / 2..].iter_mut().for_each(|v| *v *= 1e-4));
     let mut out = vec![0.0f32; rows * d_out];
-    remo.matmul(&mut worker, op(), &to_f32(&x), rows, &mut out)
-        .unwrap();
+    remo.matmul(&mut worker, op(), &to_f32(&x), rows, &mut out).unwrap();
 
     let pool = remo.pools().pool(op()).unwrap();
     let scales = pool.channel_scales().scales();
-    assert!(
-        scales[..d_in / 2].iter().all(|&s| s > 0.3),
-        "large channels not raised: {:?}",
-        &scales[..4]
-    );
-    assert!(
-        scales[d_in / 2..].iter().all(|&s| s == 1e-3),
-        "small channels must keep their scale"
-    );
+    assert!(scales[..d_in / 2].iter().all(|&s| s > 0.3), "large channels not raised: {:?}", &scales[..4]);
+    assert!(scales[d_in / 2..].iter().all(|&s| s == 1e-3), "small channels must keep their scale");
     assert_eq!(pool.stats().scale_raises, 1);
     // The very first call is already masked at the raised scale: σ ≈ κ·1 on
     // half the channels, so the received rows have RMS ≈ 100/√2, not 0.1.
     let seen = online_rms_since(&worker, 0);
-    assert!(
-        seen > 30.0,
-        "online rows were masked at the stale scale (RMS {seen})"
-    );
+    assert!(seen > 30.0, "online rows were masked at the stale scale (RMS {seen})");
     // And the product is still exact.
     let want = worker.exact(op(), &to_f64(&to_f32(&x)), rows).unwrap();
     assert!(rel_err(&to_f64(&out), &want) < 1e-6);
@@ -68,11 +52,7 @@ fn pooled_pads_at_a_stale_scale_are_flushed() {
     let (d_in, d_out, rows) = (32, 8, 4);
     let shapes = [(op(), d_in, d_out)];
     let mut worker = RecordingWorker::random(&shapes, 23);
-    let params = RemoParams {
-        kappa: 100.0,
-        low_water: 10,
-        ..RemoParams::default()
-    };
+    let params = RemoParams { kappa: 100.0, low_water: 10, ..RemoParams::default() };
     let mut remo = Remo::new(setup(&shapes, 1.0), params).unwrap();
     remo.idle(&mut worker, Duration::from_secs(60)).unwrap();
     let pooled = remo.pools().available(op());
@@ -83,10 +63,7 @@ fn pooled_pads_at_a_stale_scale_are_flushed() {
     let x = vec![3.0f32; rows * d_in];
     remo.matmul(&mut worker, op(), &x, rows, &mut out).unwrap();
     let s = remo.pools().pool(op()).unwrap().stats();
-    assert_eq!(
-        (s.flushes, s.batches, s.pads_available),
-        (0, 1, pooled - rows)
-    );
+    assert_eq!((s.flushes, s.batches, s.pads_available), (0, 1, pooled - rows));
 
     // RMS 10 > 4 × 1: the pool is flushed and refilled at scale 10.
     let seq = worker.calls().len() as u64;
@@ -96,10 +73,7 @@ fn pooled_pads_at_a_stale_scale_are_flushed() {
     assert_eq!((s.flushes, s.batches, s.scale_raises), (1, 2, 2));
     assert_eq!(s.pads_discarded, 2 * 16 + (pooled - rows) as u64);
     let seen = online_rms_since(&worker, seq);
-    assert!(
-        seen > 500.0,
-        "masked at the stale scale: RMS {seen}, expected ≈ κ·10 = 1000"
-    );
+    assert!(seen > 500.0, "masked at the stale scale: RMS {seen}, expected ≈ κ·10 = 1000");
     assert!(out
         .iter()
         .zip(worker.exact(op(), &vec![10.0; rows * d_in], rows).unwrap())

@@ -58,28 +58,16 @@ fn ms(d: Duration) -> f64 {
 #[test]
 #[ignore = "timing report, run explicitly"]
 fn pad_batch_and_online_call_cost() {
-    let shapes = [
-        (Op::GateUp, 576, 3072),
-        (Op::Down, 1536, 576),
-        (Op::Qkv, 576, 960),
-    ];
+    let shapes = [(Op::GateUp, 576, 3072), (Op::Down, 1536, 576), (Op::Qkv, 576, 960)];
     for (op, d_in, d_out) in shapes {
         let id = OpId::new(0, op);
-        let params = RemoParams {
-            low_water: 1 << 20,
-            ..RemoParams::default()
-        };
+        let params = RemoParams { low_water: 1 << 20, ..RemoParams::default() };
         // Scales well above the test rows: no raise, no flush.
         let mut remo = Remo::new(setup(&[(id, d_in, d_out)], 10.0), params).unwrap();
         let n_p = remo.pools().pool(id).unwrap().batch_rows();
         let usable = remo.pools().pool(id).unwrap().usable_per_batch();
         let answer = gaussian(n_p, d_out, 1.0, 1);
-        let mut worker = CannedWorker {
-            d_out,
-            answer,
-            wall: Duration::ZERO,
-            cpu: Duration::ZERO,
-        };
+        let mut worker = CannedWorker { d_out, answer, wall: Duration::ZERO, cpu: Duration::ZERO };
         remo.ensure(&mut worker, id, 1).unwrap(); // warm-up (allocator, rayon)
         let mut runs: Vec<(Duration, Duration)> = (0..10)
             .map(|_| {

@@ -43,8 +43,7 @@ fn completions_streaming_matches_non_streaming() {
 #[test]
 fn chat_streaming_matches_non_streaming() {
     let s = server();
-    let req =
-        json!({"messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": [{"type": "text", "text": "Name a fruit."}]}], "max_completion_tokens": 16, "temperature": 0});
+    let req = json!({"messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": [{"type": "text", "text": "Name a fruit."}]}], "max_completion_tokens": 16, "temperature": 0});
     let full = s.ok("/v1/chat/completions", &req);
     assert_eq!(full["object"], "chat.completion");
     assert_eq!(full["choices"][0]["message"]["role"], "assistant");
@@ -120,7 +119,10 @@ fn stop_strings_end_the_text_before_the_match() {
 #[test]
 fn max_tokens_ignore_eos_and_stop_token_ids() {
     let s = server();
-    let r = s.ok("/v1/chat/completions", &json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 20, "temperature": 0, "ignore_eos": true}));
+    let r = s.ok(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 20, "temperature": 0, "ignore_eos": true}),
+    );
     assert_eq!(r["usage"]["completion_tokens"], 20);
     assert_eq!(r["choices"][0]["finish_reason"], "length");
     // Stopping on the first greedy token's id gives exactly one token.
@@ -214,14 +216,44 @@ fn bad_inputs_get_openai_errors_and_the_server_keeps_serving() {
         ("/v1/completions", json!({"prompt": "hi", "logprobs": 50}).to_string().into_bytes(), 400, Some("logprobs")),
         ("/v1/completions", json!({"prompt": [1, 999999]}).to_string().into_bytes(), 400, Some("prompt")),
         ("/v1/completions", json!({"prompt": "hi", "echo": true}).to_string().into_bytes(), 400, Some("echo")),
-        ("/v1/completions", json!({"prompt": "hi", "stream_options": {"include_usage": true}}).to_string().into_bytes(), 400, Some("stream_options")),
+        (
+            "/v1/completions",
+            json!({"prompt": "hi", "stream_options": {"include_usage": true}}).to_string().into_bytes(),
+            400,
+            Some("stream_options"),
+        ),
         ("/v1/completions", json!({"prompt": "hi", "model": "gpt-4"}).to_string().into_bytes(), 404, Some("model")),
         ("/v1/chat/completions", json!({"messages": []}).to_string().into_bytes(), 400, Some("messages")),
-        ("/v1/chat/completions", json!({"messages": [{"role": "wizard", "content": "hi"}]}).to_string().into_bytes(), 400, Some("messages")),
-        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 9000}).to_string().into_bytes(), 400, Some("max_completion_tokens")),
-        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2}).to_string().into_bytes(), 400, Some("top_logprobs")),
-        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}).to_string().into_bytes(), 400, Some("tools")),
-        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "hi"}], "model": "nope"}).to_string().into_bytes(), 404, Some("model")),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "wizard", "content": "hi"}]}).to_string().into_bytes(),
+            400,
+            Some("messages"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 9000}).to_string().into_bytes(),
+            400,
+            Some("max_completion_tokens"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2}).to_string().into_bytes(),
+            400,
+            Some("top_logprobs"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}).to_string().into_bytes(),
+            400,
+            Some("tools"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "hi"}], "model": "nope"}).to_string().into_bytes(),
+            404,
+            Some("model"),
+        ),
         ("/v1/nothing", b"{}".to_vec(), 404, None),
     ];
     for (path, body, status, param) in cases {

@@ -112,5 +112,9 @@ fn a_client_that_times_out_on_a_plain_request_frees_its_kv_blocks() {
 
 fn abort_count(s: &Server) -> f64 {
     let (_, text) = s.get("/metrics");
-    text.lines().find(|l| l.starts_with("talaria_request_success_total") && l.contains("\"abort\"")).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    text.lines()
+        .find(|l| l.starts_with("talaria_request_success_total") && l.contains("\"abort\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }

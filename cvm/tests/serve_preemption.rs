@@ -18,7 +18,14 @@ fn tiny_kv_cache_preempts_and_still_completes_every_request_exactly() {
     let kv = (10 * BLOCK_BYTES).to_string();
     let s = start(&["--kv-cache-memory", &kv]);
     assert_eq!(s.metric("talaria_kv_cache_total_blocks"), 10.0);
-    let prompts = ["The quick brown fox", "In the beginning there was", "Rust is a language that", "Ten facts about the moon:", "Dear diary, today I", "The ocean is deep and"];
+    let prompts = [
+        "The quick brown fox",
+        "In the beginning there was",
+        "Rust is a language that",
+        "Ten facts about the moon:",
+        "Dear diary, today I",
+        "The ocean is deep and",
+    ];
     let req = |p: &str| json!({"prompt": p, "max_tokens": 40, "temperature": 0, "ignore_eos": true});
     let alone: Vec<String> = prompts.iter().map(|p| choice_text(&s.ok("/v1/completions", &req(p)), 0)).collect();
     assert_eq!(s.metric("talaria_num_preemptions_total"), 0.0, "one at a time fits");

@@ -65,7 +65,13 @@ impl LlamaModel {
     /// Runs one step; returns logits (vocab-sized rows) for the positions
     /// asked for, in chunk order. The caller advances each chunk's
     /// `SeqBlocks` by its token count afterwards.
-    pub fn forward(&self, chunks: &[SeqChunk], kv: &mut KvPool, linear: &mut dyn Linear, t: &mut StepTimings) -> Result<Vec<f32>, ForwardError> {
+    pub fn forward(
+        &self,
+        chunks: &[SeqChunk],
+        kv: &mut KvPool,
+        linear: &mut dyn Linear,
+        t: &mut StepTimings,
+    ) -> Result<Vec<f32>, ForwardError> {
         let c = &self.config;
         let (d, qd, kvd, hd) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.head_dim);
         let start = Instant::now();
@@ -119,7 +125,11 @@ impl LlamaModel {
             let queries: Vec<AttnQuery> = rows
                 .iter()
                 .enumerate()
-                .map(|(r, &(ci, pos))| AttnQuery { q: &qkv[r * (qd + 2 * kvd)..r * (qd + 2 * kvd) + qd], block_table: chunks[ci].blocks.block_table(), context_len: pos + 1 })
+                .map(|(r, &(ci, pos))| AttnQuery {
+                    q: &qkv[r * (qd + 2 * kvd)..r * (qd + 2 * kvd) + qd],
+                    block_table: chunks[ci].blocks.block_table(),
+                    context_len: pos + 1,
+                })
                 .collect();
             paged_attention(&queries, &kv.layer(layer), c.num_attention_heads, scale, &mut attn)?;
             drop(queries);
@@ -163,7 +173,9 @@ impl LlamaModel {
                 None => {
                     rms_norm(&hs, d, c.rms_norm_eps, None, &mut xs);
                     let t0 = Instant::now();
-                    linear.forward(OpId::lm_head(), &xs, m, &mut logits).map_err(|source| ForwardError::Linear { id: OpId::lm_head(), source })?;
+                    linear
+                        .forward(OpId::lm_head(), &xs, m, &mut logits)
+                        .map_err(|source| ForwardError::Linear { id: OpId::lm_head(), source })?;
                     linear_s += t0.elapsed().as_secs_f64();
                 }
             }

@@ -26,7 +26,16 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        Self { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, presence_penalty: 0.0, frequency_penalty: 0.0, seed: None, logprobs: None }
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            seed: None,
+            logprobs: None,
+        }
     }
 }
 
@@ -111,7 +120,8 @@ impl Sampler {
         let p = &self.params;
         let inv_t = 1.0 / p.temperature;
         // Candidates sorted by score (ties: lower id first, deterministic).
-        let mut cand: Vec<(u32, f32)> = scores.iter().enumerate().filter(|(_, s)| s.is_finite()).map(|(i, &s)| (i as u32, s * inv_t)).collect();
+        let mut cand: Vec<(u32, f32)> =
+            scores.iter().enumerate().filter(|(_, s)| s.is_finite()).map(|(i, &s)| (i as u32, s * inv_t)).collect();
         if cand.is_empty() {
             return 0;
         }
@@ -194,8 +204,14 @@ mod tests {
     fn seeded_sampling_is_reproducible_and_respects_top_k() {
         let logits: Vec<f32> = (0..100).map(|i| (i % 7) as f32 * 0.3).collect();
         let params = SamplingParams { temperature: 1.0, top_k: 3, seed: Some(7), ..Default::default() };
-        let a: Vec<u32> = { let mut s = Sampler::new(params.clone()); (0..50).map(|_| s.sample(&logits).id).collect() };
-        let b: Vec<u32> = { let mut s = Sampler::new(params); (0..50).map(|_| s.sample(&logits).id).collect() };
+        let a: Vec<u32> = {
+            let mut s = Sampler::new(params.clone());
+            (0..50).map(|_| s.sample(&logits).id).collect()
+        };
+        let b: Vec<u32> = {
+            let mut s = Sampler::new(params);
+            (0..50).map(|_| s.sample(&logits).id).collect()
+        };
         assert_eq!(a, b);
         // The top-3 scores are 1.8 at ids 6, 13, 20 (lowest ids among ties).
         assert!(a.iter().all(|id| [6, 13, 20].contains(id)), "{a:?}");
@@ -204,7 +220,10 @@ mod tests {
     #[test]
     fn top_p_and_min_p_cut_the_tail() {
         let logits = vec![10.0, 0.0, 0.0, 0.0];
-        for params in [SamplingParams { temperature: 1.0, top_p: 0.5, seed: Some(1), ..Default::default() }, SamplingParams { temperature: 1.0, min_p: 0.1, seed: Some(1), ..Default::default() }] {
+        for params in [
+            SamplingParams { temperature: 1.0, top_p: 0.5, seed: Some(1), ..Default::default() },
+            SamplingParams { temperature: 1.0, min_p: 0.1, seed: Some(1), ..Default::default() },
+        ] {
             let mut s = Sampler::new(params);
             assert!((0..100).all(|_| s.sample(&logits).id == 0));
         }

@@ -25,7 +25,13 @@ fn greedy_tokens_and_logits_match_reference() {
         assert_eq!(ck.tokenizer.encode(text).unwrap(), prompt_ids, "{name}: prompt ids");
         let want = ids(&p["greedy_ids"]);
         let steps = p["steps"].as_array().unwrap();
-        let req = GenerateRequest { prompt_ids, params: SamplingParams::greedy(), max_tokens: want.len(), stop_strings: vec![], ignore_eos: true };
+        let req = GenerateRequest {
+            prompt_ids,
+            params: SamplingParams::greedy(),
+            max_tokens: want.len(),
+            stop_strings: vec![],
+            ignore_eos: true,
+        };
         let mut step = 0;
         let out = generate(&model, &mut kv, &mut linear, &ck.tokenizer, &req, |logits, _, _| {
             if logits.is_empty() {
@@ -57,7 +63,13 @@ fn bf16_weights_keep_greedy_on_easy_prompts() {
     let mut kv = KvPool::new(&model.config, 64, 16);
     let p = data["prompts"].as_array().unwrap().iter().find(|p| p["min_margin"].as_f64().unwrap() > 0.5).expect("a wide-margin prompt");
     let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
-    let req = GenerateRequest { prompt_ids: ids(&p["prompt_ids"]), params: SamplingParams::greedy(), max_tokens: 16, stop_strings: vec![], ignore_eos: true };
+    let req = GenerateRequest {
+        prompt_ids: ids(&p["prompt_ids"]),
+        params: SamplingParams::greedy(),
+        max_tokens: 16,
+        stop_strings: vec![],
+        ignore_eos: true,
+    };
     let out = generate(&model, &mut kv, &mut linear, &ck.tokenizer, &req, |_, _, _| {}).unwrap();
     let got: Vec<u32> = out.tokens.iter().map(|t| t.id).collect();
     assert_eq!(got, ids(&p["greedy_ids"])[..16]);

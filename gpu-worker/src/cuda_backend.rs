@@ -32,7 +32,6 @@ impl CudaBackend {
         let plain_on_gpu = host.op_ids().iter().all(|&id| host.get(id).is_some_and(|w| w.dtype() == WeightDType::Bf16));
         Ok(Self { gpu, weights, plain_on_gpu, cpu: CpuBackend::new(host) })
     }
-
 }
 
 impl MatmulBackend for CudaBackend {

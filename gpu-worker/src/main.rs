@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use talaria_gpu_worker::{CpuBackend, CudaBackend, MatmulBackend, SessionEnd, WorkerService};
 use talaria_gpu_worker::recorder::Recorder;
+use talaria_gpu_worker::{CpuBackend, CudaBackend, MatmulBackend, SessionEnd, WorkerService};
 use talaria_kernels::WeightDType;
 use talaria_models::{fetch::ensure_default_model, Checkpoint, WorkerWeights};
 use talaria_transport::{ShmRing, TcpWorkerListener};
@@ -85,11 +85,26 @@ fn run(a: Args) -> anyhow::Result<()> {
     let ck = Checkpoint::open(&path)?;
     let weights = Arc::new(WorkerWeights::load(&ck, dtype)?);
     let manifest_hash = ck.manifest_hash();
-    info!("loaded {} worker weights ({:.0} MiB {}) in {:.2}s", path.display(), weights.size_bytes() as f64 / (1 << 20) as f64, dtype.name(), t0.elapsed().as_secs_f64());
+    info!(
+        "loaded {} worker weights ({:.0} MiB {}) in {:.2}s",
+        path.display(),
+        weights.size_bytes() as f64 / (1 << 20) as f64,
+        dtype.name(),
+        t0.elapsed().as_secs_f64()
+    );
     let backend = choose_backend(&a.backend, &weights)?;
     info!("backend: {}", backend.name());
     let recorder = a.record.as_deref().map(Recorder::create).transpose()?;
-    let mut svc = WorkerService { config: ck.config.clone(), manifest_hash, weights, backend, recorder, weight_dtype: dtype.name().into(), fault: a.fault, calls_served: 0 };
+    let mut svc = WorkerService {
+        config: ck.config.clone(),
+        manifest_hash,
+        weights,
+        backend,
+        recorder,
+        weight_dtype: dtype.name().into(),
+        fault: a.fault,
+        calls_served: 0,
+    };
     drop(ck);
 
     if let Some(shm) = &a.shm {

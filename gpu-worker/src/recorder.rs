@@ -25,7 +25,8 @@ impl Recorder {
         std::fs::create_dir_all(dir.join("calls")).with_context(|| format!("creating recording dir {}", dir.display()))?;
         let calls_path = dir.join("calls.jsonl");
         let seq = std::fs::read_to_string(&calls_path).map(|s| s.lines().count() as u64).unwrap_or(0);
-        let calls = OpenOptions::new().create(true).append(true).open(&calls_path).with_context(|| format!("opening {}", calls_path.display()))?;
+        let calls =
+            OpenOptions::new().create(true).append(true).open(&calls_path).with_context(|| format!("opening {}", calls_path.display()))?;
         Ok(Self { dir: dir.into(), calls, seq })
     }
 

@@ -92,7 +92,12 @@ impl WorkerService {
                         if let Some(rec) = self.recorder.as_mut() {
                             rec.record(kind, id.op, &h, payload).map_err(|e| format!("recording failed: {e:#}"))?;
                         }
-                        let out_header = FrameHeader::matrix(FrameKind::Result, h.dtype, h.rows, d_out as u32).with_call(h.call_id, h.layer, h.op, h.call_kind);
+                        let out_header = FrameHeader::matrix(FrameKind::Result, h.dtype, h.rows, d_out as u32).with_call(
+                            h.call_id,
+                            h.layer,
+                            h.op,
+                            h.call_kind,
+                        );
                         Ok((id, out_header))
                     });
                     match result {
@@ -111,7 +116,12 @@ impl WorkerService {
                                 Some(FaultKind::Nan) | Some(FaultKind::Shape) => {
                                     warn!("fault injection: garbage answer at call {}", self.calls_served);
                                     let cols = if fault == Some(FaultKind::Shape) { out_header.cols - 1 } else { out_header.cols };
-                                    let bad = FrameHeader::matrix(FrameKind::Result, h.dtype, h.rows, cols).with_call(h.call_id, h.layer, h.op, h.call_kind);
+                                    let bad = FrameHeader::matrix(FrameKind::Result, h.dtype, h.rows, cols).with_call(
+                                        h.call_id,
+                                        h.layer,
+                                        h.op,
+                                        h.call_kind,
+                                    );
                                     let sent = frame.reply_with(bad, &mut |_, out| poison(h.dtype, out));
                                     drop(frame);
                                     sent?;
@@ -167,7 +177,13 @@ impl WorkerService {
             rec.write_manifest(&self.config, &hello.remo).map_err(|e| format!("{e:#}"))?;
         }
         info!("session started ({})", hello.remo);
-        Ok(HelloAck { protocol: WORKER_PROTOCOL, manifest_hash: self.manifest_hash.clone(), backend: self.backend.name(), weight_dtype: self.weight_dtype.clone(), ops: self.ops() })
+        Ok(HelloAck {
+            protocol: WORKER_PROTOCOL,
+            manifest_hash: self.manifest_hash.clone(),
+            backend: self.backend.name(),
+            weight_dtype: self.weight_dtype.clone(),
+            ops: self.ops(),
+        })
     }
 
     /// Checks a call header against the model: op, shape, dtype, kind.
@@ -202,7 +218,11 @@ fn compute(backend: &mut dyn MatmulBackend, id: OpId, dtype: DType, input: &[u8]
 }
 
 /// Writes the product straight into the outgoing frame when it is aligned (it is on both transports).
-fn compute_typed<T: bytemuck::Pod>(input: &[u8], out: &mut [u8], mut f: impl FnMut(&[T], &mut [T]) -> anyhow::Result<()>) -> Result<(), String> {
+fn compute_typed<T: bytemuck::Pod>(
+    input: &[u8],
+    out: &mut [u8],
+    mut f: impl FnMut(&[T], &mut [T]) -> anyhow::Result<()>,
+) -> Result<(), String> {
     let x = cast::<T>(input);
     match bytemuck::try_cast_slice_mut::<u8, T>(out) {
         Ok(y) => f(&x, y).map_err(|e| format!("{e:#}")),

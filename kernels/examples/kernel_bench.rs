@@ -11,55 +11,26 @@ use talaria_kernels::cpu::{matmul, matmul_backend, matmul_f64, CpuFeatures};
 use talaria_kernels::{WeightDType, WeightMatrix};
 
 /// (name, d_in, d_out)
-const SHAPES: [(&str, usize, usize); 5] = [
-    ("qkv", 576, 960),
-    ("o", 576, 576),
-    ("gate_up", 576, 3072),
-    ("down", 1536, 576),
-    ("head", 576, 49152),
-];
+const SHAPES: [(&str, usize, usize); 5] =
+    [("qkv", 576, 960), ("o", 576, 576), ("gate_up", 576, 3072), ("down", 1536, 576), ("head", 576, 49152)];
 const LAYERS: usize = 30;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     // Optional filters: sections `shapes`, `f64`, `model`; dtypes `f32`, `bf16` (default: all).
-    let sections: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let dtype_filter: Vec<&str> = sections
-        .iter()
-        .copied()
-        .filter(|s| WeightDType::parse(s).is_some())
-        .collect();
-    let sections: Vec<&str> = sections
-        .into_iter()
-        .filter(|s| WeightDType::parse(s).is_none())
-        .collect();
+    let sections: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with("--")).collect();
+    let dtype_filter: Vec<&str> = sections.iter().copied().filter(|s| WeightDType::parse(s).is_some()).collect();
+    let sections: Vec<&str> = sections.into_iter().filter(|s| WeightDType::parse(s).is_none()).collect();
     let want = |s: &str| sections.is_empty() || sections.contains(&s);
     let want_dtype = |d: &WeightDType| dtype_filter.is_empty() || dtype_filter.contains(&d.name());
     let budget = Duration::from_millis(if quick { 60 } else { 300 });
     println!("features: {:?}", CpuFeatures::get());
-    let pools: Vec<(usize, rayon::ThreadPool)> = [1, 2]
-        .iter()
-        .map(|&t| {
-            (
-                t,
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(t)
-                    .build()
-                    .expect("thread pool"),
-            )
-        })
-        .collect();
+    let pools: Vec<(usize, rayon::ThreadPool)> =
+        [1, 2].iter().map(|&t| (t, rayon::ThreadPoolBuilder::new().num_threads(t).build().expect("thread pool"))).collect();
 
     println!("\n== matmul f32 activations: GFLOP/s | weight GB/s ==");
-    for dtype in [WeightDType::F32, WeightDType::Bf16]
-        .into_iter()
-        .filter(|d| want("shapes") && want_dtype(d))
-    {
+    for dtype in [WeightDType::F32, WeightDType::Bf16].into_iter().filter(|d| want("shapes") && want_dtype(d)) {
         for (name, d_in, d_out) in SHAPES {
             let w = weights(d_out, d_in, dtype, 1);
             for rows in [1, 16, 512] {
@@ -67,29 +38,15 @@ fn main() {
                 let mut out = vec![0f32; rows * d_out];
                 for (threads, pool) in &pools {
                     let t = pool.install(|| time(budget, || matmul(&x, rows, &w, &mut out)));
-                    report(
-                        &format!("{} {name:8} rows {rows:4} thr {threads}", dtype.name()),
-                        rows,
-                        d_in,
-                        d_out,
-                        dtype.size_bytes(),
-                        t,
-                    );
+                    report(&format!("{} {name:8} rows {rows:4} thr {threads}", dtype.name()), rows, d_in, d_out, dtype.size_bytes(), t);
                 }
             }
         }
-        println!(
-            "   (backend for {}: {})",
-            dtype.name(),
-            matmul_backend(&weights(16, 16, dtype, 0))
-        );
+        println!("   (backend for {}: {})", dtype.name(), matmul_backend(&weights(16, 16, dtype, 0)));
     }
 
     println!("\n== matmul_f64 (exact mode): GFLOP/s | weight GB/s ==");
-    for dtype in [WeightDType::F32, WeightDType::Bf16]
-        .into_iter()
-        .filter(|d| want("f64") && want_dtype(d))
-    {
+    for dtype in [WeightDType::F32, WeightDType::Bf16].into_iter().filter(|d| want("f64") && want_dtype(d)) {
         for (name, d_in, d_out) in SHAPES.iter().take(4).copied() {
             let w = weights(d_out, d_in, dtype, 3);
             for rows in [1, 1024] {
@@ -97,30 +54,16 @@ fn main() {
                 let mut out = vec![0f64; rows * d_out];
                 for (threads, pool) in &pools {
                     let t = pool.install(|| time(budget, || matmul_f64(&x, rows, &w, &mut out)));
-                    report(
-                        &format!("f64x{} {name:8} rows {rows:4} thr {threads}", dtype.name()),
-                        rows,
-                        d_in,
-                        d_out,
-                        dtype.size_bytes(),
-                        t,
-                    );
+                    report(&format!("f64x{} {name:8} rows {rows:4} thr {threads}", dtype.name()), rows, d_in, d_out, dtype.size_bytes(), t);
                 }
             }
         }
     }
 
     println!("\n== whole model linear layers (30 layers + tied head, distinct weights) ==");
-    for dtype in [WeightDType::Bf16, WeightDType::F32]
-        .into_iter()
-        .filter(|d| want("model") && want_dtype(d))
-    {
+    for dtype in [WeightDType::Bf16, WeightDType::F32].into_iter().filter(|d| want("model") && want_dtype(d)) {
         let model: Vec<WeightMatrix> = (0..LAYERS)
-            .flat_map(|l| {
-                SHAPES[..4]
-                    .iter()
-                    .map(move |&(_, d_in, d_out)| (l, d_in, d_out))
-            })
+            .flat_map(|l| SHAPES[..4].iter().map(move |&(_, d_in, d_out)| (l, d_in, d_out)))
             .map(|(l, d_in, d_out)| weights(d_out, d_in, dtype, 100 + l as u64))
             .chain(std::iter::once(weights(49152, 576, dtype, 99)))
             .collect();
@@ -183,10 +126,5 @@ fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
 fn report(label: &str, rows: usize, d_in: usize, d_out: usize, wbytes: usize, t: f64) {
     let flops = 2.0 * (rows * d_in * d_out) as f64;
     let bytes = (d_in * d_out * wbytes) as f64;
-    println!(
-        "{label}: {:9.1} us  {:7.1} GFLOP/s  {:6.1} GB/s",
-        t * 1e6,
-        flops / t / 1e9,
-        bytes / t / 1e9
-    );
+    println!("{label}: {:9.1} us  {:7.1} GFLOP/s  {:6.1} GB/s", t * 1e6, flops / t / 1e9, bytes / t / 1e9);
 }

@@ -14,17 +14,8 @@ fn kernels_match_a_reference_on_the_cpu_emulator() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let source = root.join("bench/gpu/emu/emu_check.cpp");
     let binary = Path::new(env!("CARGO_TARGET_TMPDIR")).join("talaria_emu_check");
-    let compiled = Command::new("g++")
-        .args([
-            "-std=c++20",
-            "-O2",
-            "-pthread",
-            "-Wno-unknown-pragmas",
-            "-o",
-        ])
-        .arg(&binary)
-        .arg(&source)
-        .output();
+    let compiled =
+        Command::new("g++").args(["-std=c++20", "-O2", "-pthread", "-Wno-unknown-pragmas", "-o"]).arg(&binary).arg(&source).output();
     match compiled {
         Err(e) => {
             eprintln!("skipped: no g++ ({e})");
@@ -42,9 +33,7 @@ fn kernels_match_a_reference_on_the_cpu_emulator() {
         }
         Ok(_) => {}
     }
-    let run = Command::new(&binary)
-        .output()
-        .expect("run the emulator check");
+    let run = Command::new(&binary).output().expect("run the emulator check");
     let report = String::from_utf8_lossy(&run.stdout);
     eprintln!("{report}");
     assert!(run.status.success(), "emulator check failed:\n{report}");

@@ -43,23 +43,11 @@ fn tensor_core_targets_have_every_entry_and_the_mma_instructions() {
             let mut expected: Vec<String> = source.entries.iter().map(|s| s.to_string()).collect();
             expected.sort();
             assert_eq!(found, expected, "{} for {arch}", source.name);
-            assert!(
-                ptx.contains(&format!(".target {arch}")),
-                "{} targets {arch}",
-                source.name
-            );
+            assert!(ptx.contains(&format!(".target {arch}")), "{} targets {arch}", source.name);
             for instruction in source.mma_instructions {
-                assert!(
-                    ptx.contains(instruction),
-                    "{} for {arch} lacks {instruction}",
-                    source.name
-                );
+                assert!(ptx.contains(instruction), "{} for {arch} lacks {instruction}", source.name);
             }
-            assert!(
-                !ptx.contains("trap;"),
-                "{} for {arch} compiled the no-MMA stub",
-                source.name
-            );
+            assert!(!ptx.contains("trap;"), "{} for {arch} compiled the no-MMA stub", source.name);
         }
     }
 }
@@ -71,17 +59,8 @@ fn pre_ampere_target_compiles_without_tensor_core_instructions() {
     }
     for (i, source) in SOURCES.iter().enumerate() {
         let ptx = compile_text(i, "compute_70");
-        assert_eq!(
-            ptx_entries(&ptx).len(),
-            source.entries.len(),
-            "{}",
-            source.name
-        );
-        assert!(
-            !ptx.contains("mma.sync"),
-            "{} emits mma for sm_70",
-            source.name
-        );
+        assert_eq!(ptx_entries(&ptx).len(), source.entries.len(), "{}", source.name);
+        assert!(!ptx.contains("mma.sync"), "{} emits mma for sm_70", source.name);
     }
 }
 
@@ -97,17 +76,10 @@ fn compile_errors_are_reported_with_the_log() {
         mma_instructions: &[],
     };
     match compile(&broken, "sm_80") {
-        Err(CudaError::Compile {
-            source_name,
-            arch,
-            message,
-        }) => {
+        Err(CudaError::Compile { source_name, arch, message }) => {
             assert_eq!(source_name, "broken.cu");
             assert_eq!(arch, "sm_80");
-            assert!(
-                message.contains("undefined_name"),
-                "log missing from: {message}"
-            );
+            assert!(message.contains("undefined_name"), "log missing from: {message}");
         }
         other => panic!("expected a compile error, got {other:?}"),
     }

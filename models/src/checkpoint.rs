@@ -114,7 +114,11 @@ impl Checkpoint {
 
 /// Maps an HF tensor name to llama.cpp's GGUF name.
 fn gguf_name(hf: &str) -> String {
-    let fixed = [("model.embed_tokens.weight", "token_embd.weight"), ("model.norm.weight", "output_norm.weight"), ("lm_head.weight", "output.weight")];
+    let fixed = [
+        ("model.embed_tokens.weight", "token_embd.weight"),
+        ("model.norm.weight", "output_norm.weight"),
+        ("lm_head.weight", "output.weight"),
+    ];
     if let Some((_, g)) = fixed.iter().find(|(h, _)| *h == hf) {
         return g.to_string();
     }

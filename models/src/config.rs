@@ -61,7 +61,10 @@ impl LlamaConfig {
         if !is_llama {
             return Err(ModelError::Unsupported {
                 path: path.into(),
-                what: format!("model_type {:?} / architectures {:?}: only Llama-family models are supported", hf.model_type, hf.architectures),
+                what: format!(
+                    "model_type {:?} / architectures {:?}: only Llama-family models are supported",
+                    hf.model_type, hf.architectures
+                ),
             });
         }
         if let Some(s) = hf.rope_scaling.as_ref().filter(|v| !v.is_null()) {
@@ -93,14 +96,21 @@ impl LlamaConfig {
         let bad = |what: String| ModelError::Config { path: path.into(), what };
         let arch = g.meta("general.architecture").and_then(|v| v.as_str()).unwrap_or("");
         if arch != "llama" {
-            return Err(ModelError::Unsupported { path: path.into(), what: format!("general.architecture {arch:?}: only llama is supported") });
+            return Err(ModelError::Unsupported {
+                path: path.into(),
+                what: format!("general.architecture {arch:?}: only llama is supported"),
+            });
         }
-        let int = |k: &str| g.meta(&format!("llama.{k}")).and_then(|v| v.as_u64()).map(|v| v as usize).ok_or_else(|| bad(format!("missing llama.{k}")));
+        let int = |k: &str| {
+            g.meta(&format!("llama.{k}")).and_then(|v| v.as_u64()).map(|v| v as usize).ok_or_else(|| bad(format!("missing llama.{k}")))
+        };
         let heads = int("attention.head_count")?;
         let hidden = int("embedding_length")?;
         let vocab = match int("vocab_size") {
             Ok(v) => v,
-            Err(_) => g.meta("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len()).ok_or_else(|| bad("no vocab size".into()))?,
+            Err(_) => {
+                g.meta("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len()).ok_or_else(|| bad("no vocab size".into()))?
+            }
         };
         let cfg = Self {
             vocab_size: vocab,
@@ -110,7 +120,10 @@ impl LlamaConfig {
             num_attention_heads: heads,
             num_key_value_heads: int("attention.head_count_kv").unwrap_or(heads),
             head_dim: int("rope.dimension_count").unwrap_or(hidden / heads.max(1)),
-            rms_norm_eps: g.meta("llama.attention.layer_norm_rms_epsilon").and_then(|v| v.as_f64()).ok_or_else(|| bad("missing rms epsilon".into()))? as f32,
+            rms_norm_eps: g
+                .meta("llama.attention.layer_norm_rms_epsilon")
+                .and_then(|v| v.as_f64())
+                .ok_or_else(|| bad("missing rms epsilon".into()))? as f32,
             rope_theta: g.meta("llama.rope.freq_base").and_then(|v| v.as_f64()).unwrap_or(10_000.0) as f32,
             max_position_embeddings: int("context_length")?,
             tie_word_embeddings: g.tensor("output.weight").is_none(),

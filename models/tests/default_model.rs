@@ -1,9 +1,9 @@
 //! The real default model: loads, has the documented shape, and its
 //! tokenizer matches the Python `tokenizers` ids stored in testdata.
 
-use talaria_models::fetch::ensure_default_model;
-use talaria_models::{Checkpoint, ChatMessage, Op, OpId, WorkerWeights};
 use talaria_kernels::WeightDType;
+use talaria_models::fetch::ensure_default_model;
+use talaria_models::{ChatMessage, Checkpoint, Op, OpId, WorkerWeights};
 
 fn checkpoint() -> Checkpoint {
     let path = ensure_default_model(false).expect("default model");

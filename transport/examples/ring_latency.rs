@@ -15,9 +15,7 @@ use std::hint::black_box;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use talaria_transport::{
-    Connection, FrameHeader, FrameKind, ShmRing, TcpConnection, TcpWorkerListener,
-};
+use talaria_transport::{Connection, FrameHeader, FrameKind, ShmRing, TcpConnection, TcpWorkerListener};
 
 /// `call_kind` marking frames the child must consume without answering.
 const STREAM: u8 = 1;
@@ -37,12 +35,7 @@ fn main() -> AnyResult<()> {
             }
             return echo(&mut ring);
         }
-        Some("--child-tcp") => {
-            return echo(&mut TcpConnection::connect(
-                arg(&args, 2)?,
-                Duration::from_secs(10),
-            )?)
-        }
+        Some("--child-tcp") => return echo(&mut TcpConnection::connect(arg(&args, 2)?, Duration::from_secs(10))?),
         _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -79,9 +72,7 @@ fn arg(args: &[String], i: usize) -> AnyResult<&str> {
 }
 
 fn spawn(flag: &str, target: &str) -> AnyResult<Child> {
-    Ok(Command::new(std::env::current_exe()?)
-        .args([flag, target])
-        .spawn()?)
+    Ok(Command::new(std::env::current_exe()?).args([flag, target]).spawn()?)
 }
 
 fn finish(conn: &mut dyn Connection, child: &mut Child) -> AnyResult<()> {
@@ -103,10 +94,7 @@ fn echo(conn: &mut dyn Connection) -> AnyResult<()> {
                 black_box(checksum);
             }
             _ => {
-                let answer = FrameHeader {
-                    kind: FrameKind::Result,
-                    ..*frame.header()
-                };
+                let answer = FrameHeader { kind: FrameKind::Result, ..*frame.header() };
                 frame.reply_with(answer, &mut |input, out| out.copy_from_slice(input))?;
             }
         }
@@ -114,38 +102,18 @@ fn echo(conn: &mut dyn Connection) -> AnyResult<()> {
 }
 
 fn sum_words(bytes: &[u8]) -> u64 {
-    bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-        .fold(0u64, u64::wrapping_add)
+    bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).fold(0u64, u64::wrapping_add)
 }
 
 fn bench(label: &str, conn: &mut dyn Connection, quick: bool) -> AnyResult<()> {
     let scale = if quick { 10 } else { 1 };
-    for (size, iters) in [
-        (0, 20_000),
-        (4 * KIB, 10_000),
-        (MIB, 1_000),
-        (16 * MIB, 100),
-    ] {
+    for (size, iters) in [(0, 20_000), (4 * KIB, 10_000), (MIB, 1_000), (16 * MIB, 100)] {
         let iters = (iters / scale).max(10);
         let rtts = ping_pong(conn, size, iters)?;
         let p50 = percentile(&rtts, 0.50);
         let p99 = percentile(&rtts, 0.99);
-        let gbps = if size > 0 {
-            format!(
-                ", echo {:.2} GB/s",
-                2.0 * size as f64 / p50.as_secs_f64() / 1e9
-            )
-        } else {
-            String::new()
-        };
-        println!(
-            "{label} ping-pong {:>9}: p50 {:>10.1?}  p99 {:>10.1?}{gbps}  ({iters} round trips)",
-            human(size),
-            p50,
-            p99
-        );
+        let gbps = if size > 0 { format!(", echo {:.2} GB/s", 2.0 * size as f64 / p50.as_secs_f64() / 1e9) } else { String::new() };
+        println!("{label} ping-pong {:>9}: p50 {:>10.1?}  p99 {:>10.1?}{gbps}  ({iters} round trips)", human(size), p50, p99);
     }
     for (size, frames) in [(MIB, 2048), (16 * MIB, 128)] {
         let frames = (frames / scale).max(8);

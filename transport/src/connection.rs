@@ -57,11 +57,7 @@ pub(crate) trait ReleaseSlot {
 /// peer can answer while it still reads the request in place.
 pub(crate) trait FrameSink {
     fn send_frame(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<()>;
-    fn send_frame_with(
-        &mut self,
-        header: FrameHeader,
-        fill: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<()>;
+    fn send_frame_with(&mut self, header: FrameHeader, fill: &mut dyn FnMut(&mut [u8])) -> Result<()>;
 }
 
 /// A received frame. Derefs to its header; the payload is read in place and
@@ -78,17 +74,8 @@ pub struct Received<'a> {
 
 impl<'a> Received<'a> {
     /// A frame whose payload lives in a buffer the connection reuses.
-    pub(crate) fn borrowed(
-        header: FrameHeader,
-        payload: &'a [u8],
-        sink: &'a mut dyn FrameSink,
-    ) -> Self {
-        Received {
-            header,
-            payload,
-            release: None,
-            sink,
-        }
+    pub(crate) fn borrowed(header: FrameHeader, payload: &'a [u8], sink: &'a mut dyn FrameSink) -> Self {
+        Received { header, payload, release: None, sink }
     }
 
     /// A frame in a slot that `slot.release(token)` hands back.
@@ -99,12 +86,7 @@ impl<'a> Received<'a> {
         token: u64,
         sink: &'a mut dyn FrameSink,
     ) -> Self {
-        Received {
-            header,
-            payload,
-            release: Some((slot, token)),
-            sink,
-        }
+        Received { header, payload, release: Some((slot, token)), sink }
     }
 
     pub fn header(&self) -> &FrameHeader {
@@ -131,10 +113,7 @@ impl<'a> Received<'a> {
 
     /// Copies the frame out, so it can outlive the next `recv`.
     pub fn to_owned_frame(&self) -> OwnedFrame {
-        OwnedFrame {
-            header: self.header,
-            payload: AlignedBuf::from_slice(self.payload),
-        }
+        OwnedFrame { header: self.header, payload: AlignedBuf::from_slice(self.payload) }
     }
 
     /// Sends a frame on the same connection while this one is held.
@@ -145,14 +124,9 @@ impl<'a> Received<'a> {
     /// Sends a frame whose payload `fill(received_payload, out)` writes in
     /// place, reading this frame's payload in place. `out` holds stale bytes
     /// and must be overwritten entirely.
-    pub fn reply_with(
-        &mut self,
-        header: FrameHeader,
-        fill: &mut dyn FnMut(&[u8], &mut [u8]),
-    ) -> Result<()> {
+    pub fn reply_with(&mut self, header: FrameHeader, fill: &mut dyn FnMut(&[u8], &mut [u8])) -> Result<()> {
         let input = self.payload;
-        self.sink
-            .send_frame_with(header, &mut |out| fill(input, out))
+        self.sink.send_frame_with(header, &mut |out| fill(input, out))
     }
 }
 
@@ -173,9 +147,7 @@ impl Drop for Received<'_> {
 
 impl std::fmt::Debug for Received<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Received")
-            .field("header", &self.header)
-            .finish_non_exhaustive()
+        f.debug_struct("Received").field("header", &self.header).finish_non_exhaustive()
     }
 }
 

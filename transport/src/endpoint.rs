@@ -25,9 +25,7 @@ impl WorkerAddress {
     pub fn connect(&self, timeout: Duration) -> Result<Box<dyn Connection>> {
         Ok(match self {
             WorkerAddress::Shm(path) => Box::new(ShmRing::open(path)?),
-            WorkerAddress::Tcp { .. } => {
-                Box::new(TcpConnection::connect(&self.socket_addr_string(), timeout)?)
-            }
+            WorkerAddress::Tcp { .. } => Box::new(TcpConnection::connect(&self.socket_addr_string(), timeout)?),
         })
     }
 
@@ -44,10 +42,7 @@ impl FromStr for WorkerAddress {
     type Err = TransportError;
 
     fn from_str(input: &str) -> Result<Self> {
-        let bad = |reason: &str| TransportError::BadAddress {
-            input: input.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| TransportError::BadAddress { input: input.to_string(), reason: reason.to_string() };
         let input_trimmed = input.trim();
         if let Some(rest) = input_trimmed.strip_prefix("shm:") {
             // Accept shm:/path and shm:///path (URL style).
@@ -63,9 +58,7 @@ impl FromStr for WorkerAddress {
         }
         if let Some(rest) = input_trimmed.strip_prefix("tcp://") {
             let rest = rest.strip_suffix('/').unwrap_or(rest);
-            let (host, port) = rest
-                .rsplit_once(':')
-                .ok_or_else(|| bad("expected tcp://host:port"))?;
+            let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("expected tcp://host:port"))?;
             if host.is_empty() {
                 return Err(bad("missing host"));
             }
@@ -76,16 +69,11 @@ impl FromStr for WorkerAddress {
             if host.contains(':') && !bracketed {
                 return Err(bad("IPv6 hosts must be bracketed, e.g. tcp://[::1]:9000"));
             }
-            let port: u16 = port
-                .parse()
-                .map_err(|_| bad("port must be a number from 1 to 65535"))?;
+            let port: u16 = port.parse().map_err(|_| bad("port must be a number from 1 to 65535"))?;
             if port == 0 {
                 return Err(bad("port must be a number from 1 to 65535"));
             }
-            return Ok(WorkerAddress::Tcp {
-                host: host.to_string(),
-                port,
-            });
+            return Ok(WorkerAddress::Tcp { host: host.to_string(), port });
         }
         Err(bad("expected shm:/path/to/region or tcp://host:port"))
     }

@@ -34,17 +34,9 @@ pub enum TransportError {
     ReservedNotZero { offset: usize },
 
     #[error("payload_len {payload_len} does not match {rows} rows x {cols} cols of {dtype:?} (= {expected} bytes)")]
-    PayloadLenMismatch {
-        rows: u32,
-        cols: u32,
-        dtype: DType,
-        expected: u128,
-        payload_len: u64,
-    },
+    PayloadLenMismatch { rows: u32, cols: u32, dtype: DType, expected: u128, payload_len: u64 },
 
-    #[error(
-        "payload of {len} bytes exceeds the limit of {max} bytes; split it into smaller frames"
-    )]
+    #[error("payload of {len} bytes exceeds the limit of {max} bytes; split it into smaller frames")]
     PayloadTooLarge { len: u64, max: u64 },
 
     #[error("payload slice has {actual} bytes but the header declares {declared}")]
@@ -59,23 +51,14 @@ pub enum TransportError {
     #[error("payload of {len} bytes is not a whole number of {elem_size}-byte elements")]
     RaggedPayload { len: usize, elem_size: usize },
 
-    #[error(
-        "truncated frame: {what}: expected {expected} bytes, got {got} before the peer closed"
-    )]
-    Truncated {
-        what: &'static str,
-        expected: u64,
-        got: u64,
-    },
+    #[error("truncated frame: {what}: expected {expected} bytes, got {got} before the peer closed")]
+    Truncated { what: &'static str, expected: u64, got: u64 },
 
     #[error("peer gone: {0}")]
     PeerGone(String),
 
     #[error("timed out after {waited:?} waiting for {waiting_for}")]
-    Timeout {
-        waited: Duration,
-        waiting_for: &'static str,
-    },
+    Timeout { waited: Duration, waiting_for: &'static str },
 
     #[error("shared-memory region {path}: {reason}")]
     BadRegion { path: PathBuf, reason: String },
@@ -100,18 +83,12 @@ pub enum TransportError {
 impl TransportError {
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        TransportError::Io {
-            context: context.into(),
-            source,
-        }
+        TransportError::Io { context: context.into(), source }
     }
 
     /// True when the other side is gone for good (reconnect / respawn needed).
     pub fn is_peer_gone(&self) -> bool {
-        matches!(
-            self,
-            TransportError::PeerGone(_) | TransportError::Truncated { .. }
-        )
+        matches!(self, TransportError::PeerGone(_) | TransportError::Truncated { .. })
     }
 
     /// True for a timeout after which the connection is still usable.

@@ -69,10 +69,7 @@ impl FrameKind {
     ];
 
     pub fn from_code(code: u8) -> Result<Self> {
-        FrameKind::ALL
-            .into_iter()
-            .find(|k| *k as u8 == code)
-            .ok_or(TransportError::UnknownKind(code))
+        FrameKind::ALL.into_iter().find(|k| *k as u8 == code).ok_or(TransportError::UnknownKind(code))
     }
 
     pub fn code(self) -> u8 {
@@ -98,10 +95,7 @@ impl DType {
     pub const ALL: [DType; 5] = [DType::F32, DType::F64, DType::BF16, DType::F16, DType::U8];
 
     pub fn from_code(code: u8) -> Result<Self> {
-        DType::ALL
-            .into_iter()
-            .find(|d| *d as u8 == code)
-            .ok_or(TransportError::UnknownDType(code))
+        DType::ALL.into_iter().find(|d| *d as u8 == code).ok_or(TransportError::UnknownDType(code))
     }
 
     pub fn code(self) -> u8 {
@@ -145,38 +139,19 @@ pub struct FrameHeader {
 impl FrameHeader {
     /// A header with no payload (Ping, Pong, Shutdown, ...).
     pub fn new(kind: FrameKind) -> Self {
-        FrameHeader {
-            kind,
-            call_id: 0,
-            layer: 0,
-            op: 0,
-            call_kind: 0,
-            rows: 0,
-            cols: 0,
-            dtype: DType::U8,
-            payload_len: 0,
-        }
+        FrameHeader { kind, call_id: 0, layer: 0, op: 0, call_kind: 0, rows: 0, cols: 0, dtype: DType::U8, payload_len: 0 }
     }
 
     /// A header for a `rows x cols` matrix of `dtype`; `payload_len` is
     /// computed (saturating, so an impossible size fails `validate`).
     pub fn matrix(kind: FrameKind, dtype: DType, rows: u32, cols: u32) -> Self {
         let len = (rows as u128) * (cols as u128) * (dtype.size() as u128);
-        FrameHeader {
-            rows,
-            cols,
-            dtype,
-            payload_len: u64::try_from(len).unwrap_or(u64::MAX),
-            ..FrameHeader::new(kind)
-        }
+        FrameHeader { rows, cols, dtype, payload_len: u64::try_from(len).unwrap_or(u64::MAX), ..FrameHeader::new(kind) }
     }
 
     /// A header for a raw byte payload (JSON, text) of `len` bytes.
     pub fn bytes(kind: FrameKind, len: usize) -> Self {
-        FrameHeader {
-            payload_len: len as u64,
-            ..FrameHeader::new(kind)
-        }
+        FrameHeader { payload_len: len as u64, ..FrameHeader::new(kind) }
     }
 
     /// Sets the call routing fields.
@@ -208,10 +183,7 @@ impl FrameHeader {
             }
         }
         if self.payload_len > max_payload {
-            return Err(TransportError::PayloadTooLarge {
-                len: self.payload_len,
-                max: max_payload,
-            });
+            return Err(TransportError::PayloadTooLarge { len: self.payload_len, max: max_payload });
         }
         Ok(())
     }
@@ -246,23 +218,14 @@ impl FrameHeader {
         let b: &[u8; HEADER_LEN] = bytes
             .get(..HEADER_LEN)
             .and_then(|s| s.try_into().ok())
-            .ok_or(TransportError::ShortHeader {
-                got: bytes.len(),
-                need: HEADER_LEN,
-            })?;
+            .ok_or(TransportError::ShortHeader { got: bytes.len(), need: HEADER_LEN })?;
         let magic = [b[0], b[1], b[2], b[3]];
         if magic != FRAME_MAGIC {
-            return Err(TransportError::BadMagic {
-                found: magic,
-                expected: FRAME_MAGIC,
-            });
+            return Err(TransportError::BadMagic { found: magic, expected: FRAME_MAGIC });
         }
         let version = u16::from_le_bytes([b[4], b[5]]);
         if version != PROTOCOL_VERSION {
-            return Err(TransportError::UnsupportedVersion {
-                found: version,
-                supported: PROTOCOL_VERSION,
-            });
+            return Err(TransportError::UnsupportedVersion { found: version, supported: PROTOCOL_VERSION });
         }
         let kind = FrameKind::from_code(b[6])?;
         let dtype = DType::from_code(b[7])?;
@@ -303,14 +266,8 @@ mod tests {
         for d in DType::ALL {
             assert_eq!(DType::from_code(d.code()).unwrap(), d);
         }
-        assert!(matches!(
-            FrameKind::from_code(0),
-            Err(TransportError::UnknownKind(0))
-        ));
-        assert!(matches!(
-            DType::from_code(0),
-            Err(TransportError::UnknownDType(0))
-        ));
+        assert!(matches!(FrameKind::from_code(0), Err(TransportError::UnknownKind(0))));
+        assert!(matches!(DType::from_code(0), Err(TransportError::UnknownDType(0))));
     }
 
     #[test]

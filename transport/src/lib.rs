@@ -18,9 +18,7 @@
 
 // Payloads are little-endian on the wire and viewed in place.
 #[cfg(target_endian = "big")]
-compile_error!(
-    "talaria-transport views little-endian payloads in place and needs a little-endian target"
-);
+compile_error!("talaria-transport views little-endian payloads in place and needs a little-endian target");
 
 pub mod aligned;
 pub mod connection;

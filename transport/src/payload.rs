@@ -37,19 +37,11 @@ impl Element for u8 {
 pub fn cast_payload<T: Pod>(bytes: &[u8]) -> Result<Cow<'_, [T]>> {
     let elem = std::mem::size_of::<T>();
     if elem == 0 || !bytes.len().is_multiple_of(elem) {
-        return Err(TransportError::RaggedPayload {
-            len: bytes.len(),
-            elem_size: elem,
-        });
+        return Err(TransportError::RaggedPayload { len: bytes.len(), elem_size: elem });
     }
     match bytemuck::try_cast_slice::<u8, T>(bytes) {
         Ok(view) => Ok(Cow::Borrowed(view)),
-        Err(_) => Ok(Cow::Owned(
-            bytes
-                .chunks_exact(elem)
-                .map(bytemuck::pod_read_unaligned::<T>)
-                .collect(),
-        )),
+        Err(_) => Ok(Cow::Owned(bytes.chunks_exact(elem).map(bytemuck::pod_read_unaligned::<T>).collect())),
     }
 }
 
@@ -57,10 +49,7 @@ pub fn cast_payload<T: Pod>(bytes: &[u8]) -> Result<Cow<'_, [T]>> {
 /// header says the payload holds.
 pub fn typed_payload<T: Element>(dtype: DType, bytes: &[u8]) -> Result<Cow<'_, [T]>> {
     if dtype != T::DTYPE {
-        return Err(TransportError::WrongDType {
-            expected: T::DTYPE,
-            found: dtype,
-        });
+        return Err(TransportError::WrongDType { expected: T::DTYPE, found: dtype });
     }
     cast_payload(bytes)
 }
@@ -94,16 +83,7 @@ mod tests {
     fn wrong_dtype_and_ragged_are_errors() {
         let values = [1.0f32, 2.0];
         let bytes = as_payload_bytes(&values);
-        assert!(matches!(
-            typed_payload::<f64>(DType::F32, bytes),
-            Err(TransportError::WrongDType { .. })
-        ));
-        assert!(matches!(
-            cast_payload::<f32>(&bytes[..7]),
-            Err(TransportError::RaggedPayload {
-                len: 7,
-                elem_size: 4
-            })
-        ));
+        assert!(matches!(typed_payload::<f64>(DType::F32, bytes), Err(TransportError::WrongDType { .. })));
+        assert!(matches!(cast_payload::<f32>(&bytes[..7]), Err(TransportError::RaggedPayload { len: 7, elem_size: 4 })));
     }
 }

@@ -11,35 +11,11 @@ fn parse(s: &str) -> Result<WorkerAddress, TransportError> {
 
 #[test]
 fn good_addresses_parse_and_print_back() {
-    assert_eq!(
-        parse("shm:/dev/shm/talaria-1.ring").unwrap(),
-        WorkerAddress::Shm(PathBuf::from("/dev/shm/talaria-1.ring"))
-    );
-    assert_eq!(
-        parse("shm:///dev/shm/x").unwrap(),
-        WorkerAddress::Shm(PathBuf::from("/dev/shm/x"))
-    );
-    assert_eq!(
-        parse("tcp://127.0.0.1:9000").unwrap(),
-        WorkerAddress::Tcp {
-            host: "127.0.0.1".into(),
-            port: 9000
-        }
-    );
-    assert_eq!(
-        parse("tcp://gpu-box.internal:7001/").unwrap(),
-        WorkerAddress::Tcp {
-            host: "gpu-box.internal".into(),
-            port: 7001
-        }
-    );
-    assert_eq!(
-        parse("tcp://[::1]:9000").unwrap(),
-        WorkerAddress::Tcp {
-            host: "[::1]".into(),
-            port: 9000
-        }
-    );
+    assert_eq!(parse("shm:/dev/shm/talaria-1.ring").unwrap(), WorkerAddress::Shm(PathBuf::from("/dev/shm/talaria-1.ring")));
+    assert_eq!(parse("shm:///dev/shm/x").unwrap(), WorkerAddress::Shm(PathBuf::from("/dev/shm/x")));
+    assert_eq!(parse("tcp://127.0.0.1:9000").unwrap(), WorkerAddress::Tcp { host: "127.0.0.1".into(), port: 9000 });
+    assert_eq!(parse("tcp://gpu-box.internal:7001/").unwrap(), WorkerAddress::Tcp { host: "gpu-box.internal".into(), port: 7001 });
+    assert_eq!(parse("tcp://[::1]:9000").unwrap(), WorkerAddress::Tcp { host: "[::1]".into(), port: 9000 });
     for s in ["shm:/dev/shm/a", "tcp://10.0.0.2:80", "tcp://[fe80::1]:1"] {
         assert_eq!(parse(s).unwrap().to_string(), s);
     }
@@ -78,10 +54,6 @@ fn connect_opens_a_shm_region() {
     let (mut creator, path) = ShmRing::create("talaria-addr", 16 * 1024).unwrap();
     let addr = parse(&format!("shm:{}", path.display())).unwrap();
     let mut conn = addr.connect(Duration::from_secs(1)).unwrap();
-    conn.send(&talaria_transport::FrameHeader::new(FrameKind::Ping), &[])
-        .unwrap();
-    assert_eq!(
-        creator.recv(Some(Duration::from_secs(5))).unwrap().kind,
-        FrameKind::Ping
-    );
+    conn.send(&talaria_transport::FrameHeader::new(FrameKind::Ping), &[]).unwrap();
+    assert_eq!(creator.recv(Some(Duration::from_secs(5))).unwrap().kind, FrameKind::Ping);
 }

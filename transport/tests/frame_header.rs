@@ -3,9 +3,7 @@
 use rand::{Rng, RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use talaria_transport::frame::FRAME_MAGIC;
-use talaria_transport::{
-    DType, FrameHeader, FrameKind, TransportError, HEADER_LEN, MAX_PAYLOAD_LEN, PROTOCOL_VERSION,
-};
+use talaria_transport::{DType, FrameHeader, FrameKind, TransportError, HEADER_LEN, MAX_PAYLOAD_LEN, PROTOCOL_VERSION};
 
 fn sample_header() -> FrameHeader {
     FrameHeader::matrix(FrameKind::Call, DType::F32, 7, 576).with_call(0xDEAD_BEEF_0123, 29, 3, 1)
@@ -18,12 +16,7 @@ fn every_kind_and_dtype_round_trips() {
         for dtype in DType::ALL {
             let rows = rng.random_range(0..100u32);
             let cols = rng.random_range(0..100u32);
-            let mut h = FrameHeader::matrix(kind, dtype, rows, cols).with_call(
-                rng.random(),
-                rng.random(),
-                rng.random(),
-                rng.random(),
-            );
+            let mut h = FrameHeader::matrix(kind, dtype, rows, cols).with_call(rng.random(), rng.random(), rng.random(), rng.random());
             if dtype == DType::U8 {
                 // Byte payloads are free-sized.
                 h.payload_len = rng.random_range(0..10_000);
@@ -48,14 +41,8 @@ fn encoding_is_little_endian_at_fixed_offsets() {
     assert_eq!(i32::from_le_bytes(b[12..16].try_into().unwrap()), 29);
     assert_eq!(u32::from_le_bytes(b[16..20].try_into().unwrap()), 7);
     assert_eq!(u32::from_le_bytes(b[20..24].try_into().unwrap()), 576);
-    assert_eq!(
-        u64::from_le_bytes(b[24..32].try_into().unwrap()),
-        0xDEAD_BEEF_0123
-    );
-    assert_eq!(
-        u64::from_le_bytes(b[32..40].try_into().unwrap()),
-        7 * 576 * 4
-    );
+    assert_eq!(u64::from_le_bytes(b[24..32].try_into().unwrap()), 0xDEAD_BEEF_0123);
+    assert_eq!(u64::from_le_bytes(b[32..40].try_into().unwrap()), 7 * 576 * 4);
 }
 
 #[test]
@@ -64,10 +51,7 @@ fn each_defect_gets_its_own_error() {
 
     let mut b = good;
     b[0] = b'X';
-    assert!(matches!(
-        FrameHeader::decode(&b),
-        Err(TransportError::BadMagic { .. })
-    ));
+    assert!(matches!(FrameHeader::decode(&b), Err(TransportError::BadMagic { .. })));
 
     let mut b = good;
     b[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_le_bytes());
@@ -79,24 +63,15 @@ fn each_defect_gets_its_own_error() {
 
     let mut b = good;
     b[6] = 200;
-    assert!(matches!(
-        FrameHeader::decode(&b),
-        Err(TransportError::UnknownKind(200))
-    ));
+    assert!(matches!(FrameHeader::decode(&b), Err(TransportError::UnknownKind(200))));
 
     let mut b = good;
     b[7] = 0;
-    assert!(matches!(
-        FrameHeader::decode(&b),
-        Err(TransportError::UnknownDType(0))
-    ));
+    assert!(matches!(FrameHeader::decode(&b), Err(TransportError::UnknownDType(0))));
 
     let mut b = good;
     b[44] = 1;
-    assert!(matches!(
-        FrameHeader::decode(&b),
-        Err(TransportError::ReservedNotZero { offset: 44 })
-    ));
+    assert!(matches!(FrameHeader::decode(&b), Err(TransportError::ReservedNotZero { offset: 44 })));
 
     let mut b = good;
     b[32..40].copy_from_slice(&(7u64 * 576 * 4 + 1).to_le_bytes());
@@ -115,30 +90,15 @@ fn each_defect_gets_its_own_error() {
 fn size_limits_are_enforced() {
     // Consistent shape but larger than the global limit.
     let big = FrameHeader::matrix(FrameKind::Result, DType::F64, 1 << 16, 1 << 16);
-    assert!(matches!(
-        big.validate(),
-        Err(TransportError::PayloadTooLarge {
-            max: MAX_PAYLOAD_LEN,
-            ..
-        })
-    ));
+    assert!(matches!(big.validate(), Err(TransportError::PayloadTooLarge { max: MAX_PAYLOAD_LEN, .. })));
     // rows*cols*size overflows u64: saturates and is reported, not wrapped.
     let huge = FrameHeader::matrix(FrameKind::Call, DType::F64, u32::MAX, u32::MAX);
-    assert!(matches!(
-        huge.validate(),
-        Err(TransportError::PayloadLenMismatch { .. })
-    ));
+    assert!(matches!(huge.validate(), Err(TransportError::PayloadLenMismatch { .. })));
     // A caller-chosen limit.
     let h = FrameHeader::bytes(FrameKind::Error, 100);
     assert!(h.validate_with_limit(100).is_ok());
-    assert!(matches!(
-        h.validate_with_limit(99),
-        Err(TransportError::PayloadTooLarge { len: 100, max: 99 })
-    ));
-    assert!(matches!(
-        FrameHeader::decode_with_limit(&h.encode(), 99),
-        Err(TransportError::PayloadTooLarge { .. })
-    ));
+    assert!(matches!(h.validate_with_limit(99), Err(TransportError::PayloadTooLarge { len: 100, max: 99 })));
+    assert!(matches!(FrameHeader::decode_with_limit(&h.encode(), 99), Err(TransportError::PayloadTooLarge { .. })));
 }
 
 /// Decoding arbitrary bytes never panics, and whatever it accepts is

@@ -8,9 +8,7 @@ use std::time::Duration;
 use common::{bytes_frame, f64_frame, fill_pattern, matches_pattern, pattern};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use talaria_transport::{
-    Connection, DType, FrameHeader, FrameKind, ShmEndpoint, ShmRing, TransportError, PAYLOAD_ALIGN,
-};
+use talaria_transport::{Connection, DType, FrameHeader, FrameKind, ShmEndpoint, ShmRing, TransportError, PAYLOAD_ALIGN};
 
 const SMALL: usize = 8 * 1024;
 const LONG: Option<Duration> = Some(Duration::from_secs(10));
@@ -40,9 +38,7 @@ fn frames_of_many_sizes_survive_wraparound() {
     let sender_sizes = sizes.clone();
     let sender = std::thread::spawn(move || {
         for (id, &len) in sender_sizes.iter().enumerate() {
-            creator
-                .send(&bytes_frame(id as u64, len), &pattern(id as u64, len))
-                .unwrap();
+            creator.send(&bytes_frame(id as u64, len), &pattern(id as u64, len)).unwrap();
         }
         creator
     });
@@ -50,10 +46,7 @@ fn frames_of_many_sizes_survive_wraparound() {
         let got = opener.recv(LONG).unwrap();
         assert_eq!(*got.header(), bytes_frame(id as u64, len));
         assert_eq!(got.payload().len(), len);
-        assert!(
-            matches_pattern(id as u64, got.payload()),
-            "frame {id} corrupted"
-        );
+        assert!(matches_pattern(id as u64, got.payload()), "frame {id} corrupted");
     }
     let _creator = sender.join().unwrap();
 }
@@ -76,13 +69,8 @@ fn both_directions_work() {
 fn frame_larger_than_ring_is_rejected_and_ring_stays_usable() {
     let (mut creator, mut opener) = pair(SMALL);
     let too_big = creator.max_payload_len() as usize + 1;
-    let err = creator
-        .send(&bytes_frame(1, too_big), &vec![0; too_big])
-        .unwrap_err();
-    assert!(
-        matches!(err, TransportError::FrameTooLarge { capacity, .. } if capacity == SMALL as u64),
-        "{err}"
-    );
+    let err = creator.send(&bytes_frame(1, too_big), &vec![0; too_big]).unwrap_err();
+    assert!(matches!(err, TransportError::FrameTooLarge { capacity, .. } if capacity == SMALL as u64), "{err}");
     creator.send(&bytes_frame(2, 5), &pattern(2, 5)).unwrap();
     assert_eq!(opener.recv(LONG).unwrap().call_id, 2);
 }
@@ -91,17 +79,8 @@ fn frame_larger_than_ring_is_rejected_and_ring_stays_usable() {
 fn payload_length_must_match_header() {
     let (mut creator, _opener) = pair(SMALL);
     let err = creator.send(&bytes_frame(1, 10), &[0; 9]).unwrap_err();
-    assert!(matches!(
-        err,
-        TransportError::PayloadSizeMismatch {
-            declared: 10,
-            actual: 9
-        }
-    ));
-    let bad = FrameHeader {
-        payload_len: 7,
-        ..f64_frame(1, 1, 1)
-    };
+    assert!(matches!(err, TransportError::PayloadSizeMismatch { declared: 10, actual: 9 }));
+    let bad = FrameHeader { payload_len: 7, ..f64_frame(1, 1, 1) };
     let err = creator.send(&bad, &[0; 7]).unwrap_err();
     assert!(matches!(err, TransportError::PayloadLenMismatch { .. }));
 }
@@ -111,15 +90,10 @@ fn payload_length_must_match_header() {
 #[test]
 fn send_with_writes_in_place_and_payloads_are_aligned() {
     let (mut creator, mut opener) = pair(64 * 1024);
-    for (id, cols) in [1u32, 3, 7, 8, 9, 63, 64, 65, 100, 577]
-        .into_iter()
-        .enumerate()
-    {
+    for (id, cols) in [1u32, 3, 7, 8, 9, 63, 64, 65, 100, 577].into_iter().enumerate() {
         let rows = 3;
         let header = f64_frame(id as u64, rows, cols);
-        let expected: Vec<f64> = (0..rows * cols)
-            .map(|i| i as f64 * 0.5 - id as f64)
-            .collect();
+        let expected: Vec<f64> = (0..rows * cols).map(|i| i as f64 * 0.5 - id as f64).collect();
         creator
             .send_with(header, &mut |dst| {
                 assert_eq!(dst.len(), expected.len() * 8);
@@ -133,10 +107,7 @@ fn send_with_writes_in_place_and_payloads_are_aligned() {
         assert_eq!(got.dtype, DType::F64);
         assert_eq!(got.payload().as_ptr() as usize % PAYLOAD_ALIGN, 0);
         let values = got.f64s().unwrap();
-        assert!(
-            matches!(values, Cow::Borrowed(_)),
-            "aligned payload was copied"
-        );
+        assert!(matches!(values, Cow::Borrowed(_)), "aligned payload was copied");
         assert_eq!(&*values, expected.as_slice());
         assert!(matches!(got.f32s(), Err(TransportError::WrongDType { .. })));
     }
@@ -148,14 +119,10 @@ fn send_with_writes_in_place_and_payloads_are_aligned() {
 fn reply_with_reads_and_writes_in_place() {
     let (mut cvm, mut worker) = pair(SMALL);
     let input: Vec<f64> = (0..12).map(|i| i as f64).collect();
-    cvm.send(&f64_frame(5, 3, 4), bytemuck_bytes(&input))
-        .unwrap();
+    cvm.send(&f64_frame(5, 3, 4), bytemuck_bytes(&input)).unwrap();
 
     let mut request = worker.recv(LONG).unwrap();
-    let answer = FrameHeader {
-        kind: FrameKind::Result,
-        ..*request.header()
-    };
+    let answer = FrameHeader { kind: FrameKind::Result, ..*request.header() };
     request
         .reply_with(answer, &mut |inp, out| {
             for (o, i) in out.chunks_exact_mut(8).zip(inp.chunks_exact(8)) {
@@ -194,9 +161,7 @@ fn held_frame_blocks_space_until_dropped() {
     let big = 5000;
     worker.send(&bytes_frame(1, big), &pattern(1, big)).unwrap();
     let held = cvm.recv(LONG).unwrap();
-    let err = worker
-        .send(&bytes_frame(2, big), &pattern(2, big))
-        .unwrap_err();
+    let err = worker.send(&bytes_frame(2, big), &pattern(2, big)).unwrap_err();
     assert!(err.is_timeout(), "{err}");
     drop(held);
     worker.send(&bytes_frame(2, big), &pattern(2, big)).unwrap();
@@ -213,8 +178,7 @@ fn dropped_frames_release_their_slots() {
     cvm.set_send_timeout(Some(Duration::from_secs(2)));
     let big = SMALL - 64;
     for id in 0..200 {
-        cvm.send_with(bytes_frame(id, big), &mut |dst| fill_pattern(id, dst))
-            .unwrap();
+        cvm.send_with(bytes_frame(id, big), &mut |dst| fill_pattern(id, dst)).unwrap();
         let got = worker.recv(LONG).unwrap();
         assert!(matches_pattern(id, got.payload()));
     }
@@ -229,8 +193,7 @@ fn panicking_fill_sends_nothing() {
             cvm.send_with(bytes_frame(1000 + id, 4000), &mut |_| panic!("fill failed"))
         }));
         assert!(outcome.is_err());
-        cvm.send(&bytes_frame(id, 4000), &pattern(id, 4000))
-            .unwrap();
+        cvm.send(&bytes_frame(id, 4000), &pattern(id, 4000)).unwrap();
         let got = worker.recv(LONG).unwrap();
         assert_eq!(got.call_id, id, "a half-written frame was published");
         assert!(matches_pattern(id, got.payload()));
@@ -241,9 +204,7 @@ fn panicking_fill_sends_nothing() {
 fn frames_sent_before_close_arrive_then_peer_gone() {
     let (mut cvm, mut worker) = pair(SMALL);
     for id in 0..3 {
-        worker
-            .send(&bytes_frame(id, 100), &pattern(id, 100))
-            .unwrap();
+        worker.send(&bytes_frame(id, 100), &pattern(id, 100)).unwrap();
     }
     drop(worker);
     for id in 0..3 {
@@ -307,11 +268,7 @@ fn corrupted_ring_is_reported() {
     let mut worker = ShmRing::open(&path).unwrap();
     worker.send(&bytes_frame(1, 10), &pattern(1, 10)).unwrap();
 
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
     let map = memmap2::MmapRaw::map_raw(&file).unwrap();
     // Ring 1 (worker -> cvm) data starts after 3 pages and ring 0's data;
     // the frame header sits 16 bytes into the record.
@@ -326,11 +283,7 @@ fn corrupted_ring_is_reported() {
     // A wild head index on the other ring.
     let (mut cvm, path) = ShmRing::create("talaria-test", SMALL).unwrap();
     let _worker = ShmRing::open(&path).unwrap();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
     let map = memmap2::MmapRaw::map_raw(&file).unwrap();
     let ring1_head = 2 * PAGE;
     // SAFETY: aligned u64 in bounds of the mapping.

@@ -9,10 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::{bytes_frame, f64_frame, fill_pattern, matches_pattern, pattern};
-use talaria_transport::{
-    Connection, FrameHeader, FrameKind, TcpConnection, TcpWorkerListener, TransportError,
-    PAYLOAD_ALIGN,
-};
+use talaria_transport::{Connection, FrameHeader, FrameKind, TcpConnection, TcpWorkerListener, TransportError, PAYLOAD_ALIGN};
 
 const LONG: Option<Duration> = Some(Duration::from_secs(10));
 const CONNECT: Duration = Duration::from_secs(5);
@@ -37,13 +34,8 @@ fn echo_worker(l: TcpWorkerListener) -> JoinHandle<()> {
             if frame.kind == FrameKind::Shutdown {
                 return;
             }
-            let answer = FrameHeader {
-                kind: FrameKind::Result,
-                ..*frame.header()
-            };
-            frame
-                .reply_with(answer, &mut |input, out| out.copy_from_slice(input))
-                .unwrap();
+            let answer = FrameHeader { kind: FrameKind::Result, ..*frame.header() };
+            frame.reply_with(answer, &mut |input, out| out.copy_from_slice(input)).unwrap();
         }
     })
 }
@@ -53,10 +45,7 @@ fn frames_of_many_sizes_round_trip() {
     let (l, addr) = listener();
     let worker = echo_worker(l);
     let mut conn = TcpConnection::connect(&addr, CONNECT).unwrap();
-    for (id, len) in [0usize, 1, 47, 48, 49, 4096, 65_537, 3 << 20]
-        .into_iter()
-        .enumerate()
-    {
+    for (id, len) in [0usize, 1, 47, 48, 49, 4096, 65_537, 3 << 20].into_iter().enumerate() {
         let id = id as u64;
         conn.send(&bytes_frame(id, len), &pattern(id, len)).unwrap();
         let got = conn.recv(LONG).unwrap();
@@ -66,8 +55,7 @@ fn frames_of_many_sizes_round_trip() {
         assert_eq!(got.payload().as_ptr() as usize % PAYLOAD_ALIGN, 0);
         assert!(matches_pattern(id, got.payload()));
     }
-    conn.send(&FrameHeader::new(FrameKind::Shutdown), &[])
-        .unwrap();
+    conn.send(&FrameHeader::new(FrameKind::Shutdown), &[]).unwrap();
     worker.join().unwrap();
 }
 
@@ -77,18 +65,14 @@ fn send_with_and_typed_views() {
     let worker = echo_worker(l);
     let mut conn = TcpConnection::connect(&addr, CONNECT).unwrap();
     let values: Vec<f64> = (0..3 * 577).map(|i| (i as f64).sqrt()).collect();
-    conn.send_with(f64_frame(1, 3, 577), &mut |dst| {
-        dst.copy_from_slice(talaria_transport::as_payload_bytes(&values))
-    })
-    .unwrap();
+    conn.send_with(f64_frame(1, 3, 577), &mut |dst| dst.copy_from_slice(talaria_transport::as_payload_bytes(&values))).unwrap();
     let got = conn.recv(LONG).unwrap();
     let view = got.f64s().unwrap();
     assert!(matches!(view, Cow::Borrowed(_)));
     assert_eq!(&*view, values.as_slice());
     drop(got);
 
-    conn.send_with(bytes_frame(2, 1000), &mut |dst| fill_pattern(2, dst))
-        .unwrap();
+    conn.send_with(bytes_frame(2, 1000), &mut |dst| fill_pattern(2, dst)).unwrap();
     assert!(matches_pattern(2, conn.recv(LONG).unwrap().payload()));
     drop(conn);
     worker.join().unwrap();
@@ -126,46 +110,20 @@ fn truncated_frames_are_reported() {
 
     let mut half_header = raw_peer(header[..20].to_vec());
     let err = half_header.recv(LONG).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TransportError::Truncated {
-                what: "frame header",
-                expected: 48,
-                got: 20
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, TransportError::Truncated { what: "frame header", expected: 48, got: 20 }), "{err}");
     // The stream is out of sync for good.
-    assert!(matches!(
-        half_header.recv(LONG),
-        Err(TransportError::Broken(_))
-    ));
+    assert!(matches!(half_header.recv(LONG), Err(TransportError::Broken(_))));
 
     let mut bytes = header.to_vec();
     bytes.extend_from_slice(&[0; 60]);
     let mut half_payload = raw_peer(bytes);
     let err = half_payload.recv(LONG).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TransportError::Truncated {
-                what: "payload",
-                expected: 100,
-                got: 60
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, TransportError::Truncated { what: "payload", expected: 100, got: 60 }), "{err}");
 
     // Header only, no payload at all: still truncated, not "peer gone".
     let mut no_payload = raw_peer(header.to_vec());
     let err = no_payload.recv(LONG).unwrap_err();
-    assert!(
-        matches!(err, TransportError::Truncated { got: 0, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, TransportError::Truncated { got: 0, .. }), "{err}");
 }
 
 #[test]
@@ -185,10 +143,7 @@ fn garbage_header_is_rejected() {
     let mut conn = l.accept().unwrap();
     conn.set_max_payload_len(1000);
     let err = conn.recv(LONG).unwrap_err();
-    assert!(
-        matches!(err, TransportError::PayloadTooLarge { len, max: 1000 } if len == 1 << 20),
-        "{err}"
-    );
+    assert!(matches!(err, TransportError::PayloadTooLarge { len, max: 1000 } if len == 1 << 20), "{err}");
     peer.join().unwrap();
 }
 
@@ -235,21 +190,9 @@ fn invalid_headers_are_not_sent() {
     let (l, addr) = listener();
     let _worker = echo_worker(l);
     let mut conn = TcpConnection::connect(&addr, CONNECT).unwrap();
-    let bad = FrameHeader {
-        payload_len: 3,
-        ..f64_frame(1, 2, 2)
-    };
-    assert!(matches!(
-        conn.send(&bad, &[0; 3]),
-        Err(TransportError::PayloadLenMismatch { .. })
-    ));
-    assert!(matches!(
-        conn.send(&bytes_frame(1, 5), &[0; 4]),
-        Err(TransportError::PayloadSizeMismatch {
-            declared: 5,
-            actual: 4
-        })
-    ));
+    let bad = FrameHeader { payload_len: 3, ..f64_frame(1, 2, 2) };
+    assert!(matches!(conn.send(&bad, &[0; 3]), Err(TransportError::PayloadLenMismatch { .. })));
+    assert!(matches!(conn.send(&bytes_frame(1, 5), &[0; 4]), Err(TransportError::PayloadSizeMismatch { declared: 5, actual: 4 })));
     // Nothing reached the wire: the connection still works.
     conn.send(&bytes_frame(2, 5), &pattern(2, 5)).unwrap();
     assert_eq!(conn.recv(LONG).unwrap().call_id, 2);

@@ -29,13 +29,8 @@ fn child_entry() {
             if frame.kind == FrameKind::Shutdown {
                 return;
             }
-            let answer = FrameHeader {
-                kind: FrameKind::Result,
-                ..*frame.header()
-            };
-            frame
-                .reply_with(answer, &mut |input, out| out.copy_from_slice(input))
-                .expect("reply");
+            let answer = FrameHeader { kind: FrameKind::Result, ..*frame.header() };
+            frame.reply_with(answer, &mut |input, out| out.copy_from_slice(input)).expect("reply");
         },
         // Leave without closing the ring (no destructors run).
         "exit_silently" => {
@@ -78,29 +73,20 @@ fn echo_1000_frames_across_processes() {
     for id in 0..1000u64 {
         let len = sizes[id as usize % sizes.len()];
         let start = Instant::now();
-        ring.send_with(bytes_frame(id, len), &mut |dst| fill_pattern(id, dst))
-            .unwrap();
+        ring.send_with(bytes_frame(id, len), &mut |dst| fill_pattern(id, dst)).unwrap();
         let echoed = ring.recv(LONG).unwrap();
         round_trips.push((len, start.elapsed()));
         assert_eq!(echoed.kind, FrameKind::Result);
         assert_eq!(echoed.call_id, id);
         assert_eq!(echoed.payload().len(), len);
-        assert!(
-            matches_pattern(id, echoed.payload()),
-            "frame {id} corrupted"
-        );
+        assert!(matches_pattern(id, echoed.payload()), "frame {id} corrupted");
     }
-    ring.send(&FrameHeader::new(FrameKind::Shutdown), &[])
-        .unwrap();
+    ring.send(&FrameHeader::new(FrameKind::Shutdown), &[]).unwrap();
     assert!(child.wait().unwrap().success());
 
     for len in [0usize, 4096, 500_000] {
         // The first frames include the child's start-up.
-        let mut times: Vec<Duration> = round_trips[16..]
-            .iter()
-            .filter(|(l, _)| *l == len)
-            .map(|(_, t)| *t)
-            .collect();
+        let mut times: Vec<Duration> = round_trips[16..].iter().filter(|(l, _)| *l == len).map(|(_, t)| *t).collect();
         times.sort();
         println!(
             "shm round trip, {len} B payload: p50 {:?}, p99 {:?} ({} samples)",

@@ -45,9 +45,7 @@ impl ColumnBlockMut<'_> {
     pub(super) fn row_mut(&mut self, r: usize) -> &mut [f64] {
         assert!(r < self.rows);
         // SAFETY: as in `row`; `&mut self` makes the access exclusive.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.base.add(r * self.cols + self.c0), self.width)
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(r * self.cols + self.c0), self.width) }
     }
 
     /// Copies the block into `dst` (`rows × width`, row-major).
@@ -56,9 +54,7 @@ impl ColumnBlockMut<'_> {
         for (r, d) in dst.chunks_exact_mut(self.width).enumerate() {
             // SAFETY: row r, columns c0..c0+width lie inside the matrix
             // (checked at construction) and no other handle covers them.
-            let src = unsafe {
-                std::slice::from_raw_parts(self.base.add(r * self.cols + self.c0), self.width)
-            };
+            let src = unsafe { std::slice::from_raw_parts(self.base.add(r * self.cols + self.c0), self.width) };
             d.copy_from_slice(src);
         }
     }
@@ -68,9 +64,7 @@ impl ColumnBlockMut<'_> {
         assert_eq!(src.len(), self.rows * self.width);
         for (r, s) in src.chunks_exact(self.width).enumerate() {
             // SAFETY: as in `load`; `&mut self` makes the write exclusive.
-            let dst = unsafe {
-                std::slice::from_raw_parts_mut(self.base.add(r * self.cols + self.c0), self.width)
-            };
+            let dst = unsafe { std::slice::from_raw_parts_mut(self.base.add(r * self.cols + self.c0), self.width) };
             dst.copy_from_slice(s);
         }
     }
@@ -89,34 +83,19 @@ impl MatrixPtr {
 
 /// Runs `f` on every block of `block_width` columns of the `rows × cols`
 /// matrix `m`, in parallel; `init` makes per-job scratch state.
-pub(super) fn par_column_blocks<S, I, F>(
-    m: &mut [f64],
-    rows: usize,
-    cols: usize,
-    block_width: usize,
-    init: I,
-    f: F,
-) where
+pub(super) fn par_column_blocks<S, I, F>(m: &mut [f64], rows: usize, cols: usize, block_width: usize, init: I, f: F)
+where
     I: Fn() -> S + Sync + Send,
     F: Fn(&mut S, ColumnBlockMut<'_>) + Sync + Send,
 {
     assert_eq!(m.len(), rows * cols, "matrix size");
     let bw = block_width.clamp(1, cols.max(1));
     let base = MatrixPtr(m.as_mut_ptr());
-    (0..cols.div_ceil(bw))
-        .into_par_iter()
-        .for_each_init(init, |state, b| {
-            let c0 = b * bw;
-            let block = ColumnBlockMut {
-                base: base.get(),
-                rows,
-                cols,
-                c0,
-                width: bw.min(cols - c0),
-                _matrix: PhantomData,
-            };
-            f(state, block);
-        });
+    (0..cols.div_ceil(bw)).into_par_iter().for_each_init(init, |state, b| {
+        let c0 = b * bw;
+        let block = ColumnBlockMut { base: base.get(), rows, cols, c0, width: bw.min(cols - c0), _matrix: PhantomData };
+        f(state, block);
+    });
 }
 
 #[cfg(test)]
@@ -128,19 +107,12 @@ mod tests {
         let (rows, cols) = (5, 23);
         let mut m: Vec<f64> = (0..rows * cols).map(|i| i as f64).collect();
         let want: Vec<f64> = m.iter().map(|v| 2.0 * v + 1.0).collect();
-        par_column_blocks(
-            &mut m,
-            rows,
-            cols,
-            4,
-            Vec::new,
-            |buf: &mut Vec<f64>, mut block| {
-                buf.resize(rows * block.width(), 0.0);
-                block.load(buf);
-                buf.iter_mut().for_each(|v| *v = 2.0 * *v + 1.0);
-                block.store(buf);
-            },
-        );
+        par_column_blocks(&mut m, rows, cols, 4, Vec::new, |buf: &mut Vec<f64>, mut block| {
+            buf.resize(rows * block.width(), 0.0);
+            block.load(buf);
+            buf.iter_mut().for_each(|v| *v = 2.0 * *v + 1.0);
+            block.store(buf);
+        });
         assert_eq!(m, want);
     }
 }

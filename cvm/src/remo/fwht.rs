@@ -41,12 +41,7 @@ pub(super) fn stages(a: &mut [f64], w: usize, h_first: usize, h_end: usize) {
             let (ab, cd) = group.split_at_mut(2 * h * w);
             let (qa, qb) = ab.split_at_mut(h * w);
             let (qc, qd) = cd.split_at_mut(h * w);
-            for (((a, b), c), d) in qa
-                .iter_mut()
-                .zip(qb.iter_mut())
-                .zip(qc.iter_mut())
-                .zip(qd.iter_mut())
-            {
+            for (((a, b), c), d) in qa.iter_mut().zip(qb.iter_mut()).zip(qc.iter_mut()).zip(qd.iter_mut()) {
                 let (s0, d0) = (*a + *b, *a - *b);
                 let (s1, d1) = (*c + *d, *c - *d);
                 *a = s0 + s1;
@@ -78,31 +73,13 @@ mod tests {
     fn matches_the_explicit_hadamard_matrix() {
         // w = 3 runs every stage in L1 groups; w = 1024 leaves groups of 4
         // rows (one radix-4 sweep), then the high stages over the block.
-        for (n, w) in [
-            (1usize, 3usize),
-            (2, 3),
-            (4, 3),
-            (8, 3),
-            (16, 3),
-            (32, 3),
-            (64, 3),
-            (64, 1024),
-            (32, 2048),
-        ] {
+        for (n, w) in [(1usize, 3usize), (2, 3), (4, 3), (8, 3), (16, 3), (32, 3), (64, 3), (64, 1024), (32, 2048)] {
             let a: Vec<f64> = (0..n * w).map(|i| ((i * 7919) % 13) as f64 - 6.0).collect();
             let mut fast = a.clone();
             fwht_rows(&mut fast, n, w);
             for i in 0..n {
                 for c in 0..w {
-                    let want: f64 = (0..n)
-                        .map(|j| {
-                            if (i & j).count_ones() % 2 == 0 {
-                                a[j * w + c]
-                            } else {
-                                -a[j * w + c]
-                            }
-                        })
-                        .sum();
+                    let want: f64 = (0..n).map(|j| if (i & j).count_ones() % 2 == 0 { a[j * w + c] } else { -a[j * w + c] }).sum();
                     assert_eq!(fast[i * w + c], want, "n {n} row {i} col {c}");
                 }
             }

@@ -16,21 +16,13 @@ pub fn leakage_bits_per_call(d_in: usize, kappa: f64) -> f64 {
 
 /// The per-position bound over calls with the given input widths.
 pub fn leakage_bound_bits_for_dims(d_ins: impl IntoIterator<Item = usize>, kappa: f64) -> f64 {
-    d_ins
-        .into_iter()
-        .map(|d| leakage_bits_per_call(d, kappa))
-        .sum()
+    d_ins.into_iter().map(|d| leakage_bits_per_call(d, kappa)).sum()
 }
 
 /// The per-position bound for one forward pass of `cfg`: 4 ops per layer,
 /// plus the LM head when it is untied (tied logits stay in the CVM).
 pub fn leakage_bound_bits(cfg: &LlamaConfig, kappa: f64) -> f64 {
-    leakage_bound_bits_for_dims(
-        outsourced_ops(cfg)
-            .into_iter()
-            .map(|id| op_dims(cfg, id.op).0),
-        kappa,
-    )
+    leakage_bound_bits_for_dims(outsourced_ops(cfg).into_iter().map(|id| op_dims(cfg, id.op).0), kappa)
 }
 
 #[cfg(test)]
@@ -63,14 +55,8 @@ mod tests {
         assert!((got - want).abs() < 1e-7 * want, "{got} vs {want}");
         assert!((got - 7.063e-4).abs() < 1e-6, "{got}");
         // An untied head adds one call of width d.
-        let untied = LlamaConfig {
-            tie_word_embeddings: false,
-            ..cfg
-        };
-        assert!(
-            (leakage_bound_bits(&untied, 1e4) - got - leakage_bits_per_call(576, 1e4)).abs()
-                < 1e-15
-        );
+        let untied = LlamaConfig { tie_word_embeddings: false, ..cfg };
+        assert!((leakage_bound_bits(&untied, 1e4) - got - leakage_bits_per_call(576, 1e4)).abs() < 1e-15);
         // κ = 1: half a bit per channel.
         assert!((leakage_bits_per_call(10, 1.0) - 5.0).abs() < 1e-12);
     }

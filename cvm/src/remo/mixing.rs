@@ -64,33 +64,21 @@ impl Mixing {
     /// Samples `rounds` (≥ 3) rounds for `n` rows (`n` a power of two ≥ 2).
     pub fn sample(n: usize, rounds: usize, rng: &mut SecureRng) -> Result<Self, RemoError> {
         if n < 2 || !n.is_power_of_two() {
-            return Err(RemoError::Param(format!(
-                "mixing size {n} is not a power of two ≥ 2"
-            )));
+            return Err(RemoError::Param(format!("mixing size {n} is not a power of two ≥ 2")));
         }
         if rounds < MIN_ROUNDS {
-            return Err(RemoError::Param(format!(
-                "mixing needs ≥ {MIN_ROUNDS} rounds, got {rounds}"
-            )));
+            return Err(RemoError::Param(format!("mixing needs ≥ {MIN_ROUNDS} rounds, got {rounds}")));
         }
         let norm = (n as f64).sqrt();
         let rounds = (0..rounds)
             .map(|_| {
                 let mut perm = Vec::with_capacity(n);
                 rng.permutation(n, &mut perm);
-                let d: Vec<f64> = (0..n)
-                    .map(|_| {
-                        rng.sign()
-                            * (LOGNORMAL_SIGMA * rng.truncated_normal(LOGNORMAL_TRUNCATION)).exp()
-                    })
-                    .collect();
+                let d: Vec<f64> =
+                    (0..n).map(|_| rng.sign() * (LOGNORMAL_SIGMA * rng.truncated_normal(LOGNORMAL_TRUNCATION)).exp()).collect();
                 let scale = d.iter().map(|d| d / norm).collect();
                 let inv_scale = d.iter().map(|d| 1.0 / (norm * d)).collect();
-                Round {
-                    perm,
-                    scale,
-                    inv_scale,
-                }
+                Round { perm, scale, inv_scale }
             })
             .collect();
         Ok(Self { n, rounds })
@@ -111,9 +99,7 @@ impl Mixing {
         self.rounds
             .iter()
             .map(|r| {
-                let (lo, hi) = r.scale.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), s| {
-                    (lo.min(s.abs()), hi.max(s.abs()))
-                });
+                let (lo, hi) = r.scale.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), s| (lo.min(s.abs()), hi.max(s.abs())));
                 hi / lo
             })
             .product()
@@ -157,12 +143,7 @@ impl Mixing {
 
     fn check(&self, a: &[f64], cols: usize) -> Result<(), RemoError> {
         if a.len() != self.n * cols {
-            return Err(RemoError::Param(format!(
-                "mixing {} rows: matrix has {} values, expected {}×{cols}",
-                self.n,
-                a.len(),
-                self.n
-            )));
+            return Err(RemoError::Param(format!("mixing {} rows: matrix has {} values, expected {}×{cols}", self.n, a.len(), self.n)));
         }
         Ok(())
     }
@@ -176,14 +157,7 @@ enum Direction {
 
 /// All rounds on one block of columns. Runs the AVX-512 or AVX2 build of
 /// the same code where the CPU has it.
-fn process_block(
-    rounds: &[Round],
-    dir: Direction,
-    src: Option<&[f64]>,
-    cols: usize,
-    block: &mut ColumnBlockMut<'_>,
-    s: &mut Scratch,
-) {
+fn process_block(rounds: &[Round], dir: Direction, src: Option<&[f64]>, cols: usize, block: &mut ColumnBlockMut<'_>, s: &mut Scratch) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -244,9 +218,7 @@ fn process_block_generic(
         Direction::Forward => {
             let blk: &ColumnBlockMut<'_> = block;
             match src {
-                Some(m) => gather_round(&rounds[0], cur, n, w, |i| {
-                    &m[i * cols + c0..i * cols + c0 + w]
-                }),
+                Some(m) => gather_round(&rounds[0], cur, n, w, |i| &m[i * cols + c0..i * cols + c0 + w]),
                 None => gather_round(&rounds[0], cur, n, w, |i| blk.row(i)),
             }
             for r in &rounds[1..] {
@@ -260,21 +232,10 @@ fn process_block_generic(
             block.load(cur);
             for r in rounds[1..].iter().rev() {
                 let to: &mut [f64] = next;
-                scatter_round(r, cur, n, w, |i, d, row| {
-                    to[i * w..(i + 1) * w]
-                        .iter_mut()
-                        .zip(row)
-                        .for_each(|(x, y)| *x = d * y)
-                });
+                scatter_round(r, cur, n, w, |i, d, row| to[i * w..(i + 1) * w].iter_mut().zip(row).for_each(|(x, y)| *x = d * y));
                 std::mem::swap(&mut cur, &mut next);
             }
-            scatter_round(&rounds[0], cur, n, w, |i, d, row| {
-                block
-                    .row_mut(i)
-                    .iter_mut()
-                    .zip(row)
-                    .for_each(|(x, y)| *x = d * y)
-            });
+            scatter_round(&rounds[0], cur, n, w, |i, d, row| block.row_mut(i).iter_mut().zip(row).for_each(|(x, y)| *x = d * y));
         }
     }
 }
@@ -283,21 +244,11 @@ fn process_block_generic(
 /// each L1 group of `out` is gathered and run through the low stages while
 /// hot, then the high stages follow over the whole block.
 #[inline(always)]
-fn gather_round<'a>(
-    r: &Round,
-    out: &mut [f64],
-    n: usize,
-    w: usize,
-    row: impl Fn(usize) -> &'a [f64],
-) {
+fn gather_round<'a>(r: &Round, out: &mut [f64], n: usize, w: usize, row: impl Fn(usize) -> &'a [f64]) {
     let g = l1_group_rows(n, w);
     for (gi, group) in out.chunks_exact_mut(g * w).enumerate() {
         let rows = gi * g..(gi + 1) * g;
-        for ((dst, &src), &d) in group
-            .chunks_exact_mut(w)
-            .zip(&r.perm[rows.clone()])
-            .zip(&r.scale[rows])
-        {
+        for ((dst, &src), &d) in group.chunks_exact_mut(w).zip(&r.perm[rows.clone()]).zip(&r.scale[rows]) {
             dst.iter_mut().zip(row(src)).for_each(|(x, y)| *x = d * y);
         }
         stages(group, w, 1, g);
@@ -309,23 +260,13 @@ fn gather_round<'a>(
 /// then per L1 group the low stages and the scatter, which hands row `i` of
 /// the result as `sink(i, 1/dᵢ-scale, values)`.
 #[inline(always)]
-fn scatter_round(
-    r: &Round,
-    a: &mut [f64],
-    n: usize,
-    w: usize,
-    mut sink: impl FnMut(usize, f64, &[f64]),
-) {
+fn scatter_round(r: &Round, a: &mut [f64], n: usize, w: usize, mut sink: impl FnMut(usize, f64, &[f64])) {
     let g = l1_group_rows(n, w);
     stages(a, w, g, n);
     for (gi, group) in a.chunks_exact_mut(g * w).enumerate() {
         stages(group, w, 1, g);
         let rows = gi * g..(gi + 1) * g;
-        for ((src, &dst), &d) in group
-            .chunks_exact(w)
-            .zip(&r.perm[rows.clone()])
-            .zip(&r.inv_scale[rows])
-        {
+        for ((src, &dst), &d) in group.chunks_exact(w).zip(&r.perm[rows.clone()]).zip(&r.inv_scale[rows]) {
             sink(dst, d, src);
         }
     }
@@ -346,9 +287,7 @@ struct Scratch {
 
 impl Scratch {
     fn new(n: usize, width: usize) -> Self {
-        Self {
-            buf: vec![0.0; 2 * n * width],
-        }
+        Self { buf: vec![0.0; 2 * n * width] }
     }
 
     fn halves(&mut self, len: usize) -> (&mut [f64], &mut [f64]) {
@@ -401,11 +340,7 @@ mod tests {
             assert_eq!(b, in_place, "apply_from and apply differ");
             assert!(rel_err(&b, &a) > 0.5, "mixing changed almost nothing");
             m.apply_inverse(&mut b, cols).unwrap();
-            assert!(
-                rel_err(&b, &a) < 1e-14,
-                "n {n}: round trip error {}",
-                rel_err(&b, &a)
-            );
+            assert!(rel_err(&b, &a) < 1e-14, "n {n}: round trip error {}", rel_err(&b, &a));
         }
     }
 
@@ -428,21 +363,11 @@ mod tests {
         let smallest = dense.iter().fold(f64::INFINITY, |a, v| a.min(v.abs()));
         assert!(smallest > 0.0, "M has a zero entry");
         // Each round's magnitudes span at most e^{±3σ}.
-        assert!(
-            m.condition_bound()
-                <= (3.0 * 2.0 * LOGNORMAL_TRUNCATION * LOGNORMAL_SIGMA).exp() * (1.0 + 1e-12)
-        );
+        assert!(m.condition_bound() <= (3.0 * 2.0 * LOGNORMAL_TRUNCATION * LOGNORMAL_SIGMA).exp() * (1.0 + 1e-12));
         // Not orthogonal: the log-normal diagonal makes column norms differ.
-        let norms: Vec<f64> = (0..n)
-            .map(|j| (0..n).map(|i| dense[i * n + j].powi(2)).sum::<f64>().sqrt())
-            .collect();
-        let (lo, hi) = norms
-            .iter()
-            .fold((f64::INFINITY, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
-        assert!(
-            hi / lo > 1.05,
-            "column norms {lo}..{hi}: M looks orthogonal"
-        );
+        let norms: Vec<f64> = (0..n).map(|j| (0..n).map(|i| dense[i * n + j].powi(2)).sum::<f64>().sqrt()).collect();
+        let (lo, hi) = norms.iter().fold((f64::INFINITY, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+        assert!(hi / lo > 1.05, "column norms {lo}..{hi}: M looks orthogonal");
     }
 
     #[test]

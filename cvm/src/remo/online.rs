@@ -48,43 +48,17 @@ pub fn masked_matmul<X: Copy + Into<f64>, O: FromF64>(
     out: &mut [O],
 ) -> anyhow::Result<()> {
     let Some(first) = pads.first() else {
-        return if rows == 0 {
-            Ok(())
-        } else {
-            Err(RemoError::PoolShort {
-                id,
-                available: 0,
-                wanted: rows,
-            }
-            .into())
-        };
+        return if rows == 0 { Ok(()) } else { Err(RemoError::PoolShort { id, available: 0, wanted: rows }.into()) };
     };
     let (d_in, d_out) = (first.d_in(), first.d_out());
     if pads.len() != rows {
-        return Err(RemoError::PoolShort {
-            id,
-            available: pads.len(),
-            wanted: rows,
-        }
-        .into());
+        return Err(RemoError::PoolShort { id, available: pads.len(), wanted: rows }.into());
     }
     if x.len() != rows * d_in {
-        return Err(RemoError::Shape {
-            id,
-            what: "input rows",
-            got: x.len(),
-            expected: rows * d_in,
-        }
-        .into());
+        return Err(RemoError::Shape { id, what: "input rows", got: x.len(), expected: rows * d_in }.into());
     }
     if out.len() != rows * d_out {
-        return Err(RemoError::Shape {
-            id,
-            what: "output",
-            got: out.len(),
-            expected: rows * d_out,
-        }
-        .into());
+        return Err(RemoError::Shape { id, what: "output", got: out.len(), expected: rows * d_out }.into());
     }
 
     // Row j of X̃ is row perm[j] of X + R.
@@ -93,26 +67,15 @@ pub fn masked_matmul<X: Copy + Into<f64>, O: FromF64>(
     scratch.masked.reserve(rows * d_in);
     for &i in &scratch.perm {
         let r = pads[i].r();
-        scratch.masked.extend(
-            x[i * d_in..(i + 1) * d_in]
-                .iter()
-                .zip(r)
-                .map(|(&x, &r)| x.into() + r),
-        );
+        scratch.masked.extend(x[i * d_in..(i + 1) * d_in].iter().zip(r).map(|(&x, &r)| x.into() + r));
     }
 
-    let y = worker
-        .matmul(id, CallKind::Online, &scratch.masked, rows)
-        .map_err(|e| e.context(format!("{id}: online call")))?;
+    let y = worker.matmul(id, CallKind::Online, &scratch.masked, rows).map_err(|e| e.context(format!("{id}: online call")))?;
     check_answer(id, &y, rows, d_out)?;
 
     for (j, &i) in scratch.perm.iter().enumerate() {
         let dst = &mut out[i * d_out..(i + 1) * d_out];
-        for ((o, &yv), &rw) in dst
-            .iter_mut()
-            .zip(&y[j * d_out..(j + 1) * d_out])
-            .zip(pads[i].rw())
-        {
+        for ((o, &yv), &rw) in dst.iter_mut().zip(&y[j * d_out..(j + 1) * d_out]).zip(pads[i].rw()) {
             *o = O::from_f64(yv - rw);
         }
     }

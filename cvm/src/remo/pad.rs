@@ -18,13 +18,7 @@ pub(crate) struct BatchStore {
 impl BatchStore {
     /// Takes ownership of the batch buffers and zeroizes every row not in
     /// `keep`, then returns one `Pad` per kept row, in `keep`'s order.
-    pub(crate) fn into_pads(
-        d_in: usize,
-        d_out: usize,
-        mut r: Vec<f64>,
-        mut rw: Vec<f64>,
-        keep: &[usize],
-    ) -> Vec<Pad> {
+    pub(crate) fn into_pads(d_in: usize, d_out: usize, mut r: Vec<f64>, mut rw: Vec<f64>, keep: &[usize]) -> Vec<Pad> {
         let rows = r.len() / d_in.max(1);
         let mut kept = vec![false; rows];
         keep.iter().for_each(|&i| kept[i] = true);
@@ -33,12 +27,7 @@ impl BatchStore {
             wipe(&mut rw[i * d_out..(i + 1) * d_out]);
         }
         let store = Arc::new(BatchStore { d_in, d_out, r, rw });
-        keep.iter()
-            .map(|&row| Pad {
-                store: Arc::clone(&store),
-                row,
-            })
-            .collect()
+        keep.iter().map(|&row| Pad { store: Arc::clone(&store), row }).collect()
     }
 }
 
@@ -106,10 +95,6 @@ mod tests {
         assert_eq!(pads[0].rw(), &[-10.0, -11.0, -12.0]);
         assert_eq!(pads[1].r(), &[3.0, 4.0]);
         assert_eq!(pads[1].store.r[..2], [0.0, 0.0], "row 0 was discarded");
-        assert_eq!(
-            pads[1].store.rw[6..9],
-            [0.0, 0.0, 0.0],
-            "row 2 was discarded"
-        );
+        assert_eq!(pads[1].store.rw[6..9], [0.0, 0.0, 0.0], "row 2 was discarded");
     }
 }

@@ -27,23 +27,14 @@ pub struct RemoParams {
 
 impl Default for RemoParams {
     fn default() -> Self {
-        Self {
-            kappa: 1e4,
-            mixing_rounds: MIN_ROUNDS,
-            usable_fraction: MAX_USABLE_FRACTION,
-            low_water: 256,
-            stale_ratio: 4.0,
-        }
+        Self { kappa: 1e4, mixing_rounds: MIN_ROUNDS, usable_fraction: MAX_USABLE_FRACTION, low_water: 256, stale_ratio: 4.0 }
     }
 }
 
 impl RemoParams {
     /// The defaults with privacy level `kappa`.
     pub fn with_kappa(kappa: f64) -> Self {
-        Self {
-            kappa,
-            ..Self::default()
-        }
+        Self { kappa, ..Self::default() }
     }
 
     pub fn validate(&self) -> Result<(), RemoError> {
@@ -52,22 +43,13 @@ impl RemoParams {
             return bad(format!("κ must be finite and > 0, got {}", self.kappa));
         }
         if self.mixing_rounds < MIN_ROUNDS {
-            return bad(format!(
-                "mixing rounds must be ≥ {MIN_ROUNDS}, got {}",
-                self.mixing_rounds
-            ));
+            return bad(format!("mixing rounds must be ≥ {MIN_ROUNDS}, got {}", self.mixing_rounds));
         }
         if !(self.usable_fraction > 0.0 && self.usable_fraction <= MAX_USABLE_FRACTION) {
-            return bad(format!(
-                "usable fraction must be in (0, {MAX_USABLE_FRACTION}], got {}",
-                self.usable_fraction
-            ));
+            return bad(format!("usable fraction must be in (0, {MAX_USABLE_FRACTION}], got {}", self.usable_fraction));
         }
         if !(self.stale_ratio.is_finite() && self.stale_ratio >= 1.0) {
-            return bad(format!(
-                "stale ratio must be finite and ≥ 1, got {}",
-                self.stale_ratio
-            ));
+            return bad(format!("stale ratio must be finite and ≥ 1, got {}", self.stale_ratio));
         }
         Ok(())
     }
@@ -88,22 +70,10 @@ mod tests {
         for p in [
             RemoParams::with_kappa(0.0),
             RemoParams::with_kappa(f64::INFINITY),
-            RemoParams {
-                mixing_rounds: 2,
-                ..Default::default()
-            },
-            RemoParams {
-                usable_fraction: 0.8,
-                ..Default::default()
-            },
-            RemoParams {
-                usable_fraction: 0.0,
-                ..Default::default()
-            },
-            RemoParams {
-                stale_ratio: 0.5,
-                ..Default::default()
-            },
+            RemoParams { mixing_rounds: 2, ..Default::default() },
+            RemoParams { usable_fraction: 0.8, ..Default::default() },
+            RemoParams { usable_fraction: 0.0, ..Default::default() },
+            RemoParams { stale_ratio: 0.5, ..Default::default() },
         ] {
             assert!(p.validate().is_err(), "{p:?}");
         }

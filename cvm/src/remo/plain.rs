@@ -26,14 +26,7 @@ impl MaskScheme for PlainScheme {
         false
     }
 
-    fn matmul(
-        &mut self,
-        worker: &mut dyn WorkerMatmul,
-        id: OpId,
-        x: &[f32],
-        rows: usize,
-        out: &mut [f32],
-    ) -> anyhow::Result<()> {
+    fn matmul(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
         if rows == 0 && x.is_empty() && out.is_empty() {
             return Ok(());
         }

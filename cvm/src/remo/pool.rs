@@ -112,11 +112,7 @@ impl PadPool {
         &self.scales
     }
     pub fn stats(&self) -> PoolStats {
-        PoolStats {
-            pads_available: self.pads.len(),
-            scale_raises: self.scales.raises(),
-            ..self.stats
-        }
+        PoolStats { pads_available: self.pads.len(), scale_raises: self.scales.raises(), ..self.stats }
     }
 
     /// Makes one pad batch: draws `R`, sends `U = M·R`, recovers
@@ -132,12 +128,7 @@ impl PadPool {
     ) -> anyhow::Result<()> {
         let start = Instant::now();
         let (n_p, d_in, d_out) = (self.n_p, self.d_in, self.d_out);
-        let sigma: Vec<f64> = self
-            .scales
-            .scales()
-            .iter()
-            .map(|s| params.kappa * s)
-            .collect();
+        let sigma: Vec<f64> = self.scales.scales().iter().map(|s| params.kappa * s).collect();
         let mut r = SecretVec::zeros(n_p * d_in);
         rng.fill_gaussian_rows(&mut r, &sigma);
         let mixing = Mixing::sample(n_p, params.mixing_rounds, rng)?;
@@ -149,8 +140,7 @@ impl PadPool {
         let asked = Instant::now();
         let answer = worker.matmul(self.id, CallKind::PadBatch, u, n_p);
         let worker_time = asked.elapsed();
-        let mut rw =
-            SecretVec::from(answer.map_err(|e| e.context(format!("{}: pad batch", self.id)))?);
+        let mut rw = SecretVec::from(answer.map_err(|e| e.context(format!("{}: pad batch", self.id)))?);
         check_answer(self.id, &rw, n_p, d_out)?;
         mixing.apply_inverse(&mut rw, d_out)?;
         drop(mixing);
@@ -159,18 +149,9 @@ impl PadPool {
         // zeroized now, the kept ones when their last pad is dropped.
         let mut order = Vec::with_capacity(n_p);
         rng.permutation(n_p, &mut order);
-        self.pads.extend(BatchStore::into_pads(
-            d_in,
-            d_out,
-            r.into_inner(),
-            rw.into_inner(),
-            &order[..self.usable],
-        ));
+        self.pads.extend(BatchStore::into_pads(d_in, d_out, r.into_inner(), rw.into_inner(), &order[..self.usable]));
         super::wipe::wipe(&mut order);
-        self.batches.push_back(BatchScale {
-            remaining: self.usable,
-            scales: self.scales.scales().to_vec(),
-        });
+        self.batches.push_back(BatchScale { remaining: self.usable, scales: self.scales.scales().to_vec() });
 
         self.stats.batches += 1;
         self.stats.pads_made += self.usable as u64;
@@ -183,11 +164,7 @@ impl PadPool {
     /// Moves `n` pads out of the pool; they are never handed out again.
     pub fn take(&mut self, n: usize) -> Result<Vec<Pad>, RemoError> {
         if self.pads.len() < n {
-            return Err(RemoError::PoolShort {
-                id: self.id,
-                available: self.pads.len(),
-                wanted: n,
-            });
+            return Err(RemoError::PoolShort { id: self.id, available: self.pads.len(), wanted: n });
         }
         let pads: Vec<Pad> = self.pads.drain(..n).collect();
         let mut left = n;
@@ -214,13 +191,10 @@ impl PadPool {
         if !self.scales.observe(x, rows) {
             return;
         }
-        let stale = self.batches.front().is_some_and(|b| {
-            self.scales
-                .last_rms()
-                .iter()
-                .zip(&b.scales)
-                .any(|(&rms, &drawn)| rms > params.stale_ratio * drawn)
-        });
+        let stale = self
+            .batches
+            .front()
+            .is_some_and(|b| self.scales.last_rms().iter().zip(&b.scales).any(|(&rms, &drawn)| rms > params.stale_ratio * drawn));
         if stale {
             tracing::debug!(op = %self.id, pads = self.pads.len(), "flushing pads drawn at a stale channel scale");
             self.flush();
@@ -244,20 +218,9 @@ mod tests {
 
     fn pool(d_in: usize, d_out: usize) -> (PadPool, RecordingWorker, RemoParams) {
         let id = OpId::new(0, Op::Down);
-        let spec = OpSpec {
-            d_in,
-            d_out,
-            channel_scales: vec![1.0; d_in],
-        };
-        let params = RemoParams {
-            stale_ratio: 2.0,
-            ..RemoParams::default()
-        };
-        (
-            PadPool::new(id, &spec, &params),
-            RecordingWorker::random(&[(id, d_in, d_out)], 1),
-            params,
-        )
+        let spec = OpSpec { d_in, d_out, channel_scales: vec![1.0; d_in] };
+        let params = RemoParams { stale_ratio: 2.0, ..RemoParams::default() };
+        (PadPool::new(id, &spec, &params), RecordingWorker::random(&[(id, d_in, d_out)], 1), params)
     }
 
     #[test]
@@ -265,8 +228,7 @@ mod tests {
         let (mut p, mut w, params) = pool(40, 24);
         let mut rng = SecureRng::from_os().unwrap();
         assert_eq!(p.batch_rows(), 64);
-        p.refill(&mut w, &mut rng, &params, &mut Vec::new())
-            .unwrap();
+        p.refill(&mut w, &mut rng, &params, &mut Vec::new()).unwrap();
         assert_eq!(p.available(), 48);
         let s = p.stats();
         assert_eq!((s.batches, s.pads_made, s.pads_discarded), (1, 48, 16));
@@ -275,11 +237,7 @@ mod tests {
         assert_eq!(p.available(), 0);
         assert!(matches!(p.take(1), Err(RemoError::PoolShort { .. })));
         // All 48 pads are distinct rows.
-        let mut rows: Vec<Vec<u64>> = first
-            .iter()
-            .chain(&second)
-            .map(|p| p.r().iter().map(|v| v.to_bits()).collect())
-            .collect();
+        let mut rows: Vec<Vec<u64>> = first.iter().chain(&second).map(|p| p.r().iter().map(|v| v.to_bits()).collect()).collect();
         rows.sort();
         rows.dedup();
         assert_eq!(rows.len(), 48);
@@ -287,11 +245,7 @@ mod tests {
         // Each pad carries r·W for its own r.
         for pad in &first {
             let want = w.exact(p.id(), pad.r(), 1).unwrap();
-            let err = want
-                .iter()
-                .zip(pad.rw())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
+            let err = want.iter().zip(pad.rw()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
             let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
             assert!(err <= 1e-13 * scale, "r·W off by {err} (scale {scale})");
         }
@@ -301,8 +255,7 @@ mod tests {
     fn stale_scales_flush_the_pool() {
         let (mut p, mut w, params) = pool(8, 4);
         let mut rng = SecureRng::from_os().unwrap();
-        p.refill(&mut w, &mut rng, &params, &mut Vec::new())
-            .unwrap();
+        p.refill(&mut w, &mut rng, &params, &mut Vec::new()).unwrap();
         let before = p.available();
         // RMS 1.5 ≤ 2 × 1: raised, but the pads stay.
         p.observe(&[1.5f32; 8], 1, &params);
@@ -313,9 +266,6 @@ mod tests {
         assert_eq!(p.available(), 0);
         let s = p.stats();
         let unused = (p.batch_rows() - p.usable_per_batch()) as u64;
-        assert_eq!(
-            (s.flushes, s.scale_raises, s.pads_discarded),
-            (1, 2, unused + before as u64)
-        );
+        assert_eq!((s.flushes, s.scale_raises, s.pads_discarded), (1, 2, unused + before as u64));
     }
 }

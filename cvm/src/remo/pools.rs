@@ -27,17 +27,8 @@ impl PadPools {
     /// Empty pools for every op of `setup`.
     pub fn new(setup: &RemoSetup, params: RemoParams) -> Result<Self, RemoError> {
         params.validate()?;
-        let pools = setup
-            .ids()
-            .into_iter()
-            .filter_map(|id| Some((id, PadPool::new(id, setup.get(id)?, &params))))
-            .collect();
-        Ok(Self {
-            params,
-            rng: SecureRng::from_os()?,
-            pools,
-            u_buf: Vec::new(),
-        })
+        let pools = setup.ids().into_iter().filter_map(|id| Some((id, PadPool::new(id, setup.get(id)?, &params)))).collect();
+        Ok(Self { params, rng: SecureRng::from_os()?, pools, u_buf: Vec::new() })
     }
 
     pub fn params(&self) -> &RemoParams {
@@ -61,18 +52,8 @@ impl PadPools {
     }
 
     /// Makes pad batches for `id` now until it holds at least `n` pads.
-    pub fn ensure(
-        &mut self,
-        worker: &mut dyn WorkerMatmul,
-        id: OpId,
-        n: usize,
-    ) -> anyhow::Result<()> {
-        let Self {
-            params,
-            rng,
-            pools,
-            u_buf,
-        } = self;
+    pub fn ensure(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, n: usize) -> anyhow::Result<()> {
+        let Self { params, rng, pools, u_buf } = self;
         let pool = pools.get_mut(&id).ok_or(RemoError::UnknownOp { id })?;
         while pool.available() < n {
             pool.refill(worker, rng, params, u_buf)?;
@@ -86,12 +67,7 @@ impl PadPools {
     }
 
     /// Records real rows of `id` (raising scales, flushing stale pads).
-    pub fn observe<X: Copy + Into<f64>>(
-        &mut self,
-        id: OpId,
-        x: &[X],
-        rows: usize,
-    ) -> Result<(), RemoError> {
+    pub fn observe<X: Copy + Into<f64>>(&mut self, id: OpId, x: &[X], rows: usize) -> Result<(), RemoError> {
         let params = self.params;
         self.pool_mut(id)?.observe(x, rows, &params);
         Ok(())
@@ -100,11 +76,7 @@ impl PadPools {
     /// Tops up pools below the low-water mark, emptiest first, one batch at
     /// a time, starting no batch after `budget` has elapsed (so it may
     /// overrun by one batch).
-    pub fn refill_idle(
-        &mut self,
-        worker: &mut dyn WorkerMatmul,
-        budget: Duration,
-    ) -> anyhow::Result<IdleProgress> {
+    pub fn refill_idle(&mut self, worker: &mut dyn WorkerMatmul, budget: Duration) -> anyhow::Result<IdleProgress> {
         let start = Instant::now();
         let mut progress = IdleProgress::default();
         while start.elapsed() < budget {
@@ -114,20 +86,12 @@ impl PadPools {
             self.ensure(worker, id, self.available(id) + 1)?;
             progress.batches_made += 1;
         }
-        progress.pools_below_low_water = self
-            .pools
-            .values()
-            .filter(|p| p.available() < self.params.low_water)
-            .count();
+        progress.pools_below_low_water = self.pools.values().filter(|p| p.available() < self.params.low_water).count();
         Ok(progress)
     }
 
     fn emptiest_below_low_water(&self) -> Option<OpId> {
-        self.pools
-            .values()
-            .filter(|p| p.available() < self.params.low_water)
-            .min_by_key(|p| (p.available(), p.id()))
-            .map(PadPool::id)
+        self.pools.values().filter(|p| p.available() < self.params.low_water).min_by_key(|p| (p.available(), p.id())).map(PadPool::id)
     }
 
     /// Statistics summed over all pools.

@@ -53,18 +53,11 @@ impl RecordingWorker {
             .iter()
             .map(|&(id, d_in, d_out)| {
                 let s = 1.0 / (d_in as f64).sqrt();
-                let w = (0..d_in * d_out)
-                    .map(|_| s * rng.sample::<f64, _>(StandardNormal))
-                    .collect();
+                let w = (0..d_in * d_out).map(|_| s * rng.sample::<f64, _>(StandardNormal)).collect();
                 (id, Weight { d_in, d_out, w })
             })
             .collect();
-        Self {
-            weights,
-            calls: Vec::new(),
-            record_data: true,
-            seq: 0,
-        }
+        Self { weights, calls: Vec::new(), record_data: true, seq: 0 }
     }
 
     /// Keep only call metadata (for large runs).
@@ -88,24 +81,14 @@ impl RecordingWorker {
 
     /// The exact product `x·Wᵀ`, without recording.
     pub fn exact(&self, id: OpId, x: &[f64], rows: usize) -> anyhow::Result<Vec<f64>> {
-        let w = self
-            .weights
-            .get(&id)
-            .ok_or_else(|| anyhow::anyhow!("worker: no weight for {id}"))?;
-        anyhow::ensure!(
-            x.len() == rows * w.d_in,
-            "worker: {id}: {} values is not {rows} rows of {}",
-            x.len(),
-            w.d_in
-        );
+        let w = self.weights.get(&id).ok_or_else(|| anyhow::anyhow!("worker: no weight for {id}"))?;
+        anyhow::ensure!(x.len() == rows * w.d_in, "worker: {id}: {} values is not {rows} rows of {}", x.len(), w.d_in);
         let mut y = vec![0.0; rows * w.d_out];
-        y.par_chunks_mut(w.d_out)
-            .zip(x.par_chunks(w.d_in))
-            .for_each(|(y_row, x_row)| {
-                for (o, w_row) in y_row.iter_mut().zip(w.w.chunks_exact(w.d_in)) {
-                    *o = dot(x_row, w_row);
-                }
-            });
+        y.par_chunks_mut(w.d_out).zip(x.par_chunks(w.d_in)).for_each(|(y_row, x_row)| {
+            for (o, w_row) in y_row.iter_mut().zip(w.w.chunks_exact(w.d_in)) {
+                *o = dot(x_row, w_row);
+            }
+        });
         Ok(y)
     }
 }
@@ -114,12 +97,7 @@ impl RecordingWorker {
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0.0f64; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ca.zip(cb) {
         for k in 0..8 {
             acc[k] += x[k] * y[k];
@@ -129,28 +107,11 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 impl WorkerMatmul for RecordingWorker {
-    fn matmul(
-        &mut self,
-        id: OpId,
-        kind: CallKind,
-        x: &[f64],
-        rows: usize,
-    ) -> anyhow::Result<Vec<f64>> {
+    fn matmul(&mut self, id: OpId, kind: CallKind, x: &[f64], rows: usize) -> anyhow::Result<Vec<f64>> {
         let y = self.exact(id, x, rows)?;
         let cols = x.len() / rows.max(1);
-        let data = if self.record_data {
-            x.to_vec()
-        } else {
-            Vec::new()
-        };
-        self.calls.push(ReceivedCall {
-            seq: self.seq,
-            id,
-            kind,
-            rows,
-            cols,
-            data,
-        });
+        let data = if self.record_data { x.to_vec() } else { Vec::new() };
+        self.calls.push(ReceivedCall { seq: self.seq, id, kind, rows, cols, data });
         self.seq += 1;
         Ok(y)
     }

@@ -28,14 +28,7 @@ pub struct Remo {
 impl Remo {
     pub fn new(setup: RemoSetup, params: RemoParams) -> Result<Self, RemoError> {
         let pools = PadPools::new(&setup, params)?;
-        Ok(Self {
-            setup,
-            pools,
-            rng: SecureRng::from_os()?,
-            scratch: OnlineScratch::default(),
-            online_calls: 0,
-            online_rows: 0,
-        })
+        Ok(Self { setup, pools, rng: SecureRng::from_os()?, scratch: OnlineScratch::default(), online_calls: 0, online_rows: 0 })
     }
 
     pub fn params(&self) -> &RemoParams {
@@ -55,12 +48,7 @@ impl Remo {
     }
 
     /// For the engine: make sure `n` pads of `id` are ready before a step.
-    pub fn ensure(
-        &mut self,
-        worker: &mut dyn WorkerMatmul,
-        id: OpId,
-        n: usize,
-    ) -> anyhow::Result<()> {
+    pub fn ensure(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, n: usize) -> anyhow::Result<()> {
         self.pools.ensure(worker, id, n)
     }
 
@@ -70,14 +58,7 @@ impl Remo {
     }
 
     /// The masked product in f64: `out (rows × d_out) = x · W_idᵀ`.
-    pub fn matmul_f64(
-        &mut self,
-        worker: &mut dyn WorkerMatmul,
-        id: OpId,
-        x: &[f64],
-        rows: usize,
-        out: &mut [f64],
-    ) -> anyhow::Result<()> {
+    pub fn matmul_f64(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
         self.masked(worker, id, x, rows, out)
     }
 
@@ -92,22 +73,10 @@ impl Remo {
         let spec = self.setup.get(id).ok_or(RemoError::UnknownOp { id })?;
         let (d_in, d_out) = (spec.d_in, spec.d_out);
         if x.len() != rows * d_in {
-            return Err(RemoError::Shape {
-                id,
-                what: "input rows",
-                got: x.len(),
-                expected: rows * d_in,
-            }
-            .into());
+            return Err(RemoError::Shape { id, what: "input rows", got: x.len(), expected: rows * d_in }.into());
         }
         if out.len() != rows * d_out {
-            return Err(RemoError::Shape {
-                id,
-                what: "output",
-                got: out.len(),
-                expected: rows * d_out,
-            }
-            .into());
+            return Err(RemoError::Shape { id, what: "output", got: out.len(), expected: rows * d_out }.into());
         }
         if rows == 0 {
             return Ok(());
@@ -118,16 +87,7 @@ impl Remo {
         self.pools.observe(id, x, rows)?;
         self.pools.ensure(worker, id, rows)?;
         let pads = self.pools.take(id, rows)?;
-        masked_matmul(
-            worker,
-            id,
-            x,
-            rows,
-            pads,
-            &mut self.rng,
-            &mut self.scratch,
-            out,
-        )?;
+        masked_matmul(worker, id, x, rows, pads, &mut self.rng, &mut self.scratch, out)?;
         self.online_calls += 1;
         self.online_rows += rows as u64;
         Ok(())
@@ -135,12 +95,7 @@ impl Remo {
 
     /// Pools, statistics and the leakage bound, for the CLI.
     pub fn remo_report(&self) -> RemoReport {
-        RemoReport::new(
-            &self.setup,
-            &self.pools,
-            self.online_calls,
-            self.online_rows,
-        )
+        RemoReport::new(&self.setup, &self.pools, self.online_calls, self.online_rows)
     }
 }
 
@@ -153,22 +108,11 @@ impl MaskScheme for Remo {
         true
     }
 
-    fn matmul(
-        &mut self,
-        worker: &mut dyn WorkerMatmul,
-        id: OpId,
-        x: &[f32],
-        rows: usize,
-        out: &mut [f32],
-    ) -> anyhow::Result<()> {
+    fn matmul(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
         self.masked(worker, id, x, rows, out)
     }
 
-    fn idle(
-        &mut self,
-        worker: &mut dyn WorkerMatmul,
-        budget: Duration,
-    ) -> anyhow::Result<IdleProgress> {
+    fn idle(&mut self, worker: &mut dyn WorkerMatmul, budget: Duration) -> anyhow::Result<IdleProgress> {
         self.pools.refill_idle(worker, budget)
     }
 

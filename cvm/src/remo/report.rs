@@ -96,10 +96,7 @@ impl RemoReport {
             refill_ms: ms(t.refill_time),
             worker_ms: ms(t.worker_time),
             leakage_bound_bits: leakage_bound_bits_for_dims(setup.input_dims(), p.kappa),
-            leakage_bound_bits_conservative: leakage_bound_bits_for_dims(
-                setup.input_dims(),
-                p.kappa / p.stale_ratio,
-            ),
+            leakage_bound_bits_conservative: leakage_bound_bits_for_dims(setup.input_dims(), p.kappa / p.stale_ratio),
             ops,
         }
     }
@@ -138,13 +135,18 @@ impl fmt::Display for RemoReport {
         writeln!(
             f,
             "  online: {} calls, {} rows; pads: {} used, {} discarded, {} ready; {} batches, refill {:.1} ms (worker {:.1} ms)",
-            self.online_calls, self.online_rows, self.pads_used, self.pads_discarded, self.pads_available, self.batches, self.refill_ms, self.worker_ms
+            self.online_calls,
+            self.online_rows,
+            self.pads_used,
+            self.pads_discarded,
+            self.pads_available,
+            self.batches,
+            self.refill_ms,
+            self.worker_ms
         )?;
         let mut kinds: BTreeMap<Op, KindTotals> = BTreeMap::new();
         for o in &self.ops {
-            let k = kinds
-                .entry(Op::parse(o.op).unwrap_or(Op::LmHead))
-                .or_default();
+            let k = kinds.entry(Op::parse(o.op).unwrap_or(Op::LmHead)).or_default();
             k.layers += 1;
             (k.d_in, k.d_out, k.n_p) = (o.d_in, o.d_out, o.n_p);
             k.batches += o.batches;

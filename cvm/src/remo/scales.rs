@@ -19,14 +19,7 @@ pub struct ChannelScales {
 impl ChannelScales {
     pub fn new(id: OpId, scales: Vec<f64>) -> Self {
         let d = scales.len();
-        Self {
-            id,
-            scales,
-            observed_max: vec![0.0; d],
-            last_rms: vec![0.0; d],
-            raises: 0,
-            warned: false,
-        }
+        Self { id, scales, observed_max: vec![0.0; d], last_rms: vec![0.0; d], raises: 0, warned: false }
     }
 
     pub fn scales(&self) -> &[f64] {
@@ -71,11 +64,7 @@ impl ChannelScales {
                 self.observed_max[c] = rms;
             }
             if self.observed_max[c] > self.scales[c] {
-                worst = worst.max(if self.scales[c] > 0.0 {
-                    self.observed_max[c] / self.scales[c]
-                } else {
-                    f64::INFINITY
-                });
+                worst = worst.max(if self.scales[c] > 0.0 { self.observed_max[c] / self.scales[c] } else { f64::INFINITY });
                 self.scales[c] = self.observed_max[c];
                 raised += 1;
             }

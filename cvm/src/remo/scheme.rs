@@ -25,22 +25,11 @@ pub trait MaskScheme: Send {
     fn secure(&self) -> bool;
 
     /// `out (rows × d_out) = x (rows × d_in) · W_idᵀ`, computed by `worker`.
-    fn matmul(
-        &mut self,
-        worker: &mut dyn WorkerMatmul,
-        id: OpId,
-        x: &[f32],
-        rows: usize,
-        out: &mut [f32],
-    ) -> anyhow::Result<()>;
+    fn matmul(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()>;
 
     /// Work to do while the worker is idle (pad refills), for up to about
     /// `budget`.
-    fn idle(
-        &mut self,
-        _worker: &mut dyn WorkerMatmul,
-        _budget: Duration,
-    ) -> anyhow::Result<IdleProgress> {
+    fn idle(&mut self, _worker: &mut dyn WorkerMatmul, _budget: Duration) -> anyhow::Result<IdleProgress> {
         Ok(IdleProgress::default())
     }
 
@@ -52,20 +41,10 @@ pub trait MaskScheme: Send {
 
 /// `(d_in, d_out)` of a call from its buffer lengths (schemes that know no
 /// shapes up front).
-pub(crate) fn dims_from_buffers(
-    id: OpId,
-    x_len: usize,
-    out_len: usize,
-    rows: usize,
-) -> Result<(usize, usize), RemoError> {
-    let (d_in, d_out) = (
-        x_len.checked_div(rows).unwrap_or(0),
-        out_len.checked_div(rows).unwrap_or(0),
-    );
+pub(crate) fn dims_from_buffers(id: OpId, x_len: usize, out_len: usize, rows: usize) -> Result<(usize, usize), RemoError> {
+    let (d_in, d_out) = (x_len.checked_div(rows).unwrap_or(0), out_len.checked_div(rows).unwrap_or(0));
     if d_in == 0 || d_out == 0 || d_in * rows != x_len || d_out * rows != out_len {
-        return Err(RemoError::Param(format!(
-            "{id}: buffers of {x_len} and {out_len} values do not hold {rows} non-empty rows"
-        )));
+        return Err(RemoError::Param(format!("{id}: buffers of {x_len} and {out_len} values do not hold {rows} non-empty rows")));
     }
     Ok((d_in, d_out))
 }

@@ -13,20 +13,13 @@ pub const SCHEME_NAMES: [&str; 5] = ["remo", "plain", "permute", "mix", "lowrank
 
 /// `"remo"` (with `kappa` and `setup`), `"plain"`, or one of the INSECURE
 /// references `"permute"`, `"mix"`, `"lowrank"` (noise RMS `kappa` × data).
-pub fn scheme_by_name(
-    name: &str,
-    kappa: f64,
-    setup: &RemoSetup,
-) -> anyhow::Result<Box<dyn MaskScheme>> {
+pub fn scheme_by_name(name: &str, kappa: f64, setup: &RemoSetup) -> anyhow::Result<Box<dyn MaskScheme>> {
     Ok(match name {
         "remo" => Box::new(Remo::new(setup.clone(), RemoParams::with_kappa(kappa))?),
         "plain" => Box::new(PlainScheme::new()),
         "permute" => Box::new(RowPermutation::new()?),
         "mix" => Box::new(RowMixing::new()?),
         "lowrank" => Box::new(LowRankNoise::new(kappa)?),
-        other => anyhow::bail!(
-            "unknown masking scheme {other:?}; expected one of {}",
-            SCHEME_NAMES.join(", ")
-        ),
+        other => anyhow::bail!("unknown masking scheme {other:?}; expected one of {}", SCHEME_NAMES.join(", ")),
     })
 }

@@ -73,18 +73,14 @@ impl SecureRng {
             return;
         }
         let chunk = (GAUSSIAN_CHUNK / cols).max(1) * cols;
-        let streams: Vec<ChaCha20Rng> = (0..out.len().div_ceil(chunk))
-            .map(|_| self.fork())
-            .collect();
-        out.par_chunks_mut(chunk)
-            .zip(streams)
-            .for_each(|(block, mut rng)| {
-                for row in block.chunks_exact_mut(cols) {
-                    for (v, &s) in row.iter_mut().zip(sigma) {
-                        *v = s * rng.sample::<f64, _>(StandardNormal);
-                    }
+        let streams: Vec<ChaCha20Rng> = (0..out.len().div_ceil(chunk)).map(|_| self.fork()).collect();
+        out.par_chunks_mut(chunk).zip(streams).for_each(|(block, mut rng)| {
+            for row in block.chunks_exact_mut(cols) {
+                for (v, &s) in row.iter_mut().zip(sigma) {
+                    *v = s * rng.sample::<f64, _>(StandardNormal);
                 }
-            });
+            }
+        });
     }
 }
 
@@ -100,18 +96,8 @@ mod tests {
         let mut m = vec![0.0; rows * sigma.len()];
         rng.fill_gaussian_rows(&mut m, &sigma);
         for (c, &s) in sigma.iter().enumerate() {
-            let var: f64 = m
-                .iter()
-                .skip(c)
-                .step_by(sigma.len())
-                .map(|v| v * v)
-                .sum::<f64>()
-                / rows as f64;
-            assert!(
-                (var.sqrt() - s).abs() <= 0.03 * s + 1e-12,
-                "channel {c}: rms {} vs {s}",
-                var.sqrt()
-            );
+            let var: f64 = m.iter().skip(c).step_by(sigma.len()).map(|v| v * v).sum::<f64>() / rows as f64;
+            assert!((var.sqrt() - s).abs() <= 0.03 * s + 1e-12, "channel {c}: rms {} vs {s}", var.sqrt());
         }
     }
 

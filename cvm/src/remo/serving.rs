@@ -51,21 +51,10 @@ impl MaskScheme for ServingScheme {
     fn secure(&self) -> bool {
         self.inner().secure()
     }
-    fn matmul(
-        &mut self,
-        worker: &mut dyn WorkerMatmul,
-        id: OpId,
-        x: &[f32],
-        rows: usize,
-        out: &mut [f32],
-    ) -> anyhow::Result<()> {
+    fn matmul(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
         self.inner_mut().matmul(worker, id, x, rows, out)
     }
-    fn idle(
-        &mut self,
-        worker: &mut dyn WorkerMatmul,
-        budget: Duration,
-    ) -> anyhow::Result<IdleProgress> {
+    fn idle(&mut self, worker: &mut dyn WorkerMatmul, budget: Duration) -> anyhow::Result<IdleProgress> {
         self.inner_mut().idle(worker, budget)
     }
     fn report(&self) -> Option<RemoReport> {

@@ -26,26 +26,13 @@ impl RemoSetup {
     pub fn new(ops: HashMap<OpId, OpSpec>) -> Result<Self, RemoError> {
         for (&id, spec) in &ops {
             if spec.d_in == 0 || spec.d_out == 0 {
-                return Err(RemoError::Param(format!(
-                    "{id}: empty shape {}→{}",
-                    spec.d_in, spec.d_out
-                )));
+                return Err(RemoError::Param(format!("{id}: empty shape {}→{}", spec.d_in, spec.d_out)));
             }
             let got = spec.channel_scales.len();
             if got != spec.d_in {
-                return Err(RemoError::Shape {
-                    id,
-                    what: "channel scales",
-                    got,
-                    expected: spec.d_in,
-                });
+                return Err(RemoError::Shape { id, what: "channel scales", got, expected: spec.d_in });
             }
-            if let Some((channel, &value)) = spec
-                .channel_scales
-                .iter()
-                .enumerate()
-                .find(|(_, s)| !(s.is_finite() && **s >= 0.0))
-            {
+            if let Some((channel, &value)) = spec.channel_scales.iter().enumerate().find(|(_, s)| !(s.is_finite() && **s >= 0.0)) {
                 return Err(RemoError::BadScale { id, channel, value });
             }
         }
@@ -54,22 +41,12 @@ impl RemoSetup {
 
     /// All outsourced linears of `cfg` (4 per layer, plus the LM head when
     /// untied) with their scales from `scales`; a missing op is an error.
-    pub fn from_config(
-        cfg: &LlamaConfig,
-        mut scales: HashMap<OpId, Vec<f64>>,
-    ) -> Result<Self, RemoError> {
+    pub fn from_config(cfg: &LlamaConfig, mut scales: HashMap<OpId, Vec<f64>>) -> Result<Self, RemoError> {
         let mut ops = HashMap::new();
         for id in outsourced_ops(cfg) {
             let (d_in, d_out) = op_dims(cfg, id.op);
             let channel_scales = scales.remove(&id).ok_or(RemoError::UnknownOp { id })?;
-            ops.insert(
-                id,
-                OpSpec {
-                    d_in,
-                    d_out,
-                    channel_scales,
-                },
-            );
+            ops.insert(id, OpSpec { d_in, d_out, channel_scales });
         }
         Self::new(ops)
     }
@@ -101,9 +78,7 @@ impl RemoSetup {
 
 /// The linears the worker runs for `cfg`, in forward order.
 pub fn outsourced_ops(cfg: &LlamaConfig) -> Vec<OpId> {
-    let mut ids: Vec<OpId> = (0..cfg.num_hidden_layers)
-        .flat_map(|l| Op::LAYER_OPS.into_iter().map(move |op| OpId::new(l, op)))
-        .collect();
+    let mut ids: Vec<OpId> = (0..cfg.num_hidden_layers).flat_map(|l| Op::LAYER_OPS.into_iter().map(move |op| OpId::new(l, op))).collect();
     if !cfg.tie_word_embeddings {
         ids.push(OpId::lm_head());
     }
@@ -115,31 +90,18 @@ mod tests {
     use super::*;
 
     fn spec(d_in: usize, s: f64) -> OpSpec {
-        OpSpec {
-            d_in,
-            d_out: 3,
-            channel_scales: vec![s; d_in],
-        }
+        OpSpec { d_in, d_out: 3, channel_scales: vec![s; d_in] }
     }
 
     #[test]
     fn rejects_bad_scales_and_shapes() {
         let id = OpId::new(0, Op::Qkv);
         assert!(RemoSetup::new(HashMap::from([(id, spec(4, 1.0))])).is_ok());
-        assert!(matches!(
-            RemoSetup::new(HashMap::from([(id, spec(4, -1.0))])),
-            Err(RemoError::BadScale { .. })
-        ));
-        assert!(matches!(
-            RemoSetup::new(HashMap::from([(id, spec(4, f64::NAN))])),
-            Err(RemoError::BadScale { .. })
-        ));
+        assert!(matches!(RemoSetup::new(HashMap::from([(id, spec(4, -1.0))])), Err(RemoError::BadScale { .. })));
+        assert!(matches!(RemoSetup::new(HashMap::from([(id, spec(4, f64::NAN))])), Err(RemoError::BadScale { .. })));
         let mut short = spec(4, 1.0);
         short.channel_scales.pop();
-        assert!(matches!(
-            RemoSetup::new(HashMap::from([(id, short)])),
-            Err(RemoError::Shape { .. })
-        ));
+        assert!(matches!(RemoSetup::new(HashMap::from([(id, short)])), Err(RemoError::Shape { .. })));
         assert!(RemoSetup::new(HashMap::from([(id, spec(0, 1.0))])).is_err());
     }
 }

@@ -13,13 +13,7 @@ pub use talaria_gpu_worker::CallKind;
 pub trait WorkerMatmul {
     /// Returns `rows × d_out` (f64, row-major) `= x (rows × d_in) · W_idᵀ`,
     /// computed by the worker.
-    fn matmul(
-        &mut self,
-        id: OpId,
-        kind: CallKind,
-        x: &[f64],
-        rows: usize,
-    ) -> anyhow::Result<Vec<f64>>;
+    fn matmul(&mut self, id: OpId, kind: CallKind, x: &[f64], rows: usize) -> anyhow::Result<Vec<f64>>;
 
     /// Transport counters (calls, bytes, round-trip time, retries), if any.
     fn stats(&self) -> serde_json::Value {
@@ -28,36 +22,20 @@ pub trait WorkerMatmul {
 }
 
 /// Checks a worker's answer: `rows × d_out` values, all finite.
-pub(crate) fn check_answer(
-    id: OpId,
-    y: &[f64],
-    rows: usize,
-    d_out: usize,
-) -> Result<(), RemoError> {
+pub(crate) fn check_answer(id: OpId, y: &[f64], rows: usize, d_out: usize) -> Result<(), RemoError> {
     let expected = rows * d_out;
     if y.len() != expected {
-        return Err(RemoError::Shape {
-            id,
-            what: "worker answer",
-            got: y.len(),
-            expected,
-        });
+        return Err(RemoError::Shape { id, what: "worker answer", got: y.len(), expected });
     }
     check_finite(id, "worker answer", y)
 }
 
 /// Checks that every value is finite (NaN or ∞ would break the masking
 /// arithmetic and, on input, mark a row to the worker).
-pub(crate) fn check_finite<T: Copy + Into<f64>>(
-    id: OpId,
-    what: &'static str,
-    v: &[T],
-) -> Result<(), RemoError> {
+pub(crate) fn check_finite<T: Copy + Into<f64>>(id: OpId, what: &'static str, v: &[T]) -> Result<(), RemoError> {
     // `x·0` is 0 for finite x and NaN otherwise; summing without early
     // exit vectorizes. Only a failing buffer is searched for the index.
-    let all_finite = v
-        .chunks(256)
-        .all(|c| c.iter().fold(0.0f64, |acc, &x| acc + x.into() * 0.0) == 0.0);
+    let all_finite = v.chunks(256).all(|c| c.iter().fold(0.0f64, |acc, &x| acc + x.into() * 0.0) == 0.0);
     if all_finite {
         return Ok(());
     }
@@ -77,16 +55,10 @@ mod tests {
         assert!(check_finite(id, "x", &v).is_ok());
         for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
             v[700] = bad;
-            assert!(matches!(
-                check_finite(id, "x", &v),
-                Err(RemoError::NonFinite { index: 700, .. })
-            ));
+            assert!(matches!(check_finite(id, "x", &v), Err(RemoError::NonFinite { index: 700, .. })));
         }
         assert!(check_finite(id, "x", &[f32::MAX, -f32::MAX]).is_ok());
         assert!(check_answer(id, &[0.0; 6], 2, 3).is_ok());
-        assert!(matches!(
-            check_answer(id, &[0.0; 5], 2, 3),
-            Err(RemoError::Shape { .. })
-        ));
+        assert!(matches!(check_answer(id, &[0.0; 5], 2, 3), Err(RemoError::Shape { .. })));
     }
 }

@@ -32,7 +32,12 @@ pub fn chat_messages(messages: &Option<Vec<MessageIn>>) -> Result<Vec<ChatMessag
                 "system" | "developer" => "system",
                 "user" => "user",
                 "assistant" => "assistant",
-                other => return Err(ApiError::bad_param("messages", format!("unsupported message role {other:?} (system, developer, user, assistant)"))),
+                other => {
+                    return Err(ApiError::bad_param(
+                        "messages",
+                        format!("unsupported message role {other:?} (system, developer, user, assistant)"),
+                    ))
+                }
             };
             Ok(ChatMessage::new(role, &message_text(m)?))
         })
@@ -45,14 +50,16 @@ async fn handle(st: SharedState, body: Bytes) -> Result<Response, ApiError> {
     check_chat_extras(&req)?;
     let messages = chat_messages(&req.messages)?;
     let prompt = st.tokenizer.apply_chat_template(&messages);
-    let prompt_ids = st.tokenizer.encode(&prompt).map_err(|e| ApiError::bad_param("messages", format!("cannot tokenize the messages: {e}")))?;
+    let prompt_ids =
+        st.tokenizer.encode(&prompt).map_err(|e| ApiError::bad_param("messages", format!("cannot tokenize the messages: {e}")))?;
     let (max_tokens, param) = match req.max_completion_tokens {
         Some(m) => (Some(m), "max_completion_tokens"),
         None => (req.common.max_tokens, "max_tokens"),
     };
     let top_n = req.top_logprobs.unwrap_or(0);
     let logprobs = (req.logprobs == Some(true)).then_some(top_n);
-    let (ereq, opts) = build_request(&req.common, prompt_ids, (max_tokens, param), logprobs, st.engine.limits()).map_err(rename_logprobs_param)?;
+    let (ereq, opts) =
+        build_request(&req.common, prompt_ids, (max_tokens, param), logprobs, st.engine.limits()).map_err(rename_logprobs_param)?;
     let continuous = req.common.stream_options.as_ref().and_then(|o| o.continuous_usage_stats).unwrap_or(false);
     let sub = Submission::start(&st, ereq, opts)?;
     let (id, created) = (new_id("chatcmpl"), unix_now());
@@ -73,7 +80,8 @@ async fn handle(st: SharedState, body: Bytes) -> Result<Response, ApiError> {
         })
         .collect();
     let usage = usage_json(sub.opts.prompt_tokens, sub.completion_tokens());
-    Ok(Json(json!({"id": id, "object": "chat.completion", "created": created, "model": st.model_name, "choices": choices, "usage": usage})).into_response())
+    Ok(Json(json!({"id": id, "object": "chat.completion", "created": created, "model": st.model_name, "choices": choices, "usage": usage}))
+        .into_response())
 }
 
 /// Chat calls the per-token count `top_logprobs`.
@@ -99,7 +107,11 @@ impl ChatChunks {
 
 impl ChunkFormat for ChatChunks {
     fn opening(&mut self, n: usize) -> Vec<Value> {
-        (0..n).map(|i| self.chunk(json!([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]))).collect()
+        (0..n)
+            .map(|i| {
+                self.chunk(json!([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]))
+            })
+            .collect()
     }
 
     fn delta(&mut self, out: &SeqOutput) -> Option<Value> {

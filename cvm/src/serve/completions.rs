@@ -48,7 +48,8 @@ async fn handle(st: SharedState, body: Bytes) -> Result<Response, ApiError> {
         })
         .collect();
     let usage = usage_json(sub.opts.prompt_tokens, sub.completion_tokens());
-    Ok(Json(json!({"id": id, "object": "text_completion", "created": created, "model": st.model_name, "choices": choices, "usage": usage})).into_response())
+    Ok(Json(json!({"id": id, "object": "text_completion", "created": created, "model": st.model_name, "choices": choices, "usage": usage}))
+        .into_response())
 }
 
 struct CompletionChunks {

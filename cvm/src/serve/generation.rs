@@ -61,7 +61,19 @@ impl Submission {
         let sink: EventSink = Box::new(move |ev| tx.send(ev).is_ok());
         let n = req.n;
         let id = state.engine.submit(req, sink).map_err(|r| reject_to_error(&r, "max_tokens"))?;
-        Ok(Self { state: state.clone(), id, rx, opts, start: Instant::now(), first_token: None, last_token: None, tokens_per_choice: vec![0; n], open_choices: n, finish_reason: None, done: false })
+        Ok(Self {
+            state: state.clone(),
+            id,
+            rx,
+            opts,
+            start: Instant::now(),
+            first_token: None,
+            last_token: None,
+            tokens_per_choice: vec![0; n],
+            open_choices: n,
+            finish_reason: None,
+            done: false,
+        })
     }
 
     pub fn completion_tokens(&self) -> usize {

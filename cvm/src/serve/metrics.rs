@@ -8,7 +8,8 @@ use std::sync::Mutex;
 
 use talaria_engine::scheduler::StatsSnapshot;
 
-const TTFT_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
+const TTFT_BUCKETS: &[f64] =
+    &[0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
 const TPOT_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
 const E2E_BUCKETS: &[f64] = &[0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0];
 
@@ -122,7 +123,10 @@ impl ServerMetrics {
         for (name, help, v) in counters {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{model_name=\"{model}\"}} {v}");
         }
-        let _ = writeln!(o, "# HELP talaria_request_success_total Finished requests by finish reason.\n# TYPE talaria_request_success_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP talaria_request_success_total Finished requests by finish reason.\n# TYPE talaria_request_success_total counter"
+        );
         if let Ok(f) = self.finished.lock() {
             for (reason, n) in f.iter() {
                 let _ = writeln!(o, "talaria_request_success_total{{model_name=\"{model}\",finished_reason=\"{reason}\"}} {n}");
@@ -142,8 +146,22 @@ mod tests {
     #[test]
     fn histogram_buckets_are_cumulative() {
         let m = ServerMetrics::default();
-        m.record(&RequestRecord { prompt_tokens: 3, generation_tokens: 5, ttft_s: Some(0.003), tpot_s: Some(0.02), e2e_s: 0.4, finished_reason: "stop" });
-        m.record(&RequestRecord { prompt_tokens: 1, generation_tokens: 1, ttft_s: Some(0.5), tpot_s: None, e2e_s: 1000.0, finished_reason: "length" });
+        m.record(&RequestRecord {
+            prompt_tokens: 3,
+            generation_tokens: 5,
+            ttft_s: Some(0.003),
+            tpot_s: Some(0.02),
+            e2e_s: 0.4,
+            finished_reason: "stop",
+        });
+        m.record(&RequestRecord {
+            prompt_tokens: 1,
+            generation_tokens: 1,
+            ttft_s: Some(0.5),
+            tpot_s: None,
+            e2e_s: 1000.0,
+            finished_reason: "length",
+        });
         let text = m.render(&StatsSnapshot { kv_used_blocks: 1, kv_total_blocks: 4, alive: true, ..Default::default() }, "m");
         assert!(text.contains("talaria_time_to_first_token_seconds_bucket{le=\"0.005\"} 1\n"), "{text}");
         assert!(text.contains("talaria_time_to_first_token_seconds_bucket{le=\"+Inf\"} 2\n"));

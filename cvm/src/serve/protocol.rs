@@ -39,8 +39,19 @@ const COMMON_KEYS: &[&str] = &[
     "logit_bias",
 ];
 pub const COMPLETION_KEYS: &[&str] = &["prompt", "logprobs", "echo", "suffix", "best_of"];
-pub const CHAT_KEYS: &[&str] =
-    &["messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format", "tools", "tool_choice", "parallel_tool_calls", "store", "metadata", "service_tier"];
+pub const CHAT_KEYS: &[&str] = &[
+    "messages",
+    "max_completion_tokens",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "store",
+    "metadata",
+    "service_tier",
+];
 
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
@@ -193,7 +204,13 @@ pub fn check_model(requested: &Option<String>, served: &str) -> Result<(), ApiEr
 
 /// Builds the engine request from the common fields and a tokenized prompt.
 /// `max_tokens` is the endpoint's effective completion limit field.
-pub fn build_request(c: &CommonFields, prompt_ids: Vec<u32>, max_tokens: (Option<usize>, &str), logprobs: Option<usize>, limits: &EngineLimits) -> Result<(EngineRequest, ResponseOptions), ApiError> {
+pub fn build_request(
+    c: &CommonFields,
+    prompt_ids: Vec<u32>,
+    max_tokens: (Option<usize>, &str),
+    logprobs: Option<usize>,
+    limits: &EngineLimits,
+) -> Result<(EngineRequest, ResponseOptions), ApiError> {
     let prompt = prompt_ids.len();
     if prompt == 0 {
         return Err(ApiError::bad_param("prompt", "the prompt is empty"));
@@ -253,7 +270,15 @@ pub fn build_request(c: &CommonFields, prompt_ids: Vec<u32>, max_tokens: (Option
         let param = msg.split_whitespace().next().unwrap_or("").to_string();
         return Err(ApiError::bad_param(&param, msg));
     }
-    let req = EngineRequest { prompt_ids, params, n, max_tokens, stop_strings, stop_token_ids: c.stop_token_ids.clone().unwrap_or_default(), ignore_eos: c.ignore_eos.unwrap_or(false) };
+    let req = EngineRequest {
+        prompt_ids,
+        params,
+        n,
+        max_tokens,
+        stop_strings,
+        stop_token_ids: c.stop_token_ids.clone().unwrap_or_default(),
+        ignore_eos: c.ignore_eos.unwrap_or(false),
+    };
     limits.check(&req).map_err(|r| reject_to_error(&r, max_tokens_param))?;
     let include_usage = c.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
     Ok((req, ResponseOptions { stream, include_usage, n, logprobs, prompt_tokens: prompt }))
@@ -286,7 +311,12 @@ pub fn message_text(m: &MessageIn) -> Result<String, ApiError> {
             for p in parts {
                 match (p.kind.as_str(), &p.text) {
                     ("text", Some(t)) => s.push_str(t),
-                    (kind, _) => return Err(ApiError::bad_param("messages", format!("content parts of type {kind:?} are not supported (text only)"))),
+                    (kind, _) => {
+                        return Err(ApiError::bad_param(
+                            "messages",
+                            format!("content parts of type {kind:?} are not supported (text only)"),
+                        ))
+                    }
                 }
             }
             Ok(s)
@@ -314,7 +344,10 @@ pub fn check_chat_extras(r: &ChatRequest) -> Result<(), ApiError> {
         return Err(ApiError::bad_param("top_logprobs", "top_logprobs requires logprobs to be true"));
     }
     if r.max_tokens_conflict() {
-        return Err(ApiError::bad_param("max_completion_tokens", "give max_tokens or max_completion_tokens, not both with different values"));
+        return Err(ApiError::bad_param(
+            "max_completion_tokens",
+            "give max_tokens or max_completion_tokens, not both with different values",
+        ));
     }
     Ok(())
 }
@@ -360,7 +393,11 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("n"));
         assert!(parse_body::<CompletionRequest>(b"{\"prompt\": \"\xff\"}", COMPLETION_KEYS).unwrap_err().message.contains("UTF-8"));
         assert!(parse_body::<CompletionRequest>(b"{\"prompt\": ", COMPLETION_KEYS).unwrap_err().message.contains("JSON"));
-        let ok = parse_body::<CompletionRequest>(br#"{"prompt": [1, 2], "stop": "x", "max_tokens": 3, "stream_options": null}"#, COMPLETION_KEYS).unwrap();
+        let ok = parse_body::<CompletionRequest>(
+            br#"{"prompt": [1, 2], "stop": "x", "max_tokens": 3, "stream_options": null}"#,
+            COMPLETION_KEYS,
+        )
+        .unwrap();
         assert!(matches!(ok.prompt, Some(PromptInput::Tokens(ref t)) if t == &[1, 2]));
         assert!(matches!(ok.common.stop, Some(StopInput::One(ref s)) if s == "x"));
     }

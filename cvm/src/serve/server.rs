@@ -22,7 +22,12 @@ use crate::backend::build_linear;
 /// Runs the server until SIGTERM / SIGINT and the drain that follows.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = Arc::new(load(&args)?);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("talaria-http").enable_all().build().context("starting the tokio runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("talaria-http")
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
     let served = rt.block_on(serve(state.clone(), &args));
     // In-flight requests are done (or aborted); stop the engine thread.
     if !state.engine.shutdown_within(Some(ENGINE_STOP_LIMIT)) {
@@ -74,7 +79,9 @@ fn default_name(path: &Path) -> String {
 }
 
 async fn serve(state: SharedState, args: &ServeArgs) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await.with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
     tracing::info!("serving {} on http://{addr}", state.model_name);
     // The machine-readable ready line (tests and `bench serve` wait for it).
@@ -95,7 +102,9 @@ async fn serve(state: SharedState, args: &ServeArgs) -> anyhow::Result<()> {
                 tracing::warn!("shutdown grace period over: aborting the requests still in flight");
                 state.engine.abort_all("the server is shutting down");
                 tokio::time::sleep(ENGINE_STOP_LIMIT).await;
-                tracing::error!("requests still in flight {ENGINE_STOP_LIMIT:?} after they were aborted (a step stuck in the backend?); exiting");
+                tracing::error!(
+                    "requests still in flight {ENGINE_STOP_LIMIT:?} after they were aborted (a step stuck in the backend?); exiting"
+                );
                 std::process::exit(1);
             });
         }

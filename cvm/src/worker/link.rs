@@ -92,7 +92,17 @@ impl WireFloat for f32 {
 impl WorkerLink {
     pub fn connect(target: WorkerTarget, manifest_hash: String, remo: serde_json::Value) -> anyhow::Result<Self> {
         let hello = Hello { protocol: WORKER_PROTOCOL, manifest_hash, remo };
-        let mut link = Self { target, hello, conn: None, local: None, spawns: 0, next_call_id: 1, shapes: HashMap::new(), ack: None, stats: LinkStats::default() };
+        let mut link = Self {
+            target,
+            hello,
+            conn: None,
+            local: None,
+            spawns: 0,
+            next_call_id: 1,
+            shapes: HashMap::new(),
+            ack: None,
+            stats: LinkStats::default(),
+        };
         link.ensure_connected()?;
         Ok(link)
     }
@@ -134,7 +144,8 @@ impl WorkerLink {
         if ack.manifest_hash != self.hello.manifest_hash {
             bail!("worker holds a different model ({}) than the CVM ({})", ack.manifest_hash, self.hello.manifest_hash);
         }
-        self.shapes = ack.ops.iter().filter_map(|s| Op::from_code(s.op).map(|op| (OpId { layer: s.layer, op }, (s.d_in, s.d_out)))).collect();
+        self.shapes =
+            ack.ops.iter().filter_map(|s| Op::from_code(s.op).map(|op| (OpId { layer: s.layer, op }, (s.d_in, s.d_out)))).collect();
         info!("worker ready: backend {}, {} weights, {} ops", ack.backend, ack.weight_dtype, ack.ops.len());
         self.ack = Some(ack);
         self.conn = Some(conn);
@@ -167,7 +178,16 @@ impl WorkerLink {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn call_with_retry<T: WireFloat>(&mut self, id: OpId, kind: CallKind, x: &[T], rows: usize, d_in: usize, d_out: usize, out: &mut [T]) -> anyhow::Result<()> {
+    fn call_with_retry<T: WireFloat>(
+        &mut self,
+        id: OpId,
+        kind: CallKind,
+        x: &[T],
+        rows: usize,
+        d_in: usize,
+        d_out: usize,
+        out: &mut [T],
+    ) -> anyhow::Result<()> {
         let mut last: Option<anyhow::Error> = None;
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
@@ -197,11 +217,25 @@ impl WorkerLink {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn try_call<T: WireFloat>(&mut self, id: OpId, kind: CallKind, x: &[T], rows: usize, d_in: usize, d_out: usize, out: &mut [T]) -> Result<(), Failure> {
+    fn try_call<T: WireFloat>(
+        &mut self,
+        id: OpId,
+        kind: CallKind,
+        x: &[T],
+        rows: usize,
+        d_in: usize,
+        d_out: usize,
+        out: &mut [T],
+    ) -> Result<(), Failure> {
         let call_id = self.next_call_id;
         self.next_call_id += 1;
         let conn = self.conn.as_mut().expect("connected");
-        let header = FrameHeader::matrix(FrameKind::Call, T::DTYPE, rows as u32, d_in as u32).with_call(call_id, id.layer, id.op.code(), kind.code());
+        let header = FrameHeader::matrix(FrameKind::Call, T::DTYPE, rows as u32, d_in as u32).with_call(
+            call_id,
+            id.layer,
+            id.op.code(),
+            kind.code(),
+        );
         let bytes: &[u8] = bytemuck::cast_slice(x);
         conn.send_with(header, &mut |buf| buf.copy_from_slice(bytes)).map_err(|e| Failure::Lost(e.into()))?;
         self.stats.bytes_sent += bytes.len() as u64;
@@ -215,7 +249,13 @@ impl WorkerLink {
             return match h.kind {
                 FrameKind::Result => {
                     if h.dtype != T::DTYPE || h.rows as usize != rows || h.cols as usize != d_out {
-                        return Err(Failure::BadAnswer(anyhow!("answer is {}×{} {:?}, expected {rows}×{d_out} {:?}", h.rows, h.cols, h.dtype, T::DTYPE)));
+                        return Err(Failure::BadAnswer(anyhow!(
+                            "answer is {}×{} {:?}, expected {rows}×{d_out} {:?}",
+                            h.rows,
+                            h.cols,
+                            h.dtype,
+                            T::DTYPE
+                        )));
                     }
                     let vals = frame.elements::<T>().map_err(|e| Failure::BadAnswer(e.into()))?;
                     if let Some(i) = vals.iter().position(|v| !v.finite()) {

@@ -22,7 +22,14 @@ pub struct SpawnConfig {
 
 impl SpawnConfig {
     pub fn new(model: PathBuf, dtype: &str) -> anyhow::Result<Self> {
-        Ok(Self { bin: find_worker_binary()?, model, dtype: dtype.into(), record: None, first_spawn_args: Vec::new(), ring_capacity: 128 << 20 })
+        Ok(Self {
+            bin: find_worker_binary()?,
+            model,
+            dtype: dtype.into(),
+            record: None,
+            first_spawn_args: Vec::new(),
+            ring_capacity: 128 << 20,
+        })
     }
 }
 

@@ -34,7 +34,8 @@ impl Fixture {
         let data: serde_json::Value = serde_json::from_str(include_str!("../../../engine/testdata/reference_logits.json")).unwrap();
         let all = data["prompts"].as_array().unwrap();
         let pick = |chat: bool| all.iter().find(|p| p["chat"].as_bool() == Some(chat)).unwrap();
-        let ids = |p: &serde_json::Value| p["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect::<Vec<_>>();
+        let ids =
+            |p: &serde_json::Value| p["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect::<Vec<_>>();
         let prompts = vec![ids(pick(false)), ids(pick(true))];
         Self { ck, model, prompts, max_tokens: 24 }
     }
@@ -44,7 +45,13 @@ impl Fixture {
         let mut kv = KvPool::new(&self.model.config, 64, 16);
         let (mut tokens, mut logits) = (Vec::new(), Vec::new());
         for p in &self.prompts {
-            let req = GenerateRequest { prompt_ids: p.clone(), params: SamplingParams::greedy(), max_tokens: self.max_tokens, stop_strings: vec![], ignore_eos: true };
+            let req = GenerateRequest {
+                prompt_ids: p.clone(),
+                params: SamplingParams::greedy(),
+                max_tokens: self.max_tokens,
+                stop_strings: vec![],
+                ignore_eos: true,
+            };
             let out = generate(&self.model, &mut kv, linear, &self.ck.tokenizer, &req, |l, _, _| logits.extend_from_slice(l)).unwrap();
             tokens.extend(out.tokens.iter().map(|t| t.id));
         }

@@ -11,28 +11,15 @@ use talaria_models::OpId;
 
 /// A setup with every channel scale of every op equal to `scale`.
 pub fn setup(ops: &[(OpId, usize, usize)], scale: f64) -> RemoSetup {
-    let ops: HashMap<OpId, OpSpec> = ops
-        .iter()
-        .map(|&(id, d_in, d_out)| {
-            (
-                id,
-                OpSpec {
-                    d_in,
-                    d_out,
-                    channel_scales: vec![scale; d_in],
-                },
-            )
-        })
-        .collect();
+    let ops: HashMap<OpId, OpSpec> =
+        ops.iter().map(|&(id, d_in, d_out)| (id, OpSpec { d_in, d_out, channel_scales: vec![scale; d_in] })).collect();
     RemoSetup::new(ops).expect("valid test setup")
 }
 
 /// `n` Gaussian rows of width `d`, entries `N(0, scale²)` (test data only).
 pub fn gaussian(n: usize, d: usize, scale: f64, seed: u64) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n * d)
-        .map(|_| scale * rng.sample::<f64, _>(StandardNormal))
-        .collect()
+    (0..n * d).map(|_| scale * rng.sample::<f64, _>(StandardNormal)).collect()
 }
 
 pub fn to_f32(v: &[f64]) -> Vec<f32> {

@@ -55,7 +55,8 @@ pub fn start(extra: &[&str]) -> Server {
         }
     });
     let base = line_rx.recv_timeout(Duration::from_secs(120)).expect("talaria-serve did not report its address");
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(300))).build().into();
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(300))).build().into();
     Server { base, pid: child.id(), child: Some(child), agent }
 }
 
@@ -133,7 +134,11 @@ impl Server {
     pub fn metric(&self, prefix: &str) -> f64 {
         let (status, text) = self.get("/metrics");
         assert_eq!(status, 200);
-        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no metric {prefix} in\n{text}"))
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {prefix} in\n{text}"))
     }
 
     /// Waits (bounded) until the engine has nothing running or waiting and
@@ -141,7 +146,10 @@ impl Server {
     pub fn wait_idle(&self, limit: Duration) -> bool {
         let t = Instant::now();
         while t.elapsed() < limit {
-            if self.metric("talaria_kv_cache_used_blocks") == 0.0 && self.metric("talaria_num_requests_running") == 0.0 && self.metric("talaria_num_requests_waiting") == 0.0 {
+            if self.metric("talaria_kv_cache_used_blocks") == 0.0
+                && self.metric("talaria_num_requests_running") == 0.0
+                && self.metric("talaria_num_requests_waiting") == 0.0
+            {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -86,15 +86,28 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(model: LlamaModel, kv: KvPool, linear: Box<dyn Linear>, tokenizer: Arc<Tokenizer>, cfg: SchedulerConfig) -> Self {
-        let engine =
-            Self { model, kv, linear, tokenizer, sched: Scheduler::new(cfg), requests: HashMap::new(), next_arrival: 0, stats: Arc::new(EngineStats::default()), timings: StepTimings::default() };
+        let engine = Self {
+            model,
+            kv,
+            linear,
+            tokenizer,
+            sched: Scheduler::new(cfg),
+            requests: HashMap::new(),
+            next_arrival: 0,
+            stats: Arc::new(EngineStats::default()),
+            timings: StepTimings::default(),
+        };
         engine.stats.set_alive(true);
         engine.publish();
         engine
     }
 
     pub fn limits(&self) -> EngineLimits {
-        EngineLimits { context_len: self.model.config.max_position_embeddings, kv_capacity_tokens: self.kv.allocator().total_blocks() * self.kv.block_size, vocab_size: self.model.config.vocab_size }
+        EngineLimits {
+            context_len: self.model.config.max_position_embeddings,
+            kv_capacity_tokens: self.kv.allocator().total_blocks() * self.kv.block_size,
+            vocab_size: self.model.config.vocab_size,
+        }
     }
 
     pub fn config(&self) -> SchedulerConfig {
@@ -142,7 +155,8 @@ impl Engine {
         }
         let mut stop_ids: Vec<u32> = if req.ignore_eos { Vec::new() } else { self.tokenizer.stop_ids.clone() };
         stop_ids.extend(&req.stop_token_ids);
-        let spec = SeqSpec { max_tokens: req.max_tokens, stop_ids: stop_ids.into(), stops: Arc::new(StopStrings::new(req.stop_strings.clone())) };
+        let spec =
+            SeqSpec { max_tokens: req.max_tokens, stop_ids: stop_ids.into(), stops: Arc::new(StopStrings::new(req.stop_strings.clone())) };
         for index in 0..req.n {
             let mut params = req.params.clone();
             // Distinct but reproducible streams for the choices of a seeded request.
@@ -183,7 +197,8 @@ impl Engine {
     /// delivers their outputs.
     pub fn step(&mut self) -> StepReport {
         let (plan, never_fit) = self.sched.schedule(&self.kv);
-        let mut report = StepReport { num_seqs: plan.num_seqs, num_tokens: plan.num_tokens, num_preempted: plan.num_preempted, ..Default::default() };
+        let mut report =
+            StepReport { num_seqs: plan.num_seqs, num_tokens: plan.num_tokens, num_preempted: plan.num_preempted, ..Default::default() };
         let mut outputs: Vec<(RequestId, SeqOutput)> = Vec::new();
         for mut s in never_fit {
             outputs.push((s.req_id, s.finish_early()));
@@ -201,7 +216,11 @@ impl Engine {
                         let from = s.computed();
                         let to = from + s.step_tokens;
                         let logits = if to == s.tokens.len() { LogitsWanted::Last } else { LogitsWanted::None };
-                        SeqChunk { blocks: s.blocks.as_ref().expect("scheduled sequences hold blocks"), tokens: &s.tokens[from..to], logits }
+                        SeqChunk {
+                            blocks: s.blocks.as_ref().expect("scheduled sequences hold blocks"),
+                            tokens: &s.tokens[from..to],
+                            logits,
+                        }
                     })
                     .collect();
                 self.model.forward(&chunks, &mut self.kv, self.linear.as_mut(), &mut self.timings)

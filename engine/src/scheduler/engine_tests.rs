@@ -44,8 +44,14 @@ impl Fixture {
         let model = self.model();
         let mut kv = KvPool::new(&model.config, (prompt.len() + max_tokens).div_ceil(16), 16);
         let mut linear = LocalLinear::new(self.weights.clone());
-        let req = GenerateRequest { prompt_ids: prompt.to_vec(), params: Default::default(), max_tokens, stop_strings: vec![], ignore_eos: true };
-        generate(&model, &mut kv, &mut linear, &self.ck.tokenizer, &req, |_, _, _| {}).expect("generate").tokens.iter().map(|t| t.id).collect()
+        let req =
+            GenerateRequest { prompt_ids: prompt.to_vec(), params: Default::default(), max_tokens, stop_strings: vec![], ignore_eos: true };
+        generate(&model, &mut kv, &mut linear, &self.ck.tokenizer, &req, |_, _, _| {})
+            .expect("generate")
+            .tokens
+            .iter()
+            .map(|t| t.id)
+            .collect()
     }
 }
 
@@ -85,7 +91,10 @@ fn run(engine: &mut Engine, rxs: &[Receiver<RequestEvent>]) -> Vec<Vec<u32>> {
 
 fn prompts(f: &Fixture) -> Vec<Vec<u32>> {
     let long = "The committee reviewed the annual report in detail. ".repeat(60);
-    ["Hello there", "def add(a, b):", long.as_str(), "Three facts about owls:", "1 2 3 4"].iter().map(|p| f.ck.tokenizer.encode(p).expect("encode")).collect()
+    ["Hello there", "def add(a, b):", long.as_str(), "Three facts about owls:", "1 2 3 4"]
+        .iter()
+        .map(|p| f.ck.tokenizer.encode(p).expect("encode"))
+        .collect()
 }
 
 #[test]
@@ -94,7 +103,11 @@ fn a_mixed_batch_with_chunked_prefill_matches_requests_run_alone() {
     let ps = prompts(&f);
     assert!(ps[2].len() > 300, "the long prompt needs several chunks");
     let mut engine = f.engine(256, SchedulerConfig { max_num_batched_tokens: 128, max_num_seqs: 8 });
-    let rxs: Vec<_> = ps.iter().enumerate().map(|(i, p)| submit(&mut engine, i as u64, EngineRequest { ignore_eos: true, ..EngineRequest::greedy(p.clone(), 10) })).collect();
+    let rxs: Vec<_> = ps
+        .iter()
+        .enumerate()
+        .map(|(i, p)| submit(&mut engine, i as u64, EngineRequest { ignore_eos: true, ..EngineRequest::greedy(p.clone(), 10) }))
+        .collect();
     let got = run(&mut engine, &rxs);
     for (i, p) in ps.iter().enumerate() {
         assert_eq!(got[i], f.alone(p, 10), "request {i}");
@@ -109,7 +122,11 @@ fn preemption_in_a_tiny_pool_keeps_every_output() {
     let ps: Vec<Vec<u32>> = prompts(&f).into_iter().filter(|p| p.len() < 40).collect();
     // 6 blocks = 96 tokens for four sequences of up to ~40 tokens each.
     let mut engine = f.engine(6, SchedulerConfig::default());
-    let rxs: Vec<_> = ps.iter().enumerate().map(|(i, p)| submit(&mut engine, i as u64, EngineRequest { ignore_eos: true, ..EngineRequest::greedy(p.clone(), 30) })).collect();
+    let rxs: Vec<_> = ps
+        .iter()
+        .enumerate()
+        .map(|(i, p)| submit(&mut engine, i as u64, EngineRequest { ignore_eos: true, ..EngineRequest::greedy(p.clone(), 30) }))
+        .collect();
     let got = run(&mut engine, &rxs);
     assert!(engine.stats().snapshot().preemptions_total > 0, "the pool is too small not to preempt");
     for (i, p) in ps.iter().enumerate() {

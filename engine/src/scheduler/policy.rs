@@ -59,7 +59,11 @@ enum Fit {
 
 impl Scheduler {
     pub fn new(cfg: SchedulerConfig) -> Self {
-        Self { cfg: SchedulerConfig { max_num_batched_tokens: cfg.max_num_batched_tokens.max(1), max_num_seqs: cfg.max_num_seqs.max(1) }, running: Vec::new(), waiting: VecDeque::new() }
+        Self {
+            cfg: SchedulerConfig { max_num_batched_tokens: cfg.max_num_batched_tokens.max(1), max_num_seqs: cfg.max_num_seqs.max(1) },
+            running: Vec::new(),
+            waiting: VecDeque::new(),
+        }
     }
 
     pub fn has_work(&self) -> bool {

@@ -23,7 +23,15 @@ pub struct EngineRequest {
 impl EngineRequest {
     /// A greedy request for `max_tokens` tokens, one choice.
     pub fn greedy(prompt_ids: Vec<u32>, max_tokens: usize) -> Self {
-        Self { prompt_ids, params: SamplingParams::greedy(), n: 1, max_tokens, stop_strings: Vec::new(), stop_token_ids: Vec::new(), ignore_eos: false }
+        Self {
+            prompt_ids,
+            params: SamplingParams::greedy(),
+            n: 1,
+            max_tokens,
+            stop_strings: Vec::new(),
+            stop_token_ids: Vec::new(),
+            ignore_eos: false,
+        }
     }
 }
 

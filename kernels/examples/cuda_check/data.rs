@@ -10,10 +10,7 @@ pub struct Rng64(Xoshiro256PlusPlus);
 impl Rng64 {
     /// Seeded from the clock: every run checks fresh data (the seed is printed).
     pub fn fresh() -> (Self, u64) {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
         (Self(Xoshiro256PlusPlus::seed_from_u64(seed)), seed)
     }
 
@@ -27,9 +24,7 @@ impl Rng64 {
     }
 
     pub fn weight(&mut self, d_out: usize, d_in: usize, dtype: WeightDType) -> WeightMatrix {
-        let values: Vec<f32> = (0..d_out * d_in)
-            .map(|_| (self.uniform() * 0.05) as f32)
-            .collect();
+        let values: Vec<f32> = (0..d_out * d_in).map(|_| (self.uniform() * 0.05) as f32).collect();
         WeightMatrix::from_f32(d_out, d_in, values, dtype)
     }
 }
@@ -42,11 +37,7 @@ pub fn reference(x: &[f64], rows: usize, w: &WeightMatrix) -> Vec<f64> {
     y.par_chunks_mut(n).enumerate().for_each(|(r, out)| {
         let xr = &x[r * k..(r + 1) * k];
         for (c, o) in out.iter_mut().enumerate() {
-            *o = xr
-                .iter()
-                .zip(&wf[c * k..(c + 1) * k])
-                .map(|(a, b)| a * b)
-                .sum();
+            *o = xr.iter().zip(&wf[c * k..(c + 1) * k]).map(|(a, b)| a * b).sum();
         }
     });
     y
@@ -69,11 +60,7 @@ pub fn rel_err<T: Copy + Into<f64>>(got: &[T], want: &[f64]) -> f64 {
 
 /// max |got − want| / `scale`.
 pub fn abs_err_over<T: Copy + Into<f64>>(got: &[T], want: &[f64], scale: f64) -> f64 {
-    got.iter()
-        .zip(want)
-        .map(|(g, w)| ((*g).into() - w).abs())
-        .fold(0.0, f64::max)
-        / scale
+    got.iter().zip(want).map(|(g, w)| ((*g).into() - w).abs()).fold(0.0, f64::max) / scale
 }
 
 pub fn max_abs(v: &[f64]) -> f64 {
@@ -85,7 +72,5 @@ pub fn bf16_round(v: f32) -> f32 {
 }
 
 pub fn bf16_bits(v: &[f32]) -> Vec<u16> {
-    v.iter()
-        .map(|&x| half::bf16::from_f32(x).to_bits())
-        .collect()
+    v.iter().map(|&x| half::bf16::from_f32(x).to_bits()).collect()
 }

@@ -63,10 +63,6 @@ fn main() {
             }
         }
     }
-    println!(
-        "\n{} passed, {} failed",
-        usize::from(failures == 0),
-        usize::from(failures != 0)
-    );
+    println!("\n{} passed, {} failed", usize::from(failures == 0), usize::from(failures != 0));
     std::process::exit(if failures == 0 { 0 } else { 1 });
 }

@@ -22,101 +22,38 @@ pub struct Shape {
 }
 
 pub const SHAPES: &[Shape] = &[
-    Shape {
-        label: "decode gate_up",
-        rows: 1,
-        d_in: 576,
-        d_out: 3072,
-    },
-    Shape {
-        label: "decode gate_up",
-        rows: 16,
-        d_in: 576,
-        d_out: 3072,
-    },
-    Shape {
-        label: "decode gate_up",
-        rows: 64,
-        d_in: 576,
-        d_out: 3072,
-    },
-    Shape {
-        label: "decode down",
-        rows: 1,
-        d_in: 1536,
-        d_out: 576,
-    },
-    Shape {
-        label: "decode down",
-        rows: 16,
-        d_in: 1536,
-        d_out: 576,
-    },
-    Shape {
-        label: "decode down",
-        rows: 64,
-        d_in: 1536,
-        d_out: 576,
-    },
-    Shape {
-        label: "prefill gate_up",
-        rows: 512,
-        d_in: 576,
-        d_out: 3072,
-    },
-    Shape {
-        label: "prefill down",
-        rows: 512,
-        d_in: 1536,
-        d_out: 576,
-    },
-    Shape {
-        label: "square",
-        rows: 4096,
-        d_in: 4096,
-        d_out: 4096,
-    },
+    Shape { label: "decode gate_up", rows: 1, d_in: 576, d_out: 3072 },
+    Shape { label: "decode gate_up", rows: 16, d_in: 576, d_out: 3072 },
+    Shape { label: "decode gate_up", rows: 64, d_in: 576, d_out: 3072 },
+    Shape { label: "decode down", rows: 1, d_in: 1536, d_out: 576 },
+    Shape { label: "decode down", rows: 16, d_in: 1536, d_out: 576 },
+    Shape { label: "decode down", rows: 64, d_in: 1536, d_out: 576 },
+    Shape { label: "prefill gate_up", rows: 512, d_in: 576, d_out: 3072 },
+    Shape { label: "prefill down", rows: 512, d_in: 1536, d_out: 576 },
+    Shape { label: "square", rows: 4096, d_in: 4096, d_out: 4096 },
 ];
 
 fn drv<T>(r: Result<T, cudarc::driver::DriverError>, what: &str) -> Result<T, CudaError> {
-    r.map_err(|source| CudaError::Driver {
-        context: what.into(),
-        source,
-    })
+    r.map_err(|source| CudaError::Driver { context: what.into(), source })
 }
 
 /// Mean milliseconds per run of `f`, by CUDA events (timing-enabled: cudarc
 /// creates events without timing by default) around enough runs to
 /// fill about 30 ms, after two warm-up runs.
-fn time_ms(
-    stream: &std::sync::Arc<CudaStream>,
-    mut f: impl FnMut() -> Result<(), CudaError>,
-) -> Result<f64, CudaError> {
+fn time_ms(stream: &std::sync::Arc<CudaStream>, mut f: impl FnMut() -> Result<(), CudaError>) -> Result<f64, CudaError> {
     f()?;
     f()?;
-    let start = drv(
-        stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)),
-        "event",
-    )?;
+    let start = drv(stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)), "event")?;
     f()?;
-    let end = drv(
-        stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)),
-        "event",
-    )?;
+    let end = drv(stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)), "event")?;
     drv(end.synchronize(), "sync")?;
     let once = f64::from(drv(start.elapsed_ms(&end), "elapsed")?).max(1e-3);
     let iters = ((30.0 / once) as usize).clamp(3, 500);
-    let start = drv(
-        stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)),
-        "event",
-    )?;
+    let start = drv(stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)), "event")?;
     for _ in 0..iters {
         f()?;
     }
-    let end = drv(
-        stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)),
-        "event",
-    )?;
+    let end = drv(stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)), "event")?;
     drv(end.synchronize(), "sync")?;
     Ok(f64::from(drv(start.elapsed_ms(&end), "elapsed")?) / iters as f64)
 }
@@ -135,10 +72,7 @@ pub struct TimingReport {
 }
 
 pub fn run(m: &mut CudaMatmul, rng: &mut Rng64) -> Result<TimingReport, CudaError> {
-    let peak = std::env::var("TALARIA_FP64_PEAK_TFLOPS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(DEFAULT_FP64_PEAK_TFLOPS);
+    let peak = std::env::var("TALARIA_FP64_PEAK_TFLOPS").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(DEFAULT_FP64_PEAK_TFLOPS);
     let stream = m.stream().clone();
     let blas = match CublasReference::new(stream.clone()) {
         Ok(b) => Some(b),
@@ -163,44 +97,14 @@ pub fn run(m: &mut CudaMatmul, rng: &mut Rng64) -> Result<TimingReport, CudaErro
         let mut dy32 = drv(stream.alloc_zeros::<f32>(s.rows * s.d_out), "alloc y f32")?;
         let kernels = m.kernels();
 
-        let t_exact = time_ms(&stream, || {
-            kernels
-                .launch_exact(
-                    &stream,
-                    &dx64.slice(..),
-                    &dw,
-                    &mut dy64.slice_mut(..),
-                    s.rows,
-                    None,
-                )
-                .map(drop)
-        })?;
+        let t_exact =
+            time_ms(&stream, || kernels.launch_exact(&stream, &dx64.slice(..), &dw, &mut dy64.slice_mut(..), s.rows, None).map(drop))?;
         let ours_exact = drv(stream.clone_dtoh(&dy64), "download")?;
         let t_fast = time_ms(&stream, || {
-            kernels
-                .launch_bf16(
-                    MatmulMode::Fast,
-                    &stream,
-                    &dx32.slice(..),
-                    &dw,
-                    &mut dy32.slice_mut(..),
-                    s.rows,
-                    None,
-                )
-                .map(drop)
+            kernels.launch_bf16(MatmulMode::Fast, &stream, &dx32.slice(..), &dw, &mut dy32.slice_mut(..), s.rows, None).map(drop)
         })?;
         let t_plain = time_ms(&stream, || {
-            kernels
-                .launch_bf16(
-                    MatmulMode::Plain,
-                    &stream,
-                    &dx32.slice(..),
-                    &dw,
-                    &mut dy32.slice_mut(..),
-                    s.rows,
-                    None,
-                )
-                .map(drop)
+            kernels.launch_bf16(MatmulMode::Plain, &stream, &dx32.slice(..), &dw, &mut dy32.slice_mut(..), s.rows, None).map(drop)
         })?;
         let ours_plain = drv(stream.clone_dtoh(&dy32), "download")?;
 
@@ -210,31 +114,13 @@ pub fn run(m: &mut CudaMatmul, rng: &mut Rng64) -> Result<TimingReport, CudaErro
             let dw64 = drv(stream.clone_htod(&w64), "upload w f64")?;
             let dwbf = drv(stream.clone_htod(&bf16_bits(&w.to_f32())), "upload w bf16")?;
             let dxbf = drv(stream.clone_htod(&bf16_bits(&x32)), "upload x bf16")?;
-            t_dgemm = Some(time_ms(&stream, || {
-                blas.dgemm(
-                    &dx64.slice(..),
-                    &dw64.slice(..),
-                    &mut dy64.slice_mut(..),
-                    s.rows,
-                    s.d_in,
-                    s.d_out,
-                )
-            })?);
+            t_dgemm =
+                Some(time_ms(&stream, || blas.dgemm(&dx64.slice(..), &dw64.slice(..), &mut dy64.slice_mut(..), s.rows, s.d_in, s.d_out))?);
             let cublas_exact: Vec<f64> = drv(stream.clone_dtoh(&dy64), "download")?;
             t_bf16 = Some(time_ms(&stream, || {
-                blas.gemm_bf16(
-                    &dxbf.slice(..),
-                    &dwbf.slice(..),
-                    &mut dy32.slice_mut(..),
-                    s.rows,
-                    s.d_in,
-                    s.d_out,
-                )
+                blas.gemm_bf16(&dxbf.slice(..), &dwbf.slice(..), &mut dy32.slice_mut(..), s.rows, s.d_in, s.d_out)
             })?);
-            let cublas_plain: Vec<f64> = drv(stream.clone_dtoh(&dy32), "download")?
-                .into_iter()
-                .map(f64::from)
-                .collect();
+            let cublas_plain: Vec<f64> = drv(stream.clone_dtoh(&dy32), "download")?.into_iter().map(f64::from).collect();
             let e_exact = rel_err(&ours_exact, &cublas_exact);
             let e_plain = rel_err(&ours_plain, &cublas_plain);
             if e_exact > crate::accuracy::EXACT_TOL || e_plain > crate::accuracy::F32_TOL {
@@ -284,8 +170,5 @@ pub fn run(m: &mut CudaMatmul, rng: &mut Rng64) -> Result<TimingReport, CudaErro
             fmt_opt(host_fast, 0),
         ));
     }
-    Ok(TimingReport {
-        table,
-        cross_check_failures,
-    })
+    Ok(TimingReport { table, cross_check_failures })
 }

@@ -20,19 +20,8 @@ pub fn silu_mul(gate_up: &[f32], d_ff: usize, out: &mut [f32]) {
     if d_ff == 0 {
         return;
     }
-    assert_eq!(
-        out.len() % d_ff,
-        0,
-        "silu_mul: output length {} is not a multiple of d_ff = {d_ff}",
-        out.len()
-    );
-    assert_eq!(
-        gate_up.len(),
-        2 * out.len(),
-        "silu_mul: gate_up has {} values for {} outputs",
-        gate_up.len(),
-        out.len()
-    );
+    assert_eq!(out.len() % d_ff, 0, "silu_mul: output length {} is not a multiple of d_ff = {d_ff}", out.len());
+    assert_eq!(gate_up.len(), 2 * out.len(), "silu_mul: gate_up has {} values for {} outputs", gate_up.len(), out.len());
     let row = |(gu, o): (&[f32], &mut [f32])| {
         let (gate, up) = gu.split_at(d_ff);
         for ((o, &g), &u) in o.iter_mut().zip(gate).zip(up) {
@@ -40,15 +29,9 @@ pub fn silu_mul(gate_up: &[f32], d_ff: usize, out: &mut [f32]) {
         }
     };
     if out.len() >= PARALLEL_ELEMS {
-        gate_up
-            .par_chunks_exact(2 * d_ff)
-            .zip(out.par_chunks_exact_mut(d_ff))
-            .for_each(row);
+        gate_up.par_chunks_exact(2 * d_ff).zip(out.par_chunks_exact_mut(d_ff)).for_each(row);
     } else {
-        gate_up
-            .chunks_exact(2 * d_ff)
-            .zip(out.chunks_exact_mut(d_ff))
-            .for_each(row);
+        gate_up.chunks_exact(2 * d_ff).zip(out.chunks_exact_mut(d_ff)).for_each(row);
     }
 }
 
@@ -60,10 +43,7 @@ mod tests {
     fn silu_matches_formula() {
         for &x in &[-50.0f32, -5.0, -1.0, -0.1, 0.0, 0.3, 2.0, 20.0, 100.0] {
             let want = x as f64 / (1.0 + (-x as f64).exp());
-            assert!(
-                (silu(x) as f64 - want).abs() <= 1e-6 * want.abs().max(1e-30),
-                "silu({x})"
-            );
+            assert!((silu(x) as f64 - want).abs() <= 1e-6 * want.abs().max(1e-30), "silu({x})");
         }
         assert_eq!(silu(-1000.0), -0.0);
     }
@@ -72,22 +52,14 @@ mod tests {
     fn silu_mul_rows() {
         let d_ff = 19;
         let rows = 3;
-        let gu: Vec<f32> = (0..rows * 2 * d_ff)
-            .map(|i| (i as f32 * 0.21).cos() * 3.0)
-            .collect();
+        let gu: Vec<f32> = (0..rows * 2 * d_ff).map(|i| (i as f32 * 0.21).cos() * 3.0).collect();
         let mut out = vec![0f32; rows * d_ff];
         silu_mul(&gu, d_ff, &mut out);
         for r in 0..rows {
             for i in 0..d_ff {
-                let (g, u) = (
-                    gu[r * 2 * d_ff + i] as f64,
-                    gu[r * 2 * d_ff + d_ff + i] as f64,
-                );
+                let (g, u) = (gu[r * 2 * d_ff + i] as f64, gu[r * 2 * d_ff + d_ff + i] as f64);
                 let want = g / (1.0 + (-g).exp()) * u;
-                assert!(
-                    (out[r * d_ff + i] as f64 - want).abs() < 1e-6,
-                    "row {r} col {i}"
-                );
+                assert!((out[r * d_ff + i] as f64 - want).abs() < 1e-6, "row {r} col {i}");
             }
         }
     }

@@ -82,10 +82,7 @@ unsafe fn tile_store(t: usize, ptr: *mut f32) {
 unsafe fn tile_dp(c: usize, a: usize, b: usize) {
     macro_rules! dp {
         ($c:literal, $a:literal, $b:literal) => {
-            asm!(
-                concat!("tdpbf16ps tmm", $c, ", tmm", $a, ", tmm", $b),
-                options(nostack, nomem)
-            )
+            asm!(concat!("tdpbf16ps tmm", $c, ", tmm", $a, ", tmm", $b), options(nostack, nomem))
         };
     }
     match (c, a, b) {
@@ -145,11 +142,7 @@ unsafe fn pack_row(xr: &[f32], slot: usize, group: *mut u16) {
         let r1 = _mm512_sub_ps(v, hi);
         let mid = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(r1), keep_hi));
         let lo = _mm512_sub_ps(r1, mid);
-        [
-            _mm512_castps_si512(hi),
-            _mm512_castps_si512(mid),
-            _mm512_castps_si512(lo),
-        ]
+        [_mm512_castps_si512(hi), _mm512_castps_si512(mid), _mm512_castps_si512(lo)]
     };
     let k = xr.len();
     for s in 0..k.div_ceil(32) {
@@ -161,10 +154,7 @@ unsafe fn pack_row(xr: &[f32], slot: usize, group: *mut u16) {
         let tile = group.add(s * TILE_U16).cast::<u32>();
         for l in 0..3 {
             let mut pairs = [0u32; 16];
-            _mm512_storeu_si512(
-                pairs.as_mut_ptr().cast(),
-                _mm512_permutex2var_epi16(a[l], idx, b[l]),
-            );
+            _mm512_storeu_si512(pairs.as_mut_ptr().cast(), _mm512_permutex2var_epi16(a[l], idx, b[l]));
             for (pair, &v) in pairs.iter().enumerate() {
                 tile.add(pair * 16 + 3 * slot + l).write_unaligned(v);
             }
@@ -181,11 +171,7 @@ fn split_limbs(x: f32) -> [u16; 3] {
     let r1 = x - f32::from_bits(hi);
     let mid = r1.to_bits() & 0xFFFF_0000;
     let r2 = r1 - f32::from_bits(mid);
-    [
-        (hi >> 16) as u16,
-        (mid >> 16) as u16,
-        (r2.to_bits() >> 16) as u16,
-    ]
+    [(hi >> 16) as u16, (mid >> 16) as u16, (r2.to_bits() >> 16) as u16]
 }
 
 /// Where the A tiles of one 16-row weight block come from.
@@ -209,10 +195,7 @@ impl WeightBlock {
 /// A weight block's source before the pad buffer is final (offsets, not pointers).
 enum BlockPlan {
     /// In place at this element offset of `w`, with an optional padded tail in `pads`.
-    InPlace {
-        w_off: usize,
-        tail_off: Option<usize>,
-    },
+    InPlace { w_off: usize, tail_off: Option<usize> },
     /// Fully copied into `pads` at this offset (short last block).
     Padded { off: usize },
 }
@@ -228,15 +211,7 @@ pub(crate) fn matmul(x: &[f32], rows: usize, k: usize, w: &[bf16], n: usize, out
         let groups = rows.div_ceil(ROWS_PER_GROUP);
         let blocks = n.div_ceil(16);
         let macs = rows * n * k;
-        let job = Job {
-            xp,
-            k,
-            k_steps,
-            w: w_u16,
-            n,
-            rows,
-            out: out_ptr,
-        };
+        let job = Job { xp, k, k_steps, w: w_u16, n, rows, out: out_ptr };
         if groups == 1 {
             // Decode: split weight blocks across threads, stream each once.
             let ranges = aligned_ranges(blocks, threads() * 4, 1);
@@ -274,10 +249,7 @@ impl Job<'_> {
         // every tile load reads inside `w`, `xp` or `pads`.
         unsafe {
             asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack, readonly));
-            let plans: Vec<BlockPlan> = blocks
-                .clone()
-                .map(|b| self.plan_block(b, &mut pads))
-                .collect();
+            let plans: Vec<BlockPlan> = blocks.clone().map(|b| self.plan_block(b, &mut pads)).collect();
             let wb: Vec<WeightBlock> = plans.iter().map(|p| self.resolve(p, &pads)).collect();
             if groups.len() == 1 {
                 let g = groups.start;
@@ -329,24 +301,15 @@ impl Job<'_> {
             }
             off
         });
-        BlockPlan::InPlace {
-            w_off: j0 * k,
-            tail_off,
-        }
+        BlockPlan::InPlace { w_off: j0 * k, tail_off }
     }
 
     fn resolve(&self, plan: &BlockPlan, pads: &[u16]) -> WeightBlock {
         match *plan {
-            BlockPlan::InPlace { w_off, tail_off } => WeightBlock {
-                ptr: self.w[w_off..].as_ptr(),
-                stride_bytes: self.k * 2,
-                tail: tail_off.map(|o| pads[o..].as_ptr()),
-            },
-            BlockPlan::Padded { off } => WeightBlock {
-                ptr: pads[off..].as_ptr(),
-                stride_bytes: self.k_steps * 64,
-                tail: None,
-            },
+            BlockPlan::InPlace { w_off, tail_off } => {
+                WeightBlock { ptr: self.w[w_off..].as_ptr(), stride_bytes: self.k * 2, tail: tail_off.map(|o| pads[o..].as_ptr()) }
+            }
+            BlockPlan::Padded { off } => WeightBlock { ptr: pads[off..].as_ptr(), stride_bytes: self.k_steps * 64, tail: None },
         }
     }
 
@@ -439,16 +402,7 @@ mod tests {
 
     #[test]
     fn limbs_sum_exactly() {
-        for &v in &[
-            1.0f32,
-            -3.25159,
-            1e-20,
-            12345.678,
-            f32::MAX / 3.0,
-            0.0,
-            -0.0,
-            7.006_492e-30,
-        ] {
+        for &v in &[1.0f32, -3.25159, 1e-20, 12345.678, f32::MAX / 3.0, 0.0, -0.0, 7.006_492e-30] {
             let [h, m, l] = split_limbs(v).map(|b| f32::from_bits((b as u32) << 16));
             assert_eq!(h + m + l, v, "{v}");
             assert_eq!((l + m) + h, v, "{v}");

@@ -50,49 +50,24 @@ impl PagedKv<'_> {
 
     /// Blocks in the pools (after checking both pools agree).
     pub fn num_blocks(&self) -> Result<usize, KernelError> {
-        check_pools(
-            self.k.len(),
-            self.v.len(),
-            self.block_size,
-            self.n_kv_heads,
-            self.head_dim,
-        )
+        check_pools(self.k.len(), self.v.len(), self.block_size, self.n_kv_heads, self.head_dim)
     }
 }
 
 impl PagedKvMut<'_> {
     /// Stores one token's K and V rows (`n_kv_heads × head_dim` each) at
     /// slot `offset` of block `block`.
-    pub fn write(
-        &mut self,
-        block: u32,
-        offset: usize,
-        k_row: &[f32],
-        v_row: &[f32],
-    ) -> Result<(), KernelError> {
-        let num_blocks = check_pools(
-            self.k.len(),
-            self.v.len(),
-            self.block_size,
-            self.n_kv_heads,
-            self.head_dim,
-        )?;
+    pub fn write(&mut self, block: u32, offset: usize, k_row: &[f32], v_row: &[f32]) -> Result<(), KernelError> {
+        let num_blocks = check_pools(self.k.len(), self.v.len(), self.block_size, self.n_kv_heads, self.head_dim)?;
         let token = self.n_kv_heads * self.head_dim;
         if k_row.len() != token || v_row.len() != token {
-            return Err(KernelError::AttentionShape(format!(
-                "K/V rows have {} and {} values, not {token}",
-                k_row.len(),
-                v_row.len()
-            )));
+            return Err(KernelError::AttentionShape(format!("K/V rows have {} and {} values, not {token}", k_row.len(), v_row.len())));
         }
         if block as usize >= num_blocks {
             return Err(KernelError::BlockOutOfRange { block, num_blocks });
         }
         if offset >= self.block_size {
-            return Err(KernelError::AttentionShape(format!(
-                "offset {offset} is beyond block size {}",
-                self.block_size
-            )));
+            return Err(KernelError::AttentionShape(format!("offset {offset} is beyond block size {}", self.block_size)));
         }
         let at = (block as usize * self.block_size + offset) * token;
         self.k[at..at + token].copy_from_slice(k_row);
@@ -101,28 +76,14 @@ impl PagedKvMut<'_> {
     }
 
     pub fn as_ref(&self) -> PagedKv<'_> {
-        PagedKv {
-            k: self.k,
-            v: self.v,
-            block_size: self.block_size,
-            n_kv_heads: self.n_kv_heads,
-            head_dim: self.head_dim,
-        }
+        PagedKv { k: self.k, v: self.v, block_size: self.block_size, n_kv_heads: self.n_kv_heads, head_dim: self.head_dim }
     }
 }
 
-fn check_pools(
-    k_len: usize,
-    v_len: usize,
-    block_size: usize,
-    n_kv_heads: usize,
-    head_dim: usize,
-) -> Result<usize, KernelError> {
+fn check_pools(k_len: usize, v_len: usize, block_size: usize, n_kv_heads: usize, head_dim: usize) -> Result<usize, KernelError> {
     let block_len = block_size * n_kv_heads * head_dim;
     if block_len == 0 {
-        return Err(KernelError::AttentionShape(
-            "block_size, n_kv_heads and head_dim must be non-zero".into(),
-        ));
+        return Err(KernelError::AttentionShape("block_size, n_kv_heads and head_dim must be non-zero".into()));
     }
     if k_len != v_len || !k_len.is_multiple_of(block_len) {
         return Err(KernelError::AttentionShape(format!(
@@ -135,49 +96,25 @@ fn check_pools(
 /// `out[i] = softmax(scale · q_h · Kᵀ) · V` for every query `i` and head `h`
 /// (`out` is `queries.len() × n_heads × head_dim`); head `h` reads KV head
 /// `h / (n_heads / n_kv_heads)`.
-pub fn paged_attention(
-    queries: &[AttnQuery],
-    kv: &PagedKv,
-    n_heads: usize,
-    scale: f32,
-    out: &mut [f32],
-) -> Result<(), KernelError> {
+pub fn paged_attention(queries: &[AttnQuery], kv: &PagedKv, n_heads: usize, scale: f32, out: &mut [f32]) -> Result<(), KernelError> {
     let num_blocks = kv.num_blocks()?;
     let hd = kv.head_dim;
     if n_heads == 0 || !n_heads.is_multiple_of(kv.n_kv_heads) {
-        return Err(KernelError::AttentionShape(format!(
-            "{n_heads} query heads do not group over {} KV heads",
-            kv.n_kv_heads
-        )));
+        return Err(KernelError::AttentionShape(format!("{n_heads} query heads do not group over {} KV heads", kv.n_kv_heads)));
     }
     if out.len() != queries.len() * n_heads * hd {
-        return Err(KernelError::AttentionShape(format!(
-            "output has {} values, not {} × {n_heads} × {hd}",
-            out.len(),
-            queries.len()
-        )));
+        return Err(KernelError::AttentionShape(format!("output has {} values, not {} × {n_heads} × {hd}", out.len(), queries.len())));
     }
     let mut work = 0usize;
     for (i, q) in queries.iter().enumerate() {
         if q.q.len() != n_heads * hd {
-            return Err(KernelError::AttentionShape(format!(
-                "query {i} has {} values, not {n_heads} × {hd}",
-                q.q.len()
-            )));
+            return Err(KernelError::AttentionShape(format!("query {i} has {} values, not {n_heads} × {hd}", q.q.len())));
         }
         let needed = q.context_len.div_ceil(kv.block_size);
         if q.block_table.len() < needed {
-            return Err(KernelError::BlockTableTooShort {
-                query: i,
-                context_len: q.context_len,
-                needed,
-                have: q.block_table.len(),
-            });
+            return Err(KernelError::BlockTableTooShort { query: i, context_len: q.context_len, needed, have: q.block_table.len() });
         }
-        if let Some(&block) = q.block_table[..needed]
-            .iter()
-            .find(|&&b| b as usize >= num_blocks)
-        {
+        if let Some(&block) = q.block_table[..needed].iter().find(|&&b| b as usize >= num_blocks) {
             return Err(KernelError::BlockOutOfRange { block, num_blocks });
         }
         work += q.context_len * n_heads * hd * 2;
@@ -197,14 +134,7 @@ pub fn paged_attention(
 }
 
 /// One head of one query (inputs validated by the caller).
-fn attend_one(
-    q: &[f32],
-    query: &AttnQuery,
-    kv: &PagedKv,
-    kv_head: usize,
-    scale: f32,
-    out: &mut [f32],
-) {
+fn attend_one(q: &[f32], query: &AttnQuery, kv: &PagedKv, kv_head: usize, scale: f32, out: &mut [f32]) {
     let (hd, bs, token) = (kv.head_dim, kv.block_size, kv.token_len());
     let row = |p: usize| (query.block_table[p / bs] as usize * bs + p % bs) * token + kv_head * hd;
     out.fill(0.0);
@@ -216,11 +146,7 @@ fn attend_one(
         let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0f64;
         for s in scores.iter_mut() {
-            *s = if m == f32::NEG_INFINITY {
-                1.0
-            } else {
-                exp(*s - m)
-            };
+            *s = if m == f32::NEG_INFINITY { 1.0 } else { exp(*s - m) };
             sum += *s as f64;
         }
         for (p, &w) in scores.iter().enumerate() {
@@ -257,26 +183,12 @@ mod tests {
 
     /// Naive attention over contiguous per-sequence K/V (`ctx × n_kv × hd`), in f64.
     #[allow(clippy::too_many_arguments)]
-    fn reference(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        ctx: usize,
-        n_heads: usize,
-        n_kv: usize,
-        hd: usize,
-        scale: f32,
-    ) -> Vec<f64> {
+    fn reference(q: &[f32], k: &[f32], v: &[f32], ctx: usize, n_heads: usize, n_kv: usize, hd: usize, scale: f32) -> Vec<f64> {
         let mut out = vec![0f64; n_heads * hd];
         for h in 0..n_heads {
             let kvh = h / (n_heads / n_kv);
             let s: Vec<f64> = (0..ctx)
-                .map(|p| {
-                    (0..hd)
-                        .map(|d| q[h * hd + d] as f64 * k[(p * n_kv + kvh) * hd + d] as f64)
-                        .sum::<f64>()
-                        * scale as f64
-                })
+                .map(|p| (0..hd).map(|d| q[h * hd + d] as f64 * k[(p * n_kv + kvh) * hd + d] as f64).sum::<f64>() * scale as f64)
                 .collect();
             let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
@@ -308,60 +220,27 @@ mod tests {
         let mut free: Vec<u32> = (0..num_blocks as u32).rev().collect();
         let mut seqs = Vec::new();
         for &len in &[1usize, 9, 23] {
-            let table: Vec<u32> = (0..len.div_ceil(bs))
-                .map(|_| free.swap_remove(rng.random_range(0..free.len())))
-                .collect();
-            let k: Vec<f32> = (0..len * token)
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
-            let v: Vec<f32> = (0..len * token)
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
-            let mut pools = PagedKvMut {
-                k: &mut k_pool,
-                v: &mut v_pool,
-                block_size: bs,
-                n_kv_heads: n_kv,
-                head_dim: hd,
-            };
+            let table: Vec<u32> = (0..len.div_ceil(bs)).map(|_| free.swap_remove(rng.random_range(0..free.len()))).collect();
+            let k: Vec<f32> = (0..len * token).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let v: Vec<f32> = (0..len * token).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let mut pools = PagedKvMut { k: &mut k_pool, v: &mut v_pool, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
             for p in 0..len {
-                pools
-                    .write(
-                        table[p / bs],
-                        p % bs,
-                        &k[p * token..(p + 1) * token],
-                        &v[p * token..(p + 1) * token],
-                    )
-                    .unwrap();
+                pools.write(table[p / bs], p % bs, &k[p * token..(p + 1) * token], &v[p * token..(p + 1) * token]).unwrap();
             }
             seqs.push(Seq { k, v, table, len });
         }
-        let kv = PagedKv {
-            k: &k_pool,
-            v: &v_pool,
-            block_size: bs,
-            n_kv_heads: n_kv,
-            head_dim: hd,
-        };
+        let kv = PagedKv { k: &k_pool, v: &v_pool, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
         let scale = 1.0 / (hd as f32).sqrt();
         // Prefill-like: every position of every sequence, causal.
         let mut rows = Vec::new();
         for (s, seq) in seqs.iter().enumerate() {
             for ctx in 1..=seq.len {
-                let q: Vec<f32> = (0..n_heads * hd)
-                    .map(|_| rng.random_range(-2.0..2.0))
-                    .collect();
+                let q: Vec<f32> = (0..n_heads * hd).map(|_| rng.random_range(-2.0..2.0)).collect();
                 rows.push((s, ctx, q));
             }
         }
-        let queries: Vec<AttnQuery> = rows
-            .iter()
-            .map(|(s, ctx, q)| AttnQuery {
-                q,
-                block_table: &seqs[*s].table,
-                context_len: *ctx,
-            })
-            .collect();
+        let queries: Vec<AttnQuery> =
+            rows.iter().map(|(s, ctx, q)| AttnQuery { q, block_table: &seqs[*s].table, context_len: *ctx }).collect();
         let mut out = vec![0f32; queries.len() * n_heads * hd];
         paged_attention(&queries, &kv, n_heads, scale, &mut out).unwrap();
         for (i, (s, ctx, q)) in rows.iter().enumerate() {
@@ -381,59 +260,22 @@ mod tests {
     #[test]
     fn rejects_bad_tables_and_shapes() {
         let (k, v) = (vec![0f32; 2 * 4 * 8], vec![0f32; 2 * 4 * 8]);
-        let kv = PagedKv {
-            k: &k,
-            v: &v,
-            block_size: 4,
-            n_kv_heads: 1,
-            head_dim: 8,
-        };
+        let kv = PagedKv { k: &k, v: &v, block_size: 4, n_kv_heads: 1, head_dim: 8 };
         let q = vec![0f32; 16];
         let mut out = vec![0f32; 16];
-        let short = [AttnQuery {
-            q: &q,
-            block_table: &[0],
-            context_len: 5,
-        }];
-        assert!(matches!(
-            paged_attention(&short, &kv, 2, 1.0, &mut out),
-            Err(KernelError::BlockTableTooShort { .. })
-        ));
-        let outside = [AttnQuery {
-            q: &q,
-            block_table: &[0, 7],
-            context_len: 5,
-        }];
-        assert_eq!(
-            paged_attention(&outside, &kv, 2, 1.0, &mut out),
-            Err(KernelError::BlockOutOfRange {
-                block: 7,
-                num_blocks: 2
-            })
-        );
-        let ok = [AttnQuery {
-            q: &q,
-            block_table: &[1, 0],
-            context_len: 5,
-        }];
+        let short = [AttnQuery { q: &q, block_table: &[0], context_len: 5 }];
+        assert!(matches!(paged_attention(&short, &kv, 2, 1.0, &mut out), Err(KernelError::BlockTableTooShort { .. })));
+        let outside = [AttnQuery { q: &q, block_table: &[0, 7], context_len: 5 }];
+        assert_eq!(paged_attention(&outside, &kv, 2, 1.0, &mut out), Err(KernelError::BlockOutOfRange { block: 7, num_blocks: 2 }));
+        let ok = [AttnQuery { q: &q, block_table: &[1, 0], context_len: 5 }];
         assert!(paged_attention(&ok, &kv, 3, 1.0, &mut out).is_err());
         assert!(paged_attention(&ok, &kv, 2, 1.0, &mut out[..8]).is_err());
         paged_attention(&ok, &kv, 2, 1.0, &mut out).unwrap();
-        let empty = [AttnQuery {
-            q: &q,
-            block_table: &[],
-            context_len: 0,
-        }];
+        let empty = [AttnQuery { q: &q, block_table: &[], context_len: 0 }];
         paged_attention(&empty, &kv, 2, 1.0, &mut out).unwrap();
         assert!(out.iter().all(|&x| x == 0.0));
         let (mut k2, mut v2) = (k.clone(), v.clone());
-        let mut w = PagedKvMut {
-            k: &mut k2,
-            v: &mut v2,
-            block_size: 4,
-            n_kv_heads: 1,
-            head_dim: 8,
-        };
+        let mut w = PagedKvMut { k: &mut k2, v: &mut v2, block_size: 4, n_kv_heads: 1, head_dim: 8 };
         assert!(w.write(2, 0, &[0.0; 8], &[0.0; 8]).is_err());
         assert!(w.write(0, 4, &[0.0; 8], &[0.0; 8]).is_err());
         assert!(w.write(0, 0, &[0.0; 7], &[0.0; 8]).is_err());

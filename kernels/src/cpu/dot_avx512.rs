@@ -97,14 +97,7 @@ pub(crate) fn packed_len<L: WeightLanes>(k: usize) -> usize {
 
 /// Copies activation rows (`rows × k`) into the padded layout the kernels
 /// read (`rows × packed_len`), zero-filled past `k`; bf16 order when `bf16`.
-pub(crate) fn pack_x(
-    x: &[f32],
-    rows: usize,
-    k: usize,
-    kp: usize,
-    bf16_order: bool,
-    out: &mut Vec<f32>,
-) {
+pub(crate) fn pack_x(x: &[f32], rows: usize, k: usize, kp: usize, bf16_order: bool, out: &mut Vec<f32>) {
     out.clear();
     out.resize(rows * kp, 0.0);
     for (src, dst) in x.chunks_exact(k).take(rows).zip(out.chunks_exact_mut(kp)) {
@@ -136,34 +129,19 @@ pub(crate) unsafe fn reduce16(v: &[__m512; 16]) -> __m512 {
     let mut t = [_mm512_setzero_ps(); 8];
     for p in 0..8 {
         let (a, b) = (v[2 * p], v[2 * p + 1]);
-        t[p] = _mm512_add_ps(
-            _mm512_shuffle_f32x4::<0x44>(a, b),
-            _mm512_shuffle_f32x4::<0xEE>(a, b),
-        );
+        t[p] = _mm512_add_ps(_mm512_shuffle_f32x4::<0x44>(a, b), _mm512_shuffle_f32x4::<0xEE>(a, b));
     }
     // Stage 2: 8 → 4; block j of s[q] is the 4-lane partial of v[4q + j].
     let mut s = [_mm512_setzero_ps(); 4];
     for q in 0..4 {
         let (a, b) = (t[2 * q], t[2 * q + 1]);
-        s[q] = _mm512_add_ps(
-            _mm512_shuffle_f32x4::<0x88>(a, b),
-            _mm512_shuffle_f32x4::<0xDD>(a, b),
-        );
+        s[q] = _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(a, b), _mm512_shuffle_f32x4::<0xDD>(a, b));
     }
     // Stage 3: 4 → 2 (two lanes per input).
-    let r0 = _mm512_add_ps(
-        _mm512_shuffle_ps::<0x44>(s[0], s[1]),
-        _mm512_shuffle_ps::<0xEE>(s[0], s[1]),
-    );
-    let r1 = _mm512_add_ps(
-        _mm512_shuffle_ps::<0x44>(s[2], s[3]),
-        _mm512_shuffle_ps::<0xEE>(s[2], s[3]),
-    );
+    let r0 = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(s[0], s[1]), _mm512_shuffle_ps::<0xEE>(s[0], s[1]));
+    let r1 = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(s[2], s[3]), _mm512_shuffle_ps::<0xEE>(s[2], s[3]));
     // Stage 4: 2 → 1; lane 4j + i now holds the sum of v[4i + j].
-    let f = _mm512_add_ps(
-        _mm512_shuffle_ps::<0x88>(r0, r1),
-        _mm512_shuffle_ps::<0xDD>(r0, r1),
-    );
+    let f = _mm512_add_ps(_mm512_shuffle_ps::<0x88>(r0, r1), _mm512_shuffle_ps::<0xDD>(r0, r1));
     let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     _mm512_permutexvar_ps(order, f)
 }
@@ -187,8 +165,7 @@ pub(crate) unsafe fn dot_tile<L: WeightLanes, const MR: usize, const NR: usize>(
         fma_chunk::<L, MR, NR>(&mut acc, &x, &wv, c);
     }
     if rest != 0 {
-        let wv: [(__m512, __m512); NR] =
-            std::array::from_fn(|j| L::load_partial(w[j].add(full * L::CHUNK), rest));
+        let wv: [(__m512, __m512); NR] = std::array::from_fn(|j| L::load_partial(w[j].add(full * L::CHUNK), rest));
         fma_chunk::<L, MR, NR>(&mut acc, &x, &wv, full);
     }
     let mut flat = [_mm512_setzero_ps(); 16];

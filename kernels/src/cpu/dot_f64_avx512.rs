@@ -54,10 +54,7 @@ impl WeightLanes64 for F16To64 {
     }
     #[inline(always)]
     unsafe fn load_partial(p: *const f16, n: usize) -> __m512d {
-        _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_maskz_loadu_epi16(
-            ((1u32 << n) - 1) as u8,
-            p.cast(),
-        )))
+        _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_maskz_loadu_epi16(((1u32 << n) - 1) as u8, p.cast())))
     }
 }
 

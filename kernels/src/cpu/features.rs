@@ -23,14 +23,9 @@ impl CpuFeatures {
 }
 
 fn detect() -> CpuFeatures {
-    let forced = std::env::var("TALARIA_CPU_ISA")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let forced = std::env::var("TALARIA_CPU_ISA").unwrap_or_default().to_ascii_lowercase();
     if forced == "portable" {
-        return CpuFeatures {
-            avx512: false,
-            amx_bf16: false,
-        };
+        return CpuFeatures { avx512: false, amx_bf16: false };
     }
     let avx512 = avx512_available();
     let amx_bf16 = avx512 && forced != "avx512" && amx_available();
@@ -74,13 +69,7 @@ fn amx_available() -> bool {
         return false;
     }
     // SAFETY: plain syscall with integer arguments; failure is reported by the return value.
-    let granted = unsafe {
-        libc::syscall(
-            libc::SYS_arch_prctl,
-            ARCH_REQ_XCOMP_PERM,
-            XFEATURE_XTILEDATA,
-        )
-    };
+    let granted = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) };
     if granted != 0 {
         tracing::debug!("AMX present but the kernel refused tile-data permission");
         return false;

@@ -56,23 +56,7 @@ pub(crate) fn check_shapes(x_len: usize, rows: usize, w: &WeightMatrix, out_len:
         WeightData::Bf16(v) => v.len(),
         WeightData::F16(v) => v.len(),
     };
-    assert_eq!(
-        w_len,
-        w.rows * w.cols,
-        "weight data holds {w_len} values, not {} × {}",
-        w.rows,
-        w.cols
-    );
-    assert_eq!(
-        x_len,
-        rows * w.cols,
-        "activations hold {x_len} values, not {rows} × {}",
-        w.cols
-    );
-    assert_eq!(
-        out_len,
-        rows * w.rows,
-        "output holds {out_len} values, not {rows} × {}",
-        w.rows
-    );
+    assert_eq!(w_len, w.rows * w.cols, "weight data holds {w_len} values, not {} × {}", w.rows, w.cols);
+    assert_eq!(x_len, rows * w.cols, "activations hold {x_len} values, not {rows} × {}", w.cols);
+    assert_eq!(out_len, rows * w.rows, "output holds {out_len} values, not {rows} × {}", w.rows);
 }

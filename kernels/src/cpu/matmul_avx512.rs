@@ -33,15 +33,8 @@ pub(crate) fn matmul(x: &[f32], rows: usize, w: &WeightMatrix, out: &mut [f32]) 
 }
 
 /// `needs_panel`: whether prefill widens weight panels to f32 first.
-fn run<L: WeightLanes + WidenPanel>(
-    x: &[f32],
-    rows: usize,
-    k: usize,
-    w: &[L::Elem],
-    n: usize,
-    out: &mut [f32],
-    needs_panel: bool,
-) where
+fn run<L: WeightLanes + WidenPanel>(x: &[f32], rows: usize, k: usize, w: &[L::Elem], n: usize, out: &mut [f32], needs_panel: bool)
+where
     L::Elem: Sync,
 {
     let kp = packed_len::<L>(k);
@@ -53,12 +46,7 @@ fn run<L: WeightLanes + WidenPanel>(
         if rows <= STREAM_MAX_ROWS {
             let ranges = aligned_ranges(n, threads() * 4, 16);
             run_tasks(ranges.len(), macs, |t| {
-                let tile = WeightTiles {
-                    base: w.as_ptr(),
-                    stride: k,
-                    k,
-                    rows: ranges[t].clone(),
-                };
+                let tile = WeightTiles { base: w.as_ptr(), stride: k, k, rows: ranges[t].clone() };
                 // SAFETY: AVX-512 checked by the caller; tasks write disjoint output columns.
                 unsafe { tiles::<L>(xp, kp, 0..rows, &tile, out_ptr, n, true) };
             });
@@ -72,23 +60,13 @@ fn run<L: WeightLanes + WidenPanel>(
                 if needs_panel {
                     with_f32(|panel| {
                         L::widen_panel(&w[w_rows.start * k..w_rows.end * k], k, kp, panel);
-                        let tile = WeightTiles {
-                            base: panel.as_ptr(),
-                            stride: kp,
-                            k: kp,
-                            rows: 0..w_rows.len(),
-                        };
+                        let tile = WeightTiles { base: panel.as_ptr(), stride: kp, k: kp, rows: 0..w_rows.len() };
                         let out_cols = SharedMut(out_ptr.get().wrapping_add(w_rows.start));
                         // SAFETY: as above; `out_cols` offsets the output to this panel's columns.
                         unsafe { tiles::<F32Lanes>(xp, kp, x_rows, &tile, out_cols, n, false) };
                     });
                 } else {
-                    let tile = WeightTiles {
-                        base: w.as_ptr(),
-                        stride: k,
-                        k,
-                        rows: w_rows,
-                    };
+                    let tile = WeightTiles { base: w.as_ptr(), stride: k, k, rows: w_rows };
                     // SAFETY: as above.
                     unsafe { tiles::<L>(xp, kp, x_rows, &tile, out_ptr, n, false) };
                 }
@@ -109,10 +87,7 @@ struct WeightTiles<E> {
 impl<E> WeightTiles<E> {
     /// Pointers to `NR` rows from `j0`, repeating the last valid row past the end.
     fn ptrs<const NR: usize>(&self, j0: usize) -> [*const E; NR] {
-        std::array::from_fn(|t| {
-            self.base
-                .wrapping_add((j0 + t).min(self.rows.end - 1) * self.stride)
-        })
+        std::array::from_fn(|t| self.base.wrapping_add((j0 + t).min(self.rows.end - 1) * self.stride))
     }
 }
 
@@ -169,17 +144,7 @@ unsafe fn tiles<L: WeightLanes>(
 /// Writes the valid part of an `mr × nr` result tile (lane `i * nr + j`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn store(
-    res: __m512,
-    mr: usize,
-    nr: usize,
-    r0: usize,
-    j0: usize,
-    j_end: usize,
-    r_end: usize,
-    out: SharedMut<f32>,
-    n: usize,
-) {
+unsafe fn store(res: __m512, mr: usize, nr: usize, r0: usize, j0: usize, j_end: usize, r_end: usize, out: SharedMut<f32>, n: usize) {
     let mut lanes = [0f32; 16];
     _mm512_storeu_ps(lanes.as_mut_ptr(), res);
     for i in 0..mr.min(r_end - r0) {

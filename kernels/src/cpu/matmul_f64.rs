@@ -54,11 +54,7 @@ fn widen_rows(w: &WeightMatrix, rows: std::ops::Range<usize>, dst: &mut Vec<f64>
 fn gemm_path(x: &[f64], rows: usize, w: &WeightMatrix, out: &mut [f64]) {
     let (n, k) = (w.rows, w.cols);
     let panels = n.div_ceil(GEMM_PANEL_ROWS);
-    let par = if threads() > 1 {
-        gemm::Parallelism::Rayon(threads())
-    } else {
-        gemm::Parallelism::None
-    };
+    let par = if threads() > 1 { gemm::Parallelism::Rayon(threads()) } else { gemm::Parallelism::None };
     with_f64(|panel| {
         for range in aligned_ranges(n, panels, 16) {
             widen_rows(w, range.clone(), panel);
@@ -127,14 +123,8 @@ mod avx512 {
         }
     }
 
-    fn run<L: WeightLanes64>(
-        x: &[f64],
-        rows: usize,
-        k: usize,
-        w: &[L::Elem],
-        n: usize,
-        out: &mut [f64],
-    ) where
+    fn run<L: WeightLanes64>(x: &[f64], rows: usize, k: usize, w: &[L::Elem], n: usize, out: &mut [f64])
+    where
         L::Elem: Sync,
     {
         let out_ptr = SharedMut(out.as_mut_ptr());

@@ -25,34 +25,17 @@ fn matmul_f64_is_exact_on_representable_data() {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
     // x: 35 significant bits (not f32-representable); w: integers/256 (exact in bf16 and f16).
     for dtype in [WeightDType::F32, WeightDType::Bf16, WeightDType::F16] {
-        for &(rows, n, k) in &[
-            (1, 17, 600),
-            (3, 40, 33),
-            (17, 5, 129),
-            (64, 24, 576),
-            (100, 37, 100),
-        ] {
-            let x: Vec<f64> = (0..rows * k)
-                .map(|_| rng.random_range(-(1i64 << 34)..(1i64 << 34)) as f64 / (1u64 << 34) as f64)
-                .collect();
-            let w: Vec<f32> = (0..n * k)
-                .map(|_| rng.random_range(-256i32..=256) as f32 / 256.0)
-                .collect();
+        for &(rows, n, k) in &[(1, 17, 600), (3, 40, 33), (17, 5, 129), (64, 24, 576), (100, 37, 100)] {
+            let x: Vec<f64> = (0..rows * k).map(|_| rng.random_range(-(1i64 << 34)..(1i64 << 34)) as f64 / (1u64 << 34) as f64).collect();
+            let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-256i32..=256) as f32 / 256.0).collect();
             let w = WeightMatrix::from_f32(n, k, w, dtype);
             let want = naive(&x, rows, &w);
-            let paths: [(&str, MatmulF64); 2] = [
-                ("dispatch", matmul_f64),
-                ("portable", super::matmul_f64::portable),
-            ];
+            let paths: [(&str, MatmulF64); 2] = [("dispatch", matmul_f64), ("portable", super::matmul_f64::portable)];
             for (name, f) in paths {
                 let mut out = vec![f64::NAN; rows * n];
                 f(&x, rows, &w, &mut out);
                 for (i, (a, b)) in out.iter().zip(&want).enumerate() {
-                    assert_eq!(
-                        a.to_bits(),
-                        b.to_bits(),
-                        "{name} {dtype:?} rows {rows} n {n} k {k} at {i}: {a} vs {b}"
-                    );
+                    assert_eq!(a.to_bits(), b.to_bits(), "{name} {dtype:?} rows {rows} n {n} k {k} at {i}: {a} vs {b}");
                 }
             }
         }
@@ -65,25 +48,15 @@ fn matmul_f64_close_on_random_data() {
     for dtype in [WeightDType::F32, WeightDType::Bf16] {
         for &(rows, n, k) in &[(1, 30, 577), (40, 30, 64), (7, 50, 1536)] {
             let x: Vec<f64> = (0..rows * k).map(|_| rng.random_range(-1e4..1e4)).collect();
-            let w = WeightMatrix::from_f32(
-                n,
-                k,
-                (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
-                dtype,
-            );
+            let w = WeightMatrix::from_f32(n, k, (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect(), dtype);
             let mut out = vec![0f64; rows * n];
             matmul_f64(&x, rows, &w, &mut out);
             let wf = w.to_f32();
             for r in 0..rows {
                 for j in 0..n {
-                    let scale: f64 = (0..k)
-                        .map(|c| (x[r * k + c] * wf[j * k + c] as f64).abs())
-                        .sum();
+                    let scale: f64 = (0..k).map(|c| (x[r * k + c] * wf[j * k + c] as f64).abs()).sum();
                     let want: f64 = (0..k).map(|c| x[r * k + c] * wf[j * k + c] as f64).sum();
-                    assert!(
-                        (out[r * n + j] - want).abs() <= 1e-14 * scale,
-                        "{dtype:?} ({r},{j})"
-                    );
+                    assert!((out[r * n + j] - want).abs() <= 1e-14 * scale, "{dtype:?} ({r},{j})");
                 }
             }
         }

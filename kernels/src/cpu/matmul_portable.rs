@@ -26,14 +26,8 @@ fn widen_row(data: &WeightData, j: usize, k: usize, dst: &mut [f32]) {
     let range = j * k..(j + 1) * k;
     match data {
         WeightData::F32(v) => dst.copy_from_slice(&v[range]),
-        WeightData::Bf16(v) => dst
-            .iter_mut()
-            .zip(&v[range])
-            .for_each(|(d, s)| *d = s.to_f32()),
-        WeightData::F16(v) => dst
-            .iter_mut()
-            .zip(&v[range])
-            .for_each(|(d, s)| *d = s.to_f32()),
+        WeightData::Bf16(v) => dst.iter_mut().zip(&v[range]).for_each(|(d, s)| *d = s.to_f32()),
+        WeightData::F16(v) => dst.iter_mut().zip(&v[range]).for_each(|(d, s)| *d = s.to_f32()),
     }
 }
 

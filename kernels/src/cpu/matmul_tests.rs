@@ -9,10 +9,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 type Backend = fn(&[f32], usize, &WeightMatrix, &mut [f32]);
 
 fn backends(dtype: WeightDType) -> Vec<(&'static str, Backend)> {
-    let mut list: Vec<(&'static str, Backend)> = vec![
-        ("portable", super::matmul_portable::matmul),
-        ("dispatch", super::matmul),
-    ];
+    let mut list: Vec<(&'static str, Backend)> = vec![("portable", super::matmul_portable::matmul), ("dispatch", super::matmul)];
     #[cfg(target_arch = "x86_64")]
     {
         let f = CpuFeatures::get();
@@ -21,9 +18,7 @@ fn backends(dtype: WeightDType) -> Vec<(&'static str, Backend)> {
         }
         if f.amx_bf16 && dtype == WeightDType::Bf16 {
             list.push(("amx", |x, rows, w, out| match &w.data {
-                crate::weight::WeightData::Bf16(v) => {
-                    super::amx_bf16::matmul(x, rows, w.cols, v, w.rows, out)
-                }
+                crate::weight::WeightData::Bf16(v) => super::amx_bf16::matmul(x, rows, w.cols, v, w.rows, out),
                 _ => unreachable!(),
             }));
         }
@@ -57,16 +52,7 @@ fn reference(x: &[f32], rows: usize, w: &WeightMatrix) -> (Vec<f64>, Vec<f64>) {
 #[test]
 fn matmul_matches_reference_all_backends() {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
-    let shapes = [
-        (1, 1, 1),
-        (1, 37, 33),
-        (3, 17, 100),
-        (17, 50, 31),
-        (600, 40, 70),
-        (5, 64, 576),
-        (6, 33, 129),
-        (12, 70, 64),
-    ];
+    let shapes = [(1, 1, 1), (1, 37, 33), (3, 17, 100), (17, 50, 31), (600, 40, 70), (5, 64, 576), (6, 33, 129), (12, 70, 64)];
     for dtype in [WeightDType::F32, WeightDType::Bf16, WeightDType::F16] {
         for &(rows, n, k) in &shapes {
             let x = random_vec(&mut rng, rows * k);
@@ -101,18 +87,7 @@ fn matmul_rows_are_batch_invariant() {
                 let mut all = vec![0f32; batch * n];
                 f(&x, batch, &w, &mut all);
                 // Every row alone, and a few sub-batches of other sizes, must agree bit for bit.
-                for &(start, len) in &[
-                    (0, 1),
-                    (7, 1),
-                    (299, 1),
-                    (3, 2),
-                    (10, 3),
-                    (20, 4),
-                    (40, 5),
-                    (50, 16),
-                    (100, 17),
-                    (120, 180),
-                ] {
+                for &(start, len) in &[(0, 1), (7, 1), (299, 1), (3, 2), (10, 3), (20, 4), (40, 5), (50, 16), (100, 17), (120, 180)] {
                     let mut part = vec![0f32; len * n];
                     f(&x[start * k..(start + len) * k], len, &w, &mut part);
                     let expect = &all[start * n..(start + len) * n];

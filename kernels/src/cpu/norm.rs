@@ -14,33 +14,17 @@ const PARALLEL_ELEMS: usize = 1 << 16;
 /// When `x` and `out` differ in length, it is not a multiple of `d`, or
 /// `gain` is not `d` long (caller bugs).
 pub fn rms_norm(x: &[f32], d: usize, eps: f32, gain: Option<&[f32]>, out: &mut [f32]) {
-    assert_eq!(
-        x.len(),
-        out.len(),
-        "rms_norm: input and output lengths differ"
-    );
+    assert_eq!(x.len(), out.len(), "rms_norm: input and output lengths differ");
     if d == 0 {
         return;
     }
-    assert_eq!(
-        x.len() % d,
-        0,
-        "rms_norm: length {} is not a multiple of d = {d}",
-        x.len()
-    );
+    assert_eq!(x.len() % d, 0, "rms_norm: length {} is not a multiple of d = {d}", x.len());
     if let Some(g) = gain {
-        assert_eq!(
-            g.len(),
-            d,
-            "rms_norm: gain has {} values, not d = {d}",
-            g.len()
-        );
+        assert_eq!(g.len(), d, "rms_norm: gain has {} values, not d = {d}", g.len());
     }
     let row = |(xr, or): (&[f32], &mut [f32])| norm_row(xr, eps, gain, or);
     if x.len() >= PARALLEL_ELEMS {
-        x.par_chunks_exact(d)
-            .zip(out.par_chunks_exact_mut(d))
-            .for_each(row);
+        x.par_chunks_exact(d).zip(out.par_chunks_exact_mut(d)).for_each(row);
     } else {
         x.chunks_exact(d).zip(out.chunks_exact_mut(d)).for_each(row);
     }
@@ -50,11 +34,7 @@ fn norm_row(x: &[f32], eps: f32, gain: Option<&[f32]>, out: &mut [f32]) {
     let sum_sq: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
     let inv = (1.0 / (sum_sq / x.len() as f64 + eps as f64).sqrt()) as f32;
     match gain {
-        Some(g) => out
-            .iter_mut()
-            .zip(x)
-            .zip(g)
-            .for_each(|((o, &v), &g)| *o = (v * inv) * g),
+        Some(g) => out.iter_mut().zip(x).zip(g).for_each(|((o, &v), &g)| *o = (v * inv) * g),
         None => out.iter_mut().zip(x).for_each(|(o, &v)| *o = v * inv),
     }
 }
@@ -66,19 +46,14 @@ mod tests {
     fn reference(x: &[f32], eps: f64, g: Option<&[f32]>) -> Vec<f64> {
         let ms = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / x.len() as f64;
         let inv = 1.0 / (ms + eps).sqrt();
-        x.iter()
-            .enumerate()
-            .map(|(i, &v)| v as f64 * inv * g.map_or(1.0, |g| g[i] as f64))
-            .collect()
+        x.iter().enumerate().map(|(i, &v)| v as f64 * inv * g.map_or(1.0, |g| g[i] as f64)).collect()
     }
 
     #[test]
     fn matches_reference_with_and_without_gain() {
         let d = 37;
         let rows = 5;
-        let x: Vec<f32> = (0..rows * d)
-            .map(|i| ((i * 7919) % 101) as f32 / 13.0 - 3.5)
-            .collect();
+        let x: Vec<f32> = (0..rows * d).map(|i| ((i * 7919) % 101) as f32 / 13.0 - 3.5).collect();
         let g: Vec<f32> = (0..d).map(|i| 0.5 + i as f32 / 40.0).collect();
         for gain in [None, Some(g.as_slice())] {
             let mut out = vec![0f32; rows * d];
@@ -86,10 +61,7 @@ mod tests {
             for r in 0..rows {
                 let want = reference(&x[r * d..(r + 1) * d], 1e-5, gain);
                 for (a, b) in out[r * d..(r + 1) * d].iter().zip(&want) {
-                    assert!(
-                        (*a as f64 - b).abs() <= 1e-6 * b.abs().max(1.0),
-                        "{a} vs {b}"
-                    );
+                    assert!((*a as f64 - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
                 }
             }
         }
@@ -99,9 +71,7 @@ mod tests {
     fn large_batch_matches_rows_alone() {
         let d = 576;
         let rows = 200;
-        let x: Vec<f32> = (0..rows * d)
-            .map(|i| ((i * 31) % 97) as f32 - 48.0)
-            .collect();
+        let x: Vec<f32> = (0..rows * d).map(|i| ((i * 31) % 97) as f32 - 48.0).collect();
         let mut all = vec![0f32; rows * d];
         rms_norm(&x, d, 1e-5, None, &mut all);
         let mut one = vec![0f32; d];

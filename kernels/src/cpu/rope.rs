@@ -18,12 +18,7 @@ impl RopeTable {
         if head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(KernelError::OddHeadDim(head_dim));
         }
-        let mut table = RopeTable {
-            head_dim,
-            theta,
-            cos: Vec::new(),
-            sin: Vec::new(),
-        };
+        let mut table = RopeTable { head_dim, theta, cos: Vec::new(), sin: Vec::new() };
         table.ensure_positions(max_positions);
         Ok(table)
     }
@@ -40,9 +35,7 @@ impl RopeTable {
     /// Grows the table to cover at least `n` positions.
     pub fn ensure_positions(&mut self, n: usize) {
         let half = self.head_dim / 2;
-        let inv_freq: Vec<f64> = (0..half)
-            .map(|i| self.theta.powf(-((2 * i) as f64) / self.head_dim as f64))
-            .collect();
+        let inv_freq: Vec<f64> = (0..half).map(|i| self.theta.powf(-((2 * i) as f64) / self.head_dim as f64)).collect();
         for pos in self.max_positions()..n {
             for &f in &inv_freq {
                 let angle = pos as f64 * f;
@@ -57,22 +50,13 @@ impl RopeTable {
     /// # Panics
     /// When `x` is not `n_heads * head_dim` long (a caller bug).
     pub fn apply(&self, x: &mut [f32], n_heads: usize, pos: usize) -> Result<(), KernelError> {
-        assert_eq!(
-            x.len(),
-            n_heads * self.head_dim,
-            "rope: row has {} values, not {n_heads} heads × {}",
-            x.len(),
-            self.head_dim
-        );
+        assert_eq!(x.len(), n_heads * self.head_dim, "rope: row has {} values, not {n_heads} heads × {}", x.len(), self.head_dim);
         let max = self.max_positions();
         if pos >= max {
             return Err(KernelError::PositionOutOfRange { pos, max });
         }
         let half = self.head_dim / 2;
-        let (cos, sin) = (
-            &self.cos[pos * half..(pos + 1) * half],
-            &self.sin[pos * half..(pos + 1) * half],
-        );
+        let (cos, sin) = (&self.cos[pos * half..(pos + 1) * half], &self.sin[pos * half..(pos + 1) * half]);
         for head in x.chunks_exact_mut(self.head_dim) {
             let (a, b) = head.split_at_mut(half);
             for i in 0..half {
@@ -85,20 +69,9 @@ impl RopeTable {
     }
 
     /// Rotates `positions.len()` consecutive rows, row `r` at `positions[r]`.
-    pub fn apply_rows(
-        &self,
-        x: &mut [f32],
-        n_heads: usize,
-        positions: &[usize],
-    ) -> Result<(), KernelError> {
+    pub fn apply_rows(&self, x: &mut [f32], n_heads: usize, positions: &[usize]) -> Result<(), KernelError> {
         let width = n_heads * self.head_dim;
-        assert_eq!(
-            x.len(),
-            width * positions.len(),
-            "rope: {} values for {} rows of {width}",
-            x.len(),
-            positions.len()
-        );
+        assert_eq!(x.len(), width * positions.len(), "rope: {} values for {} rows of {width}", x.len(), positions.len());
         for (row, &pos) in x.chunks_exact_mut(width.max(1)).zip(positions) {
             self.apply(row, n_heads, pos)?;
         }
@@ -123,15 +96,8 @@ mod tests {
                     let j = i % (hd / 2);
                     let angle = pos as f64 * theta.powf(-2.0 * j as f64 / hd as f64);
                     let (x1, x2) = (orig[h * hd + j] as f64, orig[h * hd + j + hd / 2] as f64);
-                    let want = if i < hd / 2 {
-                        x1 * angle.cos() - x2 * angle.sin()
-                    } else {
-                        x2 * angle.cos() + x1 * angle.sin()
-                    };
-                    assert!(
-                        (x[h * hd + i] as f64 - want).abs() < 1e-5,
-                        "pos {pos} head {h} dim {i}"
-                    );
+                    let want = if i < hd / 2 { x1 * angle.cos() - x2 * angle.sin() } else { x2 * angle.cos() + x1 * angle.sin() };
+                    assert!((x[h * hd + i] as f64 - want).abs() < 1e-5, "pos {pos} head {h} dim {i}");
                 }
             }
         }
@@ -154,10 +120,7 @@ mod tests {
     fn beyond_table_errors_then_grows() {
         let mut table = RopeTable::new(4, 10_000.0, 2).unwrap();
         let mut x = vec![1.0f32; 4];
-        assert_eq!(
-            table.apply(&mut x, 1, 2),
-            Err(KernelError::PositionOutOfRange { pos: 2, max: 2 })
-        );
+        assert_eq!(table.apply(&mut x, 1, 2), Err(KernelError::PositionOutOfRange { pos: 2, max: 2 }));
         table.ensure_positions(10);
         assert_eq!(table.max_positions(), 10);
         table.apply(&mut x, 1, 9).unwrap();
@@ -169,9 +132,6 @@ mod tests {
 
     #[test]
     fn odd_head_dim_is_rejected() {
-        assert_eq!(
-            RopeTable::new(7, 1e4, 1).unwrap_err(),
-            KernelError::OddHeadDim(7)
-        );
+        assert_eq!(RopeTable::new(7, 1e4, 1).unwrap_err(), KernelError::OddHeadDim(7));
     }
 }

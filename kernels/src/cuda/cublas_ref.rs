@@ -17,17 +17,13 @@ pub struct CublasReference {
 }
 
 fn dims(rows: usize, d_in: usize, d_out: usize) -> Result<(i32, i32, i32), CudaError> {
-    let cast = |v: usize| {
-        i32::try_from(v).map_err(|_| CudaError::Shape(format!("dimension {v} exceeds i32")))
-    };
+    let cast = |v: usize| i32::try_from(v).map_err(|_| CudaError::Shape(format!("dimension {v} exceeds i32")));
     Ok((cast(rows)?, cast(d_in)?, cast(d_out)?))
 }
 
 fn check_len(what: &str, have: usize, need: usize) -> Result<(), CudaError> {
     if have < need {
-        return Err(CudaError::Shape(format!(
-            "{what} holds {have} elements, needs {need}"
-        )));
+        return Err(CudaError::Shape(format!("{what} holds {have} elements, needs {need}")));
     }
     Ok(())
 }
@@ -38,10 +34,7 @@ impl CublasReference {
             return Err(CudaError::CublasNotFound);
         }
         let blas = catch_library_panic("creating a cuBLAS handle", || {
-            CudaBlas::new(stream.clone()).map_err(|e| CudaError::Cublas {
-                context: "cublasCreate".into(),
-                status: format!("{e:?}"),
-            })
+            CudaBlas::new(stream.clone()).map_err(|e| CudaError::Cublas { context: "cublasCreate".into(), status: format!("{e:?}") })
         })?;
         Ok(Self { blas, stream })
     }
@@ -75,10 +68,7 @@ impl CublasReference {
             ldc: n,
         };
         // SAFETY: buffer lengths were checked against the dimensions above.
-        unsafe { self.blas.gemm(cfg, w, x, y) }.map_err(|e| CudaError::Cublas {
-            context: "cublasDgemm".into(),
-            status: format!("{e:?}"),
-        })
+        unsafe { self.blas.gemm(cfg, w, x, y) }.map_err(|e| CudaError::Cublas { context: "cublasDgemm".into(), status: format!("{e:?}") })
     }
 
     /// As [`Self::dgemm`] with bf16 `x` and `w` (raw bits) and f32 `y`,
@@ -126,9 +116,6 @@ impl CublasReference {
                 cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
             )
         }
-        .map_err(|e| CudaError::Cublas {
-            context: "cublasGemmEx (bf16)".into(),
-            status: format!("{e:?}"),
-        })
+        .map_err(|e| CudaError::Cublas { context: "cublasGemmEx (bf16)".into(), status: format!("{e:?}") })
     }
 }

@@ -26,11 +26,7 @@ pub struct DeviceWeight {
 
 impl std::fmt::Debug for DeviceWeight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceWeight")
-            .field("rows", &self.rows)
-            .field("cols", &self.cols)
-            .field("dtype", &self.dtype)
-            .finish()
+        f.debug_struct("DeviceWeight").field("rows", &self.rows).field("cols", &self.cols).field("dtype", &self.dtype).finish()
     }
 }
 
@@ -38,48 +34,25 @@ impl DeviceWeight {
     /// Copies `w` to the device (synchronously: the upload is finished when
     /// this returns).
     pub(crate) fn upload(stream: &Arc<CudaStream>, w: &WeightMatrix) -> Result<Self, CudaError> {
-        let expected = w.rows.checked_mul(w.cols).ok_or_else(|| {
-            CudaError::Shape(format!("weight matrix {}×{} overflows", w.rows, w.cols))
-        })?;
+        let expected =
+            w.rows.checked_mul(w.cols).ok_or_else(|| CudaError::Shape(format!("weight matrix {}×{} overflows", w.rows, w.cols)))?;
         let len = match &w.data {
             WeightData::F32(v) => v.len(),
             WeightData::Bf16(v) => v.len(),
             WeightData::F16(v) => v.len(),
         };
         if len != expected || expected == 0 {
-            return Err(CudaError::Shape(format!(
-                "weight matrix {}×{} holds {len} values",
-                w.rows, w.cols
-            )));
+            return Err(CudaError::Shape(format!("weight matrix {}×{} holds {len} values", w.rows, w.cols)));
         }
-        let what = format!(
-            "uploading a {}×{} {} weight",
-            w.rows,
-            w.cols,
-            w.dtype().name()
-        );
+        let what = format!("uploading a {}×{} {} weight", w.rows, w.cols, w.dtype().name());
         catch_library_panic(&what, || {
             let data = match &w.data {
                 WeightData::F32(v) => DeviceWeightData::F32(stream.clone_htod(v).ctx(&what)?),
-                WeightData::Bf16(v) => DeviceWeightData::Half(
-                    stream
-                        .clone_htod(bytemuck::cast_slice::<_, u16>(v))
-                        .ctx(&what)?,
-                ),
-                WeightData::F16(v) => DeviceWeightData::Half(
-                    stream
-                        .clone_htod(bytemuck::cast_slice::<_, u16>(v))
-                        .ctx(&what)?,
-                ),
+                WeightData::Bf16(v) => DeviceWeightData::Half(stream.clone_htod(bytemuck::cast_slice::<_, u16>(v)).ctx(&what)?),
+                WeightData::F16(v) => DeviceWeightData::Half(stream.clone_htod(bytemuck::cast_slice::<_, u16>(v)).ctx(&what)?),
             };
             stream.synchronize().ctx(&what)?;
-            Ok(Self {
-                rows: w.rows,
-                cols: w.cols,
-                dtype: w.dtype(),
-                data,
-                context: stream.context().cu_ctx() as usize,
-            })
+            Ok(Self { rows: w.rows, cols: w.cols, dtype: w.dtype(), data, context: stream.context().cu_ctx() as usize })
         })
     }
 

@@ -26,30 +26,17 @@ pub enum CudaError {
         source: DriverError,
     },
     #[error("NVRTC could not compile {source_name} for {arch}: {message}")]
-    Compile {
-        source_name: &'static str,
-        arch: String,
-        message: String,
-    },
+    Compile { source_name: &'static str, arch: String, message: String },
     #[error("{context}: cuBLAS error {status}")]
     Cublas { context: String, status: String },
     #[error("bad matmul arguments: {0}")]
     Shape(String),
     #[error("{op} needs a bf16 weight matrix, this one is {dtype}")]
-    UnsupportedDtype {
-        op: &'static str,
-        dtype: &'static str,
-    },
-    #[error(
-        "the weight matrix was uploaded through a different CudaMatmul (another CUDA context)"
-    )]
+    UnsupportedDtype { op: &'static str, dtype: &'static str },
+    #[error("the weight matrix was uploaded through a different CudaMatmul (another CUDA context)")]
     ForeignWeight,
     #[error("{kernel} needs compute capability 8.0 or newer, the device has {major}.{minor}")]
-    ArchTooOld {
-        kernel: &'static str,
-        major: i32,
-        minor: i32,
-    },
+    ArchTooOld { kernel: &'static str, major: i32, minor: i32 },
     #[error("a CUDA library call panicked in {context}: {message}")]
     Panicked { context: String, message: String },
 }
@@ -61,19 +48,13 @@ pub(crate) trait DriverContext<T> {
 
 impl<T> DriverContext<T> for Result<T, DriverError> {
     fn ctx(self, context: impl Into<String>) -> Result<T, CudaError> {
-        self.map_err(|source| CudaError::Driver {
-            context: context.into(),
-            source,
-        })
+        self.map_err(|source| CudaError::Driver { context: context.into(), source })
     }
 }
 
 /// Runs `f`, turning a panic inside cudarc (it panics when a library or a
 /// symbol is missing) into an error.
-pub(crate) fn catch_library_panic<T>(
-    context: &str,
-    f: impl FnOnce() -> Result<T, CudaError>,
-) -> Result<T, CudaError> {
+pub(crate) fn catch_library_panic<T>(context: &str, f: impl FnOnce() -> Result<T, CudaError>) -> Result<T, CudaError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(result) => result,
         Err(payload) => {
@@ -82,10 +63,7 @@ pub(crate) fn catch_library_panic<T>(
                 .cloned()
                 .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".to_string());
-            Err(CudaError::Panicked {
-                context: context.to_string(),
-                message,
-            })
+            Err(CudaError::Panicked { context: context.to_string(), message })
         }
     }
 }

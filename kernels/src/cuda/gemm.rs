@@ -3,16 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
-    PushKernelArg,
-};
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, PushKernelArg};
 
 use super::device_weight::{DeviceWeight, DeviceWeightData};
 use super::error::{catch_library_panic, CudaError, DriverContext};
-use super::plan::{
-    choose_variant, entry_name, launch_config, GemmShape, KernelVariant, MatmulMode,
-};
+use super::plan::{choose_variant, entry_name, launch_config, GemmShape, KernelVariant, MatmulMode};
 use super::probe::DeviceInfo;
 use super::source::{compile_for_device, SOURCES};
 
@@ -33,17 +28,11 @@ impl GemmKernels {
             let what = format!("loading {} into the context", source.name);
             let module = catch_library_panic(&what, || ctx.load_module(ptx).ctx(&what))?;
             for &entry in source.entries {
-                let f = module
-                    .load_function(entry)
-                    .ctx(format!("looking up {entry}"))?;
+                let f = module.load_function(entry).ctx(format!("looking up {entry}"))?;
                 functions.insert(entry, f);
             }
         }
-        Ok(Self {
-            functions,
-            compute_capability: info.compute_capability,
-            context: ctx.cu_ctx() as usize,
-        })
+        Ok(Self { functions, compute_capability: info.compute_capability, context: ctx.cu_ctx() as usize })
     }
 
     pub fn compute_capability(&self) -> (i32, i32) {
@@ -98,11 +87,7 @@ impl GemmKernels {
         if w.context != self.context || stream.context().cu_ctx() as usize != self.context {
             return Err(CudaError::ForeignWeight);
         }
-        let shape = GemmShape {
-            rows,
-            d_in: w.cols(),
-            d_out: w.rows(),
-        };
+        let shape = GemmShape { rows, d_in: w.cols(), d_out: w.rows() };
         shape.validate()?;
         if x.len() < rows * shape.d_in || y.len() < rows * shape.d_out {
             return Err(CudaError::Shape(format!(
@@ -120,9 +105,7 @@ impl GemmKernels {
         let x_addr = x.device_ptr(stream).0;
         let y_addr = y.device_ptr_mut(stream).0;
         if x_addr % 16 != 0 || y_addr % 16 != 0 {
-            return Err(CudaError::Shape(format!(
-                "device buffers must start 16-byte aligned (x at {x_addr:#x}, y at {y_addr:#x})"
-            )));
+            return Err(CudaError::Shape(format!("device buffers must start 16-byte aligned (x at {x_addr:#x}, y at {y_addr:#x})")));
         }
         let variant = variant.unwrap_or_else(|| choose_variant(rows, self.compute_capability));
         if variant == KernelVariant::TensorCore && self.compute_capability.0 < 8 {
@@ -136,10 +119,7 @@ impl GemmKernels {
         if rows == 0 {
             return Ok(variant);
         }
-        let func = self
-            .functions
-            .get(name)
-            .ok_or_else(|| CudaError::Shape(format!("kernel {name} was not loaded")))?;
+        let func = self.functions.get(name).ok_or_else(|| CudaError::Shape(format!("kernel {name} was not loaded")))?;
         let (m, n, k) = (rows as i32, shape.d_out as i32, shape.d_in as i32);
         let vec = i32::from(shape.vectorized());
         let cfg = launch_config(variant, shape);

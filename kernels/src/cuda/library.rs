@@ -61,12 +61,7 @@ pub fn nvrtc_search_dirs() -> Vec<PathBuf> {
         dirs.push(PathBuf::from(dir));
     }
     if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(
-            Path::new(&home)
-                .join(".cache/talaria")
-                .join(format!("nvrtc-{NVRTC_WHEEL_VERSION}"))
-                .join("nvidia/cuda_nvrtc/lib"),
-        );
+        dirs.push(Path::new(&home).join(".cache/talaria").join(format!("nvrtc-{NVRTC_WHEEL_VERSION}")).join("nvidia/cuda_nvrtc/lib"));
     }
     dirs
 }
@@ -75,10 +70,7 @@ pub fn nvrtc_search_dirs() -> Vec<PathBuf> {
 /// decides; later calls return the same answer.
 pub fn ensure_nvrtc() -> Result<NvrtcLocation, CudaError> {
     static FOUND: OnceLock<Option<NvrtcLocation>> = OnceLock::new();
-    FOUND
-        .get_or_init(locate_nvrtc)
-        .clone()
-        .ok_or(CudaError::NvrtcNotFound)
+    FOUND.get_or_init(locate_nvrtc).clone().ok_or(CudaError::NvrtcNotFound)
 }
 
 fn locate_nvrtc() -> Option<NvrtcLocation> {

@@ -51,21 +51,10 @@ impl CudaMatmul {
             // per-buffer event tracking (which would serialize the two
             // streams) is not needed. Nothing was allocated in `ctx` yet.
             unsafe { ctx.disable_event_tracking() };
-            let streams = [
-                ctx.new_stream().ctx("creating stream 0")?,
-                ctx.new_stream().ctx("creating stream 1")?,
-            ];
+            let streams = [ctx.new_stream().ctx("creating stream 0")?, ctx.new_stream().ctx("creating stream 1")?];
             let kernels = GemmKernels::load(&ctx, &info)?;
             tracing::info!(device = %info.name, cc = ?info.compute_capability, "CUDA matmul ready");
-            Ok(Self {
-                info,
-                nvrtc,
-                staging_f64: None,
-                staging_f32: None,
-                kernels,
-                streams,
-                ctx,
-            })
+            Ok(Self { info, nvrtc, staging_f64: None, staging_f32: None, kernels, streams, ctx })
         })
     }
 
@@ -110,69 +99,30 @@ impl CudaMatmul {
 
     /// `out (rows × d_out) = x (rows × d_in) · Wᵀ` with f64 activations,
     /// products and sums (the masked "exact" mode). Any weight dtype.
-    pub fn matmul_exact(
-        &mut self,
-        x: &[f64],
-        rows: usize,
-        w: &DeviceWeight,
-        out: &mut [f64],
-    ) -> Result<(), CudaError> {
+    pub fn matmul_exact(&mut self, x: &[f64], rows: usize, w: &DeviceWeight, out: &mut [f64]) -> Result<(), CudaError> {
         let kernels = &self.kernels;
-        run_pipelined(
-            &self.ctx,
-            &self.streams,
-            &mut self.staging_f64,
-            x,
-            rows,
-            w,
-            out,
-            |s, xv, yv, r| kernels.launch_exact(s, xv, w, yv, r, None).map(drop),
-        )
+        run_pipelined(&self.ctx, &self.streams, &mut self.staging_f64, x, rows, w, out, |s, xv, yv, r| {
+            kernels.launch_exact(s, xv, w, yv, r, None).map(drop)
+        })
     }
 
     /// Fast masked mode: f32 activations as three bf16 limbs on the bf16
     /// tensor cores, f32 accumulation. W must be bf16.
-    pub fn matmul_fast(
-        &mut self,
-        x: &[f32],
-        rows: usize,
-        w: &DeviceWeight,
-        out: &mut [f32],
-    ) -> Result<(), CudaError> {
+    pub fn matmul_fast(&mut self, x: &[f32], rows: usize, w: &DeviceWeight, out: &mut [f32]) -> Result<(), CudaError> {
         self.matmul_bf16(MatmulMode::Fast, x, rows, w, out)
     }
 
     /// Unprotected baseline: activations rounded to bf16, bf16 tensor cores,
     /// f32 accumulation. W must be bf16.
-    pub fn matmul_plain(
-        &mut self,
-        x: &[f32],
-        rows: usize,
-        w: &DeviceWeight,
-        out: &mut [f32],
-    ) -> Result<(), CudaError> {
+    pub fn matmul_plain(&mut self, x: &[f32], rows: usize, w: &DeviceWeight, out: &mut [f32]) -> Result<(), CudaError> {
         self.matmul_bf16(MatmulMode::Plain, x, rows, w, out)
     }
 
-    fn matmul_bf16(
-        &mut self,
-        mode: MatmulMode,
-        x: &[f32],
-        rows: usize,
-        w: &DeviceWeight,
-        out: &mut [f32],
-    ) -> Result<(), CudaError> {
+    fn matmul_bf16(&mut self, mode: MatmulMode, x: &[f32], rows: usize, w: &DeviceWeight, out: &mut [f32]) -> Result<(), CudaError> {
         let kernels = &self.kernels;
-        run_pipelined(
-            &self.ctx,
-            &self.streams,
-            &mut self.staging_f32,
-            x,
-            rows,
-            w,
-            out,
-            |s, xv, yv, r| kernels.launch_bf16(mode, s, xv, w, yv, r, None).map(drop),
-        )
+        run_pipelined(&self.ctx, &self.streams, &mut self.staging_f32, x, rows, w, out, |s, xv, yv, r| {
+            kernels.launch_bf16(mode, s, xv, w, yv, r, None).map(drop)
+        })
     }
 }
 
@@ -186,8 +136,7 @@ pub fn chunk_rows(rows: usize) -> usize {
     }
 }
 
-type Launch<'a, T> = dyn Fn(&Arc<CudaStream>, &CudaView<'_, T>, &mut CudaViewMut<'_, T>, usize) -> Result<(), CudaError>
-    + 'a;
+type Launch<'a, T> = dyn Fn(&Arc<CudaStream>, &CudaView<'_, T>, &mut CudaViewMut<'_, T>, usize) -> Result<(), CudaError> + 'a;
 
 #[allow(clippy::too_many_arguments)]
 fn run_pipelined<T: DeviceRepr + ValidAsZeroBits + Copy>(
@@ -198,12 +147,7 @@ fn run_pipelined<T: DeviceRepr + ValidAsZeroBits + Copy>(
     rows: usize,
     w: &DeviceWeight,
     out: &mut [T],
-    launch: impl Fn(
-        &Arc<CudaStream>,
-        &CudaView<'_, T>,
-        &mut CudaViewMut<'_, T>,
-        usize,
-    ) -> Result<(), CudaError>,
+    launch: impl Fn(&Arc<CudaStream>, &CudaView<'_, T>, &mut CudaViewMut<'_, T>, usize) -> Result<(), CudaError>,
 ) -> Result<(), CudaError> {
     let (d_in, d_out) = (w.cols(), w.rows());
     let n_in = rows.checked_mul(d_in);
@@ -244,18 +188,9 @@ fn issue_and_collect<T: DeviceRepr + ValidAsZeroBits + Copy>(
     out: &mut [T],
     launch: &Launch<'_, T>,
 ) -> Result<(), CudaError> {
-    let Staging {
-        host_in,
-        host_out,
-        dev_in,
-        dev_out,
-    } = staging;
-    let host_in = host_in
-        .as_mut_slice()
-        .ctx("waiting for the pinned input buffer")?;
-    let host_out = host_out
-        .as_mut_slice()
-        .ctx("waiting for the pinned output buffer")?;
+    let Staging { host_in, host_out, dev_in, dev_out } = staging;
+    let host_in = host_in.as_mut_slice().ctx("waiting for the pinned input buffer")?;
+    let host_out = host_out.as_mut_slice().ctx("waiting for the pinned output buffer")?;
     let chunk = chunk_rows(rows);
     let mut pending: Vec<(cudarc::driver::CudaEvent, Range<usize>)> = Vec::new();
     for (i, r0) in (0..rows).step_by(chunk).enumerate() {
@@ -263,21 +198,10 @@ fn issue_and_collect<T: DeviceRepr + ValidAsZeroBits + Copy>(
         let stream = &streams[i % 2];
         let (xr, yr) = (r0 * d_in..r1 * d_in, r0 * d_out..r1 * d_out);
         host_in[xr.clone()].copy_from_slice(&x[xr.clone()]);
-        stream
-            .memcpy_htod(&host_in[xr.clone()], &mut dev_in.slice_mut(xr.clone()))
-            .ctx("copying activations to the device")?;
-        launch(
-            stream,
-            &dev_in.slice(xr),
-            &mut dev_out.slice_mut(yr.clone()),
-            r1 - r0,
-        )?;
-        stream
-            .memcpy_dtoh(&dev_out.slice(yr.clone()), &mut host_out[yr.clone()])
-            .ctx("copying results to the host")?;
-        let done = stream
-            .record_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING))
-            .ctx("recording a chunk event")?;
+        stream.memcpy_htod(&host_in[xr.clone()], &mut dev_in.slice_mut(xr.clone())).ctx("copying activations to the device")?;
+        launch(stream, &dev_in.slice(xr), &mut dev_out.slice_mut(yr.clone()), r1 - r0)?;
+        stream.memcpy_dtoh(&dev_out.slice(yr.clone()), &mut host_out[yr.clone()]).ctx("copying results to the host")?;
+        let done = stream.record_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING)).ctx("recording a chunk event")?;
         pending.push((done, yr));
     }
     for (done, yr) in pending {

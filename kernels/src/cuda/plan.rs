@@ -50,11 +50,7 @@ pub fn choose_variant(rows: usize, compute_capability: (i32, i32)) -> KernelVari
 }
 
 /// Entry-point name of a (mode, variant, weight dtype) triple.
-pub fn entry_name(
-    mode: MatmulMode,
-    variant: KernelVariant,
-    dtype: WeightDType,
-) -> Result<&'static str, CudaError> {
+pub fn entry_name(mode: MatmulMode, variant: KernelVariant, dtype: WeightDType) -> Result<&'static str, CudaError> {
     use KernelVariant::*;
     use MatmulMode::*;
     use WeightDType::*;
@@ -69,12 +65,7 @@ pub fn entry_name(
         (Fast, Gemv, Bf16) => "talaria_fast_gemv_bf16",
         (Plain, TensorCore, Bf16) => "talaria_plain_mma_bf16",
         (Plain, Gemv, Bf16) => "talaria_plain_gemv_bf16",
-        (Fast | Plain, _, other) => {
-            return Err(CudaError::UnsupportedDtype {
-                op: mode.name(),
-                dtype: other.name(),
-            })
-        }
+        (Fast | Plain, _, other) => return Err(CudaError::UnsupportedDtype { op: mode.name(), dtype: other.name() }),
     })
 }
 
@@ -96,16 +87,10 @@ impl GemmShape {
             return Err(CudaError::Shape(format!("empty weight matrix {self:?}")));
         }
         if !fits(self.rows) || !fits(self.d_in) || !fits(self.d_out) {
-            return Err(CudaError::Shape(format!(
-                "dimension above i32::MAX in {self:?}"
-            )));
+            return Err(CudaError::Shape(format!("dimension above i32::MAX in {self:?}")));
         }
         if self.rows.div_ceil(GEMV_MAX_ROWS) > MAX_GRID_Y {
-            return Err(CudaError::Shape(format!(
-                "{} rows exceed one launch (at most {})",
-                self.rows,
-                MAX_GRID_Y * GEMV_MAX_ROWS
-            )));
+            return Err(CudaError::Shape(format!("{} rows exceed one launch (at most {})", self.rows, MAX_GRID_Y * GEMV_MAX_ROWS)));
         }
         Ok(())
     }
@@ -120,20 +105,12 @@ impl GemmShape {
 pub fn launch_config(variant: KernelVariant, shape: GemmShape) -> LaunchConfig {
     match variant {
         KernelVariant::TensorCore => LaunchConfig {
-            grid_dim: (
-                shape.d_out.div_ceil(64) as u32,
-                shape.rows.div_ceil(64) as u32,
-                1,
-            ),
+            grid_dim: (shape.d_out.div_ceil(64) as u32, shape.rows.div_ceil(64) as u32, 1),
             block_dim: (128, 1, 1),
             shared_mem_bytes: 0,
         },
         KernelVariant::Gemv => LaunchConfig {
-            grid_dim: (
-                shape.d_out.div_ceil(8) as u32,
-                shape.rows.div_ceil(GEMV_MAX_ROWS) as u32,
-                1,
-            ),
+            grid_dim: (shape.d_out.div_ceil(8) as u32, shape.rows.div_ceil(GEMV_MAX_ROWS) as u32, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         },
@@ -157,29 +134,13 @@ mod tests {
     #[test]
     fn fast_and_plain_need_bf16_weights() {
         assert!(entry_name(MatmulMode::Fast, KernelVariant::Gemv, WeightDType::F16).is_err());
-        assert!(entry_name(
-            MatmulMode::Plain,
-            KernelVariant::TensorCore,
-            WeightDType::F32
-        )
-        .is_err());
-        assert_eq!(
-            entry_name(
-                MatmulMode::Exact,
-                KernelVariant::TensorCore,
-                WeightDType::F16
-            )
-            .unwrap(),
-            "talaria_exact_dmma_f16"
-        );
+        assert!(entry_name(MatmulMode::Plain, KernelVariant::TensorCore, WeightDType::F32).is_err());
+        assert_eq!(entry_name(MatmulMode::Exact, KernelVariant::TensorCore, WeightDType::F16).unwrap(), "talaria_exact_dmma_f16");
     }
 
     #[test]
     fn every_entry_name_is_a_compiled_entry() {
-        let all: Vec<&str> = super::super::source::SOURCES
-            .iter()
-            .flat_map(|s| s.entries.iter().copied())
-            .collect();
+        let all: Vec<&str> = super::super::source::SOURCES.iter().flat_map(|s| s.entries.iter().copied()).collect();
         for mode in [MatmulMode::Exact, MatmulMode::Fast, MatmulMode::Plain] {
             for variant in [KernelVariant::TensorCore, KernelVariant::Gemv] {
                 for dtype in [WeightDType::Bf16, WeightDType::F16, WeightDType::F32] {
@@ -193,51 +154,21 @@ mod tests {
 
     #[test]
     fn grids_cover_the_output() {
-        let shape = GemmShape {
-            rows: 130,
-            d_in: 576,
-            d_out: 3072,
-        };
+        let shape = GemmShape { rows: 130, d_in: 576, d_out: 3072 };
         let tc = launch_config(KernelVariant::TensorCore, shape);
         assert_eq!(tc.grid_dim, (48, 3, 1));
         assert_eq!(tc.block_dim, (128, 1, 1));
         let gv = launch_config(KernelVariant::Gemv, GemmShape { rows: 3, ..shape });
         assert_eq!(gv.grid_dim, (384, 1, 1));
-        assert_eq!(
-            gv.block_dim.0 / 32,
-            8,
-            "one warp per column, 8 columns per block"
-        );
+        assert_eq!(gv.block_dim.0 / 32, 8, "one warp per column, 8 columns per block");
     }
 
     #[test]
     fn shapes_are_validated() {
-        assert!(GemmShape {
-            rows: 4,
-            d_in: 0,
-            d_out: 3
-        }
-        .validate()
-        .is_err());
-        assert!(GemmShape {
-            rows: 1 << 31,
-            d_in: 8,
-            d_out: 8
-        }
-        .validate()
-        .is_err());
-        assert!(GemmShape {
-            rows: 600_000,
-            d_in: 8,
-            d_out: 8
-        }
-        .validate()
-        .is_err());
-        let ok = GemmShape {
-            rows: 0,
-            d_in: 576,
-            d_out: 1536,
-        };
+        assert!(GemmShape { rows: 4, d_in: 0, d_out: 3 }.validate().is_err());
+        assert!(GemmShape { rows: 1 << 31, d_in: 8, d_out: 8 }.validate().is_err());
+        assert!(GemmShape { rows: 600_000, d_in: 8, d_out: 8 }.validate().is_err());
+        let ok = GemmShape { rows: 0, d_in: 576, d_out: 1536 };
         assert!(ok.validate().is_ok());
         assert!(ok.vectorized());
         assert!(!GemmShape { d_in: 45, ..ok }.vectorized());

@@ -31,23 +31,18 @@ pub fn device_count() -> Result<usize, CudaError> {
     if !driver_present() {
         return Err(CudaError::DriverNotFound);
     }
-    catch_library_panic(
-        "cuInit / cuDeviceGetCount",
-        || match CudaContext::device_count() {
-            Ok(0) => Err(CudaError::NoDevice),
-            Ok(n) => Ok(n as usize),
-            Err(e) if e.0 == CUresult::CUDA_ERROR_NO_DEVICE => Err(CudaError::NoDevice),
-            Err(e) => Err(e).ctx("cuInit / cuDeviceGetCount"),
-        },
-    )
+    catch_library_panic("cuInit / cuDeviceGetCount", || match CudaContext::device_count() {
+        Ok(0) => Err(CudaError::NoDevice),
+        Ok(n) => Ok(n as usize),
+        Err(e) if e.0 == CUresult::CUDA_ERROR_NO_DEVICE => Err(CudaError::NoDevice),
+        Err(e) => Err(e).ctx("cuInit / cuDeviceGetCount"),
+    })
 }
 
 /// Describes every device the driver reports.
 pub fn probe_devices() -> Result<Vec<DeviceInfo>, CudaError> {
     let count = device_count()?;
-    (0..count)
-        .map(|ordinal| open_device(ordinal).map(|(info, _)| info))
-        .collect()
+    (0..count).map(|ordinal| open_device(ordinal).map(|(info, _)| info)).collect()
 }
 
 /// Opens (retains) the primary context of device `ordinal` and describes it.
@@ -57,17 +52,12 @@ pub(crate) fn open_device(ordinal: usize) -> Result<(DeviceInfo, Arc<CudaContext
         return Err(CudaError::NoSuchDevice { ordinal, count });
     }
     catch_library_panic("opening a CUDA device", || {
-        let ctx =
-            CudaContext::new(ordinal).ctx(format!("creating a context on device {ordinal}"))?;
+        let ctx = CudaContext::new(ordinal).ctx(format!("creating a context on device {ordinal}"))?;
         let info = DeviceInfo {
             ordinal,
             name: ctx.name().ctx("cuDeviceGetName")?,
-            compute_capability: ctx
-                .compute_capability()
-                .ctx("reading the compute capability")?,
-            sm_count: ctx
-                .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-                .ctx("reading the SM count")?,
+            compute_capability: ctx.compute_capability().ctx("reading the compute capability")?,
+            sm_count: ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).ctx("reading the SM count")?,
             total_mem_bytes: ctx.total_mem().ctx("cuDeviceTotalMem")?,
         };
         Ok((info, ctx))

@@ -35,12 +35,7 @@ pub const EXACT_SOURCE: KernelSource = KernelSource {
 pub const BF16_SOURCE: KernelSource = KernelSource {
     name: "gemm_bf16.cu",
     code: include_str!("kernels/gemm_bf16.cu"),
-    entries: &[
-        "talaria_fast_mma_bf16",
-        "talaria_plain_mma_bf16",
-        "talaria_fast_gemv_bf16",
-        "talaria_plain_gemv_bf16",
-    ],
+    entries: &["talaria_fast_mma_bf16", "talaria_plain_mma_bf16", "talaria_fast_gemv_bf16", "talaria_plain_gemv_bf16"],
     mma_instructions: &["mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"],
 };
 
@@ -65,10 +60,7 @@ pub fn nvrtc_arch(compute_capability: (i32, i32)) -> String {
 pub fn compile(source: &KernelSource, arch: &str) -> Result<Ptx, CudaError> {
     ensure_nvrtc()?;
     let opts = CompileOptions {
-        options: vec![
-            format!("--gpu-architecture={arch}"),
-            "--std=c++17".to_string(),
-        ],
+        options: vec![format!("--gpu-architecture={arch}"), "--std=c++17".to_string()],
         name: Some(source.name.to_string()),
         ..Default::default()
     };
@@ -84,10 +76,7 @@ pub fn compile(source: &KernelSource, arch: &str) -> Result<Ptx, CudaError> {
 
 /// Compiles for the device's own architecture, falling back to `compute_90`
 /// PTX (JIT-compiled by the driver) for devices newer than this NVRTC knows.
-pub fn compile_for_device(
-    source: &KernelSource,
-    compute_capability: (i32, i32),
-) -> Result<Ptx, CudaError> {
+pub fn compile_for_device(source: &KernelSource, compute_capability: (i32, i32)) -> Result<Ptx, CudaError> {
     match compile(source, &nvrtc_arch(compute_capability)) {
         Err(CudaError::Compile { .. }) if compute_capability.0 > 9 => compile(source, "compute_90"),
         other => other,
@@ -96,14 +85,7 @@ pub fn compile_for_device(
 
 fn describe(e: &CompileError) -> String {
     match e {
-        CompileError::CompileError {
-            nvrtc,
-            options,
-            log,
-        } => format!(
-            "{nvrtc:?} with options {options:?}:\n{}",
-            log.to_string_lossy()
-        ),
+        CompileError::CompileError { nvrtc, options, log } => format!("{nvrtc:?} with options {options:?}:\n{}", log.to_string_lossy()),
         other => format!("{other:?}"),
     }
 }
@@ -113,13 +95,8 @@ pub fn ptx_entries(ptx: &str) -> Vec<String> {
     ptx.lines()
         .filter_map(|line| {
             let rest = line.trim_start();
-            let rest = rest
-                .strip_prefix(".visible .entry ")
-                .or_else(|| rest.strip_prefix(".entry "))?;
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
+            let rest = rest.strip_prefix(".visible .entry ").or_else(|| rest.strip_prefix(".entry "))?;
+            let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             (!name.is_empty()).then_some(name)
         })
         .collect()
@@ -146,10 +123,7 @@ mod tests {
         for source in SOURCES {
             for entry in source.entries {
                 let suffix = entry.rsplit('_').next().unwrap();
-                let defined = source.code.contains(entry)
-                    || source
-                        .code
-                        .contains(&entry.replace(&format!("_{suffix}"), "_##SUFFIX"));
+                let defined = source.code.contains(entry) || source.code.contains(&entry.replace(&format!("_{suffix}"), "_##SUFFIX"));
                 assert!(defined, "{entry} not found in {}", source.name);
             }
         }

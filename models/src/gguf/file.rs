@@ -61,11 +61,7 @@ impl<'a> Cursor<'a> {
                 self.pos = end;
                 Ok(s)
             }
-            None => Err(ModelError::corrupt(
-                self.path,
-                self.pos,
-                format!("file ends while reading {what} ({n} bytes needed)"),
-            )),
+            None => Err(ModelError::corrupt(self.path, self.pos, format!("file ends while reading {what} ({n} bytes needed)"))),
         }
     }
     fn u32(&mut self, what: &str) -> Result<u32> {
@@ -176,7 +172,11 @@ impl GgufFile {
             let Some(ty) = GgmlType::from_code(t.type_code) else { continue };
             let n = t.n_elements();
             let bytes = ty.bytes_for(n).ok_or_else(|| {
-                ModelError::corrupt(&self.path, self.data_start + t.offset, format!("tensor {}: {n} elements is not a whole number of {} blocks", t.name, ty.name()))
+                ModelError::corrupt(
+                    &self.path,
+                    self.data_start + t.offset,
+                    format!("tensor {}: {n} elements is not a whole number of {} blocks", t.name, ty.name()),
+                )
             })?;
             let end = self.data_start + t.offset + bytes as u64;
             if end > self.mmap.len() as u64 {

@@ -94,9 +94,7 @@ pub fn dequantize(ty: GgmlType, src: &[u8], out: &mut [f32]) {
     debug_assert_eq!(src.len(), out.len() / be * bb);
     // Parallel over chunks of blocks; 4096 elements per task keeps overhead low.
     let chunk_blocks = (4096 / be).max(1);
-    out.par_chunks_mut(chunk_blocks * be)
-        .zip(src.par_chunks(chunk_blocks * bb))
-        .for_each(|(o, s)| dequantize_blocks(ty, s, o));
+    out.par_chunks_mut(chunk_blocks * be).zip(src.par_chunks(chunk_blocks * bb)).for_each(|(o, s)| dequantize_blocks(ty, s, o));
 }
 
 fn dequantize_blocks(ty: GgmlType, src: &[u8], out: &mut [f32]) {
@@ -120,11 +118,7 @@ fn dequantize_blocks(ty: GgmlType, src: &[u8], out: &mut [f32]) {
             let bb = ty.block().1;
             for (o, b) in out.chunks_exact_mut(32).zip(src.chunks_exact(bb)) {
                 let d = f16_at(b, 0);
-                let (m, qs) = if ty == GgmlType::Q4_1 {
-                    (f16_at(b, 2), &b[4..20])
-                } else {
-                    (-8.0 * d, &b[2..18])
-                };
+                let (m, qs) = if ty == GgmlType::Q4_1 { (f16_at(b, 2), &b[4..20]) } else { (-8.0 * d, &b[2..18]) };
                 for j in 0..16 {
                     o[j] = (qs[j] & 0x0F) as f32 * d + m;
                     o[j + 16] = (qs[j] >> 4) as f32 * d + m;

@@ -11,10 +11,8 @@ use std::time::Duration;
 /// their condition in every case.
 #[cfg(target_os = "linux")]
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
+    let ts =
+        libc::timespec { tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t, tv_nsec: timeout.subsec_nanos() as libc::c_long };
     // SAFETY: `word` is a valid, aligned u32 for the duration of the call;
     // the kernel only reads it. The result is ignored on purpose (see doc).
     unsafe {

@@ -100,7 +100,5 @@ pub(crate) fn round_capacity(requested: usize) -> Option<u64> {
 }
 
 pub(crate) fn record_len(payload_len: u64) -> Option<u64> {
-    RECORD_PREFIX
-        .checked_add(payload_len)?
-        .checked_next_multiple_of(RECORD_ALIGN)
+    RECORD_PREFIX.checked_add(payload_len)?.checked_next_multiple_of(RECORD_ALIGN)
 }

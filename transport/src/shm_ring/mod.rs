@@ -69,26 +69,13 @@ impl ShmRing {
         let region = Region::open(path)?;
         let h = region.header();
         let me = std::process::id();
-        if let Err(existing) =
-            h.opener_pid
-                .compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
-        {
-            return Err(TransportError::BadRegion {
-                path: path.to_path_buf(),
-                reason: format!("already opened by process {existing}"),
-            });
+        if let Err(existing) = h.opener_pid.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
+            return Err(TransportError::BadRegion { path: path.to_path_buf(), reason: format!("already opened by process {existing}") });
         }
         if h.creator_closed.load(Ordering::Acquire) != 0 {
-            return Err(TransportError::PeerGone(format!(
-                "the creator of {} has closed it",
-                path.display()
-            )));
+            return Err(TransportError::PeerGone(format!("the creator of {} has closed it", path.display())));
         }
-        Ok(ShmEndpoint::new(
-            region,
-            ShmSide::Opener,
-            path.to_path_buf(),
-        ))
+        Ok(ShmEndpoint::new(region, ShmSide::Opener, path.to_path_buf()))
     }
 }
 
@@ -139,22 +126,12 @@ impl ShmEndpoint {
         let tail = rx_ring.ctrl().tail.0.load(Ordering::Acquire);
         ShmEndpoint {
             tx: ShmSender {
-                producer: Producer {
-                    ring: tx_ring,
-                    head,
-                },
+                producer: Producer { ring: tx_ring, head },
                 region_header: region.header() as *const RegionHeader,
-                settings: WaitSettings {
-                    side,
-                    spin: wait::DEFAULT_SPIN,
-                    expected_peer_pid: None,
-                },
+                settings: WaitSettings { side, spin: wait::DEFAULT_SPIN, expected_peer_pid: None },
                 send_timeout: None,
             },
-            rx: Consumer {
-                ring: rx_ring,
-                tail: Cell::new(tail),
-            },
+            rx: Consumer { ring: rx_ring, tail: Cell::new(tail) },
             side,
             unlink_pending: side == ShmSide::Creator,
             path,
@@ -215,42 +192,23 @@ impl ShmEndpoint {
 }
 
 /// The wait settings of one blocking operation.
-fn wait_cfg(
-    header: &RegionHeader,
-    settings: WaitSettings,
-    timeout: Option<Duration>,
-) -> WaitCfg<'_> {
+fn wait_cfg(header: &RegionHeader, settings: WaitSettings, timeout: Option<Duration>) -> WaitCfg<'_> {
     let (closed, pid) = match settings.side {
         ShmSide::Creator => (&header.opener_closed, &header.opener_pid),
         ShmSide::Opener => (&header.creator_closed, &header.creator_pid),
     };
-    WaitCfg {
-        peer: PeerWatch {
-            closed,
-            pid,
-            expected_pid: settings.expected_peer_pid,
-        },
-        spin: settings.spin,
-        timeout,
-    }
+    WaitCfg { peer: PeerWatch { closed, pid, expected_pid: settings.expected_peer_pid }, spin: settings.spin, timeout }
 }
 
 impl FrameSink for ShmSender {
     fn send_frame(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<()> {
         if payload.len() as u64 != header.payload_len {
-            return Err(TransportError::PayloadSizeMismatch {
-                declared: header.payload_len,
-                actual: payload.len(),
-            });
+            return Err(TransportError::PayloadSizeMismatch { declared: header.payload_len, actual: payload.len() });
         }
         self.send_frame_with(*header, &mut |dst| dst.copy_from_slice(payload))
     }
 
-    fn send_frame_with(
-        &mut self,
-        header: FrameHeader,
-        fill: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<()> {
+    fn send_frame_with(&mut self, header: FrameHeader, fill: &mut dyn FnMut(&mut [u8])) -> Result<()> {
         header.validate()?;
         // SAFETY: the region header lives in the endpoint's mapping, which
         // outlives this sender (see `ShmEndpoint::region`).
@@ -282,13 +240,7 @@ impl Connection for ShmEndpoint {
             Ok((at, payload))
         });
         match located {
-            Ok((at, payload)) => Ok(Received::in_slot(
-                at.header,
-                payload,
-                &self.rx,
-                at.next_tail,
-                &mut self.tx,
-            )),
+            Ok((at, payload)) => Ok(Received::in_slot(at.header, payload, &self.rx, at.next_tail, &mut self.tx)),
             Err(e) => {
                 if !(e.is_timeout() || e.is_peer_gone()) {
                     self.rx_broken = Some(e.to_string());

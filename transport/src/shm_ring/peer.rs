@@ -19,9 +19,7 @@ impl PeerWatch<'_> {
     /// Cheap check: did the peer close its end?
     pub fn check_closed(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) != 0 {
-            return Err(TransportError::PeerGone(
-                "the peer closed its end of the shared-memory ring".into(),
-            ));
+            return Err(TransportError::PeerGone("the peer closed its end of the shared-memory ring".into()));
         }
         Ok(())
     }
@@ -33,9 +31,7 @@ impl PeerWatch<'_> {
             p => Some(p),
         };
         match pid {
-            Some(pid) if !process_alive(pid) => Err(TransportError::PeerGone(format!(
-                "peer process {pid} has exited"
-            ))),
+            Some(pid) if !process_alive(pid) => Err(TransportError::PeerGone(format!("peer process {pid} has exited"))),
             _ => Ok(()),
         }
     }
@@ -66,9 +62,7 @@ fn is_zombie(pid: u32) -> bool {
     };
     // Format: "pid (comm) S ...": comm may contain spaces and parentheses,
     // so the state is the first field after the last ')'.
-    stat.rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next())
-        .is_some_and(|state| state == "Z" || state == "X")
+    stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).is_some_and(|state| state == "Z" || state == "X")
 }
 
 #[cfg(test)]

@@ -8,10 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use super::layout::{
-    round_capacity, Layout, RegionHeader, RingControl, LAYOUT_VERSION, MIN_CAPACITY, PAGE,
-    REGION_MAGIC,
-};
+use super::layout::{round_capacity, Layout, RegionHeader, RingControl, LAYOUT_VERSION, MIN_CAPACITY, PAGE, REGION_MAGIC};
 use super::ring::RingPtrs;
 use crate::error::{Result, TransportError};
 
@@ -66,23 +63,13 @@ impl Region {
 
     fn init(file: &File, path: &Path, layout: Layout) -> Result<Region> {
         let len = layout.region_len();
-        file.set_len(len).map_err(|e| {
-            TransportError::io(format!("sizing {} to {len} bytes", path.display()), e)
-        })?;
-        reserve(file, len).map_err(|e| {
-            TransportError::io(
-                format!(
-                    "reserving {len} bytes for {} (is the tmpfs full?)",
-                    path.display()
-                ),
-                e,
-            )
-        })?;
+        file.set_len(len).map_err(|e| TransportError::io(format!("sizing {} to {len} bytes", path.display()), e))?;
+        reserve(file, len)
+            .map_err(|e| TransportError::io(format!("reserving {len} bytes for {} (is the tmpfs full?)", path.display()), e))?;
         // The file was just created by us with mode 0600; the only other
         // writer is the peer, and all shared state is accessed through
         // atomics or bounds-checked, protocol-guarded byte ranges.
-        let map = map_populated(file)
-            .map_err(|e| TransportError::io(format!("mapping {}", path.display()), e))?;
+        let map = map_populated(file).map_err(|e| TransportError::io(format!("mapping {}", path.display()), e))?;
         let region = Region { map, layout };
         let h = region.header();
         // The file is new and zero-filled: every index and flag starts at 0.
@@ -96,42 +83,28 @@ impl Region {
 
     /// Maps an existing region and checks that it is one.
     pub fn open(path: &Path) -> Result<Region> {
-        let bad = |reason: String| TransportError::BadRegion {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let bad = |reason: String| TransportError::BadRegion { path: path.to_path_buf(), reason };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| TransportError::io(format!("opening {}", path.display()), e))?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| TransportError::io(format!("stat {}", path.display()), e))?
-            .len();
+        let file_len = file.metadata().map_err(|e| TransportError::io(format!("stat {}", path.display()), e))?.len();
         if file_len < 3 * PAGE + 2 * MIN_CAPACITY {
             return Err(bad(format!("file is only {file_len} bytes")));
         }
         // The region is validated below before use.
-        let map = map_populated(&file)
-            .map_err(|e| TransportError::io(format!("mapping {}", path.display()), e))?;
-        let region = Region {
-            map,
-            layout: Layout { capacity: 0 },
-        };
+        let map = map_populated(&file).map_err(|e| TransportError::io(format!("mapping {}", path.display()), e))?;
+        let region = Region { map, layout: Layout { capacity: 0 } };
         let h = region.header();
         if h.magic.load(Ordering::Acquire) != REGION_MAGIC {
             return Err(bad("not a Talaria ring (bad magic)".into()));
         }
         let version = h.layout_version.load(Ordering::Relaxed);
         if version != LAYOUT_VERSION {
-            return Err(bad(format!(
-                "ring layout version {version}, this build speaks {LAYOUT_VERSION}"
-            )));
+            return Err(bad(format!("ring layout version {version}, this build speaks {LAYOUT_VERSION}")));
         }
-        let layout = Layout {
-            capacity: h.capacity.load(Ordering::Relaxed),
-        };
+        let layout = Layout { capacity: h.capacity.load(Ordering::Relaxed) };
         let declared_len = h.region_len.load(Ordering::Relaxed);
         if layout.capacity < MIN_CAPACITY
             || !layout.capacity.is_multiple_of(PAGE)
@@ -173,56 +146,31 @@ fn default_dirs() -> Vec<PathBuf> {
 /// while the old file may still exist.
 fn create_unique_file(path_hint: &str) -> Result<(File, PathBuf)> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let hint = Path::new(if path_hint.is_empty() {
-        "talaria"
-    } else {
-        path_hint
-    });
+    let hint = Path::new(if path_hint.is_empty() { "talaria" } else { path_hint });
     let (dirs, stem) = match (hint.parent(), hint.file_name()) {
-        (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => {
-            (vec![dir.to_path_buf()], name.to_os_string())
-        }
+        (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => (vec![dir.to_path_buf()], name.to_os_string()),
         (_, Some(name)) => (default_dirs(), name.to_os_string()),
         _ => (default_dirs(), "talaria".into()),
     };
     let mut last_err = None;
     for dir in dirs {
         for _ in 0..8 {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0);
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
             let mut name = stem.clone();
-            name.push(format!(
-                "-{}-{}-{nanos:08x}.ring",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
+            name.push(format!("-{}-{}-{nanos:08x}.ring", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
             let path = dir.join(name);
-            match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
+            match OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path) {
                 Ok(file) => return Ok((file, path)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
-                    last_err = Some(TransportError::io(
-                        format!("creating {}", path.display()),
-                        e,
-                    ));
+                    last_err = Some(TransportError::io(format!("creating {}", path.display()), e));
                     break;
                 }
             }
         }
     }
     Err(last_err.unwrap_or_else(|| {
-        TransportError::io(
-            format!("creating a ring file for hint {path_hint:?}"),
-            std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-        )
+        TransportError::io(format!("creating a ring file for hint {path_hint:?}"), std::io::Error::from(std::io::ErrorKind::AlreadyExists))
     }))
 }
 

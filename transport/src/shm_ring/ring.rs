@@ -10,9 +10,7 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::layout::{
-    record_len, RingControl, HEADER_OFFSET, RECORD_ALIGN, RECORD_PREFIX, SKIP_FLAG,
-};
+use super::layout::{record_len, RingControl, HEADER_OFFSET, RECORD_ALIGN, RECORD_PREFIX, SKIP_FLAG};
 use super::peer::PeerWatch;
 use super::wait::{notify, wait_for, wake, WaitSpec, WaitWord};
 use crate::connection::ReleaseSlot;
@@ -35,18 +33,12 @@ impl RingPtrs {
 
     fn data_word(&self) -> WaitWord<'_> {
         let c = self.ctrl();
-        WaitWord {
-            signal: &c.data_signal.0,
-            waiting: &c.consumer_waiting.0,
-        }
+        WaitWord { signal: &c.data_signal.0, waiting: &c.consumer_waiting.0 }
     }
 
     fn space_word(&self) -> WaitWord<'_> {
         let c = self.ctrl();
-        WaitWord {
-            signal: &c.space_signal.0,
-            waiting: &c.producer_waiting.0,
-        }
+        WaitWord { signal: &c.space_signal.0, waiting: &c.producer_waiting.0 }
     }
 
     /// Wakes whoever sleeps on this ring (used when a side closes).
@@ -58,10 +50,7 @@ impl RingPtrs {
     fn check_range(&self, off: u64, len: u64) -> Result<()> {
         match off.checked_add(len) {
             Some(end) if end <= self.cap => Ok(()),
-            _ => Err(TransportError::Corrupt(format!(
-                "range {off}+{len} outside the {}-byte ring",
-                self.cap
-            ))),
+            _ => Err(TransportError::Corrupt(format!("range {off}+{len} outside the {}-byte ring", self.cap))),
         }
     }
 
@@ -109,19 +98,11 @@ impl Producer {
     }
 
     /// Writes one record, letting `fill` write its payload in place.
-    pub fn send_with(
-        &mut self,
-        header: &FrameHeader,
-        fill: &mut dyn FnMut(&mut [u8]),
-        cfg: &WaitCfg<'_>,
-    ) -> Result<()> {
+    pub fn send_with(&mut self, header: &FrameHeader, fill: &mut dyn FnMut(&mut [u8]), cfg: &WaitCfg<'_>) -> Result<()> {
         let cap = self.ring.cap;
-        let rec = record_len(header.payload_len).filter(|&r| r <= cap).ok_or(
-            TransportError::FrameTooLarge {
-                needed: header.payload_len.saturating_add(RECORD_PREFIX),
-                capacity: cap,
-            },
-        )?;
+        let rec = record_len(header.payload_len)
+            .filter(|&r| r <= cap)
+            .ok_or(TransportError::FrameTooLarge { needed: header.payload_len.saturating_add(RECORD_PREFIX), capacity: cap })?;
         cfg.peer.check_closed()?;
 
         let to_end = cap - self.head % cap;
@@ -129,9 +110,7 @@ impl Producer {
             // Not contiguous: tell the reader to wrap, then start at 0.
             self.wait_space(to_end, cfg)?;
             let off = self.head % cap;
-            self.ring
-                .bytes_mut(off, 8)?
-                .copy_from_slice(&(SKIP_FLAG | to_end).to_le_bytes());
+            self.ring.bytes_mut(off, 8)?.copy_from_slice(&(SKIP_FLAG | to_end).to_le_bytes());
             self.publish(self.head + to_end);
         }
         self.wait_space(rec, cfg)?;
@@ -140,12 +119,8 @@ impl Producer {
         let prefix = self.ring.bytes_mut(off, RECORD_PREFIX)?;
         prefix[..8].copy_from_slice(&rec.to_le_bytes());
         prefix[8..HEADER_OFFSET as usize].fill(0);
-        prefix[HEADER_OFFSET as usize..HEADER_OFFSET as usize + HEADER_LEN]
-            .copy_from_slice(&header.encode());
-        fill(
-            self.ring
-                .bytes_mut(off + RECORD_PREFIX, header.payload_len)?,
-        );
+        prefix[HEADER_OFFSET as usize..HEADER_OFFSET as usize + HEADER_LEN].copy_from_slice(&header.encode());
+        fill(self.ring.bytes_mut(off + RECORD_PREFIX, header.payload_len)?);
         self.publish(self.head + rec);
         Ok(())
     }
@@ -169,9 +144,7 @@ impl Producer {
         wait_for(&spec, || {
             let tail = ctrl.tail.0.load(Ordering::Acquire);
             if tail > head || head - tail > cap || !tail.is_multiple_of(RECORD_ALIGN) {
-                return Err(TransportError::Corrupt(format!(
-                    "consumer tail {tail} inconsistent with head {head} (capacity {cap})"
-                )));
+                return Err(TransportError::Corrupt(format!("consumer tail {tail} inconsistent with head {head} (capacity {cap})")));
             }
             Ok((cap - (head - tail) >= needed).then_some(()))
         })
@@ -214,9 +187,7 @@ impl Consumer {
                 Ok((head != tail).then_some(head))
             })?;
             if head < tail || head - tail > cap || !head.is_multiple_of(RECORD_ALIGN) {
-                return Err(TransportError::Corrupt(format!(
-                    "producer head {head} inconsistent with tail {tail} (capacity {cap})"
-                )));
+                return Err(TransportError::Corrupt(format!("producer head {head} inconsistent with tail {tail} (capacity {cap})")));
             }
             let avail = head - tail;
             let off = tail % cap;
@@ -225,19 +196,13 @@ impl Consumer {
             if word & SKIP_FLAG != 0 {
                 let skip = word & !SKIP_FLAG;
                 if skip != to_end || skip > avail {
-                    return Err(TransportError::Corrupt(format!(
-                        "skip record of {skip} bytes at offset {off}, expected {to_end}"
-                    )));
+                    return Err(TransportError::Corrupt(format!("skip record of {skip} bytes at offset {off}, expected {to_end}")));
                 }
                 self.release(tail + skip);
                 continue;
             }
             let rec = word;
-            if rec < RECORD_PREFIX
-                || !rec.is_multiple_of(RECORD_ALIGN)
-                || rec > avail
-                || rec > to_end
-            {
+            if rec < RECORD_PREFIX || !rec.is_multiple_of(RECORD_ALIGN) || rec > avail || rec > to_end {
                 return Err(TransportError::Corrupt(format!(
                     "record length {rec} at offset {off} invalid ({avail} bytes published, {to_end} to the end)"
                 )));
@@ -246,16 +211,9 @@ impl Consumer {
             raw.copy_from_slice(self.ring.bytes(off + HEADER_OFFSET, HEADER_LEN as u64)?);
             let header = FrameHeader::decode(&raw)?;
             if record_len(header.payload_len) != Some(rec) {
-                return Err(TransportError::Corrupt(format!(
-                    "record length {rec} does not match payload_len {}",
-                    header.payload_len
-                )));
+                return Err(TransportError::Corrupt(format!("record length {rec} does not match payload_len {}", header.payload_len)));
             }
-            return Ok(Located {
-                header,
-                payload_off: off + RECORD_PREFIX,
-                next_tail: tail + rec,
-            });
+            return Ok(Located { header, payload_off: off + RECORD_PREFIX, next_tail: tail + rec });
         }
     }
 

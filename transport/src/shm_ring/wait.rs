@@ -52,10 +52,7 @@ pub(crate) struct WaitSpec<'a> {
 /// Polls `ready` until it yields a value. Returns `PeerGone` when the peer
 /// closed or died (after one last poll, so frames sent before the peer
 /// left are still delivered) and `Timeout` after `spec.timeout`.
-pub(crate) fn wait_for<T>(
-    spec: &WaitSpec<'_>,
-    mut ready: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
+pub(crate) fn wait_for<T>(spec: &WaitSpec<'_>, mut ready: impl FnMut() -> Result<Option<T>>) -> Result<T> {
     if let Some(v) = ready()? {
         return Ok(v);
     }
@@ -106,10 +103,7 @@ pub(crate) fn wait_for<T>(
         let mut nap = LIVENESS_INTERVAL;
         if let Some(deadline) = deadline {
             if now >= deadline {
-                return Err(TransportError::Timeout {
-                    waited: now.duration_since(start),
-                    waiting_for: spec.waiting_for,
-                });
+                return Err(TransportError::Timeout { waited: now.duration_since(start), waiting_for: spec.waiting_for });
             }
             nap = nap.min(deadline - now);
         }

@@ -25,23 +25,17 @@ pub struct TcpWorkerListener {
 
 impl TcpWorkerListener {
     pub fn bind(addr: &str) -> Result<Self> {
-        let listener = TcpListener::bind(addr)
-            .map_err(|e| TransportError::io(format!("listening on {addr}"), e))?;
+        let listener = TcpListener::bind(addr).map_err(|e| TransportError::io(format!("listening on {addr}"), e))?;
         Ok(TcpWorkerListener { listener })
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        self.listener
-            .local_addr()
-            .map_err(|e| TransportError::io("reading the listening address", e))
+        self.listener.local_addr().map_err(|e| TransportError::io("reading the listening address", e))
     }
 
     /// Waits for the next peer.
     pub fn accept(&self) -> Result<TcpConnection> {
-        let (stream, _) = self
-            .listener
-            .accept()
-            .map_err(|e| TransportError::io("accepting a connection", e))?;
+        let (stream, _) = self.listener.accept().map_err(|e| TransportError::io("accepting a connection", e))?;
         TcpConnection::from_stream(stream)
     }
 }
@@ -56,9 +50,7 @@ impl TcpConnection {
     /// Connects to `addr` ("host:port"), trying each resolved address with
     /// `timeout`.
     pub fn connect(addr: &str, timeout: Duration) -> Result<Self> {
-        let addrs = addr
-            .to_socket_addrs()
-            .map_err(|e| TransportError::io(format!("resolving {addr}"), e))?;
+        let addrs = addr.to_socket_addrs().map_err(|e| TransportError::io(format!("resolving {addr}"), e))?;
         let mut last = None;
         for a in addrs {
             match TcpStream::connect_timeout(&a, timeout) {
@@ -66,26 +58,15 @@ impl TcpConnection {
                 Err(e) => last = Some(TransportError::io(format!("connecting to {a}"), e)),
             }
         }
-        Err(last.unwrap_or_else(|| {
-            TransportError::io(
-                format!("resolving {addr}"),
-                std::io::Error::new(ErrorKind::NotFound, "no addresses"),
-            )
-        }))
+        Err(last
+            .unwrap_or_else(|| TransportError::io(format!("resolving {addr}"), std::io::Error::new(ErrorKind::NotFound, "no addresses"))))
     }
 
     /// Wraps a connected stream (sets TCP_NODELAY).
     pub fn from_stream(stream: TcpStream) -> Result<Self> {
-        stream
-            .set_nodelay(true)
-            .map_err(|e| TransportError::io("setting TCP_NODELAY", e))?;
-        let peer = stream
-            .peer_addr()
-            .map_err(|e| TransportError::io("reading the peer address", e))?;
-        Ok(TcpConnection {
-            tx: TcpSender::new(stream, peer),
-            rx: TcpReceiver::new(MAX_PAYLOAD_LEN),
-        })
+        stream.set_nodelay(true).map_err(|e| TransportError::io("setting TCP_NODELAY", e))?;
+        let peer = stream.peer_addr().map_err(|e| TransportError::io("reading the peer address", e))?;
+        Ok(TcpConnection { tx: TcpSender::new(stream, peer), rx: TcpReceiver::new(MAX_PAYLOAD_LEN) })
     }
 
     pub fn peer_addr(&self) -> SocketAddr {
@@ -100,10 +81,7 @@ impl TcpConnection {
 
     /// Bound on a blocked `send` (a peer that stopped reading).
     pub fn set_send_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.tx
-            .stream
-            .set_write_timeout(timeout)
-            .map_err(|e| TransportError::io("setting the write timeout", e))
+        self.tx.stream.set_write_timeout(timeout).map_err(|e| TransportError::io("setting the write timeout", e))
     }
 }
 
@@ -128,9 +106,7 @@ impl Connection for TcpConnection {
 
 impl std::fmt::Debug for TcpConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpConnection")
-            .field("peer", &self.tx.peer)
-            .finish_non_exhaustive()
+        f.debug_struct("TcpConnection").field("peer", &self.tx.peer).finish_non_exhaustive()
     }
 }
 

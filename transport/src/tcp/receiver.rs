@@ -48,12 +48,7 @@ impl TcpReceiver {
     /// `timeout` and none starts after it elapsed, so the call returns
     /// within about twice `timeout`. A timeout keeps the progress; any other
     /// error makes the receiver unusable.
-    pub fn read_frame(
-        &mut self,
-        stream: &TcpStream,
-        peer: SocketAddr,
-        timeout: Option<Duration>,
-    ) -> Result<FrameHeader> {
+    pub fn read_frame(&mut self, stream: &TcpStream, peer: SocketAddr, timeout: Option<Duration>) -> Result<FrameHeader> {
         if let Some(why) = &self.broken {
             return Err(TransportError::Broken(why.clone()));
         }
@@ -66,12 +61,7 @@ impl TcpReceiver {
         result
     }
 
-    fn read_frame_inner(
-        &mut self,
-        stream: &TcpStream,
-        peer: SocketAddr,
-        timeout: Option<Duration>,
-    ) -> Result<FrameHeader> {
+    fn read_frame_inner(&mut self, stream: &TcpStream, peer: SocketAddr, timeout: Option<Duration>) -> Result<FrameHeader> {
         self.set_read_timeout(stream, timeout)?;
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
@@ -79,33 +69,15 @@ impl TcpReceiver {
         let header = match self.header {
             Some(header) => header,
             None => {
-                let complete = fill(
-                    stream,
-                    &mut self.header_buf,
-                    &mut self.header_filled,
-                    deadline,
-                )
-                .map_err(|e| {
+                let complete = fill(stream, &mut self.header_buf, &mut self.header_filled, deadline).map_err(|e| {
                     let got = self.header_filled;
-                    read_error(
-                        e,
-                        "frame header",
-                        HEADER_LEN as u64,
-                        got,
-                        got > 0,
-                        peer,
-                        start,
-                    )
+                    read_error(e, "frame header", HEADER_LEN as u64, got, got > 0, peer, start)
                 })?;
                 if !complete {
                     return Err(if self.header_filled == 0 {
                         TransportError::PeerGone(format!("{peer} closed the connection"))
                     } else {
-                        TransportError::Truncated {
-                            what: "frame header",
-                            expected: HEADER_LEN as u64,
-                            got: self.header_filled as u64,
-                        }
+                        TransportError::Truncated { what: "frame header", expected: HEADER_LEN as u64, got: self.header_filled as u64 }
                     });
                 }
                 let header = FrameHeader::decode_with_limit(&self.header_buf, self.max_payload)?;
@@ -115,22 +87,12 @@ impl TcpReceiver {
                 header
             }
         };
-        let complete = fill(
-            stream,
-            self.payload.as_mut_slice(),
-            &mut self.payload_filled,
-            deadline,
-        )
-        .map_err(|e| {
+        let complete = fill(stream, self.payload.as_mut_slice(), &mut self.payload_filled, deadline).map_err(|e| {
             let got = self.payload_filled;
             read_error(e, "payload", header.payload_len, got, true, peer, start)
         })?;
         if !complete {
-            return Err(TransportError::Truncated {
-                what: "payload",
-                expected: header.payload_len,
-                got: self.payload_filled as u64,
-            });
+            return Err(TransportError::Truncated { what: "payload", expected: header.payload_len, got: self.payload_filled as u64 });
         }
         self.header = None;
         self.header_filled = 0;
@@ -142,9 +104,7 @@ impl TcpReceiver {
         // A zero timeout means "block" to the OS: use the smallest real one.
         let timeout = timeout.map(|t| t.max(Duration::from_micros(1)));
         if timeout != self.read_timeout {
-            stream
-                .set_read_timeout(timeout)
-                .map_err(|e| TransportError::io("setting the read timeout", e))?;
+            stream.set_read_timeout(timeout).map_err(|e| TransportError::io("setting the read timeout", e))?;
             self.read_timeout = timeout;
         }
         Ok(())
@@ -153,12 +113,7 @@ impl TcpReceiver {
 
 /// Reads into `buf[*filled..]` until full. `Ok(false)`: the peer closed
 /// first.
-fn fill(
-    mut stream: &TcpStream,
-    buf: &mut [u8],
-    filled: &mut usize,
-    deadline: Option<Instant>,
-) -> std::io::Result<bool> {
+fn fill(mut stream: &TcpStream, buf: &mut [u8], filled: &mut usize, deadline: Option<Instant>) -> std::io::Result<bool> {
     while *filled < buf.len() {
         if deadline.is_some_and(|at| Instant::now() >= at) {
             return Err(ErrorKind::TimedOut.into());
@@ -183,15 +138,10 @@ fn read_error(
     start: Instant,
 ) -> TransportError {
     match e.kind() {
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => TransportError::Timeout {
-            waited: start.elapsed(),
-            waiting_for: "a frame from the TCP peer",
-        },
-        k if is_disconnect(k) && mid_frame => TransportError::Truncated {
-            what,
-            expected,
-            got: got as u64,
-        },
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            TransportError::Timeout { waited: start.elapsed(), waiting_for: "a frame from the TCP peer" }
+        }
+        k if is_disconnect(k) && mid_frame => TransportError::Truncated { what, expected, got: got as u64 },
         k if is_disconnect(k) => TransportError::PeerGone(format!("{peer} disconnected: {e}")),
         _ => TransportError::io(format!("reading {what} from {peer}"), e),
     }

@@ -21,12 +21,7 @@ pub(super) struct TcpSender {
 
 impl TcpSender {
     pub fn new(stream: TcpStream, peer: SocketAddr) -> Self {
-        TcpSender {
-            stream,
-            peer,
-            buf: AlignedBuf::new(),
-            broken: None,
-        }
+        TcpSender { stream, peer, buf: AlignedBuf::new(), broken: None }
     }
 
     fn check_usable(&self, header: &FrameHeader) -> Result<()> {
@@ -53,25 +48,15 @@ impl FrameSink for TcpSender {
     fn send_frame(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<()> {
         self.check_usable(header)?;
         if payload.len() as u64 != header.payload_len {
-            return Err(TransportError::PayloadSizeMismatch {
-                declared: header.payload_len,
-                actual: payload.len(),
-            });
+            return Err(TransportError::PayloadSizeMismatch { declared: header.payload_len, actual: payload.len() });
         }
         self.write_frame(header, Some(payload))
     }
 
-    fn send_frame_with(
-        &mut self,
-        header: FrameHeader,
-        fill: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<()> {
+    fn send_frame_with(&mut self, header: FrameHeader, fill: &mut dyn FnMut(&mut [u8])) -> Result<()> {
         self.check_usable(&header)?;
-        let len =
-            usize::try_from(header.payload_len).map_err(|_| TransportError::PayloadTooLarge {
-                len: header.payload_len,
-                max: usize::MAX as u64,
-            })?;
+        let len = usize::try_from(header.payload_len)
+            .map_err(|_| TransportError::PayloadTooLarge { len: header.payload_len, max: usize::MAX as u64 })?;
         self.buf.resize(len);
         fill(self.buf.as_mut_slice());
         self.write_frame(&header, None)
@@ -95,10 +80,9 @@ fn write_all_vectored(stream: &mut TcpStream, mut bufs: &mut [IoSlice<'_>]) -> s
 fn write_error(e: std::io::Error, peer: SocketAddr) -> TransportError {
     match e.kind() {
         k if is_disconnect(k) => TransportError::PeerGone(format!("{peer} disconnected: {e}")),
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => TransportError::io(
-            format!("sending to {peer} timed out (peer not reading); connection unusable"),
-            e,
-        ),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            TransportError::io(format!("sending to {peer} timed out (peer not reading); connection unusable"), e)
+        }
         _ => TransportError::io(format!("sending to {peer}"), e),
     }
 }

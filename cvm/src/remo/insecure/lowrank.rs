@@ -33,36 +33,20 @@ impl LowRankNoise {
     /// Noise of RMS `κ ×` the RMS of each call's rows.
     pub fn new(kappa: f64) -> Result<Self, RemoError> {
         if !(kappa.is_finite() && kappa > 0.0) {
-            return Err(RemoError::Param(format!(
-                "κ must be finite and > 0, got {kappa}"
-            )));
+            return Err(RemoError::Param(format!("κ must be finite and > 0, got {kappa}")));
         }
-        Ok(Self {
-            kappa,
-            rng: SecureRng::from_os()?,
-            bases: HashMap::new(),
-        })
+        Ok(Self { kappa, rng: SecureRng::from_os()?, bases: HashMap::new() })
     }
 
-    fn basis(
-        &mut self,
-        worker: &mut dyn WorkerMatmul,
-        id: OpId,
-        d_in: usize,
-        d_out: usize,
-    ) -> anyhow::Result<&Basis> {
+    fn basis(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, d_in: usize, d_out: usize) -> anyhow::Result<&Basis> {
         if !self.bases.contains_key(&id) {
             let rank = (d_in / 4).max(1);
-            let b: Vec<f64> = (0..rank * d_in)
-                .map(|_| self.rng.standard_normal())
-                .collect();
+            let b: Vec<f64> = (0..rank * d_in).map(|_| self.rng.standard_normal()).collect();
             let bw = worker.matmul(id, CallKind::PadBatch, &b, rank)?;
             check_answer(id, &bw, rank, d_out)?;
             self.bases.insert(id, Basis { rank, b, bw });
         }
-        self.bases
-            .get(&id)
-            .ok_or_else(|| anyhow::anyhow!("{id}: basis missing"))
+        self.bases.get(&id).ok_or_else(|| anyhow::anyhow!("{id}: basis missing"))
     }
 }
 
@@ -75,33 +59,19 @@ impl MaskScheme for LowRankNoise {
         false
     }
 
-    fn matmul(
-        &mut self,
-        worker: &mut dyn WorkerMatmul,
-        id: OpId,
-        x: &[f32],
-        rows: usize,
-        out: &mut [f32],
-    ) -> anyhow::Result<()> {
+    fn matmul(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
         let (d_in, d_out) = dims_from_buffers(id, x.len(), out.len(), rows)?;
-        let rms = (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64)
-            .sqrt()
-            .max(f64::MIN_POSITIVE);
+        let rms = (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64).sqrt().max(f64::MIN_POSITIVE);
         let rank = self.basis(worker, id, d_in, d_out)?.rank;
         // Entries of Z·B then have RMS κ·rms.
         let z_sigma = self.kappa * rms / (rank as f64).sqrt();
-        let z: Vec<f64> = (0..rows * rank)
-            .map(|_| z_sigma * self.rng.standard_normal())
-            .collect();
+        let z: Vec<f64> = (0..rows * rank).map(|_| z_sigma * self.rng.standard_normal()).collect();
         let basis = self.basis(worker, id, d_in, d_out)?;
         let mut sent: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
         for i in 0..rows {
             for k in 0..rank {
                 let f = z[i * rank + k];
-                for (s, &b) in sent[i * d_in..(i + 1) * d_in]
-                    .iter_mut()
-                    .zip(&basis.b[k * d_in..(k + 1) * d_in])
-                {
+                for (s, &b) in sent[i * d_in..(i + 1) * d_in].iter_mut().zip(&basis.b[k * d_in..(k + 1) * d_in]) {
                     *s += f * b;
                 }
             }
@@ -111,10 +81,7 @@ impl MaskScheme for LowRankNoise {
         for i in 0..rows {
             for k in 0..rank {
                 let f = z[i * rank + k];
-                for (o, &bw) in y[i * d_out..(i + 1) * d_out]
-                    .iter_mut()
-                    .zip(&basis.bw[k * d_out..(k + 1) * d_out])
-                {
+                for (o, &bw) in y[i * d_out..(i + 1) * d_out].iter_mut().zip(&basis.bw[k * d_out..(k + 1) * d_out]) {
                     *o -= f * bw;
                 }
             }

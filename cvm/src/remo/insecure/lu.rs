@@ -16,18 +16,13 @@ impl Lu {
     /// pivot is zero to working precision.
     pub fn factor(a: &[f64], n: usize) -> Result<Self, RemoError> {
         if a.len() != n * n {
-            return Err(RemoError::Param(format!(
-                "LU: {} values is not a {n}×{n} matrix",
-                a.len()
-            )));
+            return Err(RemoError::Param(format!("LU: {} values is not a {n}×{n} matrix", a.len())));
         }
         let mut lu = a.to_vec();
         let mut piv: Vec<usize> = (0..n).collect();
         let tiny = a.iter().fold(0.0f64, |m, v| m.max(v.abs())) * n as f64 * f64::EPSILON;
         for k in 0..n {
-            let p = (k..n)
-                .max_by(|&i, &j| lu[i * n + k].abs().total_cmp(&lu[j * n + k].abs()))
-                .unwrap_or(k);
+            let p = (k..n).max_by(|&i, &j| lu[i * n + k].abs().total_cmp(&lu[j * n + k].abs())).unwrap_or(k);
             let pivot = lu[p * n + k];
             if pivot.is_nan() || pivot.abs() <= tiny {
                 return Err(RemoError::Singular { column: k, pivot });
@@ -53,16 +48,9 @@ impl Lu {
     pub fn solve(&self, b: &[f64], cols: usize) -> Result<Vec<f64>, RemoError> {
         let n = self.n;
         if b.len() != n * cols {
-            return Err(RemoError::Param(format!(
-                "LU solve: {} values is not {n}×{cols}",
-                b.len()
-            )));
+            return Err(RemoError::Param(format!("LU solve: {} values is not {n}×{cols}", b.len())));
         }
-        let mut x: Vec<f64> = self
-            .piv
-            .iter()
-            .flat_map(|&p| b[p * cols..(p + 1) * cols].iter().copied())
-            .collect();
+        let mut x: Vec<f64> = self.piv.iter().flat_map(|&p| b[p * cols..(p + 1) * cols].iter().copied()).collect();
         // Forward substitution with unit-diagonal L.
         for i in 0..n {
             for k in 0..i {
@@ -106,10 +94,7 @@ mod tests {
         for (got, want) in x.iter().zip(x_true) {
             assert!((got - want).abs() < 1e-12, "{got} vs {want}");
         }
-        assert!(matches!(
-            Lu::factor(&[1.0, 2.0, 2.0, 4.0], 2),
-            Err(RemoError::Singular { .. })
-        ));
+        assert!(matches!(Lu::factor(&[1.0, 2.0, 2.0, 4.0], 2), Err(RemoError::Singular { .. })));
         assert!(Lu::factor(&[1.0; 3], 2).is_err());
     }
 }

@@ -21,9 +21,7 @@ pub struct RowMixing {
 
 impl RowMixing {
     pub fn new() -> Result<Self, RemoError> {
-        Ok(Self {
-            rng: SecureRng::from_os()?,
-        })
+        Ok(Self { rng: SecureRng::from_os()? })
     }
 
     fn invertible(&mut self, n: usize) -> Result<(Vec<f64>, Lu), RemoError> {
@@ -48,24 +46,14 @@ impl MaskScheme for RowMixing {
         false
     }
 
-    fn matmul(
-        &mut self,
-        worker: &mut dyn WorkerMatmul,
-        id: OpId,
-        x: &[f32],
-        rows: usize,
-        out: &mut [f32],
-    ) -> anyhow::Result<()> {
+    fn matmul(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
         let (d_in, d_out) = dims_from_buffers(id, x.len(), out.len(), rows)?;
         let (a, lu) = self.invertible(rows)?;
         let mut sent = vec![0.0; rows * d_in];
         for i in 0..rows {
             for k in 0..rows {
                 let f = a[i * rows + k];
-                for (s, &v) in sent[i * d_in..(i + 1) * d_in]
-                    .iter_mut()
-                    .zip(&x[k * d_in..(k + 1) * d_in])
-                {
+                for (s, &v) in sent[i * d_in..(i + 1) * d_in].iter_mut().zip(&x[k * d_in..(k + 1) * d_in]) {
                     *s += f * f64::from(v);
                 }
             }

@@ -18,11 +18,7 @@ pub struct RowPermutation {
 
 impl RowPermutation {
     pub fn new() -> Result<Self, RemoError> {
-        Ok(Self {
-            rng: SecureRng::from_os()?,
-            perm: Vec::new(),
-            sent: Vec::new(),
-        })
+        Ok(Self { rng: SecureRng::from_os()?, perm: Vec::new(), sent: Vec::new() })
     }
 }
 
@@ -35,28 +31,17 @@ impl MaskScheme for RowPermutation {
         false
     }
 
-    fn matmul(
-        &mut self,
-        worker: &mut dyn WorkerMatmul,
-        id: OpId,
-        x: &[f32],
-        rows: usize,
-        out: &mut [f32],
-    ) -> anyhow::Result<()> {
+    fn matmul(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
         let (d_in, d_out) = dims_from_buffers(id, x.len(), out.len(), rows)?;
         self.rng.permutation(rows, &mut self.perm);
         self.sent.clear();
         for &i in &self.perm {
-            self.sent
-                .extend(x[i * d_in..(i + 1) * d_in].iter().map(|&v| f64::from(v)));
+            self.sent.extend(x[i * d_in..(i + 1) * d_in].iter().map(|&v| f64::from(v)));
         }
         let y = worker.matmul(id, CallKind::Online, &self.sent, rows)?;
         check_answer(id, &y, rows, d_out)?;
         for (j, &i) in self.perm.iter().enumerate() {
-            for (o, &v) in out[i * d_out..(i + 1) * d_out]
-                .iter_mut()
-                .zip(&y[j * d_out..(j + 1) * d_out])
-            {
+            for (o, &v) in out[i * d_out..(i + 1) * d_out].iter_mut().zip(&y[j * d_out..(j + 1) * d_out]) {
                 *o = v as f32;
             }
         }
