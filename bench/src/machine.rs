@@ -13,14 +13,19 @@ pub fn describe() -> String {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mem_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("MemTotal")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("MemTotal")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok())
+        })
         .map(|kb| kb / (1024.0 * 1024.0))
         .unwrap_or(0.0);
     format!("{cpu}, {cores} cores, {mem_gib:.0} GiB, rayon threads {}", rayon_threads())
 }
 
 pub fn rayon_threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
 }
 
 /// bench/RESULTS.md of the workspace (found from the bench crate's folder).
@@ -32,7 +37,13 @@ pub fn results_path() -> PathBuf {
 pub fn append_results(title: &str, body: &str) -> anyhow::Result<()> {
     let path = results_path();
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-    let date = std::process::Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
     writeln!(f, "\n## {title} ({date})\n\nMachine: {}\n\n{body}", describe())?;
     eprintln!("appended to {}", path.display());
     Ok(())

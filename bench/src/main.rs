@@ -9,8 +9,9 @@
 use clap::{Parser, Subcommand};
 
 mod machine;
-mod split;
+mod privacy;
 mod serve;
+mod split;
 mod throughput;
 
 #[derive(Parser)]
@@ -28,6 +29,8 @@ enum Command {
     Split(split::Args),
     /// Serving benchmark against talaria-serve (latency, throughput, soak).
     Serve(Box<serve::Args>),
+    /// The privacy attack suite on worker recordings (or synthetic ones).
+    Privacy(privacy::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Command::Throughput(a) => throughput::run(a),
         Command::Split(a) => split::run(a),
         Command::Serve(a) => serve::run(*a),
+        Command::Privacy(a) => privacy::run(a),
     }
 }

@@ -114,7 +114,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             ops.iter()
                 .map(|o| {
                     let made = num(o, &["batches"]) * num(o, &["usable_per_batch"]);
-                    if made > 0.0 { num(o, &["refill_ms"]) / 1e3 / made } else { 0.0 }
+                    if made > 0.0 {
+                        num(o, &["refill_ms"]) / 1e3 / made
+                    } else {
+                        0.0
+                    }
                 })
                 .sum()
         })
@@ -137,12 +141,30 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             1e3 * refill_per_token_s * if name.starts_with("prefill") { a.prefill as f64 } else { 1.0 },
         )
     };
-    let online = |m: &Measured, from: usize, to: usize| num(&m.stats[to], &["link", "per_kind_s", "online"]) - num(&m.stats[from], &["link", "per_kind_s", "online"]);
+    let online = |m: &Measured, from: usize, to: usize| {
+        num(&m.stats[to], &["link", "per_kind_s", "online"]) - num(&m.stats[from], &["link", "per_kind_s", "online"])
+    };
     let mut table = String::from(
         "| phase | plain tok/s | confidential tok/s | ratio (pads ready) | ratio (refill amortized) | CVM compute ms/step | masking ms/step | transport ms/step | worker compute ms/step | pad refill ms/step (amortized) |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    table.push_str(&row(&format!("prefill {}", a.prefill), 1.0, conf.prefill_s, &conf.prefill_t, online(&conf, 0, 1), worker_prefill, plain.prefill_s));
-    table.push_str(&row("decode batch 1", a.decode_steps as f64, conf.decode_s, &conf.decode_t, online(&conf, 2, 3), worker_decode, plain.decode_s));
+    table.push_str(&row(
+        &format!("prefill {}", a.prefill),
+        1.0,
+        conf.prefill_s,
+        &conf.prefill_t,
+        online(&conf, 0, 1),
+        worker_prefill,
+        plain.prefill_s,
+    ));
+    table.push_str(&row(
+        "decode batch 1",
+        a.decode_steps as f64,
+        conf.decode_s,
+        &conf.decode_t,
+        online(&conf, 2, 3),
+        worker_decode,
+        plain.decode_s,
+    ));
     let notes = format!(
         "Weights {dtype_name}; confidential = ReMO κ=1e4 exact f64 mode, worker process on the same 2 cores over the shared-memory ring. \
 Pools are filled before each phase (initial fill {fill_s:.1}s for {batches:.0} pad batches); 'refill amortized' adds each position's share of pad-batch time \

@@ -62,21 +62,31 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             let prompt: Vec<u32> = (0..32).map(|i| 200 + i).collect();
             for s in seqs.iter_mut() {
                 s.reserve(32 + a.decode_steps + 1)?;
-                model.forward(&[SeqChunk { blocks: s, tokens: &prompt, logits: LogitsWanted::Last }], &mut kv, &mut linear, &mut StepTimings::default())?;
+                model.forward(
+                    &[SeqChunk { blocks: s, tokens: &prompt, logits: LogitsWanted::Last }],
+                    &mut kv,
+                    &mut linear,
+                    &mut StepTimings::default(),
+                )?;
                 s.advance(32);
             }
             let step_tokens: Vec<[u32; 1]> = (0..b).map(|i| [300 + i as u32]).collect();
             let mut t = StepTimings::default();
             let t0 = Instant::now();
             for _ in 0..a.decode_steps {
-                let chunks: Vec<SeqChunk> = seqs.iter().zip(&step_tokens).map(|(s, tok)| SeqChunk { blocks: s, tokens: tok, logits: LogitsWanted::Last }).collect();
+                let chunks: Vec<SeqChunk> =
+                    seqs.iter().zip(&step_tokens).map(|(s, tok)| SeqChunk { blocks: s, tokens: tok, logits: LogitsWanted::Last }).collect();
                 model.forward(&chunks, &mut kv, &mut linear, &mut t)?;
                 drop(chunks);
                 seqs.iter_mut().for_each(|s| s.advance(1));
             }
             let dt = t0.elapsed().as_secs_f64();
             let tps = (a.decode_steps * b) as f64 / dt;
-            println!("{d}: decode batch {b}: {tps:.1} tokens/s ({:.2} ms/step; linear {:.0}%)", dt * 1e3 / a.decode_steps as f64, 100.0 * t.linear_s / (t.linear_s + t.cvm_s));
+            println!(
+                "{d}: decode batch {b}: {tps:.1} tokens/s ({:.2} ms/step; linear {:.0}%)",
+                dt * 1e3 / a.decode_steps as f64,
+                100.0 * t.linear_s / (t.linear_s + t.cvm_s)
+            );
             table.push_str(&format!("| {d} | decode batch {b} | {tps:.1} |\n"));
         }
     }

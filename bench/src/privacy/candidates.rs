@@ -23,9 +23,15 @@ pub trait Candidates {
     /// every contextual op: one (op, candidates × d_in) entry per op.
     fn contextual_rows(&mut self, prefix: &[u32], candidates: &[u32]) -> Result<Vec<(OpId, Rows32)>>;
 
-    /// The plain model's next-token logits after `prefix`, when this
-    /// provider runs the model (the fast sequential mode needs them).
+    /// The plain model's next-token logits after `prefix` (None for an
+    /// empty prefix or when this provider does not run the model).
     fn next_token_logits(&mut self, prefix: &[u32]) -> Result<Option<Vec<f32>>>;
+
+    /// Whether `next_token_logits` can answer (the fast sequential mode
+    /// needs the model).
+    fn runs_model(&self) -> bool {
+        false
+    }
 }
 
 /// Gain-free RMSNorm of each row, as the CVM computes before layer 0's qkv.

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use talaria_kernels::WeightDType;
 use talaria_models::{fetch::ensure_default_model, op_dims, Checkpoint, Op};
 
-use super::candidates::Layer0Dictionary;
+use super::candidates::{Candidates, Layer0Dictionary};
+use super::engine_candidates::EngineCandidates;
 use super::gate;
 use super::report::{leakage_bits, write_outputs, LeakageRow, SuiteReport};
 use super::runner::{attack_recording, attacks, baseline, load_recorded, AttackOptions, RecordingLabel};
@@ -29,7 +31,7 @@ pub struct Args {
     #[arg(long)]
     pub quick: bool,
     /// Output folder for privacy.md, privacy.json and privacy.svg.
-    #[arg(long, default_value = "privacy-out")]
+    #[arg(long, default_value = "target/privacy")]
     pub out: PathBuf,
     /// GGUF file or HF folder; default: the default model.
     #[arg(long)]
@@ -60,6 +62,13 @@ pub struct Args {
     /// Fail (non-zero exit) when the gate fails.
     #[arg(long)]
     pub gate: bool,
+    /// For --recording: also score every deeper op, running the plain model
+    /// on the recovered prefix (slow: one forward per candidate).
+    #[arg(long)]
+    pub deep: bool,
+    /// The worker's weight dtype (`--dtype` of talaria-gpu-worker), for --deep.
+    #[arg(long, default_value = "bf16")]
+    pub worker_dtype: String,
 }
 
 fn options(quick: bool, seed: u64) -> AttackOptions {
@@ -102,10 +111,18 @@ pub fn run(args: Args) -> Result<()> {
         let seqs = conversations(&ck.tokenizer, n)?;
         sequences += seqs.len();
         let scales = channel_scales(&dict.rows, &ck.tokenizer)?;
-        kappas = args.kappas.clone().unwrap_or_else(|| vec![1.0, 10.0, 100.0, 1000.0, 1e4]);
+        kappas = args.kappas.clone().unwrap_or_else(|| if args.quick { vec![1.0, 10.0, 1e4] } else { vec![1.0, 10.0, 100.0, 1000.0, 1e4] });
         let settings: Vec<Setting> = match &args.settings {
             None => vec![Setting::DecodeB1, Setting::Prefill],
-            Some(v) => v.iter().map(|s| [Setting::DecodeB1, Setting::Prefill].into_iter().find(|x| x.name() == s).with_context(|| format!("unknown setting {s}"))).collect::<Result<_>>()?,
+            Some(v) => v
+                .iter()
+                .map(|s| {
+                    [Setting::DecodeB1, Setting::Prefill]
+                        .into_iter()
+                        .find(|x| x.name() == s)
+                        .with_context(|| format!("unknown setting {s}"))
+                })
+                .collect::<Result<_>>()?,
         };
         let mut schemes: Vec<(Scheme, f64)> = Scheme::all_weak().iter().map(|&s| (s, gate::DEFAULT_KAPPA)).collect();
         schemes.extend(kappas.iter().map(|&k| (Scheme::REMO, k)));
@@ -124,37 +141,59 @@ pub fn run(args: Args) -> Result<()> {
                     rec.save(&d)?;
                     tokens.save(&d.join("tokens.json"))?;
                 }
-                let label = RecordingLabel { scheme: scheme.name(), kappa: scheme.uses_kappa().then_some(kappa), setting: setting.name().into(), weak: scheme.is_weak() };
+                let label = RecordingLabel {
+                    scheme: scheme.name(),
+                    kappa: scheme.uses_kappa().then_some(kappa),
+                    setting: setting.name().into(),
+                    weak: scheme.is_weak(),
+                };
                 rows.extend(attack_recording(&rec, &tokens, &mut dict, &list, &label)?);
             }
         }
     }
+    let mut deep = if args.deep && !args.recordings.is_empty() {
+        let dtype = WeightDType::parse(&args.worker_dtype).with_context(|| format!("unknown dtype {}", args.worker_dtype))?;
+        Some(EngineCandidates::load(&ck, dtype, cfg.max_position_embeddings.min(4096))?)
+    } else {
+        None
+    };
     for dir in &args.recordings {
-        let (rec, tokens) = load_recorded(dir, &dict)?;
+        let provider: &mut dyn Candidates = match &mut deep {
+            Some(e) => e,
+            None => &mut dict,
+        };
+        let (rec, tokens) = load_recorded(dir, provider)?;
         sequences += tokens.sequences.len();
         let k = rec.manifest.kappa();
         let scheme = rec.manifest.scheme().to_string();
         let setting = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "recorded".into());
         let weak = scheme != "remo" && scheme != "exact";
-        baselines.push(baseline(&setting, &tokens, dict.rows.rows));
+        baselines.push(baseline(&setting, &tokens, provider.vocab_size()));
         if k > 0.0 && !kappas.contains(&k) {
             kappas.push(k);
         }
-        let label = RecordingLabel { scheme: if scheme == "exact" { "remo".into() } else { scheme }, kappa: (k > 0.0).then_some(k), setting, weak };
-        rows.extend(attack_recording(&rec, &tokens, &mut dict, &list, &label)?);
+        let label =
+            RecordingLabel { scheme: if scheme == "exact" { "remo".into() } else { scheme }, kappa: (k > 0.0).then_some(k), setting, weak };
+        rows.extend(attack_recording(&rec, &tokens, provider, &list, &label)?);
     }
 
     kappas.sort_by(f64::total_cmp);
     let layer0 = [op_dims(&cfg, Op::Qkv).0];
-    let all_ops: Vec<usize> = (0..cfg.num_hidden_layers).flat_map(|_| Op::LAYER_OPS.map(|op| op_dims(&cfg, op).0)).chain((!cfg.tie_word_embeddings).then(|| op_dims(&cfg, Op::LmHead).0)).collect();
-    let leakage = kappas.iter().map(|&k| LeakageRow { kappa: k, bits_recorded_ops: leakage_bits(k, &layer0), bits_all_ops: leakage_bits(k, &all_ops) }).collect();
+    let all_ops: Vec<usize> = (0..cfg.num_hidden_layers)
+        .flat_map(|_| Op::LAYER_OPS.map(|op| op_dims(&cfg, op).0))
+        .chain((!cfg.tie_word_embeddings).then(|| op_dims(&cfg, Op::LmHead).0))
+        .collect();
+    let leakage = kappas
+        .iter()
+        .map(|&k| LeakageRow { kappa: k, bits_recorded_ops: leakage_bits(k, &layer0), bits_all_ops: leakage_bits(k, &all_ops) })
+        .collect();
     let gate = gate::evaluate(&rows, |_| 0.0);
     let report = SuiteReport {
         mode: if args.quick { "quick".into() } else { "full".into() },
         model: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         vocab: dict.rows.rows,
         candidates: format!("all {} tokens of the vocabulary", dict.rows.rows),
-        recorded_ops: "layer-0 qkv".into(),
+        recorded_ops: if deep.is_some() { "every op of every layer".into() } else { "layer-0 qkv".into() },
         sequences,
         options: opts,
         baselines,
@@ -164,7 +203,11 @@ pub fn run(args: Args) -> Result<()> {
         seconds: t0.elapsed().as_secs_f64(),
     };
     write_outputs(&report, &args.out)?;
-    eprintln!("privacy suite: gate {}; report in {}", if report.gate.passed { "passed" } else { "FAILED" }, args.out.join("privacy.md").display());
+    eprintln!(
+        "privacy suite: gate {}; report in {}",
+        if report.gate.passed { "passed" } else { "FAILED" },
+        args.out.join("privacy.md").display()
+    );
     if args.gate && !report.gate.passed {
         bail!("privacy gate failed:\n{}", report.gate.failures.join("\n"));
     }

@@ -36,7 +36,8 @@ pub fn scan_groups(dict: &Rows32, groups: &[Rows32], mut f: impl FnMut(usize, &R
         let dots = gemm_abt32(&stacked, dict);
         let mut at = 0;
         for (gi, group) in groups.iter().enumerate().take(end).skip(g) {
-            let part = Rows32 { rows: group.rows, cols: dict.rows, data: dots.data[at * dict.rows..(at + group.rows) * dict.rows].to_vec() };
+            let part =
+                Rows32 { rows: group.rows, cols: dict.rows, data: dots.data[at * dict.rows..(at + group.rows) * dict.rows].to_vec() };
             at += group.rows;
             f(gi, &part);
         }

@@ -4,7 +4,8 @@
 //! error ~1e-15, written so the compiler vectorises it.
 
 const LOG2E: f64 = std::f64::consts::LOG2_E;
-const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+// ln 2 split so that k·LN2_HI is exact for |k| < 2¹¹ (fdlibm's constants).
+const LN2_HI: f64 = 6.931_471_803_691_238e-1;
 const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 
 #[inline(always)]
@@ -15,7 +16,20 @@ pub fn fast_exp(x: f64) -> f64 {
     let k = (x * LOG2E).round();
     let r = (x - k * LN2_HI) - k * LN2_LO;
     let mut p = 1.0 / 479_001_600.0;
-    for c in [1.0 / 39_916_800.0, 1.0 / 3_628_800.0, 1.0 / 362_880.0, 1.0 / 40_320.0, 1.0 / 5_040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+    for c in [
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
         p = p * r + c;
     }
     let scale = f64::from_bits(((k as i64 + 1023) as u64) << 52);

@@ -29,16 +29,31 @@ pub fn evaluate(rows: &[AttackRow], prior_only: impl Fn(&str) -> f64) -> Gate {
     groups.dedup();
     for (scheme, setting) in groups {
         checked += 1;
-        let best = rows.iter().filter(|r| r.scheme == scheme && r.setting == setting).max_by(|a, b| a.top1.total_cmp(&b.top1)).expect("group has rows");
+        let best = rows
+            .iter()
+            .filter(|r| r.scheme == scheme && r.setting == setting)
+            .max_by(|a, b| a.top1.total_cmp(&b.top1))
+            .expect("group has rows");
         if best.top1 < WEAK_MIN_TOP1 {
-            failures.push(format!("weak scheme {scheme} ({setting}): best attack {} reaches only {:.2}% < {:.0}%", best.attack, 100.0 * best.top1, 100.0 * WEAK_MIN_TOP1));
+            failures.push(format!(
+                "weak scheme {scheme} ({setting}): best attack {} reaches only {:.2}% < {:.0}%",
+                best.attack,
+                100.0 * best.top1,
+                100.0 * WEAK_MIN_TOP1
+            ));
         }
     }
     for r in rows.iter().filter(|r| r.scheme == "remo" && r.kappa == Some(DEFAULT_KAPPA)) {
         checked += 1;
         let limit = if r.uses_prior { prior_only(&r.setting) + REMO_MAX_TOP1 } else { REMO_MAX_TOP1 };
         if r.top1 > limit {
-            failures.push(format!("ReMO κ=1e4 ({}): attack {} reaches {:.3}% > {:.3}%", r.setting, r.attack, 100.0 * r.top1, 100.0 * limit));
+            failures.push(format!(
+                "ReMO κ=1e4 ({}): attack {} reaches {:.3}% > {:.3}%",
+                r.setting,
+                r.attack,
+                100.0 * r.top1,
+                100.0 * limit
+            ));
         }
     }
     if !rows.iter().any(|r| r.scheme == "remo" && r.kappa == Some(DEFAULT_KAPPA)) {

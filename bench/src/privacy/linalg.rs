@@ -102,11 +102,11 @@ pub fn orthonormal_rows_from(gaussian: &Rows64) -> Result<Rows64> {
 }
 
 /// The top-`k` eigenvectors (rows) of `aᵀa`: the principal directions of
-/// the rows of `a` (uncentered).
-pub fn top_row_directions(a: &Rows64, k: usize) -> Result<Rows64> {
+/// the rows of `a` (uncentered), and all eigenvalues (descending).
+pub fn top_row_directions(a: &Rows64, k: usize) -> Result<(Rows64, Vec<f64>)> {
     let g = gram_cols64(a);
-    let (_, vecs) = sym_eigen_desc(&g).context("principal directions")?;
-    Ok(vecs.select(&(0..k.min(vecs.rows)).collect::<Vec<_>>()))
+    let (vals, vecs) = sym_eigen_desc(&g).context("principal directions")?;
+    Ok((vecs.select(&(0..k.min(vecs.rows)).collect::<Vec<_>>()), vals))
 }
 
 #[cfg(test)]
@@ -139,7 +139,15 @@ mod tests {
         assert!((vecs.row(0)[0].abs() - 0.5f64.sqrt()).abs() < 1e-12);
         let x = Rows64::from_vec(2, 3, vec![1.0, 0.0, 1.0, 0.0, 1.0, 1.0]).unwrap();
         let g_true = Rows64::from_vec(2, 2, vec![2.0, -1.0, 0.5, 3.0]).unwrap();
-        let y = Rows64::from_vec(2, 3, (0..2).flat_map(|i| (0..3).map(move |j| (i, j))).map(|(i, j)| g_true.row(i)[0] * x.row(0)[j] + g_true.row(i)[1] * x.row(1)[j]).collect()).unwrap();
+        let y = Rows64::from_vec(
+            2,
+            3,
+            (0..2)
+                .flat_map(|i| (0..3).map(move |j| (i, j)))
+                .map(|(i, j)| g_true.row(i)[0] * x.row(0)[j] + g_true.row(i)[1] * x.row(1)[j])
+                .collect(),
+        )
+        .unwrap();
         let g = lstsq_rows(&y, &x).unwrap();
         for (a, b) in g.data.iter().zip(&g_true.data) {
             assert!((a - b).abs() < 1e-10);

@@ -101,7 +101,6 @@ pub fn dot64(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ pub mod attacks;
 pub mod candidates;
 pub mod cli;
 pub mod dict_scan;
+pub mod engine_candidates;
 pub mod fast_exp;
 pub mod gate;
 pub mod hadamard;

@@ -83,7 +83,12 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Result<&'a str> {
 
 fn parse_shape(s: &str) -> Result<(usize, usize)> {
     let inner = s.strip_prefix('(').and_then(|s| s.strip_suffix(')')).with_context(|| format!("bad shape {s}"))?;
-    let dims: Vec<usize> = inner.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| p.parse::<usize>().with_context(|| format!("bad shape {s}"))).collect::<Result<_>>()?;
+    let dims: Vec<usize> = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<usize>().with_context(|| format!("bad shape {s}")))
+        .collect::<Result<_>>()?;
     match dims[..] {
         [r, c] => Ok((r, c)),
         [n] => Ok((1, n)),

@@ -40,7 +40,13 @@ pub struct CallMeta {
 impl CallMeta {
     pub fn op_id(&self) -> Result<OpId> {
         let op = Op::parse(&self.op).with_context(|| format!("call {}: unknown op {:?}", self.seq, self.op))?;
-        ensure!((op == Op::LmHead) == (self.layer == -1) && self.layer >= -1, "call {}: layer {} does not fit op {}", self.seq, self.layer, self.op);
+        ensure!(
+            (op == Op::LmHead) == (self.layer == -1) && self.layer >= -1,
+            "call {}: layer {} does not fit op {}",
+            self.seq,
+            self.layer,
+            self.op
+        );
         Ok(OpId { layer: self.layer, op })
     }
 }
@@ -126,9 +132,23 @@ impl Recording {
                 other => bail!("call {}: unsupported dtype {other:?}", meta.seq),
             };
             let rel = Path::new(&meta.file);
-            ensure!(rel.components().all(|c| matches!(c, Component::Normal(_))), "call {}: file {:?} leaves the recording folder", meta.seq, meta.file);
+            ensure!(
+                rel.components().all(|c| matches!(c, Component::Normal(_))),
+                "call {}: file {:?} leaves the recording folder",
+                meta.seq,
+                meta.file
+            );
             let data = read_npy(&dir.join(rel))?;
-            ensure!((data.rows, data.cols) == (meta.rows, meta.cols), "call {}: {} holds {} × {}, calls.jsonl says {} × {}", meta.seq, meta.file, data.rows, data.cols, meta.rows, meta.cols);
+            ensure!(
+                (data.rows, data.cols) == (meta.rows, meta.cols),
+                "call {}: {} holds {} × {}, calls.jsonl says {} × {}",
+                meta.seq,
+                meta.file,
+                data.rows,
+                data.cols,
+                meta.rows,
+                meta.cols
+            );
             calls.push(Call { seq: meta.seq, kind: meta.kind, id, dtype, data });
         }
         Ok(Self { manifest, calls })
@@ -139,7 +159,9 @@ impl Recording {
         std::fs::create_dir_all(dir.join("calls")).with_context(|| format!("creating {}", dir.display()))?;
         let m = serde_json::to_vec_pretty(&self.manifest)?;
         std::fs::write(dir.join("manifest.json"), m).with_context(|| format!("writing {}/manifest.json", dir.display()))?;
-        let mut lines = std::io::BufWriter::new(std::fs::File::create(dir.join("calls.jsonl")).with_context(|| format!("creating {}/calls.jsonl", dir.display()))?);
+        let mut lines = std::io::BufWriter::new(
+            std::fs::File::create(dir.join("calls.jsonl")).with_context(|| format!("creating {}/calls.jsonl", dir.display()))?,
+        );
         for c in &self.calls {
             let file = format!("calls/{:06}.npy", c.seq);
             write_npy(&dir.join(&file), &c.data, c.dtype)?;
@@ -165,7 +187,6 @@ impl Recording {
     pub fn pad_batches(&self, id: OpId) -> impl Iterator<Item = &Call> {
         self.calls.iter().filter(move |c| c.kind == CallKind::PadBatch && c.id == id)
     }
-
 }
 
 #[cfg(test)]
@@ -198,7 +219,13 @@ mod tests {
         };
         let id = OpId::new(0, Op::Qkv);
         let calls = vec![
-            Call { seq: 0, kind: CallKind::PadBatch, id, dtype: NpyDtype::F64, data: Rows64::from_vec(2, 4, (0..8).map(f64::from).collect()).unwrap() },
+            Call {
+                seq: 0,
+                kind: CallKind::PadBatch,
+                id,
+                dtype: NpyDtype::F64,
+                data: Rows64::from_vec(2, 4, (0..8).map(f64::from).collect()).unwrap(),
+            },
             Call { seq: 1, kind: CallKind::Online, id, dtype: NpyDtype::F32, data: Rows64::from_vec(1, 4, vec![0.5; 4]).unwrap() },
         ];
         Recording { manifest, calls }.save(&dir).unwrap();
@@ -216,13 +243,26 @@ mod tests {
 
     #[test]
     fn rejects_escaping_paths_and_bad_ops() {
-        let meta = CallMeta { seq: 0, kind: CallKind::Online, layer: -1, op: "qkv".into(), rows: 1, cols: 1, dtype: "f64".into(), file: "x".into() };
+        let meta = CallMeta {
+            seq: 0,
+            kind: CallKind::Online,
+            layer: -1,
+            op: "qkv".into(),
+            rows: 1,
+            cols: 1,
+            dtype: "f64".into(),
+            file: "x".into(),
+        };
         assert!(meta.op_id().is_err());
         let dir = std::env::temp_dir().join(format!("talaria-rec-bad-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let manifest = Manifest { format_version: 1, model: tiny_config(), remo: serde_json::Value::Null };
         std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
-        std::fs::write(dir.join("calls.jsonl"), r#"{"seq":0,"kind":"online","layer":0,"op":"qkv","rows":1,"cols":4,"dtype":"f64","file":"../etc/x.npy"}"#).unwrap();
+        std::fs::write(
+            dir.join("calls.jsonl"),
+            r#"{"seq":0,"kind":"online","layer":0,"op":"qkv","rows":1,"cols":4,"dtype":"f64","file":"../etc/x.npy"}"#,
+        )
+        .unwrap();
         let err = Recording::load(&dir, |_| true).unwrap_err();
         assert!(format!("{err:#}").contains("leaves the recording folder"), "{err:#}");
         std::fs::remove_dir_all(&dir).unwrap();

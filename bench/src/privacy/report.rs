@@ -51,13 +51,20 @@ fn kappa_cell(k: Option<f64>) -> String {
 pub fn markdown(r: &SuiteReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Privacy attack suite ({})\n", r.mode);
-    let _ = writeln!(s, "Model {}; candidates: {}; ops attacked: {}; {} sequences; {:.0} s in all.\n", r.model, r.candidates, r.recorded_ops, r.sequences, r.seconds);
-    let _ = writeln!(s, "Top-1 is token accuracy over prompt and response positions (BOS excluded); inside one call the guesses are matched to the true tokens as a multiset (a layer-0 call carries no order). Bag recall: distinct true tokens of a sequence that appear among its guesses.\n");
+    let _ = writeln!(
+        s,
+        "Model {}; candidates: {}; ops attacked: {}; {} sequences; {:.0} s in all.\n",
+        r.model, r.candidates, r.recorded_ops, r.sequences, r.seconds
+    );
+    let _ = writeln!(s, "Top-1 is token accuracy over prompt and response positions (BOS excluded). A guess tied to an observed row is checked against that row's token (the row shuffle is known to the scorer, never to the attacks); a set test's guesses are matched to the call's tokens as a multiset (a layer-0 call carries no order). Bag recall: distinct true tokens of a sequence that appear among its guesses. Attacks that do not apply to a recording (no pad batches, no low-rank gap, no model) have no row.\n");
     let _ = writeln!(s, "| setting | scored positions | chance (1/V) | most frequent token |\n|---|---|---|---|");
     for b in &r.baselines {
         let _ = writeln!(s, "| {} | {} | {:.4}% | {} |", b.setting, b.positions, 100.0 * b.chance, pct(b.majority));
     }
-    let _ = writeln!(s, "\n## Best attack per scheme\n\n| scheme | κ | setting | best attack | top-1 | bag recall |\n|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "\n## Best attack per scheme\n\n| scheme | κ | setting | best attack | top-1 | bag recall |\n|---|---|---|---|---|---|"
+    );
     let mut keys: Vec<(String, Option<f64>, String)> = Vec::new();
     for row in &r.rows {
         let k = (row.scheme.clone(), row.kappa, row.setting.clone());
@@ -66,9 +73,17 @@ pub fn markdown(r: &SuiteReport) -> String {
         }
     }
     for (scheme, kappa, setting) in &keys {
-        let best = r.rows.iter().filter(|x| &x.scheme == scheme && x.kappa == *kappa && &x.setting == setting).max_by(|a, b| a.top1.total_cmp(&b.top1));
+        // The first listed (simplest) attack among those that tie.
+        let best =
+            r.rows.iter().filter(|x| &x.scheme == scheme && x.kappa == *kappa && &x.setting == setting).fold(None::<&AttackRow>, |b, x| {
+                match b {
+                    Some(b) if b.top1 >= x.top1 => Some(b),
+                    _ => Some(x),
+                }
+            });
         if let Some(b) = best {
-            let _ = writeln!(s, "| {scheme} | {} | {setting} | {} | {} | {} |", kappa_cell(*kappa), b.attack, pct(b.top1), pct(b.bag_recall));
+            let _ =
+                writeln!(s, "| {scheme} | {} | {setting} | {} | {} | {} |", kappa_cell(*kappa), b.attack, pct(b.top1), pct(b.bag_recall));
         }
     }
     let _ = writeln!(s, "\n## Leakage bound (bits per position)\n\n| κ | recorded ops | all ops of the model |\n|---|---|---|");
@@ -104,7 +119,8 @@ pub fn markdown(r: &SuiteReport) -> String {
 
 pub fn write_outputs(r: &SuiteReport, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let write = |name: &str, bytes: Vec<u8>| std::fs::write(dir.join(name), bytes).with_context(|| format!("writing {}", dir.join(name).display()));
+    let write =
+        |name: &str, bytes: Vec<u8>| std::fs::write(dir.join(name), bytes).with_context(|| format!("writing {}", dir.join(name).display()));
     write("privacy.md", markdown(r).into_bytes())?;
     write("privacy.json", serde_json::to_vec_pretty(r)?)?;
     write("privacy.svg", super::svg::plot(r).into_bytes())?;

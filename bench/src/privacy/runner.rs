@@ -82,17 +82,35 @@ pub struct RecordingLabel {
 }
 
 /// Runs every applicable attack on one recording.
-pub fn attack_recording(rec: &Recording, tokens: &TokensFile, cands: &mut dyn Candidates, list: &[Box<dyn Attack>], label: &RecordingLabel) -> Result<Vec<AttackRow>> {
+pub fn attack_recording(
+    rec: &Recording,
+    tokens: &TokensFile,
+    cands: &mut dyn Candidates,
+    list: &[Box<dyn Attack>],
+    label: &RecordingLabel,
+) -> Result<Vec<AttackRow>> {
     let steps = group_steps(rec, tokens)?;
     let mut ev = Evidence { rec, steps: &steps, view: None };
     ev.view = super::attacks::dict_view::DictView::build(&ev, cands);
     let mut rows = Vec::new();
     for a in list {
         let t0 = Instant::now();
-        let Some(out) = a.run(&ev, cands).with_context(|| format!("attack {} on {} {}", a.name(), label.scheme, label.setting))? else { continue };
+        let Some(out) = a.run(&ev, cands).with_context(|| format!("attack {} on {} {}", a.name(), label.scheme, label.setting))? else {
+            continue;
+        };
         let s = score(tokens, &steps, &out.guesses);
         let seconds = t0.elapsed().as_secs_f64();
-        eprintln!("  {:<12} {:<10} κ={:<8} {:<16} top-1 {:6.2}%  bag {:6.2}%  {:6.1}s  {}", label.scheme, label.setting, label.kappa.map_or("-".into(), |k| format!("{k}")), a.name(), 100.0 * s.top1, 100.0 * s.bag_recall, seconds, out.notes);
+        eprintln!(
+            "  {:<12} {:<10} κ={:<8} {:<16} top-1 {:6.2}%  bag {:6.2}%  {:6.1}s  {}",
+            label.scheme,
+            label.setting,
+            label.kappa.map_or("-".into(), |k| format!("{k}")),
+            a.name(),
+            100.0 * s.top1,
+            100.0 * s.bag_recall,
+            seconds,
+            out.notes
+        );
         rows.push(AttackRow {
             scheme: label.scheme.clone(),
             kappa: label.kappa,
@@ -123,7 +141,8 @@ pub struct Baseline {
 }
 
 pub fn baseline(setting: &str, tokens: &TokensFile, vocab: usize) -> Baseline {
-    let positions = tokens.sequences.iter().enumerate().map(|(s, q)| (0..q.tokens.len()).filter(|&p| tokens.is_scored((s, p))).count()).sum();
+    let positions =
+        tokens.sequences.iter().enumerate().map(|(s, q)| (0..q.tokens.len()).filter(|&p| tokens.is_scored((s, p))).count()).sum();
     Baseline { setting: setting.into(), positions, chance: 1.0 / vocab as f64, majority: majority_baseline(tokens) }
 }
 

@@ -91,7 +91,14 @@ pub fn score(tokens: &TokensFile, steps: &[Step], guesses: &[Vec<Guess>]) -> Sco
         bag_hits += truth.intersection(&bags[s]).count();
     }
     let frac = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    Score { top1: frac(hits, total), top1_prompt: frac(hp, tp), top1_response: frac(hr, tr), bag_recall: frac(bag_hits, bag_total), positions: total, hits }
+    Score {
+        top1: frac(hits, total),
+        top1_prompt: frac(hp, tp),
+        top1_response: frac(hr, tr),
+        bag_recall: frac(bag_hits, bag_total),
+        positions: total,
+        hits,
+    }
 }
 
 /// Accuracy of always guessing the most frequent scored token.
@@ -115,7 +122,12 @@ mod tests {
     use crate::privacy::tokens::SequenceTokens;
 
     fn setup() -> (TokensFile, Vec<Step>) {
-        let tokens = TokensFile { format_version: 1, sequences: vec![SequenceTokens { tokens: vec![1, 7, 7, 8, 9], prompt_len: 3, bos: true }], steps: None, row_sources: None };
+        let tokens = TokensFile {
+            format_version: 1,
+            sequences: vec![SequenceTokens { tokens: vec![1, 7, 7, 8, 9], prompt_len: 3, bos: true }],
+            steps: None,
+            row_sources: None,
+        };
         let steps = tokens.steps().into_iter().map(|rows| Step { rows, calls: vec![], row_sources: None }).collect();
         (tokens, steps)
     }

@@ -39,7 +39,13 @@ pub fn group_steps(rec: &Recording, tokens: &TokensFile) -> Result<Vec<Step>> {
     for (k, (calls, rows)) in groups.into_iter().zip(truth).enumerate() {
         for &ci in &calls {
             let c = &rec.calls[ci];
-            ensure!(c.data.rows >= rows.len(), "step {k}: call {} has {} rows but the step has {} real rows", c.seq, c.data.rows, rows.len());
+            ensure!(
+                c.data.rows >= rows.len(),
+                "step {k}: call {} has {} rows but the step has {} real rows",
+                c.seq,
+                c.data.rows,
+                rows.len()
+            );
         }
         let row_sources = tokens.row_sources.as_ref().and_then(|rs| rs[k].clone());
         if let Some(src) = &row_sources {

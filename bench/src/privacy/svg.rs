@@ -8,7 +8,8 @@ use super::report::SuiteReport;
 
 const W: f64 = 980.0;
 const H: f64 = 420.0;
-const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
+const COLORS: [&str; 12] =
+    ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#000000", "#aec7e8"];
 
 struct Panel {
     x0: f64,
@@ -29,14 +30,36 @@ impl Panel {
         self.y0 + self.h - (v - self.ly.0) / (self.ly.1 - self.ly.0).max(1e-9) * self.h
     }
     fn frame(&self, s: &mut String, title: &str, ylabel: &str) {
-        let _ = writeln!(s, r##"<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#333"/>"##, self.x0, self.y0, self.w, self.h);
-        let _ = writeln!(s, r##"<text x="{}" y="{}" font-size="14" text-anchor="middle">{title}</text>"##, self.x0 + self.w / 2.0, self.y0 - 10.0);
-        let _ = writeln!(s, r##"<text x="{}" y="{}" font-size="12" text-anchor="middle">κ (log scale)</text>"##, self.x0 + self.w / 2.0, self.y0 + self.h + 36.0);
-        let _ = writeln!(s, r##"<text transform="translate({},{}) rotate(-90)" font-size="12" text-anchor="middle">{ylabel}</text>"##, self.x0 - 48.0, self.y0 + self.h / 2.0);
+        let _ =
+            writeln!(s, r##"<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#333"/>"##, self.x0, self.y0, self.w, self.h);
+        let _ = writeln!(
+            s,
+            r##"<text x="{}" y="{}" font-size="14" text-anchor="middle">{title}</text>"##,
+            self.x0 + self.w / 2.0,
+            self.y0 - 10.0
+        );
+        let _ = writeln!(
+            s,
+            r##"<text x="{}" y="{}" font-size="12" text-anchor="middle">κ (log scale)</text>"##,
+            self.x0 + self.w / 2.0,
+            self.y0 + self.h + 36.0
+        );
+        let _ = writeln!(
+            s,
+            r##"<text transform="translate({},{}) rotate(-90)" font-size="12" text-anchor="middle">{ylabel}</text>"##,
+            self.x0 - 48.0,
+            self.y0 + self.h / 2.0
+        );
         let (a, b) = (self.lx.0.floor() as i32, self.lx.1.ceil() as i32);
         for e in a..=b {
             let x = self.px(e as f64);
-            let _ = writeln!(s, r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#ddd"/><text x="{x}" y="{}" font-size="11" text-anchor="middle">1e{e}</text>"##, self.y0, self.y0 + self.h, self.y0 + self.h + 16.0);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#ddd"/><text x="{x}" y="{}" font-size="11" text-anchor="middle">1e{e}</text>"##,
+                self.y0,
+                self.y0 + self.h,
+                self.y0 + self.h + 16.0
+            );
         }
     }
 }
@@ -71,9 +94,17 @@ pub fn plot(r: &SuiteReport) -> String {
     left.frame(&mut s, "ReMO: top-1 token accuracy of each attack", "top-1 accuracy (%)");
     for v in [0.0, 25.0, 50.0, 75.0, 100.0] {
         let y = left.py(v);
-        let _ = writeln!(s, r##"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" font-size="11" text-anchor="end">{v}</text>"##, left.x0, left.x0 + left.w, left.x0 - 6.0, y + 4.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" font-size="11" text-anchor="end">{v}</text>"##,
+            left.x0,
+            left.x0 + left.w,
+            left.x0 - 6.0,
+            y + 4.0
+        );
     }
-    let mut series: Vec<(String, String)> = r.rows.iter().filter(|x| x.scheme == "remo").map(|x| (x.attack.clone(), x.setting.clone())).collect();
+    let mut series: Vec<(String, String)> =
+        r.rows.iter().filter(|x| x.scheme == "remo").map(|x| (x.attack.clone(), x.setting.clone())).collect();
     series.sort();
     series.dedup();
     let mut legend_y = left.y0 + 10.0;
@@ -85,23 +116,43 @@ pub fn plot(r: &SuiteReport) -> String {
     for (attack, setting) in &series {
         let ci = attacks.iter().position(|a| a == attack).unwrap_or(0) % COLORS.len();
         let dash = setting != "decode-b1";
-        let mut pts: Vec<(f64, f64)> = r.rows.iter().filter(|x| x.scheme == "remo" && &x.attack == attack && &x.setting == setting).filter_map(|x| x.kappa.map(|k| (left.px(k.log10()), left.py(100.0 * x.top1)))).collect();
+        let mut pts: Vec<(f64, f64)> = r
+            .rows
+            .iter()
+            .filter(|x| x.scheme == "remo" && &x.attack == attack && &x.setting == setting)
+            .filter_map(|x| x.kappa.map(|k| (left.px(k.log10()), left.py(100.0 * x.top1))))
+            .collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         polyline(&mut s, &pts, COLORS[ci], dash);
     }
     for (i, a) in attacks.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
-        let _ = writeln!(s, r#"<line x1="{}" y1="{legend_y}" x2="{}" y2="{legend_y}" stroke="{c}" stroke-width="2"/><text x="{}" y="{}" font-size="10">{a}</text>"#, left.x0 + left.w - 120.0, left.x0 + left.w - 100.0, left.x0 + left.w - 96.0, legend_y + 3.0);
+        let _ = writeln!(
+            s,
+            r#"<line x1="{}" y1="{legend_y}" x2="{}" y2="{legend_y}" stroke="{c}" stroke-width="2"/><text x="{}" y="{}" font-size="10">{a}</text>"#,
+            left.x0 + left.w - 120.0,
+            left.x0 + left.w - 100.0,
+            left.x0 + left.w - 96.0,
+            legend_y + 3.0
+        );
         legend_y += 13.0;
     }
-    let _ = writeln!(s, r#"<text x="{}" y="{}" font-size="10">solid: decode-b1, dashed: prefill</text>"#, left.x0 + 6.0, left.y0 + left.h - 8.0);
+    let _ = writeln!(s, r#"<text x="{}" y="{}" font-size="10">solid: decode-b1, dashed: prefill</text>"#, left.x0, left.y0 + left.h + 56.0);
     if let Some(b) = r.baselines.iter().map(|b| b.majority).reduce(f64::max) {
         let y = left.py(100.0 * b);
-        let _ = writeln!(s, r##"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#999" stroke-dasharray="2,3"/><text x="{}" y="{}" font-size="10" fill="#666">most frequent token</text>"##, left.x0, left.x0 + left.w, left.x0 + 6.0, y - 4.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#999" stroke-dasharray="2,3"/><text x="{}" y="{}" font-size="10" fill="#666">most frequent token</text>"##,
+            left.x0,
+            left.x0 + left.w,
+            left.x0 + 6.0,
+            y - 4.0
+        );
     }
 
     // Right: the bound, log–log.
-    let bits: Vec<(f64, f64, f64)> = r.leakage.iter().map(|l| (l.kappa.log10(), l.bits_recorded_ops.max(1e-300).log10(), l.bits_all_ops.max(1e-300).log10())).collect();
+    let bits: Vec<(f64, f64, f64)> =
+        r.leakage.iter().map(|l| (l.kappa.log10(), l.bits_recorded_ops.max(1e-300).log10(), l.bits_all_ops.max(1e-300).log10())).collect();
     let token_bits = (r.vocab.max(2) as f64).log2().log10();
     let lo = bits.iter().map(|b| b.1).fold(token_bits, f64::min).floor();
     let hi = bits.iter().map(|b| b.2).fold(token_bits, f64::max).ceil();
@@ -111,7 +162,14 @@ pub fn plot(r: &SuiteReport) -> String {
     let mut e = lo as i32;
     while e <= hi as i32 {
         let y = right.py(e as f64);
-        let _ = writeln!(s, r##"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" font-size="11" text-anchor="end">1e{e}</text>"##, right.x0, right.x0 + right.w, right.x0 - 6.0, y + 4.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" font-size="11" text-anchor="end">1e{e}</text>"##,
+            right.x0,
+            right.x0 + right.w,
+            right.x0 - 6.0,
+            y + 4.0
+        );
         e += step;
     }
     let rec: Vec<(f64, f64)> = bits.iter().map(|b| (right.px(b.0), right.py(b.1))).collect();
@@ -119,9 +177,30 @@ pub fn plot(r: &SuiteReport) -> String {
     polyline(&mut s, &rec, COLORS[0], false);
     polyline(&mut s, &all, COLORS[1], true);
     let ty = right.py(token_bits);
-    let _ = writeln!(s, r##"<line x1="{}" y1="{ty}" x2="{}" y2="{ty}" stroke="#2ca02c" stroke-dasharray="2,3"/><text x="{}" y="{}" font-size="10" fill="#2ca02c">log₂ V = {:.1} bits</text>"##, right.x0, right.x0 + right.w, right.x0 + 6.0, ty - 4.0, (r.vocab as f64).log2());
-    let _ = writeln!(s, r#"<text x="{}" y="{}" font-size="10" fill="{}">ops recorded ({})</text>"#, right.x0 + right.w - 170.0, right.y0 + 14.0, COLORS[0], r.recorded_ops);
-    let _ = writeln!(s, r#"<text x="{}" y="{}" font-size="10" fill="{}">all ops of the model (dashed)</text>"#, right.x0 + right.w - 170.0, right.y0 + 28.0, COLORS[1]);
+    let _ = writeln!(
+        s,
+        r##"<line x1="{}" y1="{ty}" x2="{}" y2="{ty}" stroke="#2ca02c" stroke-dasharray="2,3"/><text x="{}" y="{}" font-size="10" fill="#2ca02c">log₂ V = {:.1} bits</text>"##,
+        right.x0,
+        right.x0 + right.w,
+        right.x0 + 6.0,
+        ty - 4.0,
+        (r.vocab as f64).log2()
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" font-size="10" fill="{}">ops recorded ({})</text>"#,
+        right.x0 + right.w - 170.0,
+        right.y0 + 14.0,
+        COLORS[0],
+        r.recorded_ops
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" font-size="10" fill="{}">all ops of the model (dashed)</text>"#,
+        right.x0 + right.w - 170.0,
+        right.y0 + 28.0,
+        COLORS[1]
+    );
     s.push_str("</svg>\n");
     s
 }

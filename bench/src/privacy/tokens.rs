@@ -122,7 +122,12 @@ mod tests {
 
     #[test]
     fn default_steps_are_prefill_then_decode() {
-        let t = TokensFile { format_version: 1, sequences: vec![SequenceTokens { tokens: vec![1, 2, 3, 4], prompt_len: 2, bos: true }], steps: None, row_sources: None };
+        let t = TokensFile {
+            format_version: 1,
+            sequences: vec![SequenceTokens { tokens: vec![1, 2, 3, 4], prompt_len: 2, bos: true }],
+            steps: None,
+            row_sources: None,
+        };
         t.validate().unwrap();
         assert_eq!(t.steps(), vec![vec![(0, 0), (0, 1)], vec![(0, 2)], vec![(0, 3)]]);
         assert!(!t.is_scored((0, 0)) && t.is_scored((0, 1)));
@@ -131,11 +136,22 @@ mod tests {
     #[test]
     fn rejects_out_of_order_or_missing_rows() {
         let seq = SequenceTokens { tokens: vec![1, 2, 3], prompt_len: 1, bos: false };
-        let bad = TokensFile { format_version: 1, sequences: vec![seq.clone()], steps: Some(vec![vec![(0, 1)], vec![(0, 0)], vec![(0, 2)]]), row_sources: None };
+        let bad = TokensFile {
+            format_version: 1,
+            sequences: vec![seq.clone()],
+            steps: Some(vec![vec![(0, 1)], vec![(0, 0)], vec![(0, 2)]]),
+            row_sources: None,
+        };
         assert!(bad.validate().is_err());
-        let short = TokensFile { format_version: 1, sequences: vec![seq.clone()], steps: Some(vec![vec![(0, 0), (0, 1)]]), row_sources: None };
+        let short =
+            TokensFile { format_version: 1, sequences: vec![seq.clone()], steps: Some(vec![vec![(0, 0), (0, 1)]]), row_sources: None };
         assert!(short.validate().is_err());
-        let dup = TokensFile { format_version: 1, sequences: vec![seq], steps: None, row_sources: Some(vec![Some(vec![Some(0), Some(0)]), None, None]) };
+        let dup = TokensFile {
+            format_version: 1,
+            sequences: vec![seq],
+            steps: None,
+            row_sources: Some(vec![Some(vec![Some(0), Some(0)]), None, None]),
+        };
         assert!(dup.validate().is_err());
     }
 

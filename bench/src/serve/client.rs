@@ -26,7 +26,13 @@ pub struct RequestResult {
 }
 
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(3600))).max_idle_connections(1024).max_idle_connections_per_host(1024).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(3600)))
+        .max_idle_connections(1024)
+        .max_idle_connections_per_host(1024)
+        .build()
+        .into()
 }
 
 /// The model id the server serves (the first of /v1/models).
@@ -86,7 +92,8 @@ fn stream(agent: &ureq::Agent, spec: &RequestSpec, prompt: &Prompt, t0: Instant,
             res.output_tokens = u["completion_tokens"].as_u64().unwrap_or(0) as usize;
         }
         let choices = v["choices"].as_array().map(Vec::as_slice).unwrap_or_default();
-        let has_content = choices.iter().any(|c| c["text"].as_str().or_else(|| c["delta"]["content"].as_str()).is_some_and(|t| !t.is_empty()));
+        let has_content =
+            choices.iter().any(|c| c["text"].as_str().or_else(|| c["delta"]["content"].as_str()).is_some_and(|t| !t.is_empty()));
         // A sequence that ends at once (EOS first) has only a finish chunk.
         let first_finish = last.is_none() && choices.iter().any(|c| c["finish_reason"].is_string());
         if has_content || first_finish {

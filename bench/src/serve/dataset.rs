@@ -26,7 +26,10 @@ pub fn load(a: &Args) -> anyhow::Result<Vec<Prompt>> {
     };
     let base = match &a.dataset {
         Some(p) => from_jsonl(p, chat, a.max_tokens)?,
-        None => synthetic(a.num_prompts, a.seed, a.synthetic_sentences).into_iter().map(|t| Prompt { input: as_input(t, chat), max_tokens: a.max_tokens }).collect(),
+        None => synthetic(a.num_prompts, a.seed, a.synthetic_sentences)
+            .into_iter()
+            .map(|t| Prompt { input: as_input(t, chat), max_tokens: a.max_tokens })
+            .collect(),
     };
     if base.is_empty() {
         bail!("no prompts");
@@ -121,7 +124,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("talaria-bench-ds-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("d.jsonl");
-        std::fs::write(&p, "{\"prompt\": \"hi\", \"max_tokens\": 5}\n\n{\"messages\": [{\"role\": \"user\", \"content\": \"yo\"}]}\n").unwrap();
+        std::fs::write(&p, "{\"prompt\": \"hi\", \"max_tokens\": 5}\n\n{\"messages\": [{\"role\": \"user\", \"content\": \"yo\"}]}\n")
+            .unwrap();
         assert!(from_jsonl(&p, false, 9).is_err(), "messages need the chat endpoint");
         let v = from_jsonl(&p, true, 9).unwrap();
         assert_eq!(v.len(), 2);

@@ -123,7 +123,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         return soak::run(&a);
     }
     let prompts = dataset::load(&a)?;
-    let concurrencies: Vec<Option<usize>> = if a.max_concurrency.is_empty() { vec![None] } else { a.max_concurrency.iter().map(|&c| Some(c.max(1))).collect() };
+    let concurrencies: Vec<Option<usize>> =
+        if a.max_concurrency.is_empty() { vec![None] } else { a.max_concurrency.iter().map(|&c| Some(c.max(1))).collect() };
     let mut runs = Vec::new();
     let targets: Vec<Option<String>> = if a.url.is_some() { vec![None] } else { a.modes.iter().cloned().map(Some).collect() };
     for mode in targets {
@@ -135,7 +136,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let label = mode.clone().unwrap_or_else(|| base.clone());
         let model = client::served_model(&base)?;
         for &conc in &concurrencies {
-            eprintln!("[{label}] {} prompts, rate {}, concurrency {}", prompts.len(), a.request_rate, conc.map_or("unlimited".into(), |c| c.to_string()));
+            eprintln!(
+                "[{label}] {} prompts, rate {}, concurrency {}",
+                prompts.len(),
+                a.request_rate,
+                conc.map_or("unlimited".into(), |c| c.to_string())
+            );
             let results = load::run(&a, &base, &model, &prompts, conc)?;
             let summary = stats::summarize(&label, conc, &results);
             println!("{}", report::one_line(&summary));

@@ -34,7 +34,11 @@ fn dist_cells(d: &Dist) -> String {
 }
 
 pub fn markdown(a: &Args, runs: &[RunSummary]) -> String {
-    let rate = if a.request_rate.is_finite() { format!("{} req/s ({})", a.request_rate, if a.fixed_rate { "fixed" } else { "Poisson" }) } else { "inf (all at once)".into() };
+    let rate = if a.request_rate.is_finite() {
+        format!("{} req/s ({})", a.request_rate, if a.fixed_rate { "fixed" } else { "Poisson" })
+    } else {
+        "inf (all at once)".into()
+    };
     let mut s = format!(
         "`bench serve`: endpoint {}, {} prompts ({}), rate {rate}, max_tokens {}, ignore_eos {}, temperature {}\n\n",
         a.endpoint,
@@ -74,8 +78,16 @@ pub fn markdown(a: &Args, runs: &[RunSummary]) -> String {
 }
 
 pub fn latency_svg(runs: &[RunSummary]) -> String {
-    let panel = |title: &str, f: fn(&RunSummary) -> &Dist| Panel { title: title.into(), bars: runs.iter().map(|r| (run_name(r), f(r).p50, Some(f(r).p99))).collect() };
-    let panels = [panel("TTFT (ms)", |r| &r.ttft_ms), panel("TPOT (ms)", |r| &r.tpot_ms), panel("ITL (ms)", |r| &r.itl_ms), panel("E2E (ms)", |r| &r.e2e_ms)];
+    let panel = |title: &str, f: fn(&RunSummary) -> &Dist| Panel {
+        title: title.into(),
+        bars: runs.iter().map(|r| (run_name(r), f(r).p50, Some(f(r).p99))).collect(),
+    };
+    let panels = [
+        panel("TTFT (ms)", |r| &r.ttft_ms),
+        panel("TPOT (ms)", |r| &r.tpot_ms),
+        panel("ITL (ms)", |r| &r.itl_ms),
+        panel("E2E (ms)", |r| &r.e2e_ms),
+    ];
     bar_panels("Serving latency", "solid: p50, light: p99", &panels)
 }
 

@@ -63,7 +63,12 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             while !stop.load(Relaxed) {
                 let rss = pid.and_then(rss_bytes).map_or(0.0, |b| b as f64 / (1024.0 * 1024.0));
                 let errs = errors.lock().expect("errors").values().sum();
-                samples.lock().expect("samples").push(Sample { t: start.elapsed().as_secs_f64(), rss_mib: rss, ok: ok.load(Relaxed), errors: errs });
+                samples.lock().expect("samples").push(Sample {
+                    t: start.elapsed().as_secs_f64(),
+                    rss_mib: rss,
+                    ok: ok.load(Relaxed),
+                    errors: errs,
+                });
                 std::thread::sleep(Duration::from_secs(1));
             }
         });
@@ -84,7 +89,10 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     println!("{md}");
     std::fs::write(a.out.join("soak.md"), &md)?;
     let series = vec![("server VmRSS (MiB)".to_string(), samples.iter().map(|s| (s.t, s.rss_mib)).collect())];
-    std::fs::write(a.out.join("soak_rss.svg"), line_chart(&format!("Soak: {} clients, {label}", a.clients), "seconds", "VmRSS (MiB)", &series))?;
+    std::fs::write(
+        a.out.join("soak_rss.svg"),
+        line_chart(&format!("Soak: {} clients, {label}", a.clients), "seconds", "VmRSS (MiB)", &series),
+    )?;
     eprintln!("wrote {}/soak.md and soak_rss.svg", a.out.display());
     if let Some(s) = server {
         s.stop()?;
@@ -103,13 +111,25 @@ fn kv_blocks_used(base: &str) -> Option<f64> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn report(a: &Args, label: &str, elapsed: f64, ok: usize, tokens: usize, errors: &BTreeMap<String, usize>, samples: &[Sample], kv_used: Option<f64>) -> String {
+fn report(
+    a: &Args,
+    label: &str,
+    elapsed: f64,
+    ok: usize,
+    tokens: usize,
+    errors: &BTreeMap<String, usize>,
+    samples: &[Sample],
+    kv_used: Option<f64>,
+) -> String {
     let n_err: usize = errors.values().sum();
     let rss: Vec<f64> = samples.iter().map(|s| s.rss_mib).filter(|&r| r > 0.0).collect();
     let warm = rss.get(rss.len() / 10).copied().unwrap_or(0.0);
     let (first, last) = (rss.first().copied().unwrap_or(0.0), rss.last().copied().unwrap_or(0.0));
     let peak = rss.iter().copied().fold(0.0, f64::max);
-    let mut s = format!("`bench serve` soak: {label}, {} clients, {elapsed:.0} s, endpoint {}, max_tokens {}\n\n", a.clients, a.endpoint, a.max_tokens);
+    let mut s = format!(
+        "`bench serve` soak: {label}, {} clients, {elapsed:.0} s, endpoint {}, max_tokens {}\n\n",
+        a.clients, a.endpoint, a.max_tokens
+    );
     s.push_str(
         "| requests ok | errors | output tok/s | VmRSS start | after warm-up (10%) | peak | end | growth after warm-up | KV blocks in use at the end |\n|---|---|---|---|---|---|---|---|---|\n",
     );

@@ -91,7 +91,16 @@ mod tests {
 
     #[test]
     fn summary_counts_tokens_and_time() {
-        let r = |sent_at: f64, ok: bool| RequestResult { ok, prompt_tokens: 10, output_tokens: 5, ttft: 0.1, itl: vec![0.1; 4], e2e: 0.5, sent_at, error: (!ok).then(|| "boom".into()) };
+        let r = |sent_at: f64, ok: bool| RequestResult {
+            ok,
+            prompt_tokens: 10,
+            output_tokens: 5,
+            ttft: 0.1,
+            itl: vec![0.1; 4],
+            e2e: 0.5,
+            sent_at,
+            error: (!ok).then(|| "boom".into()),
+        };
         let s = summarize("x", Some(2), &[r(0.0, true), r(0.5, true), r(0.2, false)]);
         assert_eq!((s.completed, s.failed, s.output_tokens), (2, 1, 10));
         assert!((s.duration_s - 1.0).abs() < 1e-9);

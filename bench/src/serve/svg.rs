@@ -36,22 +36,40 @@ pub fn bar_panels(title: &str, note: &str, panels: &[Panel]) -> String {
     let h = top + ph + 50.0 + 18.0 * n_series as f64;
     let mut s = String::new();
     let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#);
-    let _ = writeln!(s, r##"<rect width="100%" height="100%" fill="white"/><text x="{left}" y="20" font-size="14">{}</text><text x="{left}" y="36" fill="#555">{}</text>"##, esc(title), esc(note));
+    let _ = writeln!(
+        s,
+        r##"<rect width="100%" height="100%" fill="white"/><text x="{left}" y="20" font-size="14">{}</text><text x="{left}" y="36" fill="#555">{}</text>"##,
+        esc(title),
+        esc(note)
+    );
     for (pi, p) in panels.iter().enumerate() {
         let x0 = left + pi as f64 * (pw + 30.0);
         let max = nice_max(p.bars.iter().map(|b| b.2.unwrap_or(b.1).max(b.1)).fold(0.0, f64::max));
-        let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle" font-weight="bold">{}</text>"#, x0 + pw / 2.0, top - 2.0, esc(&p.title));
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle" font-weight="bold">{}</text>"#,
+            x0 + pw / 2.0,
+            top - 2.0,
+            esc(&p.title)
+        );
         for k in 0..=4 {
             let y = top + ph - ph * k as f64 / 4.0;
-            let _ =
-                writeln!(s, r##"<line x1="{x0}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##, x0 + pw, x0 - 3.0, y + 4.0, fmt_num(max * k as f64 / 4.0));
+            let _ = writeln!(
+                s,
+                r##"<line x1="{x0}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
+                x0 + pw,
+                x0 - 3.0,
+                y + 4.0,
+                fmt_num(max * k as f64 / 4.0)
+            );
         }
         let bw = pw / (p.bars.len().max(1) as f64 * 1.4 + 0.4);
         for (bi, (_, v, whisker)) in p.bars.iter().enumerate() {
             let x = x0 + bw * 0.4 + bi as f64 * bw * 1.4;
             if let Some(wv) = whisker {
                 let hh = ph * wv / max;
-                let _ = writeln!(s, r#"<rect x="{x}" y="{}" width="{bw}" height="{hh}" fill="{}" opacity="0.3"/>"#, top + ph - hh, color(bi));
+                let _ =
+                    writeln!(s, r#"<rect x="{x}" y="{}" width="{bw}" height="{hh}" fill="{}" opacity="0.3"/>"#, top + ph - hh, color(bi));
             }
             let hh = ph * v / max;
             let _ = writeln!(s, r#"<rect x="{x}" y="{}" width="{bw}" height="{hh}" fill="{}"/>"#, top + ph - hh, color(bi));
@@ -61,7 +79,15 @@ pub fn bar_panels(title: &str, note: &str, panels: &[Panel]) -> String {
     if let Some(p) = panels.first() {
         for (bi, (name, _, _)) in p.bars.iter().enumerate() {
             let y = top + ph + 25.0 + 18.0 * bi as f64;
-            let _ = writeln!(s, r#"<rect x="{left}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{}">{}</text>"#, y - 10.0, color(bi), left + 18.0, y, esc(name));
+            let _ = writeln!(
+                s,
+                r#"<rect x="{left}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{}">{}</text>"#,
+                y - 10.0,
+                color(bi),
+                left + 18.0,
+                y,
+                esc(name)
+            );
         }
     }
     s.push_str("</svg>\n");
@@ -90,12 +116,26 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[(String, 
         let _ = writeln!(s, r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#, top + ph + 15.0, fmt_num(xmax * k as f64 / 4.0));
     }
     let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, left + pw / 2.0, top + ph + 32.0, esc(x_label));
-    let _ = writeln!(s, r#"<text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>"#, top + ph / 2.0, top + ph / 2.0, esc(y_label));
+    let _ = writeln!(
+        s,
+        r#"<text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>"#,
+        top + ph / 2.0,
+        top + ph / 2.0,
+        esc(y_label)
+    );
     for (i, (name, pts)) in series.iter().enumerate() {
         let path: Vec<String> = pts.iter().map(|(x, y)| format!("{:.1},{:.1}", left + pw * x / xmax, top + ph - ph * y / ymax)).collect();
         let _ = writeln!(s, r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#, color(i), path.join(" "));
         let ly = top + ph + 50.0 + 16.0 * i as f64;
-        let _ = writeln!(s, r#"<rect x="{left}" y="{}" width="12" height="3" fill="{}"/><text x="{}" y="{}">{}</text>"#, ly - 4.0, color(i), left + 18.0, ly, esc(name));
+        let _ = writeln!(
+            s,
+            r#"<rect x="{left}" y="{}" width="12" height="3" fill="{}"/><text x="{}" y="{}">{}</text>"#,
+            ly - 4.0,
+            color(i),
+            left + 18.0,
+            ly,
+            esc(name)
+        );
     }
     let _ = writeln!(s, r#"<line x1="{left}" x2="{}" y1="{}" y2="{}" stroke="black"/>"#, left + pw, top + ph, top + ph);
     s.push_str("</svg>\n");

@@ -18,6 +18,10 @@ pub struct ComplementProjection {
     pub iterations: usize,
 }
 
+/// Smallest ratio λ_rank/λ_rank+1 of the rows' second moments for which a
+/// recording is taken to carry low-rank noise (otherwise: not applicable).
+const MIN_GAP: f64 = 100.0;
+
 /// `v − (v·bᵀ)·b` for every row `v` (b has orthonormal rows).
 fn project_out64(v: &Rows64, b: &Rows64) -> Rows64 {
     let c = gemm_abt64(v, b);
@@ -29,7 +33,6 @@ fn project_out64(v: &Rows64, b: &Rows64) -> Rows64 {
     }
     out
 }
-
 
 impl Attack for ComplementProjection {
     fn name(&self) -> String {
@@ -58,8 +61,17 @@ impl Attack for ComplementProjection {
         let mut margin = vec![0f64; y.rows];
         let mut outside = 0.0;
         let keep = (rank * 3 / 2).max(y.rows / 2).min(y.rows);
-        for _ in 0..self.iterations.max(1) {
-            let basis = top_row_directions(&fit_rows, rank)?;
+        let mut gap = f64::NAN;
+        for it in 0..self.iterations.max(1) {
+            let (basis, vals) = top_row_directions(&fit_rows, rank)?;
+            if it == 0 {
+                // The attack applies to noise confined to `rank` dimensions
+                // and far above the signal: an eigenvalue gap right there.
+                gap = vals[rank - 1] / vals[rank].max(1e-300);
+                if gap < MIN_GAP {
+                    return Ok(None);
+                }
+            }
             // With P⊥ = I − BᵀB: ⟨P⊥y, P⊥x⟩ = ⟨P⊥y, x⟩ and ‖P⊥x‖² = ‖x‖² −
             // ‖Bx‖², so the dictionary need not be projected. The rows are
             // projected in f64 first: the noise can be 10⁴ times the signal.
@@ -87,6 +99,9 @@ impl Attack for ComplementProjection {
             outside = out.data.iter().map(|v| v * v).sum::<f64>() / total.max(1e-300);
             fit_rows = resid;
         }
-        Ok(Some(AttackOutcome { guesses: v.stacked.guesses_from_rows(ev, &per_row), notes: format!("rank {rank}; confident residuals outside the subspace {outside:.1e}") }))
+        Ok(Some(AttackOutcome {
+            guesses: v.stacked.guesses_from_rows(ev, &per_row),
+            notes: format!("rank {rank}, eigenvalue gap {gap:.1e}; confident residuals outside the subspace {outside:.1e}"),
+        }))
     }
 }

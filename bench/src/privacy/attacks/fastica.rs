@@ -42,22 +42,22 @@ pub fn fast_ica(x: &Rows64, k: usize, max_iter: usize, tol: f64, rng: &mut impl 
         iterations = it + 1;
         let wz = gemm_abt64(&w, &z.transpose());
         let mut gz = wz.clone();
-        let mut gprime = vec![0f64; k];
-        for i in 0..k {
-            let mut acc = 0.0;
-            for v in gz.row_mut(i) {
-                let t = v.tanh();
-                acc += 1.0 - t * t;
-                *v = t;
-            }
-            gprime[i] = acc / n as f64;
-        }
+        // g = tanh in place; E[g′] = E[1 − tanh²] per component.
+        let gprime: Vec<f64> = (0..k)
+            .map(|i| {
+                let mut acc = 0.0;
+                for v in gz.row_mut(i) {
+                    let t = v.tanh();
+                    acc += 1.0 - t * t;
+                    *v = t;
+                }
+                acc / n as f64
+            })
+            .collect();
         let mut w_new = gemm_abt64(&gz, &z);
         w_new.data.iter_mut().for_each(|v| *v /= n as f64);
-        for i in 0..k {
-            for j in 0..k {
-                w_new.data[i * k + j] -= gprime[i] * w.data[i * k + j];
-            }
+        for (i, gp) in gprime.iter().enumerate() {
+            w_new.row_mut(i).iter_mut().zip(w.row(i)).for_each(|(a, b)| *a -= gp * b);
         }
         let w_new = sym_decorrelate(&w_new)?;
         let lim = (0..k).map(|i| (1.0 - crate::privacy::mat::dot64(w_new.row(i), w.row(i)).abs()).abs()).fold(0.0, f64::max);
@@ -70,7 +70,6 @@ pub fn fast_ica(x: &Rows64, k: usize, max_iter: usize, tol: f64, rng: &mut impl 
     let sources = gemm_abt64(&w, &z.transpose());
     Ok(IcaResult { sources, iterations, converged })
 }
-
 
 /// `(WWᵀ)^{-1/2}·W`.
 fn sym_decorrelate(w: &Rows64) -> Result<Rows64> {
@@ -111,11 +110,21 @@ mod tests {
         // Uniform, Laplace-like, and a square wave: all non-Gaussian.
         let s: Vec<Vec<f64>> = vec![
             (0..n).map(|_| rng.random::<f64>() * 2.0 - 1.0).collect(),
-            (0..n).map(|_| { let u: f64 = rng.random::<f64>() - 0.5; -u.signum() * (1.0 - 2.0 * u.abs()).max(1e-12).ln() }).collect(),
+            (0..n)
+                .map(|_| {
+                    let u: f64 = rng.random::<f64>() - 0.5;
+                    -u.signum() * (1.0 - 2.0 * u.abs()).max(1e-12).ln()
+                })
+                .collect(),
             (0..n).map(|i| if (i / 37) % 2 == 0 { 1.0 } else { -1.0 }).collect(),
         ];
         let a = [[1.0, 0.5, -0.3], [0.2, 1.0, 0.7], [-0.6, 0.4, 1.0], [0.3, -0.2, 0.5]];
-        let x = Rows64::from_vec(4, n, a.iter().flat_map(|r| (0..n).map(|t| (0..3).map(|j| r[j] * s[j][t]).sum::<f64>()).collect::<Vec<_>>()).collect()).unwrap();
+        let x = Rows64::from_vec(
+            4,
+            n,
+            a.iter().flat_map(|r| (0..n).map(|t| (0..3).map(|j| r[j] * s[j][t]).sum::<f64>()).collect::<Vec<_>>()).collect(),
+        )
+        .unwrap();
         let res = fast_ica(&x, 3, 500, 1e-8, &mut rng).unwrap();
         assert!(res.converged);
         for src in &s {

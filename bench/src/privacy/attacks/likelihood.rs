@@ -38,13 +38,16 @@ pub struct SequentialDecoding {
 /// Rows scaled by the pad precision `1/σ²`, and their whitened energies.
 fn whiten(y: &Rows64, precision: &[f64]) -> (Rows32, Vec<f64>) {
     let mut yw = Rows32::zeros(y.rows, y.cols);
-    let mut yy = vec![0f64; y.rows];
-    for j in 0..y.rows {
-        for ((o, &v), &w) in yw.row_mut(j).iter_mut().zip(y.row(j)).zip(precision) {
-            *o = (v * w) as f32;
-            yy[j] += v * v * w;
-        }
-    }
+    let yy = (0..y.rows)
+        .map(|j| {
+            let mut e = 0.0;
+            for ((o, &v), &w) in yw.row_mut(j).iter_mut().zip(y.row(j)).zip(precision) {
+                *o = (v * w) as f32;
+                e += v * v * w;
+            }
+            e
+        })
+        .collect();
     (yw, yy)
 }
 
@@ -60,12 +63,33 @@ struct CallLikelihood {
     yy: Vec<f64>,
     used: Vec<bool>,
     dim: usize,
+    /// Running log-sum-exp over the free rows for every candidate, as
+    /// `ref_t + ln(sum_t)` (without the −q_t/2 term), kept up to date as
+    /// rows are assigned: O(V) per position instead of O(rows·V).
+    lse: Option<Vec<RunningSum>>,
 }
+
+/// `ref + ln(sum)`; `exact` is the sum when it was last computed exactly:
+/// subtractions leave an absolute error ~1e-16·exact behind.
+#[derive(Clone, Copy)]
+struct RunningSum {
+    r: f64,
+    sum: f64,
+    exact: f64,
+}
+
+/// Below this fraction of its last exact value a running sum has lost
+/// too many digits to cancellation and is recomputed.
+const CANCELLATION: f64 = 1e-7;
 
 impl CallLikelihood {
     fn new(y: &Rows64, cand_rows: &Rows32, precision: &[f64], used: Vec<bool>) -> Self {
         let (yw, yy) = whiten(y, precision);
-        Self { s: gemm_abt32(&yw, cand_rows), q: whitened_norms(cand_rows, precision), yy, used, dim: y.cols }
+        Self::from_table(gemm_abt32(&yw, cand_rows), whitened_norms(cand_rows, precision), yy, used, y.cols)
+    }
+
+    fn from_table(s: Rows32, q: Vec<f64>, yy: Vec<f64>, used: Vec<bool>, dim: usize) -> Self {
+        Self { s, q, yy, used, dim, lse: None }
     }
 
     fn ll(&self, j: usize, t: usize) -> f64 {
@@ -76,64 +100,61 @@ impl CallLikelihood {
         (0..self.used.len()).filter(|&j| !self.used[j]).collect()
     }
 
-    /// `log Σ_{free j} exp LL[j][t]` for every candidate t of the table
-    /// (the exhaustive pool: contiguous rows, vectorised). `‖x_t‖²/2` does
-    /// not depend on the row, so it is added after the log-sum-exp.
-    fn scores_all(&self) -> Vec<f64> {
+    /// Exact log-sum-exp of `S[j][t] − yy_j/2` over the free rows.
+    fn exact_lse(&self, t: usize, free: &[usize]) -> RunningSum {
+        let r = free.iter().map(|&j| self.s.row(j)[t] as f64 - 0.5 * self.yy[j]).fold(f64::NEG_INFINITY, f64::max);
+        let sum = if r.is_finite() { free.iter().map(|&j| fast_exp(self.s.row(j)[t] as f64 - 0.5 * self.yy[j] - r)).sum() } else { 0.0 };
+        RunningSum { r, sum, exact: sum }
+    }
+
+    /// `log Σ_{free j} exp LL[j][t]` for every candidate t of the table.
+    fn scores_all(&mut self) -> Vec<f64> {
         let free = self.free_rows();
-        let c: Vec<f64> = free.iter().map(|&j| -0.5 * self.yy[j]).collect();
-        let n = self.q.len();
-        let mut out = vec![f64::NEG_INFINITY; n];
-        out.par_chunks_mut(2048).enumerate().for_each(|(ci, o)| {
-            let start = ci * 2048;
-            let len = o.len();
-            for (&j, &cj) in free.iter().zip(&c) {
-                let s = &self.s.row(j)[start..start + len];
-                o.iter_mut().zip(s).for_each(|(m, &v)| *m = m.max(v as f64 + cj));
-            }
-            if free.len() > 1 {
-                let mut acc = vec![0f64; len];
-                for (&j, &cj) in free.iter().zip(&c) {
-                    let s = &self.s.row(j)[start..start + len];
-                    acc.iter_mut().zip(s).zip(o.iter()).for_each(|((a, &v), m)| *a += fast_exp(v as f64 + cj - m));
-                }
-                o.iter_mut().zip(&acc).for_each(|(m, a)| *m += a.ln());
-            }
-            o.iter_mut().zip(&self.q[start..start + len]).for_each(|(m, q)| *m -= 0.5 * q);
-        });
-        out
+        if self.lse.is_none() && free.len() == 1 {
+            // A one-row call (decode): the table row itself.
+            let (row, c) = (self.s.row(free[0]), -0.5 * self.yy[free[0]]);
+            return row.iter().zip(&self.q).map(|(&v, q)| v as f64 + c - 0.5 * q).collect();
+        }
+        if self.lse.is_none() {
+            self.lse = Some((0..self.q.len()).into_par_iter().map(|t| self.exact_lse(t, &free)).collect());
+        }
+        let lse = self.lse.as_ref().expect("initialised");
+        lse.iter().zip(&self.q).map(|(l, q)| l.r + l.sum.ln() - 0.5 * q).collect()
     }
 
     /// `log Σ_{free j} exp LL[j][t]` for each t in `cands`.
-    fn scores(&self, cands: &[usize]) -> Vec<f64> {
+    fn scores(&mut self, cands: &[usize]) -> Vec<f64> {
         if cands.len() == self.q.len() && cands.iter().enumerate().all(|(i, &t)| i == t) {
             return self.scores_all();
         }
         let free = self.free_rows();
-        let mut out = vec![f64::NEG_INFINITY; cands.len()];
-        out.par_chunks_mut(1024).zip(cands.par_chunks(1024)).for_each(|(o, ts)| {
-            let mut acc = vec![0f64; ts.len()];
-            for &j in &free {
-                for (m, &t) in o.iter_mut().zip(ts) {
-                    *m = m.max(self.ll(j, t));
-                }
-            }
-            if free.len() > 1 {
-                for &j in &free {
-                    for ((a, m), &t) in acc.iter_mut().zip(o.iter()).zip(ts) {
-                        *a += fast_exp(self.ll(j, t) - m);
-                    }
-                }
-                o.iter_mut().zip(&acc).for_each(|(m, a)| *m += a.ln());
-            }
-        });
-        out
+        cands
+            .par_iter()
+            .map(|&t| {
+                let l = self.exact_lse(t, &free);
+                l.r + l.sum.ln() - 0.5 * self.q[t]
+            })
+            .collect()
     }
 
-    /// Marks the free row that best explains `t` as used.
+    /// Marks the free row that best explains `t` as used and takes it out
+    /// of the running sums; returns the row.
     fn assign(&mut self, t: usize) -> Option<usize> {
         let j = self.free_rows().into_iter().max_by(|&a, &b| self.ll(a, t).total_cmp(&self.ll(b, t)))?;
         self.used[j] = true;
+        if let Some(mut lse) = self.lse.take() {
+            let free = self.free_rows();
+            let (row, cj) = (self.s.row(j), -0.5 * self.yy[j]);
+            lse.par_iter_mut().enumerate().for_each(|(t, l)| {
+                let left = l.sum - fast_exp(row[t] as f64 + cj - l.r);
+                if left > CANCELLATION * l.exact {
+                    l.sum = left;
+                } else {
+                    *l = self.exact_lse(t, &free);
+                }
+            });
+            self.lse = Some(lse);
+        }
         Some(j)
     }
 
@@ -189,10 +210,10 @@ impl Decoder<'_> {
                     None => ((0..vocab).collect(), None),
                 },
             };
-            let mut score = dict_call.as_ref().map_or_else(|| vec![0.0; pool.len()], |dc| dc.scores(&pool));
+            let mut score = dict_call.as_mut().map_or_else(|| vec![0.0; pool.len()], |dc| dc.scores(&pool));
             // χ² check in fast mode: the true token leaves a whitened residual
             // ≈ d_in; far above that, the prior missed it: scan everything.
-            if let (DecodeMode::Fast { .. }, Some(dc)) = (self.attack.mode, &dict_call) {
+            if let (DecodeMode::Fast { .. }, Some(dc)) = (self.attack.mode, &mut dict_call) {
                 let d = dc.dim as f64;
                 if dc.best_residual(pool[argmax64(&score)]) > d + 6.0 * (2.0 * d).sqrt() {
                     self.fallbacks += 1;
@@ -210,7 +231,7 @@ impl Decoder<'_> {
                 let local: Vec<usize> = (0..toks.len()).collect();
                 for (ci, (id, y)) in ctx_calls.iter().enumerate() {
                     let Some((_, cr)) = rows.iter().find(|(rid, _)| rid == id) else { continue };
-                    let cl = CallLikelihood::new(y, cr, &ev.noise(*id, y.cols).precision(), ctx_used[ci].clone());
+                    let mut cl = CallLikelihood::new(y, cr, &ev.noise(*id, y.cols).precision(), ctx_used[ci].clone());
                     score.iter_mut().zip(cl.scores(&local)).for_each(|(a, b)| *a += b);
                     ctx_tables.push((ci, cl));
                 }
@@ -259,11 +280,19 @@ impl Attack for SequentialDecoding {
         if dict_op.is_none() && ctx_ops.is_empty() {
             return Ok(None);
         }
-        if matches!(self.mode, DecodeMode::Fast { .. }) && cands.next_token_logits(&[])?.is_none() {
+        if matches!(self.mode, DecodeMode::Fast { .. }) && !cands.runs_model() {
             return Ok(None);
         }
         let n_seq = ev.steps.iter().flat_map(|s| s.rows.iter().map(|r| r.0 + 1)).max().unwrap_or(0);
-        let mut dec = Decoder { attack: self, ev, ctx_ops, recovered: vec![Vec::new(); n_seq], guesses: vec![Vec::new(); ev.steps.len()], fallbacks: 0, positions: 0 };
+        let mut dec = Decoder {
+            attack: self,
+            ev,
+            ctx_ops,
+            recovered: vec![Vec::new(); n_seq],
+            guesses: vec![Vec::new(); ev.steps.len()],
+            fallbacks: 0,
+            positions: 0,
+        };
         match &ev.view {
             Some(v) => {
                 // The dictionary op does not depend on the prefix: its tables
@@ -272,7 +301,7 @@ impl Attack for SequentialDecoding {
                 for k in 0..ev.steps.len() {
                     let call = v.step_dots(k).zip(v.step_rows(k)).map(|(s, rows)| {
                         let yy = (0..rows.rows).map(|j| rows.row(j).iter().map(|x| x * x).sum()).collect();
-                        CallLikelihood { used: vec![false; s.rows], s, q: q.clone(), yy, dim: rows.cols }
+                        CallLikelihood::from_table(s, q.clone(), yy, vec![false; rows.rows], rows.cols)
                     });
                     dec.step(k, call, cands)?;
                 }
@@ -285,7 +314,9 @@ impl Attack for SequentialDecoding {
         }
         let mut notes = match self.mode {
             DecodeMode::Fast { .. } => format!("χ² fallback at {}/{} positions", dec.fallbacks, dec.positions),
-            DecodeMode::Exhaustive if !dec.ctx_ops.is_empty() => format!("{} prefix-dependent ops re-rank the top {}", dec.ctx_ops.len(), self.rerank),
+            DecodeMode::Exhaustive if !dec.ctx_ops.is_empty() => {
+                format!("{} prefix-dependent ops re-rank the top {}", dec.ctx_ops.len(), self.rerank)
+            }
             DecodeMode::Exhaustive => String::new(),
         };
         if let Some((id, cols)) = dict_op {
@@ -300,6 +331,40 @@ impl Attack for SequentialDecoding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_sums_match_fresh_tables_through_assignments() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let (m, v, d) = (20, 300, 64);
+        let cands = Rows32::from_vec(v, d, (0..v * d).map(|_| rng.random::<f32>() * 4.0 - 2.0).collect()).unwrap();
+        // Rows = candidates 0, 0, 5, 10, … plus noise, so some terms dominate.
+        let y = Rows64::from_vec(
+            m,
+            d,
+            (0..m)
+                .flat_map(|j| cands.row(5 * (j / 2) + j % 2).iter().map(|&x| x as f64 + rng.random::<f64>() - 0.5).collect::<Vec<_>>())
+                .collect(),
+        )
+        .unwrap();
+        let prec = vec![1.0; d];
+        let mut inc = CallLikelihood::new(&y, &cands, &prec, vec![false; m]);
+        let all: Vec<usize> = (0..v).collect();
+        for step in 0..m {
+            let got = inc.scores(&all);
+            let fresh = CallLikelihood::new(&y, &cands, &prec, inc.used.clone()).scores(&all.iter().rev().copied().collect::<Vec<_>>());
+            for t in 0..v {
+                assert!(
+                    (got[t] - fresh[v - 1 - t]).abs() < 1e-6 * got[t].abs().max(1.0),
+                    "step {step} t {t}: {} vs {}",
+                    got[t],
+                    fresh[v - 1 - t]
+                );
+            }
+            let best = argmax64(&got);
+            inc.assign(best);
+        }
+    }
 
     #[test]
     fn log_sum_exp_is_stable() {
@@ -324,5 +389,8 @@ mod tests {
         assert_eq!(cl.free_rows(), vec![0]);
         let s = cl.scores(&[0, 1, 2]);
         assert!(s[1] > s[0], "row 1 is used up: token 0 now has to explain row 0");
+        // The running sums agree with a fresh computation after assignment.
+        let fresh = CallLikelihood::new(&y, &cands, &[1.0, 1.0], vec![false, true]).scores(&[2, 0]);
+        assert!((fresh[0] - s[2]).abs() < 1e-9 && (fresh[1] - s[0]).abs() < 1e-9);
     }
 }

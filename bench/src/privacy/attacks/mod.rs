@@ -17,6 +17,9 @@ pub mod pad_subtract;
 pub mod set_decoder;
 pub mod span;
 
+#[cfg(test)]
+mod tests;
+
 use anyhow::Result;
 use talaria_models::OpId;
 
@@ -122,7 +125,6 @@ impl Evidence<'_> {
     pub fn noise(&self, id: OpId, cols: usize) -> NoiseModel {
         NoiseModel::for_op(&self.rec.manifest, id, cols)
     }
-
 
     /// The first op with a candidate dictionary that the steps carry.
     pub fn dictionary_op<'c>(&self, cands: &'c dyn Candidates) -> Option<(OpId, &'c Rows32)> {

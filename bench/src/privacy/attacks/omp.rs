@@ -117,7 +117,12 @@ mod tests {
     #[test]
     fn recovers_a_two_sparse_combination() {
         // Five unit atoms in R^4 (not orthogonal); y = 2·a1 − 0.5·a3.
-        let raw = Rows64::from_vec(5, 4, vec![1.0, 0.0, 0.0, 0.0, 0.6, 0.8, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.6, 0.0, 0.8, 0.5, 0.5, 0.5, 0.5]).unwrap();
+        let raw = Rows64::from_vec(
+            5,
+            4,
+            vec![1.0, 0.0, 0.0, 0.0, 0.6, 0.8, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.6, 0.0, 0.8, 0.5, 0.5, 0.5, 0.5],
+        )
+        .unwrap();
         let (atoms, _) = normalize_rows(&raw);
         let y: Vec<f64> = (0..4).map(|j| 2.0 * atoms.row(1)[j] - 0.5 * atoms.row(3)[j]).collect();
         let gram = gemm_abt64(&atoms, &atoms);

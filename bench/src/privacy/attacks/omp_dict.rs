@@ -48,12 +48,21 @@ impl Attack for OmpDictionary {
                 let (k, _) = v.stacked.owner[i];
                 let call_rows = v.ranges[k].as_ref().map_or(1, |r| r.len());
                 let fit = omp_gram(&gram, &corr, n2, self.max_atoms.min(call_rows).max(1), 1e-6);
-                let heaviest = fit.support.iter().zip(&fit.coefs).max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).map(|(&s, _)| idx[s] as u32).unwrap_or(0);
+                let heaviest = fit
+                    .support
+                    .iter()
+                    .zip(&fit.coefs)
+                    .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+                    .map(|(&s, _)| idx[s] as u32)
+                    .unwrap_or(0);
                 (heaviest, 1.0 - fit.residual2 / n2.max(1e-300), fit.support.len())
             })
             .collect();
         let per_row: Vec<(u32, f64)> = fits.iter().map(|&(t, c, _)| (t, c)).collect();
         let mean_support = fits.iter().map(|f| f.2 as f64).sum::<f64>() / fits.len().max(1) as f64;
-        Ok(Some(AttackOutcome { guesses: v.stacked.guesses_from_rows(ev, &per_row), notes: format!("mean support {mean_support:.1} atoms") }))
+        Ok(Some(AttackOutcome {
+            guesses: v.stacked.guesses_from_rows(ev, &per_row),
+            notes: format!("mean support {mean_support:.1} atoms"),
+        }))
     }
 }

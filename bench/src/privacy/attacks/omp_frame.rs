@@ -30,7 +30,7 @@ impl Attack for OmpFrame {
         let (Some(v), Some((_, raw))) = (&ev.view, ev.dictionary_op(cands)) else { return Ok(None) };
         let mut guesses = vec![Vec::new(); ev.steps.len()];
         let mut exact = 0usize;
-        for k in 0..ev.steps.len() {
+        for (k, guess) in guesses.iter_mut().enumerate() {
             let (Some(rows), Some(dots), Some(call)) = (v.step_rows(k), v.step_dots(k), ev.call(k, v.id)) else { continue };
             let (unit, norms) = normalize_rows(&rows);
             let gram = gemm_abt64(&unit, &unit);
@@ -38,7 +38,11 @@ impl Attack for OmpFrame {
             let inv: Vec<f64> = norms.iter().map(|n| 1.0 / n.max(1e-300)).collect();
             let resid: Vec<f32> = if dots.rows == 1 {
                 // One row: the residual is 1 − cos².
-                dots.row(0).iter().zip(&v.norms2).map(|(&c, &n)| (1.0 - (c as f64 * inv[0]).powi(2) / (n as f64).max(1e-300)).max(0.0) as f32).collect()
+                dots.row(0)
+                    .iter()
+                    .zip(&v.norms2)
+                    .map(|(&c, &n)| (1.0 - (c as f64 * inv[0]).powi(2) / (n as f64).max(1e-300)).max(0.0) as f32)
+                    .collect()
             } else {
                 (0..v.dict.rows)
                     .into_par_iter()
@@ -55,7 +59,7 @@ impl Attack for OmpFrame {
             };
             let rank = row_space_basis(&call.data, 1e-6).rows;
             exact += resid.iter().filter(|&&r| r < super::set_decoder::MEMBER_TOL).count().min(ev.real_rows(k));
-            guesses[k] = decode_set(&resid, rank, &call.data, raw, ev.real_rows(k)).into_iter().map(Guess::unattributed).collect();
+            *guess = decode_set(&resid, rank, &call.data, raw, ev.real_rows(k)).into_iter().map(Guess::unattributed).collect();
         }
         Ok(Some(AttackOutcome { guesses, notes: format!("{exact} rows exactly sparse in their call's frame") }))
     }

@@ -76,7 +76,10 @@ impl Attack for PadGram {
         let partners = stats.iter().map(|s| s.partners).sum::<f64>() / stats.len() as f64;
         Ok(Some(AttackOutcome {
             guesses: dec.stacked.guesses_from_rows(ev, &dec.per_row),
-            notes: format!("Gram excess ×{excess:.2} (1 = independent rows), {partners:.1} partners/row; best pad |cos| {:.2}", dec.mean_best_cos),
+            notes: format!(
+                "Gram excess ×{excess:.2} (1 = independent rows), {partners:.1} partners/row; best pad |cos| {:.2}",
+                dec.mean_best_cos
+            ),
         }))
     }
 }

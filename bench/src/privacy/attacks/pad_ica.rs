@@ -56,7 +56,13 @@ impl Attack for PadIca {
         let dec = decode_with_pads(ev, id, dict, &pads, &sigma);
         Ok(Some(AttackOutcome {
             guesses: dec.stacked.guesses_from_rows(ev, &dec.per_row),
-            notes: format!("{} components/batch, converged {converged}/{} ({} iterations); best pad |cos| {:.2}", self.components, bs.len(), iters, dec.mean_best_cos),
+            notes: format!(
+                "{} components/batch, converged {converged}/{} ({} iterations); best pad |cos| {:.2}",
+                self.components,
+                bs.len(),
+                iters,
+                dec.mean_best_cos
+            ),
         }))
     }
 }

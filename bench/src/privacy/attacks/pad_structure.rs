@@ -25,7 +25,13 @@ impl Attack for PadStructure {
     }
 
     fn assumptions(&self) -> Vec<Assumption> {
-        vec![Assumption::PadBatches, Assumption::ButterflyForm, Assumption::PublicNoiseScales, Assumption::DictionaryRows, Assumption::RowCounts]
+        vec![
+            Assumption::PadBatches,
+            Assumption::ButterflyForm,
+            Assumption::PublicNoiseScales,
+            Assumption::DictionaryRows,
+            Assumption::RowCounts,
+        ]
     }
 
     fn run(&self, ev: &Evidence, cands: &mut dyn Candidates) -> Result<Option<AttackOutcome>> {
@@ -53,7 +59,12 @@ impl Attack for PadStructure {
         let notes = if peeled == 0 {
             "batch size not a power of two: no WHT to peel".to_string()
         } else {
-            format!("partners/row {:.1} raw → {:.1} after peeling H; best pad |cos| {:.2}", before / n, after / peeled as f64, dec.mean_best_cos)
+            format!(
+                "partners/row {:.1} raw → {:.1} after peeling H; best pad |cos| {:.2}",
+                before / n,
+                after / peeled as f64,
+                dec.mean_best_cos
+            )
         };
         Ok(Some(AttackOutcome { guesses: dec.stacked.guesses_from_rows(ev, &dec.per_row), notes }))
     }

@@ -6,10 +6,10 @@
 use talaria_models::OpId;
 
 use super::{Evidence, StackedRows};
+use crate::privacy::attacks::omp::normalize_rows;
 use crate::privacy::dict_scan::{argmax, row_norms2, scan_dots};
 use crate::privacy::linalg::gemm_abt64;
 use crate::privacy::mat::{Rows32, Rows64};
-use crate::privacy::attacks::omp::normalize_rows;
 
 pub struct PadDecode {
     pub stacked: StackedRows,
@@ -42,14 +42,12 @@ pub fn decode_with_pads(ev: &Evidence, id: OpId, dict: &Rows32, pads: &Rows64, s
         match j {
             Some(j) => {
                 best_cos += row[j].abs() / yn;
-                for c in 0..yw.cols {
-                    out[c] = (yw.row(i)[c] - row[j] * pw.row(j)[c]) as f32;
-                }
+                out.iter_mut().zip(yw.row(i)).zip(pw.row(j)).for_each(|((o, &y), &p)| *o = (y - row[j] * p) as f32);
             }
             None => out.iter_mut().zip(yw.row(i)).for_each(|(o, &v)| *o = v as f32),
         }
     }
-    // Matched in the σ-whitened metric (see `Evidence::whitening`).
+    // Matched in the σ-whitened metric (see `dict_view`).
     let dict = &dict.scale_cols(&sigma.iter().map(|s| (1.0 / s) as f32).collect::<Vec<_>>());
     let inv_norm: Vec<f32> = row_norms2(dict).iter().map(|n| 1.0 / n.sqrt().max(1e-20)).collect();
     let mut per_row = vec![(0u32, 0f64); yw.rows];

@@ -91,7 +91,12 @@ pub fn simulate(scheme: Scheme, kappa: f64, tokens: &TokensFile, input: &SimInpu
         Scheme::LowRank => Some(orthonormal_rows_from(&gaussian(rank, d, |_| 1.0, &mut rng))?),
         _ => None,
     };
-    let mut pool = PadPool { sigma: input.scales.iter().map(|s| kappa * s).collect(), rounds: if let Scheme::Remo { rounds } = scheme { rounds } else { 0 }, batch: Rows64::empty(d), unused: Vec::new() };
+    let mut pool = PadPool {
+        sigma: input.scales.iter().map(|s| kappa * s).collect(),
+        rounds: if let Scheme::Remo { rounds } = scheme { rounds } else { 0 },
+        batch: Rows64::empty(d),
+        unused: Vec::new(),
+    };
     let mut calls: Vec<Call> = Vec::new();
     let mut sources: RowSources = Vec::new();
     for step in tokens.steps() {
@@ -156,4 +161,3 @@ fn permutation(n: usize, rng: &mut impl Rng) -> Vec<usize> {
     p.shuffle(rng);
     p
 }
-
