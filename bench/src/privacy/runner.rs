@@ -19,7 +19,7 @@ use super::attacks::pad_structure::PadStructure;
 use super::attacks::span::SpanMembership;
 use super::attacks::{Attack, Evidence};
 use super::candidates::Candidates;
-use super::recording::Recording;
+use super::recording::{CallKind, Recording};
 use super::score::{majority_baseline, score};
 use super::steps::group_steps;
 use super::tokens::TokensFile;
@@ -151,9 +151,21 @@ pub fn baseline(setting: &str, tokens: &TokensFile, vocab: usize) -> Baseline {
 pub fn load_recorded(dir: &Path, cands: &dyn Candidates) -> Result<(Recording, TokensFile)> {
     let tokens = TokensFile::load(&dir.join("tokens.json"))?;
     let ctx = cands.contextual_ops();
-    let rec = Recording::load(dir, |m| match m.op_id() {
+    let mut rec = Recording::load(dir, |m| match m.op_id() {
         Ok(id) => cands.dictionary(id).is_some() || ctx.contains(&id) || (id.layer == 0 && id.op == talaria_models::Op::Qkv),
         Err(_) => false,
     })?;
+    drop_public_calibration(&mut rec);
     Ok((rec, tokens))
+}
+
+/// A confidential session opens with the CVM's calibration pass: plain calls
+/// on public text (`talaria_cvm::calibration::CALIBRATION_TEXTS`) that belong
+/// to no request. They are not the client's tokens, so they are not scored.
+fn drop_public_calibration(rec: &mut Recording) {
+    if rec.manifest.remo["mode"].as_str() != Some("remo") {
+        return;
+    }
+    let first_masked = rec.calls.iter().position(|c| c.kind != CallKind::Plain).unwrap_or(rec.calls.len());
+    rec.calls.drain(..first_masked);
 }
