@@ -14,7 +14,7 @@ fn recording_has_no_plaintext_row() {
     let _ = std::fs::remove_dir_all(&dir);
     let args = BackendArgs { record: Some(dir.clone()), ..Default::default() };
     let (tokens, _) = fx.run_with(&args);
-    assert_eq!(tokens.len(), fx.max_tokens);
+    assert_eq!(tokens.len(), fx.max_tokens * fx.prompts.len());
 
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["format_version"], 1);
