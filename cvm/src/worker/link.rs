@@ -67,6 +67,16 @@ pub struct WorkerLink {
     pub stats: LinkStats,
 }
 
+/// One chunk of a call: which op, why, and its shape.
+#[derive(Clone, Copy)]
+struct Call {
+    id: OpId,
+    kind: CallKind,
+    rows: usize,
+    d_in: usize,
+    d_out: usize,
+}
+
 enum Failure {
     /// The connection is unusable: reconnect, then re-send.
     Lost(anyhow::Error),
@@ -167,7 +177,7 @@ impl WorkerLink {
         let chunk = (max_payload / 2 / per_row).clamp(1, 1 << 15);
         let t0 = Instant::now();
         for (xc, oc) in x.chunks(chunk * d_in).zip(out.chunks_mut(chunk * d_out)) {
-            self.call_with_retry(id, kind, xc, xc.len() / d_in, d_in, d_out, oc)?;
+            self.call_with_retry(Call { id, kind, rows: xc.len() / d_in, d_in, d_out }, xc, oc)?;
         }
         let dt = t0.elapsed().as_secs_f64();
         self.stats.round_trip_s += dt;
@@ -177,17 +187,8 @@ impl WorkerLink {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn call_with_retry<T: WireFloat>(
-        &mut self,
-        id: OpId,
-        kind: CallKind,
-        x: &[T],
-        rows: usize,
-        d_in: usize,
-        d_out: usize,
-        out: &mut [T],
-    ) -> anyhow::Result<()> {
+    fn call_with_retry<T: WireFloat>(&mut self, c: Call, x: &[T], out: &mut [T]) -> anyhow::Result<()> {
+        let Call { id, .. } = c;
         let mut last: Option<anyhow::Error> = None;
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
@@ -199,7 +200,7 @@ impl WorkerLink {
                 last = Some(e);
                 continue;
             }
-            match self.try_call(id, kind, x, rows, d_in, d_out, out) {
+            match self.try_call(c, x, out) {
                 Ok(()) => return Ok(()),
                 Err(Failure::Lost(e)) => {
                     warn!("{id}: worker lost ({e:#}); reconnecting and re-sending the call");
@@ -216,17 +217,8 @@ impl WorkerLink {
         Err(last.unwrap_or_else(|| anyhow!("no attempt made"))).with_context(|| format!("{id}: the worker failed {MAX_ATTEMPTS} times"))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn try_call<T: WireFloat>(
-        &mut self,
-        id: OpId,
-        kind: CallKind,
-        x: &[T],
-        rows: usize,
-        d_in: usize,
-        d_out: usize,
-        out: &mut [T],
-    ) -> Result<(), Failure> {
+    fn try_call<T: WireFloat>(&mut self, c: Call, x: &[T], out: &mut [T]) -> Result<(), Failure> {
+        let Call { id, kind, rows, d_in, d_out } = c;
         let call_id = self.next_call_id;
         self.next_call_id += 1;
         let conn = self.conn.as_mut().expect("connected");
