@@ -52,6 +52,10 @@ pub struct BackendArgs {
     /// Ask the spawned worker to record everything it receives into DIR.
     #[arg(long)]
     pub record: Option<PathBuf>,
+    /// With --record: record only these layers (comma-separated, -1 =
+    /// lm_head); default all.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, requires = "record")]
+    pub record_layers: Option<Vec<i32>>,
     /// Extra arguments for the first spawned worker (tests: fault injection).
     #[arg(long, hide = true, allow_hyphen_values = true)]
     pub worker_test_args: Vec<String>,
@@ -59,7 +63,7 @@ pub struct BackendArgs {
 
 impl Default for BackendArgs {
     fn default() -> Self {
-        Self { mode: Mode::Confidential, worker: None, privacy_level: 1e4, record: None, worker_test_args: Vec::new() }
+        Self { mode: Mode::Confidential, worker: None, privacy_level: 1e4, record: None, record_layers: None, worker_test_args: Vec::new() }
     }
 }
 
@@ -79,13 +83,14 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> 
         None => {
             let mut cfg = SpawnConfig::new(ck.path.clone(), dtype.name())?;
             cfg.record = args.record.clone();
+            cfg.record_layers = args.record_layers.clone();
             cfg.first_spawn_args = args.worker_test_args.clone();
             WorkerTarget::Local(cfg)
         }
     };
     let public = serde_json::json!({
         "mode": if args.mode == Mode::Confidential { "remo" } else { "plain" },
-        "kappa": args.privacy_level,
+        "kappa": if args.mode == Mode::Confidential { args.privacy_level } else { 0.0 },
         "precision": "exact-f64",
         "calibration": "channel peaks × SCALE_HEADROOM over talaria_cvm::calibration::CALIBRATION_TEXTS, measured by the CVM with plain calls at session start (public text)",
     });

@@ -77,13 +77,15 @@ pub fn channel_scales(model: &LlamaModel, tok: &Tokenizer, linear: &mut dyn Line
         seqs.iter().zip(&texts).map(|(s, ids)| SeqChunk { blocks: s, tokens: ids, logits: LogitsWanted::None }).collect();
     let mut probe = ScaleProbe { inner: linear, peaks: HashMap::new() };
     model.forward(&chunks, &mut kv, &mut probe, &mut StepTimings::default())?;
-    Ok(probe
-        .peaks
-        .into_iter()
-        .map(|(id, peak)| {
-            let mean = peak.iter().sum::<f64>() / peak.len().max(1) as f64;
-            let floor = (SCALE_FLOOR * mean).max(1e-6);
-            (id, peak.into_iter().map(|v| SCALE_HEADROOM * v.max(floor)).collect())
-        })
-        .collect())
+    Ok(probe.peaks.into_iter().map(|(id, peak)| (id, scales_from_peaks(peak))).collect())
+}
+
+/// The channel scales of one op from the per-channel peak magnitudes of its
+/// calibration rows: `SCALE_HEADROOM · max(peak, SCALE_FLOOR · mean peak)`.
+/// Public, so anyone who saw the calibration rows (the worker served them)
+/// gets the same numbers.
+pub fn scales_from_peaks(peak: Vec<f64>) -> Vec<f64> {
+    let mean = peak.iter().sum::<f64>() / peak.len().max(1) as f64;
+    let floor = (SCALE_FLOOR * mean).max(1e-6);
+    peak.into_iter().map(|v| SCALE_HEADROOM * v.max(floor)).collect()
 }

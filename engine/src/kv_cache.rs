@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use talaria_kernels::cpu::PagedKv;
+use talaria_kernels::cpu::{KernelError, PagedKv, PagedKvMut};
 use talaria_models::LlamaConfig;
 
 pub const DEFAULT_BLOCK_SIZE: usize = 16;
@@ -153,11 +153,16 @@ impl KvPool {
     }
 
     /// Stores one token's K and V rows (`kv_dim` each) of `layer`.
-    pub fn write(&mut self, layer: usize, block: u32, offset: usize, k: &[f32], v: &[f32]) {
-        let kv_dim = self.n_kv_heads * self.head_dim;
-        let at = (block as usize * self.block_size + offset) * kv_dim;
-        self.k[layer][at..at + kv_dim].copy_from_slice(k);
-        self.v[layer][at..at + kv_dim].copy_from_slice(v);
+    /// The pool layout is the attention kernel's (`PagedKvMut::write`).
+    pub fn write(&mut self, layer: usize, block: u32, offset: usize, k: &[f32], v: &[f32]) -> Result<(), KernelError> {
+        let mut pools = PagedKvMut {
+            k: &mut self.k[layer],
+            v: &mut self.v[layer],
+            block_size: self.block_size,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+        };
+        pools.write(block, offset, k, v)
     }
 
     pub fn layer(&self, layer: usize) -> PagedKv<'_> {

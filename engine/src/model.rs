@@ -120,7 +120,7 @@ impl LlamaModel {
                 self.rope.apply(q, c.num_attention_heads, pos)?;
                 self.rope.apply(k, c.num_key_value_heads, pos)?;
                 let (block, off) = chunks[ci].blocks.slot(pos);
-                kv.write(layer, block, off, k, v);
+                kv.write(layer, block, off, k, v)?;
             }
             let queries: Vec<AttnQuery> = rows
                 .iter()

@@ -34,6 +34,10 @@ struct Args {
     /// Record every received matrix into DIR (DESIGN §5).
     #[arg(long)]
     record: Option<PathBuf>,
+    /// With --record: record only these layers (comma-separated, -1 =
+    /// lm_head); default all.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, requires = "record")]
+    record_layers: Option<Vec<i32>>,
     /// Compute backend.
     #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda"])]
     backend: String,
@@ -94,7 +98,10 @@ fn run(a: Args) -> anyhow::Result<()> {
     );
     let backend = choose_backend(&a.backend, &weights)?;
     info!("backend: {}", backend.name());
-    let recorder = a.record.as_deref().map(Recorder::create).transpose()?;
+    let recorder = match (a.record.as_deref().map(Recorder::create).transpose()?, a.record_layers.clone()) {
+        (Some(r), Some(layers)) => Some(r.only_layers(layers)),
+        (r, _) => r,
+    };
     let mut svc = WorkerService {
         config: ck.config.clone(),
         manifest_hash,

@@ -16,6 +16,9 @@ pub struct Recorder {
     dir: PathBuf,
     calls: File,
     seq: u64,
+    /// Only these layers (-1 = lm_head) are written, when set: a size knob
+    /// for long attack runs (a pad batch of `down` is 2048 × 1536 f64).
+    layers: Option<Vec<i32>>,
 }
 
 impl Recorder {
@@ -27,13 +30,22 @@ impl Recorder {
         let seq = std::fs::read_to_string(&calls_path).map(|s| s.lines().count() as u64).unwrap_or(0);
         let calls =
             OpenOptions::new().create(true).append(true).open(&calls_path).with_context(|| format!("opening {}", calls_path.display()))?;
-        Ok(Self { dir: dir.into(), calls, seq })
+        Ok(Self { dir: dir.into(), calls, seq, layers: None })
+    }
+
+    /// Restricts recording to `layers` (-1 = lm_head).
+    pub fn only_layers(mut self, layers: Vec<i32>) -> Self {
+        self.layers = Some(layers);
+        self
     }
 
     /// Writes `manifest.json` with the model config and the public ReMO
-    /// parameters the CVM announced.
+    /// parameters the CVM announced (and which layers were recorded).
     pub fn write_manifest(&self, config: &LlamaConfig, remo: &serde_json::Value) -> anyhow::Result<()> {
-        let m = serde_json::json!({"format_version": 1, "model": config, "remo": remo});
+        let mut m = serde_json::json!({"format_version": 1, "model": config, "remo": remo});
+        if let Some(l) = &self.layers {
+            m["recorded_layers"] = serde_json::json!(l);
+        }
         let p = self.dir.join("manifest.json");
         std::fs::write(&p, serde_json::to_vec_pretty(&m)?).with_context(|| format!("writing {}", p.display()))
     }
@@ -41,6 +53,9 @@ impl Recorder {
     /// Records one received call matrix (payload as little-endian bytes).
     pub fn record(&mut self, kind: CallKind, op: Op, h: &FrameHeader, payload: &[u8]) -> anyhow::Result<()> {
         let (layer, rows, cols) = (h.layer, h.rows as usize, h.cols as usize);
+        if self.layers.as_ref().is_some_and(|l| !l.contains(&layer)) {
+            return Ok(());
+        }
         let (descr, dname) = match h.dtype {
             DType::F64 => ("<f8", "f64"),
             DType::F32 => ("<f4", "f32"),

@@ -187,7 +187,7 @@ pub fn run(args: Args) -> Result<()> {
         .iter()
         .map(|&k| LeakageRow { kappa: k, bits_recorded_ops: leakage_bits(k, &layer0), bits_all_ops: leakage_bits(k, &all_ops) })
         .collect();
-    let gate = gate::evaluate(&rows, |_| 0.0);
+    let gate = gate::evaluate(&rows);
     let report = SuiteReport {
         mode: if args.quick { "quick".into() } else { "full".into() },
         model: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),

@@ -1,8 +1,12 @@
 //! The CI gate (DESIGN §6): the suite only means something for ReMO if
 //! its attacks break every weak scheme (best attack ≥ 95 % top-1 in every
-//! setting), and ReMO at the default κ = 10⁴ must stay at chance: no
-//! prior-free attack above 0.5 % (an attack using the model's prior is
-//! held to its prior-only accuracy + 0.5 points instead).
+//! setting), and ReMO at the default κ = 10⁴ must leak nothing: no attack
+//! above 0.5 % more than it reaches on the recording's null twin (the same
+//! calls with the masked rows replaced by pure pads; 0 on the synthetic
+//! matrix, where no attack gets anything from priors). The twin's floor
+//! matters on real recordings: an attack following the model's own
+//! continuations, or guessing one frequent token for every row of a
+//! prefill call, scores a few ChatML tokens with no information at all.
 
 use serde::Serialize;
 
@@ -19,9 +23,7 @@ pub struct Gate {
     pub failures: Vec<String>,
 }
 
-/// `prior_only`: accuracy of the prior alone per setting, for attacks
-/// that use it (none in the layer-0 synthetic matrix).
-pub fn evaluate(rows: &[AttackRow], prior_only: impl Fn(&str) -> f64) -> Gate {
+pub fn evaluate(rows: &[AttackRow]) -> Gate {
     let mut failures = Vec::new();
     let mut checked = 0;
     let mut groups: Vec<(String, String)> = rows.iter().filter(|r| r.weak_scheme).map(|r| (r.scheme.clone(), r.setting.clone())).collect();
@@ -45,7 +47,7 @@ pub fn evaluate(rows: &[AttackRow], prior_only: impl Fn(&str) -> f64) -> Gate {
     }
     for r in rows.iter().filter(|r| r.scheme == "remo" && r.kappa == Some(DEFAULT_KAPPA)) {
         checked += 1;
-        let limit = if r.uses_prior { prior_only(&r.setting) + REMO_MAX_TOP1 } else { REMO_MAX_TOP1 };
+        let limit = r.null_top1.unwrap_or(0.0) + REMO_MAX_TOP1;
         if r.top1 > limit {
             failures.push(format!(
                 "ReMO κ=1e4 ({}): attack {} reaches {:.3}% > {:.3}%",
@@ -76,6 +78,7 @@ mod tests {
             uses_prior: false,
             weak_scheme: weak,
             top1,
+            null_top1: None,
             top1_prompt: top1,
             top1_response: top1,
             bag_recall: top1,
@@ -88,13 +91,19 @@ mod tests {
     #[test]
     fn fails_on_an_unbroken_weak_scheme_or_a_leaky_remo() {
         let ok = vec![row("plain", None, "nn", 1.0, true), row("plain", None, "span", 0.2, true), row("remo", Some(1e4), "nn", 0.0, false)];
-        assert!(evaluate(&ok, |_| 0.0).passed);
+        assert!(evaluate(&ok).passed);
         let weak_fails = vec![row("mix", None, "nn", 0.5, true), row("remo", Some(1e4), "nn", 0.0, false)];
-        assert!(!evaluate(&weak_fails, |_| 0.0).passed);
+        assert!(!evaluate(&weak_fails).passed);
         let leaky = vec![row("plain", None, "nn", 1.0, true), row("remo", Some(1e4), "seq", 0.02, false)];
-        let g = evaluate(&leaky, |_| 0.0);
+        let g = evaluate(&leaky);
         assert!(!g.passed && g.failures[0].contains("seq"));
         let missing = vec![row("plain", None, "nn", 1.0, true)];
-        assert!(!evaluate(&missing, |_| 0.0).passed);
+        assert!(!evaluate(&missing).passed);
+        // The null twin's floor is allowed, and only it.
+        let mut floor = row("remo", Some(1e4), "seq", 0.02, false);
+        floor.null_top1 = Some(0.018);
+        assert!(evaluate(&[row("plain", None, "nn", 1.0, true), floor.clone()]).passed);
+        floor.null_top1 = Some(0.01);
+        assert!(!evaluate(&[row("plain", None, "nn", 1.0, true), floor]).passed);
     }
 }

@@ -16,6 +16,7 @@ pub mod linalg;
 pub mod mat;
 pub mod noise;
 pub mod npy;
+pub mod null_twin;
 pub mod recording;
 pub mod report;
 pub mod runner;

@@ -190,10 +190,10 @@ impl Recording {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    pub fn tiny_config() -> LlamaConfig {
+    pub(crate) fn tiny_config() -> LlamaConfig {
         LlamaConfig {
             vocab_size: 16,
             hidden_size: 4,

@@ -19,7 +19,9 @@ use super::attacks::pad_structure::PadStructure;
 use super::attacks::span::SpanMembership;
 use super::attacks::{Attack, Evidence};
 use super::candidates::Candidates;
-use super::recording::{CallKind, Recording};
+use super::gate;
+use super::null_twin::null_twin;
+use super::recording::{op_key, Call, CallKind, Recording};
 use super::score::{majority_baseline, score};
 use super::steps::group_steps;
 use super::tokens::TokensFile;
@@ -64,6 +66,9 @@ pub struct AttackRow {
     pub uses_prior: bool,
     pub weak_scheme: bool,
     pub top1: f64,
+    /// Top-1 of the same attack on the recording's null twin (gated ReMO
+    /// recordings only): what it gets without any information.
+    pub null_top1: Option<f64>,
     pub top1_prompt: f64,
     pub top1_response: f64,
     pub bag_recall: f64,
@@ -92,16 +97,30 @@ pub fn attack_recording(
     let steps = group_steps(rec, tokens)?;
     let mut ev = Evidence { rec, steps: &steps, view: None };
     ev.view = super::attacks::dict_view::DictView::build(&ev, cands);
+    // The gated recordings also get a null twin: the floor each attack
+    // reaches from its priors alone.
+    let twin = (label.scheme == "remo" && label.kappa == Some(gate::DEFAULT_KAPPA)).then(|| null_twin(rec, 0x6e75_6c6c));
+    let mut null_ev = twin.as_ref().map(|t| Evidence { rec: t, steps: &steps, view: None });
+    if let Some(ev) = null_ev.as_mut() {
+        ev.view = super::attacks::dict_view::DictView::build(ev, cands);
+    }
     let mut rows = Vec::new();
     for a in list {
         let t0 = Instant::now();
-        let Some(out) = a.run(&ev, cands).with_context(|| format!("attack {} on {} {}", a.name(), label.scheme, label.setting))? else {
+        let what = || format!("attack {} on {} {}", a.name(), label.scheme, label.setting);
+        let Some(out) = a.run(&ev, cands).with_context(what)? else {
             continue;
         };
         let s = score(tokens, &steps, &out.guesses);
         let seconds = t0.elapsed().as_secs_f64();
+        let null_top1 = match &null_ev {
+            Some(nev) => {
+                a.run(nev, cands).with_context(|| format!("{} (null twin)", what()))?.map(|o| score(tokens, &steps, &o.guesses).top1)
+            }
+            None => None,
+        };
         eprintln!(
-            "  {:<12} {:<10} κ={:<8} {:<16} top-1 {:6.2}%  bag {:6.2}%  {:6.1}s  {}",
+            "  {:<12} {:<10} κ={:<8} {:<16} top-1 {:6.2}%  bag {:6.2}%  {:6.1}s  {}{}",
             label.scheme,
             label.setting,
             label.kappa.map_or("-".into(), |k| format!("{k}")),
@@ -109,6 +128,7 @@ pub fn attack_recording(
             100.0 * s.top1,
             100.0 * s.bag_recall,
             seconds,
+            null_top1.map_or(String::new(), |n| format!("(null twin {:.2}%) ", 100.0 * n)),
             out.notes
         );
         rows.push(AttackRow {
@@ -120,6 +140,7 @@ pub fn attack_recording(
             uses_prior: a.uses_prior(),
             weak_scheme: label.weak,
             top1: s.top1,
+            null_top1,
             top1_prompt: s.top1_prompt,
             top1_response: s.top1_response,
             bag_recall: s.bag_recall,
@@ -161,11 +182,34 @@ pub fn load_recorded(dir: &Path, cands: &dyn Candidates) -> Result<(Recording, T
 
 /// A confidential session opens with the CVM's calibration pass: plain calls
 /// on public text (`talaria_cvm::calibration::CALIBRATION_TEXTS`) that belong
-/// to no request. They are not the client's tokens, so they are not scored.
+/// to no request. They are not the client's tokens, so they are not scored;
+/// but the worker served them, so it knows the channel scales the CVM drew
+/// its pads from: the same public function of those rows' peaks. They go
+/// into the manifest (where a worker-announced `channel_scales` would be)
+/// unless it already has them.
 fn drop_public_calibration(rec: &mut Recording) {
     if rec.manifest.remo["mode"].as_str() != Some("remo") {
         return;
     }
     let first_masked = rec.calls.iter().position(|c| c.kind != CallKind::Plain).unwrap_or(rec.calls.len());
-    rec.calls.drain(..first_masked);
+    let calibration: Vec<Call> = rec.calls.drain(..first_masked).collect();
+    if rec.manifest.remo.get("channel_scales").is_some() {
+        return;
+    }
+    let mut peaks: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for call in &calibration {
+        let peak = peaks.entry(op_key(call.id)).or_insert_with(|| vec![0.0; call.data.cols]);
+        for row in call.data.data.chunks_exact(call.data.cols.max(1)) {
+            peak.iter_mut().zip(row).for_each(|(p, &v)| *p = p.max(v.abs()));
+        }
+    }
+    if peaks.is_empty() {
+        return;
+    }
+    let scales: serde_json::Map<String, serde_json::Value> =
+        peaks.into_iter().map(|(k, peak)| (k, serde_json::json!(talaria_cvm::calibration::scales_from_peaks(peak)))).collect();
+    if let Some(remo) = rec.manifest.remo.as_object_mut() {
+        remo.insert("channel_scales".into(), serde_json::Value::Object(scales));
+        remo.insert("channel_scales_source".into(), "recomputed from the recorded public calibration pass".into());
+    }
 }

@@ -14,6 +14,8 @@ pub struct SpawnConfig {
     pub model: PathBuf,
     pub dtype: String,
     pub record: Option<PathBuf>,
+    /// With `record`: only these layers (-1 = lm_head).
+    pub record_layers: Option<Vec<i32>>,
     /// Extra arguments for the first spawn only (test fault injection).
     pub first_spawn_args: Vec<String>,
     /// Bytes per direction of the shared-memory ring.
@@ -27,6 +29,7 @@ impl SpawnConfig {
             model,
             dtype: dtype.into(),
             record: None,
+            record_layers: None,
             first_spawn_args: Vec::new(),
             ring_capacity: 128 << 20,
         })
@@ -45,6 +48,9 @@ impl LocalWorker {
         cmd.arg("--shm").arg(&path).arg("--model").arg(&cfg.model).arg("--dtype").arg(&cfg.dtype).arg("--offline");
         if let Some(dir) = &cfg.record {
             cmd.arg("--record").arg(dir);
+            if let Some(layers) = &cfg.record_layers {
+                cmd.arg(format!("--record-layers={}", layers.iter().map(i32::to_string).collect::<Vec<_>>().join(",")));
+            }
         }
         cmd.args(extra_args).stdin(Stdio::null());
         let child = cmd.spawn().with_context(|| format!("spawning {}", cfg.bin.display()))?;

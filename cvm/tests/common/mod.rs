@@ -64,6 +64,33 @@ impl Fixture {
         self.run(&mut linear)
     }
 
+    /// The plain exact engine with one rounding flipped: the first output
+    /// element of the first call of `id` moved up by one f32 ulp. What a
+    /// single 1-ulp difference anywhere does to the logits is the floor
+    /// for any two correct f32 computations of this model.
+    pub fn run_local_one_ulp_off(&self, id: OpId) -> (Vec<u32>, Vec<f32>) {
+        struct OneUlp {
+            inner: LocalLinear,
+            id: OpId,
+            done: bool,
+        }
+        impl Linear for OneUlp {
+            fn forward(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
+                self.inner.forward(id, x, rows, out)?;
+                if id == self.id && !self.done {
+                    self.done = true;
+                    out[0] = f32::from_bits(out[0].to_bits() + 1);
+                }
+                Ok(())
+            }
+            fn name(&self) -> String {
+                "one-ulp-off".into()
+            }
+        }
+        let inner = LocalLinear::exact(Arc::new(WorkerWeights::load(&self.ck, DTYPE).unwrap()));
+        self.run(&mut OneUlp { inner, id, done: false })
+    }
+
     pub fn run_with(&self, args: &BackendArgs) -> (Vec<u32>, Vec<f32>) {
         let mut linear = build_linear(args, &self.ck, DTYPE).unwrap();
         self.run(linear.as_mut())

@@ -5,6 +5,7 @@ mod activation;
 #[cfg(target_arch = "x86_64")]
 mod amx_bf16;
 mod attention;
+mod attention_tile;
 #[cfg(target_arch = "x86_64")]
 mod dot_avx512;
 #[cfg(target_arch = "x86_64")]
