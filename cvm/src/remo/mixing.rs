@@ -338,7 +338,11 @@ mod tests {
             let mut in_place = a.clone();
             m.apply(&mut in_place, cols).unwrap();
             assert_eq!(b, in_place, "apply_from and apply differ");
-            assert!(rel_err(&b, &a) > 0.5, "mixing changed almost nothing");
+            // With 2 or 8 rows a random mixing can land near the identity; the check is
+            // only meaningful (and overwhelmingly likely) at realistic sizes.
+            if n >= 128 {
+                assert!(rel_err(&b, &a) > 0.5, "n {n}: mixing changed almost nothing");
+            }
             m.apply_inverse(&mut b, cols).unwrap();
             assert!(rel_err(&b, &a) < 1e-14, "n {n}: round trip error {}", rel_err(&b, &a));
         }
