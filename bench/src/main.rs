@@ -36,6 +36,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    talaria_kernels::cpu::join_global_pool();
     match Cli::parse().command {
         Command::Throughput(a) => throughput::run(a),
         Command::Split(a) => split::run(a),

@@ -67,21 +67,21 @@ fn num(v: &serde_json::Value, path: &[&str]) -> f64 {
 
 /// The worker's kernel time for one pass of `rows` rows through every op
 /// (f64 exact mode), measured in this process with the worker's kernel.
+/// Passes go through all ops in order, as a step does, so each op's weights
+/// are as cold as in a real step.
 fn worker_compute_s(ck: &Checkpoint, dtype: WeightDType, rows: usize) -> anyhow::Result<f64> {
     let w = WorkerWeights::load(ck, dtype)?;
-    let mut total = 0.0;
-    for id in w.op_ids() {
-        let m = w.get(id).expect("op");
-        let x = vec![0.5f64; rows * m.cols];
-        let mut y = vec![0f64; rows * m.rows];
-        let reps = if rows == 1 { 5 } else { 1 };
-        let t0 = Instant::now();
-        for _ in 0..reps {
-            matmul_f64(&x, rows, m, &mut y);
+    let ops: Vec<_> = w.op_ids().into_iter().filter_map(|id| w.get(id)).collect();
+    let bufs: Vec<(Vec<f64>, Vec<f64>)> = ops.iter().map(|m| (vec![0.5f64; rows * m.cols], vec![0f64; rows * m.rows])).collect();
+    let reps = if rows == 1 { 5 } else { 1 };
+    let mut bufs = bufs;
+    let t0 = Instant::now();
+    for _ in 0..reps {
+        for (m, (x, y)) in ops.iter().zip(bufs.iter_mut()) {
+            matmul_f64(x, rows, m, y);
         }
-        total += t0.elapsed().as_secs_f64() / reps as f64;
     }
-    Ok(total)
+    Ok(t0.elapsed().as_secs_f64() / reps as f64)
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -168,9 +168,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let notes = format!(
         "Weights {dtype_name}; confidential = ReMO κ=1e4 exact f64 mode, worker process on the same 2 cores over the shared-memory ring. \
 Pools are filled before each phase (initial fill {fill_s:.1}s for {batches:.0} pad batches); 'refill amortized' adds each position's share of pad-batch time \
-({:.2} ms per position, CVM mixing + worker GEMM). Worker compute is the worker's f64 kernel timed alone on the same shapes; transport = online round trip − worker compute; \
-masking = linear time − online round trip. Plain CVM compute {:.2} ms/step (decode).",
+({:.2} ms per position, CVM mixing + worker GEMM; a batch takes {:.1} ms, {:.0} % of it in the worker call). Worker compute is the worker's f64 kernel timed alone on the same shapes; transport = online round trip − worker compute; \
+masking = linear time − online round trip (it includes pad batches made synchronously on the critical path: \
+{} during prefill, {} during decode, after {} and {} pool flushes). Plain CVM compute {:.2} ms/step (decode).",
         refill_per_token_s * 1e3,
+        num(&final_stats, &["remo", "refill_ms"]) / batches.max(1.0),
+        100.0 * num(&final_stats, &["remo", "worker_ms"]) / num(&final_stats, &["remo", "refill_ms"]).max(1e-9),
+        num(&conf.stats[1], &["remo", "batches"]) - num(&conf.stats[0], &["remo", "batches"]),
+        num(&conf.stats[3], &["remo", "batches"]) - num(&conf.stats[2], &["remo", "batches"]),
+        flushes(&conf.stats[1]) - flushes(&conf.stats[0]),
+        flushes(&conf.stats[3]) - flushes(&conf.stats[2]),
         1e3 * plain.decode_t.cvm_s / a.decode_steps as f64,
         dtype_name = dtype.name()
     );
@@ -179,6 +186,10 @@ masking = linear time − online round trip. Plain CVM compute {:.2} ms/step (de
         crate::machine::append_results("Confidential vs plain, time split (`bench split`)", &format!("{table}\n{notes}\n"))?;
     }
     Ok(())
+}
+
+fn flushes(stats: &serde_json::Value) -> f64 {
+    stats["remo"]["ops"].as_array().map_or(0.0, |ops| ops.iter().map(|o| num(o, &["flushes"])).sum())
 }
 
 fn tps(name: &str, a: &Args, total: f64, steps: f64) -> f64 {

@@ -49,6 +49,7 @@ struct Args {
 fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    talaria_kernels::cpu::join_global_pool();
     if let Err(e) = run(Args::parse()) {
         eprintln!("talaria-gpu-worker: error: {e:#}");
         std::process::exit(1);
@@ -111,6 +112,7 @@ fn run(a: Args) -> anyhow::Result<()> {
         weight_dtype: dtype.name().into(),
         fault: a.fault,
         calls_served: 0,
+        busy: Default::default(),
     };
     drop(ck);
 

@@ -14,6 +14,9 @@ use crate::recorder::Recorder;
 
 /// Largest rows of one call; bigger inputs are chunked by the client.
 pub const MAX_CALL_ROWS: u32 = 1 << 16;
+/// How long the compute threads keep polling after a call: longer than the
+/// CVM's work between two calls of a decode step, short against idle time.
+const POOL_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
 
 pub struct WorkerService {
     pub config: LlamaConfig,
@@ -25,6 +28,7 @@ pub struct WorkerService {
     /// Test-only misbehaviour (see `fault.rs`).
     pub fault: Option<Fault>,
     pub calls_served: u64,
+    pub busy: [(u64, f64); 4],
 }
 
 /// Why a session ended.
@@ -106,6 +110,8 @@ impl WorkerService {
                             send_error(conn, h.call_id, &msg)?;
                         }
                         Ok((id, out_header)) => {
+                            let started = std::time::Instant::now();
+                            talaria_kernels::cpu::keep_pool_warm(POOL_LINGER);
                             self.calls_served += 1;
                             let fault = self.fault.filter(|f| f.at_call == self.calls_served).map(|f| f.kind);
                             match fault {
@@ -145,6 +151,9 @@ impl WorkerService {
                             });
                             drop(frame);
                             sent?;
+                            let t = &mut self.busy[h.call_kind.min(3) as usize];
+                            t.0 += 1;
+                            t.1 += started.elapsed().as_secs_f64();
                             if let Some(msg) = failure {
                                 // The NaN-filled result is rejected by the CVM; say why too.
                                 send_error(conn, h.call_id, &msg)?;
@@ -156,7 +165,12 @@ impl WorkerService {
                     drop(frame);
                     conn.send(&FrameHeader::new(FrameKind::Pong).with_call(h.call_id, 0, 0, 0), &[])?;
                 }
-                FrameKind::Shutdown => return Ok(SessionEnd::Shutdown),
+                FrameKind::Shutdown => {
+                    for (kind, (n, secs)) in self.busy.iter().enumerate().filter(|(_, b)| b.0 > 0) {
+                        info!("call kind {kind}: {n} calls, {:.1} ms serving, {:.1} µs each", secs * 1e3, secs * 1e6 / *n as f64);
+                    }
+                    return Ok(SessionEnd::Shutdown);
+                }
                 other => {
                     drop(frame);
                     send_error(conn, h.call_id, &format!("unexpected frame kind {other:?}"))?;

@@ -30,6 +30,7 @@ impl FromF64 for f64 {
 pub struct OnlineScratch {
     perm: Vec<usize>,
     masked: Vec<f64>,
+    answer: Vec<f64>,
 }
 
 /// `out (rows × d_out) = X·W` for the real rows `x` (`rows × d_in`),
@@ -70,8 +71,11 @@ pub fn masked_matmul<X: Copy + Into<f64>, O: FromF64>(
         scratch.masked.extend(x[i * d_in..(i + 1) * d_in].iter().zip(r).map(|(&x, &r)| x.into() + r));
     }
 
-    let y = worker.matmul(id, CallKind::Online, &scratch.masked, rows).map_err(|e| e.context(format!("{id}: online call")))?;
-    check_answer(id, &y, rows, d_out)?;
+    worker
+        .matmul_into(id, CallKind::Online, &scratch.masked, rows, &mut scratch.answer)
+        .map_err(|e| e.context(format!("{id}: online call")))?;
+    let y = &scratch.answer;
+    check_answer(id, y, rows, d_out)?;
 
     for (j, &i) in scratch.perm.iter().enumerate() {
         let dst = &mut out[i * d_out..(i + 1) * d_out];

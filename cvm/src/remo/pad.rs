@@ -3,22 +3,32 @@
 
 use std::sync::Arc;
 
+use super::pad_buffers::PadBuffers;
 use super::wipe::wipe;
 
 /// The rows of one pad batch: `R` (`N_p × d_in`) and `R·W` (`N_p × d_out`).
 /// Rows of discarded pads are zeroized when the batch is made; the whole
-/// store is zeroized when its last pad is dropped.
+/// store is zeroized when its last pad is dropped, and its buffers go back
+/// to `recycle`.
 pub(crate) struct BatchStore {
     d_in: usize,
     d_out: usize,
     r: Vec<f64>,
     rw: Vec<f64>,
+    recycle: PadBuffers,
 }
 
 impl BatchStore {
     /// Takes ownership of the batch buffers and zeroizes every row not in
     /// `keep`, then returns one `Pad` per kept row, in `keep`'s order.
-    pub(crate) fn into_pads(d_in: usize, d_out: usize, mut r: Vec<f64>, mut rw: Vec<f64>, keep: &[usize]) -> Vec<Pad> {
+    pub(crate) fn into_pads(
+        d_in: usize,
+        d_out: usize,
+        mut r: Vec<f64>,
+        mut rw: Vec<f64>,
+        keep: &[usize],
+        recycle: &PadBuffers,
+    ) -> Vec<Pad> {
         let rows = r.len() / d_in.max(1);
         let mut kept = vec![false; rows];
         keep.iter().for_each(|&i| kept[i] = true);
@@ -26,7 +36,7 @@ impl BatchStore {
             wipe(&mut r[i * d_in..(i + 1) * d_in]);
             wipe(&mut rw[i * d_out..(i + 1) * d_out]);
         }
-        let store = Arc::new(BatchStore { d_in, d_out, r, rw });
+        let store = Arc::new(BatchStore { d_in, d_out, r, rw, recycle: recycle.clone() });
         keep.iter().map(|&row| Pad { store: Arc::clone(&store), row }).collect()
     }
 }
@@ -35,6 +45,8 @@ impl Drop for BatchStore {
     fn drop(&mut self) {
         wipe(&mut self.r);
         wipe(&mut self.rw);
+        self.recycle.give_back(std::mem::take(&mut self.r));
+        self.recycle.give_back(std::mem::take(&mut self.rw));
     }
 }
 
@@ -89,12 +101,16 @@ mod tests {
         let (d_in, d_out) = (2, 3);
         let r: Vec<f64> = (1..=8).map(f64::from).collect();
         let rw: Vec<f64> = (1..=12).map(|v| -f64::from(v)).collect();
-        let pads = BatchStore::into_pads(d_in, d_out, r, rw, &[3, 1]);
+        let recycle = PadBuffers::default();
+        let pads = BatchStore::into_pads(d_in, d_out, r, rw, &[3, 1], &recycle);
         assert_eq!(pads.len(), 2);
         assert_eq!(pads[0].r(), &[7.0, 8.0]);
         assert_eq!(pads[0].rw(), &[-10.0, -11.0, -12.0]);
         assert_eq!(pads[1].r(), &[3.0, 4.0]);
         assert_eq!(pads[1].store.r[..2], [0.0, 0.0], "row 0 was discarded");
         assert_eq!(pads[1].store.rw[6..9], [0.0, 0.0, 0.0], "row 2 was discarded");
+        drop(pads);
+        assert_eq!(recycle.kept(), 2, "both buffers recycled, zeroized, after the last pad");
+        assert!(recycle.take(8).iter().all(|&v| v == 0.0));
     }
 }

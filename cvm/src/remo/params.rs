@@ -16,12 +16,13 @@ pub struct RemoParams {
     pub usable_fraction: f64,
     /// `refill_idle` tops up pools holding fewer pads than this.
     pub low_water: usize,
-    /// When a call's observed channel RMS exceeds this multiple of the scale
-    /// its pooled pads were drawn at, the pool is flushed (the pads would
-    /// mask that call with less than `κ / stale_ratio`). Scales are raised
-    /// at every excess regardless; this only bounds how stale pooled pads
-    /// may be. Default 4: single decode rows routinely exceed a channel's
-    /// RMS by 2–3×, and flushing on each would waste whole batches.
+    /// The pool is flushed when a call's mean whitened energy against the
+    /// scales its oldest pads were drawn at exceeds `stale_ratio²` (so no
+    /// call is masked at less than `κ / stale_ratio` in the bound's sense;
+    /// see `pool::stale_energy`). Scales are raised at every per-channel
+    /// excess regardless; this only bounds how stale pooled pads may be.
+    /// Default 4. A per-channel test flushed on routine single-row outliers
+    /// (4 synchronous pad batches in 64 decode steps).
     pub stale_ratio: f64,
 }
 

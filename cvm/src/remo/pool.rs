@@ -9,6 +9,7 @@ use talaria_models::OpId;
 use super::error::RemoError;
 use super::mixing::{padded_rows, Mixing};
 use super::pad::{BatchStore, Pad};
+use super::pad_buffers::PadBuffers;
 use super::params::RemoParams;
 use super::scales::ChannelScales;
 use super::secure_rng::SecureRng;
@@ -51,6 +52,14 @@ impl PoolStats {
         self.scale_raises += o.scale_raises;
         self.flushes += o.flushes;
     }
+}
+
+/// What refills reuse across batches: the public mixed batch `U` (what the
+/// worker is sent) and the recycled storage of `R` and `R·W`.
+#[derive(Default)]
+pub struct RefillScratch {
+    pub u: Vec<f64>,
+    pub buffers: PadBuffers,
 }
 
 /// The channel scales a batch's pads were drawn at, and how many are left.
@@ -117,30 +126,32 @@ impl PadPool {
 
     /// Makes one pad batch: draws `R`, sends `U = M·R`, recovers
     /// `R·W = M⁻¹·(U·W)`, keeps a uniformly random `usable` of the `N_p`
-    /// pads and zeroizes the rest. `u_buf` is reused storage for `U` (public:
+    /// pads and zeroizes the rest. `scratch` holds reused storage (`U` is public:
     /// it is what the worker is sent).
     pub fn refill(
         &mut self,
         worker: &mut dyn WorkerMatmul,
         rng: &mut SecureRng,
         params: &RemoParams,
-        u_buf: &mut Vec<f64>,
+        scratch: &mut RefillScratch,
     ) -> anyhow::Result<()> {
         let start = Instant::now();
         let (n_p, d_in, d_out) = (self.n_p, self.d_in, self.d_out);
         let sigma: Vec<f64> = self.scales.scales().iter().map(|s| params.kappa * s).collect();
-        let mut r = SecretVec::zeros(n_p * d_in);
+        let mut r = SecretVec::from(scratch.buffers.take(n_p * d_in));
         rng.fill_gaussian_rows(&mut r, &sigma);
         let mixing = Mixing::sample(n_p, params.mixing_rounds, rng)?;
         // Every value of `U` is overwritten, so the buffer is only resized.
-        u_buf.resize(n_p * d_in, 0.0);
-        let u = &mut u_buf[..n_p * d_in];
+        scratch.u.resize(n_p * d_in, 0.0);
+        let u = &mut scratch.u[..n_p * d_in];
         mixing.apply_from(&r, u, d_in)?;
 
         let asked = Instant::now();
-        let answer = worker.matmul(self.id, CallKind::PadBatch, u, n_p);
+        let mut answer = scratch.buffers.take(n_p * d_out);
+        let sent = worker.matmul_into(self.id, CallKind::PadBatch, u, n_p, &mut answer);
         let worker_time = asked.elapsed();
-        let mut rw = SecretVec::from(answer.map_err(|e| e.context(format!("{}: pad batch", self.id)))?);
+        let mut rw = SecretVec::from(answer);
+        sent.map_err(|e| e.context(format!("{}: pad batch", self.id)))?;
         check_answer(self.id, &rw, n_p, d_out)?;
         mixing.apply_inverse(&mut rw, d_out)?;
         drop(mixing);
@@ -149,7 +160,7 @@ impl PadPool {
         // zeroized now, the kept ones when their last pad is dropped.
         let mut order = Vec::with_capacity(n_p);
         rng.permutation(n_p, &mut order);
-        self.pads.extend(BatchStore::into_pads(d_in, d_out, r.into_inner(), rw.into_inner(), &order[..self.usable]));
+        self.pads.extend(BatchStore::into_pads(d_in, d_out, r.into_inner(), rw.into_inner(), &order[..self.usable], &scratch.buffers));
         super::wipe::wipe(&mut order);
         self.batches.push_back(BatchScale { remaining: self.usable, scales: self.scales.scales().to_vec() });
 
@@ -185,19 +196,27 @@ impl PadPool {
 
     /// Records the real rows of a call (`rows × d_in`, checked by the
     /// caller): raises channel scales where needed, and flushes the pool
-    /// when its oldest pads were drawn at less than `1/stale_ratio` of what
-    /// this call needs.
+    /// when the call is out of scale for its oldest pads (see
+    /// [`stale_energy`]).
     pub fn observe<X: Copy + Into<f64>>(&mut self, x: &[X], rows: usize, params: &RemoParams) {
-        if !self.scales.observe(x, rows) {
+        self.scales.observe(x, rows);
+        let Some(oldest) = self.batches.front() else {
             return;
-        }
-        let stale = self
-            .batches
-            .front()
-            .is_some_and(|b| self.scales.last_rms().iter().zip(&b.scales).any(|(&rms, &drawn)| rms > params.stale_ratio * drawn));
-        if stale {
-            tracing::debug!(op = %self.id, pads = self.pads.len(), "flushing pads drawn at a stale channel scale");
+        };
+        let energy = stale_energy(self.scales.last_rms(), &oldest.scales);
+        if energy > params.stale_ratio * params.stale_ratio {
+            tracing::debug!(op = %self.id, pads = self.pads.len(), energy, "flushing pads drawn at a stale channel scale");
             self.flush();
+        }
+    }
+
+    /// Starts pulling the next pad this pool will hand out into cache: pads
+    /// were made long ago and are cold, and reading one cold pad cost
+    /// ~25 µs of a ~250 µs decode call.
+    pub fn prefetch_next(&self) {
+        if let Some(p) = self.pads.front() {
+            talaria_kernels::cpu::prefetch(p.r());
+            talaria_kernels::cpu::prefetch(p.rw());
         }
     }
 
@@ -208,6 +227,30 @@ impl PadPool {
         self.pads.clear();
         self.batches.clear();
     }
+}
+
+/// The call's mean whitened energy against the scales pads were drawn at:
+/// `mean_c (rms_c / drawn_c)²`. The DESIGN §3 bound per row is
+/// `Σ_c ½·log₂(1 + (x_c/σ_c)²)`, which (by Jensen) is at most
+/// `d_in·½·log₂(1 + energy/κ²)`: an energy ≤ `stale_ratio²` keeps the call
+/// within the bound at `κ / stale_ratio`. A single channel a few times over
+/// its scale (routine for one decode row) moves the energy little; a channel
+/// with drawn scale 0 and a nonzero value makes it infinite.
+fn stale_energy(rms: &[f64], drawn: &[f64]) -> f64 {
+    let sum: f64 = rms
+        .iter()
+        .zip(drawn)
+        .map(|(&r, &d)| {
+            if r == 0.0 {
+                0.0
+            } else if d > 0.0 {
+                (r / d) * (r / d)
+            } else {
+                f64::INFINITY
+            }
+        })
+        .sum();
+    sum / rms.len().max(1) as f64
 }
 
 #[cfg(test)]
@@ -228,7 +271,7 @@ mod tests {
         let (mut p, mut w, params) = pool(40, 24);
         let mut rng = SecureRng::from_os().unwrap();
         assert_eq!(p.batch_rows(), 64);
-        p.refill(&mut w, &mut rng, &params, &mut Vec::new()).unwrap();
+        p.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
         assert_eq!(p.available(), 48);
         let s = p.stats();
         assert_eq!((s.batches, s.pads_made, s.pads_discarded), (1, 48, 16));
@@ -255,7 +298,7 @@ mod tests {
     fn stale_scales_flush_the_pool() {
         let (mut p, mut w, params) = pool(8, 4);
         let mut rng = SecureRng::from_os().unwrap();
-        p.refill(&mut w, &mut rng, &params, &mut Vec::new()).unwrap();
+        p.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
         let before = p.available();
         // RMS 1.5 ≤ 2 × 1: raised, but the pads stay.
         p.observe(&[1.5f32; 8], 1, &params);
@@ -267,5 +310,31 @@ mod tests {
         let s = p.stats();
         let unused = (p.batch_rows() - p.usable_per_batch()) as u64;
         assert_eq!((s.flushes, s.scale_raises, s.pads_discarded), (1, 2, unused + before as u64));
+    }
+
+    #[test]
+    fn one_channel_over_scale_keeps_the_pool_but_a_hot_row_or_an_unmasked_channel_flushes() {
+        let (mut p, mut w, params) = pool(8, 4);
+        let mut rng = SecureRng::from_os().unwrap();
+        p.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
+        let before = p.available();
+        // Channel 0 at 3× its scale, the rest at 1×: energy (9 + 7) / 8 = 2 ≤ 2².
+        p.observe(&[3.0f32, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], 1, &params);
+        assert_eq!(p.available(), before);
+        // Every channel at 2.5×: energy 6.25 > 4, although no single channel is
+        // more than 2.5× over (and scales were just raised to 3 on channel 0).
+        p.observe(&[2.5f32; 8], 1, &params);
+        assert_eq!(p.available(), 0);
+
+        let id = OpId::new(0, Op::Down);
+        let spec = OpSpec { d_in: 8, d_out: 4, channel_scales: vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0] };
+        let mut q = PadPool::new(id, &spec, &params);
+        q.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
+        let before = q.available();
+        q.observe(&[0.0f32; 8], 1, &params);
+        assert_eq!(q.available(), before, "zeros are within any scale");
+        // A value in a channel whose pads had σ = 0 would go out unmasked.
+        q.observe(&[0.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1e-3], 1, &params);
+        assert_eq!(q.available(), 0);
     }
 }

@@ -9,7 +9,7 @@ use talaria_models::OpId;
 use super::error::RemoError;
 use super::pad::Pad;
 use super::params::RemoParams;
-use super::pool::{PadPool, PoolStats};
+use super::pool::{PadPool, PoolStats, RefillScratch};
 use super::scheme::IdleProgress;
 use super::secure_rng::SecureRng;
 use super::setup::RemoSetup;
@@ -19,8 +19,8 @@ pub struct PadPools {
     params: RemoParams,
     rng: SecureRng,
     pools: BTreeMap<OpId, PadPool>,
-    /// Storage for the mixed batch `U`, shared by all pools.
-    u_buf: Vec<f64>,
+    /// `U` and recycled pad storage, shared by all pools.
+    scratch: RefillScratch,
 }
 
 impl PadPools {
@@ -28,7 +28,7 @@ impl PadPools {
     pub fn new(setup: &RemoSetup, params: RemoParams) -> Result<Self, RemoError> {
         params.validate()?;
         let pools = setup.ids().into_iter().filter_map(|id| Some((id, PadPool::new(id, setup.get(id)?, &params)))).collect();
-        Ok(Self { params, rng: SecureRng::from_os()?, pools, u_buf: Vec::new() })
+        Ok(Self { params, rng: SecureRng::from_os()?, pools, scratch: RefillScratch::default() })
     }
 
     pub fn params(&self) -> &RemoParams {
@@ -53,10 +53,10 @@ impl PadPools {
 
     /// Makes pad batches for `id` now until it holds at least `n` pads.
     pub fn ensure(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, n: usize) -> anyhow::Result<()> {
-        let Self { params, rng, pools, u_buf } = self;
+        let Self { params, rng, pools, scratch } = self;
         let pool = pools.get_mut(&id).ok_or(RemoError::UnknownOp { id })?;
         while pool.available() < n {
-            pool.refill(worker, rng, params, u_buf)?;
+            pool.refill(worker, rng, params, scratch)?;
         }
         Ok(())
     }
@@ -64,6 +64,16 @@ impl PadPools {
     /// Moves `n` pads of `id` out (fails if fewer are ready; see `ensure`).
     pub fn take(&mut self, id: OpId, n: usize) -> Result<Vec<Pad>, RemoError> {
         self.pool_mut(id)?.take(n)
+    }
+
+    /// Prefetches the next pad of the op that usually follows `id` (the next
+    /// op in (layer, op) order, which is the order of a forward pass).
+    pub fn prefetch_after(&self, id: OpId) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let next = self.pools.range((Excluded(id), Unbounded)).next().or_else(|| self.pools.iter().next());
+        if let Some((_, pool)) = next {
+            pool.prefetch_next();
+        }
     }
 
     /// Records real rows of `id` (raising scales, flushing stale pads).

@@ -88,6 +88,7 @@ impl Remo {
         self.pools.ensure(worker, id, rows)?;
         let pads = self.pools.take(id, rows)?;
         masked_matmul(worker, id, x, rows, pads, &mut self.rng, &mut self.scratch, out)?;
+        self.pools.prefetch_after(id);
         self.online_calls += 1;
         self.online_rows += rows as u64;
         Ok(())

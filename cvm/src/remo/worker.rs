@@ -15,6 +15,14 @@ pub trait WorkerMatmul {
     /// computed by the worker.
     fn matmul(&mut self, id: OpId, kind: CallKind, x: &[f64], rows: usize) -> anyhow::Result<Vec<f64>>;
 
+    /// The same product written into `out` (resized to `rows × d_out`), so
+    /// callers can reuse buffers of megabytes instead of faulting in fresh
+    /// ones. `out`'s old contents are overwritten or dropped, never read.
+    fn matmul_into(&mut self, id: OpId, kind: CallKind, x: &[f64], rows: usize, out: &mut Vec<f64>) -> anyhow::Result<()> {
+        *out = self.matmul(id, kind, x, rows)?;
+        Ok(())
+    }
+
     /// Transport counters (calls, bytes, round-trip time, retries), if any.
     fn stats(&self) -> serde_json::Value {
         serde_json::Value::Null

@@ -15,6 +15,12 @@ impl WorkerMatmul for WorkerLink {
         Ok(out)
     }
 
+    fn matmul_into(&mut self, id: OpId, kind: CallKind, x: &[f64], rows: usize, out: &mut Vec<f64>) -> anyhow::Result<()> {
+        let (_, d_out) = self.shape(id).ok_or_else(|| anyhow::anyhow!("the worker does not serve {id}"))?;
+        out.resize(rows * d_out, 0.0);
+        WorkerLink::matmul(self, id, kind, x, rows, out)
+    }
+
     fn stats(&self) -> serde_json::Value {
         self.stats.to_json()
     }

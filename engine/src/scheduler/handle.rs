@@ -101,6 +101,8 @@ impl Drop for EngineHandle {
 }
 
 fn run(mut engine: Engine, rx: Receiver<Command>) {
+    // This thread computes every step: make it a worker of its own pool.
+    let _pool = talaria_kernels::cpu::pool_on_this_thread();
     let stats = engine.stats();
     loop {
         // Busy: take what has arrived. Idle: let the backend work ahead

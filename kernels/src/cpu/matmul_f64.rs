@@ -111,7 +111,7 @@ pub(crate) fn portable(x: &[f64], rows: usize, w: &WeightMatrix, out: &mut [f64]
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::super::dot_f64_avx512::{dot_tile_f64, Bf16To64, F16To64, F32To64, WeightLanes64};
+    use super::super::dot_f64_avx512::{dot_lines_f64, dot_tile_f64, Bf16To64, F16To64, F32To64, WeightLanes64};
     use super::super::parallel::{aligned_ranges, run_tasks, threads, SharedMut};
     use crate::weight::{WeightData, WeightMatrix};
 
@@ -135,6 +135,9 @@ mod avx512 {
         });
     }
 
+    /// Weight rows per step when there are fewer than 3 activation rows.
+    const LINES_NR: usize = 8;
+
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
     unsafe fn tiles<L: WeightLanes64>(
         x: &[f64],
@@ -152,6 +155,18 @@ mod avx512 {
                 *out.get().add((r0 + i) * n + j0 + j) = v;
             }
         };
+        if rows < 3 {
+            // Decode: one activation row (or two) against many weight rows,
+            // whole weight lines per step (see `dot_lines_f64`).
+            for j0 in cols.clone().step_by(LINES_NR) {
+                let ws: [_; LINES_NR] = std::array::from_fn(|j| wp(j0 + j));
+                for r in 0..rows {
+                    let res = dot_lines_f64::<L, LINES_NR>(xp(r), ws, k);
+                    (0..LINES_NR).for_each(|j| store(r, j0, 0, j, res[j]));
+                }
+            }
+            return;
+        }
         for j0 in cols.clone().step_by(4) {
             let ws: [_; 4] = std::array::from_fn(|j| wp(j0 + j));
             let mut r0 = 0;

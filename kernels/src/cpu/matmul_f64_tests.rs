@@ -25,7 +25,7 @@ fn matmul_f64_is_exact_on_representable_data() {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
     // x: 35 significant bits (not f32-representable); w: integers/256 (exact in bf16 and f16).
     for dtype in [WeightDType::F32, WeightDType::Bf16, WeightDType::F16] {
-        for &(rows, n, k) in &[(1, 17, 600), (3, 40, 33), (17, 5, 129), (64, 24, 576), (100, 37, 100)] {
+        for &(rows, n, k) in &[(1, 17, 600), (1, 8, 7), (2, 9, 31), (2, 33, 70), (3, 40, 33), (17, 5, 129), (64, 24, 576), (100, 37, 100)] {
             let x: Vec<f64> = (0..rows * k).map(|_| rng.random_range(-(1i64 << 34)..(1i64 << 34)) as f64 / (1u64 << 34) as f64).collect();
             let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-256i32..=256) as f32 / 256.0).collect();
             let w = WeightMatrix::from_f32(n, k, w, dtype);

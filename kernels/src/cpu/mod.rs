@@ -20,6 +20,7 @@ mod matmul_f64;
 mod matmul_portable;
 mod norm;
 mod parallel;
+mod pool_warmth;
 mod rope;
 mod scratch;
 mod softmax;
@@ -31,6 +32,8 @@ pub use features::CpuFeatures;
 pub use matmul::{matmul, matmul_backend};
 pub use matmul_f64::matmul_f64;
 pub use norm::rms_norm;
+pub use parallel::{join_global_pool, pool_on_this_thread, prefetch};
+pub use pool_warmth::keep_pool_warm;
 pub use rope::RopeTable;
 pub use softmax::{log_softmax, softmax};
 

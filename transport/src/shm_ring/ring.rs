@@ -104,6 +104,7 @@ impl Producer {
             .filter(|&r| r <= cap)
             .ok_or(TransportError::FrameTooLarge { needed: header.payload_len.saturating_add(RECORD_PREFIX), capacity: cap })?;
         cfg.peer.check_closed()?;
+        self.rewind_if_empty(rec)?;
 
         let to_end = cap - self.head % cap;
         if rec > to_end {
@@ -122,6 +123,23 @@ impl Producer {
         prefix[HEADER_OFFSET as usize..HEADER_OFFSET as usize + HEADER_LEN].copy_from_slice(&header.encode());
         fill(self.ring.bytes_mut(off + RECORD_PREFIX, header.payload_len)?);
         self.publish(self.head + rec);
+        Ok(())
+    }
+
+    /// When the consumer has taken everything, the next record goes to
+    /// offset 0 again (a skip record over the rest, published together with
+    /// it) instead of walking on through the ring. Request/response traffic
+    /// then reuses the same few pages, which stay in cache and TLB; walking
+    /// 256 MiB of cold pages cost ~70 µs per 4 KiB frame on a 2-vCPU VM.
+    fn rewind_if_empty(&mut self, rec: u64) -> Result<()> {
+        let off = self.head % self.ring.cap;
+        // The record must end before the skip word the consumer reads at `off`.
+        if off < rec || self.ring.ctrl().tail.0.load(Ordering::Acquire) != self.head {
+            return Ok(());
+        }
+        let to_end = self.ring.cap - off;
+        self.ring.bytes_mut(off, 8)?.copy_from_slice(&(SKIP_FLAG | to_end).to_le_bytes());
+        self.head += to_end;
         Ok(())
     }
 
