@@ -102,17 +102,26 @@ pub(crate) unsafe fn dot_lines_f64<L: WeightLanes64, const NR: usize>(x: *const 
 }
 
 /// `MR × NR` f64 dot products of activation rows `x[i]` with weight rows
-/// `w[j]`, each `k` long; `out[i][j]`.
+/// `w[j]`, each `k` long; `out[i][j]`. With `prefetch_ahead`, also pulls
+/// the weights that many elements on into L2 (callers pass the next tile).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
 #[inline]
 pub(crate) unsafe fn dot_tile_f64<L: WeightLanes64, const MR: usize, const NR: usize>(
     x: [*const f64; MR],
     w: [*const L::Elem; NR],
     k: usize,
+    prefetch_ahead: Option<usize>,
 ) -> [[f64; NR]; MR] {
     let mut acc = [[_mm512_setzero_pd(); NR]; MR];
     let full = k / 8;
     for c in 0..full {
+        if let Some(ahead) = prefetch_ahead {
+            // Into L2, the same columns `ahead` elements further on (the next
+            // tile's rows); a prefetch never faults, even past the end.
+            for wj in w {
+                _mm_prefetch::<_MM_HINT_T1>(wj.wrapping_add(ahead + c * 8).cast());
+            }
+        }
         let wv: [__m512d; NR] = std::array::from_fn(|j| L::load8(w[j].add(c * 8)));
         for i in 0..MR {
             let xv = _mm512_loadu_pd(x[i].add(c * 8));

@@ -171,12 +171,15 @@ mod avx512 {
             let ws: [_; 4] = std::array::from_fn(|j| wp(j0 + j));
             let mut r0 = 0;
             while r0 + 2 < rows {
-                let res = dot_tile_f64::<L, 4, 4>(std::array::from_fn(|i| xp(r0 + i)), ws, k);
+                // The first row group streams these weight rows in from memory:
+                // it also fetches the next four (the tile after) into L2.
+                let ahead = (r0 == 0).then_some(4 * k);
+                let res = dot_tile_f64::<L, 4, 4>(std::array::from_fn(|i| xp(r0 + i)), ws, k, ahead);
                 (0..4).for_each(|i| (0..4).for_each(|j| store(r0, j0, i, j, res[i][j])));
                 r0 += 4;
             }
             while r0 < rows {
-                let res = dot_tile_f64::<L, 1, 4>([xp(r0)], ws, k);
+                let res = dot_tile_f64::<L, 1, 4>([xp(r0)], ws, k, None);
                 (0..4).for_each(|j| store(r0, j0, 0, j, res[0][j]));
                 r0 += 1;
             }
