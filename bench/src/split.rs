@@ -172,12 +172,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let notes = format!(
         "Weights {dtype_name}; confidential = ReMO κ=1e4 exact f64 mode, worker process on the same 2 cores over the shared-memory ring. \
 Pools are filled before each phase (initial fill {fill_s:.1}s for {batches:.0} pad batches); 'refill amortized' adds each position's share of pad-batch time \
-({:.2} ms per position, CVM mixing + worker GEMM; a batch takes {:.1} ms, {:.0} % of it in the worker call). Worker compute is the worker's f64 kernel timed alone on the same shapes; transport = online round trip − worker compute; \
+({:.2} ms per position, CVM mixing + worker GEMM; a batch takes {:.1} ms, {:.0} % of it in the worker call; CVM side per batch: \
+{:.1} ms drawing R, {:.1} ms mixing, {:.1} ms unmixing, {:.1} ms keeping). Worker compute is the worker's f64 kernel timed alone on the same shapes; transport = online round trip − worker compute; \
 masking = linear time − online round trip (it includes pad batches made synchronously on the critical path: \
 {} during prefill, {} during decode, after {} and {} pool flushes). Plain CVM compute {:.2} ms/step (decode).",
         refill_per_token_s * 1e3,
         num(&final_stats, &["remo", "refill_ms"]) / batches.max(1.0),
         100.0 * num(&final_stats, &["remo", "worker_ms"]) / num(&final_stats, &["remo", "refill_ms"]).max(1e-9),
+        num(&final_stats, &["remo", "refill_phases_ms", "draw"]) / batches.max(1.0),
+        num(&final_stats, &["remo", "refill_phases_ms", "mix"]) / batches.max(1.0),
+        num(&final_stats, &["remo", "refill_phases_ms", "unmix"]) / batches.max(1.0),
+        num(&final_stats, &["remo", "refill_phases_ms", "keep"]) / batches.max(1.0),
         num(&conf.stats[1], &["remo", "batches"]) - num(&conf.stats[0], &["remo", "batches"]),
         num(&conf.stats[3], &["remo", "batches"]) - num(&conf.stats[2], &["remo", "batches"]),
         flushes(&conf.stats[1]) - flushes(&conf.stats[0]),

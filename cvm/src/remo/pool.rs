@@ -34,6 +34,8 @@ pub struct PoolStats {
     pub refill_time: Duration,
     /// The worker's share of `refill_time`.
     pub worker_time: Duration,
+    /// Where the CVM's share of `refill_time` goes.
+    pub phases: RefillPhases,
     /// Calls whose rows raised a channel scale.
     pub scale_raises: u64,
     /// Pools emptied because their pads were drawn at a stale scale.
@@ -49,8 +51,31 @@ impl PoolStats {
         self.pads_discarded += o.pads_discarded;
         self.refill_time += o.refill_time;
         self.worker_time += o.worker_time;
+        self.phases.add(&o.phases);
         self.scale_raises += o.scale_raises;
         self.flushes += o.flushes;
+    }
+}
+
+/// The CVM-side phases of pad batches (the worker call is `worker_time`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RefillPhases {
+    /// Gaussian `R` and the mixing's secret parameters.
+    pub draw: Duration,
+    /// `U = M·R`.
+    pub mix: Duration,
+    /// Answer check and `R·W = M⁻¹·(U·W)`.
+    pub unmix: Duration,
+    /// Choosing the kept pads, zeroizing the rest.
+    pub keep: Duration,
+}
+
+impl RefillPhases {
+    pub fn add(&mut self, o: &RefillPhases) {
+        self.draw += o.draw;
+        self.mix += o.mix;
+        self.unmix += o.unmix;
+        self.keep += o.keep;
     }
 }
 
@@ -141,6 +166,7 @@ impl PadPool {
         let mut r = SecretVec::from(scratch.buffers.take(n_p * d_in));
         rng.fill_gaussian_rows(&mut r, &sigma);
         let mixing = Mixing::sample(n_p, params.mixing_rounds, rng)?;
+        let drawn = Instant::now();
         // Every value of `U` is overwritten, so the buffer is only resized.
         scratch.u.resize(n_p * d_in, 0.0);
         let u = &mut scratch.u[..n_p * d_in];
@@ -149,12 +175,13 @@ impl PadPool {
         let asked = Instant::now();
         let mut answer = scratch.buffers.take(n_p * d_out);
         let sent = worker.matmul_into(self.id, CallKind::PadBatch, u, n_p, &mut answer);
-        let worker_time = asked.elapsed();
+        let answered = Instant::now();
         let mut rw = SecretVec::from(answer);
         sent.map_err(|e| e.context(format!("{}: pad batch", self.id)))?;
         check_answer(self.id, &rw, n_p, d_out)?;
         mixing.apply_inverse(&mut rw, d_out)?;
         drop(mixing);
+        let unmixed = Instant::now();
 
         // A uniformly random subset, in random order; the other rows are
         // zeroized now, the kept ones when their last pad is dropped.
@@ -164,10 +191,12 @@ impl PadPool {
         super::wipe::wipe(&mut order);
         self.batches.push_back(BatchScale { remaining: self.usable, scales: self.scales.scales().to_vec() });
 
+        let phases = RefillPhases { draw: drawn - start, mix: asked - drawn, unmix: unmixed - answered, keep: unmixed.elapsed() };
+        self.stats.phases.add(&phases);
+        self.stats.worker_time += answered - asked;
         self.stats.batches += 1;
         self.stats.pads_made += self.usable as u64;
         self.stats.pads_discarded += (n_p - self.usable) as u64;
-        self.stats.worker_time += worker_time;
         self.stats.refill_time += start.elapsed();
         Ok(())
     }

