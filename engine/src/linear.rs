@@ -21,9 +21,22 @@ pub trait Linear: Send {
         Ok(false)
     }
 
+    /// Work that must keep pace with a busy engine, run after each step once
+    /// its outputs are delivered (ReMO: pad refills paced to consumption,
+    /// so no step has to make a whole round of them).
+    fn after_step(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Backend counters for logs and benchmarks (JSON object, or null).
     fn stats(&self) -> serde_json::Value {
         serde_json::Value::Null
+    }
+
+    /// A few lines for a human at the end of a run (ReMO: pools, refill
+    /// phases, leakage bound); `None` when there is nothing to say.
+    fn summary(&self) -> Option<String> {
+        None
     }
 }
 

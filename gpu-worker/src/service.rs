@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use crate::backend::MatmulBackend;
 use crate::fault::{Fault, FaultKind};
-use crate::protocol::{CallKind, Hello, HelloAck, OpShape, WorkerError, WORKER_PROTOCOL};
+use crate::protocol::{first_non_finite, CallKind, Hello, HelloAck, OpShape, WorkerError, WORKER_PROTOCOL};
 use crate::recorder::Recorder;
 
 /// Largest rows of one call; bigger inputs are chunked by the client.
@@ -252,8 +252,8 @@ fn compute_typed<T: bytemuck::Pod>(
 /// Rejects NaN/∞ inputs before computing (an honest CVM never sends them).
 fn check_finite(dtype: DType, payload: &[u8]) -> Result<(), String> {
     let bad = match dtype {
-        DType::F64 => cast::<f64>(payload).iter().position(|v| !v.is_finite()),
-        DType::F32 => cast::<f32>(payload).iter().position(|v| !v.is_finite()),
+        DType::F64 => first_non_finite(&cast::<f64>(payload)),
+        DType::F32 => first_non_finite(&cast::<f32>(payload)),
         _ => None,
     };
     match bad {

@@ -127,6 +127,14 @@ impl Mixing {
         Ok(())
     }
 
+    /// `dst = M⁻¹·src` for row-major `N × cols` matrices (saves a copy).
+    pub fn apply_inverse_from(&self, src: &[f64], dst: &mut [f64], cols: usize) -> Result<(), RemoError> {
+        self.check(src, cols)?;
+        self.check(dst, cols)?;
+        self.run(Some(src), dst, cols, Direction::Inverse);
+        Ok(())
+    }
+
     /// Transforms `dst` (or `src` into `dst`) block of columns by block of
     /// columns, in parallel; each block stays in cache through all rounds.
     fn run(&self, src: Option<&[f64]>, dst: &mut [f64], cols: usize, dir: Direction) {
@@ -199,7 +207,8 @@ unsafe fn process_block_avx2(
 }
 
 /// Forward: the first round gathers straight from the source rows, the
-/// result is stored once. Inverse: the block is loaded once, the last
+/// result is stored once. Inverse: the block is loaded once (from the
+/// source rows when given), the last
 /// round scatters straight into it. Rounds in between ping-pong between
 /// the two scratch halves.
 #[inline(always)]
@@ -229,7 +238,12 @@ fn process_block_generic(
             block.store(cur);
         }
         Direction::Inverse => {
-            block.load(cur);
+            match src {
+                Some(m) => {
+                    cur.chunks_exact_mut(w).enumerate().for_each(|(i, row)| row.copy_from_slice(&m[i * cols + c0..i * cols + c0 + w]))
+                }
+                None => block.load(cur),
+            }
             for r in rounds[1..].iter().rev() {
                 let to: &mut [f64] = next;
                 scatter_round(r, cur, n, w, |i, d, row| to[i * w..(i + 1) * w].iter_mut().zip(row).for_each(|(x, y)| *x = d * y));
@@ -343,7 +357,10 @@ mod tests {
             if n >= 128 {
                 assert!(rel_err(&b, &a) > 0.5, "n {n}: mixing changed almost nothing");
             }
+            let mut back = vec![0.0; n * cols];
+            m.apply_inverse_from(&b, &mut back, cols).unwrap();
             m.apply_inverse(&mut b, cols).unwrap();
+            assert_eq!(back, b, "apply_inverse_from and apply_inverse differ");
             assert!(rel_err(&b, &a) < 1e-14, "n {n}: round trip error {}", rel_err(&b, &a));
         }
     }

@@ -6,7 +6,7 @@ use talaria_models::OpId;
 use super::error::RemoError;
 use super::pad::Pad;
 use super::secure_rng::SecureRng;
-use super::worker::{check_answer, CallKind, WorkerMatmul};
+use super::worker::{CallKind, WorkerMatmul};
 
 /// The precision results are written in (the subtraction is always f64).
 pub trait FromF64: Copy {
@@ -25,12 +25,11 @@ impl FromF64 for f64 {
     }
 }
 
-/// Buffers reused across online calls, so a call allocates nothing per row.
+/// Reused across online calls (the rows themselves go straight into the
+/// transport's frame).
 #[derive(Default)]
 pub struct OnlineScratch {
     perm: Vec<usize>,
-    masked: Vec<f64>,
-    answer: Vec<f64>,
 }
 
 /// `out (rows × d_out) = X·W` for the real rows `x` (`rows × d_in`),
@@ -62,26 +61,30 @@ pub fn masked_matmul<X: Copy + Into<f64>, O: FromF64>(
         return Err(RemoError::Shape { id, what: "output", got: out.len(), expected: rows * d_out }.into());
     }
 
-    // Row j of X̃ is row perm[j] of X + R.
+    // Row j of X̃ is row perm[j] of X + R; it is written straight into the
+    // outgoing frame, and the answer unmasked straight from the incoming one.
     rng.permutation(rows, &mut scratch.perm);
-    scratch.masked.clear();
-    scratch.masked.reserve(rows * d_in);
-    for &i in &scratch.perm {
-        let r = pads[i].r();
-        scratch.masked.extend(x[i * d_in..(i + 1) * d_in].iter().zip(r).map(|(&x, &r)| x.into() + r));
-    }
-
+    let perm = &scratch.perm;
     worker
-        .matmul_into(id, CallKind::Online, &scratch.masked, rows, &mut scratch.answer)
+        .matmul_in_place(
+            id,
+            CallKind::Online,
+            rows,
+            d_in,
+            d_out,
+            &mut |masked| {
+                for (dst, &i) in masked.chunks_exact_mut(d_in).zip(perm) {
+                    let src = x[i * d_in..(i + 1) * d_in].iter().zip(pads[i].r());
+                    dst.iter_mut().zip(src).for_each(|(m, (&x, &r))| *m = x.into() + r);
+                }
+            },
+            &mut |y| {
+                for (yj, &i) in y.chunks_exact(d_out).zip(perm) {
+                    let dst = &mut out[i * d_out..(i + 1) * d_out];
+                    dst.iter_mut().zip(yj).zip(pads[i].rw()).for_each(|((o, &yv), &rw)| *o = O::from_f64(yv - rw));
+                }
+            },
+        )
         .map_err(|e| e.context(format!("{id}: online call")))?;
-    let y = &scratch.answer;
-    check_answer(id, y, rows, d_out)?;
-
-    for (j, &i) in scratch.perm.iter().enumerate() {
-        let dst = &mut out[i * d_out..(i + 1) * d_out];
-        for ((o, &yv), &rw) in dst.iter_mut().zip(&y[j * d_out..(j + 1) * d_out]).zip(pads[i].rw()) {
-            *o = O::from_f64(yv - rw);
-        }
-    }
     Ok(())
 }

@@ -15,7 +15,7 @@ use super::scales::ChannelScales;
 use super::secure_rng::SecureRng;
 use super::setup::OpSpec;
 use super::wipe::SecretVec;
-use super::worker::{check_answer, CallKind, WorkerMatmul};
+use super::worker::{CallKind, WorkerMatmul};
 
 /// Counters of one pool (or, summed, of all pools).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -79,11 +79,9 @@ impl RefillPhases {
     }
 }
 
-/// What refills reuse across batches: the public mixed batch `U` (what the
-/// worker is sent) and the recycled storage of `R` and `R·W`.
+/// What refills reuse across batches: the recycled storage of `R` and `R·W`.
 #[derive(Default)]
 pub struct RefillScratch {
-    pub u: Vec<f64>,
     pub buffers: PadBuffers,
 }
 
@@ -151,8 +149,7 @@ impl PadPool {
 
     /// Makes one pad batch: draws `R`, sends `U = M·R`, recovers
     /// `R·W = M⁻¹·(U·W)`, keeps a uniformly random `usable` of the `N_p`
-    /// pads and zeroizes the rest. `scratch` holds reused storage (`U` is public:
-    /// it is what the worker is sent).
+    /// pads and zeroizes the rest. `scratch` holds reused storage.
     pub fn refill(
         &mut self,
         worker: &mut dyn WorkerMatmul,
@@ -167,21 +164,38 @@ impl PadPool {
         rng.fill_gaussian_rows(&mut r, &sigma);
         let mixing = Mixing::sample(n_p, params.mixing_rounds, rng)?;
         let drawn = Instant::now();
-        // Every value of `U` is overwritten, so the buffer is only resized.
-        scratch.u.resize(n_p * d_in, 0.0);
-        let u = &mut scratch.u[..n_p * d_in];
-        mixing.apply_from(&r, u, d_in)?;
 
+        // `U = M·R` is written straight into the outgoing frame and
+        // `R·W = M⁻¹·(U·W)` read straight from the answer (no copies of
+        // tens of MB). On a retry both run again, from the same `R` and `M`.
+        let mut rw = SecretVec::from(scratch.buffers.take(n_p * d_out));
+        let (mut mix_time, mut unmix_time) = (Duration::ZERO, Duration::ZERO);
+        let mut mixed: Result<(), RemoError> = Ok(());
+        let mut unmixed: Result<(), RemoError> = Ok(());
         let asked = Instant::now();
-        let mut answer = scratch.buffers.take(n_p * d_out);
-        let sent = worker.matmul_into(self.id, CallKind::PadBatch, u, n_p, &mut answer);
-        let answered = Instant::now();
-        let mut rw = SecretVec::from(answer);
+        let sent = worker.matmul_in_place(
+            self.id,
+            CallKind::PadBatch,
+            n_p,
+            d_in,
+            d_out,
+            &mut |u| {
+                let t = Instant::now();
+                mixed = mixing.apply_from(&r, u, d_in);
+                mix_time += t.elapsed();
+            },
+            &mut |uw| {
+                let t = Instant::now();
+                unmixed = mixing.apply_inverse_from(uw, &mut rw, d_out);
+                unmix_time += t.elapsed();
+            },
+        );
+        let worker_time = asked.elapsed().saturating_sub(mix_time + unmix_time);
         sent.map_err(|e| e.context(format!("{}: pad batch", self.id)))?;
-        check_answer(self.id, &rw, n_p, d_out)?;
-        mixing.apply_inverse(&mut rw, d_out)?;
+        mixed?;
+        unmixed?;
         drop(mixing);
-        let unmixed = Instant::now();
+        let unmixed_at = Instant::now();
 
         // A uniformly random subset, in random order; the other rows are
         // zeroized now, the kept ones when their last pad is dropped.
@@ -191,9 +205,9 @@ impl PadPool {
         super::wipe::wipe(&mut order);
         self.batches.push_back(BatchScale { remaining: self.usable, scales: self.scales.scales().to_vec() });
 
-        let phases = RefillPhases { draw: drawn - start, mix: asked - drawn, unmix: unmixed - answered, keep: unmixed.elapsed() };
+        let phases = RefillPhases { draw: drawn - start, mix: mix_time, unmix: unmix_time, keep: unmixed_at.elapsed() };
         self.stats.phases.add(&phases);
-        self.stats.worker_time += answered - asked;
+        self.stats.worker_time += worker_time;
         self.stats.batches += 1;
         self.stats.pads_made += self.usable as u64;
         self.stats.pads_discarded += (n_p - self.usable) as u64;

@@ -19,16 +19,25 @@ pub struct PadPools {
     params: RemoParams,
     rng: SecureRng,
     pools: BTreeMap<OpId, PadPool>,
-    /// `U` and recycled pad storage, shared by all pools.
+    /// Recycled pad storage, shared by all pools.
     scratch: RefillScratch,
+    /// Pads used so far, in batches (each pool's pads used / its usable pads
+    /// per batch, summed), when `refill_paced` last ran.
+    paced_use: f64,
+    /// Batches `refill_paced` still owes (carried between calls).
+    pace_credit: f64,
 }
+
+/// At most this many batches owed are carried between steps, so pacing
+/// does not burst after a pause.
+const MAX_PACE_CREDIT: f64 = 4.0;
 
 impl PadPools {
     /// Empty pools for every op of `setup`.
     pub fn new(setup: &RemoSetup, params: RemoParams) -> Result<Self, RemoError> {
         params.validate()?;
         let pools = setup.ids().into_iter().filter_map(|id| Some((id, PadPool::new(id, setup.get(id)?, &params)))).collect();
-        Ok(Self { params, rng: SecureRng::from_os()?, pools, scratch: RefillScratch::default() })
+        Ok(Self { params, rng: SecureRng::from_os()?, pools, scratch: RefillScratch::default(), paced_use: 0.0, pace_credit: 0.0 })
     }
 
     pub fn params(&self) -> &RemoParams {
@@ -53,7 +62,7 @@ impl PadPools {
 
     /// Makes pad batches for `id` now until it holds at least `n` pads.
     pub fn ensure(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, n: usize) -> anyhow::Result<()> {
-        let Self { params, rng, pools, scratch } = self;
+        let Self { params, rng, pools, scratch, .. } = self;
         let pool = pools.get_mut(&id).ok_or(RemoError::UnknownOp { id })?;
         while pool.available() < n {
             pool.refill(worker, rng, params, scratch)?;
@@ -100,6 +109,35 @@ impl PadPools {
         Ok(progress)
     }
 
+    /// Keeps pad production in step with consumption while the engine is
+    /// busy: makes as many batches as were used up since the last call
+    /// (fractions carried over), each for the emptiest pool holding less
+    /// than one batch (so no pool holds more than two). Without it a busy server never has idle time, every
+    /// pool runs dry in the same step, and that step makes a whole round
+    /// of batches (at 16 streams, 120 batches: a multi-second stall).
+    /// Returns the batches made.
+    pub fn refill_paced(&mut self, worker: &mut dyn WorkerMatmul) -> anyhow::Result<usize> {
+        let used: f64 = self.pools.values().map(|p| p.stats().pads_used as f64 / p.usable_per_batch() as f64).sum();
+        self.pace_credit = (self.pace_credit + used - self.paced_use).min(MAX_PACE_CREDIT);
+        self.paced_use = used;
+        let mut made = 0;
+        while self.pace_credit >= 1.0 {
+            let Some(id) = self
+                .pools
+                .values()
+                .filter(|p| p.available() < p.usable_per_batch())
+                .min_by_key(|p| (p.available(), p.id()))
+                .map(PadPool::id)
+            else {
+                break;
+            };
+            self.ensure(worker, id, self.available(id) + 1)?;
+            self.pace_credit -= 1.0;
+            made += 1;
+        }
+        Ok(made)
+    }
+
     fn emptiest_below_low_water(&self) -> Option<OpId> {
         self.pools.values().filter(|p| p.available() < self.params.low_water).min_by_key(|p| (p.available(), p.id())).map(PadPool::id)
     }
@@ -109,5 +147,50 @@ impl PadPools {
         let mut total = PoolStats::default();
         self.pools.values().for_each(|p| total.add(&p.stats()));
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::remo::recording_worker::RecordingWorker;
+    use crate::remo::setup::OpSpec;
+    use talaria_models::Op;
+
+    #[test]
+    fn paced_refills_match_consumption_and_go_to_the_emptiest_pool() {
+        let (a, b) = (OpId::new(0, Op::O), OpId::new(1, Op::O));
+        let (d_in, d_out) = (16, 8);
+        let ops: HashMap<OpId, OpSpec> = [a, b].iter().map(|&id| (id, OpSpec { d_in, d_out, channel_scales: vec![1.0; d_in] })).collect();
+        let setup = RemoSetup::new(ops).unwrap();
+        let mut worker = RecordingWorker::random(&[(a, d_in, d_out), (b, d_in, d_out)], 3);
+        let mut pools = PadPools::new(&setup, RemoParams::default()).unwrap();
+        pools.ensure(&mut worker, a, 1).unwrap();
+        pools.ensure(&mut worker, b, 1).unwrap();
+        let usable = pools.pool(a).unwrap().usable_per_batch();
+        assert_eq!(pools.refill_paced(&mut worker).unwrap(), 0, "nothing used: nothing owed");
+
+        // Three quarters of a batch from a: 0.75 owed, nothing made yet.
+        drop(pools.take(a, usable * 3 / 4).unwrap());
+        assert_eq!(pools.refill_paced(&mut worker).unwrap(), 0);
+
+        // A quarter from b: one batch owed, for the emptiest pool (a).
+        drop(pools.take(b, usable / 4).unwrap());
+        let (before_a, before_b) = (pools.available(a), pools.available(b));
+        assert!(before_a < before_b);
+        assert_eq!(pools.refill_paced(&mut worker).unwrap(), 1);
+        assert_eq!(pools.available(a), before_a + usable);
+        assert_eq!(pools.available(b), before_b);
+        assert_eq!(pools.refill_paced(&mut worker).unwrap(), 0, "nothing owed right after");
+
+        // One more batch used: only pools holding less than one batch are
+        // refilled (a holds more).
+        drop(pools.take(b, pools.available(b)).unwrap());
+        drop(pools.take(a, usable / 4).unwrap());
+        assert!(pools.available(a) >= usable);
+        assert_eq!(pools.refill_paced(&mut worker).unwrap(), 1, "only b may be refilled");
+        assert_eq!(pools.available(b), usable);
     }
 }

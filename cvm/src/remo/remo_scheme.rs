@@ -117,6 +117,10 @@ impl MaskScheme for Remo {
         self.pools.refill_idle(worker, budget)
     }
 
+    fn after_step(&mut self, worker: &mut dyn WorkerMatmul) -> anyhow::Result<()> {
+        self.pools.refill_paced(worker).map(drop)
+    }
+
     fn report(&self) -> Option<RemoReport> {
         Some(self.remo_report())
     }

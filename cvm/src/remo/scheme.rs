@@ -33,6 +33,12 @@ pub trait MaskScheme: Send {
         Ok(IdleProgress::default())
     }
 
+    /// Work that keeps pace with a busy engine, after each step (ReMO: pad
+    /// refills in proportion to the pads used).
+    fn after_step(&mut self, _worker: &mut dyn WorkerMatmul) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// ReMO's statistics and leakage bound, where the scheme has them.
     fn report(&self) -> Option<RemoReport> {
         None

@@ -57,6 +57,9 @@ impl MaskScheme for ServingScheme {
     fn idle(&mut self, worker: &mut dyn WorkerMatmul, budget: Duration) -> anyhow::Result<IdleProgress> {
         self.inner_mut().idle(worker, budget)
     }
+    fn after_step(&mut self, worker: &mut dyn WorkerMatmul) -> anyhow::Result<()> {
+        self.inner_mut().after_step(worker)
+    }
     fn report(&self) -> Option<RemoReport> {
         self.inner().report()
     }
@@ -98,6 +101,14 @@ impl Linear for MaskedLinear {
 
     fn idle(&mut self, budget: Duration) -> anyhow::Result<bool> {
         Ok(MaskedLinear::idle(self, budget)?.batches_made > 0)
+    }
+
+    fn after_step(&mut self) -> anyhow::Result<()> {
+        self.scheme.after_step(self.worker.as_mut())
+    }
+
+    fn summary(&self) -> Option<String> {
+        self.report().map(|r| r.to_string())
     }
 
     fn stats(&self) -> serde_json::Value {

@@ -15,11 +15,28 @@ pub trait WorkerMatmul {
     /// computed by the worker.
     fn matmul(&mut self, id: OpId, kind: CallKind, x: &[f64], rows: usize) -> anyhow::Result<Vec<f64>>;
 
-    /// The same product written into `out` (resized to `rows × d_out`), so
-    /// callers can reuse buffers of megabytes instead of faulting in fresh
-    /// ones. `out`'s old contents are overwritten or dropped, never read.
-    fn matmul_into(&mut self, id: OpId, kind: CallKind, x: &[f64], rows: usize, out: &mut Vec<f64>) -> anyhow::Result<()> {
-        *out = self.matmul(id, kind, x, rows)?;
+    /// The product with the input written and the answer read in place:
+    /// `fill` writes the `rows × d_in` rows to send, `take` reads the
+    /// `rows × d_out` answer, already checked (shape, all finite). Either
+    /// may run more than once when the call is retried. The default goes
+    /// through buffers; a transport overrides it to skip copies of pad
+    /// batches (tens of MB each way).
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_in_place(
+        &mut self,
+        id: OpId,
+        kind: CallKind,
+        rows: usize,
+        d_in: usize,
+        d_out: usize,
+        fill: &mut dyn FnMut(&mut [f64]),
+        take: &mut dyn FnMut(&[f64]),
+    ) -> anyhow::Result<()> {
+        let mut x = vec![0.0; rows * d_in];
+        fill(&mut x);
+        let y = self.matmul(id, kind, &x, rows)?;
+        check_answer(id, &y, rows, d_out)?;
+        take(&y);
         Ok(())
     }
 

@@ -85,19 +85,9 @@ enum Failure {
 }
 
 /// Element types calls carry.
-pub trait WireFloat: Element + Copy {
-    fn finite(self) -> bool;
-}
-impl WireFloat for f64 {
-    fn finite(self) -> bool {
-        self.is_finite()
-    }
-}
-impl WireFloat for f32 {
-    fn finite(self) -> bool {
-        self.is_finite()
-    }
-}
+pub trait WireFloat: Element + Copy + Sync + Into<f64> {}
+impl WireFloat for f64 {}
+impl WireFloat for f32 {}
 
 impl WorkerLink {
     pub fn connect(target: WorkerTarget, manifest_hash: String, remo: serde_json::Value) -> anyhow::Result<Self> {
@@ -172,22 +162,71 @@ impl WorkerLink {
     pub fn matmul<T: WireFloat>(&mut self, id: OpId, kind: CallKind, x: &[T], rows: usize, out: &mut [T]) -> anyhow::Result<()> {
         let (d_in, d_out) = self.shape(id).ok_or_else(|| anyhow!("the worker does not serve {id}"))?;
         anyhow::ensure!(x.len() == rows * d_in && out.len() == rows * d_out, "{id}: {rows} rows do not match x/out sizes");
-        let max_payload = self.conn.as_ref().map(|c| c.max_payload_len()).unwrap_or(64 << 20) as usize;
-        let per_row = d_in.max(d_out) * std::mem::size_of::<T>() + 256;
-        let chunk = (max_payload / 2 / per_row).clamp(1, 1 << 15);
+        let chunk = self.rows_per_frame::<T>(d_in, d_out);
         let t0 = Instant::now();
         for (xc, oc) in x.chunks(chunk * d_in).zip(out.chunks_mut(chunk * d_out)) {
-            self.call_with_retry(Call { id, kind, rows: xc.len() / d_in, d_in, d_out }, xc, oc)?;
+            let bytes: &[u8] = bytemuck::cast_slice(xc);
+            let c = Call { id, kind, rows: xc.len() / d_in, d_in, d_out };
+            self.call_with_retry(c, &mut |buf| buf.copy_from_slice(bytes), &mut |vals: &[T]| oc.copy_from_slice(vals))?;
         }
+        self.count(kind, rows, t0);
+        Ok(())
+    }
+
+    /// The same product without intermediate buffers: `fill` writes the
+    /// `rows × d_in` input straight into the outgoing frame and `take` reads
+    /// the validated `rows × d_out` answer straight from the incoming one
+    /// (a pad batch is tens of MB each way). Both run again when the call is
+    /// retried. Returns `Ok(false)`, having called neither, when the rows do
+    /// not fit one frame.
+    pub fn matmul_in_place(
+        &mut self,
+        id: OpId,
+        kind: CallKind,
+        rows: usize,
+        fill: &mut dyn FnMut(&mut [f64]),
+        take: &mut dyn FnMut(&[f64]),
+    ) -> anyhow::Result<bool> {
+        let (d_in, d_out) = self.shape(id).ok_or_else(|| anyhow!("the worker does not serve {id}"))?;
+        if rows > self.rows_per_frame::<f64>(d_in, d_out) {
+            return Ok(false);
+        }
+        let t0 = Instant::now();
+        let mut fill_bytes = |buf: &mut [u8]| match bytemuck::try_cast_slice_mut::<u8, f64>(buf) {
+            Ok(x) => fill(x),
+            Err(_) => {
+                // Payloads are 64-byte aligned on both transports; stay correct if not.
+                let mut x = vec![0f64; buf.len() / 8];
+                fill(&mut x);
+                buf.copy_from_slice(bytemuck::cast_slice(&x));
+            }
+        };
+        self.call_with_retry(Call { id, kind, rows, d_in, d_out }, &mut fill_bytes, take)?;
+        self.count(kind, rows, t0);
+        Ok(true)
+    }
+
+    /// Rows of one op that fit a frame each way (at most 32 Ki).
+    fn rows_per_frame<T>(&self, d_in: usize, d_out: usize) -> usize {
+        let max_payload = self.conn.as_ref().map(|c| c.max_payload_len()).unwrap_or(64 << 20) as usize;
+        let per_row = d_in.max(d_out) * std::mem::size_of::<T>() + 256;
+        (max_payload / 2 / per_row).clamp(1, 1 << 15)
+    }
+
+    fn count(&mut self, kind: CallKind, rows: usize, t0: Instant) {
         let dt = t0.elapsed().as_secs_f64();
         self.stats.round_trip_s += dt;
         *self.stats.per_kind_s.entry(kind.name()).or_default() += dt;
         self.stats.calls += 1;
         self.stats.rows += rows as u64;
-        Ok(())
     }
 
-    fn call_with_retry<T: WireFloat>(&mut self, c: Call, x: &[T], out: &mut [T]) -> anyhow::Result<()> {
+    fn call_with_retry<T: WireFloat>(
+        &mut self,
+        c: Call,
+        fill: &mut dyn FnMut(&mut [u8]),
+        take: &mut dyn FnMut(&[T]),
+    ) -> anyhow::Result<()> {
         let Call { id, .. } = c;
         let mut last: Option<anyhow::Error> = None;
         for attempt in 0..MAX_ATTEMPTS {
@@ -200,7 +239,7 @@ impl WorkerLink {
                 last = Some(e);
                 continue;
             }
-            match self.try_call(c, x, out) {
+            match self.try_call(c, fill, take) {
                 Ok(()) => return Ok(()),
                 Err(Failure::Lost(e)) => {
                     warn!("{id}: worker lost ({e:#}); reconnecting and re-sending the call");
@@ -217,7 +256,7 @@ impl WorkerLink {
         Err(last.unwrap_or_else(|| anyhow!("no attempt made"))).with_context(|| format!("{id}: the worker failed {MAX_ATTEMPTS} times"))
     }
 
-    fn try_call<T: WireFloat>(&mut self, c: Call, x: &[T], out: &mut [T]) -> Result<(), Failure> {
+    fn try_call<T: WireFloat>(&mut self, c: Call, fill: &mut dyn FnMut(&mut [u8]), take: &mut dyn FnMut(&[T])) -> Result<(), Failure> {
         let Call { id, kind, rows, d_in, d_out } = c;
         let call_id = self.next_call_id;
         self.next_call_id += 1;
@@ -228,9 +267,8 @@ impl WorkerLink {
             id.op.code(),
             kind.code(),
         );
-        let bytes: &[u8] = bytemuck::cast_slice(x);
-        conn.send_with(header, &mut |buf| buf.copy_from_slice(bytes)).map_err(|e| Failure::Lost(e.into()))?;
-        self.stats.bytes_sent += bytes.len() as u64;
+        conn.send_with(header, fill).map_err(|e| Failure::Lost(e.into()))?;
+        self.stats.bytes_sent += (rows * d_in * std::mem::size_of::<T>()) as u64;
         // Frames of earlier, abandoned attempts may still arrive: skip them.
         for _ in 0..64 {
             let frame = conn.recv(Some(CALL_TIMEOUT)).map_err(|e| Failure::Lost(e.into()))?;
@@ -250,10 +288,10 @@ impl WorkerLink {
                         )));
                     }
                     let vals = frame.elements::<T>().map_err(|e| Failure::BadAnswer(e.into()))?;
-                    if let Some(i) = vals.iter().position(|v| !v.finite()) {
+                    if let Some(i) = talaria_gpu_worker::first_non_finite(&vals) {
                         return Err(Failure::BadAnswer(anyhow!("non-finite value at element {i} of the answer")));
                     }
-                    out.copy_from_slice(&vals);
+                    take(&vals);
                     self.stats.bytes_received += frame.payload().len() as u64;
                     Ok(())
                 }

@@ -15,10 +15,28 @@ impl WorkerMatmul for WorkerLink {
         Ok(out)
     }
 
-    fn matmul_into(&mut self, id: OpId, kind: CallKind, x: &[f64], rows: usize, out: &mut Vec<f64>) -> anyhow::Result<()> {
-        let (_, d_out) = self.shape(id).ok_or_else(|| anyhow::anyhow!("the worker does not serve {id}"))?;
-        out.resize(rows * d_out, 0.0);
-        WorkerLink::matmul(self, id, kind, x, rows, out)
+    fn matmul_in_place(
+        &mut self,
+        id: OpId,
+        kind: CallKind,
+        rows: usize,
+        d_in: usize,
+        d_out: usize,
+        fill: &mut dyn FnMut(&mut [f64]),
+        take: &mut dyn FnMut(&[f64]),
+    ) -> anyhow::Result<()> {
+        let shape = self.shape(id).ok_or_else(|| anyhow::anyhow!("the worker does not serve {id}"))?;
+        anyhow::ensure!(shape == (d_in, d_out), "{id}: the worker's shape {shape:?} is not {d_in}×{d_out}");
+        if WorkerLink::matmul_in_place(self, id, kind, rows, fill, take)? {
+            return Ok(());
+        }
+        // Too many rows for one frame: through buffers, chunked.
+        let mut x = vec![0.0; rows * d_in];
+        fill(&mut x);
+        let mut y = vec![0.0; rows * d_out];
+        WorkerLink::matmul(self, id, kind, &x, rows, &mut y)?;
+        take(&y);
+        Ok(())
     }
 
     fn stats(&self) -> serde_json::Value {

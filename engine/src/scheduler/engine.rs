@@ -131,6 +131,11 @@ impl Engine {
         self.linear.name()
     }
 
+    /// The backend's end-of-run summary (see `Linear::summary`).
+    pub fn linear_summary(&self) -> Option<String> {
+        self.linear.summary()
+    }
+
     pub fn has_work(&self) -> bool {
         self.sched.has_work()
     }
@@ -244,6 +249,11 @@ impl Engine {
         self.sched.running.retain(|s| !s.finished);
         self.deliver(outputs);
         self.publish();
+        if !scheduled.is_empty() {
+            if let Err(e) = self.linear.after_step() {
+                tracing::warn!("backend work after the step failed: {e:#}");
+            }
+        }
         report
     }
 

@@ -130,6 +130,9 @@ fn run(mut engine: Engine, rx: Receiver<Command>) {
         }
         if shutdown {
             engine.abort_all("the server is shutting down");
+            if let Some(summary) = engine.linear_summary() {
+                tracing::info!("{} backend at shutdown:\n{summary}", engine.linear_name());
+            }
             break;
         }
         if engine.has_work() && catch_unwind(AssertUnwindSafe(|| engine.step())).is_err() {
