@@ -43,6 +43,8 @@ pub struct RemoReport {
     pub pads_used: u64,
     pub pads_discarded: u64,
     pub pads_available: usize,
+    /// Ops whose real rows exceeded the calibration scales (σ raised).
+    pub ops_raised: usize,
     /// Wall time of all pad batches, and the worker's share of it.
     pub refill_ms: f64,
     pub worker_ms: f64,
@@ -95,6 +97,7 @@ impl RemoReport {
             pads_used: t.pads_used,
             pads_discarded: t.pads_discarded,
             pads_available: t.pads_available,
+            ops_raised: ops.iter().filter(|o| o.scale_raises > 0).count(),
             refill_ms: ms(t.refill_time),
             worker_ms: ms(t.worker_time),
             refill_phases_ms: t.phases.into(),

@@ -13,13 +13,12 @@ pub struct ChannelScales {
     /// Per-channel RMS of the last observed call.
     last_rms: Vec<f64>,
     raises: u64,
-    warned: bool,
 }
 
 impl ChannelScales {
     pub fn new(id: OpId, scales: Vec<f64>) -> Self {
         let d = scales.len();
-        Self { id, scales, observed_max: vec![0.0; d], last_rms: vec![0.0; d], raises: 0, warned: false }
+        Self { id, scales, observed_max: vec![0.0; d], last_rms: vec![0.0; d], raises: 0 }
     }
 
     pub fn scales(&self) -> &[f64] {
@@ -73,19 +72,10 @@ impl ChannelScales {
             return false;
         }
         self.raises += 1;
-        // Small excesses are routine (calibration is one text); a large one
-        // is worth a warning, once per op.
-        if !self.warned && worst > 4.0 {
-            self.warned = true;
-            tracing::warn!(
-                op = %self.id,
-                channels = raised,
-                max_ratio = worst,
-                "real rows exceed the calibration channel scales; raising the pad σ for this op (further raises logged at debug)"
-            );
-        } else {
-            tracing::debug!(op = %self.id, channels = raised, max_ratio = worst, "raised channel scales");
-        }
+        // Routine (calibration is one public text), and the raise already
+        // protects the call: logged at debug, counted in the run's summary
+        // (a warning per op interleaved with the streamed answer).
+        tracing::debug!(op = %self.id, channels = raised, max_ratio = worst, "raised channel scales");
         true
     }
 }
