@@ -6,10 +6,10 @@ use talaria_models::OpId;
 use super::error::RemoError;
 use super::pad::Pad;
 use super::secure_rng::SecureRng;
-use super::worker::{CallKind, WorkerMatmul};
+use super::worker::{check_finite, CallKind, WorkerMatmul};
 
 /// The precision results are written in (the subtraction is always f64).
-pub trait FromF64: Copy {
+pub trait FromF64: Copy + Sync + Into<f64> {
     fn from_f64(v: f64) -> Self;
 }
 
@@ -86,5 +86,7 @@ pub fn masked_matmul<X: Copy + Into<f64>, O: FromF64>(
             },
         )
         .map_err(|e| e.context(format!("{id}: online call")))?;
+    // Checked again in private memory (see `WorkerMatmul::matmul_in_place`).
+    check_finite(id, "unmasked output", out)?;
     Ok(())
 }

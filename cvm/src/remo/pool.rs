@@ -15,7 +15,7 @@ use super::scales::ChannelScales;
 use super::secure_rng::SecureRng;
 use super::setup::OpSpec;
 use super::wipe::SecretVec;
-use super::worker::{CallKind, WorkerMatmul};
+use super::worker::{check_finite, CallKind, WorkerMatmul};
 
 /// Counters of one pool (or, summed, of all pools).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -194,6 +194,9 @@ impl PadPool {
         sent.map_err(|e| e.context(format!("{}: pad batch", self.id)))?;
         mixed?;
         unmixed?;
+        // The answer was checked in the transport's buffer, which a worker on
+        // shared memory can still write: check what was derived from it.
+        check_finite(self.id, "pads R·W", &rw)?;
         drop(mixing);
         let unmixed_at = Instant::now();
 

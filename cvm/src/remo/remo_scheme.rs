@@ -62,7 +62,7 @@ impl Remo {
         self.masked(worker, id, x, rows, out)
     }
 
-    fn masked<X: Copy + Into<f64>, O: FromF64>(
+    fn masked<X: Copy + Sync + Into<f64>, O: FromF64>(
         &mut self,
         worker: &mut dyn WorkerMatmul,
         id: OpId,

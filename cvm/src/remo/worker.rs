@@ -17,7 +17,9 @@ pub trait WorkerMatmul {
 
     /// The product with the input written and the answer read in place:
     /// `fill` writes the `rows × d_in` rows to send, `take` reads the
-    /// `rows × d_out` answer, already checked (shape, all finite). Either
+    /// `rows × d_out` answer, checked (shape, all finite) just before. On
+    /// shared memory the worker could still rewrite the answer while `take`
+    /// reads it, so callers check what they derived from it again. `fill`
     /// may run more than once when the call is retried. The default goes
     /// through buffers; a transport overrides it to skip copies of pad
     /// batches (tens of MB each way).
@@ -57,15 +59,11 @@ pub(crate) fn check_answer(id: OpId, y: &[f64], rows: usize, d_out: usize) -> Re
 
 /// Checks that every value is finite (NaN or ∞ would break the masking
 /// arithmetic and, on input, mark a row to the worker).
-pub(crate) fn check_finite<T: Copy + Into<f64>>(id: OpId, what: &'static str, v: &[T]) -> Result<(), RemoError> {
-    // `x·0` is 0 for finite x and NaN otherwise; summing without early
-    // exit vectorizes. Only a failing buffer is searched for the index.
-    let all_finite = v.chunks(256).all(|c| c.iter().fold(0.0f64, |acc, &x| acc + x.into() * 0.0) == 0.0);
-    if all_finite {
-        return Ok(());
+pub(crate) fn check_finite<T: Copy + Sync + Into<f64>>(id: OpId, what: &'static str, v: &[T]) -> Result<(), RemoError> {
+    match talaria_gpu_worker::first_non_finite(v) {
+        None => Ok(()),
+        Some(index) => Err(RemoError::NonFinite { id, what, index }),
     }
-    let index = v.iter().position(|&a| !a.into().is_finite()).unwrap_or(0);
-    Err(RemoError::NonFinite { id, what, index })
 }
 
 #[cfg(test)]

@@ -64,6 +64,8 @@ pub struct StepReport {
     /// Sequences that produced a token.
     pub num_sampled: usize,
     pub forward_s: f64,
+    /// A forward pass ran and succeeded.
+    pub forward_ok: bool,
 }
 
 struct ActiveRequest {
@@ -232,7 +234,10 @@ impl Engine {
             };
             report.forward_s = t0.elapsed().as_secs_f64();
             match result {
-                Ok(logits) => self.sample_all(&scheduled, &logits, &mut outputs, &mut report),
+                Ok(logits) => {
+                    report.forward_ok = true;
+                    self.sample_all(&scheduled, &logits, &mut outputs, &mut report)
+                }
                 Err(e) => {
                     tracing::error!("forward pass failed: {e:#}");
                     let ids: HashSet<RequestId> = scheduled.iter().map(|&i| self.sched.running[i].req_id).collect();
@@ -249,7 +254,9 @@ impl Engine {
         self.sched.running.retain(|s| !s.finished);
         self.deliver(outputs);
         self.publish();
-        if !scheduled.is_empty() {
+        // Only after a step that went through: with a failing worker this
+        // would make (and retry) a pad batch on every step.
+        if report.forward_ok {
             if let Err(e) = self.linear.after_step() {
                 tracing::warn!("backend work after the step failed: {e:#}");
             }
