@@ -34,18 +34,32 @@ pub trait WorkerMatmul {
         fill: &mut dyn FnMut(&mut [f64]),
         take: &mut dyn FnMut(&[f64]),
     ) -> anyhow::Result<()> {
-        let mut x = vec![0.0; rows * d_in];
-        fill(&mut x);
-        let y = self.matmul(id, kind, &x, rows)?;
-        check_answer(id, &y, rows, d_out)?;
-        take(&y);
-        Ok(())
+        through_buffers(self, id, kind, rows, (d_in, d_out), fill, take)
     }
 
     /// Transport counters (calls, bytes, round-trip time, retries), if any.
     fn stats(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+}
+
+/// `matmul_in_place` through owned buffers and `matmul`: the default, and a
+/// transport's fallback when the rows do not fit one frame.
+pub(crate) fn through_buffers<W: WorkerMatmul + ?Sized>(
+    worker: &mut W,
+    id: OpId,
+    kind: CallKind,
+    rows: usize,
+    (d_in, d_out): (usize, usize),
+    fill: &mut dyn FnMut(&mut [f64]),
+    take: &mut dyn FnMut(&[f64]),
+) -> anyhow::Result<()> {
+    let mut x = vec![0.0; rows * d_in];
+    fill(&mut x);
+    let y = worker.matmul(id, kind, &x, rows)?;
+    check_answer(id, &y, rows, d_out)?;
+    take(&y);
+    Ok(())
 }
 
 /// Checks a worker's answer: `rows × d_out` values, all finite.

@@ -5,6 +5,7 @@ use talaria_engine::Linear;
 use talaria_models::OpId;
 
 use super::link::WorkerLink;
+use crate::remo::worker::through_buffers;
 use crate::remo::{CallKind, WorkerMatmul};
 
 impl WorkerMatmul for WorkerLink {
@@ -30,13 +31,8 @@ impl WorkerMatmul for WorkerLink {
         if WorkerLink::matmul_in_place(self, id, kind, rows, fill, take)? {
             return Ok(());
         }
-        // Too many rows for one frame: through buffers, chunked.
-        let mut x = vec![0.0; rows * d_in];
-        fill(&mut x);
-        let mut y = vec![0.0; rows * d_out];
-        WorkerLink::matmul(self, id, kind, &x, rows, &mut y)?;
-        take(&y);
-        Ok(())
+        // Too many rows for one frame: through buffers (`matmul` chunks them).
+        through_buffers(self, id, kind, rows, (d_in, d_out), fill, take)
     }
 
     fn stats(&self) -> serde_json::Value {
