@@ -1,5 +1,7 @@
-//! The pad pools of every op, with the refill policy: synchronous
-//! `ensure` on the critical path, `refill_idle` in the worker's idle time.
+//! The pad pools of every op, with the refill policy: `refill_idle` in the
+//! worker's idle time, `refill_paced` after each step of a busy engine (as
+//! many batches as the step used up), and synchronous `ensure` on the
+//! critical path when a pool is still short.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
