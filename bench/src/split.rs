@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use talaria_cvm::backend::{build_linear, BackendArgs};
 use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
-use talaria_kernels::cpu::matmul_f64;
 use talaria_kernels::WeightDType;
 use talaria_models::{fetch::ensure_default_model, Checkpoint, CvmWeights, WorkerWeights};
 
@@ -31,6 +30,8 @@ struct Measured {
     decode_t: StepTimings,
     /// Backend stats before/after prefill and decode.
     stats: [serde_json::Value; 4],
+    /// The worker's own busy seconds per call kind at the same points.
+    busy: [Option<serde_json::Value>; 4],
 }
 
 fn measure(model: &LlamaModel, linear: &mut dyn Linear, a: &Args) -> anyhow::Result<Measured> {
@@ -40,15 +41,18 @@ fn measure(model: &LlamaModel, linear: &mut dyn Linear, a: &Args) -> anyhow::Res
     let mut seq = kv.new_sequence();
     seq.reserve(a.prefill + a.decode_steps)?;
     let s0 = linear.stats();
+    let b0 = linear.worker_busy();
     let mut prefill_t = StepTimings::default();
     let t0 = Instant::now();
     model.forward(&[SeqChunk { blocks: &seq, tokens: &prompt, logits: LogitsWanted::Last }], &mut kv, linear, &mut prefill_t)?;
     let prefill_s = t0.elapsed().as_secs_f64();
     let s1 = linear.stats();
+    let b1 = linear.worker_busy();
     seq.advance(a.prefill);
     // Refill ahead of decode, off the clock, as idle worker time would.
     while linear.idle(Duration::from_secs(120))? {}
     let s2 = linear.stats();
+    let b2 = linear.worker_busy();
     let mut decode_t = StepTimings::default();
     let t1 = Instant::now();
     for i in 0..a.decode_steps {
@@ -58,34 +62,21 @@ fn measure(model: &LlamaModel, linear: &mut dyn Linear, a: &Args) -> anyhow::Res
     }
     let decode_s = t1.elapsed().as_secs_f64();
     let s3 = linear.stats();
-    Ok(Measured { prefill_s, prefill_t, decode_s, decode_t, stats: [s0, s1, s2, s3] })
+    let b3 = linear.worker_busy();
+    Ok(Measured { prefill_s, prefill_t, decode_s, decode_t, stats: [s0, s1, s2, s3], busy: [b0, b1, b2, b3] })
 }
 
 fn num(v: &serde_json::Value, path: &[&str]) -> f64 {
     path.iter().fold(v, |v, k| &v[*k]).as_f64().unwrap_or(0.0)
 }
 
-/// The worker's kernel time for one pass of `rows` rows through every op
-/// (f64 exact mode), measured in this process with the worker's kernel.
-/// Passes go through all ops in order, as a step does, so each op's weights
-/// are as cold as in a real step.
-fn worker_compute_s(ck: &Checkpoint, dtype: WeightDType, rows: usize) -> anyhow::Result<f64> {
-    let w = WorkerWeights::load(ck, dtype)?;
-    let ops: Vec<_> = w.op_ids().into_iter().filter_map(|id| w.get(id)).collect();
-    let bufs: Vec<(Vec<f64>, Vec<f64>)> = ops.iter().map(|m| (vec![0.5f64; rows * m.cols], vec![0f64; rows * m.rows])).collect();
-    let reps = if rows == 1 { 5 } else { 1 };
-    let mut bufs = bufs;
-    // One untimed pass first: freshly loaded weights may not be resident yet.
-    for (m, (x, y)) in ops.iter().zip(bufs.iter_mut()) {
-        matmul_f64(x, rows, m, y);
+/// Seconds the worker itself spent on online calls between two points.
+fn worker_online_s(m: &Measured, from: usize, to: usize) -> anyhow::Result<f64> {
+    let at = |i: usize| m.busy[i].as_ref().and_then(|b| b["online"].as_f64());
+    match (at(from), at(to)) {
+        (Some(a), Some(b)) => Ok(b - a),
+        _ => anyhow::bail!("the worker did not report its busy time (an older worker?)"),
     }
-    let t0 = Instant::now();
-    for _ in 0..reps {
-        for (m, (x, y)) in ops.iter().zip(bufs.iter_mut()) {
-            matmul_f64(x, rows, m, y);
-        }
-    }
-    Ok(t0.elapsed().as_secs_f64() / reps as f64)
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -107,8 +98,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let final_stats = remo.stats();
     drop(remo);
 
-    let worker_prefill = worker_compute_s(&ck, dtype, a.prefill)?;
-    let worker_decode = worker_compute_s(&ck, dtype, 1)? * a.decode_steps as f64;
+    let worker_prefill = worker_online_s(&conf, 0, 1)?;
+    let worker_decode = worker_online_s(&conf, 2, 3)?;
 
     // Pad refill cost per position: each op's batch time per usable pad, summed.
     let batches = num(&final_stats, &["remo", "batches"]);
@@ -173,7 +164,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "Weights {dtype_name}; confidential = ReMO κ=1e4 exact f64 mode, worker process on the same 2 cores over the shared-memory ring. \
 Pools are filled before each phase (initial fill {fill_s:.1}s for {batches:.0} pad batches); 'refill amortized' adds each position's share of pad-batch time \
 ({:.2} ms per position, CVM mixing + worker GEMM; a batch takes {:.1} ms, {:.0} % of it in the worker call; CVM side per batch: \
-{:.1} ms drawing R, {:.1} ms mixing, {:.1} ms unmixing, {:.1} ms keeping). Worker compute is the worker's f64 kernel timed alone on the same shapes; transport = online round trip − worker compute; \
+{:.1} ms drawing R, {:.1} ms mixing, {:.1} ms unmixing, {:.1} ms keeping). Worker compute is the worker's own busy time on the online calls (it reports it when pinged); transport = online round trip − worker compute; \
 masking = linear time − online round trip (it includes pad batches made synchronously on the critical path: \
 {} during prefill, {} during decode, after {} and {} pool flushes). Plain CVM compute {:.2} ms/step (decode).",
         refill_per_token_s * 1e3,

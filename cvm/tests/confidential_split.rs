@@ -94,3 +94,18 @@ fn garbage_answers_are_rejected_and_retried() {
         assert_eq!(got, want, "after fault {fault}");
     }
 }
+
+#[test]
+fn the_worker_reports_its_busy_time_per_call_kind() {
+    let fx = Fixture::load();
+    let mut linear = talaria_cvm::backend::build_linear(&BackendArgs::default(), &fx.ck, DTYPE).unwrap();
+    let before = linear.worker_busy().expect("a busy-time report");
+    let id = talaria_models::OpId::new(0, talaria_models::Op::O);
+    let (x, mut out) = (vec![0.01f32; 576], vec![0f32; 576]);
+    linear.forward(id, &x, 1, &mut out).unwrap();
+    let after = linear.worker_busy().expect("a busy-time report");
+    let secs = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("no {k} in {v}"));
+    assert!(secs(&after, "online") > secs(&before, "online"), "{before} -> {after}");
+    assert!(secs(&after, "pad_batch") > secs(&before, "pad_batch"), "the call needed a pad batch: {before} -> {after}");
+    assert_eq!(secs(&after, "plain"), secs(&before, "plain"), "no plain call was made after calibration");
+}

@@ -33,6 +33,12 @@ pub trait Linear: Send {
         serde_json::Value::Null
     }
 
+    /// The remote worker's own busy seconds per call kind so far (JSON
+    /// object), for exact time splits; `None` for in-process backends.
+    fn worker_busy(&mut self) -> Option<serde_json::Value> {
+        None
+    }
+
     /// A few lines for a human at the end of a run (ReMO: pools, refill
     /// phases, leakage bound); `None` when there is nothing to say.
     fn summary(&self) -> Option<String> {

@@ -11,5 +11,5 @@ pub mod service;
 
 pub use backend::{CpuBackend, MatmulBackend};
 pub use cuda_backend::CudaBackend;
-pub use protocol::{first_non_finite, CallKind, Hello, HelloAck, OpShape, WorkerError, WORKER_PROTOCOL};
+pub use protocol::{first_non_finite, CallKind, Hello, HelloAck, OpShape, WorkerBusy, WorkerError, WORKER_PROTOCOL};
 pub use service::{SessionEnd, WorkerService};

@@ -75,6 +75,15 @@ pub struct WorkerError {
     pub message: String,
 }
 
+/// The worker's own time serving calls since it started, per call kind
+/// (keys: [`CallKind::name`]): the payload of its answer to a Ping, so the
+/// CVM can split a step's time into worker compute and transport exactly.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerBusy {
+    pub calls: std::collections::BTreeMap<String, u64>,
+    pub busy_s: std::collections::BTreeMap<String, f64>,
+}
+
 /// The index of the first NaN or ∞ in a payload, checked on all threads
 /// when large (a pad batch is up to 25 MB each way). Both sides reject
 /// non-finite values: an honest peer never sends them.

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use crate::backend::MatmulBackend;
 use crate::fault::{Fault, FaultKind};
-use crate::protocol::{first_non_finite, CallKind, Hello, HelloAck, OpShape, WorkerError, WORKER_PROTOCOL};
+use crate::protocol::{first_non_finite, CallKind, Hello, HelloAck, OpShape, WorkerBusy, WorkerError, WORKER_PROTOCOL};
 use crate::recorder::Recorder;
 
 /// Largest rows of one call; bigger inputs are chunked by the client.
@@ -163,7 +163,8 @@ impl WorkerService {
                 }
                 FrameKind::Ping => {
                     drop(frame);
-                    conn.send(&FrameHeader::new(FrameKind::Pong).with_call(h.call_id, 0, 0, 0), &[])?;
+                    let body = serde_json::to_vec(&self.busy_report())?;
+                    conn.send(&FrameHeader::bytes(FrameKind::Pong, body.len()).with_call(h.call_id, 0, 0, 0), &body)?;
                 }
                 FrameKind::Shutdown => {
                     for (kind, (n, secs)) in self.busy.iter().enumerate().filter(|(_, b)| b.0 > 0) {
@@ -177,6 +178,16 @@ impl WorkerService {
                 }
             }
         }
+    }
+
+    fn busy_report(&self) -> WorkerBusy {
+        let mut report = WorkerBusy::default();
+        for kind in CallKind::ALL {
+            let (n, secs) = self.busy[kind.code() as usize];
+            report.calls.insert(kind.name().into(), n);
+            report.busy_s.insert(kind.name().into(), secs);
+        }
+        report
     }
 
     fn hello(&mut self, payload: &[u8]) -> Result<HelloAck, String> {

@@ -107,6 +107,10 @@ impl Linear for MaskedLinear {
         self.scheme.after_step(self.worker.as_mut())
     }
 
+    fn worker_busy(&mut self) -> Option<serde_json::Value> {
+        self.worker.worker_busy()
+    }
+
     fn summary(&self) -> Option<String> {
         self.report().map(|r| r.to_string())
     }

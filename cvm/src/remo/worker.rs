@@ -37,6 +37,12 @@ pub trait WorkerMatmul {
         through_buffers(self, id, kind, rows, (d_in, d_out), fill, take)
     }
 
+    /// The worker's own busy seconds per call kind so far, asked now (JSON
+    /// object keyed by call kind), where the transport can ask.
+    fn worker_busy(&mut self) -> Option<serde_json::Value> {
+        None
+    }
+
     /// Transport counters (calls, bytes, round-trip time, retries), if any.
     fn stats(&self) -> serde_json::Value {
         serde_json::Value::Null

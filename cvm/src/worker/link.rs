@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use talaria_gpu_worker::{CallKind, Hello, HelloAck, WorkerError, WORKER_PROTOCOL};
+use talaria_gpu_worker::{CallKind, Hello, HelloAck, WorkerBusy, WorkerError, WORKER_PROTOCOL};
 use talaria_models::{Op, OpId};
 use talaria_transport::{Connection, Element, FrameHeader, FrameKind, WorkerAddress};
 use tracing::{info, warn};
@@ -156,6 +156,25 @@ impl WorkerLink {
         self.conn = None;
         self.local = None;
         self.stats.reconnects += 1;
+    }
+
+    /// The worker's own busy time per call kind since it started (a Ping;
+    /// its Pong carries the figures). A respawned worker starts again at 0.
+    pub fn worker_busy(&mut self) -> anyhow::Result<WorkerBusy> {
+        self.ensure_connected()?;
+        let call_id = self.next_call_id;
+        self.next_call_id += 1;
+        let conn = self.conn.as_mut().expect("connected");
+        conn.send(&FrameHeader::new(FrameKind::Ping).with_call(call_id, 0, 0, 0), &[]).context("sending a ping")?;
+        for _ in 0..64 {
+            let frame = conn.recv(Some(CALL_TIMEOUT)).context("waiting for the pong")?;
+            if frame.call_id != call_id {
+                continue;
+            }
+            anyhow::ensure!(frame.kind == FrameKind::Pong, "worker answered a ping with a {:?} frame", frame.kind);
+            return serde_json::from_slice(frame.payload()).context("the worker's pong carries no busy-time report");
+        }
+        bail!("no pong with call id {call_id} among 64 frames")
     }
 
     /// `out = x · W_idᵀ` on the worker, rows chunked to fit the transport.

@@ -35,6 +35,16 @@ impl WorkerMatmul for WorkerLink {
         through_buffers(self, id, kind, rows, (d_in, d_out), fill, take)
     }
 
+    fn worker_busy(&mut self) -> Option<serde_json::Value> {
+        match WorkerLink::worker_busy(self) {
+            Ok(b) => serde_json::to_value(b.busy_s).ok(),
+            Err(e) => {
+                tracing::warn!("no busy-time report from the worker: {e:#}");
+                None
+            }
+        }
+    }
+
     fn stats(&self) -> serde_json::Value {
         self.stats.to_json()
     }
