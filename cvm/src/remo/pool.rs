@@ -64,7 +64,7 @@ pub struct RefillPhases {
     pub draw: Duration,
     /// `U = M·R`.
     pub mix: Duration,
-    /// Answer check and `R·W = M⁻¹·(U·W)`.
+    /// `R·W = M⁻¹·(U·W)`, read straight from the worker's answer.
     pub unmix: Duration,
     /// Choosing the kept pads, zeroizing the rest.
     pub keep: Duration,
