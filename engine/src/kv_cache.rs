@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use talaria_kernels::cpu::{KernelError, PagedKv, PagedKvMut};
 use talaria_models::LlamaConfig;
 
+use crate::precision::Precision;
+
 pub const DEFAULT_BLOCK_SIZE: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
@@ -109,39 +111,83 @@ impl Drop for SeqBlocks {
     }
 }
 
-/// K and V storage for every layer: `[layer][block][offset][kv_head][head_dim]`.
+/// K and V storage for every layer: `[layer][block][offset][kv_head][head_dim]`
+/// (K blocks transposed, see the attention kernel), in the activations'
+/// precision.
 pub struct KvPool {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    store: KvStore,
     pub block_size: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
     alloc: BlockAllocator,
 }
 
+enum KvStore {
+    F32 { k: Vec<Vec<f32>>, v: Vec<Vec<f32>> },
+    F64 { k: Vec<Vec<f64>>, v: Vec<Vec<f64>> },
+}
+
 impl KvPool {
-    /// A pool of `num_blocks` blocks. Memory is zero-initialised lazily by
-    /// the OS, so an unused budget costs address space only.
+    /// An f32 pool of `num_blocks` blocks (see `with_precision`).
     pub fn new(cfg: &LlamaConfig, num_blocks: usize, block_size: usize) -> Self {
+        Self::with_precision(cfg, num_blocks, block_size, Precision::F32)
+    }
+
+    /// A pool of `num_blocks` blocks for activations of `precision` (the
+    /// backend's: `Linear::precision`). Memory is zero-initialised lazily
+    /// by the OS, so an unused budget costs address space only.
+    pub fn with_precision(cfg: &LlamaConfig, num_blocks: usize, block_size: usize, precision: Precision) -> Self {
         let per_layer = num_blocks * block_size * cfg.kv_dim();
-        Self {
-            k: (0..cfg.num_hidden_layers).map(|_| vec![0f32; per_layer]).collect(),
-            v: (0..cfg.num_hidden_layers).map(|_| vec![0f32; per_layer]).collect(),
-            block_size,
-            n_kv_heads: cfg.num_key_value_heads,
-            head_dim: cfg.head_dim,
-            alloc: BlockAllocator::new(num_blocks),
+        let layers = cfg.num_hidden_layers;
+        let store = match precision {
+            Precision::F32 => KvStore::F32 {
+                k: (0..layers).map(|_| vec![0f32; per_layer]).collect(),
+                v: (0..layers).map(|_| vec![0f32; per_layer]).collect(),
+            },
+            Precision::F64 => KvStore::F64 {
+                k: (0..layers).map(|_| vec![0f64; per_layer]).collect(),
+                v: (0..layers).map(|_| vec![0f64; per_layer]).collect(),
+            },
+        };
+        Self { store, block_size, n_kv_heads: cfg.num_key_value_heads, head_dim: cfg.head_dim, alloc: BlockAllocator::new(num_blocks) }
+    }
+
+    /// Writes every page of the pools once, so that no later step pays a
+    /// first-touch page fault (benchmarks; a server may prefer to pay at
+    /// start-up too).
+    pub fn prefault(&mut self) {
+        fn touch<T: Default + Copy>(pools: &mut [Vec<T>]) {
+            let stride = (4096 / std::mem::size_of::<T>()).max(1);
+            for pool in pools {
+                pool.iter_mut().step_by(stride).for_each(|v| *v = T::default());
+            }
+        }
+        match &mut self.store {
+            KvStore::F32 { k, v } => {
+                touch(k);
+                touch(v);
+            }
+            KvStore::F64 { k, v } => {
+                touch(k);
+                touch(v);
+            }
+        }
+    }
+
+    pub fn precision(&self) -> Precision {
+        match self.store {
+            KvStore::F32 { .. } => Precision::F32,
+            KvStore::F64 { .. } => Precision::F64,
         }
     }
 
     /// Number of blocks that fit in `bytes` of memory.
-    pub fn blocks_for_budget(cfg: &LlamaConfig, bytes: usize, block_size: usize) -> usize {
-        let per_block = 2 * cfg.num_hidden_layers * block_size * cfg.kv_dim() * std::mem::size_of::<f32>();
-        (bytes / per_block).max(1)
+    pub fn blocks_for_budget(cfg: &LlamaConfig, bytes: usize, block_size: usize, precision: Precision) -> usize {
+        (bytes / (block_size * Self::bytes_per_token(cfg, precision))).max(1)
     }
 
-    pub fn bytes_per_token(cfg: &LlamaConfig) -> usize {
-        2 * cfg.num_hidden_layers * cfg.kv_dim() * std::mem::size_of::<f32>()
+    pub fn bytes_per_token(cfg: &LlamaConfig, precision: Precision) -> usize {
+        2 * cfg.num_hidden_layers * cfg.kv_dim() * precision.bytes()
     }
 
     pub fn new_sequence(&self) -> SeqBlocks {
@@ -152,22 +198,52 @@ impl KvPool {
         &self.alloc
     }
 
-    /// Stores one token's K and V rows (`kv_dim` each) of `layer`.
-    /// The pool layout is the attention kernel's (`PagedKvMut::write`).
+    /// Stores one token's K and V rows (`kv_dim` each) of `layer` in an f32
+    /// pool. The pool layout is the attention kernel's (`PagedKvMut::write`).
     pub fn write(&mut self, layer: usize, block: u32, offset: usize, k: &[f32], v: &[f32]) -> Result<(), KernelError> {
-        let mut pools = PagedKvMut {
-            k: &mut self.k[layer],
-            v: &mut self.v[layer],
-            block_size: self.block_size,
-            n_kv_heads: self.n_kv_heads,
-            head_dim: self.head_dim,
-        };
-        pools.write(block, offset, k, v)
+        let (block_size, n_kv_heads, head_dim) = (self.block_size, self.n_kv_heads, self.head_dim);
+        match &mut self.store {
+            KvStore::F32 { k: kp, v: vp } => {
+                PagedKvMut { k: &mut kp[layer], v: &mut vp[layer], block_size, n_kv_heads, head_dim }.write(block, offset, k, v)
+            }
+            KvStore::F64 { .. } => Err(mismatch(Precision::F64)),
+        }
     }
 
-    pub fn layer(&self, layer: usize) -> PagedKv<'_> {
-        PagedKv { k: &self.k[layer], v: &self.v[layer], block_size: self.block_size, n_kv_heads: self.n_kv_heads, head_dim: self.head_dim }
+    /// `write` for an f64 pool.
+    pub fn write_f64(&mut self, layer: usize, block: u32, offset: usize, k: &[f64], v: &[f64]) -> Result<(), KernelError> {
+        let (block_size, n_kv_heads, head_dim) = (self.block_size, self.n_kv_heads, self.head_dim);
+        match &mut self.store {
+            KvStore::F64 { k: kp, v: vp } => {
+                PagedKvMut { k: &mut kp[layer], v: &mut vp[layer], block_size, n_kv_heads, head_dim }.write(block, offset, k, v)
+            }
+            KvStore::F32 { .. } => Err(mismatch(Precision::F32)),
+        }
     }
+
+    /// The f32 pools of `layer`.
+    pub fn layer(&self, layer: usize) -> Result<PagedKv<'_>, KernelError> {
+        match &self.store {
+            KvStore::F32 { k, v } => Ok(self.view(&k[layer], &v[layer])),
+            KvStore::F64 { .. } => Err(mismatch(Precision::F64)),
+        }
+    }
+
+    /// The f64 pools of `layer`.
+    pub fn layer_f64(&self, layer: usize) -> Result<PagedKv<'_, f64>, KernelError> {
+        match &self.store {
+            KvStore::F64 { k, v } => Ok(self.view(&k[layer], &v[layer])),
+            KvStore::F32 { .. } => Err(mismatch(Precision::F32)),
+        }
+    }
+
+    fn view<'a, T>(&self, k: &'a [T], v: &'a [T]) -> PagedKv<'a, T> {
+        PagedKv { k, v, block_size: self.block_size, n_kv_heads: self.n_kv_heads, head_dim: self.head_dim }
+    }
+}
+
+fn mismatch(pool: Precision) -> KernelError {
+    KernelError::AttentionShape(format!("the KV pool holds {} values; the step's activations are of the other precision", pool.name()))
 }
 
 #[cfg(test)]
@@ -204,6 +280,16 @@ mod tests {
         assert_eq!(pool.allocator().free_blocks(), 4);
         b.reserve(5).unwrap();
         assert_eq!(b.block_table().len(), 2);
+    }
+
+    #[test]
+    fn pools_hold_one_precision() {
+        let mut pool = KvPool::with_precision(&cfg(), 2, 4, Precision::F64);
+        assert_eq!(KvPool::bytes_per_token(&cfg(), Precision::F64), 2 * KvPool::bytes_per_token(&cfg(), Precision::F32));
+        pool.write_f64(1, 0, 2, &[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0]).unwrap();
+        assert_eq!(pool.layer_f64(1).unwrap().v[8..12], [5.0, 6.0, 7.0, 8.0]);
+        assert!(pool.write(0, 0, 0, &[0f32; 4], &[0f32; 4]).is_err());
+        assert!(pool.layer(0).is_err());
     }
 
     #[test]

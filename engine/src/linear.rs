@@ -7,10 +7,29 @@ use std::sync::Arc;
 use talaria_kernels::cpu::{matmul, matmul_f64};
 use talaria_models::{OpId, WorkerWeights};
 
+use crate::precision::Precision;
+
 pub trait Linear: Send {
     /// `out (rows × d_out) = x (rows × d_in) · Wᵀ` for the weight `id`
     /// (norm gains already folded into W).
     fn forward(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()>;
+
+    /// The activations this backend wants: `F64` for the exact backends, so
+    /// the whole weight-free half runs in f64 around them (`Precision`).
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
+
+    /// `forward` on f64 rows, called instead of it when `precision()` is
+    /// `F64`. The default goes through f32 (for backends that have no f64
+    /// path and say so with `precision()`).
+    fn forward_f64(&mut self, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let mut out32 = vec![0f32; out.len()];
+        self.forward(id, &x32, rows, &mut out32)?;
+        out.iter_mut().zip(&out32).for_each(|(o, &v)| *o = v as f64);
+        Ok(())
+    }
 
     /// A short name for logs ("plain-local", "remo", …).
     fn name(&self) -> String;
@@ -52,7 +71,8 @@ pub enum Accumulate {
     /// f32 activations and accumulation: the fast plain engine.
     F32,
     /// Rows widened to f64 and accumulated in f64, like the worker's exact
-    /// mode: the reference the confidential mode must reproduce.
+    /// mode, with the engine's activations in f64 too (`Precision::F64`):
+    /// the reference the confidential mode must reproduce.
     F64,
 }
 
@@ -93,6 +113,21 @@ impl Linear for LocalLinear {
                 out.iter_mut().zip(&yd).for_each(|(o, &y)| *o = y as f32);
             }
         }
+        Ok(())
+    }
+
+    fn precision(&self) -> Precision {
+        match self.accumulate {
+            Accumulate::F32 => Precision::F32,
+            Accumulate::F64 => Precision::F64,
+        }
+    }
+
+    fn forward_f64(&mut self, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
+        let w = self.weights.get(id).ok_or_else(|| anyhow::anyhow!("no weight for {id}"))?;
+        anyhow::ensure!(x.len() == rows * w.cols && out.len() == rows * w.rows, "{id}: shape mismatch");
+        talaria_kernels::cpu::keep_pool_warm(POOL_LINGER);
+        matmul_f64(x, rows, w, out);
         Ok(())
     }
 

@@ -2,13 +2,16 @@
 //! and decode tokens alike), weight-free except for the embedding (and the
 //! tied head): every other weight product goes through `Linear`.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
-use talaria_kernels::cpu::{matmul, paged_attention, rms_norm, silu_mul, AttnQuery, KernelError, RopeTable};
+use talaria_kernels::cpu::{matmul, rms_norm, silu_mul, AttnQuery, KernelError, RopeTable};
 use talaria_models::{CvmWeights, LlamaConfig, Op, OpId};
 
 use crate::kv_cache::{KvPool, SeqBlocks};
+use crate::lane::{ForwardScratch, Lane};
 use crate::linear::Linear;
+use crate::precision::Precision;
 
 /// Which positions of a chunk need logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +41,9 @@ pub struct LlamaModel {
     pub config: LlamaConfig,
     pub weights: CvmWeights,
     rope: RopeTable,
+    /// Activation buffers kept between steps: fresh multi-MB allocations
+    /// each step cost page faults (f64 prefill: ~30 MB per step).
+    scratch: Mutex<ForwardScratch>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +54,8 @@ pub enum ForwardError {
     TooLong { pos: usize, max: usize },
     #[error("kernel: {0}")]
     Kernel(#[from] KernelError),
+    #[error("the KV pool holds {} values but the backend computes in {}", kv.name(), backend.name())]
+    KvPrecision { kv: Precision, backend: Precision },
     #[error("linear backend failed at {id}: {source:#}")]
     Linear {
         id: OpId,
@@ -59,13 +67,53 @@ pub enum ForwardError {
 impl LlamaModel {
     pub fn new(config: LlamaConfig, weights: CvmWeights) -> Result<Self, ForwardError> {
         let rope = RopeTable::new(config.head_dim, config.rope_theta as f64, config.max_position_embeddings)?;
-        Ok(Self { config, weights, rope })
+        Ok(Self { config, weights, rope, scratch: Mutex::default() })
+    }
+
+    /// Sizes the step buffers for `rows` rows of `precision` now, so the
+    /// first step of that size pays no allocation or page faults.
+    pub fn reserve_buffers(&self, rows: usize, precision: Precision) {
+        let mut scratch = self.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match precision {
+            Precision::F32 => self.size_buffers(f32::buffers(&mut scratch), rows),
+            Precision::F64 => self.size_buffers(f64::buffers(&mut scratch), rows),
+        }
+    }
+
+    /// The step buffers (`Lane::buffers`) sized for `n` rows, zeroed.
+    fn size_buffers<T: Lane>(&self, bufs: &mut [Vec<T>; 7], n: usize) {
+        let c = &self.config;
+        let (d, qd, kvd, ff) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+        let lens = [n * d, n * d, n * (qd + 2 * kvd), n * qd, n * d, n * 2 * ff, n * ff];
+        for (b, len) in bufs.iter_mut().zip(lens) {
+            b.clear();
+            b.resize(len, T::default());
+        }
     }
 
     /// Runs one step; returns logits (vocab-sized rows) for the positions
     /// asked for, in chunk order. The caller advances each chunk's
-    /// `SeqBlocks` by its token count afterwards.
+    /// `SeqBlocks` by its token count afterwards. Activations are in the
+    /// backend's precision (`Linear::precision`), which the KV pool must
+    /// hold.
     pub fn forward(
+        &self,
+        chunks: &[SeqChunk],
+        kv: &mut KvPool,
+        linear: &mut dyn Linear,
+        t: &mut StepTimings,
+    ) -> Result<Vec<f32>, ForwardError> {
+        let precision = linear.precision();
+        if kv.precision() != precision {
+            return Err(ForwardError::KvPrecision { kv: kv.precision(), backend: precision });
+        }
+        match precision {
+            Precision::F32 => self.forward_in::<f32>(chunks, kv, linear, t),
+            Precision::F64 => self.forward_in::<f64>(chunks, kv, linear, t),
+        }
+    }
+
+    fn forward_in<T: Lane>(
         &self,
         chunks: &[SeqChunk],
         kv: &mut KvPool,
@@ -87,32 +135,31 @@ impl LlamaModel {
             rows.extend((0..ch.tokens.len()).map(|i| (ci, p0 + i)));
         }
         let n = rows.len();
-        let mut h = vec![0f32; n * d];
+        let mut scratch = self.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let bufs = T::buffers(&mut scratch);
+        self.size_buffers(bufs, n);
+        let [h, x, qkv, attn, proj, gate_up, act] = bufs;
         for (r, &tok) in chunks.iter().flat_map(|ch| ch.tokens.iter()).enumerate() {
             if tok as usize >= c.vocab_size {
                 return Err(ForwardError::BadToken(tok));
             }
-            h[r * d..(r + 1) * d].copy_from_slice(&self.weights.embed_tokens.row_f32(tok as usize));
+            let row = self.weights.embed_tokens.row_f32(tok as usize);
+            h[r * d..(r + 1) * d].iter_mut().zip(row).for_each(|(h, v)| *h = T::from_f32(v));
         }
 
-        let mut call = |id: OpId, x: &[f32], out: &mut [f32], linear_s: &mut f64| -> Result<(), ForwardError> {
+        let mut call = |id: OpId, x: &[T], out: &mut [T], linear_s: &mut f64| -> Result<(), ForwardError> {
             let t0 = Instant::now();
-            let r = linear.forward(id, x, n, out).map_err(|source| ForwardError::Linear { id, source });
+            let r = T::linear(linear, id, x, n, out).map_err(|source| ForwardError::Linear { id, source });
             *linear_s += t0.elapsed().as_secs_f64();
             r
         };
 
-        let mut x = vec![0f32; n * d];
-        let mut qkv = vec![0f32; n * (qd + 2 * kvd)];
-        let mut attn = vec![0f32; n * qd];
-        let mut proj = vec![0f32; n * d];
-        let mut gate_up = vec![0f32; n * 2 * c.intermediate_size];
-        let mut act = vec![0f32; n * c.intermediate_size];
-        let scale = 1.0 / (hd as f32).sqrt();
+        // In the activations' precision (exact in f32 too for head_dim 64).
+        let scale = T::from_f64(1.0 / (hd as f64).sqrt()).to_f64();
 
         for layer in 0..c.num_hidden_layers {
-            rms_norm(&h, d, c.rms_norm_eps, None, &mut x);
-            call(OpId::new(layer, Op::Qkv), &x, &mut qkv, &mut linear_s)?;
+            rms_norm(h, d, c.rms_norm_eps, None, x);
+            call(OpId::new(layer, Op::Qkv), x, qkv, &mut linear_s)?;
             for (r, row) in qkv.chunks_exact_mut(qd + 2 * kvd).enumerate() {
                 let (ci, pos) = rows[r];
                 let (q, kv_part) = row.split_at_mut(qd);
@@ -120,9 +167,9 @@ impl LlamaModel {
                 self.rope.apply(q, c.num_attention_heads, pos)?;
                 self.rope.apply(k, c.num_key_value_heads, pos)?;
                 let (block, off) = chunks[ci].blocks.slot(pos);
-                kv.write(layer, block, off, k, v)?;
+                T::write_kv(kv, layer, block, off, k, v)?;
             }
-            let queries: Vec<AttnQuery> = rows
+            let queries: Vec<AttnQuery<T>> = rows
                 .iter()
                 .enumerate()
                 .map(|(r, &(ci, pos))| AttnQuery {
@@ -131,16 +178,16 @@ impl LlamaModel {
                     context_len: pos + 1,
                 })
                 .collect();
-            paged_attention(&queries, &kv.layer(layer), c.num_attention_heads, scale, &mut attn)?;
+            T::attention(&queries, kv, layer, c.num_attention_heads, scale, attn)?;
             drop(queries);
-            call(OpId::new(layer, Op::O), &attn, &mut proj, &mut linear_s)?;
-            h.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
+            call(OpId::new(layer, Op::O), attn, proj, &mut linear_s)?;
+            h.iter_mut().zip(proj.iter()).for_each(|(a, &b)| *a += b);
 
-            rms_norm(&h, d, c.rms_norm_eps, None, &mut x);
-            call(OpId::new(layer, Op::GateUp), &x, &mut gate_up, &mut linear_s)?;
-            silu_mul(&gate_up, c.intermediate_size, &mut act);
-            call(OpId::new(layer, Op::Down), &act, &mut proj, &mut linear_s)?;
-            h.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
+            rms_norm(h, d, c.rms_norm_eps, None, x);
+            call(OpId::new(layer, Op::GateUp), x, gate_up, &mut linear_s)?;
+            silu_mul(gate_up, c.intermediate_size, act);
+            call(OpId::new(layer, Op::Down), act, proj, &mut linear_s)?;
+            h.iter_mut().zip(proj.iter()).for_each(|(a, &b)| *a += b);
         }
 
         // Final norm and head for the rows that want logits.
@@ -161,21 +208,25 @@ impl LlamaModel {
         for &r in &sel {
             hs.extend_from_slice(&h[r * d..(r + 1) * d]);
         }
-        let mut xs = vec![0f32; m * d];
+        let mut xs = vec![T::default(); m * d];
         let mut logits = vec![0f32; m * c.vocab_size];
         if m > 0 {
             match &self.weights.norm {
-                // Tied head: the CVM holds the embedding and computes logits.
+                // Tied head: the CVM holds the embedding and computes logits,
+                // from the normed rows rounded to f32 (one rounding, then one
+                // product: a flip there moves a logit by ~1e-8).
                 Some(gain) => {
                     rms_norm(&hs, d, c.rms_norm_eps, Some(gain), &mut xs);
-                    matmul(&xs, m, &self.weights.embed_tokens, &mut logits);
+                    let xs32: Vec<f32> = xs.iter().map(|v| v.to_f64() as f32).collect();
+                    matmul(&xs32, m, &self.weights.embed_tokens, &mut logits);
                 }
                 None => {
                     rms_norm(&hs, d, c.rms_norm_eps, None, &mut xs);
                     let t0 = Instant::now();
-                    linear
-                        .forward(OpId::lm_head(), &xs, m, &mut logits)
+                    let mut out = vec![T::default(); m * c.vocab_size];
+                    T::linear(linear, OpId::lm_head(), &xs, m, &mut out)
                         .map_err(|source| ForwardError::Linear { id: OpId::lm_head(), source })?;
+                    logits.iter_mut().zip(&out).for_each(|(l, v)| *l = v.to_f64() as f32);
                     linear_s += t0.elapsed().as_secs_f64();
                 }
             }

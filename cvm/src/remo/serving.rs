@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use talaria_engine::Linear;
+use talaria_engine::{Linear, Precision};
 use talaria_models::OpId;
 
 use super::error::RemoError;
@@ -27,6 +27,29 @@ impl ServingScheme {
 
     pub fn plain() -> Self {
         Self::Plain(PlainScheme::new())
+    }
+
+    /// ReMO is the exact mode (f64 activations end to end, see
+    /// `Precision`); the plain baseline is the fast f32 engine.
+    pub fn precision(&self) -> Precision {
+        match self {
+            Self::Remo(_) => Precision::F64,
+            Self::Plain(_) => Precision::F32,
+        }
+    }
+
+    /// The product on f64 rows (ReMO; the plain baseline goes through f32).
+    pub fn matmul_f64(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
+        match self {
+            Self::Remo(r) => r.matmul_f64(worker, id, x, rows, out),
+            Self::Plain(p) => {
+                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                let mut out32 = vec![0f32; out.len()];
+                p.matmul(worker, id, &x32, rows, &mut out32)?;
+                out.iter_mut().zip(&out32).for_each(|(o, &v)| *o = v as f64);
+                Ok(())
+            }
+        }
     }
 
     fn inner(&self) -> &dyn MaskScheme {
@@ -93,6 +116,14 @@ impl MaskedLinear {
 impl Linear for MaskedLinear {
     fn forward(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
         self.scheme.matmul(self.worker.as_mut(), id, x, rows, out)
+    }
+
+    fn precision(&self) -> Precision {
+        self.scheme.precision()
+    }
+
+    fn forward_f64(&mut self, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
+        self.scheme.matmul_f64(self.worker.as_mut(), id, x, rows, out)
     }
 
     fn name(&self) -> String {

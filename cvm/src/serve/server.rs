@@ -49,17 +49,22 @@ fn load(args: &ServeArgs) -> anyhow::Result<AppState> {
     let linear = build_linear(&args.backend, &ck, dtype).context("building the linear backend")?;
     let config = ck.config.clone();
     let tokenizer = Arc::new(ck.tokenizer);
-    let blocks = KvPool::blocks_for_budget(&config, usize::try_from(args.kv_cache_memory).unwrap_or(usize::MAX), DEFAULT_BLOCK_SIZE);
-    let kv = KvPool::new(&config, blocks, DEFAULT_BLOCK_SIZE);
+    // The cache holds activations in the backend's precision (f64 in the
+    // exact confidential mode), so the same budget holds half the tokens.
+    let precision = linear.precision();
+    let budget = usize::try_from(args.kv_cache_memory).unwrap_or(usize::MAX);
+    let blocks = KvPool::blocks_for_budget(&config, budget, DEFAULT_BLOCK_SIZE, precision);
+    let kv = KvPool::with_precision(&config, blocks, DEFAULT_BLOCK_SIZE, precision);
     let sched = SchedulerConfig { max_num_batched_tokens: args.max_num_batched_tokens, max_num_seqs: args.max_num_seqs };
     let model = LlamaModel::new(config, cvm).context("building the model")?;
     let engine = Engine::new(model, kv, linear, tokenizer.clone(), sched);
     let limits = engine.limits();
     tracing::info!(
-        "model {} | backend {} | {} weights | context {} | KV cache {} blocks of {} = {} tokens | {} tokens/step, {} seqs/step",
+        "model {} | backend {} | {} weights, {} activations | context {} | KV cache {} blocks of {} = {} tokens | {} tokens/step, {} seqs/step",
         path.display(),
         engine.linear_name(),
         dtype.name(),
+        precision.name(),
         limits.context_len,
         blocks,
         DEFAULT_BLOCK_SIZE,

@@ -42,7 +42,7 @@ impl Fixture {
 
     /// Greedy tokens and per-step logits of every prompt through `linear`.
     pub fn run(&self, linear: &mut dyn Linear) -> (Vec<u32>, Vec<f32>) {
-        let mut kv = KvPool::new(&self.model.config, 64, 16);
+        let mut kv = KvPool::with_precision(&self.model.config, 64, 16, linear.precision());
         let (mut tokens, mut logits) = (Vec::new(), Vec::new());
         for p in &self.prompts {
             let req = GenerateRequest {
@@ -58,37 +58,11 @@ impl Fixture {
         (tokens, logits)
     }
 
-    /// The plain engine with exact (f64-accumulated) products.
+    /// The plain engine in the exact mode: f64-accumulated products, f64
+    /// activations (`Precision::F64`), like the confidential mode.
     pub fn run_local(&self) -> (Vec<u32>, Vec<f32>) {
         let mut linear = LocalLinear::exact(Arc::new(WorkerWeights::load(&self.ck, DTYPE).unwrap()));
         self.run(&mut linear)
-    }
-
-    /// The plain exact engine with one rounding flipped: the first output
-    /// element of the first call of `id` moved up by one f32 ulp. What a
-    /// single 1-ulp difference anywhere does to the logits is the floor
-    /// for any two correct f32 computations of this model.
-    pub fn run_local_one_ulp_off(&self, id: OpId) -> (Vec<u32>, Vec<f32>) {
-        struct OneUlp {
-            inner: LocalLinear,
-            id: OpId,
-            done: bool,
-        }
-        impl Linear for OneUlp {
-            fn forward(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
-                self.inner.forward(id, x, rows, out)?;
-                if id == self.id && !self.done {
-                    self.done = true;
-                    out[0] = f32::from_bits(out[0].to_bits() + 1);
-                }
-                Ok(())
-            }
-            fn name(&self) -> String {
-                "one-ulp-off".into()
-            }
-        }
-        let inner = LocalLinear::exact(Arc::new(WorkerWeights::load(&self.ck, DTYPE).unwrap()));
-        self.run(&mut OneUlp { inner, id, done: false })
     }
 
     pub fn run_with(&self, args: &BackendArgs) -> (Vec<u32>, Vec<f32>) {
@@ -96,7 +70,7 @@ impl Fixture {
         self.run(linear.as_mut())
     }
 
-    /// Every input row of every op the plain engine computes for the
+    /// Every input row of every op the plain exact engine computes for the
     /// prompts: keyed by (layer, op name), rows concatenated, f64.
     pub fn plaintext_rows(&self) -> HashMap<(i32, String), Vec<f64>> {
         struct Capture {
@@ -107,6 +81,13 @@ impl Fixture {
             fn forward(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
                 self.rows.entry((id.layer, id.op.name().to_string())).or_default().extend(x.iter().map(|&v| v as f64));
                 self.inner.forward(id, x, rows, out)
+            }
+            fn precision(&self) -> talaria_engine::Precision {
+                self.inner.precision()
+            }
+            fn forward_f64(&mut self, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
+                self.rows.entry((id.layer, id.op.name().to_string())).or_default().extend_from_slice(x);
+                self.inner.forward_f64(id, x, rows, out)
             }
             fn name(&self) -> String {
                 "capture".into()

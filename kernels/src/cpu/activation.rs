@@ -1,5 +1,6 @@
 //! SiLU and the gated MLP activation `silu(gate) · up`.
 
+use super::activation_type::Activation;
 use super::exp::exp;
 use rayon::prelude::*;
 
@@ -12,20 +13,20 @@ pub fn silu(x: f32) -> f32 {
 }
 
 /// Each input row is `[gate (d_ff) | up (d_ff)]`; the output row (`d_ff`)
-/// is `silu(gate) · up`.
+/// is `silu(gate) · up`, in f32 (fast engine) or f64 (exact mode).
 ///
 /// # Panics
 /// When `gate_up` is not `2 · d_ff` per output row of `out` (a caller bug).
-pub fn silu_mul(gate_up: &[f32], d_ff: usize, out: &mut [f32]) {
+pub fn silu_mul<T: Activation>(gate_up: &[T], d_ff: usize, out: &mut [T]) {
     if d_ff == 0 {
         return;
     }
     assert_eq!(out.len() % d_ff, 0, "silu_mul: output length {} is not a multiple of d_ff = {d_ff}", out.len());
     assert_eq!(gate_up.len(), 2 * out.len(), "silu_mul: gate_up has {} values for {} outputs", gate_up.len(), out.len());
-    let row = |(gu, o): (&[f32], &mut [f32])| {
+    let row = |(gu, o): (&[T], &mut [T])| {
         let (gate, up) = gu.split_at(d_ff);
         for ((o, &g), &u) in o.iter_mut().zip(gate).zip(up) {
-            *o = silu(g) * u;
+            *o = g.silu() * u;
         }
     };
     if out.len() >= PARALLEL_ELEMS {
@@ -55,11 +56,15 @@ mod tests {
         let gu: Vec<f32> = (0..rows * 2 * d_ff).map(|i| (i as f32 * 0.21).cos() * 3.0).collect();
         let mut out = vec![0f32; rows * d_ff];
         silu_mul(&gu, d_ff, &mut out);
+        let gu64: Vec<f64> = gu.iter().map(|&v| v as f64).collect();
+        let mut out64 = vec![0f64; rows * d_ff];
+        silu_mul(&gu64, d_ff, &mut out64);
         for r in 0..rows {
             for i in 0..d_ff {
                 let (g, u) = (gu[r * 2 * d_ff + i] as f64, gu[r * 2 * d_ff + d_ff + i] as f64);
                 let want = g / (1.0 + (-g).exp()) * u;
                 assert!((out[r * d_ff + i] as f64 - want).abs() < 1e-6, "row {r} col {i}");
+                assert!((out64[r * d_ff + i] - want).abs() < 1e-14 * want.abs().max(1.0), "f64 row {r} col {i}");
             }
         }
     }

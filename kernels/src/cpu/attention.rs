@@ -21,11 +21,12 @@ const PARALLEL_MACS: usize = 1 << 16;
 /// Query heads scored at once against one KV head.
 const HEADS_PER_PASS: usize = 4;
 
-/// Read-only view of a layer's paged K and V pools.
+/// Read-only view of a layer's paged K and V pools (f32, or f64 for the
+/// exact mode's `paged_attention_f64`; same layout).
 #[derive(Clone, Copy, Debug)]
-pub struct PagedKv<'a> {
-    pub k: &'a [f32],
-    pub v: &'a [f32],
+pub struct PagedKv<'a, T = f32> {
+    pub k: &'a [T],
+    pub v: &'a [T],
     pub block_size: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
@@ -33,9 +34,9 @@ pub struct PagedKv<'a> {
 
 /// Mutable view of the same pools, for storing new tokens.
 #[derive(Debug)]
-pub struct PagedKvMut<'a> {
-    pub k: &'a mut [f32],
-    pub v: &'a mut [f32],
+pub struct PagedKvMut<'a, T = f32> {
+    pub k: &'a mut [T],
+    pub v: &'a mut [T],
     pub block_size: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
@@ -44,14 +45,14 @@ pub struct PagedKvMut<'a> {
 /// One query row: `n_heads × head_dim` values attending to positions
 /// `0..context_len` of the sequence whose blocks are `block_table`.
 #[derive(Clone, Copy, Debug)]
-pub struct AttnQuery<'a> {
-    pub q: &'a [f32],
+pub struct AttnQuery<'a, T = f32> {
+    pub q: &'a [T],
     pub block_table: &'a [u32],
     pub context_len: usize,
 }
 
-impl PagedKv<'_> {
-    fn token_len(&self) -> usize {
+impl<T> PagedKv<'_, T> {
+    pub(super) fn token_len(&self) -> usize {
         self.n_kv_heads * self.head_dim
     }
 
@@ -61,10 +62,10 @@ impl PagedKv<'_> {
     }
 }
 
-impl PagedKvMut<'_> {
+impl<T: Copy> PagedKvMut<'_, T> {
     /// Stores one token's K and V rows (`n_kv_heads × head_dim` each) at
     /// slot `offset` of block `block`.
-    pub fn write(&mut self, block: u32, offset: usize, k_row: &[f32], v_row: &[f32]) -> Result<(), KernelError> {
+    pub fn write(&mut self, block: u32, offset: usize, k_row: &[T], v_row: &[T]) -> Result<(), KernelError> {
         let num_blocks = check_pools(self.k.len(), self.v.len(), self.block_size, self.n_kv_heads, self.head_dim)?;
         let token = self.n_kv_heads * self.head_dim;
         if k_row.len() != token || v_row.len() != token {
@@ -87,7 +88,7 @@ impl PagedKvMut<'_> {
         Ok(())
     }
 
-    pub fn as_ref(&self) -> PagedKv<'_> {
+    pub fn as_ref(&self) -> PagedKv<'_, T> {
         PagedKv { k: self.k, v: self.v, block_size: self.block_size, n_kv_heads: self.n_kv_heads, head_dim: self.head_dim }
     }
 }
@@ -109,13 +110,33 @@ fn check_pools(k_len: usize, v_len: usize, block_size: usize, n_kv_heads: usize,
 /// (`out` is `queries.len() × n_heads × head_dim`); head `h` reads KV head
 /// `h / (n_heads / n_kv_heads)`.
 pub fn paged_attention(queries: &[AttnQuery], kv: &PagedKv, n_heads: usize, scale: f32, out: &mut [f32]) -> Result<(), KernelError> {
+    let work = check_call(queries, kv, n_heads, out.len())?;
+    let hd = kv.head_dim;
+    let (group, n_kv) = (n_heads / kv.n_kv_heads, kv.n_kv_heads);
+    // One task per (query, KV head): its `group` query heads are adjacent
+    // in both the query row and the output row.
+    let task = |(idx, o): (usize, &mut [f32])| {
+        let (qi, g) = (idx / n_kv, idx % n_kv);
+        let q = &queries[qi];
+        attend_group(&q.q[g * group * hd..(g + 1) * group * hd], q, kv, g, scale, o);
+    };
+    if work >= PARALLEL_MACS {
+        out.par_chunks_exact_mut(group * hd).enumerate().for_each(task);
+    } else {
+        out.chunks_exact_mut(group * hd).enumerate().for_each(task);
+    }
+    Ok(())
+}
+
+/// Validates a call's shapes and block tables; returns its multiply-adds.
+pub(super) fn check_call<T>(queries: &[AttnQuery<T>], kv: &PagedKv<T>, n_heads: usize, out_len: usize) -> Result<usize, KernelError> {
     let num_blocks = kv.num_blocks()?;
     let hd = kv.head_dim;
     if n_heads == 0 || !n_heads.is_multiple_of(kv.n_kv_heads) {
         return Err(KernelError::AttentionShape(format!("{n_heads} query heads do not group over {} KV heads", kv.n_kv_heads)));
     }
-    if out.len() != queries.len() * n_heads * hd {
-        return Err(KernelError::AttentionShape(format!("output has {} values, not {} × {n_heads} × {hd}", out.len(), queries.len())));
+    if out_len != queries.len() * n_heads * hd {
+        return Err(KernelError::AttentionShape(format!("output has {out_len} values, not {} × {n_heads} × {hd}", queries.len())));
     }
     let mut work = 0usize;
     for (i, q) in queries.iter().enumerate() {
@@ -131,20 +152,7 @@ pub fn paged_attention(queries: &[AttnQuery], kv: &PagedKv, n_heads: usize, scal
         }
         work += q.context_len * n_heads * hd * 2;
     }
-    let (group, n_kv) = (n_heads / kv.n_kv_heads, kv.n_kv_heads);
-    // One task per (query, KV head): its `group` query heads are adjacent
-    // in both the query row and the output row.
-    let task = |(idx, o): (usize, &mut [f32])| {
-        let (qi, g) = (idx / n_kv, idx % n_kv);
-        let q = &queries[qi];
-        attend_group(&q.q[g * group * hd..(g + 1) * group * hd], q, kv, g, scale, o);
-    };
-    if work >= PARALLEL_MACS {
-        out.par_chunks_exact_mut(group * hd).enumerate().for_each(task);
-    } else {
-        out.chunks_exact_mut(group * hd).enumerate().for_each(task);
-    }
-    Ok(())
+    Ok(work)
 }
 
 /// The query heads `q` (`group × head_dim`) of one query that share KV head

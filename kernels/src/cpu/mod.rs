@@ -1,10 +1,13 @@
 //! CPU kernels: matmul (f32 and exact f64), RMSNorm, RoPE, SiLU gating,
-//! softmax and paged attention. Multi-threaded with rayon where it pays.
+//! softmax and paged attention (the weight-free ones in f32, and in f64 for
+//! the exact mode). Multi-threaded with rayon where it pays.
 
 mod activation;
+mod activation_type;
 #[cfg(target_arch = "x86_64")]
 mod amx_bf16;
 mod attention;
+mod attention_f64;
 mod attention_tile;
 #[cfg(target_arch = "x86_64")]
 mod dot_avx512;
@@ -12,6 +15,7 @@ mod dot_avx512;
 mod dot_f64_avx512;
 mod error;
 mod exp;
+mod exp_f64;
 mod features;
 mod matmul;
 #[cfg(target_arch = "x86_64")]
@@ -26,7 +30,9 @@ mod scratch;
 mod softmax;
 
 pub use activation::{silu, silu_mul};
+pub use activation_type::Activation;
 pub use attention::{paged_attention, AttnQuery, PagedKv, PagedKvMut};
+pub use attention_f64::paged_attention_f64;
 pub use error::KernelError;
 pub use features::CpuFeatures;
 pub use matmul::{matmul, matmul_backend};

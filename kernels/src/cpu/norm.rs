@@ -1,5 +1,6 @@
 //! RMSNorm over rows: `out = x / sqrt(mean(x²) + eps) [· gain]`.
 
+use super::activation_type::Activation;
 use rayon::prelude::*;
 
 /// Rows at least this many elements in total are normalized in parallel.
@@ -8,12 +9,13 @@ const PARALLEL_ELEMS: usize = 1 << 16;
 /// Normalizes each row of length `d` of `x` into `out`; `gain` (length `d`)
 /// multiplies afterwards when given (the deployed model folds gains into the
 /// next linear, so it passes `None`). The mean of squares is accumulated in
-/// f64, so the result does not depend on how rows are batched.
+/// f64, so the result does not depend on how rows are batched. Rows are
+/// f32 in the fast engine, f64 in the exact mode.
 ///
 /// # Panics
 /// When `x` and `out` differ in length, it is not a multiple of `d`, or
 /// `gain` is not `d` long (caller bugs).
-pub fn rms_norm(x: &[f32], d: usize, eps: f32, gain: Option<&[f32]>, out: &mut [f32]) {
+pub fn rms_norm<T: Activation>(x: &[T], d: usize, eps: f32, gain: Option<&[f32]>, out: &mut [T]) {
     assert_eq!(x.len(), out.len(), "rms_norm: input and output lengths differ");
     if d == 0 {
         return;
@@ -22,7 +24,7 @@ pub fn rms_norm(x: &[f32], d: usize, eps: f32, gain: Option<&[f32]>, out: &mut [
     if let Some(g) = gain {
         assert_eq!(g.len(), d, "rms_norm: gain has {} values, not d = {d}", g.len());
     }
-    let row = |(xr, or): (&[f32], &mut [f32])| norm_row(xr, eps, gain, or);
+    let row = |(xr, or): (&[T], &mut [T])| norm_row(xr, eps, gain, or);
     if x.len() >= PARALLEL_ELEMS {
         x.par_chunks_exact(d).zip(out.par_chunks_exact_mut(d)).for_each(row);
     } else {
@@ -30,11 +32,11 @@ pub fn rms_norm(x: &[f32], d: usize, eps: f32, gain: Option<&[f32]>, out: &mut [
     }
 }
 
-fn norm_row(x: &[f32], eps: f32, gain: Option<&[f32]>, out: &mut [f32]) {
-    let sum_sq: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
-    let inv = (1.0 / (sum_sq / x.len() as f64 + eps as f64).sqrt()) as f32;
+fn norm_row<T: Activation>(x: &[T], eps: f32, gain: Option<&[f32]>, out: &mut [T]) {
+    let sum_sq: f64 = x.iter().map(|&v| v.to_f64() * v.to_f64()).sum();
+    let inv = T::from_f64(1.0 / (sum_sq / x.len() as f64 + eps as f64).sqrt());
     match gain {
-        Some(g) => out.iter_mut().zip(x).zip(g).for_each(|((o, &v), &g)| *o = (v * inv) * g),
+        Some(g) => out.iter_mut().zip(x).zip(g).for_each(|((o, &v), &g)| *o = (v * inv) * T::from_f32(g)),
         None => out.iter_mut().zip(x).for_each(|(o, &v)| *o = v * inv),
     }
 }
@@ -77,6 +79,19 @@ mod tests {
         let mut one = vec![0f32; d];
         rms_norm(&x[150 * d..151 * d], d, 1e-5, None, &mut one);
         assert_eq!(&all[150 * d..151 * d], one.as_slice());
+    }
+
+    #[test]
+    fn f64_rows_match_the_reference_to_f64_precision() {
+        let d = 37;
+        let x: Vec<f32> = (0..d).map(|i| ((i * 7919) % 101) as f32 / 13.0 - 3.5).collect();
+        let g: Vec<f32> = (0..d).map(|i| 0.5 + i as f32 / 40.0).collect();
+        let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let mut out = vec![0f64; d];
+        rms_norm(&xd, d, 1e-5, Some(&g), &mut out);
+        for (a, b) in out.iter().zip(reference(&x, 1e-5f32 as f64, Some(&g))) {
+            assert!((a - b).abs() <= 1e-14 * b.abs().max(1.0), "{a} vs {b}");
+        }
     }
 
     #[test]

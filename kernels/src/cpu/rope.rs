@@ -1,16 +1,18 @@
 //! Rotary position embedding with cached cos/sin, HF "rotate_half" layout:
 //! dimension `i` pairs with `i + head_dim / 2`.
 
+use super::activation_type::Activation;
 use super::error::KernelError;
 
-/// cos/sin of `pos · θ^(-2i/head_dim)` for `i < head_dim / 2`, computed in
-/// f64 and stored as f32, for positions `0..max_positions`.
+/// cos/sin of `pos · θ^(-2i/head_dim)` for `i < head_dim / 2`, computed and
+/// kept in f64 (rounded to f32 where f32 rows are rotated), for positions
+/// `0..max_positions`.
 #[derive(Clone, Debug)]
 pub struct RopeTable {
     head_dim: usize,
     theta: f64,
-    cos: Vec<f32>,
-    sin: Vec<f32>,
+    cos: Vec<f64>,
+    sin: Vec<f64>,
 }
 
 impl RopeTable {
@@ -39,8 +41,8 @@ impl RopeTable {
         for pos in self.max_positions()..n {
             for &f in &inv_freq {
                 let angle = pos as f64 * f;
-                self.cos.push(angle.cos() as f32);
-                self.sin.push(angle.sin() as f32);
+                self.cos.push(angle.cos());
+                self.sin.push(angle.sin());
             }
         }
     }
@@ -49,7 +51,7 @@ impl RopeTable {
     ///
     /// # Panics
     /// When `x` is not `n_heads * head_dim` long (a caller bug).
-    pub fn apply(&self, x: &mut [f32], n_heads: usize, pos: usize) -> Result<(), KernelError> {
+    pub fn apply<T: Activation>(&self, x: &mut [T], n_heads: usize, pos: usize) -> Result<(), KernelError> {
         assert_eq!(x.len(), n_heads * self.head_dim, "rope: row has {} values, not {n_heads} heads × {}", x.len(), self.head_dim);
         let max = self.max_positions();
         if pos >= max {
@@ -61,15 +63,16 @@ impl RopeTable {
             let (a, b) = head.split_at_mut(half);
             for i in 0..half {
                 let (x1, x2) = (a[i], b[i]);
-                a[i] = x1 * cos[i] - x2 * sin[i];
-                b[i] = x2 * cos[i] + x1 * sin[i];
+                let (c, s) = (T::from_f64(cos[i]), T::from_f64(sin[i]));
+                a[i] = x1 * c - x2 * s;
+                b[i] = x2 * c + x1 * s;
             }
         }
         Ok(())
     }
 
     /// Rotates `positions.len()` consecutive rows, row `r` at `positions[r]`.
-    pub fn apply_rows(&self, x: &mut [f32], n_heads: usize, positions: &[usize]) -> Result<(), KernelError> {
+    pub fn apply_rows<T: Activation>(&self, x: &mut [T], n_heads: usize, positions: &[usize]) -> Result<(), KernelError> {
         let width = n_heads * self.head_dim;
         assert_eq!(x.len(), width * positions.len(), "rope: {} values for {} rows of {width}", x.len(), positions.len());
         for (row, &pos) in x.chunks_exact_mut(width.max(1)).zip(positions) {
@@ -91,6 +94,8 @@ mod tests {
         for pos in [0, 1, 17, 299] {
             let mut x = orig.clone();
             table.apply(&mut x, heads, pos).unwrap();
+            let mut x64: Vec<f64> = orig.iter().map(|&v| v as f64).collect();
+            table.apply(&mut x64, heads, pos).unwrap();
             for h in 0..heads {
                 for i in 0..hd {
                     let j = i % (hd / 2);
@@ -98,6 +103,7 @@ mod tests {
                     let (x1, x2) = (orig[h * hd + j] as f64, orig[h * hd + j + hd / 2] as f64);
                     let want = if i < hd / 2 { x1 * angle.cos() - x2 * angle.sin() } else { x2 * angle.cos() + x1 * angle.sin() };
                     assert!((x[h * hd + i] as f64 - want).abs() < 1e-5, "pos {pos} head {h} dim {i}");
+                    assert!((x64[h * hd + i] - want).abs() < 1e-13, "f64: pos {pos} head {h} dim {i}");
                 }
             }
         }

@@ -1,0 +1,76 @@
+//! Times the weight-free half of one prefill and of decode steps in f32 and
+//! in f64 activations (both over f64-accumulated local products), to see
+//! what the exact mode's f64 CVM half costs.
+//!
+//!   cargo run --release -p talaria-engine --example cvm_precision [-- PREFILL]
+//!
+//! `ONLY=f32` or `ONLY=f64` runs one precision (for profiling).
+
+use std::sync::Arc;
+
+use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
+use talaria_kernels::WeightDType;
+use talaria_models::{fetch::ensure_default_model, Checkpoint, CvmWeights, WorkerWeights};
+
+/// f64-accumulated products either way; only the activations differ.
+struct ExactProducts {
+    inner: LocalLinear,
+    f64_activations: bool,
+}
+
+impl Linear for ExactProducts {
+    fn forward(&mut self, id: talaria_models::OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
+        self.inner.forward(id, x, rows, out)
+    }
+    fn precision(&self) -> talaria_engine::Precision {
+        if self.f64_activations {
+            talaria_engine::Precision::F64
+        } else {
+            talaria_engine::Precision::F32
+        }
+    }
+    fn forward_f64(&mut self, id: talaria_models::OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
+        self.inner.forward_f64(id, x, rows, out)
+    }
+    fn name(&self) -> String {
+        "exact-products".into()
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let prefill: usize = std::env::args().nth(1).map_or(512, |v| v.parse().unwrap());
+    let ck = Checkpoint::open(ensure_default_model(false)?)?;
+    let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(&ck, WeightDType::Bf16)?)?;
+    let weights = Arc::new(WorkerWeights::load(&ck, WeightDType::Bf16)?);
+    let tokens: Vec<u32> = (0..prefill as u32).map(|i| 100 + (i * 37) % 5000).collect();
+    for round in 0..2 {
+        for f64_activations in [false, true].into_iter().filter(|&f| std::env::var("ONLY").map_or(true, |o| (o == "f64") == f)) {
+            let mut linear = ExactProducts { inner: LocalLinear::exact(weights.clone()), f64_activations };
+            let mut kv = KvPool::with_precision(&model.config, prefill.div_ceil(16) + 4, 16, linear.precision());
+            let mut seq = kv.new_sequence();
+            seq.reserve(prefill + 16)?;
+            let mut t = StepTimings::default();
+            model.forward(&[SeqChunk { blocks: &seq, tokens: &tokens, logits: LogitsWanted::Last }], &mut kv, &mut linear, &mut t)?;
+            seq.advance(prefill);
+            let mut td = StepTimings::default();
+            for i in 0..16 {
+                model.forward(
+                    &[SeqChunk { blocks: &seq, tokens: &[200 + i], logits: LogitsWanted::Last }],
+                    &mut kv,
+                    &mut linear,
+                    &mut td,
+                )?;
+                seq.advance(1);
+            }
+            println!(
+                "round {round} {}: prefill {prefill}: CVM {:.1} ms, linear {:.1} ms | decode: CVM {:.2} ms/step, linear {:.2} ms/step",
+                if f64_activations { "f64" } else { "f32" },
+                t.cvm_s * 1e3,
+                t.linear_s * 1e3,
+                td.cvm_s * 1e3 / 16.0,
+                td.linear_s * 1e3 / 16.0
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,379 @@
+//! Paged attention of the exact mode: f64 queries, f64 K/V pools in the
+//! f32 kernel's layout (K blocks transposed, `[n_kv_heads][head_dim]
+//! [block_size]`; V `[block_size][n_kv_heads][head_dim]`), f64 scores,
+//! softmax and sums. Like the f32 kernel, each row's result depends on its
+//! own query and context alone (batch-invariant).
+
+use rayon::prelude::*;
+
+use super::attention::{check_call, AttnQuery, PagedKv};
+use super::error::KernelError;
+use super::exp_f64::exp_f64;
+use super::features::CpuFeatures;
+
+/// Below this many multiply-adds a call stays on one thread.
+const PARALLEL_MACS: usize = 1 << 16;
+
+/// `out[i] = softmax(scale · q_h · Kᵀ) · V` for every query `i` and head
+/// `h`, all in f64; head `h` reads KV head `h / (n_heads / n_kv_heads)`.
+pub fn paged_attention_f64(
+    queries: &[AttnQuery<f64>],
+    kv: &PagedKv<f64>,
+    n_heads: usize,
+    scale: f64,
+    out: &mut [f64],
+) -> Result<(), KernelError> {
+    let work = check_call(queries, kv, n_heads, out.len())?;
+    let hd = kv.head_dim;
+    let group = n_heads / kv.n_kv_heads;
+    let avx512 = CpuFeatures::get().avx512;
+    let n_kv = kv.n_kv_heads;
+    // One task per (query, KV head): its `group` query heads are adjacent
+    // in both the query row and the output row.
+    let task = |(idx, o): (usize, &mut [f64])| {
+        let (qi, g) = (idx / n_kv, idx % n_kv);
+        let query = &queries[qi];
+        let qg = &query.q[g * group * hd..(g + 1) * group * hd];
+        #[cfg(target_arch = "x86_64")]
+        if avx512 && hd == 64 && kv.block_size == 16 {
+            // SAFETY: the CPU has AVX-512F (checked above).
+            match group {
+                1 => return unsafe { attend_group_64x16_avx512::<1>(qg, query, kv, g, scale, o) },
+                2 => return unsafe { attend_group_64x16_avx512::<2>(qg, query, kv, g, scale, o) },
+                3 => return unsafe { attend_group_64x16_avx512::<3>(qg, query, kv, g, scale, o) },
+                4 => return unsafe { attend_group_64x16_avx512::<4>(qg, query, kv, g, scale, o) },
+                _ => {}
+            }
+        }
+        for (qh, oh) in qg.chunks_exact(hd).zip(o.chunks_exact_mut(hd)) {
+            match (hd, kv.block_size) {
+                (64, 16) => attend_head_fixed::<64, 16, 32>(qh, query, kv, g, scale, oh),
+                (128, 16) => attend_head_fixed::<128, 16, 32>(qh, query, kv, g, scale, oh),
+                _ => attend_head(qh, query, kv, g, scale, oh),
+            }
+        }
+    };
+    if work >= PARALLEL_MACS {
+        out.par_chunks_exact_mut(group * hd).enumerate().for_each(task);
+    } else {
+        out.chunks_exact_mut(group * hd).enumerate().for_each(task);
+    }
+    Ok(())
+}
+
+/// One block's scores `s[j] = scale · Σ_d q[d]·K[d][j]`, summed over `d` in
+/// order with fused multiply-adds (as `attend_head` does).
+#[inline(always)]
+fn score_block<const HD: usize, const BS: usize>(q: &[f64; HD], kt: &[f64], scale: f64, s: &mut [f64; BS]) {
+    let mut acc = [0f64; BS];
+    for (&qd, row) in q.iter().zip(kt.chunks_exact(BS)) {
+        let row: &[f64; BS] = row.try_into().expect("BS per row");
+        for j in 0..BS {
+            acc[j] = qd.mul_add(row[j], acc[j]);
+        }
+    }
+    for j in 0..BS {
+        s[j] = acc[j] * scale;
+    }
+}
+
+/// `attend_head` for the usual shapes: a block's scores and `VC` output
+/// dimensions are accumulated in registers (fixed sizes let the compiler
+/// keep them there). Every element sees the same operations in the same
+/// order as in `attend_head`, so the results are the same bits.
+#[inline(always)]
+fn attend_head_fixed<const HD: usize, const BS: usize, const VC: usize>(
+    q: &[f64],
+    query: &AttnQuery<f64>,
+    kv: &PagedKv<f64>,
+    g: usize,
+    scale: f64,
+    out: &mut [f64],
+) {
+    let q: &[f64; HD] = q.try_into().expect("head_dim checked by the caller");
+    let blocks = &query.block_table[..query.context_len.div_ceil(BS)];
+    let mut scores = vec![0f64; blocks.len() * BS];
+    for (&block, s) in blocks.iter().zip(scores.chunks_exact_mut(BS)) {
+        score_block::<HD, BS>(q, k_block::<HD, BS>(kv, block, g), scale, s.try_into().expect("BS scores"));
+    }
+    softmax_weighted_v::<HD, BS, VC>(scores, query, kv, g, out);
+}
+
+/// The transposed K block of KV head `g`.
+#[inline(always)]
+fn k_block<'a, const HD: usize, const BS: usize>(kv: &PagedKv<'a, f64>, block: u32, g: usize) -> &'a [f64] {
+    &kv.k[(block as usize * kv.token_len() + g * HD) * BS..][..HD * BS]
+}
+
+/// Softmax of the scores (one per context position, past the end ignored),
+/// then the weighted sum of V rows, `VC` dimensions at a time.
+#[inline(always)]
+fn softmax_weighted_v<const HD: usize, const BS: usize, const VC: usize>(
+    mut scores: Vec<f64>,
+    query: &AttnQuery<f64>,
+    kv: &PagedKv<f64>,
+    g: usize,
+    out: &mut [f64],
+) {
+    let (ctx, token) = (query.context_len, kv.token_len());
+    out.fill(0.0);
+    if ctx == 0 {
+        return;
+    }
+    let scores = &mut scores[..ctx];
+    let m = max(scores);
+    scores.iter_mut().for_each(|s| *s = exp_f64(*s - m));
+    let inv = 1.0 / sum(scores);
+    scores.iter_mut().for_each(|s| *s *= inv);
+    for (c0, o) in (0..HD).step_by(VC).zip(out.chunks_exact_mut(VC)) {
+        let mut acc = [0f64; VC];
+        for (p, &w) in scores.iter().enumerate() {
+            let at = (query.block_table[p / BS] as usize * BS + p % BS) * token + g * HD + c0;
+            let v: &[f64; VC] = kv.v[at..at + VC].try_into().expect("in the pool");
+            acc.iter_mut().zip(v).for_each(|(o, &v)| *o = w.mul_add(v, *o));
+        }
+        o.copy_from_slice(&acc);
+    }
+}
+
+/// The default shape (head_dim 64, blocks of 16) on AVX-512, for the `G`
+/// query heads that share KV head `g`: each K row and V row is loaded once
+/// for all of them, two blocks are scored at once (4·G independent FMA
+/// chains), and 32 output dimensions of every head stay in registers. Same
+/// operations per element as `attend_head`, so the same bits.
+///
+/// # Safety
+/// The CPU must have AVX-512F (`CpuFeatures::avx512`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn attend_group_64x16_avx512<const G: usize>(
+    q: &[f64],
+    query: &AttnQuery<f64>,
+    kv: &PagedKv<f64>,
+    g: usize,
+    scale: f64,
+    out: &mut [f64],
+) {
+    use std::arch::x86_64::*;
+    const HD: usize = 64;
+    const BS: usize = 16;
+    let (ctx, token) = (query.context_len, kv.token_len());
+    out.fill(0.0);
+    if ctx == 0 {
+        return;
+    }
+    assert!(q.len() == G * HD && out.len() == G * HD, "group shapes");
+    let blocks = &query.block_table[..ctx.div_ceil(BS)];
+    let n = blocks.len() * BS;
+    // scores[j·n + p]: head j, position p.
+    let mut scores = vec![0f64; G * n];
+    let sc = _mm512_set1_pd(scale);
+    let load = |s: &[f64]| -> __m512d {
+        let s: &[f64; 8] = s[..8].try_into().expect("8 values");
+        // SAFETY: `s` holds 8 values.
+        unsafe { _mm512_loadu_pd(s.as_ptr()) }
+    };
+    let store = |d: &mut [f64], v: __m512d| {
+        let d: &mut [f64; 8] = (&mut d[..8]).try_into().expect("8 values");
+        // SAFETY: `d` holds 8 values.
+        unsafe { _mm512_storeu_pd(d.as_mut_ptr(), v) }
+    };
+    let mut b = 0;
+    while b < blocks.len() {
+        let pair = if b + 1 < blocks.len() { 2 } else { 1 };
+        let kts: [&[f64]; 2] = [k_block::<HD, BS>(kv, blocks[b], g), k_block::<HD, BS>(kv, blocks[b + pair - 1], g)];
+        let mut acc = [[[_mm512_setzero_pd(); 2]; 2]; G];
+        for d in 0..HD {
+            let k = [[load(&kts[0][d * BS..]), load(&kts[0][d * BS + 8..])], [load(&kts[1][d * BS..]), load(&kts[1][d * BS + 8..])]];
+            for (j, a) in acc.iter_mut().enumerate() {
+                let qd = _mm512_set1_pd(q[j * HD + d]);
+                for (ai, ki) in a.iter_mut().zip(&k) {
+                    ai[0] = _mm512_fmadd_pd(qd, ki[0], ai[0]);
+                    ai[1] = _mm512_fmadd_pd(qd, ki[1], ai[1]);
+                }
+            }
+        }
+        for (j, a) in acc.iter().enumerate() {
+            for (i, ai) in a.iter().take(pair).enumerate() {
+                let at = j * n + (b + i) * BS;
+                store(&mut scores[at..], _mm512_mul_pd(ai[0], sc));
+                store(&mut scores[at + 8..], _mm512_mul_pd(ai[1], sc));
+            }
+        }
+        b += pair;
+    }
+    for s in scores.chunks_exact_mut(n) {
+        let s = &mut s[..ctx];
+        let m = max(s);
+        s.iter_mut().for_each(|x| *x = exp_f64(*x - m));
+        let inv = 1.0 / sum(s);
+        s.iter_mut().for_each(|x| *x *= inv);
+    }
+    for c0 in [0, 32] {
+        let mut acc = [[_mm512_setzero_pd(); 4]; G];
+        for p in 0..ctx {
+            let at = (blocks[p / BS] as usize * BS + p % BS) * token + g * HD + c0;
+            let v = [load(&kv.v[at..]), load(&kv.v[at + 8..]), load(&kv.v[at + 16..]), load(&kv.v[at + 24..])];
+            for (j, a) in acc.iter_mut().enumerate() {
+                let w = _mm512_set1_pd(scores[j * n + p]);
+                for (ac, vc) in a.iter_mut().zip(&v) {
+                    *ac = _mm512_fmadd_pd(w, *vc, *ac);
+                }
+            }
+        }
+        for (j, a) in acc.iter().enumerate() {
+            for (c, ac) in a.iter().enumerate() {
+                store(&mut out[j * HD + c0 + 8 * c..], *ac);
+            }
+        }
+    }
+}
+
+fn attend_head(q: &[f64], query: &AttnQuery<f64>, kv: &PagedKv<f64>, g: usize, scale: f64, out: &mut [f64]) {
+    let (hd, bs, token) = (kv.head_dim, kv.block_size, kv.token_len());
+    let ctx = query.context_len;
+    out.fill(0.0);
+    if ctx == 0 {
+        return;
+    }
+    let blocks = &query.block_table[..ctx.div_ceil(bs)];
+    let mut scores = vec![0f64; ctx];
+    for (bi, &block) in blocks.iter().enumerate() {
+        // Row d of the transposed block holds dimension d for its positions.
+        let kt = &kv.k[(block as usize * token + g * hd) * bs..][..hd * bs];
+        let p0 = bi * bs;
+        let n = bs.min(ctx - p0);
+        let s = &mut scores[p0..p0 + n];
+        for (d, &qd) in q.iter().enumerate() {
+            s.iter_mut().zip(&kt[d * bs..d * bs + n]).for_each(|(s, &k)| *s = qd.mul_add(k, *s));
+        }
+        s.iter_mut().for_each(|s| *s *= scale);
+    }
+    let m = max(&scores);
+    scores.iter_mut().for_each(|s| *s = exp_f64(*s - m));
+    let inv = 1.0 / sum(&scores);
+    for (p, &w) in scores.iter().enumerate() {
+        let at = (blocks[p / bs] as usize * bs + p % bs) * token + g * hd;
+        let w = w * inv;
+        out.iter_mut().zip(&kv.v[at..at + hd]).for_each(|(o, &v)| *o = w.mul_add(v, *o));
+    }
+}
+
+/// Maximum with 4 independent lanes (vectorizable).
+#[inline(always)]
+fn max(x: &[f64]) -> f64 {
+    let mut acc = [f64::NEG_INFINITY; 4];
+    let chunks = x.chunks_exact(4);
+    let rest = chunks.remainder().iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    for c in chunks {
+        for l in 0..4 {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    acc.iter().copied().fold(rest, f64::max)
+}
+
+/// Sum with 8 independent lanes (vectorizable, fixed order).
+#[inline(always)]
+fn sum(x: &[f64]) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let rest: f64 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += c[l];
+        }
+    }
+    acc.iter().sum::<f64>() + rest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::attention::{paged_attention, PagedKvMut};
+    use super::*;
+
+    /// Two sequences in shuffled blocks of 4; queries of the second attend
+    /// to its first 7 positions.
+    #[test]
+    fn matches_the_f32_kernel_and_a_direct_f64_softmax() {
+        let (bs, n_kv, hd, n_heads, blocks) = (4, 2, 8, 4, 6);
+        let token = n_kv * hd;
+        let (mut k32, mut v32) = (vec![0f32; blocks * bs * token], vec![0f32; blocks * bs * token]);
+        let (mut k64, mut v64) = (vec![0f64; blocks * bs * token], vec![0f64; blocks * bs * token]);
+        let table = [4u32, 1];
+        let val = |i: usize| ((i * 7919 % 211) as f32 / 50.0 - 2.0).sin();
+        let mut rows = Vec::new();
+        for p in 0..7 {
+            let kr: Vec<f32> = (0..token).map(|i| val(p * 100 + i)).collect();
+            let vr: Vec<f32> = (0..token).map(|i| val(p * 100 + 50 + i)).collect();
+            let (b, o) = (table[p / bs], p % bs);
+            PagedKvMut { k: &mut k32, v: &mut v32, block_size: bs, n_kv_heads: n_kv, head_dim: hd }.write(b, o, &kr, &vr).unwrap();
+            let (k6, v6): (Vec<f64>, Vec<f64>) = (kr.iter().map(|&x| x as f64).collect(), vr.iter().map(|&x| x as f64).collect());
+            PagedKvMut { k: &mut k64, v: &mut v64, block_size: bs, n_kv_heads: n_kv, head_dim: hd }.write(b, o, &k6, &v6).unwrap();
+            rows.push((kr, vr));
+        }
+        let q32: Vec<f32> = (0..n_heads * hd).map(|i| val(9000 + i)).collect();
+        let q64: Vec<f64> = q32.iter().map(|&x| x as f64).collect();
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut o32 = vec![0f32; n_heads * hd];
+        let kv32 = PagedKv { k: &k32, v: &v32, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
+        paged_attention(&[AttnQuery { q: &q32, block_table: &table, context_len: 7 }], &kv32, n_heads, scale as f32, &mut o32).unwrap();
+        let mut o64 = vec![0f64; n_heads * hd];
+        let kv64 = PagedKv { k: &k64, v: &v64, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
+        paged_attention_f64(&[AttnQuery { q: &q64, block_table: &table, context_len: 7 }], &kv64, n_heads, scale, &mut o64).unwrap();
+        for h in 0..n_heads {
+            let g = h / (n_heads / n_kv);
+            let s: Vec<f64> =
+                rows.iter().map(|(k, _)| scale * (0..hd).map(|d| q64[h * hd + d] * k[g * hd + d] as f64).sum::<f64>()).collect();
+            let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..hd {
+                let want: f64 = rows.iter().zip(&e).map(|((_, v), w)| w / z * v[g * hd + d] as f64).sum();
+                assert!((o64[h * hd + d] - want).abs() < 1e-14, "f64 head {h} dim {d}");
+                assert!((o32[h * hd + d] as f64 - want).abs() < 1e-5, "f32 head {h} dim {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_shape_path_is_bitwise_the_general_one() {
+        let (bs, n_kv, hd, blocks) = (16, 2, 64, 6);
+        let token = n_kv * hd;
+        let val = |i: usize| ((i * 7919 % 211) as f64 / 50.0 - 2.0).sin();
+        let k: Vec<f64> = (0..blocks * bs * token).map(val).collect();
+        let v: Vec<f64> = (0..blocks * bs * token).map(|i| val(i + 77)).collect();
+        let kv = PagedKv { k: &k, v: &v, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
+        let q: Vec<f64> = (0..hd).map(|i| val(5000 + i)).collect();
+        for ctx in [1, 16, 17, 50, 64, 80] {
+            let query = AttnQuery { q: &q, block_table: &[3, 0, 4, 2, 5], context_len: ctx };
+            let (mut a, mut b) = (vec![0f64; hd], vec![0f64; hd]);
+            attend_head_fixed::<64, 16, 32>(&q, &query, &kv, 1, 0.125, &mut a);
+            attend_head(&q, &query, &kv, 1, 0.125, &mut b);
+            assert_eq!(a, b, "context {ctx}");
+            #[cfg(target_arch = "x86_64")]
+            if CpuFeatures::get().avx512 {
+                // Three heads sharing KV head 1, against each alone.
+                let q3: Vec<f64> = (0..3 * hd).map(|i| val(7000 + i)).collect();
+                let query3 = AttnQuery { q: &q3, ..query };
+                let mut c = vec![0f64; 3 * hd];
+                // SAFETY: AVX-512F detected.
+                unsafe { attend_group_64x16_avx512::<3>(&q3, &query3, &kv, 1, 0.125, &mut c) };
+                for (qh, ch) in q3.chunks_exact(hd).zip(c.chunks_exact(hd)) {
+                    attend_head(qh, &query3, &kv, 1, 0.125, &mut b);
+                    assert_eq!(ch, b.as_slice(), "AVX-512 group, context {ctx}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_block_tables_are_errors() {
+        let (k, v) = (vec![0f64; 2 * 4 * 8], vec![0f64; 2 * 4 * 8]);
+        let kv = PagedKv { k: &k, v: &v, block_size: 4, n_kv_heads: 1, head_dim: 8 };
+        let q = vec![0f64; 8];
+        let mut out = vec![0f64; 8];
+        let err = paged_attention_f64(&[AttnQuery { q: &q, block_table: &[5], context_len: 3 }], &kv, 1, 1.0, &mut out);
+        assert_eq!(err, Err(KernelError::BlockOutOfRange { block: 5, num_blocks: 2 }));
+    }
+}
