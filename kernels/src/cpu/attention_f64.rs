@@ -121,10 +121,7 @@ fn softmax_weighted_v<const HD: usize, const BS: usize, const VC: usize>(
         return;
     }
     let scores = &mut scores[..ctx];
-    let m = max(scores);
-    scores.iter_mut().for_each(|s| *s = exp_f64(*s - m));
-    let inv = 1.0 / sum(scores);
-    scores.iter_mut().for_each(|s| *s *= inv);
+    softmax_in_place(scores);
     for (c0, o) in (0..HD).step_by(VC).zip(out.chunks_exact_mut(VC)) {
         let mut acc = [0f64; VC];
         for (p, &w) in scores.iter().enumerate() {
@@ -204,10 +201,7 @@ unsafe fn attend_group_64x16_avx512<const G: usize>(
     }
     for s in scores.chunks_exact_mut(n) {
         let s = &mut s[..ctx];
-        let m = max(s);
-        s.iter_mut().for_each(|x| *x = exp_f64(*x - m));
-        let inv = 1.0 / sum(s);
-        s.iter_mut().for_each(|x| *x *= inv);
+        softmax_in_place(s);
     }
     for c0 in [0, 32] {
         let mut acc = [[_mm512_setzero_pd(); 4]; G];
@@ -249,14 +243,20 @@ fn attend_head(q: &[f64], query: &AttnQuery<f64>, kv: &PagedKv<f64>, g: usize, s
         }
         s.iter_mut().for_each(|s| *s *= scale);
     }
-    let m = max(&scores);
-    scores.iter_mut().for_each(|s| *s = exp_f64(*s - m));
-    let inv = 1.0 / sum(&scores);
+    softmax_in_place(&mut scores);
     for (p, &w) in scores.iter().enumerate() {
         let at = (blocks[p / bs] as usize * bs + p % bs) * token + g * hd;
-        let w = w * inv;
         out.iter_mut().zip(&kv.v[at..at + hd]).for_each(|(o, &v)| *o = w.mul_add(v, *o));
     }
+}
+
+/// `s ← exp(s − max s) / Σ exp(s − max s)`, in the one order every path uses.
+#[inline(always)]
+fn softmax_in_place(s: &mut [f64]) {
+    let m = max(s);
+    s.iter_mut().for_each(|x| *x = exp_f64(*x - m));
+    let inv = 1.0 / sum(s);
+    s.iter_mut().for_each(|x| *x *= inv);
 }
 
 /// Maximum with 4 independent lanes (vectorizable).
