@@ -48,6 +48,9 @@ fn tensor_core_targets_have_every_entry_and_the_mma_instructions() {
                 assert!(ptx.contains(instruction), "{} for {arch} lacks {instruction}", source.name);
             }
             assert!(!ptx.contains("trap;"), "{} for {arch} compiled the no-MMA stub", source.name);
+            if arch == "sm_90" && source.name == "gemm_exact.cu" {
+                assert!(ptx.contains("mma.sync.aligned.m16n8k4.row.col.f64.f64.f64.f64"), "no sm_90 DMMA in gemm_exact.cu");
+            }
         }
     }
 }

@@ -53,7 +53,11 @@ pub fn run(m: &mut CudaMatmul, rng: &mut Rng64) -> Result<Outcome, CudaError> {
         }
         // Both variants outside their usual row range.
         let w = rng.weight(130, 72, dtype);
-        for (rows, variant) in [(3, KernelVariant::TensorCore), (77, KernelVariant::Gemv)] {
+        let mut forced = vec![(3, KernelVariant::TensorCore), (77, KernelVariant::Gemv)];
+        if m.device().compute_capability.0 >= 9 {
+            forced.extend([(3, KernelVariant::TensorCoreSm90), (77, KernelVariant::TensorCoreSm90)]);
+        }
+        for (rows, variant) in forced {
             let x = rng.vec(rows * 72, 1e4);
             let y = exact_on_device(m, &x, rows, &w, variant)?;
             out.check(format!("exact {} {rows}×72→130 forced {variant:?}", dtype.name()), rel_err(&y, &reference(&x, rows, &w)), EXACT_TOL);

@@ -6,7 +6,7 @@ use std::time::Instant;
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::CudaStream;
 use talaria_kernels::cuda::error::CudaError;
-use talaria_kernels::cuda::{CublasReference, CudaMatmul, MatmulMode};
+use talaria_kernels::cuda::{CublasReference, CudaMatmul, KernelVariant, MatmulMode};
 use talaria_kernels::WeightDType;
 
 use crate::data::{bf16_bits, rel_err, Rng64};
@@ -82,8 +82,8 @@ pub fn run(m: &mut CudaMatmul, rng: &mut Rng64) -> Result<TimingReport, CudaErro
         }
     };
     let mut table = vec![
-        format!("| shape | rows×d_in→d_out | exact GFLOP/s | DGEMM GFLOP/s | exact % DGEMM | exact % FP64 peak ({peak} TF) | fast GFLOP/s | plain GFLOP/s | cuBLAS bf16 GFLOP/s | fast % cuBLAS bf16 | plain % cuBLAS bf16 | exact host call µs | fast host call µs |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|".into(),
+        format!("| shape | rows×d_in→d_out | exact GFLOP/s | DGEMM GFLOP/s | exact % DGEMM | exact % FP64 peak ({peak} TF) | exact m8n8k4 kernel GFLOP/s | fast GFLOP/s | plain GFLOP/s | cuBLAS bf16 GFLOP/s | fast % cuBLAS bf16 | plain % cuBLAS bf16 | exact host call µs | fast host call µs |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".into(),
     ];
     let mut cross_check_failures = 0;
     for s in SHAPES {
@@ -100,6 +100,23 @@ pub fn run(m: &mut CudaMatmul, rng: &mut Rng64) -> Result<TimingReport, CudaErro
         let t_exact =
             time_ms(&stream, || kernels.launch_exact(&stream, &dx64.slice(..), &dw, &mut dy64.slice_mut(..), s.rows, None).map(drop))?;
         let ours_exact = drv(stream.clone_dtoh(&dy64), "download")?;
+        // On sm_90 the default tiled kernel issues m16n8k4 DMMA: the m8n8k4
+        // one (sm_80's) for comparison.
+        let t_exact90 = if m.device().compute_capability.0 >= 9 && s.rows > 8 {
+            let t = time_ms(&stream, || {
+                kernels
+                    .launch_exact(&stream, &dx64.slice(..), &dw, &mut dy64.slice_mut(..), s.rows, Some(KernelVariant::TensorCore))
+                    .map(drop)
+            })?;
+            let e = rel_err(&drv(stream.clone_dtoh(&dy64), "download")?, &ours_exact);
+            if e > crate::accuracy::EXACT_TOL {
+                cross_check_failures += 1;
+                eprintln!("m8n8k4 vs default exact kernel FAILED for {}×{}→{}: {e:.2e}", s.rows, s.d_in, s.d_out);
+            }
+            Some(t)
+        } else {
+            None
+        };
         let t_fast = time_ms(&stream, || {
             kernels.launch_bf16(MatmulMode::Fast, &stream, &dx32.slice(..), &dw, &mut dy32.slice_mut(..), s.rows, None).map(drop)
         })?;
@@ -152,7 +169,7 @@ pub fn run(m: &mut CudaMatmul, rng: &mut Rng64) -> Result<TimingReport, CudaErro
         let g_exact = gflops(s, t_exact);
         let pct = |ours: f64, theirs: Option<f64>| theirs.map(|t| 100.0 * t / ours);
         table.push(format!(
-            "| {} | {}×{}→{} | {:.0} | {} | {} | {:.1} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {}×{}→{} | {:.0} | {} | {} | {:.1} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
             s.label,
             s.rows,
             s.d_in,
@@ -161,6 +178,7 @@ pub fn run(m: &mut CudaMatmul, rng: &mut Rng64) -> Result<TimingReport, CudaErro
             fmt_opt(t_dgemm.map(|t| gflops(s, t)), 0),
             fmt_opt(pct(t_exact, t_dgemm), 0),
             100.0 * g_exact / (peak * 1e3),
+            fmt_opt(t_exact90.map(|t| gflops(s, t)), 0),
             gflops(s, t_fast),
             gflops(s, t_plain),
             fmt_opt(t_bf16.map(|t| gflops(s, t)), 0),

@@ -107,10 +107,17 @@ impl GemmKernels {
         if x_addr % 16 != 0 || y_addr % 16 != 0 {
             return Err(CudaError::Shape(format!("device buffers must start 16-byte aligned (x at {x_addr:#x}, y at {y_addr:#x})")));
         }
-        let variant = variant.unwrap_or_else(|| choose_variant(rows, self.compute_capability));
+        let variant = variant.unwrap_or_else(|| choose_variant(mode, rows, self.compute_capability));
         if variant == KernelVariant::TensorCore && self.compute_capability.0 < 8 {
             return Err(CudaError::ArchTooOld {
                 kernel: "the tensor-core GEMM",
+                major: self.compute_capability.0,
+                minor: self.compute_capability.1,
+            });
+        }
+        if variant == KernelVariant::TensorCoreSm90 && self.compute_capability.0 < 9 {
+            return Err(CudaError::ArchTooOld {
+                kernel: "the sm_90 DMMA GEMM",
                 major: self.compute_capability.0,
                 minor: self.compute_capability.1,
             });

@@ -36,14 +36,21 @@ impl MatmulMode {
 pub enum KernelVariant {
     /// 64×64-tiled `mma.sync` kernel (sm_80+).
     TensorCore,
+    /// The exact mode's 64×64 kernel issuing sm_90's m16n8k4 DMMA (two
+    /// 8-row tiles per instruction); exact mode only.
+    TensorCoreSm90,
     /// One warp per output column, 8 rows per block row.
     Gemv,
 }
 
-/// The kernel for `rows` rows on a device of `compute_capability`.
-pub fn choose_variant(rows: usize, compute_capability: (i32, i32)) -> KernelVariant {
+/// The kernel for `rows` rows of `mode` on a device of `compute_capability`.
+/// On sm_90 the exact mode issues the m16n8k4 DMMA: 1.3–1.6× the m8n8k4
+/// kernel's rate on an H100 (42 vs 27 TFLOP/s at 4096³, bench/RESULTS.md).
+pub fn choose_variant(mode: MatmulMode, rows: usize, compute_capability: (i32, i32)) -> KernelVariant {
     if rows <= GEMV_MAX_ROWS || compute_capability.0 < 8 {
         KernelVariant::Gemv
+    } else if mode == MatmulMode::Exact && compute_capability.0 >= 9 {
+        KernelVariant::TensorCoreSm90
     } else {
         KernelVariant::TensorCore
     }
@@ -58,6 +65,9 @@ pub fn entry_name(mode: MatmulMode, variant: KernelVariant, dtype: WeightDType) 
         (Exact, TensorCore, Bf16) => "talaria_exact_dmma_bf16",
         (Exact, TensorCore, F16) => "talaria_exact_dmma_f16",
         (Exact, TensorCore, F32) => "talaria_exact_dmma_f32",
+        (Exact, TensorCoreSm90, Bf16) => "talaria_exact_dmma90_bf16",
+        (Exact, TensorCoreSm90, F16) => "talaria_exact_dmma90_f16",
+        (Exact, TensorCoreSm90, F32) => "talaria_exact_dmma90_f32",
         (Exact, Gemv, Bf16) => "talaria_exact_gemv_bf16",
         (Exact, Gemv, F16) => "talaria_exact_gemv_f16",
         (Exact, Gemv, F32) => "talaria_exact_gemv_f32",
@@ -65,6 +75,9 @@ pub fn entry_name(mode: MatmulMode, variant: KernelVariant, dtype: WeightDType) 
         (Fast, Gemv, Bf16) => "talaria_fast_gemv_bf16",
         (Plain, TensorCore, Bf16) => "talaria_plain_mma_bf16",
         (Plain, Gemv, Bf16) => "talaria_plain_gemv_bf16",
+        (Fast | Plain, TensorCoreSm90, _) => {
+            return Err(CudaError::Shape(format!("the sm_90 DMMA kernel is exact-mode only, not {}", mode.name())))
+        }
         (Fast | Plain, _, other) => return Err(CudaError::UnsupportedDtype { op: mode.name(), dtype: other.name() }),
     })
 }
@@ -104,7 +117,7 @@ impl GemmShape {
 /// Grid and block of a launch.
 pub fn launch_config(variant: KernelVariant, shape: GemmShape) -> LaunchConfig {
     match variant {
-        KernelVariant::TensorCore => LaunchConfig {
+        KernelVariant::TensorCore | KernelVariant::TensorCoreSm90 => LaunchConfig {
             grid_dim: (shape.d_out.div_ceil(64) as u32, shape.rows.div_ceil(64) as u32, 1),
             block_dim: (128, 1, 1),
             shared_mem_bytes: 0,
@@ -123,12 +136,14 @@ mod tests {
 
     #[test]
     fn decode_rows_use_gemv_and_prefill_uses_tensor_cores() {
-        assert_eq!(choose_variant(1, (9, 0)), KernelVariant::Gemv);
-        assert_eq!(choose_variant(8, (9, 0)), KernelVariant::Gemv);
-        assert_eq!(choose_variant(9, (9, 0)), KernelVariant::TensorCore);
-        assert_eq!(choose_variant(512, (8, 0)), KernelVariant::TensorCore);
+        use MatmulMode::*;
+        assert_eq!(choose_variant(Exact, 1, (9, 0)), KernelVariant::Gemv);
+        assert_eq!(choose_variant(Fast, 8, (9, 0)), KernelVariant::Gemv);
+        assert_eq!(choose_variant(Fast, 9, (9, 0)), KernelVariant::TensorCore);
+        assert_eq!(choose_variant(Exact, 9, (9, 0)), KernelVariant::TensorCoreSm90);
+        assert_eq!(choose_variant(Exact, 512, (8, 0)), KernelVariant::TensorCore);
         // No mma.sync below sm_80.
-        assert_eq!(choose_variant(512, (7, 5)), KernelVariant::Gemv);
+        assert_eq!(choose_variant(Exact, 512, (7, 5)), KernelVariant::Gemv);
     }
 
     #[test]
@@ -142,7 +157,7 @@ mod tests {
     fn every_entry_name_is_a_compiled_entry() {
         let all: Vec<&str> = super::super::source::SOURCES.iter().flat_map(|s| s.entries.iter().copied()).collect();
         for mode in [MatmulMode::Exact, MatmulMode::Fast, MatmulMode::Plain] {
-            for variant in [KernelVariant::TensorCore, KernelVariant::Gemv] {
+            for variant in [KernelVariant::TensorCore, KernelVariant::TensorCoreSm90, KernelVariant::Gemv] {
                 for dtype in [WeightDType::Bf16, WeightDType::F16, WeightDType::F32] {
                     if let Ok(name) = entry_name(mode, variant, dtype) {
                         assert!(all.contains(&name), "{name} is not in any source");

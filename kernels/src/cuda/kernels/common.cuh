@@ -165,3 +165,18 @@ TALARIA_DEVICE void mma_bf16_m16n8k16(float* d, const u32* a, const u32* b) {
 #endif
 }
 #endif
+
+// sm_90's m16n8k4 DMMA: two vertically adjacent m8n8k4 tiles in one
+// instruction, with the same A/B fragments (a0: row g, a1: row g + 8;
+// d_lo: the upper tile's accumulators, d_hi: the lower one's).
+TALARIA_DEVICE void mma_f64_m16n8k4(double* d_lo, double* d_hi, double a0, double a1, double b) {
+#if TALARIA_HAS_MMA && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mma.sync.aligned.m16n8k4.row.col.f64.f64.f64.f64 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};\n"
+                 : "+d"(d_lo[0]), "+d"(d_lo[1]), "+d"(d_hi[0]), "+d"(d_hi[1])
+                 : "d"(a0), "d"(a1), "d"(b));
+#else
+    mma_f64_m8n8k4(d_lo, a0, b);
+    mma_f64_m8n8k4(d_hi, a1, b);
+#endif
+}
+

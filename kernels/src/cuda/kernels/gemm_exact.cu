@@ -6,6 +6,8 @@
 // * exact_dmma: 64×64 block tile, 4 warps of 32×32, FP64 tensor cores
 //   (mma.m8n8k4.f64), k-tiles of 16 double-buffered in shared memory with
 //   the next tile prefetched into registers while the current one is used.
+// * exact_dmma90: the same kernel issuing sm_90's m16n8k4 DMMA (on older
+//   targets it compiles to the m8n8k4 pair).
 // * exact_gemv: one warp per output column, up to 8 rows per block row
 //   (grid.y covers more): the decode path (rows <= 8), where reading W once
 //   is all that matters, and the fallback for GPUs without FP64 MMA.
@@ -73,7 +75,9 @@ TALARIA_DEVICE void exact_store(const ExactPrefetch& p, double2* sA, double2* sB
     }
 }
 
-template <class WL>
+// SM90: issue sm_90's m16n8k4 DMMA (two 8-row tiles at once) instead of
+// m8n8k4; the same tiles, fragments and summation order.
+template <class WL, bool SM90>
 TALARIA_DEVICE void exact_dmma(const double* __restrict__ X, const typename WL::T* __restrict__ W,
                                double* __restrict__ Y, int M, int N, int K, int vec_flag) {
     __shared__ double2 sA[2][EX_BM * EX_LD / 2];
@@ -108,10 +112,17 @@ TALARIA_DEVICE void exact_dmma(const double* __restrict__ X, const typename WL::
             for (int i = 0; i < 4; ++i) a[i] = a_s[(wm + i * 8 + g) * EX_LD + kk + t];
 #pragma unroll
             for (int j = 0; j < 4; ++j) b[j] = b_s[(wn + j * 8 + g) * EX_LD + kk + t];
+            if (SM90) {
 #pragma unroll
-            for (int i = 0; i < 4; ++i)
+                for (int i = 0; i < 4; i += 2)
 #pragma unroll
-                for (int j = 0; j < 4; ++j) mma_f64_m8n8k4(acc[i][j], a[i], b[j]);
+                    for (int j = 0; j < 4; ++j) mma_f64_m16n8k4(acc[i][j], acc[i + 1][j], a[i], a[i + 1], b[j]);
+            } else {
+#pragma unroll
+                for (int i = 0; i < 4; ++i)
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) mma_f64_m8n8k4(acc[i][j], a[i], b[j]);
+            }
         }
         // The other stage was last read before the previous barrier: safe to refill.
         if (kt + 1 < k_tiles) exact_store(p, sA[stage ^ 1], sB[stage ^ 1]);
@@ -186,7 +197,12 @@ TALARIA_DEVICE void exact_gemv(const double* __restrict__ X, const typename WL::
     extern "C" __global__ void __launch_bounds__(EX_THREADS)                                    \
         talaria_exact_dmma_##SUFFIX(const double* X, const WL::T* W, double* Y, int M, int N,     \
                                     int K, int vec) {                                           \
-        exact_dmma<WL>(X, W, Y, M, N, K, vec);                                                  \
+        exact_dmma<WL, false>(X, W, Y, M, N, K, vec);                                           \
+    }                                                                                           \
+    extern "C" __global__ void __launch_bounds__(EX_THREADS)                                    \
+        talaria_exact_dmma90_##SUFFIX(const double* X, const WL::T* W, double* Y, int M, int N,   \
+                                      int K, int vec) {                                         \
+        exact_dmma<WL, true>(X, W, Y, M, N, K, vec);                                            \
     }                                                                                           \
     extern "C" __global__ void talaria_exact_gemv_##SUFFIX(const double* X, const WL::T* W,      \
                                                            double* Y, int M, int N, int K,       \
