@@ -5,9 +5,10 @@
 /// attention and its KV cache, SiLU) is f64, and the linears take and
 /// return f64 rows. Two exact backends whose products agree to ~1e-12
 /// (ReMO's unmasking and the plain f64 reference) then give logits that
-/// agree to ~1e-9. In f32, each 1-ulp rounding flip at any one of the
-/// millions of roundings per token grows through the following f32
-/// roundings of 30 layers to ~1e-5 in the logits.
+/// differ at most by their own final f32 rounding (one ulp). In f32, each
+/// 1-ulp rounding flip at any one of the millions of roundings per token
+/// grows through the following f32 roundings of 30 layers to ~1e-5 in the
+/// logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Precision {
     F32,
