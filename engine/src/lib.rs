@@ -12,7 +12,7 @@ pub mod stop;
 
 pub use generate::{generate, FinishReason, GenerateError, GenerateOutput, GenerateRequest};
 pub use kv_cache::{KvPool, SeqBlocks, DEFAULT_BLOCK_SIZE};
-pub use linear::{Accumulate, Linear, LocalLinear};
+pub use linear::{through_f32, Accumulate, Linear, LocalLinear};
 pub use model::{LlamaModel, LogitsWanted, SeqChunk, StepTimings};
 pub use precision::Precision;
 pub use sampling::{SampledToken, Sampler, SamplingParams};

@@ -24,11 +24,7 @@ pub trait Linear: Send {
     /// `F64`. The default goes through f32 (for backends that have no f64
     /// path and say so with `precision()`).
     fn forward_f64(&mut self, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
-        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-        let mut out32 = vec![0f32; out.len()];
-        self.forward(id, &x32, rows, &mut out32)?;
-        out.iter_mut().zip(&out32).for_each(|(o, &v)| *o = v as f64);
-        Ok(())
+        through_f32(x, out, |x32, out32| self.forward(id, x32, rows, out32))
     }
 
     /// A short name for logs ("plain-local", "remo", …).
@@ -63,6 +59,16 @@ pub trait Linear: Send {
     fn summary(&self) -> Option<String> {
         None
     }
+}
+
+/// Runs an f32 product on f64 rows: rounds `x` to f32, widens the answer
+/// (for f32-only backends asked for f64 rows).
+pub fn through_f32(x: &[f64], out: &mut [f64], f32_product: impl FnOnce(&[f32], &mut [f32]) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let mut out32 = vec![0f32; out.len()];
+    f32_product(&x32, &mut out32)?;
+    out.iter_mut().zip(&out32).for_each(|(o, &v)| *o = v as f64);
+    Ok(())
 }
 
 /// How the local backend accumulates products.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use talaria_engine::{Linear, Precision};
+use talaria_engine::{through_f32, Linear, Precision};
 use talaria_models::OpId;
 
 use super::error::RemoError;
@@ -42,13 +42,7 @@ impl ServingScheme {
     pub fn matmul_f64(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
         match self {
             Self::Remo(r) => r.matmul_f64(worker, id, x, rows, out),
-            Self::Plain(p) => {
-                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                let mut out32 = vec![0f32; out.len()];
-                p.matmul(worker, id, &x32, rows, &mut out32)?;
-                out.iter_mut().zip(&out32).for_each(|(o, &v)| *o = v as f64);
-                Ok(())
-            }
+            Self::Plain(p) => through_f32(x, out, |x32, out32| p.matmul(worker, id, x32, rows, out32)),
         }
     }
 
