@@ -7,7 +7,8 @@
 # so they are covered by `bench privacy --synthetic`.
 #
 #   bench/privacy/real_matrix.sh [extra bench-privacy flags, e.g. --quick]
-#   env: OUT (default target/privacy-real), KAPPAS, MAX_TOKENS, LAYERS
+#   env: OUT (default target/privacy-real), KAPPAS, FAST_KAPPAS (the
+#   fast mode, `--precision fast`: f32 pads), MAX_TOKENS, LAYERS
 #
 # LAYERS (default 0) are the layers the worker writes: a recording of every
 # layer of 20 prompts is ~5 GB per κ; layer 0 is where rows are dictionary
@@ -15,7 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-target/privacy-real}
-KAPPAS=${KAPPAS:-"1 10 100 1000 10000"}
+KAPPAS=${KAPPAS-"1 10 100 1000 10000"}
+FAST_KAPPAS=${FAST_KAPPAS-"100"}
 MAX_TOKENS=${MAX_TOKENS:-24}
 LAYERS=${LAYERS:-0}
 cargo build --release -q
@@ -31,6 +33,9 @@ record() {
 record plain --mode plain
 for k in $KAPPAS; do
     record "remo-k$k" --privacy-level "$k"
+done
+for k in $FAST_KAPPAS; do
+    record "remo-fast-k$k" --precision fast --privacy-level "$k"
 done
 args=()
 for d in "$OUT"/rec/*/; do

@@ -15,7 +15,7 @@ use talaria_transport::WorkerAddress;
 use tracing::info;
 
 use crate::calibration::channel_scales;
-use crate::remo::{leakage_bound_bits, MaskedLinear, RemoParams, RemoSetup, ServingScheme};
+use crate::remo::{leakage_bound_bits, MaskedLinear, RemoParams, RemoPrecision, RemoSetup, ServingScheme};
 use crate::worker::{PublicDataLinear, SpawnConfig, WorkerLink, WorkerTarget};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -46,9 +46,16 @@ pub struct BackendArgs {
     /// worker over shared memory.
     #[arg(long)]
     pub worker: Option<String>,
-    /// ReMO privacy level κ (pad σ = κ · channel RMS).
-    #[arg(long, default_value_t = 1e4)]
-    pub privacy_level: f64,
+    /// ReMO pads and wire: `exact` (f64, the default: logits equal to the
+    /// plain exact engine's) or `fast` (f32, about twice the throughput on a
+    /// CPU worker, at a smaller default κ; fidelity and leakage in
+    /// bench/RESULTS.md).
+    #[arg(long, value_enum, default_value_t = RemoPrecision::Exact)]
+    pub precision: RemoPrecision,
+    /// ReMO privacy level κ (pad σ = κ · channel scale); default 1e4 for
+    /// `--precision exact`, 1e2 for `fast`.
+    #[arg(long)]
+    pub privacy_level: Option<f64>,
     /// Ask the spawned worker to record everything it receives into DIR.
     #[arg(long)]
     pub record: Option<PathBuf>,
@@ -61,9 +68,24 @@ pub struct BackendArgs {
     pub worker_test_args: Vec<String>,
 }
 
+impl BackendArgs {
+    /// κ: the one given, else the precision's default.
+    pub fn kappa(&self) -> f64 {
+        self.privacy_level.unwrap_or_else(|| self.precision.default_kappa())
+    }
+}
+
 impl Default for BackendArgs {
     fn default() -> Self {
-        Self { mode: Mode::Confidential, worker: None, privacy_level: 1e4, record: None, record_layers: None, worker_test_args: Vec::new() }
+        Self {
+            mode: Mode::Confidential,
+            worker: None,
+            precision: RemoPrecision::Exact,
+            privacy_level: None,
+            record: None,
+            record_layers: None,
+            worker_test_args: Vec::new(),
+        }
     }
 }
 
@@ -74,7 +96,8 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> 
     if args.mode == Mode::Local {
         return Ok(Box::new(LocalLinear::new(Arc::new(WorkerWeights::load(ck, dtype)?))));
     }
-    anyhow::ensure!(args.privacy_level.is_finite() && args.privacy_level > 0.0, "--privacy-level must be positive");
+    let kappa = args.kappa();
+    anyhow::ensure!(kappa.is_finite() && kappa > 0.0, "--privacy-level must be positive");
     let target = match &args.worker {
         Some(addr) => {
             anyhow::ensure!(args.record.is_none(), "--record applies to a spawned worker; start the remote worker with --record instead");
@@ -90,8 +113,13 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> 
     };
     let public = serde_json::json!({
         "mode": if args.mode == Mode::Confidential { "remo" } else { "plain" },
-        "kappa": if args.mode == Mode::Confidential { args.privacy_level } else { 0.0 },
-        "precision": "exact-f64",
+        "scheme": match (args.mode, args.precision) {
+            (Mode::Confidential, RemoPrecision::Exact) => "remo",
+            (Mode::Confidential, RemoPrecision::Fast) => "remo-fast",
+            _ => "plain",
+        },
+        "kappa": if args.mode == Mode::Confidential { kappa } else { 0.0 },
+        "precision": args.precision.name(),
         "calibration": "channel peaks × SCALE_HEADROOM over talaria_cvm::calibration::CALIBRATION_TEXTS, measured by the CVM with plain calls at session start (public text)",
     });
     let mut link = WorkerLink::connect(target, ck.manifest_hash(), public)?;
@@ -101,9 +129,9 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> 
             let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(ck, dtype)?)?;
             let scales = channel_scales(&model, &ck.tokenizer, &mut PublicDataLinear(&mut link)).context("calibrating channel scales")?;
             let setup = RemoSetup::from_config(&ck.config, scales)?;
-            let bound = leakage_bound_bits(&ck.config, args.privacy_level);
-            info!("ReMO κ = {:e}: leakage bound {bound:.3e} bits per position", args.privacy_level);
-            ServingScheme::remo(setup, RemoParams::with_kappa(args.privacy_level))?
+            let bound = leakage_bound_bits(&ck.config, kappa);
+            info!("ReMO {}, κ = {kappa:e}: leakage bound {bound:.3e} bits per position", args.precision.name());
+            ServingScheme::remo_with(args.precision, setup, RemoParams::with_kappa(kappa))?
         }
     };
     Ok(Box::new(MaskedLinear::new(scheme, Box::new(link))))

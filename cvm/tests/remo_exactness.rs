@@ -16,7 +16,7 @@ fn online_product_is_exact_in_f64_at_kappa_1e4() {
     let (d_in, d_out) = (64, 48);
     let shapes = [(qkv(), d_in, d_out)];
     let mut worker = RecordingWorker::random(&shapes, 7);
-    let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::with_kappa(1e4)).unwrap();
+    let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), RemoParams::with_kappa(1e4)).unwrap();
     // 10 calls of 16 rows use 160 pads: more than one batch (96 usable).
     let mut worst: f64 = 0.0;
     for call in 0..10 {
@@ -35,7 +35,7 @@ fn real_sizes_576_to_960_are_exact() {
     let (d_in, d_out, rows) = (576, 960, 32);
     let shapes = [(qkv(), d_in, d_out)];
     let mut worker = RecordingWorker::random(&shapes, 8).record_data(false);
-    let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
+    let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
     let x = gaussian(rows, d_in, 1.0, 1);
     let want = worker.exact(qkv(), &x, rows).unwrap();
     let mut out = vec![0.0; rows * d_out];
@@ -57,16 +57,19 @@ fn every_scheme_unmasks_to_f32_precision() {
     let shapes = [(qkv(), 64, 40), (OpId::new(1, Op::Down), 96, 64)];
     for name in SCHEME_NAMES {
         let mut worker = RecordingWorker::random(&shapes, 9);
-        let mut scheme = scheme_by_name(name, 1e4, &setup(&shapes, 1.0)).unwrap();
+        // The fast mode's f32 rounding of `X + R` costs about κ·2⁻²⁴ of the data.
+        let (kappa, tol) = if name == "remo-fast" { (1e3, 2e-4) } else { (1e4, 1e-6) };
+        let mut scheme = scheme_by_name(name, kappa, &setup(&shapes, 1.0)).unwrap();
         assert_eq!(scheme.name(), name);
-        assert_eq!(scheme.secure(), name == "remo", "{name}");
+        assert_eq!(scheme.secure(), name.starts_with("remo"), "{name}");
         for (&(id, d_in, d_out), rows) in shapes.iter().cycle().zip([1usize, 5, 16, 3]) {
             let x = to_f32(&gaussian(rows, d_in, 1.0, rows as u64));
             let want = worker.exact(id, &to_f64(&x), rows).unwrap();
             let mut out = vec![0.0f32; rows * d_out];
             scheme.matmul(&mut worker, id, &x, rows, &mut out).unwrap();
             let err = rel_err(&to_f64(&out), &want);
-            assert!(err < 1e-6, "{name}, {id}, {rows} rows: relative error {err:e}");
+            println!("{name}, {id}, {rows} rows: relative error {err:e}");
+            assert!(err < tol, "{name}, {id}, {rows} rows: relative error {err:e}");
         }
     }
     assert!(scheme_by_name("rot13", 1e4, &setup(&shapes, 1.0)).is_err());
@@ -87,7 +90,7 @@ impl WorkerMatmul for BrokenWorker {
 fn bad_inputs_and_bad_answers_are_errors() {
     let shapes = [(qkv(), 8, 8)];
     let mut worker = RecordingWorker::random(&shapes, 1);
-    let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
+    let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
     let mut out = vec![0.0f32; 16];
     assert!(remo.matmul(&mut worker, qkv(), &[0.0; 15], 2, &mut out).is_err(), "short input");
     assert!(remo.matmul(&mut worker, qkv(), &[0.0; 16], 2, &mut out[..8]).is_err(), "short output");
@@ -97,7 +100,7 @@ fn bad_inputs_and_bad_answers_are_errors() {
     assert!(remo.matmul(&mut worker, qkv(), &x, 2, &mut out).is_err(), "NaN input");
     assert!(worker.calls().is_empty(), "nothing may reach the worker for a rejected call");
     for nan in [false, true] {
-        let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
+        let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
         let err = remo.matmul(&mut BrokenWorker { nan }, qkv(), &[0.5; 16], 2, &mut out).unwrap_err();
         assert!(format!("{err:#}").contains("worker answer"), "{err:#}");
     }

@@ -24,7 +24,7 @@ fn the_worker_never_sees_the_same_pad_twice() {
     let (d_in, d_out) = (16, 8);
     let shapes = [(op(), d_in, d_out)];
     let mut worker = RecordingWorker::random(&shapes, 3);
-    let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
+    let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
     let mut total = 0;
     for rows in [1usize, 7, 20, 3, 24, 1, 30, 9] {
         let mut out = vec![0.0f32; rows * d_out];
@@ -47,7 +47,7 @@ fn at_most_three_quarters_of_each_batch_is_used() {
     let (d_in, d_out) = (40, 8);
     let shapes = [(op(), d_in, d_out)];
     let mut worker = RecordingWorker::random(&shapes, 4);
-    let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
+    let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
     for _ in 0..200 {
         let mut out = vec![0.0f32; d_out];
         remo.matmul(&mut worker, op(), &vec![0.0f32; d_in], 1, &mut out).unwrap();
@@ -76,7 +76,7 @@ fn at_most_three_quarters_of_each_batch_is_used() {
 fn taken_pads_are_never_returned() {
     let shapes = [(op(), 8, 4)];
     let mut worker = RecordingWorker::random(&shapes, 5);
-    let mut pools = PadPools::new(&setup(&shapes, 1.0), RemoParams::default()).unwrap();
+    let mut pools = PadPools::<f64>::new(&setup(&shapes, 1.0), RemoParams::default()).unwrap();
     pools.ensure(&mut worker, op(), 12).unwrap();
     assert_eq!(pools.available(op()), 12, "one batch of N_p = 16 keeps 12");
     let first = pools.take(op(), 12).unwrap();
@@ -94,7 +94,7 @@ fn idle_refill_tops_up_pools_below_low_water() {
     let shapes = [(op(), 8, 4), (OpId::new(0, Op::O), 16, 8)];
     let mut worker = RecordingWorker::random(&shapes, 6);
     let params = RemoParams { low_water: 20, ..RemoParams::default() };
-    let mut remo = Remo::new(setup(&shapes, 1.0), params).unwrap();
+    let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), params).unwrap();
     // No budget: nothing happens.
     let p = remo.idle(&mut worker, Duration::ZERO).unwrap();
     assert_eq!((p.batches_made, p.pools_below_low_water), (0, 2));
@@ -112,7 +112,7 @@ fn idle_refill_tops_up_pools_below_low_water() {
 fn the_report_counts_pads_and_bounds_leakage() {
     let shapes = [(op(), 16, 8)];
     let mut worker = RecordingWorker::random(&shapes, 7);
-    let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
+    let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
     let mut out = vec![0.0f32; 10 * 8];
     remo.matmul(&mut worker, op(), &to_f32(&gaussian(10, 16, 1.0, 1)), 10, &mut out).unwrap();
     let r = remo.report().unwrap();

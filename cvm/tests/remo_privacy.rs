@@ -54,7 +54,7 @@ fn no_individual_pad_appears_in_a_pad_batch() {
     let (d_in, d_out, rows) = (576, 8, 64);
     let shapes = [(op(), d_in, d_out)];
     let mut worker = RecordingWorker::random(&shapes, 13);
-    let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
+    let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
     let mut out = vec![0.0f32; rows * d_out];
     remo.matmul(&mut worker, op(), &vec![0.0f32; rows * d_in], rows, &mut out).unwrap();
     let calls = worker.calls();
@@ -91,7 +91,7 @@ fn the_row_permutation_is_fresh_per_call() {
     let shapes = [(op(), d_in, d_out)];
     let mut worker = RecordingWorker::random(&shapes, 14);
     // κ = 1e-9: pads are negligible, so the order becomes observable.
-    let mut remo = Remo::new(setup(&shapes, 1.0), RemoParams::with_kappa(1e-9)).unwrap();
+    let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), RemoParams::with_kappa(1e-9)).unwrap();
     let x = gaussian(rows, d_in, 1.0, 15);
     let mut out = vec![0.0f32; rows * d_out];
     for _ in 0..4 {

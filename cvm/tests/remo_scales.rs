@@ -27,7 +27,7 @@ fn rows_above_the_calibration_raise_the_pad_scale() {
     let mut worker = RecordingWorker::random(&shapes, 21);
     // Calibration claims s_c = 1e-3; real rows have RMS 1 in the first half
     // of the channels and 1e-4 in the second.
-    let mut remo = Remo::new(setup(&shapes, 1e-3), RemoParams::with_kappa(100.0)).unwrap();
+    let mut remo = Remo::<f64>::new(setup(&shapes, 1e-3), RemoParams::with_kappa(100.0)).unwrap();
     let mut x = gaussian(rows, d_in, 1.0, 22);
     x.chunks_exact_mut(d_in).for_each(|r| r[d_in / 2..].iter_mut().for_each(|v| *v *= 1e-4));
     let mut out = vec![0.0f32; rows * d_out];
@@ -53,7 +53,7 @@ fn pooled_pads_at_a_stale_scale_are_flushed() {
     let shapes = [(op(), d_in, d_out)];
     let mut worker = RecordingWorker::random(&shapes, 23);
     let params = RemoParams { kappa: 100.0, low_water: 10, ..RemoParams::default() };
-    let mut remo = Remo::new(setup(&shapes, 1.0), params).unwrap();
+    let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), params).unwrap();
     remo.idle(&mut worker, Duration::from_secs(60)).unwrap();
     let pooled = remo.pools().available(op());
     assert_eq!(pooled, 48);

@@ -63,7 +63,7 @@ fn pad_batch_and_online_call_cost() {
         let id = OpId::new(0, op);
         let params = RemoParams { low_water: 1 << 20, ..RemoParams::default() };
         // Scales well above the test rows: no raise, no flush.
-        let mut remo = Remo::new(setup(&[(id, d_in, d_out)], 10.0), params).unwrap();
+        let mut remo = Remo::<f64>::new(setup(&[(id, d_in, d_out)], 10.0), params).unwrap();
         let n_p = remo.pools().pool(id).unwrap().batch_rows();
         let usable = remo.pools().pool(id).unwrap().usable_per_batch();
         let answer = gaussian(n_p, d_out, 1.0, 1);

@@ -17,3 +17,23 @@ fn local_and_worker_backends_serve_the_same_greedy_text() {
     assert_eq!(a, b);
     assert_eq!(plain.terminate().code(), Some(0), "clean exit, worker included");
 }
+
+/// `--precision fast` reaches the ReMO backend through the server's flags:
+/// it serves, its greedy answer starts like the plain engine's (the fast
+/// mode moves logits by tenths at most, so only a near-tie can part them,
+/// and the first tokens of this answer are far from one), and it shuts down
+/// cleanly with its worker.
+#[test]
+fn the_fast_confidential_mode_serves() {
+    let req = json!({"messages": [{"role": "user", "content": "What is the capital of Italy?"}], "max_tokens": 12, "temperature": 0, "ignore_eos": true});
+    let local = start(&["--mode", "local"]);
+    let want = choice_text(&local.ok("/v1/chat/completions", &req), 0);
+    drop(local);
+    let fast = start(&["--mode", "confidential", "--precision", "fast"]);
+    let resp = fast.ok("/v1/chat/completions", &req);
+    assert_eq!(resp["usage"]["completion_tokens"], 12);
+    let got = choice_text(&resp, 0);
+    let head: String = want.chars().take(12).collect();
+    assert!(got.starts_with(&head), "fast {got:?} vs plain {want:?}");
+    assert_eq!(fast.terminate().code(), Some(0), "clean exit, worker included");
+}

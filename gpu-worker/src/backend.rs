@@ -8,8 +8,12 @@ pub trait MatmulBackend: Send {
     fn name(&self) -> String;
     /// Exact mode: f64 rows, weights widened, f64 accumulation.
     fn matmul_f64(&mut self, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()>;
-    /// Plain mode: f32 rows.
+    /// Plain mode: f32 rows (a backend may round them, e.g. to bf16).
     fn matmul_f32(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()>;
+    /// Fast masked mode: f32 rows taken at full f32 precision (masked rows
+    /// are κ times larger than the data, so no rounding of the input is
+    /// allowed), f32 accumulation.
+    fn matmul_fast(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()>;
 }
 
 pub struct CpuBackend {
@@ -35,5 +39,10 @@ impl MatmulBackend for CpuBackend {
         let w = self.weights.get(id).ok_or_else(|| anyhow::anyhow!("no weight for {id}"))?;
         matmul(x, rows, w, out);
         Ok(())
+    }
+    /// The CPU f32 kernels already take f32 rows exactly (AMX splits them
+    /// into three bf16 limbs; the AVX-512 path multiplies in f32).
+    fn matmul_fast(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
+        self.matmul_f32(id, x, rows, out)
     }
 }

@@ -1,6 +1,7 @@
 //! The CUDA backend: weights uploaded once, exact masked GEMM (f64
 //! activations, f64 accumulation on the FP64 tensor cores) for ReMO calls,
-//! the plain bf16 GEMM for unmasked calls. Ops the GPU kernels cannot take
+//! the three-bf16-limb GEMM for the fast masked mode, the plain bf16 GEMM
+//! for unmasked calls. Ops the GPU kernels cannot take
 //! (plain calls on non-bf16 weights) run on the CPU backend.
 
 use std::collections::HashMap;
@@ -51,5 +52,13 @@ impl MatmulBackend for CudaBackend {
         }
         let w = self.weights.get(&id).ok_or_else(|| anyhow::anyhow!("no weight for {id}"))?;
         self.gpu.matmul_plain(x, rows, w, out).with_context(|| format!("{id}: plain bf16 GEMM on the GPU"))
+    }
+
+    fn matmul_fast(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
+        if !self.plain_on_gpu {
+            return self.cpu.matmul_fast(id, x, rows, out);
+        }
+        let w = self.weights.get(&id).ok_or_else(|| anyhow::anyhow!("no weight for {id}"))?;
+        self.gpu.matmul_fast(x, rows, w, out).with_context(|| format!("{id}: fast masked GEMM (bf16 limbs) on the GPU"))
     }
 }

@@ -102,14 +102,14 @@ impl WorkerService {
                             h.op,
                             h.call_kind,
                         );
-                        Ok((id, out_header))
+                        Ok((id, kind, out_header))
                     });
                     match result {
                         Err(msg) => {
                             drop(frame);
                             send_error(conn, h.call_id, &msg)?;
                         }
-                        Ok((id, out_header)) => {
+                        Ok((id, kind, out_header)) => {
                             let started = std::time::Instant::now();
                             talaria_kernels::cpu::keep_pool_warm(POOL_LINGER);
                             self.calls_served += 1;
@@ -144,7 +144,7 @@ impl WorkerService {
                             let mut failure: Option<String> = None;
                             let rows = h.rows as usize;
                             let sent = frame.reply_with(out_header, &mut |input, out| {
-                                if let Err(e) = compute(backend.as_mut(), id, h.dtype, input, rows, out) {
+                                if let Err(e) = compute(backend.as_mut(), id, kind, h.dtype, input, rows, out) {
                                     poison(h.dtype, out);
                                     failure = Some(e);
                                 }
@@ -226,19 +226,30 @@ impl WorkerService {
         if h.rows == 0 || h.rows > MAX_CALL_ROWS {
             return Err(format!("{id}: {} rows (allowed 1..={MAX_CALL_ROWS})", h.rows));
         }
-        match (h.dtype, kind) {
-            (DType::F64, _) | (DType::F32, CallKind::Plain) => {}
-            (d, k) => return Err(format!("{id}: dtype {d:?} not allowed for {} calls", k.name())),
+        match h.dtype {
+            DType::F64 | DType::F32 => {}
+            d => return Err(format!("{id}: dtype {d:?} not allowed for {} calls", kind.name())),
         }
         Ok((id, kind, d_out))
     }
 }
 
-fn compute(backend: &mut dyn MatmulBackend, id: OpId, dtype: DType, input: &[u8], rows: usize, out: &mut [u8]) -> Result<(), String> {
-    match dtype {
-        DType::F64 => compute_typed::<f64>(input, out, |x, y| backend.matmul_f64(id, x, rows, y)),
-        DType::F32 => compute_typed::<f32>(input, out, |x, y| backend.matmul_f32(id, x, rows, y)),
-        other => Err(format!("dtype {other:?}")),
+/// f64 rows are the exact mode; f32 rows are plain calls (which a backend
+/// may round) or the fast masked mode (which it must take exactly).
+fn compute(
+    backend: &mut dyn MatmulBackend,
+    id: OpId,
+    kind: CallKind,
+    dtype: DType,
+    input: &[u8],
+    rows: usize,
+    out: &mut [u8],
+) -> Result<(), String> {
+    match (dtype, kind) {
+        (DType::F64, _) => compute_typed::<f64>(input, out, |x, y| backend.matmul_f64(id, x, rows, y)),
+        (DType::F32, CallKind::Plain) => compute_typed::<f32>(input, out, |x, y| backend.matmul_f32(id, x, rows, y)),
+        (DType::F32, _) => compute_typed::<f32>(input, out, |x, y| backend.matmul_fast(id, x, rows, y)),
+        (other, _) => Err(format!("dtype {other:?}")),
     }
 }
 

@@ -167,7 +167,7 @@ pub fn run(args: Args) -> Result<()> {
         let k = rec.manifest.kappa();
         let scheme = rec.manifest.scheme().to_string();
         let setting = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "recorded".into());
-        let weak = scheme != "remo" && scheme != "exact";
+        let weak = !scheme.starts_with("remo") && scheme != "exact";
         baselines.push(baseline(&setting, &tokens, provider.vocab_size()));
         if k > 0.0 && !kappas.contains(&k) {
             kappas.push(k);

@@ -30,13 +30,25 @@ fn server_bin(a: &Args) -> anyhow::Result<PathBuf> {
     Ok(sibling)
 }
 
+/// The server flags of a benchmark mode: a `talaria-serve --mode`, or
+/// `confidential-fast` (ReMO with f32 pads, `--precision fast`).
+fn server_mode_args(mode: &str) -> anyhow::Result<Vec<&'static str>> {
+    Ok(match mode {
+        "local" => vec!["--mode", "local"],
+        "plain" => vec!["--mode", "plain"],
+        "confidential" => vec!["--mode", "confidential"],
+        "confidential-fast" => vec!["--mode", "confidential", "--precision", "fast"],
+        other => bail!("unknown mode {other:?} (local, plain, confidential, confidential-fast)"),
+    })
+}
+
 impl Server {
     pub fn start(a: &Args, mode: &str, out: &Path) -> anyhow::Result<Self> {
         let bin = server_bin(a)?;
         let log_path = out.join(format!("server-{mode}.log"));
         let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let mut cmd = Command::new(&bin);
-        cmd.args(["--port", "0", "--mode", mode]);
+        cmd.args(["--port", "0"]).args(server_mode_args(mode)?);
         if let Some(m) = &a.model {
             cmd.arg("--model").arg(m);
         }

@@ -34,7 +34,8 @@ pub struct Args {
     #[arg(long)]
     pub url: Option<String>,
     /// Start `talaria-serve` with each of these backend modes in turn
-    /// (local, plain, confidential); ignored with --url.
+    /// (local, plain, confidential, confidential-fast = `--mode
+    /// confidential --precision fast`); ignored with --url.
     #[arg(long = "mode", value_delimiter = ',', default_value = "local")]
     pub modes: Vec<String>,
     /// The server binary (default: `talaria-serve` next to this binary).

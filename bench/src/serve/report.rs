@@ -65,6 +65,7 @@ pub fn markdown(a: &Args, runs: &[RunSummary]) -> String {
             r.output_throughput / base
         );
     }
+    s.push_str(&ratio_table(runs));
     s.push_str("\n| server | concurrency | metric (ms) | mean | p50 | p90 | p99 |\n|---|---|---|---|---|---|---|\n");
     for r in runs {
         for (name, d) in [("TTFT", &r.ttft_ms), ("TPOT", &r.tpot_ms), ("ITL", &r.itl_ms), ("E2E", &r.e2e_ms)] {
@@ -75,6 +76,37 @@ pub fn markdown(a: &Args, runs: &[RunSummary]) -> String {
         let _ = writeln!(s, "\nFirst error: `{e}`");
     }
     s
+}
+
+/// Output throughput of each confidential run over the unprotected ones
+/// (`plain`: unmasked rows to the same worker; `local`: no worker) at the
+/// same concurrency, where the run has them (DESIGN §6: the ratio measured
+/// in one run).
+fn ratio_table(runs: &[RunSummary]) -> String {
+    let base = |label: &str, c: &RunSummary| {
+        runs.iter().find(|b| b.label == label && b.concurrency == c.concurrency).map(|b| r_ratio(c.output_throughput, b.output_throughput))
+    };
+    let rows: Vec<String> = runs
+        .iter()
+        .filter(|r| r.label.starts_with("confidential"))
+        .filter_map(|r| {
+            let (p, l) = (base("plain", r), base("local", r));
+            (p.is_some() || l.is_some()).then(|| {
+                let cell = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
+                format!("| {} | {} | {} | {} |\n", r.label, conc(r.concurrency), cell(p), cell(l))
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\n| server | concurrency | output tok/s ÷ plain | ÷ local |\n|---|---|---|---|\n");
+    rows.iter().for_each(|r| s.push_str(r));
+    s
+}
+
+fn r_ratio(a: f64, b: f64) -> f64 {
+    a / b.max(1e-9)
 }
 
 pub fn latency_svg(runs: &[RunSummary]) -> String {

@@ -9,20 +9,20 @@ use rayon::prelude::*;
 
 /// Columns `[c0, c0 + width)` of every row of the matrix; exclusive to its
 /// holder.
-pub(super) struct ColumnBlockMut<'a> {
-    base: *mut f64,
+pub(super) struct ColumnBlockMut<'a, T> {
+    base: *mut T,
     rows: usize,
     cols: usize,
     c0: usize,
     width: usize,
-    _matrix: PhantomData<&'a mut [f64]>,
+    _matrix: PhantomData<&'a mut [T]>,
 }
 
 // SAFETY: a block is the only handle to its column range (see
 // `par_column_blocks`), so moving it to another thread is sound.
-unsafe impl Send for ColumnBlockMut<'_> {}
+unsafe impl<T: Send> Send for ColumnBlockMut<'_, T> {}
 
-impl ColumnBlockMut<'_> {
+impl<T: Copy> ColumnBlockMut<'_, T> {
     pub(super) fn width(&self) -> usize {
         self.width
     }
@@ -33,7 +33,7 @@ impl ColumnBlockMut<'_> {
 
     /// Row `r` of the block (`width` values).
     #[inline(always)]
-    pub(super) fn row(&self, r: usize) -> &[f64] {
+    pub(super) fn row(&self, r: usize) -> &[T] {
         assert!(r < self.rows);
         // SAFETY: row r < rows, columns c0..c0+width lie inside the matrix
         // (checked at construction) and no other handle covers them.
@@ -42,51 +42,36 @@ impl ColumnBlockMut<'_> {
 
     /// Row `r` of the block, writable.
     #[inline(always)]
-    pub(super) fn row_mut(&mut self, r: usize) -> &mut [f64] {
+    pub(super) fn row_mut(&mut self, r: usize) -> &mut [T] {
         assert!(r < self.rows);
         // SAFETY: as in `row`; `&mut self` makes the access exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.base.add(r * self.cols + self.c0), self.width) }
     }
-
-    /// Copies the block into `dst` (`rows × width`, row-major).
-    pub(super) fn load(&self, dst: &mut [f64]) {
-        assert_eq!(dst.len(), self.rows * self.width);
-        for (r, d) in dst.chunks_exact_mut(self.width).enumerate() {
-            // SAFETY: row r, columns c0..c0+width lie inside the matrix
-            // (checked at construction) and no other handle covers them.
-            let src = unsafe { std::slice::from_raw_parts(self.base.add(r * self.cols + self.c0), self.width) };
-            d.copy_from_slice(src);
-        }
-    }
-
-    /// Writes `src` (`rows × width`, row-major) into the block.
-    pub(super) fn store(&mut self, src: &[f64]) {
-        assert_eq!(src.len(), self.rows * self.width);
-        for (r, s) in src.chunks_exact(self.width).enumerate() {
-            // SAFETY: as in `load`; `&mut self` makes the write exclusive.
-            let dst = unsafe { std::slice::from_raw_parts_mut(self.base.add(r * self.cols + self.c0), self.width) };
-            dst.copy_from_slice(s);
-        }
-    }
 }
 
-#[derive(Clone, Copy)]
-struct MatrixPtr(*mut f64);
+struct MatrixPtr<T>(*mut T);
 // SAFETY: only used to build disjoint `ColumnBlockMut`s.
-unsafe impl Send for MatrixPtr {}
-unsafe impl Sync for MatrixPtr {}
-impl MatrixPtr {
-    fn get(self) -> *mut f64 {
+unsafe impl<T: Send> Send for MatrixPtr<T> {}
+unsafe impl<T: Send> Sync for MatrixPtr<T> {}
+impl<T> Clone for MatrixPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for MatrixPtr<T> {}
+impl<T> MatrixPtr<T> {
+    fn get(self) -> *mut T {
         self.0
     }
 }
 
 /// Runs `f` on every block of `block_width` columns of the `rows × cols`
 /// matrix `m`, in parallel; `init` makes per-job scratch state.
-pub(super) fn par_column_blocks<S, I, F>(m: &mut [f64], rows: usize, cols: usize, block_width: usize, init: I, f: F)
+pub(super) fn par_column_blocks<T, S, I, F>(m: &mut [T], rows: usize, cols: usize, block_width: usize, init: I, f: F)
 where
+    T: Send,
     I: Fn() -> S + Sync + Send,
-    F: Fn(&mut S, ColumnBlockMut<'_>) + Sync + Send,
+    F: Fn(&mut S, ColumnBlockMut<'_, T>) + Sync + Send,
 {
     assert_eq!(m.len(), rows * cols, "matrix size");
     let bw = block_width.clamp(1, cols.max(1));
@@ -107,12 +92,18 @@ mod tests {
         let (rows, cols) = (5, 23);
         let mut m: Vec<f64> = (0..rows * cols).map(|i| i as f64).collect();
         let want: Vec<f64> = m.iter().map(|v| 2.0 * v + 1.0).collect();
-        par_column_blocks(&mut m, rows, cols, 4, Vec::new, |buf: &mut Vec<f64>, mut block| {
-            buf.resize(rows * block.width(), 0.0);
-            block.load(buf);
-            buf.iter_mut().for_each(|v| *v = 2.0 * *v + 1.0);
-            block.store(buf);
-        });
+        par_column_blocks(
+            &mut m,
+            rows,
+            cols,
+            4,
+            || (),
+            |_, mut block| {
+                for r in 0..rows {
+                    block.row_mut(r).iter_mut().for_each(|v| *v = 2.0 * *v + 1.0);
+                }
+            },
+        );
         assert_eq!(m, want);
     }
 }

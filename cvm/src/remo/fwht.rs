@@ -2,13 +2,15 @@
 //! row-major block: rows are combined whole, so the inner loops run over
 //! contiguous columns and vectorize.
 
+use std::ops::{Add, Sub};
+
 /// Bytes of rows processed together through the low stages (fits in L1).
 const L1_BYTES: usize = 32 << 10;
 
-/// Rows per L1-sized group for rows of `w` values (a power of two ≤ `n`).
+/// Rows per L1-sized group for rows of `w` values of `T` (a power of two ≤ `n`).
 #[inline(always)]
-pub(super) fn l1_group_rows(n: usize, w: usize) -> usize {
-    let g = (L1_BYTES / (8 * w.max(1))).clamp(1, n.max(1));
+pub(super) fn l1_group_rows<T>(n: usize, w: usize) -> usize {
+    let g = (L1_BYTES / (std::mem::size_of::<T>() * w.max(1))).clamp(1, n.max(1));
     1usize << g.ilog2()
 }
 
@@ -23,7 +25,7 @@ pub(super) fn l1_group_rows(n: usize, w: usize) -> usize {
 #[cfg(test)]
 fn fwht_rows(a: &mut [f64], n: usize, w: usize) {
     debug_assert!(n.is_power_of_two() && a.len() == n * w);
-    let group = l1_group_rows(n, w);
+    let group = l1_group_rows::<f64>(n, w);
     for chunk in a.chunks_exact_mut(group * w) {
         stages(chunk, w, 1, group);
     }
@@ -33,7 +35,7 @@ fn fwht_rows(a: &mut [f64], n: usize, w: usize) {
 /// The butterfly stages with half-widths `h_first, 2·h_first, …, h_end/2`
 /// over all of `a` (`w` values per row).
 #[inline(always)]
-pub(super) fn stages(a: &mut [f64], w: usize, h_first: usize, h_end: usize) {
+pub(super) fn stages<T: Copy + Add<Output = T> + Sub<Output = T>>(a: &mut [T], w: usize, h_first: usize, h_end: usize) {
     let mut h = h_first;
     // Radix-4 sweeps: two stages per pass over memory.
     while 4 * h <= h_end {

@@ -19,6 +19,7 @@
 use super::column_blocks::{par_column_blocks, ColumnBlockMut};
 use super::error::RemoError;
 use super::fwht::{l1_group_rows, stages};
+use super::pad_float::PadFloat;
 use super::secure_rng::SecureRng;
 use super::wipe::wipe;
 
@@ -106,14 +107,14 @@ impl Mixing {
     }
 
     /// `A ← M·A` for the row-major `N × cols` matrix `a`.
-    pub fn apply(&self, a: &mut [f64], cols: usize) -> Result<(), RemoError> {
+    pub fn apply<P: PadFloat>(&self, a: &mut [P], cols: usize) -> Result<(), RemoError> {
         self.check(a, cols)?;
         self.run(None, a, cols, Direction::Forward);
         Ok(())
     }
 
     /// `dst = M·src` for row-major `N × cols` matrices (saves a copy).
-    pub fn apply_from(&self, src: &[f64], dst: &mut [f64], cols: usize) -> Result<(), RemoError> {
+    pub fn apply_from<P: PadFloat>(&self, src: &[P], dst: &mut [P], cols: usize) -> Result<(), RemoError> {
         self.check(src, cols)?;
         self.check(dst, cols)?;
         self.run(Some(src), dst, cols, Direction::Forward);
@@ -121,14 +122,14 @@ impl Mixing {
     }
 
     /// `A ← M⁻¹·A` for the row-major `N × cols` matrix `a`.
-    pub fn apply_inverse(&self, a: &mut [f64], cols: usize) -> Result<(), RemoError> {
+    pub fn apply_inverse<P: PadFloat>(&self, a: &mut [P], cols: usize) -> Result<(), RemoError> {
         self.check(a, cols)?;
         self.run(None, a, cols, Direction::Inverse);
         Ok(())
     }
 
     /// `dst = M⁻¹·src` for row-major `N × cols` matrices (saves a copy).
-    pub fn apply_inverse_from(&self, src: &[f64], dst: &mut [f64], cols: usize) -> Result<(), RemoError> {
+    pub fn apply_inverse_from<P: PadFloat>(&self, src: &[P], dst: &mut [P], cols: usize) -> Result<(), RemoError> {
         self.check(src, cols)?;
         self.check(dst, cols)?;
         self.run(Some(src), dst, cols, Direction::Inverse);
@@ -137,7 +138,7 @@ impl Mixing {
 
     /// Transforms `dst` (or `src` into `dst`) block of columns by block of
     /// columns, in parallel; each block stays in cache through all rounds.
-    fn run(&self, src: Option<&[f64]>, dst: &mut [f64], cols: usize, dir: Direction) {
+    fn run<P: PadFloat>(&self, src: Option<&[P]>, dst: &mut [P], cols: usize, dir: Direction) {
         let (n, bw) = (self.n, block_width(self.n, cols));
         par_column_blocks(
             dst,
@@ -149,7 +150,7 @@ impl Mixing {
         );
     }
 
-    fn check(&self, a: &[f64], cols: usize) -> Result<(), RemoError> {
+    fn check<P>(&self, a: &[P], cols: usize) -> Result<(), RemoError> {
         if a.len() != self.n * cols {
             return Err(RemoError::Param(format!("mixing {} rows: matrix has {} values, expected {}×{cols}", self.n, a.len(), self.n)));
         }
@@ -165,7 +166,14 @@ enum Direction {
 
 /// All rounds on one block of columns. Runs the AVX-512 or AVX2 build of
 /// the same code where the CPU has it.
-fn process_block(rounds: &[Round], dir: Direction, src: Option<&[f64]>, cols: usize, block: &mut ColumnBlockMut<'_>, s: &mut Scratch) {
+fn process_block<P: PadFloat>(
+    rounds: &[Round],
+    dir: Direction,
+    src: Option<&[P]>,
+    cols: usize,
+    block: &mut ColumnBlockMut<'_, P>,
+    s: &mut Scratch,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -182,12 +190,12 @@ fn process_block(rounds: &[Round], dir: Direction, src: Option<&[f64]>, cols: us
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn process_block_avx512(
+unsafe fn process_block_avx512<P: PadFloat>(
     rounds: &[Round],
     dir: Direction,
-    src: Option<&[f64]>,
+    src: Option<&[P]>,
     cols: usize,
-    block: &mut ColumnBlockMut<'_>,
+    block: &mut ColumnBlockMut<'_, P>,
     s: &mut Scratch,
 ) {
     process_block_generic(rounds, dir, src, cols, block, s)
@@ -195,12 +203,12 @@ unsafe fn process_block_avx512(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn process_block_avx2(
+unsafe fn process_block_avx2<P: PadFloat>(
     rounds: &[Round],
     dir: Direction,
-    src: Option<&[f64]>,
+    src: Option<&[P]>,
     cols: usize,
-    block: &mut ColumnBlockMut<'_>,
+    block: &mut ColumnBlockMut<'_, P>,
     s: &mut Scratch,
 ) {
     process_block_generic(rounds, dir, src, cols, block, s)
@@ -208,16 +216,18 @@ unsafe fn process_block_avx2(
 
 /// Forward: the first round gathers straight from the source rows, the
 /// result is stored once. Inverse: the block is loaded once (from the
-/// source rows when given), the last
-/// round scatters straight into it. Rounds in between ping-pong between
-/// the two scratch halves.
+/// source rows when given), the last round scatters straight into it.
+/// Rounds in between ping-pong between the two scratch halves. The
+/// arithmetic is f64 whatever `P` is: f32 pads are rounded once, on the
+/// way out, instead of at each of the ~30 butterfly stages (which, times
+/// κ, was the fast mode's largest error).
 #[inline(always)]
-fn process_block_generic(
+fn process_block_generic<P: PadFloat>(
     rounds: &[Round],
     dir: Direction,
-    src: Option<&[f64]>,
+    src: Option<&[P]>,
     cols: usize,
-    block: &mut ColumnBlockMut<'_>,
+    block: &mut ColumnBlockMut<'_, P>,
     s: &mut Scratch,
 ) {
     let (w, c0) = (block.width(), block.c0());
@@ -225,7 +235,7 @@ fn process_block_generic(
     let (mut cur, mut next) = s.halves(n * w);
     match dir {
         Direction::Forward => {
-            let blk: &ColumnBlockMut<'_> = block;
+            let blk: &ColumnBlockMut<'_, P> = block;
             match src {
                 Some(m) => gather_round(&rounds[0], cur, n, w, |i| &m[i * cols + c0..i * cols + c0 + w]),
                 None => gather_round(&rounds[0], cur, n, w, |i| blk.row(i)),
@@ -235,21 +245,26 @@ fn process_block_generic(
                 gather_round(r, next, n, w, |i| &from[i * w..(i + 1) * w]);
                 std::mem::swap(&mut cur, &mut next);
             }
-            block.store(cur);
+            for (i, row) in cur.chunks_exact(w).enumerate() {
+                block.row_mut(i).iter_mut().zip(row).for_each(|(x, &y)| *x = P::from_f64(y));
+            }
         }
         Direction::Inverse => {
-            match src {
-                Some(m) => {
-                    cur.chunks_exact_mut(w).enumerate().for_each(|(i, row)| row.copy_from_slice(&m[i * cols + c0..i * cols + c0 + w]))
-                }
-                None => block.load(cur),
+            for (i, row) in cur.chunks_exact_mut(w).enumerate() {
+                let from = match src {
+                    Some(m) => &m[i * cols + c0..i * cols + c0 + w],
+                    None => block.row(i),
+                };
+                row.iter_mut().zip(from).for_each(|(x, &y)| *x = y.into());
             }
             for r in rounds[1..].iter().rev() {
                 let to: &mut [f64] = next;
                 scatter_round(r, cur, n, w, |i, d, row| to[i * w..(i + 1) * w].iter_mut().zip(row).for_each(|(x, y)| *x = d * y));
                 std::mem::swap(&mut cur, &mut next);
             }
-            scatter_round(&rounds[0], cur, n, w, |i, d, row| block.row_mut(i).iter_mut().zip(row).for_each(|(x, y)| *x = d * y));
+            scatter_round(&rounds[0], cur, n, w, |i, d, row| {
+                block.row_mut(i).iter_mut().zip(row).for_each(|(x, y)| *x = P::from_f64(d * y))
+            });
         }
     }
 }
@@ -258,12 +273,12 @@ fn process_block_generic(
 /// each L1 group of `out` is gathered and run through the low stages while
 /// hot, then the high stages follow over the whole block.
 #[inline(always)]
-fn gather_round<'a>(r: &Round, out: &mut [f64], n: usize, w: usize, row: impl Fn(usize) -> &'a [f64]) {
-    let g = l1_group_rows(n, w);
+fn gather_round<'a, S: Copy + Into<f64> + 'a>(r: &Round, out: &mut [f64], n: usize, w: usize, row: impl Fn(usize) -> &'a [S]) {
+    let g = l1_group_rows::<f64>(n, w);
     for (gi, group) in out.chunks_exact_mut(g * w).enumerate() {
         let rows = gi * g..(gi + 1) * g;
         for ((dst, &src), &d) in group.chunks_exact_mut(w).zip(&r.perm[rows.clone()]).zip(&r.scale[rows]) {
-            dst.iter_mut().zip(row(src)).for_each(|(x, y)| *x = d * y);
+            dst.iter_mut().zip(row(src)).for_each(|(x, &y)| *x = d * y.into());
         }
         stages(group, w, 1, g);
     }
@@ -275,7 +290,7 @@ fn gather_round<'a>(r: &Round, out: &mut [f64], n: usize, w: usize, row: impl Fn
 /// the result as `sink(i, 1/dᵢ-scale, values)`.
 #[inline(always)]
 fn scatter_round(r: &Round, a: &mut [f64], n: usize, w: usize, mut sink: impl FnMut(usize, f64, &[f64])) {
-    let g = l1_group_rows(n, w);
+    let g = l1_group_rows::<f64>(n, w);
     stages(a, w, g, n);
     for (gi, group) in a.chunks_exact_mut(g * w).enumerate() {
         stages(group, w, 1, g);
@@ -286,7 +301,7 @@ fn scatter_round(r: &Round, a: &mut [f64], n: usize, w: usize, mut sink: impl Fn
     }
 }
 
-/// Columns per cache block for `n` rows (at most `cols`).
+/// Columns per cache block for `n` rows (at most `cols`; the scratch is f64).
 fn block_width(n: usize, cols: usize) -> usize {
     let w = SCRATCH_BYTES / (2 * 8 * n);
     let w = if w >= 8 { w / 8 * 8 } else { w.max(1) };
@@ -363,6 +378,28 @@ mod tests {
             assert_eq!(back, b, "apply_inverse_from and apply_inverse differ");
             assert!(rel_err(&b, &a) < 1e-14, "n {n}: round trip error {}", rel_err(&b, &a));
         }
+    }
+
+    /// f32 pads: the rounds run in f64 and round once on the way out, so a
+    /// round trip is within a few f32 ulps (30 f32 butterfly stages each way
+    /// gave ~5e-7, which κ then amplified).
+    #[test]
+    fn f32_round_trip_rounds_once() {
+        let mut rng = SecureRng::from_os().unwrap();
+        let (n, cols) = (1024, 96);
+        let m = Mixing::sample(n, 3, &mut rng).unwrap();
+        let a: Vec<f32> = gaussian(&mut rng, n * cols).iter().map(|&v| v as f32).collect();
+        let mut u = vec![0f32; n * cols];
+        m.apply_from(&a, &mut u, cols).unwrap();
+        let mut back = vec![0f32; n * cols];
+        m.apply_inverse_from(&u, &mut back, cols).unwrap();
+        let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+        let err = rel_err(&wide(&back), &wide(&a));
+        assert!(err < 2e-7, "f32 round trip error {err:e}");
+        // The f32 result is the f64 result rounded.
+        let mut u64v = vec![0f64; n * cols];
+        m.apply_from(&wide(&a), &mut u64v, cols).unwrap();
+        assert!(u.iter().zip(&u64v).all(|(&x, &y)| x == y as f32));
     }
 
     /// Column j of the explicit matrix is `M·e_j`.

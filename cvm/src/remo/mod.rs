@@ -19,6 +19,7 @@ pub mod mixing;
 pub mod online;
 pub mod pad;
 pub mod pad_buffers;
+pub mod pad_float;
 pub mod params;
 pub mod plain;
 pub mod pool;
@@ -43,6 +44,7 @@ pub use leakage::{leakage_bits_per_call, leakage_bound_bits, leakage_bound_bits_
 pub use mixing::Mixing;
 pub use pad::Pad;
 pub use pad_buffers::PadBuffers;
+pub use pad_float::{PadFloat, RemoPrecision};
 pub use params::RemoParams;
 pub use plain::PlainScheme;
 pub use pool::{PadPool, PoolStats, RefillPhases};

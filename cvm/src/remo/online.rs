@@ -5,10 +5,12 @@ use talaria_models::OpId;
 
 use super::error::RemoError;
 use super::pad::Pad;
+use super::pad_float::PadFloat;
 use super::secure_rng::SecureRng;
 use super::worker::{check_finite, CallKind, WorkerMatmul};
 
-/// The precision results are written in (the subtraction is always f64).
+/// The precision results are written in (the sums and differences are
+/// always formed in f64, then rounded once).
 pub trait FromF64: Copy + Sync + Into<f64> {
     fn from_f64(v: f64) -> Self;
 }
@@ -37,12 +39,12 @@ pub struct OnlineScratch {
 /// random row permutation `Π`, receives `X̃·W`, returns
 /// `Π⁻¹·(X̃·W) − R·W`. The pads are zeroized when this returns.
 #[allow(clippy::too_many_arguments)]
-pub fn masked_matmul<X: Copy + Into<f64>, O: FromF64>(
+pub fn masked_matmul<X: Copy + Into<f64>, O: FromF64, P: PadFloat>(
     worker: &mut dyn WorkerMatmul,
     id: OpId,
     x: &[X],
     rows: usize,
-    pads: Vec<Pad>,
+    pads: Vec<Pad<P>>,
     rng: &mut SecureRng,
     scratch: &mut OnlineScratch,
     out: &mut [O],
@@ -65,27 +67,27 @@ pub fn masked_matmul<X: Copy + Into<f64>, O: FromF64>(
     // outgoing frame, and the answer unmasked straight from the incoming one.
     rng.permutation(rows, &mut scratch.perm);
     let perm = &scratch.perm;
-    worker
-        .matmul_in_place(
-            id,
-            CallKind::Online,
-            rows,
-            d_in,
-            d_out,
-            &mut |masked| {
-                for (dst, &i) in masked.chunks_exact_mut(d_in).zip(perm) {
-                    let src = x[i * d_in..(i + 1) * d_in].iter().zip(pads[i].r());
-                    dst.iter_mut().zip(src).for_each(|(m, (&x, &r))| *m = x.into() + r);
-                }
-            },
-            &mut |y| {
-                for (yj, &i) in y.chunks_exact(d_out).zip(perm) {
-                    let dst = &mut out[i * d_out..(i + 1) * d_out];
-                    dst.iter_mut().zip(yj).zip(pads[i].rw()).for_each(|((o, &yv), &rw)| *o = O::from_f64(yv - rw));
-                }
-            },
-        )
-        .map_err(|e| e.context(format!("{id}: online call")))?;
+    P::worker_in_place(
+        worker,
+        id,
+        CallKind::Online,
+        rows,
+        d_in,
+        d_out,
+        &mut |masked| {
+            for (dst, &i) in masked.chunks_exact_mut(d_in).zip(perm) {
+                let src = x[i * d_in..(i + 1) * d_in].iter().zip(pads[i].r());
+                dst.iter_mut().zip(src).for_each(|(m, (&x, &r))| *m = P::from_f64(x.into() + r.into()));
+            }
+        },
+        &mut |y| {
+            for (yj, &i) in y.chunks_exact(d_out).zip(perm) {
+                let dst = &mut out[i * d_out..(i + 1) * d_out];
+                dst.iter_mut().zip(yj).zip(pads[i].rw()).for_each(|((o, &yv), &rw)| *o = O::from_f64(yv.into() - rw.into()));
+            }
+        },
+    )
+    .map_err(|e| e.context(format!("{id}: online call")))?;
     // Checked again in private memory (see `WorkerMatmul::matmul_in_place`).
     check_finite(id, "unmasked output", out)?;
     Ok(())

@@ -4,31 +4,32 @@
 use std::sync::Arc;
 
 use super::pad_buffers::PadBuffers;
+use super::pad_float::PadFloat;
 use super::wipe::wipe;
 
 /// The rows of one pad batch: `R` (`N_p × d_in`) and `R·W` (`N_p × d_out`).
 /// Rows of discarded pads are zeroized when the batch is made; the whole
 /// store is zeroized when its last pad is dropped, and its buffers go back
 /// to `recycle`.
-pub(crate) struct BatchStore {
+pub(crate) struct BatchStore<P: PadFloat> {
     d_in: usize,
     d_out: usize,
-    r: Vec<f64>,
-    rw: Vec<f64>,
-    recycle: PadBuffers,
+    r: Vec<P>,
+    rw: Vec<P>,
+    recycle: PadBuffers<P>,
 }
 
-impl BatchStore {
+impl<P: PadFloat> BatchStore<P> {
     /// Takes ownership of the batch buffers and zeroizes every row not in
     /// `keep`, then returns one `Pad` per kept row, in `keep`'s order.
     pub(crate) fn into_pads(
         d_in: usize,
         d_out: usize,
-        mut r: Vec<f64>,
-        mut rw: Vec<f64>,
+        mut r: Vec<P>,
+        mut rw: Vec<P>,
         keep: &[usize],
-        recycle: &PadBuffers,
-    ) -> Vec<Pad> {
+        recycle: &PadBuffers<P>,
+    ) -> Vec<Pad<P>> {
         let rows = r.len() / d_in.max(1);
         let mut kept = vec![false; rows];
         keep.iter().for_each(|&i| kept[i] = true);
@@ -41,7 +42,7 @@ impl BatchStore {
     }
 }
 
-impl Drop for BatchStore {
+impl<P: PadFloat> Drop for BatchStore<P> {
     fn drop(&mut self) {
         wipe(&mut self.r);
         wipe(&mut self.rw);
@@ -59,20 +60,20 @@ impl Drop for BatchStore {
 ///     (p.clone(), p)
 /// }
 /// ```
-pub struct Pad {
-    store: Arc<BatchStore>,
+pub struct Pad<P: PadFloat = f64> {
+    store: Arc<BatchStore<P>>,
     row: usize,
 }
 
-impl Pad {
+impl<P: PadFloat> Pad<P> {
     /// The pad row `r` (`d_in` values).
-    pub fn r(&self) -> &[f64] {
+    pub fn r(&self) -> &[P] {
         let d = self.store.d_in;
         &self.store.r[self.row * d..(self.row + 1) * d]
     }
 
     /// Its product `r·W` (`d_out` values).
-    pub fn rw(&self) -> &[f64] {
+    pub fn rw(&self) -> &[P] {
         let d = self.store.d_out;
         &self.store.rw[self.row * d..(self.row + 1) * d]
     }
@@ -86,7 +87,7 @@ impl Pad {
     }
 }
 
-impl std::fmt::Debug for Pad {
+impl<P: PadFloat> std::fmt::Debug for Pad<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Pad({}→{}, secret)", self.d_in(), self.d_out())
     }

@@ -10,22 +10,33 @@ use std::sync::{Arc, Mutex};
 const MAX_KEPT: usize = 32;
 
 /// Shared by every pool of a session and by the batches they made.
-#[derive(Clone, Default)]
-pub struct PadBuffers(Arc<Mutex<Vec<Vec<f64>>>>);
+pub struct PadBuffers<T = f64>(Arc<Mutex<Vec<Vec<T>>>>);
 
-impl PadBuffers {
+impl<T> Clone for PadBuffers<T> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<T> Default for PadBuffers<T> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<T: Copy + Default + PartialEq> PadBuffers<T> {
     /// A zeroed buffer of `len` values: a recycled one of that length if any.
-    pub fn take(&self, len: usize) -> Vec<f64> {
+    pub fn take(&self, len: usize) -> Vec<T> {
         let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match kept.iter().position(|v| v.len() == len) {
             Some(i) => kept.swap_remove(i),
-            None => vec![0.0; len],
+            None => vec![T::default(); len],
         }
     }
 
     /// Takes back a buffer the caller has already zeroized.
-    pub(crate) fn give_back(&self, v: Vec<f64>) {
-        debug_assert!(v.iter().all(|&x| x == 0.0), "recycled pad storage must be zeroized first");
+    pub(crate) fn give_back(&self, v: Vec<T>) {
+        debug_assert!(v.iter().all(|&x| x == T::default()), "recycled pad storage must be zeroized first");
         let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len() < MAX_KEPT && !v.is_empty() {
             kept.push(v);
@@ -44,7 +55,7 @@ mod tests {
 
     #[test]
     fn reuses_a_buffer_of_the_same_length_only() {
-        let b = PadBuffers::default();
+        let b = PadBuffers::<f64>::default();
         let v = b.take(1000);
         let addr = v.as_ptr();
         b.give_back(v);

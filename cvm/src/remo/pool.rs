@@ -10,6 +10,7 @@ use super::error::RemoError;
 use super::mixing::{padded_rows, Mixing};
 use super::pad::{BatchStore, Pad};
 use super::pad_buffers::PadBuffers;
+use super::pad_float::PadFloat;
 use super::params::RemoParams;
 use super::scales::ChannelScales;
 use super::secure_rng::SecureRng;
@@ -80,9 +81,14 @@ impl RefillPhases {
 }
 
 /// What refills reuse across batches: the recycled storage of `R` and `R·W`.
-#[derive(Default)]
-pub struct RefillScratch {
-    pub buffers: PadBuffers,
+pub struct RefillScratch<P: PadFloat = f64> {
+    pub buffers: PadBuffers<P>,
+}
+
+impl<P: PadFloat> Default for RefillScratch<P> {
+    fn default() -> Self {
+        Self { buffers: PadBuffers::default() }
+    }
 }
 
 /// The channel scales a batch's pads were drawn at, and how many are left.
@@ -91,7 +97,7 @@ struct BatchScale {
     scales: Vec<f64>,
 }
 
-pub struct PadPool {
+pub struct PadPool<P: PadFloat = f64> {
     id: OpId,
     d_in: usize,
     d_out: usize,
@@ -99,12 +105,12 @@ pub struct PadPool {
     usable: usize,
     scales: ChannelScales,
     /// FIFO; pads of older batches first.
-    pads: VecDeque<Pad>,
+    pads: VecDeque<Pad<P>>,
     batches: VecDeque<BatchScale>,
     stats: PoolStats,
 }
 
-impl PadPool {
+impl<P: PadFloat> PadPool<P> {
     pub fn new(id: OpId, spec: &OpSpec, params: &RemoParams) -> Self {
         let n_p = padded_rows(spec.d_in);
         Self {
@@ -155,12 +161,12 @@ impl PadPool {
         worker: &mut dyn WorkerMatmul,
         rng: &mut SecureRng,
         params: &RemoParams,
-        scratch: &mut RefillScratch,
+        scratch: &mut RefillScratch<P>,
     ) -> anyhow::Result<()> {
         let start = Instant::now();
         let (n_p, d_in, d_out) = (self.n_p, self.d_in, self.d_out);
         let sigma: Vec<f64> = self.scales.scales().iter().map(|s| params.kappa * s).collect();
-        let mut r = SecretVec::from(scratch.buffers.take(n_p * d_in));
+        let mut r: SecretVec<P> = SecretVec::from(scratch.buffers.take(n_p * d_in));
         rng.fill_gaussian_rows(&mut r, &sigma);
         let mixing = Mixing::sample(n_p, params.mixing_rounds, rng)?;
         let drawn = Instant::now();
@@ -168,12 +174,13 @@ impl PadPool {
         // `U = M·R` is written straight into the outgoing frame and
         // `R·W = M⁻¹·(U·W)` read straight from the answer (no copies of
         // tens of MB). On a retry both run again, from the same `R` and `M`.
-        let mut rw = SecretVec::from(scratch.buffers.take(n_p * d_out));
+        let mut rw: SecretVec<P> = SecretVec::from(scratch.buffers.take(n_p * d_out));
         let (mut mix_time, mut unmix_time) = (Duration::ZERO, Duration::ZERO);
         let mut mixed: Result<(), RemoError> = Ok(());
         let mut unmixed: Result<(), RemoError> = Ok(());
         let asked = Instant::now();
-        let sent = worker.matmul_in_place(
+        let sent = P::worker_in_place(
+            worker,
             self.id,
             CallKind::PadBatch,
             n_p,
@@ -219,11 +226,11 @@ impl PadPool {
     }
 
     /// Moves `n` pads out of the pool; they are never handed out again.
-    pub fn take(&mut self, n: usize) -> Result<Vec<Pad>, RemoError> {
+    pub fn take(&mut self, n: usize) -> Result<Vec<Pad<P>>, RemoError> {
         if self.pads.len() < n {
             return Err(RemoError::PoolShort { id: self.id, available: self.pads.len(), wanted: n });
         }
-        let pads: Vec<Pad> = self.pads.drain(..n).collect();
+        let pads: Vec<Pad<P>> = self.pads.drain(..n).collect();
         let mut left = n;
         while left > 0 {
             let Some(front) = self.batches.front_mut() else {
@@ -305,7 +312,7 @@ mod tests {
     use crate::remo::recording_worker::RecordingWorker;
     use talaria_models::Op;
 
-    fn pool(d_in: usize, d_out: usize) -> (PadPool, RecordingWorker, RemoParams) {
+    fn pool(d_in: usize, d_out: usize) -> (PadPool<f64>, RecordingWorker, RemoParams) {
         let id = OpId::new(0, Op::Down);
         let spec = OpSpec { d_in, d_out, channel_scales: vec![1.0; d_in] };
         let params = RemoParams { stale_ratio: 2.0, ..RemoParams::default() };
@@ -374,7 +381,7 @@ mod tests {
 
         let id = OpId::new(0, Op::Down);
         let spec = OpSpec { d_in: 8, d_out: 4, channel_scales: vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0] };
-        let mut q = PadPool::new(id, &spec, &params);
+        let mut q = PadPool::<f64>::new(id, &spec, &params);
         q.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
         let before = q.available();
         q.observe(&[0.0f32; 8], 1, &params);

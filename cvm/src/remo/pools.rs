@@ -10,6 +10,7 @@ use talaria_models::OpId;
 
 use super::error::RemoError;
 use super::pad::Pad;
+use super::pad_float::PadFloat;
 use super::params::RemoParams;
 use super::pool::{PadPool, PoolStats, RefillScratch};
 use super::scheme::IdleProgress;
@@ -17,12 +18,12 @@ use super::secure_rng::SecureRng;
 use super::setup::RemoSetup;
 use super::worker::WorkerMatmul;
 
-pub struct PadPools {
+pub struct PadPools<P: PadFloat = f64> {
     params: RemoParams,
     rng: SecureRng,
-    pools: BTreeMap<OpId, PadPool>,
+    pools: BTreeMap<OpId, PadPool<P>>,
     /// Recycled pad storage, shared by all pools.
-    scratch: RefillScratch,
+    scratch: RefillScratch<P>,
     /// Pads used so far, in batches (each pool's pads used / its usable pads
     /// per batch, summed), when `refill_paced` last ran.
     paced_use: f64,
@@ -34,7 +35,7 @@ pub struct PadPools {
 /// does not burst after a pause.
 const MAX_PACE_CREDIT: f64 = 4.0;
 
-impl PadPools {
+impl<P: PadFloat> PadPools<P> {
     /// Empty pools for every op of `setup`.
     pub fn new(setup: &RemoSetup, params: RemoParams) -> Result<Self, RemoError> {
         params.validate()?;
@@ -46,15 +47,15 @@ impl PadPools {
         &self.params
     }
 
-    pub fn pool(&self, id: OpId) -> Option<&PadPool> {
+    pub fn pool(&self, id: OpId) -> Option<&PadPool<P>> {
         self.pools.get(&id)
     }
 
-    pub fn pools(&self) -> impl Iterator<Item = &PadPool> {
+    pub fn pools(&self) -> impl Iterator<Item = &PadPool<P>> {
         self.pools.values()
     }
 
-    fn pool_mut(&mut self, id: OpId) -> Result<&mut PadPool, RemoError> {
+    fn pool_mut(&mut self, id: OpId) -> Result<&mut PadPool<P>, RemoError> {
         self.pools.get_mut(&id).ok_or(RemoError::UnknownOp { id })
     }
 
@@ -73,7 +74,7 @@ impl PadPools {
     }
 
     /// Moves `n` pads of `id` out (fails if fewer are ready; see `ensure`).
-    pub fn take(&mut self, id: OpId, n: usize) -> Result<Vec<Pad>, RemoError> {
+    pub fn take(&mut self, id: OpId, n: usize) -> Result<Vec<Pad<P>>, RemoError> {
         self.pool_mut(id)?.take(n)
     }
 
@@ -168,7 +169,7 @@ mod tests {
         let ops: HashMap<OpId, OpSpec> = [a, b].iter().map(|&id| (id, OpSpec { d_in, d_out, channel_scales: vec![1.0; d_in] })).collect();
         let setup = RemoSetup::new(ops).unwrap();
         let mut worker = RecordingWorker::random(&[(a, d_in, d_out), (b, d_in, d_out)], 3);
-        let mut pools = PadPools::new(&setup, RemoParams::default()).unwrap();
+        let mut pools = PadPools::<f64>::new(&setup, RemoParams::default()).unwrap();
         pools.ensure(&mut worker, a, 1).unwrap();
         pools.ensure(&mut worker, b, 1).unwrap();
         let usable = pools.pool(a).unwrap().usable_per_batch();

@@ -6,6 +6,7 @@ use talaria_models::OpId;
 
 use super::error::RemoError;
 use super::online::{masked_matmul, FromF64, OnlineScratch};
+use super::pad_float::PadFloat;
 use super::pools::PadPools;
 use super::report::RemoReport;
 use super::scheme::{IdleProgress, MaskScheme};
@@ -15,9 +16,10 @@ use super::worker::{check_finite, WorkerMatmul};
 
 pub use super::params::RemoParams;
 
-pub struct Remo {
+/// `P` is the pad type: `f64` for the exact mode, `f32` for the fast one.
+pub struct Remo<P: PadFloat = f64> {
     setup: RemoSetup,
-    pools: PadPools,
+    pools: PadPools<P>,
     /// For the per-call row permutations.
     rng: SecureRng,
     scratch: OnlineScratch,
@@ -25,7 +27,7 @@ pub struct Remo {
     online_rows: u64,
 }
 
-impl Remo {
+impl<P: PadFloat> Remo<P> {
     pub fn new(setup: RemoSetup, params: RemoParams) -> Result<Self, RemoError> {
         let pools = PadPools::new(&setup, params)?;
         Ok(Self { setup, pools, rng: SecureRng::from_os()?, scratch: OnlineScratch::default(), online_calls: 0, online_rows: 0 })
@@ -43,7 +45,7 @@ impl Remo {
         &self.setup
     }
 
-    pub fn pools(&self) -> &PadPools {
+    pub fn pools(&self) -> &PadPools<P> {
         &self.pools
     }
 
@@ -57,7 +59,8 @@ impl Remo {
         self.pools.refill_idle(worker, Duration::MAX)
     }
 
-    /// The masked product in f64: `out (rows × d_out) = x · W_idᵀ`.
+    /// The masked product on f64 rows: `out (rows × d_out) = x · W_idᵀ`
+    /// (rounded to `P` on the wire in the fast mode).
     pub fn matmul_f64(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
         self.masked(worker, id, x, rows, out)
     }
@@ -100,9 +103,12 @@ impl Remo {
     }
 }
 
-impl MaskScheme for Remo {
+impl<P: PadFloat> MaskScheme for Remo<P> {
     fn name(&self) -> &str {
-        "remo"
+        match P::PRECISION {
+            talaria_engine::Precision::F64 => "remo",
+            talaria_engine::Precision::F32 => "remo-fast",
+        }
     }
 
     fn secure(&self) -> bool {

@@ -7,6 +7,7 @@ use serde::Serialize;
 use talaria_models::Op;
 
 use super::leakage::leakage_bound_bits_for_dims;
+use super::pad_float::PadFloat;
 use super::pool::{PoolStats, RefillPhases};
 use super::pools::PadPools;
 use super::setup::RemoSetup;
@@ -33,6 +34,8 @@ pub struct OpReport {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RemoReport {
+    /// Pad and wire precision: "f64" (exact mode) or "f32" (fast mode).
+    pub pads: &'static str,
     pub kappa: f64,
     pub mixing_rounds: usize,
     pub usable_fraction: f64,
@@ -60,7 +63,7 @@ pub struct RemoReport {
 }
 
 impl RemoReport {
-    pub fn new(setup: &RemoSetup, pools: &PadPools, online_calls: u64, online_rows: u64) -> Self {
+    pub fn new<P: PadFloat>(setup: &RemoSetup, pools: &PadPools<P>, online_calls: u64, online_rows: u64) -> Self {
         let p = pools.params();
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         let ops: Vec<OpReport> = pools
@@ -87,6 +90,7 @@ impl RemoReport {
             .collect();
         let t: PoolStats = pools.total_stats();
         Self {
+            pads: P::PRECISION.name(),
             kappa: p.kappa,
             mixing_rounds: p.mixing_rounds,
             usable_fraction: p.usable_fraction,
@@ -144,7 +148,8 @@ impl fmt::Display for RemoReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "ReMO: κ = {:e}, {} mixing rounds, ≤ {:.0} % of each pad batch used",
+            "ReMO: {} pads, κ = {:e}, {} mixing rounds, ≤ {:.0} % of each pad batch used",
+            self.pads,
             self.kappa,
             self.mixing_rounds,
             100.0 * self.usable_fraction

@@ -9,13 +9,14 @@ use super::scheme::MaskScheme;
 use super::setup::RemoSetup;
 
 /// The names `scheme_by_name` accepts.
-pub const SCHEME_NAMES: [&str; 5] = ["remo", "plain", "permute", "mix", "lowrank"];
+pub const SCHEME_NAMES: [&str; 6] = ["remo", "remo-fast", "plain", "permute", "mix", "lowrank"];
 
-/// `"remo"` (with `kappa` and `setup`), `"plain"`, or one of the INSECURE
+/// `"remo"` or `"remo-fast"` (f32 pads; with `kappa` and `setup`), `"plain"`, or one of the INSECURE
 /// references `"permute"`, `"mix"`, `"lowrank"` (noise RMS `kappa` × data).
 pub fn scheme_by_name(name: &str, kappa: f64, setup: &RemoSetup) -> anyhow::Result<Box<dyn MaskScheme>> {
     Ok(match name {
-        "remo" => Box::new(Remo::new(setup.clone(), RemoParams::with_kappa(kappa))?),
+        "remo" => Box::new(Remo::<f64>::new(setup.clone(), RemoParams::with_kappa(kappa))?),
+        "remo-fast" => Box::new(Remo::<f32>::new(setup.clone(), RemoParams::with_kappa(kappa))?),
         "plain" => Box::new(PlainScheme::new()),
         "permute" => Box::new(RowPermutation::new()?),
         "mix" => Box::new(RowMixing::new()?),

@@ -6,6 +6,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
+use talaria_kernels::cpu::Activation;
 
 use super::error::RemoError;
 
@@ -67,7 +68,7 @@ impl SecureRng {
     /// Fills the row-major matrix `out` (`cols` = `sigma.len()` columns) with
     /// independent `N(0, sigma[c]²)` entries, in parallel over row chunks
     /// (each chunk on its own forked ChaCha20 stream).
-    pub fn fill_gaussian_rows(&mut self, out: &mut [f64], sigma: &[f64]) {
+    pub fn fill_gaussian_rows<T: Activation>(&mut self, out: &mut [T], sigma: &[f64]) {
         let cols = sigma.len();
         if cols == 0 {
             return;
@@ -77,7 +78,7 @@ impl SecureRng {
         out.par_chunks_mut(chunk).zip(streams).for_each(|(block, mut rng)| {
             for row in block.chunks_exact_mut(cols) {
                 for (v, &s) in row.iter_mut().zip(sigma) {
-                    *v = s * rng.sample::<f64, _>(StandardNormal);
+                    *v = T::from_f64(s * rng.sample::<f64, _>(StandardNormal));
                 }
             }
         });
@@ -93,7 +94,7 @@ mod tests {
         let mut rng = SecureRng::from_os().unwrap();
         let sigma = [1.0, 10.0, 0.0, 3.0];
         let rows = 20_000;
-        let mut m = vec![0.0; rows * sigma.len()];
+        let mut m = vec![0.0f64; rows * sigma.len()];
         rng.fill_gaussian_rows(&mut m, &sigma);
         for (c, &s) in sigma.iter().enumerate() {
             let var: f64 = m.iter().skip(c).step_by(sigma.len()).map(|v| v * v).sum::<f64>() / rows as f64;

@@ -8,6 +8,7 @@ use talaria_engine::{through_f32, Linear, Precision};
 use talaria_models::OpId;
 
 use super::error::RemoError;
+use super::pad_float::RemoPrecision;
 use super::plain::PlainScheme;
 use super::remo_scheme::{Remo, RemoParams};
 use super::report::RemoReport;
@@ -16,7 +17,10 @@ use super::setup::RemoSetup;
 use super::worker::WorkerMatmul;
 
 pub enum ServingScheme {
+    /// The exact mode (f64 pads).
     Remo(Box<Remo>),
+    /// The fast mode (f32 pads, smaller κ).
+    RemoFast(Box<Remo<f32>>),
     Plain(PlainScheme),
 }
 
@@ -25,16 +29,23 @@ impl ServingScheme {
         Ok(Self::Remo(Box::new(Remo::new(setup, params)?)))
     }
 
+    pub fn remo_with(precision: RemoPrecision, setup: RemoSetup, params: RemoParams) -> Result<Self, RemoError> {
+        match precision {
+            RemoPrecision::Exact => Self::remo(setup, params),
+            RemoPrecision::Fast => Ok(Self::RemoFast(Box::new(Remo::new(setup, params)?))),
+        }
+    }
+
     pub fn plain() -> Self {
         Self::Plain(PlainScheme::new())
     }
 
-    /// ReMO is the exact mode (f64 activations end to end, see
-    /// `Precision`); the plain baseline is the fast f32 engine.
+    /// Exact ReMO runs f64 activations end to end (see `Precision`); fast
+    /// ReMO and the plain baseline run the f32 engine.
     pub fn precision(&self) -> Precision {
         match self {
             Self::Remo(_) => Precision::F64,
-            Self::Plain(_) => Precision::F32,
+            Self::RemoFast(_) | Self::Plain(_) => Precision::F32,
         }
     }
 
@@ -42,6 +53,7 @@ impl ServingScheme {
     pub fn matmul_f64(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
         match self {
             Self::Remo(r) => r.matmul_f64(worker, id, x, rows, out),
+            Self::RemoFast(r) => r.matmul_f64(worker, id, x, rows, out),
             Self::Plain(p) => through_f32(x, out, |x32, out32| p.matmul(worker, id, x32, rows, out32)),
         }
     }
@@ -49,6 +61,7 @@ impl ServingScheme {
     fn inner(&self) -> &dyn MaskScheme {
         match self {
             Self::Remo(r) => r.as_ref(),
+            Self::RemoFast(r) => r.as_ref(),
             Self::Plain(p) => p,
         }
     }
@@ -56,6 +69,7 @@ impl ServingScheme {
     fn inner_mut(&mut self) -> &mut dyn MaskScheme {
         match self {
             Self::Remo(r) => r.as_mut(),
+            Self::RemoFast(r) => r.as_mut(),
             Self::Plain(p) => p,
         }
     }

@@ -18,43 +18,41 @@ pub fn wipe_vec<T: Copy + Default>(v: &mut Vec<T>) {
     v.clear();
 }
 
-/// An owned f64 buffer holding secrets (pads, pad products); zeroized on
-/// drop, including on error paths.
-pub struct SecretVec(Vec<f64>);
+/// An owned buffer holding secrets (pads, pad products); zeroized on drop,
+/// including on error paths.
+pub struct SecretVec<T: Copy + Default = f64>(Vec<T>);
 
-impl SecretVec {
+impl<T: Copy + Default> SecretVec<T> {
     pub fn zeros(len: usize) -> Self {
-        Self(vec![0.0; len])
+        Self(vec![T::default(); len])
     }
-}
 
-impl SecretVec {
     /// Hands the buffer on to a new owner that takes over its zeroizing.
-    pub fn into_inner(mut self) -> Vec<f64> {
+    pub fn into_inner(mut self) -> Vec<T> {
         std::mem::take(&mut self.0)
     }
 }
 
-impl From<Vec<f64>> for SecretVec {
-    fn from(v: Vec<f64>) -> Self {
+impl<T: Copy + Default> From<Vec<T>> for SecretVec<T> {
+    fn from(v: Vec<T>) -> Self {
         Self(v)
     }
 }
 
-impl std::ops::Deref for SecretVec {
-    type Target = [f64];
-    fn deref(&self) -> &[f64] {
+impl<T: Copy + Default> std::ops::Deref for SecretVec<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
         &self.0
     }
 }
 
-impl std::ops::DerefMut for SecretVec {
-    fn deref_mut(&mut self) -> &mut [f64] {
+impl<T: Copy + Default> std::ops::DerefMut for SecretVec<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
         &mut self.0
     }
 }
 
-impl Drop for SecretVec {
+impl<T: Copy + Default> Drop for SecretVec<T> {
     fn drop(&mut self) {
         wipe(&mut self.0);
     }

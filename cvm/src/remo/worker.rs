@@ -37,6 +37,31 @@ pub trait WorkerMatmul {
         through_buffers(self, id, kind, rows, (d_in, d_out), fill, take)
     }
 
+    /// The same with f32 rows and answer (the fast mode). The default goes
+    /// through `matmul` in f64 and rounds the answer to f32, which is what
+    /// an f32-accumulating worker would return to within its rounding; a
+    /// transport overrides it to send f32 frames.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_in_place_f32(
+        &mut self,
+        id: OpId,
+        kind: CallKind,
+        rows: usize,
+        d_in: usize,
+        d_out: usize,
+        fill: &mut dyn FnMut(&mut [f32]),
+        take: &mut dyn FnMut(&[f32]),
+    ) -> anyhow::Result<()> {
+        let mut x = vec![0f32; rows * d_in];
+        fill(&mut x);
+        let wide: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let y = self.matmul(id, kind, &wide, rows)?;
+        check_answer(id, &y, rows, d_out)?;
+        let narrow: Vec<f32> = y.iter().map(|&v| v as f32).collect();
+        take(&narrow);
+        Ok(())
+    }
+
     /// The worker's own busy seconds per call kind so far, asked now (JSON
     /// object keyed by call kind), where the transport can ask.
     fn worker_busy(&mut self) -> Option<serde_json::Value> {

@@ -85,7 +85,7 @@ enum Failure {
 }
 
 /// Element types calls carry.
-pub trait WireFloat: Element + Copy + Sync + Into<f64> {}
+pub trait WireFloat: Element + Copy + Sync + Into<f64> + bytemuck::Pod {}
 impl WireFloat for f64 {}
 impl WireFloat for f32 {}
 
@@ -198,24 +198,24 @@ impl WorkerLink {
     /// (a pad batch is tens of MB each way). Both run again when the call is
     /// retried. Returns `Ok(false)`, having called neither, when the rows do
     /// not fit one frame.
-    pub fn matmul_in_place(
+    pub fn matmul_in_place<T: WireFloat>(
         &mut self,
         id: OpId,
         kind: CallKind,
         rows: usize,
-        fill: &mut dyn FnMut(&mut [f64]),
-        take: &mut dyn FnMut(&[f64]),
+        fill: &mut dyn FnMut(&mut [T]),
+        take: &mut dyn FnMut(&[T]),
     ) -> anyhow::Result<bool> {
         let (d_in, d_out) = self.shape(id).ok_or_else(|| anyhow!("the worker does not serve {id}"))?;
-        if rows > self.rows_per_frame::<f64>(d_in, d_out) {
+        if rows > self.rows_per_frame::<T>(d_in, d_out) {
             return Ok(false);
         }
         let t0 = Instant::now();
-        let mut fill_bytes = |buf: &mut [u8]| match bytemuck::try_cast_slice_mut::<u8, f64>(buf) {
+        let mut fill_bytes = |buf: &mut [u8]| match bytemuck::try_cast_slice_mut::<u8, T>(buf) {
             Ok(x) => fill(x),
             Err(_) => {
                 // Payloads are 64-byte aligned on both transports; stay correct if not.
-                let mut x = vec![0f64; buf.len() / 8];
+                let mut x = vec![T::zeroed(); buf.len() / std::mem::size_of::<T>()];
                 fill(&mut x);
                 buf.copy_from_slice(bytemuck::cast_slice(&x));
             }

@@ -35,6 +35,30 @@ impl WorkerMatmul for WorkerLink {
         through_buffers(self, id, kind, rows, (d_in, d_out), fill, take)
     }
 
+    fn matmul_in_place_f32(
+        &mut self,
+        id: OpId,
+        kind: CallKind,
+        rows: usize,
+        d_in: usize,
+        d_out: usize,
+        fill: &mut dyn FnMut(&mut [f32]),
+        take: &mut dyn FnMut(&[f32]),
+    ) -> anyhow::Result<()> {
+        let shape = self.shape(id).ok_or_else(|| anyhow::anyhow!("the worker does not serve {id}"))?;
+        anyhow::ensure!(shape == (d_in, d_out), "{id}: the worker's shape {shape:?} is not {d_in}×{d_out}");
+        if WorkerLink::matmul_in_place(self, id, kind, rows, fill, take)? {
+            return Ok(());
+        }
+        // Too many rows for one frame: through f32 buffers, chunked.
+        let mut x = vec![0f32; rows * d_in];
+        fill(&mut x);
+        let mut y = vec![0f32; rows * d_out];
+        WorkerLink::matmul(self, id, kind, &x, rows, &mut y)?;
+        take(&y);
+        Ok(())
+    }
+
     fn worker_busy(&mut self) -> Option<serde_json::Value> {
         match WorkerLink::worker_busy(self) {
             Ok(b) => serde_json::to_value(b.busy_s).ok(),

@@ -65,6 +65,12 @@ impl Fixture {
         self.run(&mut linear)
     }
 
+    /// The plain fast engine: f32 activations, the CPU's f32 kernels.
+    pub fn run_local_f32(&self) -> (Vec<u32>, Vec<f32>) {
+        let mut linear = LocalLinear::new(Arc::new(WorkerWeights::load(&self.ck, DTYPE).unwrap()));
+        self.run(&mut linear)
+    }
+
     pub fn run_with(&self, args: &BackendArgs) -> (Vec<u32>, Vec<f32>) {
         let mut linear = build_linear(args, &self.ck, DTYPE).unwrap();
         self.run(linear.as_mut())
