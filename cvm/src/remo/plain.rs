@@ -1,19 +1,20 @@
 //! The unprotected baseline over a worker (`--mode plain` with a worker):
-//! rows go out as they are.
+//! rows go out as they are, in f32, and the worker multiplies them with its
+//! plain f32 kernel (the one the local engine uses), so the baseline costs
+//! what an unprotected split would. (It used to widen rows to f64, which
+//! ran the worker's exact f64 GEMM and halved the baseline's throughput.)
 
 use talaria_models::OpId;
 
 use super::scheme::{dims_from_buffers, MaskScheme};
-use super::worker::{check_answer, CallKind, WorkerMatmul};
+use super::worker::{CallKind, WorkerMatmul};
 
 #[derive(Default)]
-pub struct PlainScheme {
-    x64: Vec<f64>,
-}
+pub struct PlainScheme;
 
 impl PlainScheme {
     pub fn new() -> Self {
-        Self::default()
+        Self
     }
 }
 
@@ -30,12 +31,9 @@ impl MaskScheme for PlainScheme {
         if rows == 0 && x.is_empty() && out.is_empty() {
             return Ok(());
         }
-        let (_, d_out) = dims_from_buffers(id, x.len(), out.len(), rows)?;
-        self.x64.clear();
-        self.x64.extend(x.iter().map(|&v| f64::from(v)));
-        let y = worker.matmul(id, CallKind::Plain, &self.x64, rows)?;
-        check_answer(id, &y, rows, d_out)?;
-        out.iter_mut().zip(&y).for_each(|(o, &v)| *o = v as f32);
-        Ok(())
+        let (d_in, d_out) = dims_from_buffers(id, x.len(), out.len(), rows)?;
+        worker.matmul_in_place_f32(id, CallKind::Plain, rows, d_in, d_out, &mut |dst| dst.copy_from_slice(x), &mut |y| {
+            out.copy_from_slice(y)
+        })
     }
 }
