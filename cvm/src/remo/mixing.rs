@@ -145,8 +145,14 @@ impl Mixing {
             n,
             cols,
             bw,
-            || Scratch::new(n, bw),
-            |s, mut block| process_block(&self.rounds, dir, src, cols, &mut block, s),
+            || (),
+            |_, mut block| {
+                SCRATCH.with(|s| {
+                    let mut s = s.borrow_mut();
+                    process_block(&self.rounds, dir, src, cols, &mut block, &mut s);
+                    s.wipe_used(n * block.width());
+                })
+            },
         );
     }
 
@@ -308,21 +314,34 @@ fn block_width(n: usize, cols: usize) -> usize {
     w.min(cols).max(1)
 }
 
-/// Two scratch blocks per worker thread; they hold partial mixtures of
-/// secret rows, so they are zeroized when dropped.
+thread_local! {
+    /// Kept per thread: a fresh 1 MB scratch per rayon job meant fresh
+    /// pages, and the kernel clearing them showed as 4 % of a busy
+    /// server's CPU time.
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch { buf: Vec::new() });
+}
+
+/// Two scratch blocks of one thread; they hold partial mixtures of secret
+/// rows, so the used part is zeroized after every block and all of it when
+/// the thread ends.
 struct Scratch {
     buf: Vec<f64>,
 }
 
 impl Scratch {
-    fn new(n: usize, width: usize) -> Self {
-        Self { buf: vec![0.0; 2 * n * width] }
+    /// Two blocks of `len` values (grown on first use).
+    fn halves(&mut self, len: usize) -> (&mut [f64], &mut [f64]) {
+        if self.buf.len() < 2 * len {
+            self.buf.resize(2 * len, 0.0);
+        }
+        let (a, b) = self.buf.split_at_mut(len);
+        (a, &mut b[..len])
     }
 
-    fn halves(&mut self, len: usize) -> (&mut [f64], &mut [f64]) {
-        let half = self.buf.len() / 2;
-        let (a, b) = self.buf.split_at_mut(half);
-        (&mut a[..len], &mut b[..len])
+    /// Zeroizes what `halves(len)` handed out.
+    fn wipe_used(&mut self, len: usize) {
+        let end = (2 * len).min(self.buf.len());
+        wipe(&mut self.buf[..end]);
     }
 }
 
