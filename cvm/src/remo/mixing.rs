@@ -318,7 +318,7 @@ thread_local! {
     /// Kept per thread: a fresh 1 MB scratch per rayon job meant fresh
     /// pages, and the kernel clearing them showed as 4 % of a busy
     /// server's CPU time.
-    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch { buf: Vec::new() });
+    static SCRATCH: std::cell::RefCell<Scratch> = const { std::cell::RefCell::new(Scratch { buf: Vec::new() }) };
 }
 
 /// Two scratch blocks of one thread; they hold partial mixtures of secret

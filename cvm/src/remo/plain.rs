@@ -32,8 +32,7 @@ impl MaskScheme for PlainScheme {
             return Ok(());
         }
         let (d_in, d_out) = dims_from_buffers(id, x.len(), out.len(), rows)?;
-        worker.matmul_in_place_f32(id, CallKind::Plain, rows, d_in, d_out, &mut |dst| dst.copy_from_slice(x), &mut |y| {
-            out.copy_from_slice(y)
-        })
+        worker
+            .matmul_in_place_f32(id, CallKind::Plain, rows, d_in, d_out, &mut |dst| dst.copy_from_slice(x), &mut |y| out.copy_from_slice(y))
     }
 }
