@@ -7,6 +7,10 @@
 //! from pad batches sent through a secret butterfly mixing `M`
 //! ([`mixing::Mixing`]), so the worker never sees an individual pad.
 //!
+//! Pads, masked rows and answers are f64 in the exact mode and f32 in the
+//! fast one ([`PadFloat`], [`RemoPrecision`]); the mixing's arithmetic is
+//! f64 either way.
+//!
 //! The worker is reached through [`WorkerMatmul`]; the masking schemes
 //! implement [`MaskScheme`]. Serving code can only build a [`ServingScheme`]
 //! (ReMO or the plain baseline); the insecure reference schemes in
