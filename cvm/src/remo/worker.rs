@@ -76,7 +76,7 @@ pub trait WorkerMatmul {
 
 /// `matmul_in_place` through owned buffers and `matmul`: the default, and a
 /// transport's fallback when the rows do not fit one frame.
-pub(crate) fn through_buffers<W: WorkerMatmul + ?Sized>(
+fn through_buffers<W: WorkerMatmul + ?Sized>(
     worker: &mut W,
     id: OpId,
     kind: CallKind,

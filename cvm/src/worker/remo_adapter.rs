@@ -4,8 +4,7 @@
 use talaria_engine::Linear;
 use talaria_models::OpId;
 
-use super::link::WorkerLink;
-use crate::remo::worker::through_buffers;
+use super::link::{WireFloat, WorkerLink};
 use crate::remo::{CallKind, WorkerMatmul};
 
 impl WorkerMatmul for WorkerLink {
@@ -26,13 +25,7 @@ impl WorkerMatmul for WorkerLink {
         fill: &mut dyn FnMut(&mut [f64]),
         take: &mut dyn FnMut(&[f64]),
     ) -> anyhow::Result<()> {
-        let shape = self.shape(id).ok_or_else(|| anyhow::anyhow!("the worker does not serve {id}"))?;
-        anyhow::ensure!(shape == (d_in, d_out), "{id}: the worker's shape {shape:?} is not {d_in}×{d_out}");
-        if WorkerLink::matmul_in_place(self, id, kind, rows, fill, take)? {
-            return Ok(());
-        }
-        // Too many rows for one frame: through buffers (`matmul` chunks them).
-        through_buffers(self, id, kind, rows, (d_in, d_out), fill, take)
+        in_place(self, id, kind, rows, (d_in, d_out), fill, take)
     }
 
     fn matmul_in_place_f32(
@@ -45,18 +38,7 @@ impl WorkerMatmul for WorkerLink {
         fill: &mut dyn FnMut(&mut [f32]),
         take: &mut dyn FnMut(&[f32]),
     ) -> anyhow::Result<()> {
-        let shape = self.shape(id).ok_or_else(|| anyhow::anyhow!("the worker does not serve {id}"))?;
-        anyhow::ensure!(shape == (d_in, d_out), "{id}: the worker's shape {shape:?} is not {d_in}×{d_out}");
-        if WorkerLink::matmul_in_place(self, id, kind, rows, fill, take)? {
-            return Ok(());
-        }
-        // Too many rows for one frame: through f32 buffers, chunked.
-        let mut x = vec![0f32; rows * d_in];
-        fill(&mut x);
-        let mut y = vec![0f32; rows * d_out];
-        WorkerLink::matmul(self, id, kind, &x, rows, &mut y)?;
-        take(&y);
-        Ok(())
+        in_place(self, id, kind, rows, (d_in, d_out), fill, take)
     }
 
     fn worker_busy(&mut self) -> Option<serde_json::Value> {
@@ -72,6 +54,30 @@ impl WorkerMatmul for WorkerLink {
     fn stats(&self) -> serde_json::Value {
         self.stats.to_json()
     }
+}
+
+/// One frame each way when the rows fit, else through buffers in frame-sized
+/// chunks; rows and answer in `T` on the wire either way.
+fn in_place<T: WireFloat>(
+    link: &mut WorkerLink,
+    id: OpId,
+    kind: CallKind,
+    rows: usize,
+    (d_in, d_out): (usize, usize),
+    fill: &mut dyn FnMut(&mut [T]),
+    take: &mut dyn FnMut(&[T]),
+) -> anyhow::Result<()> {
+    let shape = link.shape(id).ok_or_else(|| anyhow::anyhow!("the worker does not serve {id}"))?;
+    anyhow::ensure!(shape == (d_in, d_out), "{id}: the worker's shape {shape:?} is not {d_in}×{d_out}");
+    if link.matmul_in_place(id, kind, rows, fill, take)? {
+        return Ok(());
+    }
+    let mut x = vec![T::zeroed(); rows * d_in];
+    fill(&mut x);
+    let mut y = vec![T::zeroed(); rows * d_out];
+    link.matmul(id, kind, &x, rows, &mut y)?;
+    take(&y);
+    Ok(())
 }
 
 /// Unmasked f32 calls: only for public data (the calibration text).
