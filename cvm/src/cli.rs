@@ -152,9 +152,10 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
     let stats = linear.stats();
     if let Some(r) = stats.get("remo").filter(|r| !r.is_null()) {
         eprintln!(
-            "[ReMO κ = {:e}] leakage bound {:.3e} bits per position | pads used {} (discarded {}) | pad batches {} ({:.0} ms) | σ raised on {} ops (rows above calibration) | worker retries {}, reconnects {}",
+            "[ReMO κ = {:e}] leakage bound {:.3e} bits per position ({:.3e} at the rows sent) | pads used {} (discarded {}) | pad batches {} ({:.0} ms) | σ raised on {} ops (rows above calibration) | worker retries {}, reconnects {}",
             r["kappa"].as_f64().unwrap_or(0.0),
             r["leakage_bound_bits"].as_f64().unwrap_or(0.0),
+            r["leakage_bits_at_sent_energy"].as_f64().unwrap_or(0.0),
             r["pads_used"],
             r["pads_discarded"],
             r["batches"],

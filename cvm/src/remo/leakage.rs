@@ -10,8 +10,16 @@ use super::setup::outsourced_ops;
 
 /// Bits one online call of an op with `d_in` inputs can leak about one row.
 pub fn leakage_bits_per_call(d_in: usize, kappa: f64) -> f64 {
+    leakage_bits_at_energy(d_in, kappa, 1.0)
+}
+
+/// The same bound evaluated at the row's actual signal power: `energy` is
+/// the mean over channels of `(x_c / s_c)²` (1 = every channel at its
+/// scale). Each channel leaks at most `½·log₂(1 + (x_c/σ_c)²)`, and by
+/// concavity their sum (and the mean over a call's rows) is at most this.
+pub fn leakage_bits_at_energy(d_in: usize, kappa: f64, energy: f64) -> f64 {
     // ln_1p keeps precision for large κ, where 1/κ² is tiny.
-    d_in as f64 * 0.5 * (1.0 / (kappa * kappa)).ln_1p() / std::f64::consts::LN_2
+    d_in as f64 * 0.5 * (energy / (kappa * kappa)).ln_1p() / std::f64::consts::LN_2
 }
 
 /// The per-position bound over calls with the given input widths.

@@ -44,7 +44,7 @@ mod column_blocks;
 mod fwht;
 
 pub use error::RemoError;
-pub use leakage::{leakage_bits_per_call, leakage_bound_bits, leakage_bound_bits_for_dims};
+pub use leakage::{leakage_bits_at_energy, leakage_bits_per_call, leakage_bound_bits, leakage_bound_bits_for_dims};
 pub use mixing::Mixing;
 pub use pad::Pad;
 pub use pad_buffers::PadBuffers;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use talaria_models::OpId;
 
 use super::error::RemoError;
+use super::leakage::leakage_bits_at_energy;
 use super::mixing::{padded_rows, Mixing};
 use super::pad::{BatchStore, Pad};
 use super::pad_buffers::PadBuffers;
@@ -41,6 +42,10 @@ pub struct PoolStats {
     pub scale_raises: u64,
     /// Pools emptied because their pads were drawn at a stale scale.
     pub flushes: u64,
+    /// Real rows masked, and the leakage bound summed over them at their
+    /// actual signal power (`leakage_bits_at_energy`, bits).
+    pub rows_sent: u64,
+    pub bits_at_sent_energy: f64,
 }
 
 impl PoolStats {
@@ -55,6 +60,8 @@ impl PoolStats {
         self.phases.add(&o.phases);
         self.scale_raises += o.scale_raises;
         self.flushes += o.flushes;
+        self.rows_sent += o.rows_sent;
+        self.bits_at_sent_energy += o.bits_at_sent_energy;
     }
 }
 
@@ -253,10 +260,15 @@ impl<P: PadFloat> PadPool<P> {
     /// [`stale_energy`]).
     pub fn observe<X: Copy + Into<f64>>(&mut self, x: &[X], rows: usize, params: &RemoParams) {
         self.scales.observe(x, rows);
-        let Some(oldest) = self.batches.front() else {
+        // Against the scales of the pads this call will get: the oldest
+        // batch's, or (empty pool) the current ones the next batch uses.
+        let drawn = self.batches.front().map_or(self.scales.scales(), |b| b.scales.as_slice());
+        let energy = stale_energy(self.scales.last_rms(), drawn);
+        self.stats.rows_sent += rows as u64;
+        self.stats.bits_at_sent_energy += rows as f64 * leakage_bits_at_energy(self.d_in, params.kappa, energy);
+        if self.batches.is_empty() {
             return;
-        };
-        let energy = stale_energy(self.scales.last_rms(), &oldest.scales);
+        }
         if energy > params.stale_ratio * params.stale_ratio {
             tracing::debug!(op = %self.id, pads = self.pads.len(), energy, "flushing pads drawn at a stale channel scale");
             self.flush();
@@ -345,6 +357,23 @@ mod tests {
             let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
             assert!(err <= 1e-13 * scale, "r·W off by {err} (scale {scale})");
         }
+    }
+
+    #[test]
+    fn the_bound_at_the_rows_sent_is_the_nominal_one_at_full_scale_and_less_below() {
+        let (mut p, mut w, params) = pool(8, 4);
+        let mut rng = SecureRng::from_os().unwrap();
+        p.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
+        // Two rows with every channel at its scale (energy 1): the nominal bound each.
+        p.observe(&[1.0f32; 16], 2, &params);
+        let nominal = crate::remo::leakage_bits_per_call(8, params.kappa);
+        let s = p.stats();
+        assert_eq!(s.rows_sent, 2);
+        assert!((s.bits_at_sent_energy - 2.0 * nominal).abs() <= 1e-12 * nominal);
+        // A row at half the scale: about a quarter of the nominal bound.
+        p.observe(&[0.5f32; 8], 1, &params);
+        let third = p.stats().bits_at_sent_energy - s.bits_at_sent_energy;
+        assert!((third / nominal - 0.25).abs() < 1e-6, "{}", third / nominal);
     }
 
     #[test]

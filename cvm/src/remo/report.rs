@@ -59,6 +59,9 @@ pub struct RemoReport {
     /// The same bound at `κ / stale_ratio`: what it is worth for a call whose
     /// rows just exceeded the scales but not enough to flush the pool.
     pub leakage_bound_bits_conservative: f64,
+    /// The bound at the actual signal power of the rows sent: per op, the
+    /// mean over its rows, summed over ops (bits per position).
+    pub leakage_bits_at_sent_energy: f64,
     pub ops: Vec<OpReport>,
 }
 
@@ -107,6 +110,12 @@ impl RemoReport {
             refill_phases_ms: t.phases.into(),
             leakage_bound_bits: leakage_bound_bits_for_dims(setup.input_dims(), p.kappa),
             leakage_bound_bits_conservative: leakage_bound_bits_for_dims(setup.input_dims(), p.kappa / p.stale_ratio),
+            leakage_bits_at_sent_energy: pools
+                .pools()
+                .map(|pool| pool.stats())
+                .filter(|s| s.rows_sent > 0)
+                .map(|s| s.bits_at_sent_energy / s.rows_sent as f64)
+                .sum(),
             ops,
         }
     }
@@ -156,8 +165,8 @@ impl fmt::Display for RemoReport {
         )?;
         writeln!(
             f,
-            "  leakage bound: {:.3e} bits per position ({:.3e} at κ/{})",
-            self.leakage_bound_bits, self.leakage_bound_bits_conservative, self.stale_ratio
+            "  leakage bound: {:.3e} bits per position ({:.3e} at κ/{}); {:.3e} at the rows actually sent",
+            self.leakage_bound_bits, self.leakage_bound_bits_conservative, self.stale_ratio, self.leakage_bits_at_sent_energy
         )?;
         writeln!(
             f,
