@@ -60,4 +60,4 @@ pub use scheme::{IdleProgress, MaskScheme};
 pub use scheme_by_name::{scheme_by_name, SCHEME_NAMES};
 pub use serving::{MaskedLinear, ServingScheme};
 pub use setup::{OpSpec, RemoSetup};
-pub use worker::{CallKind, WorkerMatmul};
+pub use worker::{CallKind, WorkerCall, WorkerMatmul};

@@ -7,7 +7,7 @@ use super::error::RemoError;
 use super::pad::Pad;
 use super::pad_float::PadFloat;
 use super::secure_rng::SecureRng;
-use super::worker::{check_finite, CallKind, WorkerMatmul};
+use super::worker::{check_finite, CallKind, WorkerCall, WorkerMatmul};
 
 /// The precision results are written in (the sums and differences are
 /// always formed in f64, then rounded once).
@@ -69,11 +69,7 @@ pub fn masked_matmul<X: Copy + Into<f64>, O: FromF64, P: PadFloat>(
     let perm = &scratch.perm;
     P::worker_in_place(
         worker,
-        id,
-        CallKind::Online,
-        rows,
-        d_in,
-        d_out,
+        WorkerCall { id, kind: CallKind::Online, rows, d_in, d_out },
         &mut |masked| {
             for (dst, &i) in masked.chunks_exact_mut(d_in).zip(perm) {
                 let src = x[i * d_in..(i + 1) * d_in].iter().zip(pads[i].r());

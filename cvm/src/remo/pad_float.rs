@@ -6,11 +6,9 @@
 //! rounding, about `κ·2⁻²⁴` relative to the data, is no longer far below
 //! the model's own, so it runs at a smaller κ (see [`RemoPrecision`]).
 
+use super::worker::{WorkerCall, WorkerMatmul};
 use talaria_engine::Precision;
 use talaria_kernels::cpu::Activation;
-use talaria_models::OpId;
-
-use super::worker::{CallKind, WorkerMatmul};
 
 pub trait PadFloat: Activation + Into<f64> + bytemuck::Pod {
     /// The activations the engine hands a scheme of this pad type.
@@ -18,14 +16,9 @@ pub trait PadFloat: Activation + Into<f64> + bytemuck::Pod {
 
     /// One call with the rows written and the answer read in place (see
     /// [`WorkerMatmul::matmul_in_place`]), in this type on the wire.
-    #[allow(clippy::too_many_arguments)]
     fn worker_in_place(
         worker: &mut dyn WorkerMatmul,
-        id: OpId,
-        kind: CallKind,
-        rows: usize,
-        d_in: usize,
-        d_out: usize,
+        call: WorkerCall,
         fill: &mut dyn FnMut(&mut [Self]),
         take: &mut dyn FnMut(&[Self]),
     ) -> anyhow::Result<()>;
@@ -36,15 +29,11 @@ impl PadFloat for f64 {
 
     fn worker_in_place(
         worker: &mut dyn WorkerMatmul,
-        id: OpId,
-        kind: CallKind,
-        rows: usize,
-        d_in: usize,
-        d_out: usize,
+        call: WorkerCall,
         fill: &mut dyn FnMut(&mut [f64]),
         take: &mut dyn FnMut(&[f64]),
     ) -> anyhow::Result<()> {
-        worker.matmul_in_place(id, kind, rows, d_in, d_out, fill, take)
+        worker.matmul_in_place(call, fill, take)
     }
 }
 
@@ -53,15 +42,11 @@ impl PadFloat for f32 {
 
     fn worker_in_place(
         worker: &mut dyn WorkerMatmul,
-        id: OpId,
-        kind: CallKind,
-        rows: usize,
-        d_in: usize,
-        d_out: usize,
+        call: WorkerCall,
         fill: &mut dyn FnMut(&mut [f32]),
         take: &mut dyn FnMut(&[f32]),
     ) -> anyhow::Result<()> {
-        worker.matmul_in_place_f32(id, kind, rows, d_in, d_out, fill, take)
+        worker.matmul_in_place_f32(call, fill, take)
     }
 }
 

@@ -7,7 +7,7 @@
 use talaria_models::OpId;
 
 use super::scheme::{dims_from_buffers, MaskScheme};
-use super::worker::{CallKind, WorkerMatmul};
+use super::worker::{CallKind, WorkerCall, WorkerMatmul};
 
 #[derive(Default)]
 pub struct PlainScheme;
@@ -32,7 +32,10 @@ impl MaskScheme for PlainScheme {
             return Ok(());
         }
         let (d_in, d_out) = dims_from_buffers(id, x.len(), out.len(), rows)?;
-        worker
-            .matmul_in_place_f32(id, CallKind::Plain, rows, d_in, d_out, &mut |dst| dst.copy_from_slice(x), &mut |y| out.copy_from_slice(y))
+        worker.matmul_in_place_f32(
+            WorkerCall { id, kind: CallKind::Plain, rows, d_in, d_out },
+            &mut |dst| dst.copy_from_slice(x),
+            &mut |y| out.copy_from_slice(y),
+        )
     }
 }

@@ -17,7 +17,7 @@ use super::scales::ChannelScales;
 use super::secure_rng::SecureRng;
 use super::setup::OpSpec;
 use super::wipe::SecretVec;
-use super::worker::{check_finite, CallKind, WorkerMatmul};
+use super::worker::{check_finite, CallKind, WorkerCall, WorkerMatmul};
 
 /// Counters of one pool (or, summed, of all pools).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -188,11 +188,7 @@ impl<P: PadFloat> PadPool<P> {
         let asked = Instant::now();
         let sent = P::worker_in_place(
             worker,
-            self.id,
-            CallKind::PadBatch,
-            n_p,
-            d_in,
-            d_out,
+            WorkerCall { id: self.id, kind: CallKind::PadBatch, rows: n_p, d_in, d_out },
             &mut |u| {
                 let t = Instant::now();
                 mixed = mixing.apply_from(&r, u, d_in);

@@ -1,6 +1,7 @@
 //! The one thing ReMO needs from the untrusted worker: multiply rows by the
 //! weight of an op. Transports implement [`WorkerMatmul`].
 
+use talaria_kernels::cpu::Activation;
 use talaria_models::OpId;
 
 use super::error::RemoError;
@@ -23,43 +24,21 @@ pub trait WorkerMatmul {
     /// may run more than once when the call is retried. The default goes
     /// through buffers; a transport overrides it to skip copies of pad
     /// batches (tens of MB each way).
-    #[allow(clippy::too_many_arguments)]
-    fn matmul_in_place(
-        &mut self,
-        id: OpId,
-        kind: CallKind,
-        rows: usize,
-        d_in: usize,
-        d_out: usize,
-        fill: &mut dyn FnMut(&mut [f64]),
-        take: &mut dyn FnMut(&[f64]),
-    ) -> anyhow::Result<()> {
-        through_buffers(self, id, kind, rows, (d_in, d_out), fill, take)
+    fn matmul_in_place(&mut self, call: WorkerCall, fill: &mut dyn FnMut(&mut [f64]), take: &mut dyn FnMut(&[f64])) -> anyhow::Result<()> {
+        through_buffers(self, call, fill, take)
     }
 
     /// The same with f32 rows and answer (the fast mode). The default goes
     /// through `matmul` in f64 and rounds the answer to f32, which is what
     /// an f32-accumulating worker would return to within its rounding; a
     /// transport overrides it to send f32 frames.
-    #[allow(clippy::too_many_arguments)]
     fn matmul_in_place_f32(
         &mut self,
-        id: OpId,
-        kind: CallKind,
-        rows: usize,
-        d_in: usize,
-        d_out: usize,
+        call: WorkerCall,
         fill: &mut dyn FnMut(&mut [f32]),
         take: &mut dyn FnMut(&[f32]),
     ) -> anyhow::Result<()> {
-        let mut x = vec![0f32; rows * d_in];
-        fill(&mut x);
-        let wide: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-        let y = self.matmul(id, kind, &wide, rows)?;
-        check_answer(id, &y, rows, d_out)?;
-        let narrow: Vec<f32> = y.iter().map(|&v| v as f32).collect();
-        take(&narrow);
-        Ok(())
+        through_buffers(self, call, fill, take)
     }
 
     /// The worker's own busy seconds per call kind so far, asked now (JSON
@@ -74,22 +53,31 @@ pub trait WorkerMatmul {
     }
 }
 
-/// `matmul_in_place` through owned buffers and `matmul`: the default, and a
-/// transport's fallback when the rows do not fit one frame.
-fn through_buffers<W: WorkerMatmul + ?Sized>(
+/// One call to the worker: which op, why, and its shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerCall {
+    pub id: OpId,
+    pub kind: CallKind,
+    pub rows: usize,
+    pub d_in: usize,
+    pub d_out: usize,
+}
+
+/// The in-place calls through owned buffers and `matmul` (f64 on the way
+/// to the worker, the answer rounded back to `T`).
+fn through_buffers<W: WorkerMatmul + ?Sized, T: Activation>(
     worker: &mut W,
-    id: OpId,
-    kind: CallKind,
-    rows: usize,
-    (d_in, d_out): (usize, usize),
-    fill: &mut dyn FnMut(&mut [f64]),
-    take: &mut dyn FnMut(&[f64]),
+    c: WorkerCall,
+    fill: &mut dyn FnMut(&mut [T]),
+    take: &mut dyn FnMut(&[T]),
 ) -> anyhow::Result<()> {
-    let mut x = vec![0.0; rows * d_in];
+    let mut x = vec![T::default(); c.rows * c.d_in];
     fill(&mut x);
-    let y = worker.matmul(id, kind, &x, rows)?;
-    check_answer(id, &y, rows, d_out)?;
-    take(&y);
+    let wide: Vec<f64> = x.iter().map(|v| v.to_f64()).collect();
+    let y = worker.matmul(c.id, c.kind, &wide, c.rows)?;
+    check_answer(c.id, &y, c.rows, c.d_out)?;
+    let narrow: Vec<T> = y.iter().map(|&v| T::from_f64(v)).collect();
+    take(&narrow);
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use talaria_engine::Linear;
 use talaria_models::OpId;
 
 use super::link::{WireFloat, WorkerLink};
-use crate::remo::{CallKind, WorkerMatmul};
+use crate::remo::{CallKind, WorkerCall, WorkerMatmul};
 
 impl WorkerMatmul for WorkerLink {
     fn matmul(&mut self, id: OpId, kind: CallKind, x: &[f64], rows: usize) -> anyhow::Result<Vec<f64>> {
@@ -15,30 +15,17 @@ impl WorkerMatmul for WorkerLink {
         Ok(out)
     }
 
-    fn matmul_in_place(
-        &mut self,
-        id: OpId,
-        kind: CallKind,
-        rows: usize,
-        d_in: usize,
-        d_out: usize,
-        fill: &mut dyn FnMut(&mut [f64]),
-        take: &mut dyn FnMut(&[f64]),
-    ) -> anyhow::Result<()> {
-        in_place(self, id, kind, rows, (d_in, d_out), fill, take)
+    fn matmul_in_place(&mut self, call: WorkerCall, fill: &mut dyn FnMut(&mut [f64]), take: &mut dyn FnMut(&[f64])) -> anyhow::Result<()> {
+        in_place(self, call, fill, take)
     }
 
     fn matmul_in_place_f32(
         &mut self,
-        id: OpId,
-        kind: CallKind,
-        rows: usize,
-        d_in: usize,
-        d_out: usize,
+        call: WorkerCall,
         fill: &mut dyn FnMut(&mut [f32]),
         take: &mut dyn FnMut(&[f32]),
     ) -> anyhow::Result<()> {
-        in_place(self, id, kind, rows, (d_in, d_out), fill, take)
+        in_place(self, call, fill, take)
     }
 
     fn worker_busy(&mut self) -> Option<serde_json::Value> {
@@ -60,10 +47,7 @@ impl WorkerMatmul for WorkerLink {
 /// chunks; rows and answer in `T` on the wire either way.
 fn in_place<T: WireFloat>(
     link: &mut WorkerLink,
-    id: OpId,
-    kind: CallKind,
-    rows: usize,
-    (d_in, d_out): (usize, usize),
+    WorkerCall { id, kind, rows, d_in, d_out }: WorkerCall,
     fill: &mut dyn FnMut(&mut [T]),
     take: &mut dyn FnMut(&[T]),
 ) -> anyhow::Result<()> {
