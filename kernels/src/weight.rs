@@ -54,14 +54,23 @@ pub struct WeightMatrix {
     pub data: WeightData,
 }
 
+/// Weights are streamed whole by every decode step; on huge pages the
+/// GEMM's strided tile loads miss the TLB far less.
+fn convert_on_huge_pages<T>(values: &[f32], f: impl Fn(f32) -> T) -> Vec<T> {
+    let mut v = Vec::with_capacity(values.len());
+    crate::cpu::advise_huge_pages(v.spare_capacity_mut());
+    v.extend(values.iter().map(|&x| f(x)));
+    v
+}
+
 impl WeightMatrix {
     /// Converts f32 values into the requested storage type (round-to-nearest-even).
     pub fn from_f32(rows: usize, cols: usize, values: Vec<f32>, dtype: WeightDType) -> Self {
         assert_eq!(values.len(), rows * cols, "weight matrix size mismatch");
         let data = match dtype {
             WeightDType::F32 => WeightData::F32(values),
-            WeightDType::Bf16 => WeightData::Bf16(values.iter().map(|&v| bf16::from_f32(v)).collect()),
-            WeightDType::F16 => WeightData::F16(values.iter().map(|&v| f16::from_f32(v)).collect()),
+            WeightDType::Bf16 => WeightData::Bf16(convert_on_huge_pages(&values, bf16::from_f32)),
+            WeightDType::F16 => WeightData::F16(convert_on_huge_pages(&values, f16::from_f32)),
         };
         Self { rows, cols, data }
     }

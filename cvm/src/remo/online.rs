@@ -63,6 +63,14 @@ pub fn masked_matmul<X: Copy + Into<f64>, O: FromF64, P: PadFloat>(
         return Err(RemoError::Shape { id, what: "output", got: out.len(), expected: rows * d_out }.into());
     }
 
+    // Pads were made seconds ago and are cold: start every row's misses at
+    // once (the `R·W` rows then arrive while the worker computes).
+    for pad in &pads {
+        talaria_kernels::cpu::prefetch(pad.r());
+    }
+    for pad in &pads {
+        talaria_kernels::cpu::prefetch(pad.rw());
+    }
     // Row j of X̃ is row perm[j] of X + R; it is written straight into the
     // outgoing frame, and the answer unmasked straight from the incoming one.
     rng.permutation(rows, &mut scratch.perm);

@@ -1,9 +1,15 @@
-//! The only randomness ReMO uses for secrets: ChaCha20 seeded from the OS.
-//! There is deliberately no way to seed it deterministically.
+//! The only randomness ReMO uses for secrets: ChaCha20 seeded from the OS,
+//! and ChaCha12 streams keyed from it for the bulk Gaussian pads. There is
+//! deliberately no way to seed either deterministically.
+//!
+//! ChaCha12 is `rand`'s `StdRng`, a cryptographically secure generator
+//! with a wide margin (the best known attacks reach 7 rounds). Pads draw
+//! ~10⁹ Gaussians per serving minute, and it takes 5.3 ns per value where
+//! ChaCha20 took 7.2 (ziggurat included, one thread of the dev VM).
 
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use rand_chacha::{ChaCha12Rng, ChaCha20Rng};
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use talaria_kernels::cpu::Activation;
@@ -32,6 +38,11 @@ impl SecureRng {
     /// An independent ChaCha20 stream keyed from this one (for parallel work).
     pub fn fork(&mut self) -> ChaCha20Rng {
         ChaCha20Rng::from_rng(&mut self.rng)
+    }
+
+    /// An independent ChaCha12 stream keyed from this one (bulk Gaussians).
+    fn fork_bulk(&mut self) -> ChaCha12Rng {
+        ChaCha12Rng::from_rng(&mut self.rng)
     }
 
     /// Writes a uniformly random permutation of `0..n` into `out`.
@@ -67,14 +78,14 @@ impl SecureRng {
 
     /// Fills the row-major matrix `out` (`cols` = `sigma.len()` columns) with
     /// independent `N(0, sigma[c]²)` entries, in parallel over row chunks
-    /// (each chunk on its own forked ChaCha20 stream).
+    /// (each chunk on its own ChaCha12 stream keyed from this generator).
     pub fn fill_gaussian_rows<T: Activation>(&mut self, out: &mut [T], sigma: &[f64]) {
         let cols = sigma.len();
         if cols == 0 {
             return;
         }
         let chunk = (GAUSSIAN_CHUNK / cols).max(1) * cols;
-        let streams: Vec<ChaCha20Rng> = (0..out.len().div_ceil(chunk)).map(|_| self.fork()).collect();
+        let streams: Vec<ChaCha12Rng> = (0..out.len().div_ceil(chunk)).map(|_| self.fork_bulk()).collect();
         out.par_chunks_mut(chunk).zip(streams).for_each(|(block, mut rng)| {
             for row in block.chunks_exact_mut(cols) {
                 for (v, &s) in row.iter_mut().zip(sigma) {

@@ -17,6 +17,7 @@ mod error;
 mod exp;
 mod exp_f64;
 mod features;
+mod huge_pages;
 mod matmul;
 #[cfg(target_arch = "x86_64")]
 mod matmul_avx512;
@@ -35,6 +36,7 @@ pub use attention::{paged_attention, AttnQuery, PagedKv, PagedKvMut};
 pub use attention_f64::paged_attention_f64;
 pub use error::KernelError;
 pub use features::CpuFeatures;
+pub use huge_pages::advise_huge_pages;
 pub use matmul::{matmul, matmul_backend};
 pub use matmul_f64::matmul_f64;
 pub use norm::rms_norm;
