@@ -21,12 +21,16 @@ use super::error::RemoError;
 use super::fwht::{l1_group_rows, stages};
 use super::pad_float::PadFloat;
 use super::secure_rng::SecureRng;
+use super::streaming_store::{self, copy_streaming};
 use super::wipe::wipe;
 
 /// σ of the log-normal diagonal magnitudes (see the module docs).
 pub const LOGNORMAL_SIGMA: f64 = 0.25;
 /// The normal behind the log-normal is truncated to `|g| ≤` this.
 pub const LOGNORMAL_TRUNCATION: f64 = 3.0;
+/// Values converted per streaming copy (a stack buffer of 256–512 bytes).
+const STREAM_CHUNK: usize = 64;
+
 /// The fewest rounds a mixing may have.
 pub const MIN_ROUNDS: usize = 3;
 /// Bytes of the two per-thread scratch blocks together (fits in L2).
@@ -268,9 +272,18 @@ fn process_block_generic<P: PadFloat>(
                 scatter_round(r, cur, n, w, |i, d, row| to[i * w..(i + 1) * w].iter_mut().zip(row).for_each(|(x, y)| *x = d * y));
                 std::mem::swap(&mut cur, &mut next);
             }
+            // The result (a batch's `R·W`) is next read seconds later:
+            // streaming stores keep it from evicting the serving step's
+            // working set.
+            let mut buf = [P::zeroed(); STREAM_CHUNK];
             scatter_round(&rounds[0], cur, n, w, |i, d, row| {
-                block.row_mut(i).iter_mut().zip(row).for_each(|(x, y)| *x = P::from_f64(d * y))
+                for (dst, src) in block.row_mut(i).chunks_mut(STREAM_CHUNK).zip(row.chunks(STREAM_CHUNK)) {
+                    buf.iter_mut().zip(src).for_each(|(x, y)| *x = P::from_f64(d * y));
+                    copy_streaming(dst, &buf[..dst.len()]);
+                }
             });
+            wipe(&mut buf);
+            streaming_store::fence();
         }
     }
 }

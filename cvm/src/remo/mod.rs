@@ -42,6 +42,7 @@ pub mod worker;
 
 mod column_blocks;
 mod fwht;
+mod streaming_store;
 
 pub use error::RemoError;
 pub use leakage::{leakage_bits_at_energy, leakage_bits_per_call, leakage_bound_bits, leakage_bound_bits_for_dims};
