@@ -67,8 +67,6 @@ pub fn masked_matmul<X: Copy + Into<f64>, O: FromF64, P: PadFloat>(
     // once (the `R·W` rows then arrive while the worker computes).
     for pad in &pads {
         talaria_kernels::cpu::prefetch(pad.r());
-    }
-    for pad in &pads {
         talaria_kernels::cpu::prefetch(pad.rw());
     }
     // Row j of X̃ is row perm[j] of X + R; it is written straight into the

@@ -35,11 +35,6 @@ impl SecureRng {
         &mut self.rng
     }
 
-    /// An independent ChaCha20 stream keyed from this one (for parallel work).
-    pub fn fork(&mut self) -> ChaCha20Rng {
-        ChaCha20Rng::from_rng(&mut self.rng)
-    }
-
     /// An independent ChaCha12 stream keyed from this one (bulk Gaussians).
     fn fork_bulk(&mut self) -> ChaCha12Rng {
         ChaCha12Rng::from_rng(&mut self.rng)

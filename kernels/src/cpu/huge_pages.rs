@@ -1,9 +1,8 @@
-//! Asks the kernel for transparent huge pages behind a large buffer.
-//!
-//! Pad batches are 4–17 MB matrices read a row at a time in random order
-//! (online calls take pads, the mixing gathers permuted rows), so on 4 KiB
-//! pages nearly every row read is a TLB miss. Where THP is in `madvise`
-//! mode (the usual default) nothing gets huge pages unless it asks.
+//! Asks the kernel for transparent huge pages behind a large buffer that
+//! is read with long strides or in random row order (weight matrices, pad
+//! batches), where 4 KiB pages make nearly every row a TLB miss. Where THP
+//! is in `madvise` mode (the usual default) nothing gets huge pages unless
+//! it asks.
 
 /// Advises `MADV_HUGEPAGE` for the 2 MiB-aligned interior of `buf`. Best
 /// effort: a no-op off Linux, on small buffers, or when the kernel says no.
