@@ -12,10 +12,13 @@ python3 -m pip install --quiet --disable-pip-version-check "openai>=1.40,<3"
 # shellcheck disable=SC1091
 source bench/gpu/nvrtc_env.sh || echo "NVRTC unavailable: the CUDA PTX test will skip"
 
-cargo build --release --workspace --all-targets
+# The worker's test-only fault injection (`--fault`) is a feature that plain
+# builds leave out; the CVM's fault tests need it in the worker they spawn.
+features=(--features talaria-gpu-worker/fault-injection)
+cargo build --release --workspace --all-targets "${features[@]}"
 target/release/talaria fetch >/dev/null
 
-cargo test --release --workspace
+cargo test --release --workspace "${features[@]}"
 
 # The official OpenAI client against a real talaria-serve (confidential:
 # a real worker process behind it), streaming and not.

@@ -28,7 +28,7 @@ if [ -x "$carry/bin/cuda_check" ] && [ -x "$carry/bin/cuda_ptx" ]; then
     check_bin="$carry/bin/cuda_check"
     ptx_bin="$carry/bin/cuda_ptx"
 else
-    cargo build --release -p talaria-kernels --example cuda_check --test cuda_ptx
+    cargo build --release -p talaria-kernels-cuda --example cuda_check --test cuda_ptx
     check_bin=target/release/examples/cuda_check
     ptx_bin="$(ls -t target/release/deps/cuda_ptx-* | grep -v '\.d$' | head -1)"
 fi

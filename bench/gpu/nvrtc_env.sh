@@ -9,7 +9,7 @@
 # cudarc dlopen()s bare names (libnvrtc.so, libnvrtc.so.12, ...), so the
 # folder must be on LD_LIBRARY_PATH for the dynamic linker to find it.
 # TALARIA_NVRTC_DIR tells talaria-kernels the same folder; it also checks the
-# default folder below on its own (kernels/src/cuda/library.rs), so plain
+# default folder below on its own (kernels-cuda/src/library.rs), so plain
 # `cargo test` finds the library once this has run. Never fails: without the
 # wheel the NVRTC tests say "skipped: no NVRTC".
 # Keep the version in step with NVRTC_WHEEL_VERSION in library.rs.

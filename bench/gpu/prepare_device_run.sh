@@ -13,8 +13,8 @@ carry=bench/out/gpu_carry
 layers="${DEVICE_MODEL_LAYERS:-4}"
 rm -rf "$carry" && mkdir -p "$carry/bin"
 
-cargo build --release -p talaria-kernels --example cuda_check --test cuda_ptx
-cargo build --release -p talaria-cvm --bin talaria -p talaria-gpu-worker -p talaria-bench
+cargo build --release -p talaria-kernels-cuda --example cuda_check --test cuda_ptx
+cargo build --release -p talaria-server --bin talaria -p talaria-gpu-worker -p talaria-bench
 cp target/release/examples/cuda_check target/release/talaria target/release/talaria-gpu-worker target/release/bench "$carry/bin/"
 # The newest cuda_ptx test binary (cargo names it cuda_ptx-<hash>).
 ptx_test="$(ls -t target/release/deps/cuda_ptx-* | grep -v '\.d$' | head -1)"

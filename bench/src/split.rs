@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use talaria_cvm::backend::{build_linear, BackendArgs};
+use talaria_cvm::backend::{build_linear, Backend, BackendArgs};
 use talaria_cvm::model_source::ModelArgs;
+use talaria_cvm::worker::LinkStats;
 use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
 use talaria_models::{Checkpoint, CvmWeights, WorkerWeights};
+use talaria_remo::{RemoReport, WorkerBusy};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,13 +30,31 @@ struct Measured {
     prefill_t: StepTimings,
     decode_s: f64,
     decode_t: StepTimings,
-    /// Backend stats before/after prefill and decode.
-    stats: [serde_json::Value; 4],
-    /// The worker's own busy seconds per call kind at the same points.
-    busy: [Option<serde_json::Value>; 4],
+    /// Backend reports before/after prefill and decode.
+    stats: [Snapshot; 4],
 }
 
-fn measure(model: &LlamaModel, linear: &mut dyn Linear, a: &Args) -> anyhow::Result<Measured> {
+/// What the backend reports at one point of a run.
+struct Snapshot {
+    remo: Option<RemoReport>,
+    link: LinkStats,
+    /// The worker's own busy seconds per call kind.
+    busy: Option<WorkerBusy>,
+}
+
+impl Snapshot {
+    fn of(linear: &mut Backend) -> Self {
+        Self { remo: linear.remo_report(), link: linear.link_stats().unwrap_or_default(), busy: linear.worker_busy() }
+    }
+    fn batches(&self) -> f64 {
+        self.remo.as_ref().map_or(0.0, |r| r.batches as f64)
+    }
+    fn flushes(&self) -> f64 {
+        self.remo.as_ref().map_or(0.0, |r| r.ops.iter().map(|o| o.flushes as f64).sum())
+    }
+}
+
+fn measure(model: &LlamaModel, linear: &mut Backend, a: &Args) -> anyhow::Result<Measured> {
     let mut kv = KvPool::with_precision(&model.config, (a.prefill + a.decode_steps).div_ceil(16) + 2, 16, linear.precision());
     let prompt: Vec<u32> = (0..a.prefill as u32).map(|i| 100 + (i * 7919) % 40000).collect();
     // In both modes, a serving engine's KV blocks and step buffers were
@@ -45,19 +65,16 @@ fn measure(model: &LlamaModel, linear: &mut dyn Linear, a: &Args) -> anyhow::Res
     while linear.idle(Duration::from_secs(120))? {}
     let mut seq = kv.new_sequence();
     seq.reserve(a.prefill + a.decode_steps)?;
-    let s0 = linear.stats();
-    let b0 = linear.worker_busy();
+    let s0 = Snapshot::of(linear);
     let mut prefill_t = StepTimings::default();
     let t0 = Instant::now();
     model.forward(&[SeqChunk { blocks: &seq, tokens: &prompt, logits: LogitsWanted::Last }], &mut kv, linear, &mut prefill_t)?;
     let prefill_s = t0.elapsed().as_secs_f64();
-    let s1 = linear.stats();
-    let b1 = linear.worker_busy();
+    let s1 = Snapshot::of(linear);
     seq.advance(a.prefill);
     // Refill ahead of decode, off the clock, as idle worker time would.
     while linear.idle(Duration::from_secs(120))? {}
-    let s2 = linear.stats();
-    let b2 = linear.worker_busy();
+    let s2 = Snapshot::of(linear);
     let mut decode_t = StepTimings::default();
     let t1 = Instant::now();
     for i in 0..a.decode_steps {
@@ -66,18 +83,13 @@ fn measure(model: &LlamaModel, linear: &mut dyn Linear, a: &Args) -> anyhow::Res
         seq.advance(1);
     }
     let decode_s = t1.elapsed().as_secs_f64();
-    let s3 = linear.stats();
-    let b3 = linear.worker_busy();
-    Ok(Measured { prefill_s, prefill_t, decode_s, decode_t, stats: [s0, s1, s2, s3], busy: [b0, b1, b2, b3] })
-}
-
-fn num(v: &serde_json::Value, path: &[&str]) -> f64 {
-    path.iter().fold(v, |v, k| &v[*k]).as_f64().unwrap_or(0.0)
+    let s3 = Snapshot::of(linear);
+    Ok(Measured { prefill_s, prefill_t, decode_s, decode_t, stats: [s0, s1, s2, s3] })
 }
 
 /// Seconds the worker itself spent on online calls between two points.
 fn worker_online_s(m: &Measured, from: usize, to: usize) -> anyhow::Result<f64> {
-    let at = |i: usize| m.busy[i].as_ref().and_then(|b| b["online"].as_f64());
+    let at = |i: usize| m.stats[i].busy.map(|b| b.online.busy_s);
     match (at(from), at(to)) {
         (Some(a), Some(b)) => Ok(b - a),
         _ => anyhow::bail!("the worker did not report its busy time (an older worker?)"),
@@ -90,7 +102,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(&ck, dtype)?)?;
 
     eprintln!("measuring plain (local, single process)…");
-    let mut local = LocalLinear::new(Arc::new(WorkerWeights::load(&ck, dtype)?));
+    let mut local = Backend::Local(LocalLinear::new(Arc::new(WorkerWeights::load(&ck, dtype)?)));
     let plain = measure(&model, &mut local, &a)?;
     drop(local);
 
@@ -99,30 +111,27 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let t_fill = Instant::now();
     while remo.idle(Duration::from_secs(120))? {}
     let fill_s = t_fill.elapsed().as_secs_f64();
-    let conf = measure(&model, remo.as_mut(), &a)?;
-    let final_stats = remo.stats();
+    let conf = measure(&model, &mut remo, &a)?;
+    let final_stats = remo.remo_report().ok_or_else(|| anyhow::anyhow!("the confidential backend has no ReMO report"))?;
     drop(remo);
 
     let worker_prefill = worker_online_s(&conf, 0, 1)?;
     let worker_decode = worker_online_s(&conf, 2, 3)?;
 
     // Pad refill cost per position: each op's batch time per usable pad, summed.
-    let batches = num(&final_stats, &["remo", "batches"]);
-    let refill_per_token_s: f64 = final_stats["remo"]["ops"]
-        .as_array()
-        .map(|ops| {
-            ops.iter()
-                .map(|o| {
-                    let made = num(o, &["batches"]) * num(o, &["usable_per_batch"]);
-                    if made > 0.0 {
-                        num(o, &["refill_ms"]) / 1e3 / made
-                    } else {
-                        0.0
-                    }
-                })
-                .sum()
+    let batches = final_stats.batches as f64;
+    let refill_per_token_s: f64 = final_stats
+        .ops
+        .iter()
+        .map(|o| {
+            let made = (o.batches * o.usable_per_batch as u64) as f64;
+            if made > 0.0 {
+                o.refill_ms / 1e3 / made
+            } else {
+                0.0
+            }
         })
-        .unwrap_or(0.0);
+        .sum();
 
     let row = |name: &str, steps: f64, total: f64, t: &StepTimings, online_s: f64, worker_s: f64, plain_total: f64| {
         let masking = (t.linear_s - online_s).max(0.0);
@@ -141,9 +150,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             1e3 * refill_per_token_s * if name.starts_with("prefill") { a.prefill as f64 } else { 1.0 },
         )
     };
-    let online = |m: &Measured, from: usize, to: usize| {
-        num(&m.stats[to], &["link", "per_kind_s", "online"]) - num(&m.stats[from], &["link", "per_kind_s", "online"])
-    };
+    let online = |m: &Measured, from: usize, to: usize| m.stats[to].link.per_kind.online.busy_s - m.stats[from].link.per_kind.online.busy_s;
     let mut table = String::from(
         "| phase | plain tok/s | confidential tok/s | ratio (pads ready) | ratio (refill amortized) | CVM compute ms/step | masking ms/step | transport ms/step | worker compute ms/step | pad refill ms/step (amortized) |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
@@ -173,16 +180,16 @@ Pools are filled before each phase (initial fill {fill_s:.1}s for {batches:.0} p
 masking = linear time − online round trip (it includes pad batches made synchronously on the critical path: \
 {} during prefill, {} during decode, after {} and {} pool flushes). Plain CVM compute {:.2} ms/step (decode).",
         refill_per_token_s * 1e3,
-        num(&final_stats, &["remo", "refill_ms"]) / batches.max(1.0),
-        100.0 * num(&final_stats, &["remo", "worker_ms"]) / num(&final_stats, &["remo", "refill_ms"]).max(1e-9),
-        num(&final_stats, &["remo", "refill_phases_ms", "draw"]) / batches.max(1.0),
-        num(&final_stats, &["remo", "refill_phases_ms", "mix"]) / batches.max(1.0),
-        num(&final_stats, &["remo", "refill_phases_ms", "unmix"]) / batches.max(1.0),
-        num(&final_stats, &["remo", "refill_phases_ms", "keep"]) / batches.max(1.0),
-        num(&conf.stats[1], &["remo", "batches"]) - num(&conf.stats[0], &["remo", "batches"]),
-        num(&conf.stats[3], &["remo", "batches"]) - num(&conf.stats[2], &["remo", "batches"]),
-        flushes(&conf.stats[1]) - flushes(&conf.stats[0]),
-        flushes(&conf.stats[3]) - flushes(&conf.stats[2]),
+        final_stats.refill_ms / batches.max(1.0),
+        100.0 * final_stats.worker_ms / final_stats.refill_ms.max(1e-9),
+        final_stats.refill_phases_ms.draw / batches.max(1.0),
+        final_stats.refill_phases_ms.mix / batches.max(1.0),
+        final_stats.refill_phases_ms.unmix / batches.max(1.0),
+        final_stats.refill_phases_ms.keep / batches.max(1.0),
+        conf.stats[1].batches() - conf.stats[0].batches(),
+        conf.stats[3].batches() - conf.stats[2].batches(),
+        conf.stats[1].flushes() - conf.stats[0].flushes(),
+        conf.stats[3].flushes() - conf.stats[2].flushes(),
         1e3 * plain.decode_t.cvm_s / a.decode_steps as f64,
         dtype_name = dtype.name()
     );
@@ -191,10 +198,6 @@ masking = linear time − online round trip (it includes pad batches made synchr
         crate::machine::append_results("Confidential vs plain, time split (`bench split`)", &format!("{table}\n{notes}\n"))?;
     }
     Ok(())
-}
-
-fn flushes(stats: &serde_json::Value) -> f64 {
-    stats["remo"]["ops"].as_array().map_or(0.0, |ops| ops.iter().map(|o| num(o, &["flushes"])).sum())
 }
 
 fn tps(name: &str, a: &Args, total: f64, steps: f64) -> f64 {

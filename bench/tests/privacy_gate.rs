@@ -1,4 +1,4 @@
-//! CI gate of the privacy suite (DESIGN §6): the quick synthetic scheme
+//! CI gate of the privacy suite (docs/DESIGN.md §6): the quick synthetic scheme
 //! matrix on the default model's real layer-0 inputs, every candidate of
 //! the vocabulary. Fails when an attack does not break a weak scheme
 //! (≥ 95 % top-1 in every setting) or when ReMO at κ = 10⁴ lets any attack

@@ -9,14 +9,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::ValueEnum;
 use talaria_engine::{Linear, LlamaModel, LocalLinear};
-use talaria_kernels::WeightDType;
-use talaria_models::{Checkpoint, CvmWeights, WorkerWeights};
+use talaria_kernels::{Precision, Rows, RowsMut, WeightDType};
+use talaria_models::{Checkpoint, CvmWeights, OpId, WorkerWeights};
+use talaria_protocol::PublicParams;
+use talaria_remo::{default_kappa, leakage_bound_bits, RemoParams, RemoReport, RemoSetup, WorkerBusy, WorkerMatmul};
 use talaria_transport::WorkerAddress;
 use tracing::info;
 
 use crate::calibration::channel_scales;
-use crate::remo::{leakage_bound_bits, MaskedLinear, RemoParams, RemoPrecision, RemoSetup, ServingScheme};
-use crate::worker::{PublicDataLinear, SpawnConfig, WorkerLink, WorkerTarget};
+use crate::masked_linear::{MaskedLinear, ServingScheme};
+use crate::worker::{LinkStats, PublicDataLinear, SpawnConfig, WorkerLink, WorkerTarget};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -50,8 +52,8 @@ pub struct BackendArgs {
     /// plain exact engine's) or `fast` (f32, about twice the throughput on a
     /// CPU worker, at a smaller default κ; fidelity and leakage in
     /// bench/RESULTS.md).
-    #[arg(long, value_enum, default_value_t = RemoPrecision::Exact)]
-    pub precision: RemoPrecision,
+    #[arg(long, default_value = "exact")]
+    pub precision: Precision,
     /// ReMO privacy level κ (pad σ = κ · channel scale); default 1e4 for
     /// `--precision exact`, 1e2 for `fast`.
     #[arg(long)]
@@ -71,7 +73,7 @@ pub struct BackendArgs {
 impl BackendArgs {
     /// κ: the one given, else the precision's default.
     pub fn kappa(&self) -> f64 {
-        self.privacy_level.unwrap_or_else(|| self.precision.default_kappa())
+        self.privacy_level.unwrap_or_else(|| default_kappa(self.precision))
     }
 }
 
@@ -80,7 +82,7 @@ impl Default for BackendArgs {
         Self {
             mode: Mode::Confidential,
             worker: None,
-            precision: RemoPrecision::Exact,
+            precision: Precision::F64,
             privacy_level: None,
             record: None,
             record_layers: None,
@@ -92,9 +94,9 @@ impl Default for BackendArgs {
 /// Builds the backend for `args` over the model in `ck`. For the worker
 /// modes this spawns or reaches the worker, checks it holds the same model,
 /// and (confidential) measures the public channel scales.
-pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> anyhow::Result<Box<dyn Linear>> {
+pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> anyhow::Result<Backend> {
     if args.mode == Mode::Local {
-        return Ok(Box::new(LocalLinear::new(Arc::new(WorkerWeights::load(ck, dtype)?))));
+        return Ok(Backend::Local(LocalLinear::new(Arc::new(WorkerWeights::load(ck, dtype)?))));
     }
     let kappa = args.kappa();
     anyhow::ensure!(kappa.is_finite() && kappa > 0.0, "--privacy-level must be positive");
@@ -111,17 +113,19 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> 
             WorkerTarget::Local(cfg)
         }
     };
-    let public = serde_json::json!({
-        "mode": if args.mode == Mode::Confidential { "remo" } else { "plain" },
-        "scheme": match (args.mode, args.precision) {
-            (Mode::Confidential, RemoPrecision::Exact) => "remo",
-            (Mode::Confidential, RemoPrecision::Fast) => "remo-fast",
+    let confidential = args.mode == Mode::Confidential;
+    let public = PublicParams {
+        mode: if confidential { "remo" } else { "plain" }.into(),
+        scheme: match (confidential, args.precision) {
+            (true, Precision::F64) => "remo",
+            (true, Precision::F32) => "remo-fast",
             _ => "plain",
-        },
-        "kappa": if args.mode == Mode::Confidential { kappa } else { 0.0 },
-        "precision": args.precision.name(),
-        "calibration": "channel peaks × SCALE_HEADROOM over talaria_cvm::calibration::CALIBRATION_TEXTS, measured by the CVM with plain calls at session start (public text)",
-    });
+        }
+        .into(),
+        kappa: if confidential { kappa } else { 0.0 },
+        precision: remo_precision_name(args.precision).into(),
+        calibration: "channel peaks × SCALE_HEADROOM over talaria_cvm::calibration::CALIBRATION_TEXTS, measured by the CVM with plain calls at session start (public text)".into(),
+    };
     let mut link = WorkerLink::connect(target, ck.manifest_hash(), public)?;
     let scheme = match args.mode {
         Mode::Plain => ServingScheme::plain(),
@@ -130,9 +134,85 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> 
             let scales = channel_scales(&model, &ck.tokenizer, &mut PublicDataLinear(&mut link)).context("calibrating channel scales")?;
             let setup = RemoSetup::from_config(&ck.config, scales)?;
             let bound = leakage_bound_bits(&ck.config, kappa);
-            info!("ReMO {}, κ = {kappa:e}: leakage bound {bound:.3e} bits per position", args.precision.name());
-            ServingScheme::remo_with(args.precision, setup, RemoParams::with_kappa(kappa))?
+            info!("ReMO {}, κ = {kappa:e}: leakage bound {bound:.3e} bits per position", remo_precision_name(args.precision));
+            ServingScheme::remo(args.precision, setup, RemoParams::with_kappa(kappa))?
         }
     };
-    Ok(Box::new(MaskedLinear::new(scheme, Box::new(link))))
+    Ok(Backend::Worker(Box::new(MaskedLinear::new(scheme, link))))
+}
+
+/// The name recordings and logs give a ReMO precision.
+fn remo_precision_name(p: Precision) -> &'static str {
+    match p {
+        Precision::F64 => "exact-f64",
+        Precision::F32 => "fast-f32",
+    }
+}
+
+/// The backend a CVM run uses: weights in process, or a worker behind
+/// ReMO (or the plain baseline). Typed access to what each one reports.
+pub enum Backend {
+    Local(LocalLinear),
+    Worker(Box<MaskedLinear<WorkerLink>>),
+}
+
+impl Backend {
+    /// ReMO's statistics and leakage bound (confidential mode only).
+    pub fn remo_report(&self) -> Option<RemoReport> {
+        match self {
+            Self::Worker(m) => m.report(),
+            Self::Local(_) => None,
+        }
+    }
+
+    /// The worker link's counters (worker modes).
+    pub fn link_stats(&self) -> Option<LinkStats> {
+        match self {
+            Self::Worker(m) => Some(m.worker().stats),
+            Self::Local(_) => None,
+        }
+    }
+
+    /// The worker's own busy time per call kind so far (worker modes).
+    pub fn worker_busy(&mut self) -> Option<WorkerBusy> {
+        match self {
+            Self::Worker(m) => WorkerMatmul::worker_busy(m.worker_mut()),
+            Self::Local(_) => None,
+        }
+    }
+
+    fn linear(&self) -> &dyn Linear {
+        match self {
+            Self::Local(l) => l,
+            Self::Worker(m) => m.as_ref(),
+        }
+    }
+
+    fn linear_mut(&mut self) -> &mut dyn Linear {
+        match self {
+            Self::Local(l) => l,
+            Self::Worker(m) => m.as_mut(),
+        }
+    }
+}
+
+impl Linear for Backend {
+    fn forward(&mut self, id: OpId, rows: usize, x: Rows<'_>, out: RowsMut<'_>) -> anyhow::Result<()> {
+        self.linear_mut().forward(id, rows, x, out)
+    }
+    fn precision(&self) -> Precision {
+        self.linear().precision()
+    }
+    fn name(&self) -> String {
+        self.linear().name()
+    }
+    fn idle(&mut self, budget: std::time::Duration) -> anyhow::Result<bool> {
+        self.linear_mut().idle(budget)
+    }
+    fn after_step(&mut self) -> anyhow::Result<()> {
+        self.linear_mut().after_step()
+    }
+    fn summary(&self) -> Option<String> {
+        self.linear().summary()
+    }
 }

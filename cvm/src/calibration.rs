@@ -1,4 +1,4 @@
-//! Per-op channel scales `s_c` (DESIGN §3) from a fixed public calibration
+//! Per-op channel scales `s_c` (docs/DESIGN.md §3) from a fixed public calibration
 //! text. We take each channel's largest magnitude over the text rather than
 //! its RMS: single rows (the first position's "attention sink", outlier
 //! channels) exceed the RMS several-fold, and a pad must dominate every row,
@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use talaria_engine::{KvPool, Linear, LlamaModel, LogitsWanted, SeqChunk, StepTimings};
+use talaria_kernels::{Float, Rows, RowsMut};
 use talaria_models::{OpId, Tokenizer};
 
 /// Public calibration texts: chat turns, prose, code, numbers and other
@@ -46,16 +47,23 @@ struct ScaleProbe<'a> {
 }
 
 impl Linear for ScaleProbe<'_> {
-    fn forward(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
+    fn forward(&mut self, id: OpId, rows: usize, x: Rows<'_>, out: RowsMut<'_>) -> anyhow::Result<()> {
         let d_in = x.len() / rows.max(1);
         let peak = self.peaks.entry(id).or_insert_with(|| vec![0.0; d_in]);
-        for row in x.chunks_exact(d_in) {
-            peak.iter_mut().zip(row).for_each(|(p, &v)| *p = p.max((v as f64).abs()));
+        match x {
+            Rows::F32(v) => observe_peaks(peak, v, d_in),
+            Rows::F64(v) => observe_peaks(peak, v, d_in),
         }
-        self.inner.forward(id, x, rows, out)
+        self.inner.forward(id, rows, x, out)
     }
     fn name(&self) -> String {
         "calibration".into()
+    }
+}
+
+fn observe_peaks<T: Float>(peak: &mut [f64], x: &[T], d_in: usize) {
+    for row in x.chunks_exact(d_in) {
+        peak.iter_mut().zip(row).for_each(|(p, &v)| *p = p.max(v.to_f64().abs()));
     }
 }
 

@@ -1,9 +1,11 @@
-//! The CVM side of Talaria: ReMO masking, the worker client, and the
-//! `talaria` / `talaria-serve` binaries.
+//! The CVM assembly: the engine's `Linear` masked by ReMO over a link to
+//! the untrusted worker ([`masked_linear`]), the link itself ([`worker`]),
+//! the public channel-scale calibration, and the choice of backend
+//! ([`backend`]).
 pub mod backend;
 pub mod calibration;
-pub mod cli;
+pub mod masked_linear;
 pub mod model_source;
-pub mod remo;
-pub mod serve;
 pub mod worker;
+
+pub use masked_linear::{MaskedLinear, ServingScheme};

@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use talaria_cvm::backend::BackendArgs;
+use talaria_engine::{Linear, Rows, RowsMut};
 
 /// The unmasked products agree with the plain ones to ~1e-12 relative (the
 /// f64 rounding of `(X + R)·W` at κ = 1e4), and both engines keep every
@@ -68,7 +69,7 @@ fn fast_mode_matches_the_plain_f32_engine_up_to_near_ties() {
     const VOCAB: usize = 49152;
     let fx = Fixture::load();
     let (want, want_logits) = fx.run_local_f32();
-    let args = BackendArgs { precision: talaria_cvm::remo::RemoPrecision::Fast, ..Default::default() };
+    let args = BackendArgs { precision: talaria_engine::Precision::F32, ..Default::default() };
     let (got, got_logits) = fx.run_with(&args);
     let n = fx.max_tokens;
     let mut worst = 0f32;
@@ -122,7 +123,7 @@ fn remote_worker_restart_is_reconnected_with_same_tokens() {
 fn garbage_answers_are_rejected_and_retried() {
     let fx = Fixture::load();
     let (want, _) = fx.run_local();
-    for fault in ["nan@300", "shape@350"] {
+    for fault in ["nan@300", "error@350"] {
         let args = BackendArgs { worker_test_args: vec!["--fault".into(), fault.into()], ..Default::default() };
         let (got, _) = fx.run_with(&args);
         assert_eq!(got, want, "after fault {fault}");
@@ -136,10 +137,9 @@ fn the_worker_reports_its_busy_time_per_call_kind() {
     let before = linear.worker_busy().expect("a busy-time report");
     let id = talaria_models::OpId::new(0, talaria_models::Op::O);
     let (x, mut out) = (vec![0.01f32; 576], vec![0f32; 576]);
-    linear.forward(id, &x, 1, &mut out).unwrap();
+    linear.forward(id, 1, Rows::F32(&x), RowsMut::F32(&mut out)).unwrap();
     let after = linear.worker_busy().expect("a busy-time report");
-    let secs = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("no {k} in {v}"));
-    assert!(secs(&after, "online") > secs(&before, "online"), "{before} -> {after}");
-    assert!(secs(&after, "pad_batch") > secs(&before, "pad_batch"), "the call needed a pad batch: {before} -> {after}");
-    assert_eq!(secs(&after, "plain"), secs(&before, "plain"), "no plain call was made after calibration");
+    assert!(after.online.busy_s > before.online.busy_s, "{before:?} -> {after:?}");
+    assert!(after.pad_batch.busy_s > before.pad_batch.busy_s, "the call needed a pad batch: {before:?} -> {after:?}");
+    assert_eq!(after.plain, before.plain, "no plain call was made after calibration");
 }

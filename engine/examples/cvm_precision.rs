@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
+use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, Rows, RowsMut, SeqChunk, StepTimings};
 use talaria_kernels::WeightDType;
 use talaria_models::{fetch::ensure_default_model, Checkpoint, CvmWeights, WorkerWeights};
 
@@ -19,8 +19,8 @@ struct ExactProducts {
 }
 
 impl Linear for ExactProducts {
-    fn forward(&mut self, id: talaria_models::OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
-        self.inner.forward(id, x, rows, out)
+    fn forward(&mut self, id: talaria_models::OpId, rows: usize, x: Rows<'_>, out: RowsMut<'_>) -> anyhow::Result<()> {
+        self.inner.forward(id, rows, x, out)
     }
     fn precision(&self) -> talaria_engine::Precision {
         if self.f64_activations {
@@ -28,9 +28,6 @@ impl Linear for ExactProducts {
         } else {
             talaria_engine::Precision::F32
         }
-    }
-    fn forward_f64(&mut self, id: talaria_models::OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
-        self.inner.forward_f64(id, x, rows, out)
     }
     fn name(&self) -> String {
         "exact-products".into()

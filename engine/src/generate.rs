@@ -1,16 +1,19 @@
 //! One request, start to finish, on a model + KV pool + linear backend:
-//! chunked prefill, then decode until a stop condition. The CLI and the
-//! fidelity tests use it; the server's scheduler batches the same steps.
+//! chunked prefill, then decode until a stop condition, through the
+//! scheduler's step. The CLI and the fidelity tests use it; the server's
+//! engine batches the same steps.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use talaria_models::{DecodeStream, Tokenizer};
+use talaria_models::Tokenizer;
 
-use crate::kv_cache::KvPool;
+use crate::kv_cache::{KvFull, KvPool};
 use crate::linear::Linear;
-use crate::model::{ForwardError, LlamaModel, LogitsWanted, SeqChunk, StepTimings};
+use crate::model::{ForwardError, LlamaModel, StepTimings};
 use crate::sampling::{SampledToken, Sampler, SamplingParams};
-use crate::stop::{StopScan, StopStrings};
+use crate::scheduler::{advance_and_sample, forward_plan, FinishReason, Scheduler, SchedulerConfig, SeqSpec, Sequence};
+use crate::stop::StopStrings;
 
 /// Prefill is cut into chunks of this many tokens to bound activation memory.
 pub const PREFILL_CHUNK: usize = 512;
@@ -22,21 +25,6 @@ pub struct GenerateRequest {
     pub max_tokens: usize,
     pub stop_strings: Vec<String>,
     pub ignore_eos: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FinishReason {
-    Stop,
-    Length,
-}
-
-impl FinishReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Stop => "stop",
-            Self::Length => "length",
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -63,8 +51,11 @@ pub enum GenerateError {
     Tokenizer(#[from] talaria_models::ModelError),
 }
 
-/// Generates for one request. `on_step(logits, token, text_piece)` sees the
-/// logits each token was sampled from and the newly emitted text.
+/// Generates for one request: a loop over the scheduler's step (prefill in
+/// chunks of `PREFILL_CHUNK`, then one token per step) on one sequence, so
+/// sampling, detokenizing and stop strings are the serving engine's.
+/// `on_step(logits, token, text_piece)` sees the logits each token was
+/// sampled from and the text that became final with it.
 pub fn generate(
     model: &LlamaModel,
     kv: &mut KvPool,
@@ -81,63 +72,36 @@ pub fn generate(
     if n + req.max_tokens > context {
         return Err(GenerateError::TooLong { prompt: n, max_tokens: req.max_tokens, context });
     }
-    let mut seq = kv.new_sequence();
+    let stop_ids: Vec<u32> = if req.ignore_eos { Vec::new() } else { tok.stop_ids.clone() };
+    let spec =
+        SeqSpec { max_tokens: req.max_tokens, stop_ids: stop_ids.into(), stops: Arc::new(StopStrings::new(req.stop_strings.clone())) };
+    let mut sched = Scheduler::new(SchedulerConfig { max_num_batched_tokens: PREFILL_CHUNK, max_num_seqs: 1 });
+    sched.enqueue(Sequence::new(0, 0, 0, req.prompt_ids.clone(), Sampler::new(req.params.clone()), &spec));
+
     let mut timings = StepTimings::default();
-    let mut sampler = Sampler::new(req.params.clone());
-    let stops = StopStrings::new(req.stop_strings.clone());
-    let mut stream = DecodeStream::new(true);
-    let (mut text, mut emitted) = (String::new(), 0usize);
-
     let t0 = Instant::now();
-    let mut logits = Vec::new();
-    for (i, chunk) in req.prompt_ids.chunks(PREFILL_CHUNK).enumerate() {
-        seq.reserve(chunk.len())?;
-        let last = (i + 1) * PREFILL_CHUNK >= n;
-        let wanted = if last { LogitsWanted::Last } else { LogitsWanted::None };
-        logits = model.forward(&[SeqChunk { blocks: &seq, tokens: chunk, logits: wanted }], kv, linear, &mut timings)?;
-        seq.advance(chunk.len());
-    }
-    let prefill_s = t0.elapsed().as_secs_f64();
-
-    let t1 = Instant::now();
+    let mut prefill_s: Option<f64> = None;
     let mut tokens = Vec::new();
-    let mut finish = FinishReason::Length;
-    while tokens.len() < req.max_tokens {
-        let t = sampler.sample(&logits);
-        sampler.observe(t.id);
-        let is_stop_token = !req.ignore_eos && tok.stop_ids.contains(&t.id);
-        text.push_str(&stream.step(tok, t.id)?);
-        let (piece_end, stop_hit) = match stops.scan(&text) {
-            StopScan::Stop { at } => (at, true),
-            StopScan::Continue { safe } => (if is_stop_token { text.len() } else { safe }, false),
-        };
-        let piece = text.get(emitted..piece_end.max(emitted)).unwrap_or("").to_string();
-        emitted = emitted.max(piece_end);
-        on_step(&logits, &t, &piece);
-        tokens.push(t);
-        if stop_hit {
-            text.truncate(piece_end);
-            finish = FinishReason::Stop;
-            break;
+    let mut finish = None;
+    while finish.is_none() {
+        let (plan, never_fit) = sched.schedule(kv);
+        if plan.is_empty() || !never_fit.is_empty() {
+            let a = kv.allocator();
+            let needed = (n + tokens.len()).div_ceil(kv.block_size);
+            return Err(KvFull { needed, free: a.free_blocks(), total: a.total_blocks() }.into());
         }
-        if is_stop_token {
-            finish = FinishReason::Stop;
-            break;
-        }
-        if tokens.len() == req.max_tokens {
-            break;
-        }
-        seq.reserve(1)?;
-        let last = [tokens.last().expect("nonempty").id];
-        logits = model.forward(&[SeqChunk { blocks: &seq, tokens: &last, logits: LogitsWanted::Last }], kv, linear, &mut timings)?;
-        seq.advance(1);
+        let logits = forward_plan(model, kv, linear, &sched.running, &plan, &mut timings)?;
+        advance_and_sample(&mut sched.running, &plan, &logits, model.config.vocab_size, tok, |_, row, out| {
+            prefill_s.get_or_insert_with(|| t0.elapsed().as_secs_f64());
+            if let Some(t) = out.tokens.first() {
+                on_step(row, t, &out.text);
+                tokens.push(t.clone());
+            }
+            finish = out.finish;
+        });
     }
-    if finish == FinishReason::Length && emitted < text.len() {
-        // Flush text held back for a stop string that never completed.
-        let piece = text[emitted..].to_string();
-        if let Some(t) = tokens.last() {
-            on_step(&[], t, &piece);
-        }
-    }
-    Ok(GenerateOutput { tokens, text, finish, prefill_s, decode_s: t1.elapsed().as_secs_f64(), timings })
+    let prefill_s = prefill_s.unwrap_or_default();
+    let text = sched.running.first().map(|s| s.text().to_string()).unwrap_or_default();
+    let finish = finish.expect("the loop ends on a finish");
+    Ok(GenerateOutput { tokens, text, finish, prefill_s, decode_s: t0.elapsed().as_secs_f64() - prefill_s, timings })
 }

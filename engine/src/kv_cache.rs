@@ -3,12 +3,12 @@
 //! free list on `Drop`, so a finished, cancelled or preempted sequence can
 //! never leak cache memory.
 
+use std::any::Any;
 use std::sync::{Arc, Mutex};
 
 use talaria_kernels::cpu::{KernelError, PagedKv, PagedKvMut};
+use talaria_kernels::{Float, Precision};
 use talaria_models::LlamaConfig;
-
-use crate::precision::Precision;
 
 pub const DEFAULT_BLOCK_SIZE: usize = 16;
 
@@ -111,20 +111,61 @@ impl Drop for SeqBlocks {
     }
 }
 
-/// K and V storage for every layer: `[layer][block][offset][kv_head][head_dim]`
-/// (K blocks transposed, see the attention kernel), in the activations'
-/// precision.
-pub struct KvPool {
-    store: KvStore,
-    pub block_size: usize,
-    pub n_kv_heads: usize,
-    pub head_dim: usize,
-    alloc: BlockAllocator,
+/// K and V storage of one precision for every layer:
+/// `[layer][block][offset][kv_head][head_dim]` (K blocks transposed, see the
+/// attention kernel).
+pub struct KvCache<T> {
+    k: Vec<Vec<T>>,
+    v: Vec<Vec<T>>,
+    block_size: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
 }
 
-enum KvStore {
-    F32 { k: Vec<Vec<f32>>, v: Vec<Vec<f32>> },
-    F64 { k: Vec<Vec<f64>>, v: Vec<Vec<f64>> },
+impl<T: Float> KvCache<T> {
+    /// Zero-initialised lazily by the OS, so an unused budget costs
+    /// address space only.
+    fn new(cfg: &LlamaConfig, num_blocks: usize, block_size: usize) -> Self {
+        let per_layer = num_blocks * block_size * cfg.kv_dim();
+        let layers = cfg.num_hidden_layers;
+        Self {
+            k: (0..layers).map(|_| vec![T::default(); per_layer]).collect(),
+            v: (0..layers).map(|_| vec![T::default(); per_layer]).collect(),
+            block_size,
+            n_kv_heads: cfg.num_key_value_heads,
+            head_dim: cfg.head_dim,
+        }
+    }
+
+    /// Stores one token's K and V rows (`kv_dim` each) of `layer`, in the
+    /// attention kernel's layout (`PagedKvMut::write`).
+    pub fn write(&mut self, layer: usize, block: u32, offset: usize, k: &[T], v: &[T]) -> Result<(), KernelError> {
+        let (block_size, n_kv_heads, head_dim) = (self.block_size, self.n_kv_heads, self.head_dim);
+        PagedKvMut { k: &mut self.k[layer], v: &mut self.v[layer], block_size, n_kv_heads, head_dim }.write(block, offset, k, v)
+    }
+
+    /// The pools of `layer`, for the attention kernel.
+    pub fn layer(&self, layer: usize) -> PagedKv<'_, T> {
+        PagedKv { k: &self.k[layer], v: &self.v[layer], block_size: self.block_size, n_kv_heads: self.n_kv_heads, head_dim: self.head_dim }
+    }
+
+    fn prefault(&mut self) {
+        let stride = (4096 / std::mem::size_of::<T>()).max(1);
+        for pool in self.k.iter_mut().chain(self.v.iter_mut()) {
+            pool.iter_mut().step_by(stride).for_each(|v| *v = T::default());
+        }
+    }
+}
+
+/// The KV cache of a model run: blocks of the precision the linear backend
+/// computes in (chosen at run time), and the allocator every sequence's
+/// `SeqBlocks` draws from.
+pub struct KvPool {
+    precision: Precision,
+    /// A `KvCache<f32>` or `KvCache<f64>`, per `precision`.
+    cache: Box<dyn Any + Send>,
+    pub block_size: usize,
+    alloc: BlockAllocator,
 }
 
 impl KvPool {
@@ -134,51 +175,39 @@ impl KvPool {
     }
 
     /// A pool of `num_blocks` blocks for activations of `precision` (the
-    /// backend's: `Linear::precision`). Memory is zero-initialised lazily
-    /// by the OS, so an unused budget costs address space only.
+    /// backend's: `Linear::precision`).
     pub fn with_precision(cfg: &LlamaConfig, num_blocks: usize, block_size: usize, precision: Precision) -> Self {
-        let per_layer = num_blocks * block_size * cfg.kv_dim();
-        let layers = cfg.num_hidden_layers;
-        let store = match precision {
-            Precision::F32 => KvStore::F32 {
-                k: (0..layers).map(|_| vec![0f32; per_layer]).collect(),
-                v: (0..layers).map(|_| vec![0f32; per_layer]).collect(),
-            },
-            Precision::F64 => KvStore::F64 {
-                k: (0..layers).map(|_| vec![0f64; per_layer]).collect(),
-                v: (0..layers).map(|_| vec![0f64; per_layer]).collect(),
-            },
+        let cache: Box<dyn Any + Send> = match precision {
+            Precision::F32 => Box::new(KvCache::<f32>::new(cfg, num_blocks, block_size)),
+            Precision::F64 => Box::new(KvCache::<f64>::new(cfg, num_blocks, block_size)),
         };
-        Self { store, block_size, n_kv_heads: cfg.num_key_value_heads, head_dim: cfg.head_dim, alloc: BlockAllocator::new(num_blocks) }
+        Self { precision, cache, block_size, alloc: BlockAllocator::new(num_blocks) }
     }
 
     /// Writes every page of the pools once, so that no later step pays a
     /// first-touch page fault (benchmarks; a server may prefer to pay at
     /// start-up too).
     pub fn prefault(&mut self) {
-        fn touch<T: Default + Copy>(pools: &mut [Vec<T>]) {
-            let stride = (4096 / std::mem::size_of::<T>()).max(1);
-            for pool in pools {
-                pool.iter_mut().step_by(stride).for_each(|v| *v = T::default());
-            }
+        match self.precision {
+            Precision::F32 => self.cache_mut::<f32>().map(KvCache::prefault),
+            Precision::F64 => self.cache_mut::<f64>().map(KvCache::prefault),
         }
-        match &mut self.store {
-            KvStore::F32 { k, v } => {
-                touch(k);
-                touch(v);
-            }
-            KvStore::F64 { k, v } => {
-                touch(k);
-                touch(v);
-            }
-        }
+        .expect("the cache holds its own precision");
     }
 
     pub fn precision(&self) -> Precision {
-        match self.store {
-            KvStore::F32 { .. } => Precision::F32,
-            KvStore::F64 { .. } => Precision::F64,
-        }
+        self.precision
+    }
+
+    /// The cache as `T`, or an error naming both precisions.
+    pub fn cache_mut<T: Float>(&mut self) -> Result<&mut KvCache<T>, KernelError> {
+        let held = self.precision;
+        self.cache.downcast_mut().ok_or_else(|| mismatch(held, T::PRECISION))
+    }
+
+    /// Read-only [`cache_mut`](Self::cache_mut).
+    pub fn cache<T: Float>(&self) -> Result<&KvCache<T>, KernelError> {
+        self.cache.downcast_ref().ok_or_else(|| mismatch(self.precision, T::PRECISION))
     }
 
     /// Number of blocks that fit in `bytes` of memory.
@@ -197,53 +226,10 @@ impl KvPool {
     pub fn allocator(&self) -> &BlockAllocator {
         &self.alloc
     }
-
-    /// Stores one token's K and V rows (`kv_dim` each) of `layer` in an f32
-    /// pool. The pool layout is the attention kernel's (`PagedKvMut::write`).
-    pub fn write(&mut self, layer: usize, block: u32, offset: usize, k: &[f32], v: &[f32]) -> Result<(), KernelError> {
-        let (block_size, n_kv_heads, head_dim) = (self.block_size, self.n_kv_heads, self.head_dim);
-        match &mut self.store {
-            KvStore::F32 { k: kp, v: vp } => {
-                PagedKvMut { k: &mut kp[layer], v: &mut vp[layer], block_size, n_kv_heads, head_dim }.write(block, offset, k, v)
-            }
-            KvStore::F64 { .. } => Err(mismatch(Precision::F64)),
-        }
-    }
-
-    /// `write` for an f64 pool.
-    pub fn write_f64(&mut self, layer: usize, block: u32, offset: usize, k: &[f64], v: &[f64]) -> Result<(), KernelError> {
-        let (block_size, n_kv_heads, head_dim) = (self.block_size, self.n_kv_heads, self.head_dim);
-        match &mut self.store {
-            KvStore::F64 { k: kp, v: vp } => {
-                PagedKvMut { k: &mut kp[layer], v: &mut vp[layer], block_size, n_kv_heads, head_dim }.write(block, offset, k, v)
-            }
-            KvStore::F32 { .. } => Err(mismatch(Precision::F32)),
-        }
-    }
-
-    /// The f32 pools of `layer`.
-    pub fn layer(&self, layer: usize) -> Result<PagedKv<'_>, KernelError> {
-        match &self.store {
-            KvStore::F32 { k, v } => Ok(self.view(&k[layer], &v[layer])),
-            KvStore::F64 { .. } => Err(mismatch(Precision::F64)),
-        }
-    }
-
-    /// The f64 pools of `layer`.
-    pub fn layer_f64(&self, layer: usize) -> Result<PagedKv<'_, f64>, KernelError> {
-        match &self.store {
-            KvStore::F64 { k, v } => Ok(self.view(&k[layer], &v[layer])),
-            KvStore::F32 { .. } => Err(mismatch(Precision::F32)),
-        }
-    }
-
-    fn view<'a, T>(&self, k: &'a [T], v: &'a [T]) -> PagedKv<'a, T> {
-        PagedKv { k, v, block_size: self.block_size, n_kv_heads: self.n_kv_heads, head_dim: self.head_dim }
-    }
 }
 
-fn mismatch(pool: Precision) -> KernelError {
-    KernelError::AttentionShape(format!("the KV pool holds {} values; the step's activations are of the other precision", pool.name()))
+fn mismatch(held: Precision, wanted: Precision) -> KernelError {
+    KernelError::AttentionShape(format!("the KV pool holds {} values, the step's activations are {}", held.name(), wanted.name()))
 }
 
 #[cfg(test)]
@@ -286,10 +272,9 @@ mod tests {
     fn pools_hold_one_precision() {
         let mut pool = KvPool::with_precision(&cfg(), 2, 4, Precision::F64);
         assert_eq!(KvPool::bytes_per_token(&cfg(), Precision::F64), 2 * KvPool::bytes_per_token(&cfg(), Precision::F32));
-        pool.write_f64(1, 0, 2, &[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0]).unwrap();
-        assert_eq!(pool.layer_f64(1).unwrap().v[8..12], [5.0, 6.0, 7.0, 8.0]);
-        assert!(pool.write(0, 0, 0, &[0f32; 4], &[0f32; 4]).is_err());
-        assert!(pool.layer(0).is_err());
+        pool.cache_mut::<f64>().unwrap().write(1, 0, 2, &[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0]).unwrap();
+        assert_eq!(pool.cache::<f64>().unwrap().layer(1).v[8..12], [5.0, 6.0, 7.0, 8.0]);
+        assert!(pool.cache_mut::<f32>().is_err());
     }
 
     #[test]

@@ -6,12 +6,11 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use talaria_kernels::cpu::{matmul, rms_norm, silu_mul, AttnQuery, KernelError, RopeTable};
+use talaria_kernels::{Float, Precision};
 use talaria_models::{CvmWeights, LlamaConfig, Op, OpId};
 
 use crate::kv_cache::{KvPool, SeqBlocks};
-use crate::lane::{ForwardScratch, Lane};
 use crate::linear::Linear;
-use crate::precision::Precision;
 
 /// Which positions of a chunk need logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +42,23 @@ pub struct LlamaModel {
     rope: RopeTable,
     /// Activation buffers kept between steps: fresh multi-MB allocations
     /// each step cost page faults (f64 prefill: ~30 MB per step).
-    scratch: Mutex<ForwardScratch>,
+    scratch: Mutex<StepBuffers>,
+}
+
+/// The step's activation buffers (residual, normed rows, qkv, attention,
+/// projection, gate_up, SiLU output) of the precision last used.
+#[derive(Default)]
+struct StepBuffers(Option<Box<dyn std::any::Any + Send>>);
+
+impl StepBuffers {
+    /// The buffers as `T` (fresh ones if the last step ran in the other
+    /// precision).
+    fn get<T: Float>(&mut self) -> &mut [Vec<T>; 7] {
+        if !self.0.as_ref().is_some_and(|b| b.is::<[Vec<T>; 7]>()) {
+            self.0 = Some(Box::new(<[Vec<T>; 7]>::default()));
+        }
+        self.0.as_mut().and_then(|b| b.downcast_mut()).expect("just set")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,13 +90,13 @@ impl LlamaModel {
     pub fn reserve_buffers(&self, rows: usize, precision: Precision) {
         let mut scratch = self.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match precision {
-            Precision::F32 => self.size_buffers(f32::buffers(&mut scratch), rows),
-            Precision::F64 => self.size_buffers(f64::buffers(&mut scratch), rows),
+            Precision::F32 => self.size_buffers(scratch.get::<f32>(), rows),
+            Precision::F64 => self.size_buffers(scratch.get::<f64>(), rows),
         }
     }
 
-    /// The step buffers (`Lane::buffers`) sized for `n` rows, zeroed.
-    fn size_buffers<T: Lane>(&self, bufs: &mut [Vec<T>; 7], n: usize) {
+    /// The step buffers sized for `n` rows, zeroed.
+    fn size_buffers<T: Float>(&self, bufs: &mut [Vec<T>; 7], n: usize) {
         let c = &self.config;
         let (d, qd, kvd, ff) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
         let lens = [n * d, n * d, n * (qd + 2 * kvd), n * qd, n * d, n * 2 * ff, n * ff];
@@ -113,7 +128,7 @@ impl LlamaModel {
         }
     }
 
-    fn forward_in<T: Lane>(
+    fn forward_in<T: Float>(
         &self,
         chunks: &[SeqChunk],
         kv: &mut KvPool,
@@ -121,9 +136,7 @@ impl LlamaModel {
         t: &mut StepTimings,
     ) -> Result<Vec<f32>, ForwardError> {
         let c = &self.config;
-        let (d, qd, kvd, hd) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.head_dim);
         let start = Instant::now();
-        let mut linear_s = 0.0;
 
         // Row bookkeeping: (chunk index, position) per row.
         let mut rows: Vec<(usize, usize)> = Vec::new();
@@ -134,66 +147,126 @@ impl LlamaModel {
             }
             rows.extend((0..ch.tokens.len()).map(|i| (ci, p0 + i)));
         }
-        let n = rows.len();
         let mut scratch = self.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let bufs = T::buffers(&mut scratch);
-        self.size_buffers(bufs, n);
+        let bufs = scratch.get::<T>();
+        self.size_buffers(bufs, rows.len());
         let [h, x, qkv, attn, proj, gate_up, act] = bufs;
+        self.embed(chunks, h)?;
+        let mut step = Step { model: self, chunks, rows: &rows, kv, linear, linear_s: 0.0 };
+        for layer in 0..c.num_hidden_layers {
+            step.attention_block(layer, h, x, qkv, attn, proj)?;
+            step.mlp_block(layer, h, x, gate_up, act, proj)?;
+        }
+        let logits = step.head(h)?;
+        t.linear_s += step.linear_s;
+        t.cvm_s += start.elapsed().as_secs_f64() - step.linear_s;
+        Ok(logits)
+    }
+
+    /// The embedding rows of the step's tokens.
+    fn embed<T: Float>(&self, chunks: &[SeqChunk], h: &mut [T]) -> Result<(), ForwardError> {
+        let d = self.config.hidden_size;
         for (r, &tok) in chunks.iter().flat_map(|ch| ch.tokens.iter()).enumerate() {
-            if tok as usize >= c.vocab_size {
+            if tok as usize >= self.config.vocab_size {
                 return Err(ForwardError::BadToken(tok));
             }
             let row = self.weights.embed_tokens.row_f32(tok as usize);
             h[r * d..(r + 1) * d].iter_mut().zip(row).for_each(|(h, v)| *h = T::from_f32(v));
         }
+        Ok(())
+    }
+}
 
-        let mut call = |id: OpId, x: &[T], out: &mut [T], linear_s: &mut f64| -> Result<(), ForwardError> {
-            let t0 = Instant::now();
-            let r = T::linear(linear, id, x, n, out).map_err(|source| ForwardError::Linear { id, source });
-            *linear_s += t0.elapsed().as_secs_f64();
-            r
-        };
+/// One forward step in progress: the rows it runs (chunk, position), the
+/// KV cache and the linear backend, and the time spent in the latter.
+struct Step<'a> {
+    model: &'a LlamaModel,
+    chunks: &'a [SeqChunk<'a>],
+    rows: &'a [(usize, usize)],
+    kv: &'a mut KvPool,
+    linear: &'a mut dyn Linear,
+    linear_s: f64,
+}
 
+impl Step<'_> {
+    /// `out = x · W_idᵀ` through the backend, timed.
+    fn linear<T: Float>(&mut self, id: OpId, n: usize, x: &[T], out: &mut [T]) -> Result<(), ForwardError> {
+        let t0 = Instant::now();
+        let r = self.linear.forward(id, n, T::rows(x), T::rows_mut(out)).map_err(|source| ForwardError::Linear { id, source });
+        self.linear_s += t0.elapsed().as_secs_f64();
+        r
+    }
+
+    /// Norm, qkv, RoPE, KV write, paged attention, o, residual add.
+    fn attention_block<T: Float>(
+        &mut self,
+        layer: usize,
+        h: &mut [T],
+        x: &mut [T],
+        qkv: &mut [T],
+        attn: &mut [T],
+        proj: &mut [T],
+    ) -> Result<(), ForwardError> {
+        let c = &self.model.config;
+        let (d, qd, kvd, n) = (c.hidden_size, c.q_dim(), c.kv_dim(), self.rows.len());
         // In the activations' precision (exact in f32 too for head_dim 64).
-        let scale = T::from_f64(1.0 / (hd as f64).sqrt()).to_f64();
-
-        for layer in 0..c.num_hidden_layers {
-            rms_norm(h, d, c.rms_norm_eps, None, x);
-            call(OpId::new(layer, Op::Qkv), x, qkv, &mut linear_s)?;
-            for (r, row) in qkv.chunks_exact_mut(qd + 2 * kvd).enumerate() {
-                let (ci, pos) = rows[r];
-                let (q, kv_part) = row.split_at_mut(qd);
-                let (k, v) = kv_part.split_at_mut(kvd);
-                self.rope.apply(q, c.num_attention_heads, pos)?;
-                self.rope.apply(k, c.num_key_value_heads, pos)?;
-                let (block, off) = chunks[ci].blocks.slot(pos);
-                T::write_kv(kv, layer, block, off, k, v)?;
-            }
-            let queries: Vec<AttnQuery<T>> = rows
-                .iter()
-                .enumerate()
-                .map(|(r, &(ci, pos))| AttnQuery {
-                    q: &qkv[r * (qd + 2 * kvd)..r * (qd + 2 * kvd) + qd],
-                    block_table: chunks[ci].blocks.block_table(),
-                    context_len: pos + 1,
-                })
-                .collect();
-            T::attention(&queries, kv, layer, c.num_attention_heads, scale, attn)?;
-            drop(queries);
-            call(OpId::new(layer, Op::O), attn, proj, &mut linear_s)?;
-            h.iter_mut().zip(proj.iter()).for_each(|(a, &b)| *a += b);
-
-            rms_norm(h, d, c.rms_norm_eps, None, x);
-            call(OpId::new(layer, Op::GateUp), x, gate_up, &mut linear_s)?;
-            silu_mul(gate_up, c.intermediate_size, act);
-            call(OpId::new(layer, Op::Down), act, proj, &mut linear_s)?;
-            h.iter_mut().zip(proj.iter()).for_each(|(a, &b)| *a += b);
+        let scale = T::from_f64(1.0 / (c.head_dim as f64).sqrt()).to_f64();
+        rms_norm(h, d, c.rms_norm_eps, None, x);
+        self.linear(OpId::new(layer, Op::Qkv), n, x, qkv)?;
+        let cache = self.kv.cache_mut::<T>()?;
+        for (r, row) in qkv.chunks_exact_mut(qd + 2 * kvd).enumerate() {
+            let (ci, pos) = self.rows[r];
+            let (q, kv_part) = row.split_at_mut(qd);
+            let (k, v) = kv_part.split_at_mut(kvd);
+            self.model.rope.apply(q, c.num_attention_heads, pos)?;
+            self.model.rope.apply(k, c.num_key_value_heads, pos)?;
+            let (block, off) = self.chunks[ci].blocks.slot(pos);
+            cache.write(layer, block, off, k, v)?;
         }
+        let queries: Vec<AttnQuery<T>> = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(r, &(ci, pos))| AttnQuery {
+                q: &qkv[r * (qd + 2 * kvd)..r * (qd + 2 * kvd) + qd],
+                block_table: self.chunks[ci].blocks.block_table(),
+                context_len: pos + 1,
+            })
+            .collect();
+        T::paged_attention(&queries, &cache.layer(layer), c.num_attention_heads, scale, attn)?;
+        drop(queries);
+        self.linear(OpId::new(layer, Op::O), n, attn, proj)?;
+        h.iter_mut().zip(proj.iter()).for_each(|(a, &b)| *a += b);
+        Ok(())
+    }
 
-        // Final norm and head for the rows that want logits.
+    /// Norm, gate_up, SiLU gating, down, residual add.
+    fn mlp_block<T: Float>(
+        &mut self,
+        layer: usize,
+        h: &mut [T],
+        x: &mut [T],
+        gate_up: &mut [T],
+        act: &mut [T],
+        proj: &mut [T],
+    ) -> Result<(), ForwardError> {
+        let c = &self.model.config;
+        let n = self.rows.len();
+        rms_norm(h, c.hidden_size, c.rms_norm_eps, None, x);
+        self.linear(OpId::new(layer, Op::GateUp), n, x, gate_up)?;
+        silu_mul(gate_up, c.intermediate_size, act);
+        self.linear(OpId::new(layer, Op::Down), n, act, proj)?;
+        h.iter_mut().zip(proj.iter()).for_each(|(a, &b)| *a += b);
+        Ok(())
+    }
+
+    /// Final norm and head for the rows that want logits, in chunk order.
+    fn head<T: Float>(&mut self, h: &[T]) -> Result<Vec<f32>, ForwardError> {
+        let c = &self.model.config;
+        let d = c.hidden_size;
         let mut sel = Vec::new();
         let mut r = 0;
-        for ch in chunks {
+        for ch in self.chunks {
             let k = ch.tokens.len();
             match ch.logits {
                 LogitsWanted::None => {}
@@ -210,29 +283,25 @@ impl LlamaModel {
         }
         let mut xs = vec![T::default(); m * d];
         let mut logits = vec![0f32; m * c.vocab_size];
-        if m > 0 {
-            match &self.weights.norm {
-                // Tied head: the CVM holds the embedding and computes logits,
-                // from the normed rows rounded to f32 (one rounding, then one
-                // product: a flip there moves a logit by ~1e-8).
-                Some(gain) => {
-                    rms_norm(&hs, d, c.rms_norm_eps, Some(gain), &mut xs);
-                    let xs32: Vec<f32> = xs.iter().map(|v| v.to_f64() as f32).collect();
-                    matmul(&xs32, m, &self.weights.embed_tokens, &mut logits);
-                }
-                None => {
-                    rms_norm(&hs, d, c.rms_norm_eps, None, &mut xs);
-                    let t0 = Instant::now();
-                    let mut out = vec![T::default(); m * c.vocab_size];
-                    T::linear(linear, OpId::lm_head(), &xs, m, &mut out)
-                        .map_err(|source| ForwardError::Linear { id: OpId::lm_head(), source })?;
-                    logits.iter_mut().zip(&out).for_each(|(l, v)| *l = v.to_f64() as f32);
-                    linear_s += t0.elapsed().as_secs_f64();
-                }
+        if m == 0 {
+            return Ok(logits);
+        }
+        match &self.model.weights.norm {
+            // Tied head: the CVM holds the embedding and computes logits,
+            // from the normed rows rounded to f32 (one rounding, then one
+            // product: a flip there moves a logit by ~1e-8).
+            Some(gain) => {
+                rms_norm(&hs, d, c.rms_norm_eps, Some(gain), &mut xs);
+                let xs32: Vec<f32> = xs.iter().map(|v| v.to_f64() as f32).collect();
+                matmul(&xs32, m, &self.model.weights.embed_tokens, &mut logits);
+            }
+            None => {
+                rms_norm(&hs, d, c.rms_norm_eps, None, &mut xs);
+                let mut out = vec![T::default(); m * c.vocab_size];
+                self.linear(OpId::lm_head(), m, &xs, &mut out)?;
+                logits.iter_mut().zip(&out).for_each(|(l, v)| *l = v.to_f64() as f32);
             }
         }
-        t.linear_s += linear_s;
-        t.cvm_s += start.elapsed().as_secs_f64() - linear_s;
         Ok(logits)
     }
 }

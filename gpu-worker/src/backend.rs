@@ -2,18 +2,18 @@
 //! CPU always; CUDA when a driver and a device are present.
 
 use talaria_kernels::cpu::{matmul, matmul_f64};
-use talaria_models::{OpId, WorkerWeights};
+use talaria_kernels::{mixed, Rows, RowsMut};
+use talaria_models::WorkerWeights;
+use talaria_protocol::WorkerCall;
 
 pub trait MatmulBackend: Send {
     fn name(&self) -> String;
-    /// Exact mode: f64 rows, weights widened, f64 accumulation.
-    fn matmul_f64(&mut self, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()>;
-    /// Plain mode: f32 rows (a backend may round them, e.g. to bf16).
-    fn matmul_f32(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()>;
-    /// Fast masked mode: f32 rows taken at full f32 precision (masked rows
-    /// are κ times larger than the data, so no rounding of the input is
-    /// allowed), f32 accumulation.
-    fn matmul_fast(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()>;
+    /// `out = x · W_idᵀ` for one call. f64 rows: the exact mode (weights
+    /// widened, f64 accumulation). f32 rows: plain calls (`CallKind::Plain`,
+    /// which a backend may round, e.g. to bf16) or the fast masked mode
+    /// (taken at full f32 precision: masked rows are κ times larger than
+    /// the data, so no rounding of the input is allowed; f32 accumulation).
+    fn matmul(&mut self, call: &WorkerCall, x: Rows<'_>, out: RowsMut<'_>) -> anyhow::Result<()>;
 }
 
 pub struct CpuBackend {
@@ -30,19 +30,17 @@ impl MatmulBackend for CpuBackend {
     fn name(&self) -> String {
         "cpu".into()
     }
-    fn matmul_f64(&mut self, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
+    /// The CPU f32 kernels take f32 rows exactly (AMX splits them into
+    /// three bf16 limbs; the AVX-512 path multiplies in f32), so plain and
+    /// fast calls run the same kernel.
+    fn matmul(&mut self, call: &WorkerCall, x: Rows<'_>, out: RowsMut<'_>) -> anyhow::Result<()> {
+        let id = call.id;
         let w = self.weights.get(id).ok_or_else(|| anyhow::anyhow!("no weight for {id}"))?;
-        matmul_f64(x, rows, w, out);
+        match (x, out) {
+            (Rows::F64(x), RowsMut::F64(out)) => matmul_f64(x, call.rows, w, out),
+            (Rows::F32(x), RowsMut::F32(out)) => matmul(x, call.rows, w, out),
+            (x, out) => return Err(mixed(x, &out)),
+        }
         Ok(())
-    }
-    fn matmul_f32(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
-        let w = self.weights.get(id).ok_or_else(|| anyhow::anyhow!("no weight for {id}"))?;
-        matmul(x, rows, w, out);
-        Ok(())
-    }
-    /// The CPU f32 kernels already take f32 rows exactly (AMX splits them
-    /// into three bf16 limbs; the AVX-512 path multiplies in f32).
-    fn matmul_fast(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
-        self.matmul_f32(id, x, rows, out)
     }
 }

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use talaria_kernels::cuda::{CudaMatmul, DeviceWeight};
-use talaria_kernels::WeightDType;
+use talaria_kernels::{mixed, Rows, RowsMut, WeightDType};
+use talaria_kernels_cuda::{CudaMatmul, DeviceWeight};
 use talaria_models::{OpId, WorkerWeights};
+use talaria_protocol::{CallKind, WorkerCall};
 
 use crate::backend::{CpuBackend, MatmulBackend};
 
@@ -41,24 +42,23 @@ impl MatmulBackend for CudaBackend {
         format!("cuda ({}, sm_{}{})", d.name, d.compute_capability.0, d.compute_capability.1)
     }
 
-    fn matmul_f64(&mut self, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
-        let w = self.weights.get(&id).ok_or_else(|| anyhow::anyhow!("no weight for {id}"))?;
-        self.gpu.matmul_exact(x, rows, w, out).with_context(|| format!("{id}: exact GEMM on the GPU"))
-    }
-
-    fn matmul_f32(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
-        if !self.plain_on_gpu {
-            return self.cpu.matmul_f32(id, x, rows, out);
+    fn matmul(&mut self, call: &WorkerCall, x: Rows<'_>, out: RowsMut<'_>) -> anyhow::Result<()> {
+        let (id, rows) = (call.id, call.rows);
+        if matches!(x, Rows::F32(_)) && !self.plain_on_gpu {
+            return self.cpu.matmul(call, x, out);
         }
         let w = self.weights.get(&id).ok_or_else(|| anyhow::anyhow!("no weight for {id}"))?;
-        self.gpu.matmul_plain(x, rows, w, out).with_context(|| format!("{id}: plain bf16 GEMM on the GPU"))
-    }
-
-    fn matmul_fast(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
-        if !self.plain_on_gpu {
-            return self.cpu.matmul_fast(id, x, rows, out);
+        match (x, out) {
+            (Rows::F64(x), RowsMut::F64(out)) => {
+                self.gpu.matmul_exact(x, rows, w, out).with_context(|| format!("{id}: exact GEMM on the GPU"))
+            }
+            (Rows::F32(x), RowsMut::F32(out)) if call.kind == CallKind::Plain => {
+                self.gpu.matmul_plain(x, rows, w, out).with_context(|| format!("{id}: plain bf16 GEMM on the GPU"))
+            }
+            (Rows::F32(x), RowsMut::F32(out)) => {
+                self.gpu.matmul_fast(x, rows, w, out).with_context(|| format!("{id}: fast masked GEMM (bf16 limbs) on the GPU"))
+            }
+            (x, out) => Err(mixed(x, &out)),
         }
-        let w = self.weights.get(&id).ok_or_else(|| anyhow::anyhow!("no weight for {id}"))?;
-        self.gpu.matmul_fast(x, rows, w, out).with_context(|| format!("{id}: fast masked GEMM (bf16 limbs) on the GPU"))
     }
 }

@@ -31,7 +31,7 @@ struct Args {
     /// Serve CVMs over TCP on host:port, one session at a time.
     #[arg(long)]
     listen: Option<String>,
-    /// Record every received matrix into DIR (DESIGN §5).
+    /// Record every received matrix into DIR (docs/DESIGN.md §5).
     #[arg(long)]
     record: Option<PathBuf>,
     /// With --record: record only these layers (comma-separated, -1 =
@@ -41,7 +41,8 @@ struct Args {
     /// Compute backend.
     #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda"])]
     backend: String,
-    /// Test-only fault injection: exit@N, nan@N or shape@N.
+    /// Test-only fault injection: exit@N, nan@N or error@N.
+    #[cfg(feature = "fault-injection")]
     #[arg(long, hide = true)]
     fault: Option<talaria_gpu_worker::fault::Fault>,
 }
@@ -62,7 +63,7 @@ fn choose_backend(which: &str, weights: &Arc<WorkerWeights>) -> anyhow::Result<B
     let want_cuda = match which {
         "cpu" => false,
         "cuda" => true,
-        _ => talaria_kernels::cuda::driver_present() && talaria_kernels::cuda::device_count().unwrap_or(0) > 0,
+        _ => talaria_kernels_cuda::driver_present() && talaria_kernels_cuda::device_count().unwrap_or(0) > 0,
     };
     if !want_cuda {
         if which == "auto" {
@@ -98,6 +99,11 @@ fn run(a: Args) -> anyhow::Result<()> {
         t0.elapsed().as_secs_f64()
     );
     let backend = choose_backend(&a.backend, &weights)?;
+    #[cfg(feature = "fault-injection")]
+    let backend: Box<dyn MatmulBackend> = match a.fault {
+        Some(f) => Box::new(talaria_gpu_worker::fault::FaultyBackend::new(backend, f)),
+        None => backend,
+    };
     info!("backend: {}", backend.name());
     let recorder = match (a.record.as_deref().map(Recorder::create).transpose()?, a.record_layers.clone()) {
         (Some(r), Some(layers)) => Some(r.only_layers(layers)),
@@ -110,8 +116,6 @@ fn run(a: Args) -> anyhow::Result<()> {
         backend,
         recorder,
         weight_dtype: dtype.name().into(),
-        fault: a.fault,
-        calls_served: 0,
         busy: Default::default(),
     };
     drop(ck);

@@ -1,4 +1,4 @@
-//! `--record DIR`: writes exactly what the worker was sent (DESIGN §5), so
+//! `--record DIR`: writes exactly what the worker was sent (docs/DESIGN.md §5), so
 //! anyone can attack it: `manifest.json`, `calls.jsonl`, `calls/NNNNNN.npy`.
 
 use std::fs::{File, OpenOptions};
@@ -10,7 +10,7 @@ use talaria_models::{LlamaConfig, Op};
 use talaria_transport::{DType, FrameHeader};
 
 use crate::npy::write_npy;
-use crate::protocol::CallKind;
+use talaria_protocol::{CallKind, PublicParams};
 
 pub struct Recorder {
     dir: PathBuf,
@@ -41,7 +41,7 @@ impl Recorder {
 
     /// Writes `manifest.json` with the model config and the public ReMO
     /// parameters the CVM announced (and which layers were recorded).
-    pub fn write_manifest(&self, config: &LlamaConfig, remo: &serde_json::Value) -> anyhow::Result<()> {
+    pub fn write_manifest(&self, config: &LlamaConfig, remo: &PublicParams) -> anyhow::Result<()> {
         let mut m = serde_json::json!({"format_version": 1, "model": config, "remo": remo});
         if let Some(l) = &self.layers {
             m["recorded_layers"] = serde_json::json!(l);

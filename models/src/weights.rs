@@ -1,4 +1,4 @@
-//! The model's weights split the way Talaria deploys them (DESIGN §1):
+//! The model's weights split the way Talaria deploys them (docs/DESIGN.md §1):
 //! `CvmWeights` (embedding, plus the final norm gain when the head is tied
 //! and computed in the CVM) and `WorkerWeights` (every weight matrix, norm
 //! gains folded in: `W' = W·diag(γ)` on the input channels).

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::frame::DType;
+use crate::codes::DType;
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = TransportError> = std::result::Result<T, E>;

@@ -21,6 +21,7 @@
 compile_error!("talaria-transport views little-endian payloads in place and needs a little-endian target");
 
 pub mod aligned;
+pub mod codes;
 pub mod connection;
 pub mod endpoint;
 pub mod error;

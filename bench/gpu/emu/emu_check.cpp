@@ -7,9 +7,9 @@
 #include <cstdio>
 #include <random>
 
-#include "../../../kernels/src/cuda/kernels/common.cuh"
-#include "../../../kernels/src/cuda/kernels/gemm_exact.cu"
-#include "../../../kernels/src/cuda/kernels/gemm_bf16.cu"
+#include "../../../kernels-cuda/src/kernels/common.cuh"
+#include "../../../kernels-cuda/src/kernels/gemm_exact.cu"
+#include "../../../kernels-cuda/src/kernels/gemm_bf16.cu"
 
 static std::mt19937_64 rng(12345);
 static int failures = 0;

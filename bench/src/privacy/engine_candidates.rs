@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{ensure, Context, Result};
 use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, SeqBlocks, SeqChunk, StepTimings};
+use talaria_engine::{Rows, RowsMut};
 use talaria_kernels::WeightDType;
 use talaria_models::{Checkpoint, CvmWeights, Op, OpId, WorkerWeights};
 
@@ -27,11 +28,12 @@ pub struct CapturingLinear<L: Linear> {
 }
 
 impl<L: Linear> Linear for CapturingLinear<L> {
-    fn forward(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
-        if self.wanted.contains(&id) {
-            self.captured.insert(id, x.to_vec());
+    /// Runs on the f32 engine (the default precision), so rows are f32.
+    fn forward(&mut self, id: OpId, rows: usize, x: Rows<'_>, out: RowsMut<'_>) -> anyhow::Result<()> {
+        if let (true, Rows::F32(v)) = (self.wanted.contains(&id), x) {
+            self.captured.insert(id, v.to_vec());
         }
-        self.inner.forward(id, x, rows, out)
+        self.inner.forward(id, rows, x, out)
     }
 
     fn name(&self) -> String {

@@ -1,4 +1,4 @@
-//! The CI gate (DESIGN §6): the suite only means something for ReMO if
+//! The CI gate (docs/DESIGN.md §6): the suite only means something for ReMO if
 //! its attacks break every weak scheme (best attack ≥ 95 % top-1 in every
 //! setting), and ReMO at the default κ = 10⁴ must leak nothing: no attack
 //! above 0.5 % more than it reaches on the recording's null twin (the same
@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use super::runner::AttackRow;
+use super::attack_row::AttackRow;
 
 pub const WEAK_MIN_TOP1: f64 = 0.95;
 pub const REMO_MAX_TOP1: f64 = 0.005;

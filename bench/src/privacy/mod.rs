@@ -1,9 +1,10 @@
-//! The privacy attack suite (`bench privacy`, DESIGN §2, §6): reads what
+//! The privacy attack suite (`bench privacy`, docs/DESIGN.md §2, §6): reads what
 //! the untrusted worker recorded (or simulates it per scheme), runs the
 //! attacks a worker that knows the weights, the protocol and the public
 //! parameters can mount, and scores how many tokens they recover.
 //! Formats and attacks: README.md beside this file.
 
+pub mod attack_row;
 pub mod attacks;
 pub mod candidates;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod mat;
 pub mod noise;
 pub mod npy;
 pub mod null_twin;
+pub mod outputs;
 pub mod recording;
 pub mod report;
 pub mod runner;

@@ -1,5 +1,5 @@
 //! A tiny `.npy` reader/writer for the 2-D little-endian C-order float
-//! matrices that worker recordings hold (DESIGN §5). Everything is widened
+//! matrices that worker recordings hold (docs/DESIGN.md §5). Everything is widened
 //! to f64 on read.
 
 use std::io::Write;

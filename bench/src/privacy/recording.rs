@@ -1,4 +1,4 @@
-//! A worker recording (DESIGN §5): `manifest.json`, `calls.jsonl` and one
+//! A worker recording (docs/DESIGN.md §5): `manifest.json`, `calls.jsonl` and one
 //! `.npy` per received matrix. Read for the attacks, written by the
 //! synthetic scheme simulator in the same format as `talaria-gpu-worker
 //! --record`.

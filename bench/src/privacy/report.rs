@@ -2,13 +2,12 @@
 //! JSON of every row, and the SVG plot.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
-use anyhow::{Context, Result};
 use serde::Serialize;
 
+use super::attack_row::AttackRow;
 use super::gate::Gate;
-use super::runner::{AttackOptions, AttackRow, Baseline};
+use super::runner::{AttackOptions, Baseline};
 
 /// The information-theoretic bound per position: `Σ_calls d_in·½·log₂(1+1/κ²)`.
 pub fn leakage_bits(kappa: f64, d_ins: &[usize]) -> f64 {
@@ -116,16 +115,6 @@ pub fn markdown(r: &SuiteReport) -> String {
         );
     }
     s
-}
-
-pub fn write_outputs(r: &SuiteReport, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let write =
-        |name: &str, bytes: Vec<u8>| std::fs::write(dir.join(name), bytes).with_context(|| format!("writing {}", dir.join(name).display()));
-    write("privacy.md", markdown(r).into_bytes())?;
-    write("privacy.json", serde_json::to_vec_pretty(r)?)?;
-    write("privacy.svg", super::svg::plot(r).into_bytes())?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use super::attack_row::AttackRow;
 use super::attacks::complement::ComplementProjection;
 use super::attacks::likelihood::{DecodeMode, SequentialDecoding};
 use super::attacks::nearest::{Metric, NearestNeighbour};
@@ -56,28 +57,6 @@ pub fn attacks(o: &AttackOptions) -> Vec<Box<dyn Attack>> {
         Box::new(PadIca { components: o.ica_components, max_iter: o.ica_iterations, seed: o.seed }),
         Box::new(PadStructure),
     ]
-}
-
-/// One (scheme, κ, setting, attack) result.
-#[derive(Clone, Debug, Serialize)]
-pub struct AttackRow {
-    pub scheme: String,
-    pub kappa: Option<f64>,
-    pub setting: String,
-    pub attack: String,
-    pub assumptions: Vec<&'static str>,
-    pub uses_prior: bool,
-    pub weak_scheme: bool,
-    pub top1: f64,
-    /// Top-1 of the same attack on the recording's null twin (gated ReMO
-    /// recordings only): what it gets without any information.
-    pub null_top1: Option<f64>,
-    pub top1_prompt: f64,
-    pub top1_response: f64,
-    pub bag_recall: f64,
-    pub positions: usize,
-    pub seconds: f64,
-    pub notes: String,
 }
 
 /// What a recording is, for the report.

@@ -80,7 +80,7 @@ pub fn markdown(a: &Args, runs: &[RunSummary]) -> String {
 
 /// Output throughput of each confidential run over the unprotected ones
 /// (`plain`: unmasked rows to the same worker; `local`: no worker) at the
-/// same concurrency, where the run has them (DESIGN §6: the ratio measured
+/// same concurrency, where the run has them (docs/DESIGN.md §6: the ratio measured
 /// in one run).
 fn ratio_table(runs: &[RunSummary]) -> String {
     let base = |label: &str, c: &RunSummary| {

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use talaria_gpu_worker::{CallKind, Hello, HelloAck, WorkerBusy, WorkerError, WORKER_PROTOCOL};
+use talaria_kernels::{Float, Rows, RowsMut};
 use talaria_models::{Op, OpId};
-use talaria_transport::{Connection, Element, FrameHeader, FrameKind, WorkerAddress};
+use talaria_protocol::{first_non_finite, Hello, HelloAck, PublicParams, WorkerBusy, WorkerCall, WorkerError, WORKER_PROTOCOL};
+use talaria_transport::{Connection, FrameHeader, FrameKind, Received, WorkerAddress};
 use tracing::{info, warn};
 
 use super::spawn::{LocalWorker, SpawnConfig};
@@ -33,7 +34,7 @@ pub enum WorkerTarget {
 }
 
 /// Counters for the time split and the fault log.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct LinkStats {
     pub calls: u64,
     pub rows: u64,
@@ -41,18 +42,10 @@ pub struct LinkStats {
     pub bytes_received: u64,
     /// Wall time from sending a call to holding its validated answer.
     pub round_trip_s: f64,
-    pub per_kind_s: HashMap<&'static str, f64>,
+    /// The same per call kind (calls counted, seconds in `busy_s`).
+    pub per_kind: WorkerBusy,
     pub retries: u64,
     pub reconnects: u64,
-}
-
-impl LinkStats {
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "calls": self.calls, "rows": self.rows, "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
-            "round_trip_s": self.round_trip_s, "per_kind_s": self.per_kind_s, "retries": self.retries, "reconnects": self.reconnects,
-        })
-    }
 }
 
 pub struct WorkerLink {
@@ -67,16 +60,6 @@ pub struct WorkerLink {
     pub stats: LinkStats,
 }
 
-/// One chunk of a call: which op, why, and its shape.
-#[derive(Clone, Copy)]
-struct Call {
-    id: OpId,
-    kind: CallKind,
-    rows: usize,
-    d_in: usize,
-    d_out: usize,
-}
-
 enum Failure {
     /// The connection is unusable: reconnect, then re-send.
     Lost(anyhow::Error),
@@ -84,13 +67,8 @@ enum Failure {
     BadAnswer(anyhow::Error),
 }
 
-/// Element types calls carry.
-pub trait WireFloat: Element + Copy + Sync + Into<f64> + bytemuck::Pod {}
-impl WireFloat for f64 {}
-impl WireFloat for f32 {}
-
 impl WorkerLink {
-    pub fn connect(target: WorkerTarget, manifest_hash: String, remo: serde_json::Value) -> anyhow::Result<Self> {
+    pub fn connect(target: WorkerTarget, manifest_hash: String, remo: PublicParams) -> anyhow::Result<Self> {
         let hello = Hello { protocol: WORKER_PROTOCOL, manifest_hash, remo };
         let mut link = Self {
             target,
@@ -137,7 +115,7 @@ impl WorkerLink {
         let frame = conn.recv(Some(HANDSHAKE_TIMEOUT)).context("waiting for the worker's handshake")?;
         let ack: HelloAck = match frame.kind {
             FrameKind::HelloAck => serde_json::from_slice(frame.payload()).context("bad handshake answer")?,
-            FrameKind::Error => bail!("worker refused the session: {}", error_message(frame.payload())),
+            FrameKind::Error => bail!("worker refused the session: {}", WorkerError::message_of(frame.payload())),
             k => bail!("worker answered the handshake with a {k:?} frame"),
         };
         drop(frame);
@@ -177,18 +155,29 @@ impl WorkerLink {
         bail!("no pong with call id {call_id} among 64 frames")
     }
 
+    /// The call's shape as the worker announced it (its `d_in`/`d_out`
+    /// must match).
+    fn checked(&self, call: WorkerCall) -> anyhow::Result<WorkerCall> {
+        let id = call.id;
+        let shape = self.shape(id).ok_or_else(|| anyhow!("the worker does not serve {id}"))?;
+        anyhow::ensure!(shape == (call.d_in, call.d_out), "{id}: the worker's shape {shape:?} is not {}×{}", call.d_in, call.d_out);
+        Ok(call)
+    }
+
     /// `out = x · W_idᵀ` on the worker, rows chunked to fit the transport.
-    pub fn matmul<T: WireFloat>(&mut self, id: OpId, kind: CallKind, x: &[T], rows: usize, out: &mut [T]) -> anyhow::Result<()> {
-        let (d_in, d_out) = self.shape(id).ok_or_else(|| anyhow!("the worker does not serve {id}"))?;
-        anyhow::ensure!(x.len() == rows * d_in && out.len() == rows * d_out, "{id}: {rows} rows do not match x/out sizes");
-        let chunk = self.rows_per_frame::<T>(d_in, d_out);
+    pub fn matmul<T: Float>(&mut self, call: WorkerCall, x: &[T], out: &mut [T]) -> anyhow::Result<()> {
+        let call = self.checked(WorkerCall { precision: T::PRECISION, ..call })?;
+        let (rows, d_in, d_out) = (call.rows, call.d_in, call.d_out);
+        anyhow::ensure!(x.len() == rows * d_in && out.len() == rows * d_out, "{}: {rows} rows do not match x/out sizes", call.id);
+        let chunk = self.rows_per_frame(call);
         let t0 = Instant::now();
         for (xc, oc) in x.chunks(chunk * d_in).zip(out.chunks_mut(chunk * d_out)) {
             let bytes: &[u8] = bytemuck::cast_slice(xc);
-            let c = Call { id, kind, rows: xc.len() / d_in, d_in, d_out };
-            self.call_with_retry(c, &mut |buf| buf.copy_from_slice(bytes), &mut |vals: &[T]| oc.copy_from_slice(vals))?;
+            self.call_with_retry(call.with_rows(xc.len() / d_in), &mut |buf| buf.copy_from_slice(bytes), &mut |vals| {
+                oc.copy_from_slice(T::of_rows(vals).expect("answers of the call's precision"))
+            })?;
         }
-        self.count(kind, rows, t0);
+        self.count(call, t0);
         Ok(())
     }
 
@@ -198,55 +187,43 @@ impl WorkerLink {
     /// (a pad batch is tens of MB each way). Both run again when the call is
     /// retried. Returns `Ok(false)`, having called neither, when the rows do
     /// not fit one frame.
-    pub fn matmul_in_place<T: WireFloat>(
+    pub fn matmul_in_place(
         &mut self,
-        id: OpId,
-        kind: CallKind,
-        rows: usize,
-        fill: &mut dyn FnMut(&mut [T]),
-        take: &mut dyn FnMut(&[T]),
+        call: WorkerCall,
+        fill: &mut dyn FnMut(RowsMut<'_>),
+        take: &mut dyn FnMut(Rows<'_>),
     ) -> anyhow::Result<bool> {
-        let (d_in, d_out) = self.shape(id).ok_or_else(|| anyhow!("the worker does not serve {id}"))?;
-        if rows > self.rows_per_frame::<T>(d_in, d_out) {
+        let call = self.checked(call)?;
+        if call.rows > self.rows_per_frame(call) {
             return Ok(false);
         }
         let t0 = Instant::now();
-        let mut fill_bytes = |buf: &mut [u8]| match bytemuck::try_cast_slice_mut::<u8, T>(buf) {
-            Ok(x) => fill(x),
-            Err(_) => {
-                // Payloads are 64-byte aligned on both transports; stay correct if not.
-                let mut x = vec![T::zeroed(); buf.len() / std::mem::size_of::<T>()];
-                fill(&mut x);
-                buf.copy_from_slice(bytemuck::cast_slice(&x));
-            }
+        let mut fill_bytes = |buf: &mut [u8]| match call.precision {
+            talaria_kernels::Precision::F64 => fill_typed::<f64>(buf, fill),
+            talaria_kernels::Precision::F32 => fill_typed::<f32>(buf, fill),
         };
-        self.call_with_retry(Call { id, kind, rows, d_in, d_out }, &mut fill_bytes, take)?;
-        self.count(kind, rows, t0);
+        self.call_with_retry(call, &mut fill_bytes, take)?;
+        self.count(call, t0);
         Ok(true)
     }
 
     /// Rows of one op that fit a frame each way (at most 32 Ki).
-    fn rows_per_frame<T>(&self, d_in: usize, d_out: usize) -> usize {
+    fn rows_per_frame(&self, call: WorkerCall) -> usize {
         let max_payload = self.conn.as_ref().map(|c| c.max_payload_len()).unwrap_or(64 << 20) as usize;
-        let per_row = d_in.max(d_out) * std::mem::size_of::<T>() + 256;
+        let per_row = call.d_in.max(call.d_out) * call.precision.bytes() + 256;
         (max_payload / 2 / per_row).clamp(1, 1 << 15)
     }
 
-    fn count(&mut self, kind: CallKind, rows: usize, t0: Instant) {
+    fn count(&mut self, call: WorkerCall, t0: Instant) {
         let dt = t0.elapsed().as_secs_f64();
         self.stats.round_trip_s += dt;
-        *self.stats.per_kind_s.entry(kind.name()).or_default() += dt;
+        self.stats.per_kind.add(call.kind, dt);
         self.stats.calls += 1;
-        self.stats.rows += rows as u64;
+        self.stats.rows += call.rows as u64;
     }
 
-    fn call_with_retry<T: WireFloat>(
-        &mut self,
-        c: Call,
-        fill: &mut dyn FnMut(&mut [u8]),
-        take: &mut dyn FnMut(&[T]),
-    ) -> anyhow::Result<()> {
-        let Call { id, .. } = c;
+    fn call_with_retry(&mut self, c: WorkerCall, fill: &mut dyn FnMut(&mut [u8]), take: &mut dyn FnMut(Rows<'_>)) -> anyhow::Result<()> {
+        let id = c.id;
         let mut last: Option<anyhow::Error> = None;
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
@@ -275,19 +252,12 @@ impl WorkerLink {
         Err(last.unwrap_or_else(|| anyhow!("no attempt made"))).with_context(|| format!("{id}: the worker failed {MAX_ATTEMPTS} times"))
     }
 
-    fn try_call<T: WireFloat>(&mut self, c: Call, fill: &mut dyn FnMut(&mut [u8]), take: &mut dyn FnMut(&[T])) -> Result<(), Failure> {
-        let Call { id, kind, rows, d_in, d_out } = c;
+    fn try_call(&mut self, c: WorkerCall, fill: &mut dyn FnMut(&mut [u8]), take: &mut dyn FnMut(Rows<'_>)) -> Result<(), Failure> {
         let call_id = self.next_call_id;
         self.next_call_id += 1;
         let conn = self.conn.as_mut().expect("connected");
-        let header = FrameHeader::matrix(FrameKind::Call, T::DTYPE, rows as u32, d_in as u32).with_call(
-            call_id,
-            id.layer,
-            id.op.code(),
-            kind.code(),
-        );
-        conn.send_with(header, fill).map_err(|e| Failure::Lost(e.into()))?;
-        self.stats.bytes_sent += (rows * d_in * std::mem::size_of::<T>()) as u64;
+        conn.send_with(c.header(call_id), fill).map_err(|e| Failure::Lost(e.into()))?;
+        self.stats.bytes_sent += c.bytes().0 as u64;
         // Frames of earlier, abandoned attempts may still arrive: skip them.
         for _ in 0..64 {
             let frame = conn.recv(Some(CALL_TIMEOUT)).map_err(|e| Failure::Lost(e.into()))?;
@@ -297,24 +267,15 @@ impl WorkerLink {
             }
             return match h.kind {
                 FrameKind::Result => {
-                    if h.dtype != T::DTYPE || h.rows as usize != rows || h.cols as usize != d_out {
-                        return Err(Failure::BadAnswer(anyhow!(
-                            "answer is {}×{} {:?}, expected {rows}×{d_out} {:?}",
-                            h.rows,
-                            h.cols,
-                            h.dtype,
-                            T::DTYPE
-                        )));
+                    c.check_answer(&h).map_err(|e| Failure::BadAnswer(anyhow!(e)))?;
+                    match c.precision {
+                        talaria_kernels::Precision::F64 => take_checked::<f64>(&frame, take)?,
+                        talaria_kernels::Precision::F32 => take_checked::<f32>(&frame, take)?,
                     }
-                    let vals = frame.elements::<T>().map_err(|e| Failure::BadAnswer(e.into()))?;
-                    if let Some(i) = talaria_gpu_worker::first_non_finite(&vals) {
-                        return Err(Failure::BadAnswer(anyhow!("non-finite value at element {i} of the answer")));
-                    }
-                    take(&vals);
                     self.stats.bytes_received += frame.payload().len() as u64;
                     Ok(())
                 }
-                FrameKind::Error => Err(Failure::BadAnswer(anyhow!("worker error: {}", error_message(frame.payload())))),
+                FrameKind::Error => Err(Failure::BadAnswer(anyhow!("worker error: {}", WorkerError::message_of(frame.payload())))),
                 k => Err(Failure::BadAnswer(anyhow!("unexpected {k:?} frame"))),
             };
         }
@@ -346,6 +307,25 @@ fn connect_with_retry(addr: &WorkerAddress) -> anyhow::Result<Box<dyn Connection
     }
 }
 
-fn error_message(payload: &[u8]) -> String {
-    serde_json::from_slice::<WorkerError>(payload).map(|e| e.message).unwrap_or_else(|_| String::from_utf8_lossy(payload).into_owned())
+/// `fill` on a frame's payload bytes viewed as `T` (payloads are 64-byte
+/// aligned on both transports; stay correct if not).
+fn fill_typed<T: Float>(buf: &mut [u8], fill: &mut dyn FnMut(RowsMut<'_>)) {
+    match bytemuck::try_cast_slice_mut::<u8, T>(buf) {
+        Ok(x) => fill(T::rows_mut(x)),
+        Err(_) => {
+            let mut x = vec![T::default(); buf.len() / std::mem::size_of::<T>()];
+            fill(T::rows_mut(&mut x));
+            buf.copy_from_slice(bytemuck::cast_slice(&x));
+        }
+    }
+}
+
+/// Hands an answer's values to `take` once they are all finite.
+fn take_checked<T: Float + talaria_transport::Element>(frame: &Received<'_>, take: &mut dyn FnMut(Rows<'_>)) -> Result<(), Failure> {
+    let vals = frame.elements::<T>().map_err(|e| Failure::BadAnswer(e.into()))?;
+    if let Some(i) = first_non_finite(&vals) {
+        return Err(Failure::BadAnswer(anyhow!("non-finite value at element {i} of the answer")));
+    }
+    take(T::rows(&vals));
+    Ok(())
 }

@@ -4,6 +4,6 @@ mod link;
 mod remo_adapter;
 mod spawn;
 
-pub use link::{LinkStats, WireFloat, WorkerLink, WorkerTarget};
+pub use link::{LinkStats, WorkerLink, WorkerTarget};
 pub use remo_adapter::PublicDataLinear;
 pub use spawn::{find_worker_binary, LocalWorker, SpawnConfig};

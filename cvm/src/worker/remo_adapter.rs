@@ -2,65 +2,48 @@
 //! public-data calls (calibration).
 
 use talaria_engine::Linear;
+use talaria_kernels::{f32_product, Precision, Rows, RowsMut};
 use talaria_models::OpId;
+use talaria_remo::{CallKind, WorkerBusy, WorkerCall, WorkerMatmul};
 
-use super::link::{WireFloat, WorkerLink};
-use crate::remo::{CallKind, WorkerCall, WorkerMatmul};
+use super::link::WorkerLink;
 
 impl WorkerMatmul for WorkerLink {
-    fn matmul(&mut self, id: OpId, kind: CallKind, x: &[f64], rows: usize) -> anyhow::Result<Vec<f64>> {
-        let (_, d_out) = self.shape(id).ok_or_else(|| anyhow::anyhow!("the worker does not serve {id}"))?;
-        let mut out = vec![0f64; rows * d_out];
-        WorkerLink::matmul(self, id, kind, x, rows, &mut out)?;
-        Ok(out)
+    /// One frame each way when the rows fit, else through buffers in
+    /// frame-sized chunks; rows and answer in the call's precision on the
+    /// wire either way.
+    fn call(&mut self, call: WorkerCall, fill: &mut dyn FnMut(RowsMut<'_>), take: &mut dyn FnMut(Rows<'_>)) -> anyhow::Result<()> {
+        if self.matmul_in_place(call, fill, take)? {
+            return Ok(());
+        }
+        match call.precision {
+            Precision::F64 => through_buffers::<f64>(self, call, fill, take),
+            Precision::F32 => through_buffers::<f32>(self, call, fill, take),
+        }
     }
 
-    fn matmul_in_place(&mut self, call: WorkerCall, fill: &mut dyn FnMut(&mut [f64]), take: &mut dyn FnMut(&[f64])) -> anyhow::Result<()> {
-        in_place(self, call, fill, take)
-    }
-
-    fn matmul_in_place_f32(
-        &mut self,
-        call: WorkerCall,
-        fill: &mut dyn FnMut(&mut [f32]),
-        take: &mut dyn FnMut(&[f32]),
-    ) -> anyhow::Result<()> {
-        in_place(self, call, fill, take)
-    }
-
-    fn worker_busy(&mut self) -> Option<serde_json::Value> {
+    fn worker_busy(&mut self) -> Option<WorkerBusy> {
         match WorkerLink::worker_busy(self) {
-            Ok(b) => serde_json::to_value(b.busy_s).ok(),
+            Ok(b) => Some(b),
             Err(e) => {
                 tracing::warn!("no busy-time report from the worker: {e:#}");
                 None
             }
         }
     }
-
-    fn stats(&self) -> serde_json::Value {
-        self.stats.to_json()
-    }
 }
 
-/// One frame each way when the rows fit, else through buffers in frame-sized
-/// chunks; rows and answer in `T` on the wire either way.
-fn in_place<T: WireFloat>(
+fn through_buffers<T: talaria_kernels::Float>(
     link: &mut WorkerLink,
-    WorkerCall { id, kind, rows, d_in, d_out }: WorkerCall,
-    fill: &mut dyn FnMut(&mut [T]),
-    take: &mut dyn FnMut(&[T]),
+    call: WorkerCall,
+    fill: &mut dyn FnMut(RowsMut<'_>),
+    take: &mut dyn FnMut(Rows<'_>),
 ) -> anyhow::Result<()> {
-    let shape = link.shape(id).ok_or_else(|| anyhow::anyhow!("the worker does not serve {id}"))?;
-    anyhow::ensure!(shape == (d_in, d_out), "{id}: the worker's shape {shape:?} is not {d_in}×{d_out}");
-    if link.matmul_in_place(id, kind, rows, fill, take)? {
-        return Ok(());
-    }
-    let mut x = vec![T::zeroed(); rows * d_in];
-    fill(&mut x);
-    let mut y = vec![T::zeroed(); rows * d_out];
-    link.matmul(id, kind, &x, rows, &mut y)?;
-    take(&y);
+    let mut x = vec![T::default(); call.rows * call.d_in];
+    fill(T::rows_mut(&mut x));
+    let mut y = vec![T::default(); call.rows * call.d_out];
+    link.matmul(call, &x, &mut y)?;
+    take(T::rows(&y));
     Ok(())
 }
 
@@ -68,8 +51,10 @@ fn in_place<T: WireFloat>(
 pub struct PublicDataLinear<'a>(pub &'a mut WorkerLink);
 
 impl Linear for PublicDataLinear<'_> {
-    fn forward(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
-        self.0.matmul(id, CallKind::Plain, x, rows, out)
+    fn forward(&mut self, id: OpId, rows: usize, x: Rows<'_>, out: RowsMut<'_>) -> anyhow::Result<()> {
+        let (d_in, d_out) = self.0.shape(id).ok_or_else(|| anyhow::anyhow!("the worker does not serve {id}"))?;
+        let call = WorkerCall { id, kind: CallKind::Plain, precision: Precision::F32, rows, d_in, d_out };
+        f32_product(x, out, |x, out| self.0.matmul(call, x, out))
     }
     fn name(&self) -> String {
         "public-data".into()

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use talaria_cvm::backend::{build_linear, BackendArgs};
 use talaria_cvm::worker::find_worker_binary;
-use talaria_engine::{generate, GenerateRequest, KvPool, Linear, LlamaModel, LocalLinear, SamplingParams};
+use talaria_engine::{generate, GenerateRequest, KvPool, Linear, LlamaModel, LocalLinear, Rows, RowsMut, SamplingParams};
 use talaria_kernels::WeightDType;
 use talaria_models::fetch::ensure_default_model;
 use talaria_models::{Checkpoint, CvmWeights, OpId, WorkerWeights};
@@ -73,7 +73,7 @@ impl Fixture {
 
     pub fn run_with(&self, args: &BackendArgs) -> (Vec<u32>, Vec<f32>) {
         let mut linear = build_linear(args, &self.ck, DTYPE).unwrap();
-        self.run(linear.as_mut())
+        self.run(&mut linear)
     }
 
     /// Every input row of every op the plain exact engine computes for the
@@ -84,16 +84,16 @@ impl Fixture {
             rows: HashMap<(i32, String), Vec<f64>>,
         }
         impl Linear for Capture {
-            fn forward(&mut self, id: OpId, x: &[f32], rows: usize, out: &mut [f32]) -> anyhow::Result<()> {
-                self.rows.entry((id.layer, id.op.name().to_string())).or_default().extend(x.iter().map(|&v| v as f64));
-                self.inner.forward(id, x, rows, out)
+            fn forward(&mut self, id: OpId, rows: usize, x: Rows<'_>, out: RowsMut<'_>) -> anyhow::Result<()> {
+                let seen = self.rows.entry((id.layer, id.op.name().to_string())).or_default();
+                match x {
+                    Rows::F32(v) => seen.extend(v.iter().map(|&v| v as f64)),
+                    Rows::F64(v) => seen.extend_from_slice(v),
+                }
+                self.inner.forward(id, rows, x, out)
             }
             fn precision(&self) -> talaria_engine::Precision {
                 self.inner.precision()
-            }
-            fn forward_f64(&mut self, id: OpId, x: &[f64], rows: usize, out: &mut [f64]) -> anyhow::Result<()> {
-                self.rows.entry((id.layer, id.op.name().to_string())).or_default().extend_from_slice(x);
-                self.inner.forward_f64(id, x, rows, out)
             }
             fn name(&self) -> String {
                 "capture".into()

@@ -9,7 +9,7 @@ use talaria_models::Tokenizer;
 
 use crate::kv_cache::KvPool;
 use crate::linear::Linear;
-use crate::model::{LlamaModel, LogitsWanted, SeqChunk, StepTimings};
+use crate::model::{LlamaModel, StepTimings};
 use crate::sampling::Sampler;
 use crate::stop::StopStrings;
 
@@ -17,6 +17,7 @@ use super::policy::{Scheduler, SchedulerConfig};
 use super::request::{EngineRequest, EventSink, RejectReason, RequestEvent, RequestId, SeqOutput};
 use super::sequence::{SeqSpec, Sequence};
 use super::stats::{EngineStats, Occupancy};
+use super::step::{advance_and_sample, forward_plan};
 
 /// What a request must satisfy to be accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,46 +205,33 @@ impl Engine {
     /// delivers their outputs.
     pub fn step(&mut self) -> StepReport {
         let (plan, never_fit) = self.sched.schedule(&self.kv);
-        let mut report =
-            StepReport { num_seqs: plan.num_seqs, num_tokens: plan.num_tokens, num_preempted: plan.num_preempted, ..Default::default() };
+        let mut report = StepReport {
+            num_seqs: plan.num_seqs(),
+            num_tokens: plan.num_tokens(),
+            num_preempted: plan.num_preempted,
+            ..Default::default()
+        };
         let mut outputs: Vec<(RequestId, SeqOutput)> = Vec::new();
         for mut s in never_fit {
             outputs.push((s.req_id, s.finish_early()));
         }
 
-        let scheduled: Vec<usize> = (0..self.sched.running.len()).filter(|&i| self.sched.running[i].step_tokens > 0).collect();
-        if !scheduled.is_empty() {
+        if !plan.is_empty() {
             let t0 = Instant::now();
-            let result = {
-                let running = &self.sched.running;
-                let chunks: Vec<SeqChunk> = scheduled
-                    .iter()
-                    .map(|&i| {
-                        let s = &running[i];
-                        let from = s.computed();
-                        let to = from + s.step_tokens;
-                        let logits = if to == s.tokens.len() { LogitsWanted::Last } else { LogitsWanted::None };
-                        SeqChunk {
-                            blocks: s.blocks.as_ref().expect("scheduled sequences hold blocks"),
-                            tokens: &s.tokens[from..to],
-                            logits,
-                        }
-                    })
-                    .collect();
-                self.model.forward(&chunks, &mut self.kv, self.linear.as_mut(), &mut self.timings)
-            };
+            let result = forward_plan(&self.model, &mut self.kv, self.linear.as_mut(), &self.sched.running, &plan, &mut self.timings);
             report.forward_s = t0.elapsed().as_secs_f64();
             match result {
                 Ok(logits) => {
                     report.forward_ok = true;
-                    self.sample_all(&scheduled, &logits, &mut outputs, &mut report)
+                    let vocab = self.model.config.vocab_size;
+                    advance_and_sample(&mut self.sched.running, &plan, &logits, vocab, &self.tokenizer, |s, _, out| {
+                        outputs.push((s.req_id, out));
+                        report.num_sampled += 1;
+                    });
                 }
                 Err(e) => {
                     tracing::error!("forward pass failed: {e:#}");
-                    let ids: HashSet<RequestId> = scheduled.iter().map(|&i| self.sched.running[i].req_id).collect();
-                    for s in &mut self.sched.running {
-                        s.step_tokens = 0;
-                    }
+                    let ids: HashSet<RequestId> = plan.chunks.iter().map(|c| self.sched.running[c.seq].req_id).collect();
                     for id in ids {
                         self.abort_request(id, &format!("model forward pass failed: {e}"));
                     }
@@ -262,22 +250,6 @@ impl Engine {
             }
         }
         report
-    }
-
-    /// Advances the scheduled sequences and samples those at their end.
-    fn sample_all(&mut self, scheduled: &[usize], logits: &[f32], outputs: &mut Vec<(RequestId, SeqOutput)>, report: &mut StepReport) {
-        let vocab = self.model.config.vocab_size;
-        let mut rows = logits.chunks_exact(vocab);
-        for &i in scheduled {
-            let s = &mut self.sched.running[i];
-            let n = std::mem::take(&mut s.step_tokens);
-            s.blocks.as_mut().expect("scheduled sequences hold blocks").advance(n);
-            if s.pending() == 0 {
-                let row = rows.next().expect("one logits row per sequence that asked");
-                outputs.push((s.req_id, s.sample_next(row, &self.tokenizer)));
-                report.num_sampled += 1;
-            }
-        }
     }
 
     /// Sends outputs to their requests; forgets finished requests and drops

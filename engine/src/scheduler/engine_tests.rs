@@ -10,8 +10,9 @@ use talaria_kernels::WeightDType;
 use talaria_models::fetch::ensure_default_model;
 use talaria_models::{Checkpoint, CvmWeights, WorkerWeights};
 
+use super::request::FinishReason;
 use super::{Engine, EngineRequest, RejectReason, RequestEvent, SchedulerConfig};
-use crate::generate::{generate, FinishReason, GenerateRequest};
+use crate::generate::{generate, GenerateRequest};
 use crate::kv_cache::KvPool;
 use crate::linear::LocalLinear;
 use crate::model::LlamaModel;

@@ -5,6 +5,8 @@
 //! - `request`: what callers submit and the events they get back;
 //! - `sequence`: one sequence's tokens, KV blocks, sampler and text state;
 //! - `policy`: which sequences run in a step, and preemption;
+//! - `step`: the forward pass and the sampling of one plan (shared with
+//!   `generate()`);
 //! - `engine`: one step = schedule, forward, sample, emit;
 //! - `handle`: the engine thread and the channels to it;
 //! - `stats`: counters the HTTP side reads without a round trip.
@@ -18,9 +20,13 @@ mod policy_tests;
 mod request;
 mod sequence;
 mod stats;
+mod step;
 
 pub use engine::{Engine, EngineLimits, StepReport};
 pub use handle::EngineHandle;
-pub use policy::{SchedulerConfig, StepPlan};
-pub use request::{EngineRequest, EventSink, RejectReason, RequestEvent, RequestId, SeqOutput};
+pub(crate) use policy::Scheduler;
+pub use policy::{PlannedChunk, SchedulerConfig, StepPlan};
+pub use request::{EngineRequest, EventSink, FinishReason, RejectReason, RequestEvent, RequestId, SeqOutput};
+pub(crate) use sequence::{SeqSpec, Sequence};
 pub use stats::{EngineStats, StatsSnapshot};
+pub(crate) use step::{advance_and_sample, forward_plan};

@@ -11,9 +11,11 @@
 //! if there is none younger, the sequence preempts itself. The oldest
 //! sequence can always evict every younger one, so the queue always moves.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 
 use crate::kv_cache::KvPool;
+use crate::model::LogitsWanted;
 
 use super::sequence::Sequence;
 
@@ -31,13 +33,35 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// What `schedule` decided, besides the `step_tokens` it set on the
-/// running sequences.
+/// One running sequence's share of a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedChunk {
+    /// Index into the running queue (stable until the next `schedule`).
+    pub seq: usize,
+    /// Which of its tokens run (their K/V get written).
+    pub tokens: Range<usize>,
+    /// `Last` when the chunk ends the known tokens: the next one is sampled.
+    pub logits: LogitsWanted,
+}
+
+/// What `schedule` decided: the value the model step runs.
 #[derive(Debug, Default)]
 pub struct StepPlan {
-    pub num_seqs: usize,
-    pub num_tokens: usize,
+    /// In running-queue order.
+    pub chunks: Vec<PlannedChunk>,
     pub num_preempted: usize,
+}
+
+impl StepPlan {
+    pub fn num_seqs(&self) -> usize {
+        self.chunks.len()
+    }
+    pub fn num_tokens(&self) -> usize {
+        self.chunks.iter().map(|c| c.tokens.len()).sum()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
 }
 
 pub(crate) struct Scheduler {
@@ -46,11 +70,15 @@ pub(crate) struct Scheduler {
     pub running: Vec<Sequence>,
     /// Sorted by arrival (preempted sequences come back to the front).
     pub waiting: VecDeque<Sequence>,
+    /// While `schedule` runs: tokens given so far to each sequence in this
+    /// step, by arrival.
+    planned: HashMap<u64, usize>,
 }
 
 /// Outcome of one attempt to get blocks for a running sequence.
 enum Fit {
-    Scheduled,
+    /// With this many tokens.
+    Scheduled(usize),
     /// The sequence was preempted (index `i` now holds the next one).
     PreemptedSelf,
     /// Left for a later step.
@@ -63,6 +91,7 @@ impl Scheduler {
             cfg: SchedulerConfig { max_num_batched_tokens: cfg.max_num_batched_tokens.max(1), max_num_seqs: cfg.max_num_seqs.max(1) },
             running: Vec::new(),
             waiting: VecDeque::new(),
+            planned: HashMap::new(),
         }
     }
 
@@ -83,12 +112,13 @@ impl Scheduler {
         before - self.running.len() - self.waiting.len()
     }
 
-    /// Decides the next step: sets `step_tokens` on the running sequences
-    /// that run, admits waiting ones, preempts when blocks run out.
-    /// Sequences that could never fit in the whole cache are returned.
+    /// Decides the next step: which running sequences run how many tokens,
+    /// admits waiting ones, preempts when blocks run out. Sequences that
+    /// could never fit in the whole cache are returned.
     pub fn schedule(&mut self, kv: &KvPool) -> (StepPlan, Vec<Sequence>) {
         let mut plan = StepPlan::default();
         let mut never_fit = Vec::new();
+        self.planned.clear();
         let mut budget = self.cfg.max_num_batched_tokens;
         let total_blocks = kv.allocator().total_blocks();
 
@@ -96,7 +126,7 @@ impl Scheduler {
             let mut i = 0;
             while i < self.running.len() && budget > 0 {
                 let s = &self.running[i];
-                if s.step_tokens > 0 || (s.pending() == 1) != decodes {
+                if self.planned.contains_key(&s.arrival) || (s.pending() == 1) != decodes {
                     i += 1;
                     continue;
                 }
@@ -106,10 +136,8 @@ impl Scheduler {
                     continue;
                 }
                 match self.fit_running(i, want, !decodes, kv, &mut plan) {
-                    Fit::Scheduled => {
-                        budget -= self.running[i].step_tokens;
-                        plan.num_tokens += self.running[i].step_tokens;
-                        plan.num_seqs += 1;
+                    Fit::Scheduled(n) => {
+                        budget -= n;
                         i += 1;
                     }
                     Fit::PreemptedSelf => {}
@@ -129,14 +157,23 @@ impl Scheduler {
                 // Keep its (empty) table; wait for blocks to come back.
                 break;
             }
-            s.step_tokens = want;
+            self.planned.insert(s.arrival, want);
             budget -= want;
-            plan.num_tokens += want;
-            plan.num_seqs += 1;
             let s = self.waiting.pop_front().expect("front exists");
             let at = self.running.partition_point(|r| r.arrival < s.arrival);
             self.running.insert(at, s);
         }
+        plan.chunks = self
+            .running
+            .iter()
+            .enumerate()
+            .filter_map(|(seq, s)| {
+                let n = *self.planned.get(&s.arrival)?;
+                let from = s.computed();
+                let logits = if from + n == s.tokens.len() { LogitsWanted::Last } else { LogitsWanted::None };
+                Some(PlannedChunk { seq, tokens: from..from + n, logits })
+            })
+            .collect();
         (plan, never_fit)
     }
 
@@ -148,8 +185,8 @@ impl Scheduler {
             let s = &mut self.running[i];
             let blocks = s.blocks.get_or_insert_with(|| kv.new_sequence());
             if blocks.reserve(want).is_ok() {
-                s.step_tokens = want;
-                return Fit::Scheduled;
+                self.planned.insert(s.arrival, want);
+                return Fit::Scheduled(want);
             }
             if let Some(v) = self.victim(i) {
                 self.preempt(v, plan);
@@ -159,8 +196,8 @@ impl Scheduler {
                 let fits = self.fitting_tokens(i, kv);
                 let s = &mut self.running[i];
                 if fits > 0 && s.blocks.as_mut().is_some_and(|b| b.reserve(fits).is_ok()) {
-                    s.step_tokens = fits;
-                    return Fit::Scheduled;
+                    self.planned.insert(s.arrival, fits);
+                    return Fit::Scheduled(fits);
                 }
                 return Fit::Skipped;
             }
@@ -171,7 +208,7 @@ impl Scheduler {
 
     /// The youngest running sequence younger than `i` and not scheduled.
     fn victim(&self, i: usize) -> Option<usize> {
-        (i + 1..self.running.len()).rev().find(|&v| self.running[v].step_tokens == 0)
+        (i + 1..self.running.len()).rev().find(|&v| !self.planned.contains_key(&self.running[v].arrival))
     }
 
     /// Tokens sequence `i` can add with its own slack plus the free blocks.

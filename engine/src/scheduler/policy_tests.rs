@@ -34,20 +34,19 @@ fn seq(req_id: u64, arrival: u64, prompt_len: usize) -> Sequence {
 }
 
 /// Runs the plan as the engine would: advance, then "sample" token 2.
-fn fake_step(s: &mut Scheduler) {
-    for q in &mut s.running {
-        let n = std::mem::take(&mut q.step_tokens);
-        if n > 0 {
-            q.blocks.as_mut().unwrap().advance(n);
-            if q.pending() == 0 {
-                q.tokens.push(2);
-            }
+fn fake_step(s: &mut Scheduler, plan: &StepPlan) {
+    for c in &plan.chunks {
+        let q = &mut s.running[c.seq];
+        q.blocks.as_mut().unwrap().advance(c.tokens.len());
+        if q.pending() == 0 {
+            q.tokens.push(2);
         }
     }
 }
 
-fn scheduled(s: &Scheduler) -> Vec<(u64, usize)> {
-    s.running.iter().filter(|q| q.step_tokens > 0).map(|q| (q.req_id, q.step_tokens)).collect()
+/// (request, tokens) of each planned chunk.
+fn scheduled(s: &Scheduler, plan: &StepPlan) -> Vec<(u64, usize)> {
+    plan.chunks.iter().map(|c| (s.running[c.seq].req_id, c.tokens.len())).collect()
 }
 
 #[test]
@@ -57,17 +56,17 @@ fn decodes_first_then_prefill_chunks_fill_the_budget() {
     s.enqueue(seq(1, 0, 3));
     s.enqueue(seq(2, 1, 3));
     let (plan, _) = s.schedule(&kv);
-    assert_eq!((plan.num_seqs, plan.num_tokens), (2, 6));
-    fake_step(&mut s);
+    assert_eq!((plan.num_seqs(), plan.num_tokens()), (2, 6));
+    fake_step(&mut s, &plan);
     // Both decode now; a long prompt arrives and gets the rest of the budget.
     s.enqueue(seq(3, 2, 30));
     let (plan, _) = s.schedule(&kv);
-    assert_eq!(scheduled(&s), vec![(1, 1), (2, 1), (3, 8)]);
-    assert_eq!(plan.num_tokens, 10);
-    fake_step(&mut s);
+    assert_eq!(scheduled(&s, &plan), vec![(1, 1), (2, 1), (3, 8)]);
+    assert_eq!(plan.num_tokens(), 10);
+    fake_step(&mut s, &plan);
     // Its next chunk continues after the decodes.
-    s.schedule(&kv);
-    assert_eq!(scheduled(&s), vec![(1, 1), (2, 1), (3, 8)]);
+    let plan = s.schedule(&kv).0;
+    assert_eq!(scheduled(&s, &plan), vec![(1, 1), (2, 1), (3, 8)]);
     assert_eq!(s.running[2].computed(), 8);
 }
 
@@ -79,7 +78,7 @@ fn sequence_cap_limits_admission() {
         s.enqueue(seq(r, r, 2));
     }
     let (plan, _) = s.schedule(&kv);
-    assert_eq!(plan.num_seqs, 2);
+    assert_eq!(plan.num_seqs(), 2);
     assert_eq!(s.waiting.len(), 1);
 }
 
@@ -90,25 +89,25 @@ fn out_of_blocks_preempts_the_youngest_and_it_recomputes_later() {
     let mut s = Scheduler::new(SchedulerConfig { max_num_batched_tokens: 64, max_num_seqs: 8 });
     s.enqueue(seq(1, 0, 7));
     s.enqueue(seq(2, 1, 7));
-    s.schedule(&kv);
-    fake_step(&mut s); // both hold 7 tokens in 2 blocks, 8 tokens known
+    let plan = s.schedule(&kv).0;
+    fake_step(&mut s, &plan); // both hold 7 tokens in 2 blocks, 8 tokens known
     let plan: StepPlan = s.schedule(&kv).0; // both fit their 8th token
     assert_eq!(plan.num_preempted, 0);
-    fake_step(&mut s);
+    fake_step(&mut s, &plan);
     assert_eq!(kv.allocator().free_blocks(), 0);
     // The 9th token needs a third block each: the younger one is evicted.
     let plan = s.schedule(&kv).0;
     assert_eq!(plan.num_preempted, 1);
-    assert_eq!(scheduled(&s), vec![(1, 1)]);
+    assert_eq!(scheduled(&s, &plan), vec![(1, 1)]);
     assert_eq!(s.waiting.len(), 1);
     assert_eq!(s.waiting[0].req_id, 2);
     assert!(s.waiting[0].blocks.is_none(), "preempted blocks are freed");
     assert_eq!(s.waiting[0].pending(), 9, "prompt + generated are recomputed");
-    fake_step(&mut s);
+    fake_step(&mut s, &plan);
     // Once the older one finishes, the younger one comes back whole.
     s.running.clear();
-    s.schedule(&kv);
-    assert_eq!(scheduled(&s), vec![(2, 9)]);
+    let plan = s.schedule(&kv).0;
+    assert_eq!(scheduled(&s, &plan), vec![(2, 9)]);
 }
 
 #[test]
@@ -117,7 +116,7 @@ fn a_sequence_alone_that_cannot_fit_is_reported() {
     let mut s = Scheduler::new(SchedulerConfig::default());
     s.enqueue(seq(1, 0, 9));
     let (plan, never) = s.schedule(&kv);
-    assert_eq!(plan.num_seqs, 0);
+    assert_eq!(plan.num_seqs(), 0);
     assert_eq!(never.len(), 1);
     assert!(!s.has_work());
 }
@@ -129,9 +128,9 @@ fn no_admission_while_blocks_are_short_and_waiting_keeps_order() {
     s.enqueue(seq(1, 0, 8));
     s.enqueue(seq(2, 1, 8));
     s.enqueue(seq(3, 2, 2));
-    s.schedule(&kv);
+    let plan = s.schedule(&kv).0;
     // Request 2 does not fit; request 3 (which would) must not jump the queue.
-    assert_eq!(scheduled(&s), vec![(1, 8)]);
+    assert_eq!(scheduled(&s, &plan), vec![(1, 8)]);
     assert_eq!(s.waiting.iter().map(|q| q.req_id).collect::<Vec<_>>(), vec![2, 3]);
     assert_eq!(s.remove_request(2), 1);
     assert_eq!(kv.allocator().free_blocks(), 1);
@@ -143,11 +142,11 @@ fn a_running_prefill_short_of_blocks_takes_the_chunk_that_fits() {
     let mut s = Scheduler::new(SchedulerConfig { max_num_batched_tokens: 6, max_num_seqs: 8 });
     s.enqueue(seq(1, 0, 2));
     s.enqueue(seq(2, 1, 12));
-    s.schedule(&kv);
-    assert_eq!(scheduled(&s), vec![(1, 2), (2, 4)]);
-    fake_step(&mut s);
+    let plan = s.schedule(&kv).0;
+    assert_eq!(scheduled(&s, &plan), vec![(1, 2), (2, 4)]);
+    fake_step(&mut s, &plan);
     // Budget 5 for the prefill, but one free block holds only 4 more tokens.
     let plan = s.schedule(&kv).0;
-    assert_eq!(scheduled(&s), vec![(1, 1), (2, 4)]);
+    assert_eq!(scheduled(&s, &plan), vec![(1, 1), (2, 4)]);
     assert_eq!((plan.num_preempted, kv.allocator().free_blocks()), (0, 0));
 }

@@ -1,7 +1,6 @@
 //! The request a caller submits to the engine and the events it streams
 //! back, one `SeqOutput` per sequence per step that produced a token.
 
-use crate::generate::FinishReason;
 use crate::sampling::{SampledToken, SamplingParams};
 
 pub type RequestId = u64;
@@ -31,6 +30,22 @@ impl EngineRequest {
             stop_strings: Vec::new(),
             stop_token_ids: Vec::new(),
             ignore_eos: false,
+        }
+    }
+}
+
+/// Why a sequence ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use talaria_models::{DecodeStream, Tokenizer};
 
-use crate::generate::FinishReason;
+use super::request::FinishReason;
 use crate::kv_cache::SeqBlocks;
 use crate::sampling::{SampledToken, Sampler};
 use crate::stop::{StopScan, StopStrings};
@@ -25,8 +25,6 @@ pub(crate) struct Sequence {
     pub tokens: Vec<u32>,
     /// `None` while waiting (never run, or preempted: blocks given back).
     pub blocks: Option<SeqBlocks>,
-    /// Tokens scheduled for the current step (0: not in this step).
-    pub step_tokens: usize,
     pub finished: bool,
     sampler: Sampler,
     max_tokens: usize,
@@ -54,7 +52,6 @@ impl Sequence {
             prompt_len: prompt.len(),
             tokens: prompt,
             blocks: None,
-            step_tokens: 0,
             finished: false,
             sampler,
             max_tokens: spec.max_tokens,
@@ -76,6 +73,11 @@ impl Sequence {
         self.tokens.len() - self.computed()
     }
 
+    /// The text produced so far (cut at a stop string).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     pub fn num_generated(&self) -> usize {
         self.tokens.len() - self.prompt_len
     }
@@ -84,7 +86,6 @@ impl Sequence {
     /// generated tokens when it runs again.
     pub fn preempt(&mut self) {
         self.blocks = None;
-        self.step_tokens = 0;
     }
 
     /// Samples the next token from `logits` and returns what became final.

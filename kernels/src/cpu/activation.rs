@@ -1,7 +1,7 @@
 //! SiLU and the gated MLP activation `silu(gate) · up`.
 
-use super::activation_type::Activation;
 use super::exp::exp;
+use crate::precision::Float;
 use rayon::prelude::*;
 
 const PARALLEL_ELEMS: usize = 1 << 16;
@@ -17,7 +17,7 @@ pub fn silu(x: f32) -> f32 {
 ///
 /// # Panics
 /// When `gate_up` is not `2 · d_ff` per output row of `out` (a caller bug).
-pub fn silu_mul<T: Activation>(gate_up: &[T], d_ff: usize, out: &mut [T]) {
+pub fn silu_mul<T: Float>(gate_up: &[T], d_ff: usize, out: &mut [T]) {
     if d_ff == 0 {
         return;
     }

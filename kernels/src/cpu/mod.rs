@@ -3,7 +3,7 @@
 //! the exact mode). Multi-threaded with rayon where it pays.
 
 mod activation;
-mod activation_type;
+
 #[cfg(target_arch = "x86_64")]
 mod amx_bf16;
 mod attention;
@@ -31,10 +31,11 @@ mod scratch;
 mod softmax;
 
 pub use activation::{silu, silu_mul};
-pub use activation_type::Activation;
+
 pub use attention::{paged_attention, AttnQuery, PagedKv, PagedKvMut};
 pub use attention_f64::paged_attention_f64;
 pub use error::KernelError;
+pub(crate) use exp_f64::exp_f64;
 pub use features::CpuFeatures;
 pub use huge_pages::advise_huge_pages;
 pub use matmul::{matmul, matmul_backend};

@@ -1,6 +1,6 @@
 //! RMSNorm over rows: `out = x / sqrt(mean(x²) + eps) [· gain]`.
 
-use super::activation_type::Activation;
+use crate::precision::Float;
 use rayon::prelude::*;
 
 /// Rows at least this many elements in total are normalized in parallel.
@@ -15,7 +15,7 @@ const PARALLEL_ELEMS: usize = 1 << 16;
 /// # Panics
 /// When `x` and `out` differ in length, it is not a multiple of `d`, or
 /// `gain` is not `d` long (caller bugs).
-pub fn rms_norm<T: Activation>(x: &[T], d: usize, eps: f32, gain: Option<&[f32]>, out: &mut [T]) {
+pub fn rms_norm<T: Float>(x: &[T], d: usize, eps: f32, gain: Option<&[f32]>, out: &mut [T]) {
     assert_eq!(x.len(), out.len(), "rms_norm: input and output lengths differ");
     if d == 0 {
         return;
@@ -32,7 +32,7 @@ pub fn rms_norm<T: Activation>(x: &[T], d: usize, eps: f32, gain: Option<&[f32]>
     }
 }
 
-fn norm_row<T: Activation>(x: &[T], eps: f32, gain: Option<&[f32]>, out: &mut [T]) {
+fn norm_row<T: Float>(x: &[T], eps: f32, gain: Option<&[f32]>, out: &mut [T]) {
     let sum_sq: f64 = x.iter().map(|&v| v.to_f64() * v.to_f64()).sum();
     let inv = T::from_f64(1.0 / (sum_sq / x.len() as f64 + eps as f64).sqrt());
     match gain {

@@ -1,8 +1,8 @@
 //! Rotary position embedding with cached cos/sin, HF "rotate_half" layout:
 //! dimension `i` pairs with `i + head_dim / 2`.
 
-use super::activation_type::Activation;
 use super::error::KernelError;
+use crate::precision::Float;
 
 /// cos/sin of `pos · θ^(-2i/head_dim)` for `i < head_dim / 2`, computed and
 /// kept in f64 (rounded to f32 where f32 rows are rotated), for positions
@@ -51,7 +51,7 @@ impl RopeTable {
     ///
     /// # Panics
     /// When `x` is not `n_heads * head_dim` long (a caller bug).
-    pub fn apply<T: Activation>(&self, x: &mut [T], n_heads: usize, pos: usize) -> Result<(), KernelError> {
+    pub fn apply<T: Float>(&self, x: &mut [T], n_heads: usize, pos: usize) -> Result<(), KernelError> {
         assert_eq!(x.len(), n_heads * self.head_dim, "rope: row has {} values, not {n_heads} heads × {}", x.len(), self.head_dim);
         let max = self.max_positions();
         if pos >= max {
@@ -72,7 +72,7 @@ impl RopeTable {
     }
 
     /// Rotates `positions.len()` consecutive rows, row `r` at `positions[r]`.
-    pub fn apply_rows<T: Activation>(&self, x: &mut [T], n_heads: usize, positions: &[usize]) -> Result<(), KernelError> {
+    pub fn apply_rows<T: Float>(&self, x: &mut [T], n_heads: usize, positions: &[usize]) -> Result<(), KernelError> {
         let width = n_heads * self.head_dim;
         assert_eq!(x.len(), width * positions.len(), "rope: {} values for {} rows of {width}", x.len(), positions.len());
         for (row, &pos) in x.chunks_exact_mut(width.max(1)).zip(positions) {

@@ -1,4 +1,4 @@
-//! The attacks (DESIGN §2, §6). Each reads a recording (the worker's
+//! The attacks (docs/DESIGN.md §2, §6). Each reads a recording (the worker's
 //! view) plus what the attacker computes itself (candidate rows, public
 //! parameters) and guesses the tokens of every forward step.
 

@@ -1,4 +1,4 @@
-//! The masking schemes the suite attacks: the weak ones DESIGN §2 rules
+//! The masking schemes the suite attacks: the weak ones docs/DESIGN.md §2 rules
 //! out (and two crippled ReMO variants), and ReMO itself.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use crate::privacy::npy::NpyDtype;
 use crate::privacy::recording::{op_key, Call, CallKind, Manifest, Recording};
 use crate::privacy::tokens::TokensFile;
 
-/// Fraction of each pad batch that is ever used (DESIGN §3).
+/// Fraction of each pad batch that is ever used (docs/DESIGN.md §3).
 const USED_FRACTION: f64 = 0.75;
 
 pub struct SimInput<'a> {

@@ -1,0 +1,207 @@
+//! `RemoReport`: what the CLI prints about ReMO after a run.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use talaria_models::Op;
+
+use crate::accounting::leakage::leakage_bound_bits_for_dims;
+use crate::pads::pool::{PoolStats, RefillPhases};
+use crate::pads::pools::PadPools;
+use crate::setup::RemoSetup;
+use talaria_kernels::Float;
+
+/// One op's pool.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpReport {
+    pub layer: i32,
+    pub op: &'static str,
+    pub d_in: usize,
+    pub d_out: usize,
+    /// Rows of each pad batch.
+    pub n_p: usize,
+    pub usable_per_batch: usize,
+    pub pads_available: usize,
+    pub batches: u64,
+    pub pads_used: u64,
+    pub pads_discarded: u64,
+    pub refill_ms: f64,
+    pub worker_ms: f64,
+    pub scale_raises: u64,
+    pub flushes: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RemoReport {
+    /// Pad and wire precision: "f64" (exact mode) or "f32" (fast mode).
+    pub pads: &'static str,
+    pub kappa: f64,
+    pub mixing_rounds: usize,
+    pub usable_fraction: f64,
+    pub stale_ratio: f64,
+    pub online_calls: u64,
+    pub online_rows: u64,
+    pub batches: u64,
+    pub pads_used: u64,
+    pub pads_discarded: u64,
+    pub pads_available: usize,
+    /// Ops whose real rows exceeded the calibration scales (σ raised).
+    pub ops_raised: usize,
+    /// Wall time of all pad batches, and the worker's share of it.
+    pub refill_ms: f64,
+    pub worker_ms: f64,
+    /// The CVM's share of `refill_ms`, by phase.
+    pub refill_phases_ms: PhasesMs,
+    /// docs/DESIGN.md §3's bound in bits per position (assumes rows within the
+    /// channel scales the pads were drawn at).
+    pub leakage_bound_bits: f64,
+    /// The same bound at `κ / stale_ratio`: what it is worth for a call whose
+    /// rows just exceeded the scales but not enough to flush the pool.
+    pub leakage_bound_bits_conservative: f64,
+    /// The bound at the actual signal power of the rows sent: per op, the
+    /// mean over its rows, summed over ops (bits per position).
+    pub leakage_bits_at_sent_energy: f64,
+    pub ops: Vec<OpReport>,
+}
+
+impl RemoReport {
+    pub fn new<P: Float>(setup: &RemoSetup, pools: &PadPools<P>, online_calls: u64, online_rows: u64) -> Self {
+        let p = pools.params();
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        let ops: Vec<OpReport> = pools
+            .pools()
+            .map(|pool| {
+                let s = pool.stats();
+                OpReport {
+                    layer: pool.id().layer,
+                    op: pool.id().op.name(),
+                    d_in: pool.d_in(),
+                    d_out: pool.d_out(),
+                    n_p: pool.batch_rows(),
+                    usable_per_batch: pool.usable_per_batch(),
+                    pads_available: s.pads_available,
+                    batches: s.batches,
+                    pads_used: s.pads_used,
+                    pads_discarded: s.pads_discarded,
+                    refill_ms: ms(s.refill_time),
+                    worker_ms: ms(s.worker_time),
+                    scale_raises: s.scale_raises,
+                    flushes: s.flushes,
+                }
+            })
+            .collect();
+        let t: PoolStats = pools.total_stats();
+        Self {
+            pads: P::PRECISION.name(),
+            kappa: p.kappa,
+            mixing_rounds: p.mixing_rounds,
+            usable_fraction: p.usable_fraction,
+            stale_ratio: p.stale_ratio,
+            online_calls,
+            online_rows,
+            batches: t.batches,
+            pads_used: t.pads_used,
+            pads_discarded: t.pads_discarded,
+            pads_available: t.pads_available,
+            ops_raised: ops.iter().filter(|o| o.scale_raises > 0).count(),
+            refill_ms: ms(t.refill_time),
+            worker_ms: ms(t.worker_time),
+            refill_phases_ms: t.phases.into(),
+            leakage_bound_bits: leakage_bound_bits_for_dims(setup.input_dims(), p.kappa),
+            leakage_bound_bits_conservative: leakage_bound_bits_for_dims(setup.input_dims(), p.kappa / p.stale_ratio),
+            leakage_bits_at_sent_energy: pools
+                .pools()
+                .map(|pool| pool.stats())
+                .filter(|s| s.rows_sent > 0)
+                .map(|s| s.bits_at_sent_energy / s.rows_sent as f64)
+                .sum(),
+            ops,
+        }
+    }
+}
+
+/// [`RefillPhases`] in milliseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PhasesMs {
+    pub draw: f64,
+    pub mix: f64,
+    pub unmix: f64,
+    pub keep: f64,
+}
+
+impl From<RefillPhases> for PhasesMs {
+    fn from(p: RefillPhases) -> Self {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        Self { draw: ms(p.draw), mix: ms(p.mix), unmix: ms(p.unmix), keep: ms(p.keep) }
+    }
+}
+
+/// Per op kind, summed over layers.
+#[derive(Default)]
+struct KindTotals {
+    layers: usize,
+    d_in: usize,
+    d_out: usize,
+    n_p: usize,
+    batches: u64,
+    used: u64,
+    discarded: u64,
+    refill_ms: f64,
+    worker_ms: f64,
+    raises: u64,
+    flushes: u64,
+}
+
+impl fmt::Display for RemoReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "ReMO: {} pads, κ = {:e}, {} mixing rounds, ≤ {:.0} % of each pad batch used",
+            self.pads,
+            self.kappa,
+            self.mixing_rounds,
+            100.0 * self.usable_fraction
+        )?;
+        writeln!(
+            f,
+            "  leakage bound: {:.3e} bits per position ({:.3e} at κ/{}); {:.3e} at the rows actually sent",
+            self.leakage_bound_bits, self.leakage_bound_bits_conservative, self.stale_ratio, self.leakage_bits_at_sent_energy
+        )?;
+        writeln!(
+            f,
+            "  online: {} calls, {} rows; pads: {} used, {} discarded, {} ready; {} batches, refill {:.1} ms (worker {:.1} ms)",
+            self.online_calls,
+            self.online_rows,
+            self.pads_used,
+            self.pads_discarded,
+            self.pads_available,
+            self.batches,
+            self.refill_ms,
+            self.worker_ms
+        )?;
+        let p = &self.refill_phases_ms;
+        writeln!(f, "  pad batches, CVM side: draw {:.1} ms, mix {:.1} ms, unmix {:.1} ms, keep {:.1} ms", p.draw, p.mix, p.unmix, p.keep)?;
+        let mut kinds: BTreeMap<Op, KindTotals> = BTreeMap::new();
+        for o in &self.ops {
+            let k = kinds.entry(Op::parse(o.op).unwrap_or(Op::LmHead)).or_default();
+            k.layers += 1;
+            (k.d_in, k.d_out, k.n_p) = (o.d_in, o.d_out, o.n_p);
+            k.batches += o.batches;
+            k.used += o.pads_used;
+            k.discarded += o.pads_discarded;
+            k.refill_ms += o.refill_ms;
+            k.worker_ms += o.worker_ms;
+            k.raises += o.scale_raises;
+            k.flushes += o.flushes;
+        }
+        for (op, k) in kinds {
+            writeln!(
+                f,
+                "  {:<8} ×{:<3} {:>5}→{:<6} N_p {:>5}: {} batches, {} pads used, {} discarded, refill {:.1} ms (worker {:.1} ms), {} scale raises, {} flushes",
+                op.name(), k.layers, k.d_in, k.d_out, k.n_p, k.batches, k.used, k.discarded, k.refill_ms, k.worker_ms, k.raises, k.flushes
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,80 @@
+//! The online call of ReMO: mask the real rows of one step with fresh pads,
+//! let the worker multiply, unmask.
+
+use talaria_models::OpId;
+
+use crate::error::RemoError;
+use crate::online::worker::{call_in_place, check_finite, CallKind, WorkerCall, WorkerMatmul};
+use crate::pads::pad::Pad;
+use crate::pads::secure_rng::SecureRng;
+use talaria_kernels::Float;
+
+/// Reused across online calls (the rows themselves go straight into the
+/// transport's frame).
+#[derive(Default)]
+pub struct OnlineScratch {
+    perm: Vec<usize>,
+}
+
+/// `out (rows × d_out) = X·W` for the real rows `x` (`rows × d_in`),
+/// consuming one pad per row: sends `X̃ = Π·(X + R)` with a fresh uniformly
+/// random row permutation `Π`, receives `X̃·W`, returns
+/// `Π⁻¹·(X̃·W) − R·W`. The pads are zeroized when this returns.
+#[allow(clippy::too_many_arguments)]
+/// The sums and differences are always formed in f64, then rounded once
+/// to the pad type (on the wire) or the output type.
+pub fn masked_matmul<X: Float, O: Float, P: Float>(
+    worker: &mut dyn WorkerMatmul,
+    id: OpId,
+    x: &[X],
+    rows: usize,
+    pads: Vec<Pad<P>>,
+    rng: &mut SecureRng,
+    scratch: &mut OnlineScratch,
+    out: &mut [O],
+) -> anyhow::Result<()> {
+    let Some(first) = pads.first() else {
+        return if rows == 0 { Ok(()) } else { Err(RemoError::PoolShort { id, available: 0, wanted: rows }.into()) };
+    };
+    let (d_in, d_out) = (first.d_in(), first.d_out());
+    if pads.len() != rows {
+        return Err(RemoError::PoolShort { id, available: pads.len(), wanted: rows }.into());
+    }
+    if x.len() != rows * d_in {
+        return Err(RemoError::Shape { id, what: "input rows", got: x.len(), expected: rows * d_in }.into());
+    }
+    if out.len() != rows * d_out {
+        return Err(RemoError::Shape { id, what: "output", got: out.len(), expected: rows * d_out }.into());
+    }
+
+    // Pads were made seconds ago and are cold: start every row's misses at
+    // once (the `R·W` rows then arrive while the worker computes).
+    for pad in &pads {
+        talaria_kernels::cpu::prefetch(pad.r());
+        talaria_kernels::cpu::prefetch(pad.rw());
+    }
+    // Row j of X̃ is row perm[j] of X + R; it is written straight into the
+    // outgoing frame, and the answer unmasked straight from the incoming one.
+    rng.permutation(rows, &mut scratch.perm);
+    let perm = &scratch.perm;
+    call_in_place::<P>(
+        worker,
+        WorkerCall { id, kind: CallKind::Online, precision: P::PRECISION, rows, d_in, d_out },
+        &mut |masked| {
+            for (dst, &i) in masked.chunks_exact_mut(d_in).zip(perm) {
+                let src = x[i * d_in..(i + 1) * d_in].iter().zip(pads[i].r());
+                dst.iter_mut().zip(src).for_each(|(m, (&x, &r))| *m = P::from_f64(x.into() + r.into()));
+            }
+        },
+        &mut |y| {
+            for (yj, &i) in y.chunks_exact(d_out).zip(perm) {
+                let dst = &mut out[i * d_out..(i + 1) * d_out];
+                dst.iter_mut().zip(yj).zip(pads[i].rw()).for_each(|((o, &yv), &rw)| *o = O::from_f64(yv.into() - rw.into()));
+            }
+        },
+    )
+    .map_err(|e| e.context(format!("{id}: online call")))?;
+    // Checked again in private memory (see `WorkerMatmul::call`).
+    check_finite(id, "unmasked output", out)?;
+    Ok(())
+}

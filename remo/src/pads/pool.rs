@@ -1,0 +1,418 @@
+//! The pad pool of one op: makes pad batches through the worker and hands
+//! out each usable pad once.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use talaria_models::OpId;
+
+use crate::accounting::leakage::leakage_bits_at_energy;
+use crate::accounting::scales::ChannelScales;
+use crate::error::RemoError;
+use crate::mixing::butterfly::{padded_rows, Mixing};
+use crate::online::worker::{call_in_place, check_finite, CallKind, WorkerCall, WorkerMatmul};
+use crate::pads::pad::{BatchStore, Pad};
+use crate::pads::pad_buffers::PadBuffers;
+use crate::pads::secure_rng::SecureRng;
+use crate::pads::wipe::SecretVec;
+use crate::params::RemoParams;
+use crate::setup::OpSpec;
+use talaria_kernels::Float;
+
+/// Counters of one pool (or, summed, of all pools).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PoolStats {
+    /// Pads ready now.
+    pub pads_available: usize,
+    /// Pad batches made.
+    pub batches: u64,
+    /// Usable pads produced by those batches.
+    pub pads_made: u64,
+    /// Pads handed to online calls.
+    pub pads_used: u64,
+    /// Pads dropped unused: the ≥ 25 % of every batch, and flushed pads.
+    pub pads_discarded: u64,
+    /// Wall time of pad batches, worker call included.
+    pub refill_time: Duration,
+    /// The worker's share of `refill_time`.
+    pub worker_time: Duration,
+    /// Where the CVM's share of `refill_time` goes.
+    pub phases: RefillPhases,
+    /// Calls whose rows raised a channel scale.
+    pub scale_raises: u64,
+    /// Pools emptied because their pads were drawn at a stale scale.
+    pub flushes: u64,
+    /// Real rows masked, and the leakage bound summed over them at their
+    /// actual signal power (`leakage_bits_at_energy`, bits).
+    pub rows_sent: u64,
+    pub bits_at_sent_energy: f64,
+}
+
+impl PoolStats {
+    pub fn add(&mut self, o: &PoolStats) {
+        self.pads_available += o.pads_available;
+        self.batches += o.batches;
+        self.pads_made += o.pads_made;
+        self.pads_used += o.pads_used;
+        self.pads_discarded += o.pads_discarded;
+        self.refill_time += o.refill_time;
+        self.worker_time += o.worker_time;
+        self.phases.add(&o.phases);
+        self.scale_raises += o.scale_raises;
+        self.flushes += o.flushes;
+        self.rows_sent += o.rows_sent;
+        self.bits_at_sent_energy += o.bits_at_sent_energy;
+    }
+}
+
+/// The CVM-side phases of pad batches (the worker call is `worker_time`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RefillPhases {
+    /// Gaussian `R` and the mixing's secret parameters.
+    pub draw: Duration,
+    /// `U = M·R`.
+    pub mix: Duration,
+    /// `R·W = M⁻¹·(U·W)`, read straight from the worker's answer.
+    pub unmix: Duration,
+    /// Choosing the kept pads, zeroizing the rest.
+    pub keep: Duration,
+}
+
+impl RefillPhases {
+    pub fn add(&mut self, o: &RefillPhases) {
+        self.draw += o.draw;
+        self.mix += o.mix;
+        self.unmix += o.unmix;
+        self.keep += o.keep;
+    }
+}
+
+/// What refills reuse across batches: the recycled storage of `R` and `R·W`.
+pub struct RefillScratch<P: Float = f64> {
+    pub buffers: PadBuffers<P>,
+}
+
+impl<P: Float> Default for RefillScratch<P> {
+    fn default() -> Self {
+        Self { buffers: PadBuffers::default() }
+    }
+}
+
+/// The channel scales a batch's pads were drawn at, and how many are left.
+struct BatchScale {
+    remaining: usize,
+    scales: Vec<f64>,
+}
+
+pub struct PadPool<P: Float = f64> {
+    id: OpId,
+    d_in: usize,
+    d_out: usize,
+    n_p: usize,
+    usable: usize,
+    scales: ChannelScales,
+    /// FIFO; pads of older batches first.
+    pads: VecDeque<Pad<P>>,
+    batches: VecDeque<BatchScale>,
+    stats: PoolStats,
+}
+
+impl<P: Float> PadPool<P> {
+    pub fn new(id: OpId, spec: &OpSpec, params: &RemoParams) -> Self {
+        let n_p = padded_rows(spec.d_in);
+        Self {
+            id,
+            d_in: spec.d_in,
+            d_out: spec.d_out,
+            n_p,
+            usable: params.usable_per_batch(n_p),
+            scales: ChannelScales::new(id, spec.channel_scales.clone()),
+            pads: VecDeque::new(),
+            batches: VecDeque::new(),
+            stats: PoolStats::default(),
+        }
+    }
+
+    pub fn id(&self) -> OpId {
+        self.id
+    }
+    pub fn d_in(&self) -> usize {
+        self.d_in
+    }
+    pub fn d_out(&self) -> usize {
+        self.d_out
+    }
+    /// Rows of one pad batch, `N_p`.
+    pub fn batch_rows(&self) -> usize {
+        self.n_p
+    }
+    /// Pads kept from each batch.
+    pub fn usable_per_batch(&self) -> usize {
+        self.usable
+    }
+    pub fn available(&self) -> usize {
+        self.pads.len()
+    }
+    pub fn channel_scales(&self) -> &ChannelScales {
+        &self.scales
+    }
+    pub fn stats(&self) -> PoolStats {
+        PoolStats { pads_available: self.pads.len(), scale_raises: self.scales.raises(), ..self.stats }
+    }
+
+    /// Makes one pad batch: draws `R`, sends `U = M·R`, recovers
+    /// `R·W = M⁻¹·(U·W)`, keeps a uniformly random `usable` of the `N_p`
+    /// pads and zeroizes the rest. `scratch` holds reused storage.
+    pub fn refill(
+        &mut self,
+        worker: &mut dyn WorkerMatmul,
+        rng: &mut SecureRng,
+        params: &RemoParams,
+        scratch: &mut RefillScratch<P>,
+    ) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let (n_p, d_in, d_out) = (self.n_p, self.d_in, self.d_out);
+        let sigma: Vec<f64> = self.scales.scales().iter().map(|s| params.kappa * s).collect();
+        let mut r: SecretVec<P> = SecretVec::from(scratch.buffers.take(n_p * d_in));
+        rng.fill_gaussian_rows(&mut r, &sigma);
+        let mixing = Mixing::sample(n_p, params.mixing_rounds, rng)?;
+        let drawn = Instant::now();
+
+        // `U = M·R` is written straight into the outgoing frame and
+        // `R·W = M⁻¹·(U·W)` read straight from the answer (no copies of
+        // tens of MB). On a retry both run again, from the same `R` and `M`.
+        let mut rw: SecretVec<P> = SecretVec::from(scratch.buffers.take(n_p * d_out));
+        let (mut mix_time, mut unmix_time) = (Duration::ZERO, Duration::ZERO);
+        let mut mixed: Result<(), RemoError> = Ok(());
+        let mut unmixed: Result<(), RemoError> = Ok(());
+        let asked = Instant::now();
+        let sent = call_in_place::<P>(
+            worker,
+            WorkerCall { id: self.id, kind: CallKind::PadBatch, precision: P::PRECISION, rows: n_p, d_in, d_out },
+            &mut |u| {
+                let t = Instant::now();
+                mixed = mixing.apply_from(&r, u, d_in);
+                mix_time += t.elapsed();
+            },
+            &mut |uw| {
+                let t = Instant::now();
+                unmixed = mixing.apply_inverse_from(uw, &mut rw, d_out);
+                unmix_time += t.elapsed();
+            },
+        );
+        let worker_time = asked.elapsed().saturating_sub(mix_time + unmix_time);
+        sent.map_err(|e| e.context(format!("{}: pad batch", self.id)))?;
+        mixed?;
+        unmixed?;
+        // The answer was checked in the transport's buffer, which a worker on
+        // shared memory can still write: check what was derived from it.
+        check_finite(self.id, "pads R·W", &rw)?;
+        drop(mixing);
+        let unmixed_at = Instant::now();
+
+        // A uniformly random subset, in random order; the other rows are
+        // zeroized now, the kept ones when their last pad is dropped.
+        let mut order = Vec::with_capacity(n_p);
+        rng.permutation(n_p, &mut order);
+        self.pads.extend(BatchStore::into_pads(d_in, d_out, r.into_inner(), rw.into_inner(), &order[..self.usable], &scratch.buffers));
+        crate::pads::wipe::wipe(&mut order);
+        self.batches.push_back(BatchScale { remaining: self.usable, scales: self.scales.scales().to_vec() });
+
+        let phases = RefillPhases { draw: drawn - start, mix: mix_time, unmix: unmix_time, keep: unmixed_at.elapsed() };
+        self.stats.phases.add(&phases);
+        self.stats.worker_time += worker_time;
+        self.stats.batches += 1;
+        self.stats.pads_made += self.usable as u64;
+        self.stats.pads_discarded += (n_p - self.usable) as u64;
+        self.stats.refill_time += start.elapsed();
+        Ok(())
+    }
+
+    /// Moves `n` pads out of the pool; they are never handed out again.
+    pub fn take(&mut self, n: usize) -> Result<Vec<Pad<P>>, RemoError> {
+        if self.pads.len() < n {
+            return Err(RemoError::PoolShort { id: self.id, available: self.pads.len(), wanted: n });
+        }
+        let pads: Vec<Pad<P>> = self.pads.drain(..n).collect();
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = self.batches.front_mut() else {
+                break;
+            };
+            let k = left.min(front.remaining);
+            front.remaining -= k;
+            left -= k;
+            if front.remaining == 0 {
+                self.batches.pop_front();
+            }
+        }
+        self.stats.pads_used += n as u64;
+        Ok(pads)
+    }
+
+    /// Records the real rows of a call (`rows × d_in`, checked by the
+    /// caller): raises channel scales where needed, and flushes the pool
+    /// when the call is out of scale for its oldest pads (see
+    /// [`stale_energy`]).
+    pub fn observe<X: Copy + Into<f64>>(&mut self, x: &[X], rows: usize, params: &RemoParams) {
+        self.scales.observe(x, rows);
+        // Against the scales of the pads this call will get: the oldest
+        // batch's, or (empty pool) the current ones the next batch uses.
+        let drawn = self.batches.front().map_or(self.scales.scales(), |b| b.scales.as_slice());
+        let energy = stale_energy(self.scales.last_rms(), drawn);
+        self.stats.rows_sent += rows as u64;
+        self.stats.bits_at_sent_energy += rows as f64 * leakage_bits_at_energy(self.d_in, params.kappa, energy);
+        if self.batches.is_empty() {
+            return;
+        }
+        if energy > params.stale_ratio * params.stale_ratio {
+            tracing::debug!(op = %self.id, pads = self.pads.len(), energy, "flushing pads drawn at a stale channel scale");
+            self.flush();
+        }
+    }
+
+    /// Starts pulling the next pad this pool will hand out into cache: pads
+    /// were made long ago and are cold, and reading one cold pad cost
+    /// ~25 µs of a ~250 µs decode call.
+    pub fn prefetch_next(&self) {
+        if let Some(p) = self.pads.front() {
+            talaria_kernels::cpu::prefetch(p.r());
+            talaria_kernels::cpu::prefetch(p.rw());
+        }
+    }
+
+    /// Discards (zeroizes) every pad in the pool.
+    pub fn flush(&mut self) {
+        self.stats.pads_discarded += self.pads.len() as u64;
+        self.stats.flushes += 1;
+        self.pads.clear();
+        self.batches.clear();
+    }
+}
+
+/// The call's mean whitened energy against the scales pads were drawn at:
+/// `mean_c (rms_c / drawn_c)²`. The docs/DESIGN.md §3 bound per row is
+/// `Σ_c ½·log₂(1 + (x_c/σ_c)²)`, which (by Jensen) is at most
+/// `d_in·½·log₂(1 + energy/κ²)`: an energy ≤ `stale_ratio²` keeps the call
+/// within the bound at `κ / stale_ratio`. A single channel a few times over
+/// its scale (routine for one decode row) moves the energy little; a channel
+/// with drawn scale 0 and a nonzero value makes it infinite.
+fn stale_energy(rms: &[f64], drawn: &[f64]) -> f64 {
+    let sum: f64 = rms
+        .iter()
+        .zip(drawn)
+        .map(|(&r, &d)| {
+            if r == 0.0 {
+                0.0
+            } else if d > 0.0 {
+                (r / d) * (r / d)
+            } else {
+                f64::INFINITY
+            }
+        })
+        .sum();
+    sum / rms.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording_worker::RecordingWorker;
+    use talaria_models::Op;
+
+    fn pool(d_in: usize, d_out: usize) -> (PadPool<f64>, RecordingWorker, RemoParams) {
+        let id = OpId::new(0, Op::Down);
+        let spec = OpSpec { d_in, d_out, channel_scales: vec![1.0; d_in] };
+        let params = RemoParams { stale_ratio: 2.0, ..RemoParams::default() };
+        (PadPool::new(id, &spec, &params), RecordingWorker::random(&[(id, d_in, d_out)], 1), params)
+    }
+
+    #[test]
+    fn a_batch_keeps_at_most_three_quarters_and_pads_are_taken_once() {
+        let (mut p, mut w, params) = pool(40, 24);
+        let mut rng = SecureRng::from_os().unwrap();
+        assert_eq!(p.batch_rows(), 64);
+        p.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
+        assert_eq!(p.available(), 48);
+        let s = p.stats();
+        assert_eq!((s.batches, s.pads_made, s.pads_discarded), (1, 48, 16));
+        let first = p.take(30).unwrap();
+        let second = p.take(18).unwrap();
+        assert_eq!(p.available(), 0);
+        assert!(matches!(p.take(1), Err(RemoError::PoolShort { .. })));
+        // All 48 pads are distinct rows.
+        let mut rows: Vec<Vec<u64>> = first.iter().chain(&second).map(|p| p.r().iter().map(|v| v.to_bits()).collect()).collect();
+        rows.sort();
+        rows.dedup();
+        assert_eq!(rows.len(), 48);
+        assert_eq!(p.stats().pads_used, 48);
+        // Each pad carries r·W for its own r.
+        for pad in &first {
+            let want = w.exact(p.id(), pad.r(), 1).unwrap();
+            let err = want.iter().zip(pad.rw()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
+            assert!(err <= 1e-13 * scale, "r·W off by {err} (scale {scale})");
+        }
+    }
+
+    #[test]
+    fn the_bound_at_the_rows_sent_is_the_nominal_one_at_full_scale_and_less_below() {
+        let (mut p, mut w, params) = pool(8, 4);
+        let mut rng = SecureRng::from_os().unwrap();
+        p.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
+        // Two rows with every channel at its scale (energy 1): the nominal bound each.
+        p.observe(&[1.0f32; 16], 2, &params);
+        let nominal = crate::leakage_bits_per_call(8, params.kappa);
+        let s = p.stats();
+        assert_eq!(s.rows_sent, 2);
+        assert!((s.bits_at_sent_energy - 2.0 * nominal).abs() <= 1e-12 * nominal);
+        // A row at half the scale: about a quarter of the nominal bound.
+        p.observe(&[0.5f32; 8], 1, &params);
+        let third = p.stats().bits_at_sent_energy - s.bits_at_sent_energy;
+        assert!((third / nominal - 0.25).abs() < 1e-6, "{}", third / nominal);
+    }
+
+    #[test]
+    fn stale_scales_flush_the_pool() {
+        let (mut p, mut w, params) = pool(8, 4);
+        let mut rng = SecureRng::from_os().unwrap();
+        p.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
+        let before = p.available();
+        // RMS 1.5 ≤ 2 × 1: raised, but the pads stay.
+        p.observe(&[1.5f32; 8], 1, &params);
+        assert_eq!(p.available(), before);
+        assert_eq!(p.channel_scales().scales()[0], 1.5);
+        // RMS 3 > 2 × 1 (the scale the pooled pads were drawn at): flushed.
+        p.observe(&[3.0f32; 8], 1, &params);
+        assert_eq!(p.available(), 0);
+        let s = p.stats();
+        let unused = (p.batch_rows() - p.usable_per_batch()) as u64;
+        assert_eq!((s.flushes, s.scale_raises, s.pads_discarded), (1, 2, unused + before as u64));
+    }
+
+    #[test]
+    fn one_channel_over_scale_keeps_the_pool_but_a_hot_row_or_an_unmasked_channel_flushes() {
+        let (mut p, mut w, params) = pool(8, 4);
+        let mut rng = SecureRng::from_os().unwrap();
+        p.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
+        let before = p.available();
+        // Channel 0 at 3× its scale, the rest at 1×: energy (9 + 7) / 8 = 2 ≤ 2².
+        p.observe(&[3.0f32, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], 1, &params);
+        assert_eq!(p.available(), before);
+        // Every channel at 2.5×: energy 6.25 > 4, although no single channel is
+        // more than 2.5× over (and scales were just raised to 3 on channel 0).
+        p.observe(&[2.5f32; 8], 1, &params);
+        assert_eq!(p.available(), 0);
+
+        let id = OpId::new(0, Op::Down);
+        let spec = OpSpec { d_in: 8, d_out: 4, channel_scales: vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0] };
+        let mut q = PadPool::<f64>::new(id, &spec, &params);
+        q.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
+        let before = q.available();
+        q.observe(&[0.0f32; 8], 1, &params);
+        assert_eq!(q.available(), before, "zeros are within any scale");
+        // A value in a channel whose pads had σ = 0 would go out unmasked.
+        q.observe(&[0.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1e-3], 1, &params);
+        assert_eq!(q.available(), 0);
+    }
+}

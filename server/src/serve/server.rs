@@ -1,0 +1,120 @@
+//! Starting the server: load the model, build the linear backend (plain or
+//! confidential, through `build_linear`), size the KV cache, start the
+//! engine thread, listen, and shut down gracefully on SIGTERM / SIGINT.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use talaria_engine::scheduler::{Engine, EngineHandle, SchedulerConfig};
+use talaria_engine::{KvPool, Linear, LlamaModel, DEFAULT_BLOCK_SIZE};
+use talaria_models::{Checkpoint, CvmWeights};
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::args::ServeArgs;
+use super::metrics::ServerMetrics;
+use super::routes::router;
+use super::state::{unix_now, AppState, SharedState};
+use talaria_cvm::backend::build_linear;
+
+/// Runs the server until SIGTERM / SIGINT and the drain that follows.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let state = Arc::new(load(&args)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("talaria-http")
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let served = rt.block_on(serve(state.clone(), &args));
+    // In-flight requests are done (or aborted); stop the engine thread.
+    if !state.engine.shutdown_within(Some(ENGINE_STOP_LIMIT)) {
+        anyhow::bail!("the engine did not stop within {ENGINE_STOP_LIMIT:?} (a step stuck in the backend?)");
+    }
+    drop(rt);
+    served
+}
+
+/// How long the engine gets to stop after the last connection closed, and
+/// how long aborted requests get to wind down before the process exits.
+const ENGINE_STOP_LIMIT: Duration = Duration::from_secs(10);
+
+fn load(args: &ServeArgs) -> anyhow::Result<AppState> {
+    let path = args.model.resolve()?;
+    let ck = Checkpoint::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let dtype = args.model.dtype;
+    let cvm = CvmWeights::load(&ck, dtype).context("loading the CVM weights")?;
+    let linear = build_linear(&args.backend, &ck, dtype).context("building the linear backend")?;
+    let config = ck.config.clone();
+    let tokenizer = Arc::new(ck.tokenizer);
+    // The cache holds activations in the backend's precision (f64 in the
+    // exact confidential mode), so the same budget holds half the tokens.
+    let precision = linear.precision();
+    let budget = usize::try_from(args.kv_cache_memory).unwrap_or(usize::MAX);
+    let blocks = KvPool::blocks_for_budget(&config, budget, DEFAULT_BLOCK_SIZE, precision);
+    let kv = KvPool::with_precision(&config, blocks, DEFAULT_BLOCK_SIZE, precision);
+    let sched = SchedulerConfig { max_num_batched_tokens: args.max_num_batched_tokens, max_num_seqs: args.max_num_seqs };
+    let model = LlamaModel::new(config, cvm).context("building the model")?;
+    let engine = Engine::new(model, kv, Box::new(linear), tokenizer.clone(), sched);
+    let limits = engine.limits();
+    tracing::info!(
+        "model {} | backend {} | {} weights, {} activations | context {} | KV cache {} blocks of {} = {} tokens | {} tokens/step, {} seqs/step",
+        path.display(),
+        engine.linear_name(),
+        dtype.name(),
+        precision.name(),
+        limits.context_len,
+        blocks,
+        DEFAULT_BLOCK_SIZE,
+        limits.kv_capacity_tokens,
+        sched.max_num_batched_tokens,
+        sched.max_num_seqs
+    );
+    let engine = EngineHandle::spawn(engine).context("starting the engine thread")?;
+    let model_name = args.served_model_name.clone().unwrap_or_else(|| default_name(&path));
+    Ok(AppState { engine, tokenizer, model_name, metrics: ServerMetrics::default(), started: unix_now() })
+}
+
+/// The model file's (or folder's) name without `.gguf`.
+fn default_name(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    name.strip_suffix(".gguf").map(str::to_string).unwrap_or(name)
+}
+
+async fn serve(state: SharedState, args: &ServeArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("serving {} on http://{addr}", state.model_name);
+    // The machine-readable ready line (tests and `bench serve` wait for it).
+    println!("talaria-serve listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    let grace = Duration::from_secs_f64(args.shutdown_timeout.max(0.0));
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let drained = {
+        let state = state.clone();
+        async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("shutting down: no new connections; in-flight requests get {grace:?}");
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                tracing::warn!("shutdown grace period over: aborting the requests still in flight");
+                state.engine.abort_all("the server is shutting down");
+                tokio::time::sleep(ENGINE_STOP_LIMIT).await;
+                tracing::error!(
+                    "requests still in flight {ENGINE_STOP_LIMIT:?} after they were aborted (a step stuck in the backend?); exiting"
+                );
+                std::process::exit(1);
+            });
+        }
+    };
+    axum::serve(listener, router(state)).with_graceful_shutdown(drained).await.context("serving HTTP")?;
+    tracing::info!("all connections closed");
+    Ok(())
+}
