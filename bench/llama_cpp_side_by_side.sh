@@ -25,7 +25,10 @@ if [ ! -f "$Q41" ]; then
   exit 1
 fi
 if ! command -v cmake >/dev/null; then
-  python3 -m pip install --quiet cmake
+  # Into the cache (`--target`), never into the system Python (PEP 668).
+  cmake_dir="${TALARIA_CACHE:-$HOME/.cache/talaria}/python-cmake"
+  [ -x "$cmake_dir/bin/cmake" ] || python3 -m pip install --quiet --target "$cmake_dir" cmake
+  export PATH="$cmake_dir/bin:$PATH" PYTHONPATH="$cmake_dir${PYTHONPATH:+:$PYTHONPATH}"
 fi
 if [ ! -d "$SRC" ]; then
   # --no-binary for this package only: its build tools may come as wheels.

@@ -5,12 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check "openai>=1.40,<3"
+# Python packages go into a folder of the cache (`--target`), never into
+# the system Python (which PEP 668 distributions refuse to change).
+pydir="${TALARIA_CACHE:-$HOME/.cache/talaria}/python"
+if ! PYTHONPATH="$pydir" python3 -c 'import openai' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$pydir" "openai>=1.40,<3"
+fi
 
 # NVRTC without a GPU (PyPI wheel), so the CUDA kernels are compiled to PTX
 # in the tests; the PTX test skips cleanly if this fails.
 # shellcheck disable=SC1091
 source bench/gpu/nvrtc_env.sh || echo "NVRTC unavailable: the CUDA PTX test will skip"
+
+# Every declared dependency is used (fails on one that is not).
+python3 scripts/unused_deps.py
 
 # The worker's test-only fault injection (`--fault`) is a feature that plain
 # builds leave out; the CVM's fault tests need it in the worker they spawn.
@@ -22,4 +30,4 @@ cargo test --release --workspace "${features[@]}"
 
 # The official OpenAI client against a real talaria-serve (confidential:
 # a real worker process behind it), streaming and not.
-python3 scripts/openai_check.py --launch target/release/talaria-serve
+PYTHONPATH="$pydir${PYTHONPATH:+:$PYTHONPATH}" python3 scripts/openai_check.py --launch target/release/talaria-serve

@@ -49,8 +49,8 @@ impl Snapshot {
     fn batches(&self) -> f64 {
         self.remo.as_ref().map_or(0.0, |r| r.batches as f64)
     }
-    fn flushes(&self) -> f64 {
-        self.remo.as_ref().map_or(0.0, |r| r.ops.iter().map(|o| o.flushes as f64).sum())
+    fn rescaled(&self) -> f64 {
+        self.remo.as_ref().map_or(0.0, |r| r.rows_rescaled as f64)
     }
 }
 
@@ -178,7 +178,7 @@ Pools are filled before each phase (initial fill {fill_s:.1}s for {batches:.0} p
 ({:.2} ms per position, CVM mixing + worker GEMM; a batch takes {:.1} ms, {:.0} % of it in the worker call; CVM side per batch: \
 {:.1} ms drawing R, {:.1} ms mixing, {:.1} ms unmixing, {:.1} ms keeping). Worker compute is the worker's own busy time on the online calls (it reports it when pinged); transport = online round trip − worker compute; \
 masking = linear time − online round trip (it includes pad batches made synchronously on the critical path: \
-{} during prefill, {} during decode, after {} and {} pool flushes). Plain CVM compute {:.2} ms/step (decode).",
+{} during prefill, {} during decode; {} and {} rows scaled down to the energy budget). Plain CVM compute {:.2} ms/step (decode).",
         refill_per_token_s * 1e3,
         final_stats.refill_ms / batches.max(1.0),
         100.0 * final_stats.worker_ms / final_stats.refill_ms.max(1e-9),
@@ -188,8 +188,8 @@ masking = linear time − online round trip (it includes pad batches made synchr
         final_stats.refill_phases_ms.keep / batches.max(1.0),
         conf.stats[1].batches() - conf.stats[0].batches(),
         conf.stats[3].batches() - conf.stats[2].batches(),
-        conf.stats[1].flushes() - conf.stats[0].flushes(),
-        conf.stats[3].flushes() - conf.stats[2].flushes(),
+        conf.stats[1].rescaled() - conf.stats[0].rescaled(),
+        conf.stats[3].rescaled() - conf.stats[2].rescaled(),
         1e3 * plain.decode_t.cvm_s / a.decode_steps as f64,
         dtype_name = dtype.name()
     );

@@ -12,7 +12,7 @@ use talaria_engine::{Linear, LlamaModel, LocalLinear};
 use talaria_kernels::{Precision, Rows, RowsMut, WeightDType};
 use talaria_models::{Checkpoint, CvmWeights, OpId, WorkerWeights};
 use talaria_protocol::PublicParams;
-use talaria_remo::{default_kappa, leakage_bound_bits, RemoParams, RemoReport, RemoSetup, WorkerBusy, WorkerMatmul};
+use talaria_remo::{default_kappa, leakage_bound_bits, RemoParams, RemoReport, RemoSetup, RowBuckets, WorkerBusy, WorkerMatmul};
 use talaria_transport::WorkerAddress;
 use tracing::info;
 
@@ -58,6 +58,12 @@ pub struct BackendArgs {
     /// `--precision exact`, 1e2 for `fast`.
     #[arg(long)]
     pub privacy_level: Option<f64>,
+    /// Online calls padded with masked dummy rows up to a bucket, so the
+    /// worker does not see the exact number of prompt tokens or running
+    /// sequences: `pow2` (the next power of two, default) or `exact` (no
+    /// padding; for measuring its cost).
+    #[arg(long, default_value = "pow2")]
+    pub row_buckets: RowBuckets,
     /// Ask the spawned worker to record everything it receives into DIR.
     #[arg(long)]
     pub record: Option<PathBuf>,
@@ -84,6 +90,7 @@ impl Default for BackendArgs {
             worker: None,
             precision: Precision::F64,
             privacy_level: None,
+            row_buckets: RowBuckets::PowersOfTwo,
             record: None,
             record_layers: None,
             worker_test_args: Vec::new(),
@@ -135,7 +142,7 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> 
             let setup = RemoSetup::from_config(&ck.config, scales)?;
             let bound = leakage_bound_bits(&ck.config, kappa);
             info!("ReMO {}, κ = {kappa:e}: leakage bound {bound:.3e} bits per position", remo_precision_name(args.precision));
-            ServingScheme::remo(args.precision, setup, RemoParams::with_kappa(kappa))?
+            ServingScheme::remo(args.precision, setup, RemoParams { row_buckets: args.row_buckets, ..RemoParams::with_kappa(kappa) })?
         }
     };
     Ok(Backend::Worker(Box::new(MaskedLinear::new(scheme, link))))

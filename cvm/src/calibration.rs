@@ -2,8 +2,8 @@
 //! text. We take each channel's largest magnitude over the text rather than
 //! its RMS: single rows (the first position's "attention sink", outlier
 //! channels) exceed the RMS several-fold, and a pad must dominate every row,
-//! not the average one. The RMS would make the CVM's observed-scale check
-//! fire on most prompts and flush pad pools. They are public
+//! not the average one. The RMS would put most prompts' rows over the
+//! energy budget (and have them scaled down before masking). They are public
 //! constants of the model. The CVM measures them itself at connect time with
 //! unmasked (`plain`) worker calls — the text is public, so nothing private
 //! is sent — rather than trusting numbers an untrusted worker would report.
@@ -29,10 +29,12 @@ pub const CALIBRATION_TEXTS: &[&str] = &[
 
 /// Multiplier on the calibration peaks. Real prompts reach a few times the
 /// peaks of one calibration text in some outlier channels (seen up to ~6× in
-/// `mlp.down_proj` inputs); the pools handle that by raising σ and, beyond
-/// 4×, flushing. A larger σ would make flushes rarer but grows the rounding
-/// error of the unmasked product in proportion, and with it the rare 1-ulp
-/// flips when the exact f64 result is rounded to f32.
+/// `mlp.down_proj` inputs); σ never follows them (it would show private
+/// magnitudes to the worker): a row whose whitened energy exceeds the budget
+/// is scaled down by a private power of two before masking. A larger σ
+/// would make that rarer but grows the rounding error of the unmasked
+/// product in proportion, and with it the rare 1-ulp flips when the exact
+/// f64 result is rounded to f32.
 pub const SCALE_HEADROOM: f64 = 2.0;
 
 /// Channels whose calibration peak is tiny still get at least this fraction

@@ -75,7 +75,7 @@ pub fn generate(
     let stop_ids: Vec<u32> = if req.ignore_eos { Vec::new() } else { tok.stop_ids.clone() };
     let spec =
         SeqSpec { max_tokens: req.max_tokens, stop_ids: stop_ids.into(), stops: Arc::new(StopStrings::new(req.stop_strings.clone())) };
-    let mut sched = Scheduler::new(SchedulerConfig { max_num_batched_tokens: PREFILL_CHUNK, max_num_seqs: 1 });
+    let mut sched = Scheduler::new(SchedulerConfig { max_num_batched_tokens: PREFILL_CHUNK, max_num_seqs: 1, max_swap_bytes: Some(0) });
     sched.enqueue(Sequence::new(0, 0, 0, req.prompt_ids.clone(), Sampler::new(req.params.clone()), &spec));
 
     let mut timings = StepTimings::default();

@@ -20,10 +20,13 @@ pub struct KvFull {
     pub total: usize,
 }
 
-/// Free-list of block ids shared by the pool and every `SeqBlocks`.
+/// Free-list of block ids shared by the pool and every `SeqBlocks`, with
+/// each block's reference count (blocks of a prompt are shared by the
+/// choices forked from it).
 #[derive(Debug)]
 struct FreeList {
     free: Vec<u32>,
+    refs: Vec<u32>,
     total: usize,
 }
 
@@ -33,7 +36,7 @@ pub struct BlockAllocator(Arc<Mutex<FreeList>>);
 impl BlockAllocator {
     fn new(total: usize) -> Self {
         // Pop from the end: hand out low ids first (warm memory).
-        Self(Arc::new(Mutex::new(FreeList { free: (0..total as u32).rev().collect(), total })))
+        Self(Arc::new(Mutex::new(FreeList { free: (0..total as u32).rev().collect(), refs: vec![0; total], total })))
     }
 
     pub fn free_blocks(&self) -> usize {
@@ -50,11 +53,27 @@ impl BlockAllocator {
             return Err(KvFull { needed: n, free: fl.free.len(), total: fl.total });
         }
         let at = fl.free.len() - n;
-        Ok(fl.free.split_off(at))
+        let taken = fl.free.split_off(at);
+        taken.iter().for_each(|&b| fl.refs[b as usize] = 1);
+        Ok(taken)
     }
 
+    /// One more holder of each of `blocks`.
+    fn share(&self, blocks: &[u32]) {
+        let mut fl = self.0.lock().expect("allocator lock");
+        blocks.iter().for_each(|&b| fl.refs[b as usize] += 1);
+    }
+
+    /// Drops one holder of each block; blocks nobody holds are free again.
     fn give_back(&self, blocks: &mut Vec<u32>) {
-        self.0.lock().expect("allocator lock").free.append(blocks);
+        let mut fl = self.0.lock().expect("allocator lock");
+        for b in blocks.drain(..) {
+            let r = &mut fl.refs[b as usize];
+            *r -= 1;
+            if *r == 0 {
+                fl.free.push(b);
+            }
+        }
     }
 }
 
@@ -149,6 +168,42 @@ impl<T: Float> KvCache<T> {
         PagedKv { k: &self.k[layer], v: &self.v[layer], block_size: self.block_size, n_kv_heads: self.n_kv_heads, head_dim: self.head_dim }
     }
 
+    /// The K and V of `blocks`, every layer (layer-major, K then V).
+    fn read_blocks(&self, blocks: &[u32]) -> Vec<T> {
+        let len = self.block_size * self.n_kv_heads * self.head_dim;
+        let mut out = Vec::with_capacity(2 * self.k.len() * blocks.len() * len);
+        for (k, v) in self.k.iter().zip(&self.v) {
+            for pool in [k, v] {
+                for &b in blocks {
+                    out.extend_from_slice(&pool[b as usize * len..][..len]);
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes back what `read_blocks` read, into `blocks`.
+    fn write_blocks(&mut self, blocks: &[u32], data: &[T]) {
+        let len = self.block_size * self.n_kv_heads * self.head_dim;
+        let mut chunks = data.chunks_exact(len);
+        for (k, v) in self.k.iter_mut().zip(self.v.iter_mut()) {
+            for pool in [k, v] {
+                for &b in blocks {
+                    pool[b as usize * len..][..len].copy_from_slice(chunks.next().expect("swapped data of the same shape"));
+                }
+            }
+        }
+    }
+
+    /// Copies block `from` into block `to`, every layer's K and V.
+    fn copy_block(&mut self, from: u32, to: u32) {
+        let len = self.block_size * self.n_kv_heads * self.head_dim;
+        let (from, to) = (from as usize * len, to as usize * len);
+        for pool in self.k.iter_mut().chain(self.v.iter_mut()) {
+            pool.copy_within(from..from + len, to);
+        }
+    }
+
     fn prefault(&mut self) {
         let stride = (4096 / std::mem::size_of::<T>()).max(1);
         for pool in self.k.iter_mut().chain(self.v.iter_mut()) {
@@ -162,6 +217,8 @@ impl<T: Float> KvCache<T> {
 /// `SeqBlocks` draws from.
 pub struct KvPool {
     precision: Precision,
+    layers: usize,
+    kv_dim: usize,
     /// A `KvCache<f32>` or `KvCache<f64>`, per `precision`.
     cache: Box<dyn Any + Send>,
     pub block_size: usize,
@@ -181,7 +238,7 @@ impl KvPool {
             Precision::F32 => Box::new(KvCache::<f32>::new(cfg, num_blocks, block_size)),
             Precision::F64 => Box::new(KvCache::<f64>::new(cfg, num_blocks, block_size)),
         };
-        Self { precision, cache, block_size, alloc: BlockAllocator::new(num_blocks) }
+        Self { precision, layers: cfg.num_hidden_layers, kv_dim: cfg.kv_dim(), cache, block_size, alloc: BlockAllocator::new(num_blocks) }
     }
 
     /// Writes every page of the pools once, so that no later step pays a
@@ -225,6 +282,93 @@ impl KvPool {
 
     pub fn allocator(&self) -> &BlockAllocator {
         &self.alloc
+    }
+
+    /// Moves a sequence's K/V out of the pool into CVM memory (preemption
+    /// without recomputing: nothing is sent to the worker again); its
+    /// blocks go back.
+    pub fn swap_out(&mut self, seq: SeqBlocks) -> SwappedKv {
+        let written = seq.len.div_ceil(seq.block_size);
+        let blocks = &seq.blocks[..written];
+        let data: Box<dyn Any + Send> = match self.precision {
+            Precision::F32 => Box::new(self.cache::<f32>().expect("own precision").read_blocks(blocks)),
+            Precision::F64 => Box::new(self.cache::<f64>().expect("own precision").read_blocks(blocks)),
+        };
+        let bytes = self.swap_bytes(&seq);
+        SwappedKv { len: seq.len, blocks: written, bytes, data }
+    }
+
+    /// Puts swapped K/V back into fresh blocks, or hands it back when the
+    /// pool lacks them.
+    pub fn swap_in(&mut self, swapped: SwappedKv) -> Result<SeqBlocks, SwappedKv> {
+        let Ok(blocks) = self.alloc.take(swapped.blocks) else {
+            return Err(swapped);
+        };
+        let seq = SeqBlocks { blocks, len: swapped.len, block_size: self.block_size, alloc: self.alloc.clone() };
+        match self.precision {
+            Precision::F32 => {
+                self.cache_mut::<f32>().map(|c| c.write_blocks(&seq.blocks, swapped.data.downcast_ref::<Vec<f32>>().expect("f32 data")))
+            }
+            Precision::F64 => {
+                self.cache_mut::<f64>().map(|c| c.write_blocks(&seq.blocks, swapped.data.downcast_ref::<Vec<f64>>().expect("f64 data")))
+            }
+        }
+        .expect("the cache holds its own precision");
+        Ok(seq)
+    }
+
+    /// Bytes `swap_out` would take for `seq`.
+    pub fn swap_bytes(&self, seq: &SeqBlocks) -> usize {
+        seq.len.div_ceil(seq.block_size) * self.block_size * 2 * self.n_layers_kv_dim() * self.precision.bytes()
+    }
+
+    /// Bytes the whole pool holds.
+    pub fn bytes(&self) -> usize {
+        self.alloc.total_blocks() * self.block_size * 2 * self.n_layers_kv_dim() * self.precision.bytes()
+    }
+
+    fn n_layers_kv_dim(&self) -> usize {
+        self.layers * self.kv_dim
+    }
+
+    /// A second sequence with the same K/V as `seq` (a choice forked from a
+    /// prompt computed once): its full blocks are shared, read-only from
+    /// now on (a sequence only writes past its length), and its last,
+    /// partly written block is copied, so each goes on writing its own.
+    pub fn fork(&mut self, seq: &SeqBlocks) -> Result<SeqBlocks, KvFull> {
+        let full = seq.len / seq.block_size;
+        let shared = seq.blocks[..full].to_vec();
+        self.alloc.share(&shared);
+        // Built first, so the shared references go back if the copy fails.
+        let mut fork = SeqBlocks { blocks: shared, len: seq.len, block_size: seq.block_size, alloc: self.alloc.clone() };
+        if seq.len > full * seq.block_size {
+            let fresh = self.alloc.take(1)?[0];
+            fork.blocks.push(fresh);
+            let from = seq.blocks[full];
+            match self.precision {
+                Precision::F32 => self.cache_mut::<f32>().map(|c| c.copy_block(from, fresh)),
+                Precision::F64 => self.cache_mut::<f64>().map(|c| c.copy_block(from, fresh)),
+            }
+            .expect("the cache holds its own precision");
+        }
+        Ok(fork)
+    }
+}
+
+/// A preempted sequence's K/V, held in CVM memory outside the pool.
+pub struct SwappedKv {
+    /// Tokens whose K/V it holds.
+    pub len: usize,
+    /// Blocks it needs back.
+    pub blocks: usize,
+    pub bytes: usize,
+    /// A `Vec<f32>` or `Vec<f64>`, per the pool's precision.
+    data: Box<dyn Any + Send>,
+}
+
+impl std::fmt::Debug for SwappedKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SwappedKv {{ len: {}, blocks: {}, bytes: {} }}", self.len, self.blocks, self.bytes)
     }
 }
 
@@ -275,6 +419,62 @@ mod tests {
         pool.cache_mut::<f64>().unwrap().write(1, 0, 2, &[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0]).unwrap();
         assert_eq!(pool.cache::<f64>().unwrap().layer(1).v[8..12], [5.0, 6.0, 7.0, 8.0]);
         assert!(pool.cache_mut::<f32>().is_err());
+    }
+
+    #[test]
+    fn a_fork_shares_full_blocks_copies_the_partial_one_and_frees_by_reference() {
+        let mut pool = KvPool::new(&cfg(), 6, 4);
+        let mut a = pool.new_sequence();
+        a.reserve(6).unwrap(); // blocks 0 (full) and 1 (2 of 4 written)
+        for pos in 0..6 {
+            let (block, off) = a.slot(pos);
+            let k = [pos as f32; 4];
+            pool.cache_mut::<f32>().unwrap().write(0, block, off, &k, &k).unwrap();
+        }
+        a.advance(6);
+        let b = pool.fork(&a).unwrap();
+        assert_eq!(b.len(), 6);
+        assert_eq!(b.block_table()[0], a.block_table()[0], "full blocks are shared");
+        assert_ne!(b.block_table()[1], a.block_table()[1], "the partial block is copied");
+        assert_eq!(pool.allocator().free_blocks(), 3);
+        let cache = pool.cache::<f32>().unwrap().layer(0);
+        let (src, dst) = (a.block_table()[1] as usize * 16, b.block_table()[1] as usize * 16);
+        assert_eq!(cache.v[src..src + 8], cache.v[dst..dst + 8]);
+        drop(a);
+        assert_eq!(pool.allocator().free_blocks(), 4, "the shared block stays with the fork");
+        drop(b);
+        assert_eq!(pool.allocator().free_blocks(), 6);
+    }
+
+    #[test]
+    fn a_swapped_sequence_comes_back_with_its_kv() {
+        let mut pool = KvPool::with_precision(&cfg(), 4, 4, Precision::F64);
+        let write = |pool: &mut KvPool, seq: &SeqBlocks, n: usize, value: &dyn Fn(usize) -> f64| {
+            for pos in 0..n {
+                let (block, off) = seq.slot(pos);
+                let k = [value(pos); 4];
+                pool.cache_mut::<f64>().unwrap().write(1, block, off, &k, &k).unwrap();
+            }
+        };
+        let mut a = pool.new_sequence();
+        a.reserve(5).unwrap();
+        write(&mut pool, &a, 5, &|pos| pos as f64 + 0.5);
+        a.advance(5);
+        let swapped = pool.swap_out(a);
+        assert_eq!((swapped.len, swapped.blocks, pool.allocator().free_blocks()), (5, 2, 4));
+        // The freed blocks are overwritten meanwhile, and the pool is full.
+        let mut other = pool.new_sequence();
+        other.reserve(16).unwrap();
+        write(&mut pool, &other, 16, &|_| -1.0);
+        let swapped = pool.swap_in(swapped).expect_err("no room: handed back");
+        drop(other);
+        let b = pool.swap_in(swapped).unwrap();
+        assert_eq!(b.len(), 5);
+        let cache = pool.cache::<f64>().unwrap().layer(1);
+        for pos in 0..5 {
+            let (block, off) = b.slot(pos);
+            assert_eq!(cache.v[(block as usize * 4 + off) * 4], pos as f64 + 0.5);
+        }
     }
 
     #[test]

@@ -47,5 +47,5 @@ pub use pads::pad::Pad;
 pub use pads::pad_buffers::PadBuffers;
 pub use pads::pool::{PadPool, PoolStats, RefillPhases};
 pub use pads::pools::PadPools;
-pub use params::{default_kappa, RemoParams};
+pub use params::{default_kappa, RemoParams, RowBuckets};
 pub use setup::{OpSpec, RemoSetup};

@@ -8,6 +8,40 @@ use crate::mixing::butterfly::MIN_ROUNDS;
 /// The most of a pad batch that may ever be used (docs/DESIGN.md §3).
 pub const MAX_USABLE_FRACTION: f64 = 0.75;
 
+/// How many rows an online call carries: the real rows padded with dummy
+/// rows (zeros, masked with their own pads like real rows) up to a bucket,
+/// so the worker sees the bucket rather than the exact number of prompt
+/// tokens or running sequences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowBuckets {
+    /// No padding: the exact row count shows.
+    Exact,
+    /// The next power of two (the default).
+    PowersOfTwo,
+}
+
+impl RowBuckets {
+    /// Rows sent for `rows` real rows.
+    pub fn bucket(self, rows: usize) -> usize {
+        match self {
+            Self::Exact => rows,
+            Self::PowersOfTwo => rows.next_power_of_two(),
+        }
+    }
+}
+
+/// `pow2` (or `powers-of-two`) and `exact` (or `none`), as the command lines take it.
+impl std::str::FromStr for RowBuckets {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pow2" | "powers-of-two" => Ok(Self::PowersOfTwo),
+            "exact" | "none" => Ok(Self::Exact),
+            other => Err(format!("unknown row buckets {other:?} (pow2 or exact)")),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RemoParams {
     /// Privacy level κ: pad σ_c = κ·s_c.
@@ -18,19 +52,19 @@ pub struct RemoParams {
     pub usable_fraction: f64,
     /// `refill_idle` tops up pools holding fewer pads than this.
     pub low_water: usize,
-    /// The pool is flushed when a call's mean whitened energy against the
-    /// scales its oldest pads were drawn at exceeds `stale_ratio²` (so no
-    /// call is masked at less than `κ / stale_ratio` in the bound's sense;
-    /// see `pool::stale_energy`). Scales are raised at every per-channel
-    /// excess regardless; this only bounds how stale pooled pads may be.
-    /// Default 4. A per-channel test flushed on routine single-row outliers
-    /// (4 synchronous pad batches in 64 decode steps).
-    pub stale_ratio: f64,
+    /// Online calls are padded to these row counts.
+    pub row_buckets: RowBuckets,
 }
 
 impl Default for RemoParams {
     fn default() -> Self {
-        Self { kappa: 1e4, mixing_rounds: MIN_ROUNDS, usable_fraction: MAX_USABLE_FRACTION, low_water: 256, stale_ratio: 4.0 }
+        Self {
+            kappa: 1e4,
+            mixing_rounds: MIN_ROUNDS,
+            usable_fraction: MAX_USABLE_FRACTION,
+            low_water: 256,
+            row_buckets: RowBuckets::PowersOfTwo,
+        }
     }
 }
 
@@ -69,9 +103,6 @@ impl RemoParams {
         if !(self.usable_fraction > 0.0 && self.usable_fraction <= MAX_USABLE_FRACTION) {
             return bad(format!("usable fraction must be in (0, {MAX_USABLE_FRACTION}], got {}", self.usable_fraction));
         }
-        if !(self.stale_ratio.is_finite() && self.stale_ratio >= 1.0) {
-            return bad(format!("stale ratio must be finite and ≥ 1, got {}", self.stale_ratio));
-        }
         Ok(())
     }
 
@@ -94,11 +125,14 @@ mod tests {
             RemoParams { mixing_rounds: 2, ..Default::default() },
             RemoParams { usable_fraction: 0.8, ..Default::default() },
             RemoParams { usable_fraction: 0.0, ..Default::default() },
-            RemoParams { stale_ratio: 0.5, ..Default::default() },
         ] {
             assert!(p.validate().is_err(), "{p:?}");
         }
         assert_eq!(RemoParams::default().usable_per_batch(1024), 768);
         assert_eq!(RemoParams::default().usable_per_batch(2), 1);
+        let b = RemoParams::default().row_buckets;
+        assert_eq!([1, 2, 3, 5, 16, 17, 513].map(|n| b.bucket(n)), [1, 2, 4, 8, 16, 32, 1024]);
+        assert_eq!(RowBuckets::Exact.bucket(17), 17);
+        assert_eq!("pow2".parse::<RowBuckets>(), Ok(RowBuckets::PowersOfTwo));
     }
 }

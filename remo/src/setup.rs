@@ -1,5 +1,5 @@
 //! The public per-op facts ReMO needs: shapes and calibration channel
-//! scales (the worker computes the scales at load time; docs/DESIGN.md §3).
+//! scales (measured by the CVM on public calibration text; docs/DESIGN.md §3).
 
 use std::collections::HashMap;
 
@@ -22,7 +22,8 @@ pub struct RemoSetup {
 }
 
 impl RemoSetup {
-    /// Validates shapes (non-zero) and scales (`d_in` finite values ≥ 0).
+    /// Validates shapes (non-zero) and scales (`d_in` finite values > 0: a
+    /// channel of scale 0 would get pads of σ = 0 and go out unmasked).
     pub fn new(ops: HashMap<OpId, OpSpec>) -> Result<Self, RemoError> {
         for (&id, spec) in &ops {
             if spec.d_in == 0 || spec.d_out == 0 {
@@ -32,7 +33,7 @@ impl RemoSetup {
             if got != spec.d_in {
                 return Err(RemoError::Shape { id, what: "channel scales", got, expected: spec.d_in });
             }
-            if let Some((channel, &value)) = spec.channel_scales.iter().enumerate().find(|(_, s)| !(s.is_finite() && **s >= 0.0)) {
+            if let Some((channel, &value)) = spec.channel_scales.iter().enumerate().find(|(_, s)| !(s.is_finite() && **s > 0.0)) {
                 return Err(RemoError::BadScale { id, channel, value });
             }
         }

@@ -6,7 +6,7 @@ mod support;
 use support::*;
 use talaria_kernels::{Precision, Rows, RowsMut};
 use talaria_models::{Op, OpId};
-use talaria_remo::{MaskScheme, PlainScheme, Remo, RemoParams, WorkerCall, WorkerMatmul};
+use talaria_remo::{CallKind, MaskScheme, PlainScheme, Remo, RemoParams, RowBuckets, WorkerCall, WorkerMatmul};
 
 fn qkv() -> OpId {
     OpId::new(0, Op::Qkv)
@@ -117,4 +117,39 @@ fn bad_inputs_and_bad_answers_are_errors() {
     // Zero rows: nothing to do, nothing sent.
     remo.matmul(&mut worker, qkv(), 0, Rows::F32(&[]), RowsMut::F32(&mut [])).unwrap();
     assert!(worker.calls().is_empty());
+}
+
+/// Online calls carry their row bucket (the next power of two by default):
+/// within a bucket, the rows the worker gets do not depend on how many are
+/// real, and the product of the real rows stays exact.
+#[test]
+fn row_counts_per_call_show_the_bucket_not_the_real_rows() {
+    let shapes = [(qkv(), 32, 24)];
+    let mut histogram = std::collections::BTreeMap::<usize, Vec<usize>>::new();
+    for buckets in [RowBuckets::PowersOfTwo, RowBuckets::Exact] {
+        let mut worker = RecordingWorker::random(&shapes, 41);
+        let params = RemoParams { row_buckets: buckets, ..RemoParams::default() };
+        let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), params).unwrap();
+        for rows in [1usize, 3, 4, 5, 7, 8, 9, 16, 17] {
+            let x = gaussian(rows, 32, 0.5, rows as u64);
+            let mut out = vec![0.0f64; rows * 24];
+            let before = worker.calls().len();
+            remo.matmul(&mut worker, qkv(), rows, (&x[..]).into(), (&mut out[..]).into()).unwrap();
+            let online: Vec<usize> = worker.calls()[before..].iter().filter(|c| c.kind == CallKind::Online).map(|c| c.rows).collect();
+            assert_eq!(online.len(), 1);
+            if buckets == RowBuckets::PowersOfTwo {
+                histogram.entry(online[0]).or_default().push(rows);
+            } else {
+                assert_eq!(online[0], rows);
+            }
+            let want = worker.exact(qkv(), &x, rows).unwrap();
+            assert!(rel_err(&out, &want) < 1e-9, "{buckets:?}, {rows} rows: {}", rel_err(&out, &want));
+        }
+        let r = remo.report().unwrap();
+        let real: u64 = [1u64, 3, 4, 5, 7, 8, 9, 16, 17].iter().sum();
+        assert_eq!(r.online_rows, real);
+        assert_eq!(r.pads_used, real + r.dummy_rows);
+    }
+    let buckets: Vec<(usize, Vec<usize>)> = histogram.into_iter().collect();
+    assert_eq!(buckets, vec![(1, vec![1]), (4, vec![3, 4]), (8, vec![5, 7, 8]), (16, vec![9, 16]), (32, vec![17])]);
 }

@@ -95,7 +95,7 @@ fn observed_order(call: &support::ReceivedCall, x: &[f64], d_in: usize) -> Vec<u
 
 #[test]
 fn the_row_permutation_is_fresh_per_call() {
-    let (d_in, d_out, rows) = (32, 8, 12);
+    let (d_in, d_out, rows) = (32, 8, 16);
     let shapes = [(op(), d_in, d_out)];
     let mut worker = RecordingWorker::random(&shapes, 14);
     // κ = 1e-9: pads are negligible, so the order becomes observable.

@@ -152,7 +152,7 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
     if let Some(r) = linear.remo_report() {
         let link = linear.link_stats().unwrap_or_default();
         eprintln!(
-            "[ReMO κ = {:e}] leakage bound {:.3e} bits per position ({:.3e} at the rows sent) | pads used {} (discarded {}) | pad batches {} ({:.0} ms) | σ raised on {} ops (rows above calibration) | worker retries {}, reconnects {}",
+            "[ReMO κ = {:e}] leakage bound {:.3e} bits per position ({:.3e} at the rows sent) | pads used {} (discarded {}) | pad batches {} ({:.0} ms) | {} rows scaled down to the energy budget | worker retries {}, reconnects {}",
             r.kappa,
             r.leakage_bound_bits,
             r.leakage_bits_at_sent_energy,
@@ -160,7 +160,7 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
             r.pads_discarded,
             r.batches,
             r.refill_ms,
-            r.ops_raised,
+            r.rows_rescaled,
             link.retries,
             link.reconnects,
         );

@@ -166,7 +166,7 @@ fn models_health_tokenize_and_metrics() {
     let models: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(models["data"][0]["id"], "smol");
     assert_eq!(models["data"][0]["max_model_len"], 8192);
-    assert_eq!(s.get("/health").0, 200);
+    s.wait_ready(std::time::Duration::from_secs(30));
 
     let t = s.ok("/tokenize", &json!({"prompt": "Hello world"}));
     let ids = t["tokens"].as_array().unwrap().clone();

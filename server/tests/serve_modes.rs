@@ -37,3 +37,19 @@ fn the_fast_confidential_mode_serves() {
     assert!(got.starts_with(&head), "fast {got:?} vs plain {want:?}");
     assert_eq!(fast.terminate().code(), Some(0), "clean exit, worker included");
 }
+
+/// A confidential server answers `/health` 503 while its pad pools fill
+/// (they take seconds: 120 pad batches), and 200 once they are full; a
+/// request meanwhile is served all the same.
+#[test]
+fn health_is_not_ready_until_the_pad_pools_are_filled() {
+    let conf = start(&["--mode", "confidential"]);
+    let (status, body) = conf.get("/health");
+    assert_eq!(status, 503, "ready before the pools could fill: {body}");
+    assert!(body.contains("warming up"), "{body}");
+    let seen = conf.wait_ready(std::time::Duration::from_secs(240));
+    assert_eq!(seen.last(), Some(&200));
+    let req = json!({"prompt": "The capital of Italy is", "max_tokens": 4, "temperature": 0});
+    assert_eq!(conf.ok("/v1/completions", &req)["usage"]["completion_tokens"], 4);
+    assert_eq!(conf.terminate().code(), Some(0));
+}

@@ -30,15 +30,20 @@ fn server_bin(a: &Args) -> anyhow::Result<PathBuf> {
     Ok(sibling)
 }
 
-/// The server flags of a benchmark mode: a `talaria-serve --mode`, or
-/// `confidential-fast` (ReMO with f32 pads, `--precision fast`).
+/// The server flags of a benchmark mode: a `talaria-serve --mode`,
+/// `confidential-fast` (ReMO with f32 pads, `--precision fast`), or either
+/// confidential mode with `-exact-rows` (no row buckets: what they cost).
 fn server_mode_args(mode: &str) -> anyhow::Result<Vec<&'static str>> {
     Ok(match mode {
         "local" => vec!["--mode", "local"],
         "plain" => vec!["--mode", "plain"],
         "confidential" => vec!["--mode", "confidential"],
         "confidential-fast" => vec!["--mode", "confidential", "--precision", "fast"],
-        other => bail!("unknown mode {other:?} (local, plain, confidential, confidential-fast)"),
+        "confidential-exact-rows" => vec!["--mode", "confidential", "--row-buckets", "exact"],
+        "confidential-fast-exact-rows" => vec!["--mode", "confidential", "--precision", "fast", "--row-buckets", "exact"],
+        other => bail!(
+            "unknown mode {other:?} (local, plain, confidential, confidential-fast, confidential-exact-rows, confidential-fast-exact-rows)"
+        ),
     })
 }
 
@@ -66,12 +71,35 @@ impl Server {
         match rx.recv_timeout(Duration::from_secs(600)) {
             Ok(base) => {
                 eprintln!("started talaria-serve --mode {mode} at {base} (pid {}, log {})", child.id(), log_path.display());
-                Ok(Self { base, pid: child.id(), child })
+                let server = Self { base, pid: child.id(), child };
+                // The run measures serving, not start-up: wait for the pad
+                // pools to fill (`/health` answers 200 then).
+                let t0 = std::time::Instant::now();
+                server.wait_ready(Duration::from_secs(600))?;
+                eprintln!("talaria-serve --mode {mode} ready after {:.1} s", t0.elapsed().as_secs_f64());
+                Ok(server)
             }
             Err(_) => {
                 let _ = child.kill();
                 bail!("talaria-serve --mode {mode} did not start; see {}", log_path.display())
             }
+        }
+    }
+
+    /// Polls `/health` until it answers 200.
+    fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
+        let agent = super::client::agent();
+        let start = std::time::Instant::now();
+        loop {
+            if let Ok(r) = agent.get(&format!("{}/health", self.base)).call() {
+                if r.status().as_u16() == 200 {
+                    return Ok(());
+                }
+            }
+            if start.elapsed() > limit {
+                bail!("talaria-serve at {} not ready within {limit:?}", self.base);
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 

@@ -15,7 +15,7 @@ use crate::stop::StopStrings;
 
 use super::policy::{Scheduler, SchedulerConfig};
 use super::request::{EngineRequest, EventSink, RejectReason, RequestEvent, RequestId, SeqOutput};
-use super::sequence::{SeqSpec, Sequence};
+use super::sequence::{Forked, SeqSpec, Sequence};
 use super::stats::{EngineStats, Occupancy};
 use super::step::{advance_and_sample, forward_plan};
 
@@ -81,6 +81,10 @@ pub struct Engine {
     linear: Box<dyn Linear>,
     tokenizer: Arc<Tokenizer>,
     sched: Scheduler,
+    /// The other choices of an `n > 1` request, by the arrival of its first
+    /// choice: they are forked from it (KV blocks shared, nothing sent to
+    /// the worker again) once its prompt is computed.
+    forks: HashMap<u64, Vec<Sequence>>,
     requests: HashMap<RequestId, ActiveRequest>,
     next_arrival: u64,
     stats: Arc<EngineStats>,
@@ -95,6 +99,7 @@ impl Engine {
             linear,
             tokenizer,
             sched: Scheduler::new(cfg),
+            forks: HashMap::new(),
             requests: HashMap::new(),
             next_arrival: 0,
             stats: Arc::new(EngineStats::default()),
@@ -165,13 +170,18 @@ impl Engine {
         stop_ids.extend(&req.stop_token_ids);
         let spec =
             SeqSpec { max_tokens: req.max_tokens, stop_ids: stop_ids.into(), stops: Arc::new(StopStrings::new(req.stop_strings.clone())) };
+        let first = self.next_arrival;
         for index in 0..req.n {
             let mut params = req.params.clone();
             // Distinct but reproducible streams for the choices of a seeded request.
             params.seed = params.seed.map(|s| s.wrapping_add(index as u64 * 0x9E37_79B9_7F4A_7C15));
             let seq = Sequence::new(id, index, self.next_arrival, req.prompt_ids.clone(), Sampler::new(params), &spec);
             self.next_arrival += 1;
-            self.sched.enqueue(seq);
+            if index == 0 {
+                self.sched.enqueue(seq);
+            } else {
+                self.forks.entry(first).or_default().push(seq);
+            }
         }
         self.requests.insert(id, ActiveRequest { sink, live: req.n });
         self.publish();
@@ -180,6 +190,7 @@ impl Engine {
     /// Drops a request (its client is gone): no event, blocks returned.
     pub fn cancel_request(&mut self, id: RequestId) {
         self.sched.remove_request(id);
+        self.forks.retain(|_, kids| kids.first().is_none_or(|k| k.req_id != id));
         self.requests.remove(&id);
         self.publish();
     }
@@ -194,6 +205,7 @@ impl Engine {
 
     fn abort_request(&mut self, id: RequestId, reason: &str) {
         self.sched.remove_request(id);
+        self.forks.retain(|_, kids| kids.first().is_none_or(|k| k.req_id != id));
         if let Some(mut r) = self.requests.remove(&id) {
             (r.sink)(RequestEvent::Aborted { reason: reason.to_string() });
         }
@@ -204,7 +216,7 @@ impl Engine {
     /// samples the sequences whose prompt (or recompute) is complete, and
     /// delivers their outputs.
     pub fn step(&mut self) -> StepReport {
-        let (plan, never_fit) = self.sched.schedule(&self.kv);
+        let (plan, never_fit) = self.sched.schedule(&mut self.kv);
         let mut report = StepReport {
             num_seqs: plan.num_seqs(),
             num_tokens: plan.num_tokens(),
@@ -224,10 +236,18 @@ impl Engine {
                 Ok(logits) => {
                     report.forward_ok = true;
                     let vocab = self.model.config.vocab_size;
-                    advance_and_sample(&mut self.sched.running, &plan, &logits, vocab, &self.tokenizer, |s, _, out| {
+                    let (kv, forks, tok) = (&mut self.kv, &mut self.forks, &self.tokenizer);
+                    let mut forked = Vec::new();
+                    advance_and_sample(&mut self.sched.running, &plan, &logits, vocab, tok, |s, row, out| {
                         outputs.push((s.req_id, out));
                         report.num_sampled += 1;
+                        for kid in forks.remove(&s.arrival).unwrap_or_default() {
+                            forked.push(fork_choice(kv, s, kid, row, tok, &mut outputs, &mut report.num_sampled));
+                        }
                     });
+                    for kid in forked {
+                        self.sched.admit_forked(kid);
+                    }
                 }
                 Err(e) => {
                     tracing::error!("forward pass failed: {e:#}");
@@ -238,7 +258,7 @@ impl Engine {
                 }
             }
         }
-        self.stats.count_step(report.num_tokens, report.num_preempted);
+        self.stats.count_step(report.num_tokens, &plan);
         self.sched.running.retain(|s| !s.finished);
         self.deliver(outputs);
         self.publish();
@@ -288,4 +308,27 @@ impl Engine {
             kv_total_blocks: a.total_blocks() as u64,
         });
     }
+}
+
+/// Starts choice `kid` of a request from its first choice `parent`, whose
+/// prompt was just computed and first token sampled from `row`: the KV
+/// blocks are forked (full ones shared, the partial one copied) and the
+/// kid samples its own first token from the same logits. Without a free
+/// block for the copy it computes the prompt itself (sent again).
+fn fork_choice(
+    kv: &mut KvPool,
+    parent: &Sequence,
+    mut kid: Sequence,
+    row: &[f32],
+    tok: &Tokenizer,
+    outputs: &mut Vec<(RequestId, SeqOutput)>,
+    sampled: &mut usize,
+) -> Forked {
+    let Some(blocks) = parent.blocks.as_ref().and_then(|b| kv.fork(b).ok()) else {
+        return Forked::Waiting(kid);
+    };
+    kid.blocks = Some(blocks);
+    outputs.push((kid.req_id, kid.sample_next(row, tok)));
+    *sampled += 1;
+    Forked::Running(kid)
 }

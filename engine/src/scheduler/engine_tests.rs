@@ -103,7 +103,7 @@ fn a_mixed_batch_with_chunked_prefill_matches_requests_run_alone() {
     let f = fixture();
     let ps = prompts(&f);
     assert!(ps[2].len() > 300, "the long prompt needs several chunks");
-    let mut engine = f.engine(256, SchedulerConfig { max_num_batched_tokens: 128, max_num_seqs: 8 });
+    let mut engine = f.engine(256, SchedulerConfig { max_num_batched_tokens: 128, max_num_seqs: 8, max_swap_bytes: None });
     let rxs: Vec<_> = ps
         .iter()
         .enumerate()
@@ -149,4 +149,114 @@ fn rejects_and_cancels() {
     engine.cancel_request(3);
     assert_eq!(engine.stats().snapshot().kv_used_blocks, 0);
     assert!(!engine.has_work());
+}
+
+/// Counts the rows of every layer-0 qkv call: each position the model
+/// computes goes through it once.
+struct CountingLinear {
+    inner: LocalLinear,
+    rows: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl crate::linear::Linear for CountingLinear {
+    fn forward(
+        &mut self,
+        id: talaria_models::OpId,
+        rows: usize,
+        x: talaria_kernels::Rows<'_>,
+        out: talaria_kernels::RowsMut<'_>,
+    ) -> anyhow::Result<()> {
+        if id == talaria_models::OpId::new(0, talaria_models::Op::Qkv) {
+            self.rows.fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.inner.forward(id, rows, x, out)
+    }
+    fn name(&self) -> String {
+        "counting".into()
+    }
+}
+
+#[test]
+fn n_choices_compute_the_prompt_once_and_fork_its_kv() {
+    let f = fixture();
+    let prompt = f.ck.tokenizer.encode("Three facts about owls:").expect("encode");
+    let (n, max_tokens) = (4usize, 8usize);
+    let params = crate::sampling::SamplingParams { temperature: 1.0, seed: Some(7), ..Default::default() };
+    let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let model = f.model();
+    let kv = KvPool::new(&model.config, 64, 16);
+    let tok = Arc::new(Checkpoint::open(&f.ck.path).expect("open").tokenizer);
+    let linear = CountingLinear { inner: LocalLinear::new(f.weights.clone()), rows: counted.clone() };
+    let mut engine = Engine::new(model, kv, Box::new(linear), tok, SchedulerConfig::default());
+    let req = EngineRequest { n, params: params.clone(), ignore_eos: true, ..EngineRequest::greedy(prompt.clone(), max_tokens) };
+    let rx = submit(&mut engine, 1, req);
+    while engine.has_work() {
+        engine.step();
+    }
+    let mut choices = vec![Vec::new(); n];
+    for ev in rx.try_iter() {
+        let RequestEvent::Output(o) = ev else { panic!("unexpected {ev:?}") };
+        choices[o.index].extend(o.tokens.iter().map(|t| t.id));
+    }
+    // The prompt once, then every choice's generated tokens but its last.
+    let rows = counted.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(rows, prompt.len() + n * (max_tokens - 1), "prompt rows must be sent once");
+    assert_eq!(engine.stats().snapshot().kv_used_blocks, 0, "forked blocks all return");
+    // Each choice is what a request of one choice with its seed gets.
+    let mut alone = f.engine(64, SchedulerConfig::default());
+    for (i, got) in choices.iter().enumerate() {
+        let seed = params.seed.map(|s| s.wrapping_add(i as u64 * 0x9E37_79B9_7F4A_7C15));
+        let req = EngineRequest {
+            params: crate::sampling::SamplingParams { seed, ..params.clone() },
+            ignore_eos: true,
+            ..EngineRequest::greedy(prompt.clone(), max_tokens)
+        };
+        let rx = submit(&mut alone, 10 + i as u64, req);
+        let want = run(&mut alone, &[rx]);
+        assert_eq!(got, &want[0], "choice {i}");
+    }
+    assert!(choices.iter().any(|c| c != &choices[0]), "seeded choices should differ");
+}
+
+/// Under a tiny pool, preempted sequences keep their K/V in CVM memory and
+/// resume without recomputing: every position goes to the linears once.
+/// With no swap budget they recompute, and the re-sent rows are counted.
+#[test]
+fn a_preempted_sequence_is_swapped_out_and_sends_no_row_twice() {
+    let f = fixture();
+    let ps: Vec<Vec<u32>> = prompts(&f).into_iter().filter(|p| p.len() < 40).collect();
+    let max_tokens = 30;
+    let once: usize = ps.iter().map(|p| p.len() + max_tokens - 1).sum();
+    for swap in [None, Some(0)] {
+        let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let model = f.model();
+        let kv = KvPool::new(&model.config, 6, 16);
+        let tok = Arc::new(Checkpoint::open(&f.ck.path).expect("open").tokenizer);
+        let linear = CountingLinear { inner: LocalLinear::new(f.weights.clone()), rows: counted.clone() };
+        let cfg = SchedulerConfig { max_swap_bytes: swap, ..SchedulerConfig::default() };
+        let mut engine = Engine::new(model, kv, Box::new(linear), tok, cfg);
+        let rxs: Vec<_> = ps
+            .iter()
+            .enumerate()
+            .map(|(i, p)| submit(&mut engine, i as u64, EngineRequest { ignore_eos: true, ..EngineRequest::greedy(p.clone(), max_tokens) }))
+            .collect();
+        let got = run(&mut engine, &rxs);
+        for (i, p) in ps.iter().enumerate() {
+            assert_eq!(got[i], f.alone(p, max_tokens), "request {i}, swap budget {swap:?}");
+        }
+        let st = engine.stats().snapshot();
+        let rows = counted.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(st.preemptions_total > 0, "the pool is too small not to preempt");
+        match swap {
+            None => {
+                assert_eq!((st.swaps_total, st.resent_rows_total), (st.preemptions_total, 0));
+                assert_eq!(rows, once, "no row is sent twice");
+            }
+            _ => {
+                assert_eq!(st.swaps_total, 0);
+                assert!(st.resent_rows_total > 0);
+                assert_eq!(rows, once + st.resent_rows_total as usize, "every re-sent row is counted");
+            }
+        }
+    }
 }

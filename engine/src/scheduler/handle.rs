@@ -114,6 +114,11 @@ fn run(mut engine: Engine, rx: Receiver<Command>) {
             while got.is_none() && engine.idle(IDLE_SLICE) {
                 got = rx.try_recv().ok();
             }
+            // The backend had nothing left to do ahead: from now on a
+            // request is served at full speed.
+            if got.is_none() && stats.set_ready() {
+                tracing::info!("ready: the backend's start-up work is done (pad pools filled)");
+            }
             got.or_else(|| rx.recv().ok().or(Some(Command::Shutdown)))
         };
         let mut shutdown = false;

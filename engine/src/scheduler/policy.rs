@@ -17,7 +17,7 @@ use std::ops::Range;
 use crate::kv_cache::KvPool;
 use crate::model::LogitsWanted;
 
-use super::sequence::Sequence;
+use super::sequence::{Forked, Sequence};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SchedulerConfig {
@@ -25,11 +25,16 @@ pub struct SchedulerConfig {
     pub max_num_batched_tokens: usize,
     /// Most sequences in one step.
     pub max_num_seqs: usize,
+    /// CVM memory that preempted sequences' K/V may take outside the pool
+    /// (swapped out, resumed without recomputing); `None`: as much as the
+    /// pool itself. Past it, a preempted sequence recomputes (its rows are
+    /// sent to the worker again, and counted).
+    pub max_swap_bytes: Option<usize>,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        Self { max_num_batched_tokens: 2048, max_num_seqs: 64 }
+        Self { max_num_batched_tokens: 2048, max_num_seqs: 64, max_swap_bytes: None }
     }
 }
 
@@ -50,6 +55,10 @@ pub struct StepPlan {
     /// In running-queue order.
     pub chunks: Vec<PlannedChunk>,
     pub num_preempted: usize,
+    /// Of those, the ones whose K/V went to CVM memory.
+    pub num_swapped: usize,
+    /// Tokens the other preempted sequences will compute again.
+    pub rows_to_recompute: usize,
 }
 
 impl StepPlan {
@@ -88,7 +97,11 @@ enum Fit {
 impl Scheduler {
     pub fn new(cfg: SchedulerConfig) -> Self {
         Self {
-            cfg: SchedulerConfig { max_num_batched_tokens: cfg.max_num_batched_tokens.max(1), max_num_seqs: cfg.max_num_seqs.max(1) },
+            cfg: SchedulerConfig {
+                max_num_batched_tokens: cfg.max_num_batched_tokens.max(1),
+                max_num_seqs: cfg.max_num_seqs.max(1),
+                ..cfg
+            },
             running: Vec::new(),
             waiting: VecDeque::new(),
             planned: HashMap::new(),
@@ -104,6 +117,22 @@ impl Scheduler {
         self.waiting.push_back(seq);
     }
 
+    /// Adds a choice forked from a running sequence: running if its KV is
+    /// forked, else waiting to compute its prompt (in arrival order either
+    /// way).
+    pub fn admit_forked(&mut self, kid: Forked) {
+        match kid {
+            Forked::Running(s) => {
+                let at = self.running.partition_point(|r| r.arrival < s.arrival);
+                self.running.insert(at, s);
+            }
+            Forked::Waiting(s) => {
+                let at = self.waiting.partition_point(|w| w.arrival < s.arrival);
+                self.waiting.insert(at, s);
+            }
+        }
+    }
+
     /// Removes every sequence of request `id` (their blocks return).
     pub fn remove_request(&mut self, id: u64) -> usize {
         let before = self.running.len() + self.waiting.len();
@@ -115,7 +144,7 @@ impl Scheduler {
     /// Decides the next step: which running sequences run how many tokens,
     /// admits waiting ones, preempts when blocks run out. Sequences that
     /// could never fit in the whole cache are returned.
-    pub fn schedule(&mut self, kv: &KvPool) -> (StepPlan, Vec<Sequence>) {
+    pub fn schedule(&mut self, kv: &mut KvPool) -> (StepPlan, Vec<Sequence>) {
         let mut plan = StepPlan::default();
         let mut never_fit = Vec::new();
         self.planned.clear();
@@ -153,6 +182,15 @@ impl Scheduler {
                 never_fit.extend(self.waiting.pop_front());
                 continue;
             }
+            if let Some(len) = s.swapped.as_ref().map(|w| w.len) {
+                // Back from CVM memory, when the blocks for it and this
+                // step's tokens are free.
+                if kv.allocator().free_blocks() < (len + want).div_ceil(kv.block_size) {
+                    break;
+                }
+                let swapped = s.swapped.take().expect("checked");
+                s.blocks = Some(kv.swap_in(swapped).expect("blocks checked free"));
+            }
             if s.blocks.get_or_insert_with(|| kv.new_sequence()).reserve(want).is_err() {
                 // Keep its (empty) table; wait for blocks to come back.
                 break;
@@ -180,7 +218,7 @@ impl Scheduler {
     /// Reserves blocks for `want` tokens of running sequence `i`, preempting
     /// younger unscheduled sequences as needed. A prefill that cannot get
     /// all its blocks takes a shorter chunk when that fits.
-    fn fit_running(&mut self, i: usize, want: usize, shrinkable: bool, kv: &KvPool, plan: &mut StepPlan) -> Fit {
+    fn fit_running(&mut self, i: usize, want: usize, shrinkable: bool, kv: &mut KvPool, plan: &mut StepPlan) -> Fit {
         loop {
             let s = &mut self.running[i];
             let blocks = s.blocks.get_or_insert_with(|| kv.new_sequence());
@@ -189,7 +227,7 @@ impl Scheduler {
                 return Fit::Scheduled(want);
             }
             if let Some(v) = self.victim(i) {
-                self.preempt(v, plan);
+                self.preempt(v, kv, plan);
                 continue;
             }
             if shrinkable {
@@ -201,7 +239,7 @@ impl Scheduler {
                 }
                 return Fit::Skipped;
             }
-            self.preempt(i, plan);
+            self.preempt(i, kv, plan);
             return Fit::PreemptedSelf;
         }
     }
@@ -219,9 +257,23 @@ impl Scheduler {
         room.saturating_sub(s.computed()).min(s.pending())
     }
 
-    fn preempt(&mut self, v: usize, plan: &mut StepPlan) {
+    /// Takes running sequence `v` off the pool: its K/V swapped out to CVM
+    /// memory while the swap budget allows, else dropped (it recomputes).
+    fn preempt(&mut self, v: usize, kv: &mut KvPool, plan: &mut StepPlan) {
         let mut s = self.running.remove(v);
-        s.preempt();
+        let budget = self.cfg.max_swap_bytes.unwrap_or_else(|| kv.bytes());
+        let held: usize = self.waiting.iter().filter_map(|w| w.swapped.as_ref()).map(|w| w.bytes).sum();
+        match s.blocks.take() {
+            Some(b) if !b.is_empty() && held + kv.swap_bytes(&b) <= budget => {
+                s.swapped = Some(kv.swap_out(b));
+                plan.num_swapped += 1;
+            }
+            b => {
+                plan.rows_to_recompute += b.as_ref().map_or(0, |b| b.len());
+                drop(b);
+                s.preempt();
+            }
+        }
         plan.num_preempted += 1;
         let at = self.waiting.partition_point(|w| w.arrival < s.arrival);
         self.waiting.insert(at, s);

@@ -51,33 +51,33 @@ fn scheduled(s: &Scheduler, plan: &StepPlan) -> Vec<(u64, usize)> {
 
 #[test]
 fn decodes_first_then_prefill_chunks_fill_the_budget() {
-    let kv = pool(64, 4);
-    let mut s = Scheduler::new(SchedulerConfig { max_num_batched_tokens: 10, max_num_seqs: 8 });
+    let mut kv = pool(64, 4);
+    let mut s = Scheduler::new(SchedulerConfig { max_num_batched_tokens: 10, max_num_seqs: 8, max_swap_bytes: Some(0) });
     s.enqueue(seq(1, 0, 3));
     s.enqueue(seq(2, 1, 3));
-    let (plan, _) = s.schedule(&kv);
+    let (plan, _) = s.schedule(&mut kv);
     assert_eq!((plan.num_seqs(), plan.num_tokens()), (2, 6));
     fake_step(&mut s, &plan);
     // Both decode now; a long prompt arrives and gets the rest of the budget.
     s.enqueue(seq(3, 2, 30));
-    let (plan, _) = s.schedule(&kv);
+    let (plan, _) = s.schedule(&mut kv);
     assert_eq!(scheduled(&s, &plan), vec![(1, 1), (2, 1), (3, 8)]);
     assert_eq!(plan.num_tokens(), 10);
     fake_step(&mut s, &plan);
     // Its next chunk continues after the decodes.
-    let plan = s.schedule(&kv).0;
+    let plan = s.schedule(&mut kv).0;
     assert_eq!(scheduled(&s, &plan), vec![(1, 1), (2, 1), (3, 8)]);
     assert_eq!(s.running[2].computed(), 8);
 }
 
 #[test]
 fn sequence_cap_limits_admission() {
-    let kv = pool(64, 4);
-    let mut s = Scheduler::new(SchedulerConfig { max_num_batched_tokens: 100, max_num_seqs: 2 });
+    let mut kv = pool(64, 4);
+    let mut s = Scheduler::new(SchedulerConfig { max_num_batched_tokens: 100, max_num_seqs: 2, max_swap_bytes: Some(0) });
     for r in 0..3 {
         s.enqueue(seq(r, r, 2));
     }
-    let (plan, _) = s.schedule(&kv);
+    let (plan, _) = s.schedule(&mut kv);
     assert_eq!(plan.num_seqs(), 2);
     assert_eq!(s.waiting.len(), 1);
 }
@@ -85,18 +85,18 @@ fn sequence_cap_limits_admission() {
 #[test]
 fn out_of_blocks_preempts_the_youngest_and_it_recomputes_later() {
     // 4 blocks of 4 tokens; two sequences of 8 tokens fill the pool.
-    let kv = pool(4, 4);
-    let mut s = Scheduler::new(SchedulerConfig { max_num_batched_tokens: 64, max_num_seqs: 8 });
+    let mut kv = pool(4, 4);
+    let mut s = Scheduler::new(SchedulerConfig { max_num_batched_tokens: 64, max_num_seqs: 8, max_swap_bytes: Some(0) });
     s.enqueue(seq(1, 0, 7));
     s.enqueue(seq(2, 1, 7));
-    let plan = s.schedule(&kv).0;
+    let plan = s.schedule(&mut kv).0;
     fake_step(&mut s, &plan); // both hold 7 tokens in 2 blocks, 8 tokens known
-    let plan: StepPlan = s.schedule(&kv).0; // both fit their 8th token
+    let plan: StepPlan = s.schedule(&mut kv).0; // both fit their 8th token
     assert_eq!(plan.num_preempted, 0);
     fake_step(&mut s, &plan);
     assert_eq!(kv.allocator().free_blocks(), 0);
     // The 9th token needs a third block each: the younger one is evicted.
-    let plan = s.schedule(&kv).0;
+    let plan = s.schedule(&mut kv).0;
     assert_eq!(plan.num_preempted, 1);
     assert_eq!(scheduled(&s, &plan), vec![(1, 1)]);
     assert_eq!(s.waiting.len(), 1);
@@ -106,16 +106,16 @@ fn out_of_blocks_preempts_the_youngest_and_it_recomputes_later() {
     fake_step(&mut s, &plan);
     // Once the older one finishes, the younger one comes back whole.
     s.running.clear();
-    let plan = s.schedule(&kv).0;
+    let plan = s.schedule(&mut kv).0;
     assert_eq!(scheduled(&s, &plan), vec![(2, 9)]);
 }
 
 #[test]
 fn a_sequence_alone_that_cannot_fit_is_reported() {
-    let kv = pool(2, 4);
-    let mut s = Scheduler::new(SchedulerConfig::default());
+    let mut kv = pool(2, 4);
+    let mut s = Scheduler::new(SchedulerConfig { max_swap_bytes: Some(0), ..SchedulerConfig::default() });
     s.enqueue(seq(1, 0, 9));
-    let (plan, never) = s.schedule(&kv);
+    let (plan, never) = s.schedule(&mut kv);
     assert_eq!(plan.num_seqs(), 0);
     assert_eq!(never.len(), 1);
     assert!(!s.has_work());
@@ -123,12 +123,12 @@ fn a_sequence_alone_that_cannot_fit_is_reported() {
 
 #[test]
 fn no_admission_while_blocks_are_short_and_waiting_keeps_order() {
-    let kv = pool(3, 4);
-    let mut s = Scheduler::new(SchedulerConfig::default());
+    let mut kv = pool(3, 4);
+    let mut s = Scheduler::new(SchedulerConfig { max_swap_bytes: Some(0), ..SchedulerConfig::default() });
     s.enqueue(seq(1, 0, 8));
     s.enqueue(seq(2, 1, 8));
     s.enqueue(seq(3, 2, 2));
-    let plan = s.schedule(&kv).0;
+    let plan = s.schedule(&mut kv).0;
     // Request 2 does not fit; request 3 (which would) must not jump the queue.
     assert_eq!(scheduled(&s, &plan), vec![(1, 8)]);
     assert_eq!(s.waiting.iter().map(|q| q.req_id).collect::<Vec<_>>(), vec![2, 3]);
@@ -138,15 +138,15 @@ fn no_admission_while_blocks_are_short_and_waiting_keeps_order() {
 
 #[test]
 fn a_running_prefill_short_of_blocks_takes_the_chunk_that_fits() {
-    let kv = pool(3, 4);
-    let mut s = Scheduler::new(SchedulerConfig { max_num_batched_tokens: 6, max_num_seqs: 8 });
+    let mut kv = pool(3, 4);
+    let mut s = Scheduler::new(SchedulerConfig { max_num_batched_tokens: 6, max_num_seqs: 8, max_swap_bytes: Some(0) });
     s.enqueue(seq(1, 0, 2));
     s.enqueue(seq(2, 1, 12));
-    let plan = s.schedule(&kv).0;
+    let plan = s.schedule(&mut kv).0;
     assert_eq!(scheduled(&s, &plan), vec![(1, 2), (2, 4)]);
     fake_step(&mut s, &plan);
     // Budget 5 for the prefill, but one free block holds only 4 more tokens.
-    let plan = s.schedule(&kv).0;
+    let plan = s.schedule(&mut kv).0;
     assert_eq!(scheduled(&s, &plan), vec![(1, 1), (2, 4)]);
     assert_eq!((plan.num_preempted, kv.allocator().free_blocks()), (0, 0));
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use talaria_models::{DecodeStream, Tokenizer};
 
 use super::request::FinishReason;
-use crate::kv_cache::SeqBlocks;
+use crate::kv_cache::{SeqBlocks, SwappedKv};
 use crate::sampling::{SampledToken, Sampler};
 use crate::stop::{StopScan, StopStrings};
 
@@ -25,6 +25,9 @@ pub(crate) struct Sequence {
     pub tokens: Vec<u32>,
     /// `None` while waiting (never run, or preempted: blocks given back).
     pub blocks: Option<SeqBlocks>,
+    /// The K/V of a preempted sequence kept in CVM memory (swapped out of
+    /// the pool): it resumes without recomputing.
+    pub swapped: Option<SwappedKv>,
     pub finished: bool,
     sampler: Sampler,
     max_tokens: usize,
@@ -52,6 +55,7 @@ impl Sequence {
             prompt_len: prompt.len(),
             tokens: prompt,
             blocks: None,
+            swapped: None,
             finished: false,
             sampler,
             max_tokens: spec.max_tokens,
@@ -65,7 +69,11 @@ impl Sequence {
 
     /// Tokens whose K/V are in the cache.
     pub fn computed(&self) -> usize {
-        self.blocks.as_ref().map_or(0, SeqBlocks::len)
+        match (&self.blocks, &self.swapped) {
+            (Some(b), _) => b.len(),
+            (None, Some(s)) => s.len,
+            (None, None) => 0,
+        }
     }
 
     /// Tokens still to run through the model (1 for a decode).
@@ -86,6 +94,7 @@ impl Sequence {
     /// generated tokens when it runs again.
     pub fn preempt(&mut self) {
         self.blocks = None;
+        self.swapped = None;
     }
 
     /// Samples the next token from `logits` and returns what became final.
@@ -137,4 +146,12 @@ impl Sequence {
         self.finished = true;
         SeqOutput { index: self.index, tokens: Vec::new(), text, finish: Some(FinishReason::Length) }
     }
+}
+
+/// Where a forked choice goes.
+pub(crate) enum Forked {
+    /// Its KV is forked and its first token sampled.
+    Running(Sequence),
+    /// It must compute its prompt itself.
+    Waiting(Sequence),
 }

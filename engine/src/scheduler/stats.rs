@@ -1,6 +1,7 @@
 //! Engine counters, written by the engine thread after every step and
 //! command, read lock-free by the HTTP side (`/metrics`, `/health`).
 
+use super::policy::StepPlan;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 #[derive(Debug, Default)]
@@ -12,9 +13,12 @@ pub struct EngineStats {
     kv_used_blocks: AtomicU64,
     kv_total_blocks: AtomicU64,
     preemptions_total: AtomicU64,
+    swaps_total: AtomicU64,
+    resent_rows_total: AtomicU64,
     steps_total: AtomicU64,
     batched_tokens_total: AtomicU64,
     alive: AtomicBool,
+    ready: AtomicBool,
 }
 
 /// A copy of the counters at one moment.
@@ -27,10 +31,18 @@ pub struct StatsSnapshot {
     pub kv_used_blocks: u64,
     pub kv_total_blocks: u64,
     pub preemptions_total: u64,
+    /// Preemptions that kept the K/V in CVM memory (nothing recomputed).
+    pub swaps_total: u64,
+    /// Rows computed (and so masked and sent) a second time: preempted
+    /// sequences that had to recompute.
+    pub resent_rows_total: u64,
     pub steps_total: u64,
     pub batched_tokens_total: u64,
     /// False once the engine thread has exited.
     pub alive: bool,
+    /// The backend's start-up work is done (ReMO: pad pools filled), so a
+    /// request is served at full speed.
+    pub ready: bool,
 }
 
 impl StatsSnapshot {
@@ -64,9 +76,12 @@ impl EngineStats {
             kv_used_blocks: self.kv_used_blocks.load(Relaxed),
             kv_total_blocks: self.kv_total_blocks.load(Relaxed),
             preemptions_total: self.preemptions_total.load(Relaxed),
+            swaps_total: self.swaps_total.load(Relaxed),
+            resent_rows_total: self.resent_rows_total.load(Relaxed),
             steps_total: self.steps_total.load(Relaxed),
             batched_tokens_total: self.batched_tokens_total.load(Relaxed),
             alive: self.alive.load(Relaxed),
+            ready: self.ready.load(Relaxed),
         }
     }
 
@@ -79,10 +94,17 @@ impl EngineStats {
         self.kv_total_blocks.store(o.kv_total_blocks, Relaxed);
     }
 
-    pub(crate) fn count_step(&self, tokens: usize, preempted: usize) {
+    pub(crate) fn count_step(&self, tokens: usize, plan: &StepPlan) {
         self.steps_total.fetch_add(1, Relaxed);
         self.batched_tokens_total.fetch_add(tokens as u64, Relaxed);
-        self.preemptions_total.fetch_add(preempted as u64, Relaxed);
+        self.preemptions_total.fetch_add(plan.num_preempted as u64, Relaxed);
+        self.swaps_total.fetch_add(plan.num_swapped as u64, Relaxed);
+        self.resent_rows_total.fetch_add(plan.rows_to_recompute as u64, Relaxed);
+    }
+
+    /// Marks the start-up work done; true the first time.
+    pub(crate) fn set_ready(&self) -> bool {
+        !self.ready.swap(true, Relaxed)
     }
 
     pub(crate) fn set_alive(&self, alive: bool) {

@@ -28,8 +28,8 @@ pub struct OpReport {
     pub pads_discarded: u64,
     pub refill_ms: f64,
     pub worker_ms: f64,
-    pub scale_raises: u64,
-    pub flushes: u64,
+    /// Real rows scaled down to the energy budget before masking.
+    pub rows_rescaled: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -39,26 +39,26 @@ pub struct RemoReport {
     pub kappa: f64,
     pub mixing_rounds: usize,
     pub usable_fraction: f64,
-    pub stale_ratio: f64,
     pub online_calls: u64,
     pub online_rows: u64,
+    /// Dummy rows sent to pad online calls up to their row bucket (each
+    /// spends a pad).
+    pub dummy_rows: u64,
     pub batches: u64,
     pub pads_used: u64,
     pub pads_discarded: u64,
     pub pads_available: usize,
-    /// Ops whose real rows exceeded the calibration scales (σ raised).
-    pub ops_raised: usize,
+    /// Real rows above the energy budget, scaled down by a private power of
+    /// two before masking (σ itself never moves).
+    pub rows_rescaled: u64,
     /// Wall time of all pad batches, and the worker's share of it.
     pub refill_ms: f64,
     pub worker_ms: f64,
     /// The CVM's share of `refill_ms`, by phase.
     pub refill_phases_ms: PhasesMs,
-    /// docs/DESIGN.md §3's bound in bits per position (assumes rows within the
-    /// channel scales the pads were drawn at).
+    /// docs/DESIGN.md §3's bound in bits per position: every row is sent
+    /// within the energy budget, so it holds for every row sent.
     pub leakage_bound_bits: f64,
-    /// The same bound at `κ / stale_ratio`: what it is worth for a call whose
-    /// rows just exceeded the scales but not enough to flush the pool.
-    pub leakage_bound_bits_conservative: f64,
     /// The bound at the actual signal power of the rows sent: per op, the
     /// mean over its rows, summed over ops (bits per position).
     pub leakage_bits_at_sent_energy: f64,
@@ -66,7 +66,7 @@ pub struct RemoReport {
 }
 
 impl RemoReport {
-    pub fn new<P: Float>(setup: &RemoSetup, pools: &PadPools<P>, online_calls: u64, online_rows: u64) -> Self {
+    pub fn new<P: Float>(setup: &RemoSetup, pools: &PadPools<P>, online_calls: u64, online_rows: u64, dummy_rows: u64) -> Self {
         let p = pools.params();
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         let ops: Vec<OpReport> = pools
@@ -86,8 +86,7 @@ impl RemoReport {
                     pads_discarded: s.pads_discarded,
                     refill_ms: ms(s.refill_time),
                     worker_ms: ms(s.worker_time),
-                    scale_raises: s.scale_raises,
-                    flushes: s.flushes,
+                    rows_rescaled: s.rows_rescaled,
                 }
             })
             .collect();
@@ -97,19 +96,18 @@ impl RemoReport {
             kappa: p.kappa,
             mixing_rounds: p.mixing_rounds,
             usable_fraction: p.usable_fraction,
-            stale_ratio: p.stale_ratio,
             online_calls,
             online_rows,
+            dummy_rows,
             batches: t.batches,
             pads_used: t.pads_used,
             pads_discarded: t.pads_discarded,
             pads_available: t.pads_available,
-            ops_raised: ops.iter().filter(|o| o.scale_raises > 0).count(),
+            rows_rescaled: t.rows_rescaled,
             refill_ms: ms(t.refill_time),
             worker_ms: ms(t.worker_time),
             refill_phases_ms: t.phases.into(),
             leakage_bound_bits: leakage_bound_bits_for_dims(setup.input_dims(), p.kappa),
-            leakage_bound_bits_conservative: leakage_bound_bits_for_dims(setup.input_dims(), p.kappa / p.stale_ratio),
             leakage_bits_at_sent_energy: pools
                 .pools()
                 .map(|pool| pool.stats())
@@ -149,8 +147,7 @@ struct KindTotals {
     discarded: u64,
     refill_ms: f64,
     worker_ms: f64,
-    raises: u64,
-    flushes: u64,
+    rescaled: u64,
 }
 
 impl fmt::Display for RemoReport {
@@ -165,14 +162,15 @@ impl fmt::Display for RemoReport {
         )?;
         writeln!(
             f,
-            "  leakage bound: {:.3e} bits per position ({:.3e} at κ/{}); {:.3e} at the rows actually sent",
-            self.leakage_bound_bits, self.leakage_bound_bits_conservative, self.stale_ratio, self.leakage_bits_at_sent_energy
+            "  leakage bound: {:.3e} bits per position, for every row sent; {:.3e} at the rows' actual energy ({} rows scaled down to the budget)",
+            self.leakage_bound_bits, self.leakage_bits_at_sent_energy, self.rows_rescaled
         )?;
         writeln!(
             f,
-            "  online: {} calls, {} rows; pads: {} used, {} discarded, {} ready; {} batches, refill {:.1} ms (worker {:.1} ms)",
+            "  online: {} calls, {} rows (+{} dummy rows up to the row buckets); pads: {} used, {} discarded, {} ready; {} batches, refill {:.1} ms (worker {:.1} ms)",
             self.online_calls,
             self.online_rows,
+            self.dummy_rows,
             self.pads_used,
             self.pads_discarded,
             self.pads_available,
@@ -192,14 +190,13 @@ impl fmt::Display for RemoReport {
             k.discarded += o.pads_discarded;
             k.refill_ms += o.refill_ms;
             k.worker_ms += o.worker_ms;
-            k.raises += o.scale_raises;
-            k.flushes += o.flushes;
+            k.rescaled += o.rows_rescaled;
         }
         for (op, k) in kinds {
             writeln!(
                 f,
-                "  {:<8} ×{:<3} {:>5}→{:<6} N_p {:>5}: {} batches, {} pads used, {} discarded, refill {:.1} ms (worker {:.1} ms), {} scale raises, {} flushes",
-                op.name(), k.layers, k.d_in, k.d_out, k.n_p, k.batches, k.used, k.discarded, k.refill_ms, k.worker_ms, k.raises, k.flushes
+                "  {:<8} ×{:<3} {:>5}→{:<6} N_p {:>5}: {} batches, {} pads used, {} discarded, refill {:.1} ms (worker {:.1} ms), {} rows rescaled",
+                op.name(), k.layers, k.d_in, k.d_out, k.n_p, k.batches, k.used, k.discarded, k.refill_ms, k.worker_ms, k.rescaled
             )?;
         }
         Ok(())

@@ -17,18 +17,23 @@ pub struct OnlineScratch {
 }
 
 /// `out (rows × d_out) = X·W` for the real rows `x` (`rows × d_in`),
-/// consuming one pad per row: sends `X̃ = Π·(X + R)` with a fresh uniformly
-/// random row permutation `Π`, receives `X̃·W`, returns
-/// `Π⁻¹·(X̃·W) − R·W`. The pads are zeroized when this returns.
-#[allow(clippy::too_many_arguments)]
+/// consuming one pad per row sent: the call carries `pads.len() ≥ rows`
+/// rows, the real ones and zero dummy rows up to the bucket, each masked
+/// with its own pad. Sends `X̃ = Π·(A⁻¹·X + R)` with a fresh uniformly
+/// random row permutation `Π` and the rows' private power-of-two factors
+/// `A = diag(factors)` (see `PadPool::rescale`), receives `X̃·W`, returns
+/// `A·(Π⁻¹·(X̃·W) − R·W)` for the real rows. The pads are zeroized when
+/// this returns.
 /// The sums and differences are always formed in f64, then rounded once
 /// to the pad type (on the wire) or the output type.
+#[allow(clippy::too_many_arguments)]
 pub fn masked_matmul<X: Float, O: Float, P: Float>(
     worker: &mut dyn WorkerMatmul,
     id: OpId,
     x: &[X],
     rows: usize,
     pads: Vec<Pad<P>>,
+    factors: &[f64],
     rng: &mut SecureRng,
     scratch: &mut OnlineScratch,
     out: &mut [O],
@@ -37,14 +42,18 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
         return if rows == 0 { Ok(()) } else { Err(RemoError::PoolShort { id, available: 0, wanted: rows }.into()) };
     };
     let (d_in, d_out) = (first.d_in(), first.d_out());
-    if pads.len() != rows {
+    if pads.len() < rows {
         return Err(RemoError::PoolShort { id, available: pads.len(), wanted: rows }.into());
     }
+    let sent = pads.len();
     if x.len() != rows * d_in {
         return Err(RemoError::Shape { id, what: "input rows", got: x.len(), expected: rows * d_in }.into());
     }
     if out.len() != rows * d_out {
         return Err(RemoError::Shape { id, what: "output", got: out.len(), expected: rows * d_out }.into());
+    }
+    if factors.len() != rows {
+        return Err(RemoError::Shape { id, what: "row factors", got: factors.len(), expected: rows }.into());
     }
 
     // Pads were made seconds ago and are cold: start every row's misses at
@@ -55,21 +64,29 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
     }
     // Row j of X̃ is row perm[j] of X + R; it is written straight into the
     // outgoing frame, and the answer unmasked straight from the incoming one.
-    rng.permutation(rows, &mut scratch.perm);
+    rng.permutation(sent, &mut scratch.perm);
     let perm = &scratch.perm;
     call_in_place::<P>(
         worker,
-        WorkerCall { id, kind: CallKind::Online, precision: P::PRECISION, rows, d_in, d_out },
+        WorkerCall { id, kind: CallKind::Online, precision: P::PRECISION, rows: sent, d_in, d_out },
         &mut |masked| {
             for (dst, &i) in masked.chunks_exact_mut(d_in).zip(perm) {
+                if i >= rows {
+                    // A dummy row: its pad alone.
+                    dst.copy_from_slice(pads[i].r());
+                    continue;
+                }
+                // A power of two: the division is exact.
+                let inv = 1.0 / factors[i];
                 let src = x[i * d_in..(i + 1) * d_in].iter().zip(pads[i].r());
-                dst.iter_mut().zip(src).for_each(|(m, (&x, &r))| *m = P::from_f64(x.into() + r.into()));
+                dst.iter_mut().zip(src).for_each(|(m, (&x, &r))| *m = P::from_f64(x.into() * inv + r.into()));
             }
         },
         &mut |y| {
-            for (yj, &i) in y.chunks_exact(d_out).zip(perm) {
+            for (yj, &i) in y.chunks_exact(d_out).zip(perm).filter(|&(_, &i)| i < rows) {
+                let alpha = factors[i];
                 let dst = &mut out[i * d_out..(i + 1) * d_out];
-                dst.iter_mut().zip(yj).zip(pads[i].rw()).for_each(|((o, &yv), &rw)| *o = O::from_f64(yv.into() - rw.into()));
+                dst.iter_mut().zip(yj).zip(pads[i].rw()).for_each(|((o, &yv), &rw)| *o = O::from_f64(alpha * (yv.into() - rw.into())));
             }
         },
     )

@@ -23,14 +23,27 @@ pub struct Remo<P: Float = f64> {
     /// For the per-call row permutations.
     rng: SecureRng,
     scratch: OnlineScratch,
+    /// The private per-row factors of the current call (CVM memory only).
+    factors: Vec<f64>,
     online_calls: u64,
     online_rows: u64,
+    /// Rows sent to fill calls up to their bucket.
+    dummy_rows: u64,
 }
 
 impl<P: Float> Remo<P> {
     pub fn new(setup: RemoSetup, params: RemoParams) -> Result<Self, RemoError> {
         let pools = PadPools::new(&setup, params)?;
-        Ok(Self { setup, pools, rng: SecureRng::from_os()?, scratch: OnlineScratch::default(), online_calls: 0, online_rows: 0 })
+        Ok(Self {
+            setup,
+            pools,
+            rng: SecureRng::from_os()?,
+            scratch: OnlineScratch::default(),
+            factors: Vec::new(),
+            online_calls: 0,
+            online_rows: 0,
+            dummy_rows: 0,
+        })
     }
 
     pub fn params(&self) -> &RemoParams {
@@ -79,21 +92,21 @@ impl<P: Float> Remo<P> {
             return Ok(());
         }
         check_finite(id, "input rows", x)?;
-        // Observe first: a raised scale (and flushed stale pads) already
-        // protects this call.
-        self.pools.observe(id, x, rows)?;
-        self.pools.ensure(worker, id, rows)?;
-        let pads = self.pools.take(id, rows)?;
-        masked_matmul(worker, id, x, rows, pads, &mut self.rng, &mut self.scratch, out)?;
+        self.pools.rescale(id, x, rows, &mut self.factors)?;
+        let sent = self.params().row_buckets.bucket(rows);
+        self.pools.ensure(worker, id, sent)?;
+        let pads = self.pools.take(id, sent)?;
+        masked_matmul(worker, id, x, rows, pads, &self.factors, &mut self.rng, &mut self.scratch, out)?;
         self.pools.prefetch_after(id);
         self.online_calls += 1;
         self.online_rows += rows as u64;
+        self.dummy_rows += (sent - rows) as u64;
         Ok(())
     }
 
     /// Pools, statistics and the leakage bound, for the CLI.
     pub fn remo_report(&self) -> RemoReport {
-        RemoReport::new(&self.setup, &self.pools, self.online_calls, self.online_rows)
+        RemoReport::new(&self.setup, &self.pools, self.online_calls, self.online_rows, self.dummy_rows)
     }
 }
 

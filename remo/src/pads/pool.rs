@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use talaria_models::OpId;
 
 use crate::accounting::leakage::leakage_bits_at_energy;
-use crate::accounting::scales::ChannelScales;
+use crate::accounting::scales::{rescale_factor, ChannelScales};
 use crate::error::RemoError;
 use crate::mixing::butterfly::{padded_rows, Mixing};
 use crate::online::worker::{call_in_place, check_finite, CallKind, WorkerCall, WorkerMatmul};
@@ -30,7 +30,7 @@ pub struct PoolStats {
     pub pads_made: u64,
     /// Pads handed to online calls.
     pub pads_used: u64,
-    /// Pads dropped unused: the ≥ 25 % of every batch, and flushed pads.
+    /// Pads dropped unused: the ≥ 25 % of every batch.
     pub pads_discarded: u64,
     /// Wall time of pad batches, worker call included.
     pub refill_time: Duration,
@@ -38,13 +38,11 @@ pub struct PoolStats {
     pub worker_time: Duration,
     /// Where the CVM's share of `refill_time` goes.
     pub phases: RefillPhases,
-    /// Calls whose rows raised a channel scale.
-    pub scale_raises: u64,
-    /// Pools emptied because their pads were drawn at a stale scale.
-    pub flushes: u64,
-    /// Real rows masked, and the leakage bound summed over them at their
-    /// actual signal power (`leakage_bits_at_energy`, bits).
+    /// Real rows masked, those among them scaled down to the energy budget
+    /// first, and the leakage bound summed over them at the signal power
+    /// actually sent (`leakage_bits_at_energy`, bits).
     pub rows_sent: u64,
+    pub rows_rescaled: u64,
     pub bits_at_sent_energy: f64,
 }
 
@@ -58,8 +56,7 @@ impl PoolStats {
         self.refill_time += o.refill_time;
         self.worker_time += o.worker_time;
         self.phases.add(&o.phases);
-        self.scale_raises += o.scale_raises;
-        self.flushes += o.flushes;
+        self.rows_rescaled += o.rows_rescaled;
         self.rows_sent += o.rows_sent;
         self.bits_at_sent_energy += o.bits_at_sent_energy;
     }
@@ -98,12 +95,6 @@ impl<P: Float> Default for RefillScratch<P> {
     }
 }
 
-/// The channel scales a batch's pads were drawn at, and how many are left.
-struct BatchScale {
-    remaining: usize,
-    scales: Vec<f64>,
-}
-
 pub struct PadPool<P: Float = f64> {
     id: OpId,
     d_in: usize,
@@ -113,7 +104,6 @@ pub struct PadPool<P: Float = f64> {
     scales: ChannelScales,
     /// FIFO; pads of older batches first.
     pads: VecDeque<Pad<P>>,
-    batches: VecDeque<BatchScale>,
     stats: PoolStats,
 }
 
@@ -126,9 +116,8 @@ impl<P: Float> PadPool<P> {
             d_out: spec.d_out,
             n_p,
             usable: params.usable_per_batch(n_p),
-            scales: ChannelScales::new(id, spec.channel_scales.clone()),
+            scales: ChannelScales::new(spec.channel_scales.clone()),
             pads: VecDeque::new(),
-            batches: VecDeque::new(),
             stats: PoolStats::default(),
         }
     }
@@ -157,7 +146,7 @@ impl<P: Float> PadPool<P> {
         &self.scales
     }
     pub fn stats(&self) -> PoolStats {
-        PoolStats { pads_available: self.pads.len(), scale_raises: self.scales.raises(), ..self.stats }
+        PoolStats { pads_available: self.pads.len(), ..self.stats }
     }
 
     /// Makes one pad batch: draws `R`, sends `U = M·R`, recovers
@@ -216,7 +205,6 @@ impl<P: Float> PadPool<P> {
         rng.permutation(n_p, &mut order);
         self.pads.extend(BatchStore::into_pads(d_in, d_out, r.into_inner(), rw.into_inner(), &order[..self.usable], &scratch.buffers));
         crate::pads::wipe::wipe(&mut order);
-        self.batches.push_back(BatchScale { remaining: self.usable, scales: self.scales.scales().to_vec() });
 
         let phases = RefillPhases { draw: drawn - start, mix: mix_time, unmix: unmix_time, keep: unmixed_at.elapsed() };
         self.stats.phases.add(&phases);
@@ -234,40 +222,24 @@ impl<P: Float> PadPool<P> {
             return Err(RemoError::PoolShort { id: self.id, available: self.pads.len(), wanted: n });
         }
         let pads: Vec<Pad<P>> = self.pads.drain(..n).collect();
-        let mut left = n;
-        while left > 0 {
-            let Some(front) = self.batches.front_mut() else {
-                break;
-            };
-            let k = left.min(front.remaining);
-            front.remaining -= k;
-            left -= k;
-            if front.remaining == 0 {
-                self.batches.pop_front();
-            }
-        }
         self.stats.pads_used += n as u64;
         Ok(pads)
     }
 
-    /// Records the real rows of a call (`rows × d_in`, checked by the
-    /// caller): raises channel scales where needed, and flushes the pool
-    /// when the call is out of scale for its oldest pads (see
-    /// [`stale_energy`]).
-    pub fn observe<X: Copy + Into<f64>>(&mut self, x: &[X], rows: usize, params: &RemoParams) {
-        self.scales.observe(x, rows);
-        // Against the scales of the pads this call will get: the oldest
-        // batch's, or (empty pool) the current ones the next batch uses.
-        let drawn = self.batches.front().map_or(self.scales.scales(), |b| b.scales.as_slice());
-        let energy = stale_energy(self.scales.last_rms(), drawn);
-        self.stats.rows_sent += rows as u64;
-        self.stats.bits_at_sent_energy += rows as f64 * leakage_bits_at_energy(self.d_in, params.kappa, energy);
-        if self.batches.is_empty() {
-            return;
-        }
-        if energy > params.stale_ratio * params.stale_ratio {
-            tracing::debug!(op = %self.id, pads = self.pads.len(), energy, "flushing pads drawn at a stale channel scale");
-            self.flush();
+    /// The private factor of each real row of a call (`rows × d_in`,
+    /// checked by the caller): 1, or the power of two that brings the row's
+    /// whitened energy within the budget (the row is sent divided by it and
+    /// its product multiplied by it, so σ never depends on private data).
+    /// Accounts the leakage bound at the energy each row is sent at.
+    pub fn rescale<X: Copy + Into<f64>>(&mut self, x: &[X], rows: usize, params: &RemoParams, factors: &mut Vec<f64>) {
+        factors.clear();
+        for row in x.chunks_exact(self.d_in).take(rows) {
+            let energy = self.scales.energy(row);
+            let alpha = rescale_factor(energy);
+            factors.push(alpha);
+            self.stats.rows_sent += 1;
+            self.stats.rows_rescaled += u64::from(alpha > 1.0);
+            self.stats.bits_at_sent_energy += leakage_bits_at_energy(self.d_in, params.kappa, energy / (alpha * alpha));
         }
     }
 
@@ -280,38 +252,6 @@ impl<P: Float> PadPool<P> {
             talaria_kernels::cpu::prefetch(p.rw());
         }
     }
-
-    /// Discards (zeroizes) every pad in the pool.
-    pub fn flush(&mut self) {
-        self.stats.pads_discarded += self.pads.len() as u64;
-        self.stats.flushes += 1;
-        self.pads.clear();
-        self.batches.clear();
-    }
-}
-
-/// The call's mean whitened energy against the scales pads were drawn at:
-/// `mean_c (rms_c / drawn_c)²`. The docs/DESIGN.md §3 bound per row is
-/// `Σ_c ½·log₂(1 + (x_c/σ_c)²)`, which (by Jensen) is at most
-/// `d_in·½·log₂(1 + energy/κ²)`: an energy ≤ `stale_ratio²` keeps the call
-/// within the bound at `κ / stale_ratio`. A single channel a few times over
-/// its scale (routine for one decode row) moves the energy little; a channel
-/// with drawn scale 0 and a nonzero value makes it infinite.
-fn stale_energy(rms: &[f64], drawn: &[f64]) -> f64 {
-    let sum: f64 = rms
-        .iter()
-        .zip(drawn)
-        .map(|(&r, &d)| {
-            if r == 0.0 {
-                0.0
-            } else if d > 0.0 {
-                (r / d) * (r / d)
-            } else {
-                f64::INFINITY
-            }
-        })
-        .sum();
-    sum / rms.len().max(1) as f64
 }
 
 #[cfg(test)]
@@ -323,7 +263,7 @@ mod tests {
     fn pool(d_in: usize, d_out: usize) -> (PadPool<f64>, RecordingWorker, RemoParams) {
         let id = OpId::new(0, Op::Down);
         let spec = OpSpec { d_in, d_out, channel_scales: vec![1.0; d_in] };
-        let params = RemoParams { stale_ratio: 2.0, ..RemoParams::default() };
+        let params = RemoParams::default();
         (PadPool::new(id, &spec, &params), RecordingWorker::random(&[(id, d_in, d_out)], 1), params)
     }
 
@@ -360,59 +300,39 @@ mod tests {
         let (mut p, mut w, params) = pool(8, 4);
         let mut rng = SecureRng::from_os().unwrap();
         p.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
+        let mut factors = Vec::new();
         // Two rows with every channel at its scale (energy 1): the nominal bound each.
-        p.observe(&[1.0f32; 16], 2, &params);
+        p.rescale(&[1.0f32; 16], 2, &params, &mut factors);
+        assert_eq!(factors, [1.0, 1.0]);
         let nominal = crate::leakage_bits_per_call(8, params.kappa);
         let s = p.stats();
         assert_eq!(s.rows_sent, 2);
         assert!((s.bits_at_sent_energy - 2.0 * nominal).abs() <= 1e-12 * nominal);
         // A row at half the scale: about a quarter of the nominal bound.
-        p.observe(&[0.5f32; 8], 1, &params);
+        p.rescale(&[0.5f32; 8], 1, &params, &mut factors);
         let third = p.stats().bits_at_sent_energy - s.bits_at_sent_energy;
         assert!((third / nominal - 0.25).abs() < 1e-6, "{}", third / nominal);
     }
 
     #[test]
-    fn stale_scales_flush_the_pool() {
+    fn rows_above_the_budget_are_scaled_down_and_the_pads_stay() {
         let (mut p, mut w, params) = pool(8, 4);
         let mut rng = SecureRng::from_os().unwrap();
         p.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
         let before = p.available();
-        // RMS 1.5 ≤ 2 × 1: raised, but the pads stay.
-        p.observe(&[1.5f32; 8], 1, &params);
-        assert_eq!(p.available(), before);
-        assert_eq!(p.channel_scales().scales()[0], 1.5);
-        // RMS 3 > 2 × 1 (the scale the pooled pads were drawn at): flushed.
-        p.observe(&[3.0f32; 8], 1, &params);
-        assert_eq!(p.available(), 0);
+        let mut factors = Vec::new();
+        // Energies 9 (every channel at 3×), 2 (one channel at 3×, the rest
+        // at 1×: (9 + 7) / 8) and 1e6 (one channel at 2829×).
+        let mut x = vec![3.0f32; 8];
+        x.extend([3.0f32, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        x.extend([2829.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        p.rescale(&x, 3, &params, &mut factors);
+        assert_eq!(factors, [4.0, 2.0, 1024.0]);
+        assert_eq!(p.available(), before, "no pad is dropped, no scale moves");
+        assert_eq!(p.channel_scales().scales(), &[1.0; 8]);
         let s = p.stats();
-        let unused = (p.batch_rows() - p.usable_per_batch()) as u64;
-        assert_eq!((s.flushes, s.scale_raises, s.pads_discarded), (1, 2, unused + before as u64));
-    }
-
-    #[test]
-    fn one_channel_over_scale_keeps_the_pool_but_a_hot_row_or_an_unmasked_channel_flushes() {
-        let (mut p, mut w, params) = pool(8, 4);
-        let mut rng = SecureRng::from_os().unwrap();
-        p.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
-        let before = p.available();
-        // Channel 0 at 3× its scale, the rest at 1×: energy (9 + 7) / 8 = 2 ≤ 2².
-        p.observe(&[3.0f32, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], 1, &params);
-        assert_eq!(p.available(), before);
-        // Every channel at 2.5×: energy 6.25 > 4, although no single channel is
-        // more than 2.5× over (and scales were just raised to 3 on channel 0).
-        p.observe(&[2.5f32; 8], 1, &params);
-        assert_eq!(p.available(), 0);
-
-        let id = OpId::new(0, Op::Down);
-        let spec = OpSpec { d_in: 8, d_out: 4, channel_scales: vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0] };
-        let mut q = PadPool::<f64>::new(id, &spec, &params);
-        q.refill(&mut w, &mut rng, &params, &mut RefillScratch::default()).unwrap();
-        let before = q.available();
-        q.observe(&[0.0f32; 8], 1, &params);
-        assert_eq!(q.available(), before, "zeros are within any scale");
-        // A value in a channel whose pads had σ = 0 would go out unmasked.
-        q.observe(&[0.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1e-3], 1, &params);
-        assert_eq!(q.available(), 0);
+        assert_eq!((s.rows_sent, s.rows_rescaled, s.pads_discarded), (3, 3, (p.batch_rows() - p.usable_per_batch()) as u64));
+        // Each row is accounted at the energy it is sent at (≤ the budget).
+        assert!(s.bits_at_sent_energy <= 3.0 * crate::leakage_bits_per_call(8, params.kappa) * (1.0 + 1e-12));
     }
 }

@@ -95,10 +95,11 @@ impl<P: Float> PadPools<P> {
         }
     }
 
-    /// Records real rows of `id` (raising scales, flushing stale pads).
-    pub fn observe<X: Copy + Into<f64>>(&mut self, id: OpId, x: &[X], rows: usize) -> Result<(), RemoError> {
+    /// The private per-row factors of real rows of `id` (see
+    /// [`PadPool::rescale`]).
+    pub fn rescale<X: Copy + Into<f64>>(&mut self, id: OpId, x: &[X], rows: usize, factors: &mut Vec<f64>) -> Result<(), RemoError> {
         let params = self.params;
-        self.pool_mut(id)?.observe(x, rows, &params);
+        self.pool_mut(id)?.rescale(x, rows, &params, factors);
         Ok(())
     }
 

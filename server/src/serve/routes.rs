@@ -37,11 +37,17 @@ async fn models(State(st): State<SharedState>) -> Json<serde_json::Value> {
     }]}))
 }
 
+/// 200 once requests are served at full speed; 503 while the pad pools
+/// fill at start-up (requests are accepted meanwhile, only slower) or when
+/// the engine has stopped.
 async fn health(State(st): State<SharedState>) -> Response {
-    if st.engine.stats().alive {
-        StatusCode::OK.into_response()
-    } else {
+    let stats = st.engine.stats();
+    if !stats.alive {
         ApiError::unavailable("the engine thread has stopped").into_response()
+    } else if !stats.ready {
+        ApiError::unavailable("warming up: the pad pools are filling").into_response()
+    } else {
+        StatusCode::OK.into_response()
     }
 }
 

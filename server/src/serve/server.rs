@@ -55,7 +55,8 @@ fn load(args: &ServeArgs) -> anyhow::Result<AppState> {
     let budget = usize::try_from(args.kv_cache_memory).unwrap_or(usize::MAX);
     let blocks = KvPool::blocks_for_budget(&config, budget, DEFAULT_BLOCK_SIZE, precision);
     let kv = KvPool::with_precision(&config, blocks, DEFAULT_BLOCK_SIZE, precision);
-    let sched = SchedulerConfig { max_num_batched_tokens: args.max_num_batched_tokens, max_num_seqs: args.max_num_seqs };
+    let sched =
+        SchedulerConfig { max_num_batched_tokens: args.max_num_batched_tokens, max_num_seqs: args.max_num_seqs, max_swap_bytes: None };
     let model = LlamaModel::new(config, cvm).context("building the model")?;
     let engine = Engine::new(model, kv, Box::new(linear), tokenizer.clone(), sched);
     let limits = engine.limits();

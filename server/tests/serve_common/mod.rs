@@ -93,6 +93,21 @@ impl Server {
         r.body
     }
 
+    /// Polls `/health` until it answers 200; returns the statuses seen.
+    pub fn wait_ready(&self, limit: Duration) -> Vec<u16> {
+        let start = std::time::Instant::now();
+        let mut seen = Vec::new();
+        loop {
+            let status = self.get("/health").0;
+            seen.push(status);
+            if status == 200 {
+                return seen;
+            }
+            assert!(start.elapsed() < limit, "not ready within {limit:?}: {seen:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn get(&self, path: &str) -> (u16, String) {
         let mut r = self.agent.get(&self.url(path)).call().expect("HTTP request");
         let status = r.status().as_u16();
