@@ -16,8 +16,10 @@ use talaria_remo::{RemoReport, WorkerBusy};
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
+    /// Prompt tokens of the prefill phase.
     #[arg(long, default_value_t = 512)]
     prefill: usize,
+    /// Decode steps at batch 1.
     #[arg(long, default_value_t = 64)]
     decode_steps: usize,
     /// Append the table to bench/RESULTS.md.

@@ -42,6 +42,8 @@ impl Mode {
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct BackendArgs {
+    /// confidential (ReMO, default), plain (unmasked rows to a worker: the
+    /// insecure baseline) or local (weights in this process).
     #[arg(long, value_enum, default_value_t = Mode::Confidential)]
     pub mode: Mode,
     /// A worker listening on TCP (`tcp://host:port`); default: spawn a local

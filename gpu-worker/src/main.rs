@@ -20,6 +20,7 @@ struct Args {
     /// GGUF file or HF folder; default: the default model (fetched if needed).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Never download the default model.
     #[arg(long)]
     offline: bool,
     /// Weight precision in memory (widened in the kernels): f32 or bf16.

@@ -116,17 +116,18 @@ impl Rows<'_> {
 }
 
 impl RowsMut<'_> {
-    pub fn precision(&self) -> Precision {
+    /// A read-only view of the same rows.
+    pub fn as_rows(&self) -> Rows<'_> {
         match self {
-            Self::F32(_) => Precision::F32,
-            Self::F64(_) => Precision::F64,
+            Self::F32(v) => Rows::F32(v),
+            Self::F64(v) => Rows::F64(v),
         }
     }
+    pub fn precision(&self) -> Precision {
+        self.as_rows().precision()
+    }
     pub fn len(&self) -> usize {
-        match self {
-            Self::F32(v) => v.len(),
-            Self::F64(v) => v.len(),
-        }
+        self.as_rows().len()
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -24,6 +24,7 @@ pub enum Command {
     Generate(Box<GenerateArgs>),
     /// Download (if needed) and verify the default model; print its path.
     Fetch {
+        /// Only check the cache; never download.
         #[arg(long)]
         offline: bool,
     },
@@ -33,6 +34,7 @@ pub enum Command {
 pub struct GenerateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// The prompt (raw text, or the user message with --chat).
     #[arg(long, short, required_unless_present = "prompts_file")]
     pub prompt: Option<String>,
     /// Run each non-empty line of FILE as its own prompt, one after another
@@ -42,22 +44,28 @@ pub struct GenerateArgs {
     /// Wrap the prompt as a user message in the model's chat template.
     #[arg(long)]
     pub chat: bool,
+    /// Most tokens to generate per prompt.
     #[arg(long, default_value_t = 128)]
     pub max_tokens: usize,
     /// 0 = greedy.
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
+    /// Sample among the k most likely tokens (0: all).
     #[arg(long, default_value_t = 0)]
     pub top_k: usize,
+    /// Nucleus sampling: the smallest set of tokens with this much mass.
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
+    /// Drop tokens less likely than this fraction of the most likely one.
     #[arg(long, default_value_t = 0.0)]
     pub min_p: f32,
+    /// Seed of the sampler (reproducible sampling).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Stop strings (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
+    /// Keep generating past the model's end-of-text tokens.
     #[arg(long)]
     pub ignore_eos: bool,
     #[command(flatten)]

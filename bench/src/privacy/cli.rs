@@ -35,8 +35,10 @@ pub struct Args {
     #[arg(long, default_value = "target/privacy")]
     pub out: PathBuf,
     /// GGUF file or HF folder; default: the default model.
+    /// The model the candidates come from (default: the default model).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Never download the model.
     #[arg(long)]
     pub offline: bool,
     /// ReMO privacy levels to sweep (synthetic).
@@ -55,6 +57,7 @@ pub struct Args {
     /// Attacks to run (names as in the report); default all.
     #[arg(long, value_delimiter = ',')]
     pub attacks: Option<Vec<String>>,
+    /// Seed of the synthetic recordings.
     #[arg(long, default_value_t = 0x7a1a_41a5)]
     pub seed: u64,
     /// Also save each synthetic recording (worker format + tokens.json).

@@ -52,8 +52,10 @@ pub struct Args {
     pub endpoint: String,
     /// Prompts from a JSONL file: one object per line with "prompt" (text)
     /// or "messages" (chat), optionally "max_tokens". Default: synthetic.
+    /// Prompts from a JSONL file (see `dataset.rs`) instead of synthetic ones.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
+    /// Requests per run.
     #[arg(long, default_value_t = 64)]
     pub num_prompts: usize,
     /// Synthetic prompts: at most this many extra sentences after the
@@ -69,10 +71,13 @@ pub struct Args {
     /// Most requests in flight; a list runs once per value (e.g. 1,32).
     #[arg(long, value_delimiter = ',')]
     pub max_concurrency: Vec<usize>,
+    /// max_tokens of every request.
     #[arg(long, default_value_t = 128)]
     pub max_tokens: usize,
+    /// Generate max_tokens whatever the model says (fixed output lengths).
     #[arg(long)]
     pub ignore_eos: bool,
+    /// Sampling temperature of every request (0: greedy).
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
     /// Seed of the arrivals and the synthetic prompts.
@@ -87,6 +92,8 @@ pub struct Args {
     /// Soak mode: run this long (e.g. 300s, 5m) with --clients closed-loop clients.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<f64>,
+    /// Soak mode: closed-loop clients, each sending its next request when
+    /// the last one ends.
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
     /// With --url in soak mode: the server's pid, to read its memory.

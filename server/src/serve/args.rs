@@ -12,6 +12,8 @@ pub struct ServeArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub backend: BackendArgs,
+    /// Address to listen on (loopback by default; the HTTP API is not yet
+    /// behind TLS).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// 0 picks a free port (the address is printed on stdout once ready).
