@@ -224,4 +224,7 @@ impl Linear for Backend {
     fn summary(&self) -> Option<String> {
         self.linear().summary()
     }
+    fn background_fill(&self) -> Option<f64> {
+        self.linear().background_fill()
+    }
 }

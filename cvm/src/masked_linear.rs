@@ -137,6 +137,16 @@ impl<W: WorkerMatmul + Send> Linear for MaskedLinear<W> {
     fn summary(&self) -> Option<String> {
         self.report().map(|r| r.to_string())
     }
+
+    fn background_fill(&self) -> Option<f64> {
+        let r = self.report()?;
+        let low_water = match &self.scheme {
+            ServingScheme::Remo(s) => s.params().low_water,
+            ServingScheme::RemoFast(s) => s.params().low_water,
+            ServingScheme::Plain(_) => return None,
+        };
+        Some((r.pads_available as f64 / (r.ops.len() * low_water).max(1) as f64).min(1.0))
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,13 @@ pub trait Linear: Send {
         Ok(())
     }
 
+    /// How full the backend's ahead-of-time work is, 0 to 1 (ReMO: the pad
+    /// pools against their low-water marks), for the serving log; `None`
+    /// when it has none.
+    fn background_fill(&self) -> Option<f64> {
+        None
+    }
+
     /// A few lines for a human at the end of a run (ReMO: pools, refill
     /// phases, leakage bound); `None` when there is nothing to say.
     fn summary(&self) -> Option<String> {

@@ -139,6 +139,12 @@ impl Engine {
         self.linear.name()
     }
 
+    /// How full the backend's ahead-of-time work is (see
+    /// `Linear::background_fill`).
+    pub fn background_fill(&self) -> Option<f64> {
+        self.linear.background_fill()
+    }
+
     /// The backend's end-of-run summary (see `Linear::summary`).
     pub fn linear_summary(&self) -> Option<String> {
         self.linear.summary()
@@ -228,6 +234,9 @@ impl Engine {
             outputs.push((s.req_id, s.finish_early()));
         }
 
+        // Positions of the step that belong to prompts (before advancing).
+        let prompt_tokens: usize =
+            plan.chunks.iter().map(|c| c.tokens.end.min(self.sched.running[c.seq].prompt_len).saturating_sub(c.tokens.start)).sum();
         if !plan.is_empty() {
             let t0 = Instant::now();
             let result = forward_plan(&self.model, &mut self.kv, self.linear.as_mut(), &self.sched.running, &plan, &mut self.timings);
@@ -258,7 +267,7 @@ impl Engine {
                 }
             }
         }
-        self.stats.count_step(report.num_tokens, &plan);
+        self.stats.count_step(report.num_tokens, &plan, prompt_tokens, report.num_sampled);
         self.sched.running.retain(|s| !s.finished);
         self.deliver(outputs);
         self.publish();

@@ -115,6 +115,9 @@ fn a_mixed_batch_with_chunked_prefill_matches_requests_run_alone() {
     }
     let st = engine.stats().snapshot();
     assert_eq!((st.kv_used_blocks, st.running_seqs, st.waiting_seqs), (0, 0, 0));
+    // The serving log's counters: every prompt position once, every token sampled.
+    let prompt_total: usize = ps.iter().map(Vec::len).sum();
+    assert_eq!((st.prompt_tokens_total, st.generation_tokens_total), (prompt_total as u64, 10 * ps.len() as u64));
 }
 
 #[test]

@@ -15,6 +15,8 @@ use super::stats::{EngineStats, StatsSnapshot};
 
 /// Longest stretch of idle backend work before checking for new commands.
 const IDLE_SLICE: Duration = Duration::from_millis(50);
+/// How often the serving log line is written (while anything happens).
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 enum Command {
     Submit { id: RequestId, req: EngineRequest, sink: EventSink },
@@ -104,7 +106,9 @@ fn run(mut engine: Engine, rx: Receiver<Command>) {
     // This thread computes every step: make it a worker of its own pool.
     let _pool = talaria_kernels::cpu::pool_on_this_thread();
     let stats = engine.stats();
+    let mut log = ServingLog::new(stats.snapshot());
     loop {
+        log.maybe_write(&engine);
         // Busy: take what has arrived. Idle: let the backend work ahead
         // (pad refills) in short slices while nothing arrives, then block.
         let first = if engine.has_work() {
@@ -148,4 +152,41 @@ fn run(mut engine: Engine, rx: Receiver<Command>) {
         }
     }
     stats.set_alive(false);
+}
+
+/// The periodic serving log line (as vLLM's): prompt and generation tokens/s
+/// since the last line, running and waiting requests, KV-cache use and the
+/// backend's pad-pool fill.
+struct ServingLog {
+    at: Instant,
+    last: StatsSnapshot,
+}
+
+impl ServingLog {
+    fn new(now: StatsSnapshot) -> Self {
+        Self { at: Instant::now(), last: now }
+    }
+
+    fn maybe_write(&mut self, engine: &Engine) {
+        let dt = self.at.elapsed();
+        if dt < LOG_EVERY {
+            return;
+        }
+        let now = engine.stats().snapshot();
+        let busy = now.steps_total != self.last.steps_total || now.running_requests + now.waiting_requests > 0;
+        if busy {
+            let per_s = |a: u64, b: u64| (a - b) as f64 / dt.as_secs_f64();
+            let kv = 100.0 * now.kv_used_blocks as f64 / now.kv_total_blocks.max(1) as f64;
+            let pads = engine.background_fill().map(|f| format!(", pad pools {:.0} %", 100.0 * f)).unwrap_or_default();
+            tracing::info!(
+                "prompt {:.1} tok/s, generation {:.1} tok/s | running {} reqs, waiting {} reqs | KV cache {kv:.1} %{pads}",
+                per_s(now.prompt_tokens_total, self.last.prompt_tokens_total),
+                per_s(now.generation_tokens_total, self.last.generation_tokens_total),
+                now.running_requests,
+                now.waiting_requests,
+            );
+        }
+        self.at = Instant::now();
+        self.last = now;
+    }
 }

@@ -17,6 +17,8 @@ pub struct EngineStats {
     resent_rows_total: AtomicU64,
     steps_total: AtomicU64,
     batched_tokens_total: AtomicU64,
+    prompt_tokens_total: AtomicU64,
+    generation_tokens_total: AtomicU64,
     alive: AtomicBool,
     ready: AtomicBool,
 }
@@ -38,6 +40,10 @@ pub struct StatsSnapshot {
     pub resent_rows_total: u64,
     pub steps_total: u64,
     pub batched_tokens_total: u64,
+    /// Prompt positions computed (recomputes of a prompt included).
+    pub prompt_tokens_total: u64,
+    /// Tokens sampled.
+    pub generation_tokens_total: u64,
     /// False once the engine thread has exited.
     pub alive: bool,
     /// The backend's start-up work is done (ReMO: pad pools filled), so a
@@ -80,6 +86,8 @@ impl EngineStats {
             resent_rows_total: self.resent_rows_total.load(Relaxed),
             steps_total: self.steps_total.load(Relaxed),
             batched_tokens_total: self.batched_tokens_total.load(Relaxed),
+            prompt_tokens_total: self.prompt_tokens_total.load(Relaxed),
+            generation_tokens_total: self.generation_tokens_total.load(Relaxed),
             alive: self.alive.load(Relaxed),
             ready: self.ready.load(Relaxed),
         }
@@ -94,8 +102,10 @@ impl EngineStats {
         self.kv_total_blocks.store(o.kv_total_blocks, Relaxed);
     }
 
-    pub(crate) fn count_step(&self, tokens: usize, plan: &StepPlan) {
+    pub(crate) fn count_step(&self, tokens: usize, plan: &StepPlan, prompt_tokens: usize, generated: usize) {
         self.steps_total.fetch_add(1, Relaxed);
+        self.prompt_tokens_total.fetch_add(prompt_tokens as u64, Relaxed);
+        self.generation_tokens_total.fetch_add(generated as u64, Relaxed);
         self.batched_tokens_total.fetch_add(tokens as u64, Relaxed);
         self.preemptions_total.fetch_add(plan.num_preempted as u64, Relaxed);
         self.swaps_total.fetch_add(plan.num_swapped as u64, Relaxed);
