@@ -335,14 +335,20 @@ impl KvPool {
     /// prompt computed once): its full blocks are shared, read-only from
     /// now on (a sequence only writes past its length), and its last,
     /// partly written block is copied, so each goes on writing its own.
-    pub fn fork(&mut self, seq: &SeqBlocks) -> Result<SeqBlocks, KvFull> {
+    /// Without a free block for the copy, the fork holds the full blocks
+    /// only (its length says how many tokens it must still compute).
+    pub fn fork(&mut self, seq: &SeqBlocks) -> SeqBlocks {
         let full = seq.len / seq.block_size;
         let shared = seq.blocks[..full].to_vec();
         self.alloc.share(&shared);
         // Built first, so the shared references go back if the copy fails.
         let mut fork = SeqBlocks { blocks: shared, len: seq.len, block_size: seq.block_size, alloc: self.alloc.clone() };
         if seq.len > full * seq.block_size {
-            let fresh = self.alloc.take(1)?[0];
+            let Ok(fresh) = self.alloc.take(1) else {
+                fork.len = full * seq.block_size;
+                return fork;
+            };
+            let fresh = fresh[0];
             fork.blocks.push(fresh);
             let from = seq.blocks[full];
             match self.precision {
@@ -351,7 +357,7 @@ impl KvPool {
             }
             .expect("the cache holds its own precision");
         }
-        Ok(fork)
+        fork
     }
 }
 
@@ -432,7 +438,7 @@ mod tests {
             pool.cache_mut::<f32>().unwrap().write(0, block, off, &k, &k).unwrap();
         }
         a.advance(6);
-        let b = pool.fork(&a).unwrap();
+        let b = pool.fork(&a);
         assert_eq!(b.len(), 6);
         assert_eq!(b.block_table()[0], a.block_table()[0], "full blocks are shared");
         assert_ne!(b.block_table()[1], a.block_table()[1], "the partial block is copied");
@@ -444,6 +450,12 @@ mod tests {
         assert_eq!(pool.allocator().free_blocks(), 4, "the shared block stays with the fork");
         drop(b);
         assert_eq!(pool.allocator().free_blocks(), 6);
+        // No free block for the copy: the fork holds the full blocks only.
+        let mut c = pool.new_sequence();
+        c.reserve(6 * 4 - 2).unwrap();
+        c.advance(6 * 4 - 2);
+        let d = pool.fork(&c);
+        assert_eq!((d.len(), d.block_table().len()), (5 * 4, 5));
     }
 
     #[test]

@@ -231,6 +231,10 @@ impl Engine {
         };
         let mut outputs: Vec<(RequestId, SeqOutput)> = Vec::new();
         for mut s in never_fit {
+            // Choices waiting to fork from it would wait forever: they end too.
+            for mut kid in self.forks.remove(&s.arrival).unwrap_or_default() {
+                outputs.push((kid.req_id, kid.finish_early()));
+            }
             outputs.push((s.req_id, s.finish_early()));
         }
 
@@ -245,13 +249,19 @@ impl Engine {
                 Ok(logits) => {
                     report.forward_ok = true;
                     let vocab = self.model.config.vocab_size;
-                    let (kv, forks, tok) = (&mut self.kv, &mut self.forks, &self.tokenizer);
+                    let (kv, forks, tok, stats) = (&mut self.kv, &mut self.forks, &self.tokenizer, &self.stats);
                     let mut forked = Vec::new();
                     advance_and_sample(&mut self.sched.running, &plan, &logits, vocab, tok, |s, row, out| {
                         outputs.push((s.req_id, out));
                         report.num_sampled += 1;
                         for kid in forks.remove(&s.arrival).unwrap_or_default() {
-                            forked.push(fork_choice(kv, s, kid, row, tok, &mut outputs, &mut report.num_sampled));
+                            let req_id = kid.req_id;
+                            let (kid, out) = fork_choice(kv, s, kid, row, tok, stats);
+                            if let Some(out) = out {
+                                outputs.push((req_id, out));
+                                report.num_sampled += 1;
+                            }
+                            forked.push(kid);
                         }
                     });
                     for kid in forked {
@@ -323,21 +333,25 @@ impl Engine {
 /// prompt was just computed and first token sampled from `row`: the KV
 /// blocks are forked (full ones shared, the partial one copied) and the
 /// kid samples its own first token from the same logits. Without a free
-/// block for the copy it computes the prompt itself (sent again).
+/// block for the copy it computes the prompt's tail after the shared
+/// blocks itself (those rows are sent again, and counted).
 fn fork_choice(
     kv: &mut KvPool,
     parent: &Sequence,
     mut kid: Sequence,
     row: &[f32],
     tok: &Tokenizer,
-    outputs: &mut Vec<(RequestId, SeqOutput)>,
-    sampled: &mut usize,
-) -> Forked {
-    let Some(blocks) = parent.blocks.as_ref().and_then(|b| kv.fork(b).ok()) else {
-        return Forked::Waiting(kid);
+    stats: &EngineStats,
+) -> (Forked, Option<SeqOutput>) {
+    let Some(blocks) = parent.blocks.as_ref().map(|b| kv.fork(b)) else {
+        return (Forked::Waiting(kid), None);
     };
+    let tail = parent.prompt_len.saturating_sub(blocks.len());
     kid.blocks = Some(blocks);
-    outputs.push((kid.req_id, kid.sample_next(row, tok)));
-    *sampled += 1;
-    Forked::Running(kid)
+    if tail > 0 {
+        stats.count_resent(tail);
+        return (Forked::Waiting(kid), None);
+    }
+    let out = kid.sample_next(row, tok);
+    (Forked::Running(kid), Some(out))
 }

@@ -263,3 +263,20 @@ fn a_preempted_sequence_is_swapped_out_and_sends_no_row_twice() {
         }
     }
 }
+
+/// Forked choices respect the sequence cap: with `max_num_seqs` 2 and
+/// `n = 4`, no step runs more than two sequences and every choice finishes.
+#[test]
+fn forked_choices_respect_the_sequence_cap() {
+    let f = fixture();
+    let prompt = f.ck.tokenizer.encode("Three facts about owls:").expect("encode");
+    let mut engine = f.engine(64, SchedulerConfig { max_num_seqs: 2, ..SchedulerConfig::default() });
+    let params = crate::sampling::SamplingParams { temperature: 1.0, seed: Some(3), ..Default::default() };
+    let rx = submit(&mut engine, 1, EngineRequest { n: 4, params, ignore_eos: true, ..EngineRequest::greedy(prompt, 6) });
+    while engine.has_work() {
+        assert!(engine.step().num_seqs <= 2);
+    }
+    let finished = rx.try_iter().filter(|ev| matches!(ev, RequestEvent::Output(o) if o.finish.is_some())).count();
+    assert_eq!(finished, 4);
+    assert_eq!(engine.stats().snapshot().kv_used_blocks, 0);
+}

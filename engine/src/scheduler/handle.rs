@@ -118,11 +118,7 @@ fn run(mut engine: Engine, rx: Receiver<Command>) {
             while got.is_none() && engine.idle(IDLE_SLICE) {
                 got = rx.try_recv().ok();
             }
-            // The backend had nothing left to do ahead: from now on a
-            // request is served at full speed.
-            if got.is_none() && stats.set_ready() {
-                tracing::info!("ready: the backend's start-up work is done (pad pools filled)");
-            }
+            mark_ready(&engine);
             got.or_else(|| rx.recv().ok().or(Some(Command::Shutdown)))
         };
         let mut shutdown = false;
@@ -143,6 +139,9 @@ fn run(mut engine: Engine, rx: Receiver<Command>) {
                 tracing::info!("{} backend at shutdown:\n{summary}", engine.linear_name());
             }
             break;
+        }
+        if engine.has_work() {
+            mark_ready(&engine);
         }
         if engine.has_work() && catch_unwind(AssertUnwindSafe(|| engine.step())).is_err() {
             // A bug in a step must not take the server down: fail what was
@@ -188,5 +187,16 @@ impl ServingLog {
         }
         self.at = Instant::now();
         self.last = now;
+    }
+}
+
+/// Ready once the backend's ahead-of-time work is full (ReMO: the pad pools
+/// at their low-water marks; backends without any are ready at once):
+/// checked while idle and between steps, so a server loaded from start-up
+/// becomes ready too, and a failing refill does not count as done.
+fn mark_ready(engine: &Engine) {
+    let stats = engine.stats();
+    if !stats.snapshot().ready && engine.background_fill().is_none_or(|f| f >= 1.0) && stats.set_ready() {
+        tracing::info!("ready: the backend's start-up work is done (pad pools filled)");
     }
 }

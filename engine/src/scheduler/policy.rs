@@ -122,11 +122,13 @@ impl Scheduler {
     /// way).
     pub fn admit_forked(&mut self, kid: Forked) {
         match kid {
-            Forked::Running(s) => {
+            // Within the sequence cap; else it waits, keeping its blocks
+            // (admission takes a waiting sequence that holds some).
+            Forked::Running(s) if self.running.len() < self.cfg.max_num_seqs => {
                 let at = self.running.partition_point(|r| r.arrival < s.arrival);
                 self.running.insert(at, s);
             }
-            Forked::Waiting(s) => {
+            Forked::Running(s) | Forked::Waiting(s) => {
                 let at = self.waiting.partition_point(|w| w.arrival < s.arrival);
                 self.waiting.insert(at, s);
             }

@@ -112,6 +112,11 @@ impl EngineStats {
         self.resent_rows_total.fetch_add(plan.rows_to_recompute as u64, Relaxed);
     }
 
+    /// Rows that will be computed (masked and sent) a second time.
+    pub(crate) fn count_resent(&self, rows: usize) {
+        self.resent_rows_total.fetch_add(rows as u64, Relaxed);
+    }
+
     /// Marks the start-up work done; true the first time.
     pub(crate) fn set_ready(&self) -> bool {
         !self.ready.swap(true, Relaxed)

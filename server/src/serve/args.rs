@@ -26,6 +26,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     pub max_num_seqs: usize,
     /// Memory for the KV cache, e.g. "2GiB", "512MiB", "100000000".
+    /// Preempted sequences may hold as much again in CVM memory (their K/V
+    /// swapped out of the cache instead of recomputed).
     #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
     pub kv_cache_memory: u64,
     /// The model name clients must use (default: the model file's name).
