@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::ValueEnum;
+use talaria_attest::AttesterChoice;
 use talaria_engine::{Linear, LlamaModel, LocalLinear};
 use talaria_kernels::{Precision, Rows, RowsMut, WeightDType};
 use talaria_models::{Checkpoint, CvmWeights, OpId, WorkerWeights};
@@ -73,6 +74,13 @@ pub struct BackendArgs {
     /// lm_head); default all.
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true, requires = "record")]
     pub record_layers: Option<Vec<i32>>,
+    /// Where this CVM's attestation evidence comes from: `auto` (configfs-tsm
+    /// when the kernel offers it, else `simulated` with a warning), `sev-snp`,
+    /// `tdx` (both through /sys/kernel/config/tsm/report) or `simulated` (a
+    /// software report that every verifier refuses without
+    /// `--allow-simulated`).
+    #[arg(long, default_value = "auto", env = "TALARIA_ATTESTATION")]
+    pub attestation: AttesterChoice,
     /// Extra arguments for the first spawned worker (tests: fault injection).
     #[arg(long, hide = true, allow_hyphen_values = true)]
     pub worker_test_args: Vec<String>,
@@ -95,6 +103,7 @@ impl Default for BackendArgs {
             row_buckets: RowBuckets::PowersOfTwo,
             record: None,
             record_layers: None,
+            attestation: AttesterChoice::Auto,
             worker_test_args: Vec::new(),
         }
     }
