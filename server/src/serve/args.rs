@@ -5,6 +5,8 @@ use clap::Parser;
 use talaria_cvm::backend::BackendArgs;
 use talaria_cvm::model_source::ModelArgs;
 
+use super::limits::RequestLimits;
+
 #[derive(Parser, Debug, Clone)]
 #[command(name = "talaria-serve", version, about = "OpenAI-compatible server with continuous batching (plain or confidential)")]
 pub struct ServeArgs {
@@ -12,6 +14,8 @@ pub struct ServeArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub backend: BackendArgs,
+    #[command(flatten)]
+    pub limits: RequestLimits,
     /// Address to listen on (loopback by default; the HTTP API is not yet
     /// behind TLS).
     #[arg(long, default_value = "127.0.0.1")]

@@ -7,6 +7,7 @@
 //! - `protocol`: request bodies, their validation, and the sampling mapping;
 //! - `completions`, `chat`: the two generation endpoints' response shapes;
 //! - `generation`: submitting to the engine, collecting or streaming events;
+//! - `limits`: per-request caps (body size, stop strings, max_tokens);
 //! - `metrics`: Prometheus counters and histograms;
 //! - `error`: OpenAI-style error responses.
 mod args;
@@ -14,6 +15,7 @@ mod chat;
 mod completions;
 mod error;
 mod generation;
+mod limits;
 mod metrics;
 mod protocol;
 mod routes;

@@ -75,7 +75,7 @@ fn load(args: &ServeArgs) -> anyhow::Result<AppState> {
     );
     let engine = EngineHandle::spawn(engine).context("starting the engine thread")?;
     let model_name = args.served_model_name.clone().unwrap_or_else(|| default_name(&path));
-    Ok(AppState { engine, tokenizer, model_name, metrics: ServerMetrics::default(), started: unix_now() })
+    Ok(AppState { engine, tokenizer, model_name, metrics: ServerMetrics::default(), limits: args.limits.clone(), started: unix_now() })
 }
 
 /// The model file's (or folder's) name without `.gguf`.

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use talaria_engine::scheduler::EngineHandle;
 use talaria_models::Tokenizer;
 
+use super::limits::RequestLimits;
 use super::metrics::ServerMetrics;
 
 pub struct AppState {
@@ -14,6 +15,7 @@ pub struct AppState {
     pub tokenizer: Arc<Tokenizer>,
     pub model_name: String,
     pub metrics: ServerMetrics,
+    pub limits: RequestLimits,
     /// Unix time the server started (the model's `created`).
     pub started: u64,
 }
