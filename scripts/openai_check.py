@@ -2,34 +2,74 @@
 """Checks talaria-serve with the official `openai` Python client.
 
 Chat and completions, streaming and not, n > 1 with logprobs, and the
-error mapping (404 model, 400 parameter). Exits non-zero on any failure.
+error mapping (404 model, 400 parameter, 401 without the API key). Exits
+non-zero on any failure.
+
+With --launch the server speaks attested TLS (simulated attestation: this
+is a test) and requires an API key; before any request, `talaria verify`
+checks its evidence against a policy naming the server binary's simulated
+measurement and pins its certificate, which the client then trusts (the
+documented client path, docs/attestation.md).
 
     pip install openai
-    python3 scripts/openai_check.py --base-url http://127.0.0.1:8000/v1
-    python3 scripts/openai_check.py --launch target/release/talaria-serve [--server-arg=--mode=local]
+    python3 scripts/openai_check.py --base-url https://127.0.0.1:8000/v1 --pinned-cert talaria-server.pem --api-key KEY
+    python3 scripts/openai_check.py --launch target/release/talaria-serve [--server-arg=--mode=local --server-arg=--insecure]
 """
 import argparse
+import hashlib
+import json
 import os
+import secrets
 import signal
+import ssl
 import subprocess
 import sys
+import tempfile
 import traceback
 
 try:
+    import httpx
     import openai
     from openai import OpenAI
 except ImportError:
     sys.exit("openai_check: the `openai` package is missing (pip install openai)")
 
 
-def launch(binary, extra):
-    """Starts talaria-serve on a free port; returns (process, base_url)."""
-    cmd = [binary, "--port", "0", *extra]
+def launch(binary, extra, api_key):
+    """Starts talaria-serve on a free port with attested TLS (simulated) and
+    an API key; returns (process, base_url)."""
+    cmd = [binary, "--port", "0", "--attestation", "simulated", "--api-key", api_key, *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if line.startswith("talaria-serve listening on "):
             return proc, line.split(" on ", 1)[1].strip() + "/v1"
     raise RuntimeError(f"{binary} exited before it was ready (code {proc.wait()})")
+
+
+def simulated_policy(server_binary, path):
+    """A policy accepting simulated evidence from exactly this binary: its
+    measurement is the executable's SHA-384."""
+    h = hashlib.sha384()
+    with open(server_binary, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    with open(path, "w") as f:
+        json.dump({"simulated": {"measurements": [h.hexdigest()]}}, f)
+
+
+def verify_and_pin(talaria, url, policy, out):
+    """`talaria verify`: the attestation must pass before any prompt is sent."""
+    cmd = [talaria, "verify", url, "--policy", policy, "--allow-simulated", "--out", out]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    sys.stdout.write(r.stdout)
+    if r.returncode != 0:
+        raise RuntimeError(f"talaria verify failed ({r.returncode}): {r.stderr.strip()}")
+
+
+def client(base, api_key, pinned):
+    """The official client, trusting only the pinned certificate."""
+    http = httpx.Client(verify=ssl.create_default_context(cafile=pinned)) if pinned else None
+    return OpenAI(base_url=base, api_key=api_key, max_retries=0, timeout=600, http_client=http)
 
 
 def check_models(c, model):
@@ -98,23 +138,45 @@ def check_errors(c, model):
         assert e.status_code == 400 and e.body.get("param") == "temperature", e.body
 
 
+def check_api_key(c, model):
+    """Set by main: a client with a wrong key."""
+    try:
+        check_api_key.wrong.models.list()
+        raise AssertionError("a wrong API key was accepted")
+    except openai.AuthenticationError as e:
+        assert e.status_code == 401, e
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
     ap.add_argument("--model", help="default: the first of /v1/models")
     ap.add_argument("--launch", metavar="TALARIA_SERVE", help="start this server binary on a free port (and stop it after)")
     ap.add_argument("--server-arg", action="append", default=[], help="extra flag for --launch (repeatable)")
+    ap.add_argument("--talaria", help="the `talaria` CLI for `talaria verify` (default: next to --launch)")
+    ap.add_argument("--pinned-cert", help="without --launch: the server certificate pinned by `talaria verify`")
+    ap.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"), help="without --launch: the server's --api-key")
     a = ap.parse_args()
 
     proc = None
-    base = a.base_url
-    if a.launch:
-        proc, base = launch(a.launch, a.server_arg)
+    base, api_key, pinned = a.base_url, a.api_key or "unused", a.pinned_cert
+    tmp = tempfile.TemporaryDirectory(prefix="openai-check-")
+    checks = [check_models, check_completions, check_chat, check_chat_n_logprobs, check_errors]
     failures = 0
     try:
-        c = OpenAI(base_url=base, api_key=os.environ.get("OPENAI_API_KEY", "unused"), max_retries=0, timeout=600)
+        if a.launch:
+            api_key = secrets.token_hex(16)
+            proc, base = launch(a.launch, a.server_arg, api_key)
+            if base.startswith("https://"):
+                talaria = a.talaria or os.path.join(os.path.dirname(a.launch), "talaria")
+                policy, pinned = os.path.join(tmp.name, "policy.json"), os.path.join(tmp.name, "pinned.pem")
+                simulated_policy(a.launch, policy)
+                verify_and_pin(talaria, base[: -len("/v1")], policy, pinned)
+            check_api_key.wrong = client(base, "wrong-key", pinned)
+            checks.append(check_api_key)
+        c = client(base, api_key, pinned)
         model = a.model or c.models.list().data[0].id
-        for check in (check_models, check_completions, check_chat, check_chat_n_logprobs, check_errors):
+        for check in checks:
             try:
                 check(c, model)
                 print(f"ok   {check.__name__}")
@@ -129,6 +191,7 @@ def main():
             if code != 0:
                 print(f"FAIL server exit code {code} after SIGTERM")
                 failures += 1
+        tmp.cleanup()
     print(f"openai_check: {failures} failure(s) against {base}")
     return 1 if failures else 0
 

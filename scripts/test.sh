@@ -29,5 +29,8 @@ target/release/talaria fetch >/dev/null
 cargo test --release --workspace "${features[@]}"
 
 # The official OpenAI client against a real talaria-serve (confidential:
-# a real worker process behind it), streaming and not.
-PYTHONPATH="$pydir${PYTHONPATH:+:$PYTHONPATH}" python3 scripts/openai_check.py --launch target/release/talaria-serve
+# a real worker process behind it), streaming and not, over attested TLS
+# (simulated attestation) with an API key: `talaria verify` checks the
+# evidence and pins the certificate first, the client trusts only that.
+PYTHONPATH="$pydir${PYTHONPATH:+:$PYTHONPATH}" python3 scripts/openai_check.py \
+    --launch target/release/talaria-serve --talaria target/release/talaria

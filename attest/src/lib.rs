@@ -12,11 +12,13 @@ mod evidence;
 mod policy;
 pub mod ratls;
 mod report_data;
+mod simulated_report;
 pub mod verify;
 
 pub use attester::{Attester, AttesterChoice};
 pub use error::{AttestError, VerifyError};
 pub use evidence::{Evidence, TeeKind};
-pub use policy::Policy;
+pub use policy::{Measurement, Policy, SimulatedPolicy, SnpMinTcb, SnpPolicy, TdxPolicy};
 pub use report_data::ReportData;
+pub use simulated_report::INSECURE_SIMULATED_SIGNING_SEED;
 pub use verify::{verify, Verified};

@@ -99,7 +99,7 @@ elif [ -n "$bindir" ]; then
     echo "== 3. end-to-end on $model: confidential (worker on CUDA) vs local plain"
     export TALARIA_WORKER_BIN="$bindir/talaria-gpu-worker"
     prompt="Explain why the sky is blue."
-    plain=$("$bindir/talaria" generate --offline --chat --prompt "$prompt" --max-tokens 48 --mode local 2>"bench/out/e2e_local.log")
+    plain=$("$bindir/talaria" generate --offline --chat --prompt "$prompt" --max-tokens 48 --mode local --insecure 2>"bench/out/e2e_local.log")
     conf=$("$bindir/talaria" generate --offline --chat --prompt "$prompt" --max-tokens 48 --mode confidential 2>"bench/out/e2e_conf.log")
     grep -h "tok/s\|backend" bench/out/e2e_local.log bench/out/e2e_conf.log || true
     if [ -n "${OUT:-}" ]; then cp bench/out/e2e_local.log bench/out/e2e_conf.log "$OUT/" || true; fi

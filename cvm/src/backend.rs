@@ -19,7 +19,7 @@ use tracing::info;
 
 use crate::calibration::channel_scales;
 use crate::masked_linear::{MaskedLinear, ServingScheme};
-use crate::worker::{LinkStats, PublicDataLinear, SpawnConfig, WorkerLink, WorkerTarget};
+use crate::worker::{LinkStats, PublicDataLinear, RemoteSecurity, SpawnConfig, WorkerLink, WorkerTarget};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -47,10 +47,21 @@ pub struct BackendArgs {
     /// insecure baseline) or local (weights in this process).
     #[arg(long, value_enum, default_value_t = Mode::Confidential)]
     pub mode: Mode,
-    /// A worker listening on TCP (`tcp://host:port`); default: spawn a local
-    /// worker over shared memory.
+    /// A worker listening on TCP (`tcp://host:port`), reached over mutual
+    /// TLS (needs --worker-cert); default: spawn a local worker over shared
+    /// memory.
     #[arg(long)]
     pub worker: Option<String>,
+    /// The remote worker's certificate (PEM, from `talaria-gpu-worker
+    /// gen-identity`), pinned byte for byte: a worker presenting any other
+    /// is refused.
+    #[arg(long, requires = "worker")]
+    pub worker_cert: Option<PathBuf>,
+    /// Development and measurement only: allow the unprotected modes
+    /// (`--mode plain`, `--mode local`) and a remote worker over plain TCP
+    /// (no --worker-cert).
+    #[arg(long)]
+    pub insecure: bool,
     /// ReMO pads and wire: `exact` (f64, the default: logits equal to the
     /// plain exact engine's) or `fast` (f32, about twice the throughput on a
     /// CPU worker, at a smaller default κ; fidelity and leakage in
@@ -98,6 +109,8 @@ impl Default for BackendArgs {
         Self {
             mode: Mode::Confidential,
             worker: None,
+            worker_cert: None,
+            insecure: false,
             precision: Precision::F64,
             privacy_level: None,
             row_buckets: RowBuckets::PowersOfTwo,
@@ -113,6 +126,7 @@ impl Default for BackendArgs {
 /// modes this spawns or reaches the worker, checks it holds the same model,
 /// and (confidential) measures the public channel scales.
 pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> anyhow::Result<Backend> {
+    check_insecure(args)?;
     if args.mode == Mode::Local {
         return Ok(Backend::Local(LocalLinear::new(Arc::new(WorkerWeights::load(ck, dtype)?))));
     }
@@ -121,13 +135,21 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> 
     let target = match &args.worker {
         Some(addr) => {
             anyhow::ensure!(args.record.is_none(), "--record applies to a spawned worker; start the remote worker with --record instead");
-            WorkerTarget::Remote(addr.parse::<WorkerAddress>().with_context(|| format!("bad --worker {addr}"))?)
+            let addr = addr.parse::<WorkerAddress>().with_context(|| format!("bad --worker {addr}"))?;
+            anyhow::ensure!(matches!(addr, WorkerAddress::Tcp { .. }), "--worker takes tcp://host:port");
+            let security = match &args.worker_cert {
+                Some(cert) => RemoteSecurity::mutual_tls(args.attestation, cert)?,
+                None => RemoteSecurity::Plain,
+            };
+            WorkerTarget::Remote(addr, security)
         }
         None => {
             let mut cfg = SpawnConfig::new(ck.path.clone(), dtype.name())?;
             cfg.record = args.record.clone();
             cfg.record_layers = args.record_layers.clone();
             cfg.first_spawn_args = args.worker_test_args.clone();
+            // Only the plain baseline needs a worker that serves unmasked rows.
+            cfg.insecure = args.mode == Mode::Plain && args.insecure;
             WorkerTarget::Local(cfg)
         }
     };
@@ -157,6 +179,42 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> 
         }
     };
     Ok(Backend::Worker(Box::new(MaskedLinear::new(scheme, link))))
+}
+
+/// The unprotected modes and plain TCP need `--insecure`; when they run,
+/// they say so loudly.
+fn check_insecure(args: &BackendArgs) -> anyhow::Result<()> {
+    let unprotected = match args.mode {
+        Mode::Plain => Some("--mode plain sends every activation row to the worker unmasked"),
+        Mode::Local => Some("--mode local holds the model weights in this process"),
+        Mode::Confidential => None,
+    };
+    let plain_tcp = args.worker.is_some() && args.worker_cert.is_none() && args.mode != Mode::Local;
+    if !args.insecure {
+        if let Some(what) = unprotected {
+            anyhow::bail!("{what}: it is an unprotected baseline for development and measurement only; pass --insecure to run it");
+        }
+        anyhow::ensure!(
+            !plain_tcp,
+            "--worker without --worker-cert would talk to the worker over plain TCP, unauthenticated: pass --worker-cert FILE (the worker's certificate), or --insecure for development"
+        );
+        return Ok(());
+    }
+    let mut lines = vec!["INSECURE: development and measurement only (--insecure)".to_string()];
+    lines.extend(unprotected.map(str::to_string));
+    if plain_tcp {
+        lines.push("the worker link is plain TCP: neither end is authenticated".into());
+    }
+    if lines.len() > 1 {
+        let bar = "!".repeat(78);
+        eprintln!("{bar}");
+        for l in &lines {
+            eprintln!("!! {l}");
+        }
+        eprintln!("!! prompts and outputs are NOT protected in this run");
+        eprintln!("{bar}");
+    }
+    Ok(())
 }
 
 /// The name recordings and logs give a ReMO precision.

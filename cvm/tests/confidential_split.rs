@@ -49,8 +49,9 @@ fn confidential_matches_plain_over_shared_memory() {
 fn confidential_matches_plain_over_tcp() {
     let fx = Fixture::load();
     let (want, want_logits) = fx.run_local();
-    let worker = TcpWorker::start(&[]);
-    let args = BackendArgs { worker: Some(worker.url()), ..Default::default() };
+    // Plain TCP (`--insecure` on both ends): the transport itself, without TLS.
+    let worker = TcpWorker::start(&["--insecure"]);
+    let args = BackendArgs { worker: Some(worker.url()), insecure: true, ..Default::default() };
     let (got, got_logits) = fx.run_with(&args);
     assert_eq!(got, want, "greedy tokens confidential (tcp) vs plain");
     check_logits("tcp", &got_logits, &want_logits);
@@ -105,15 +106,27 @@ fn worker_killed_mid_generation_is_respawned_with_same_tokens() {
     assert_eq!(got, want);
 }
 
+/// Over mutual TLS: the reconnect to the restarted worker runs the TLS
+/// handshake (and the worker's check of our evidence) again.
 #[test]
 fn remote_worker_restart_is_reconnected_with_same_tokens() {
     let fx = Fixture::load();
     let (want, _) = fx.run_local();
-    let mut worker = TcpWorker::start(&["--fault", "exit@400"]);
+    let files = TlsFiles::new("restart");
+    let (cert, key) = files.identity("worker");
+    let policy = files.policy("cvm", &[own_measurement()]);
+    let mut wargs = TlsFiles::worker_args(&cert, &key, &policy, true);
+    wargs.extend(["--fault".into(), "exit@400".into()]);
+    let mut worker = TcpWorker::start(&wargs.iter().map(String::as_str).collect::<Vec<_>>());
     let url = worker.url();
     // A supervisor restarts the crashed remote worker on the same port.
     let restarter = worker.restart_when_dead();
-    let args = BackendArgs { worker: Some(url), ..Default::default() };
+    let args = BackendArgs {
+        worker: Some(url),
+        worker_cert: Some(cert),
+        attestation: talaria_attest::AttesterChoice::Simulated,
+        ..Default::default()
+    };
     let (got, _) = fx.run_with(&args);
     assert_eq!(got, want);
     assert!(restarter.join().unwrap(), "the worker did crash and was restarted");

@@ -6,6 +6,8 @@ pub mod backend;
 pub mod cuda_backend;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+pub mod identity;
+pub mod listen;
 pub mod npy;
 pub mod recorder;
 pub mod service;

@@ -19,6 +19,10 @@ use crate::recorder::Recorder;
 /// CVM's work between two calls of a decode step, short against idle time.
 const POOL_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
 
+/// Largest frame accepted before the handshake: a `Hello` is a small JSON
+/// object, so nobody unauthenticated by the handshake makes us allocate more.
+pub const HELLO_PAYLOAD_LIMIT: u64 = 64 << 10;
+
 pub struct WorkerService {
     pub config: LlamaConfig,
     pub manifest_hash: String,
@@ -27,6 +31,20 @@ pub struct WorkerService {
     pub recorder: Option<Recorder>,
     pub weight_dtype: String,
     pub busy: WorkerBusy,
+    /// `--insecure`: serve unmasked (`plain`) sessions too. Without it a
+    /// `Hello` announcing κ = 0 or mode `plain` is refused, and a plain
+    /// call is accepted only as calibration on public text, before the
+    /// session's first masked call.
+    pub insecure: bool,
+}
+
+/// What one session has negotiated so far.
+#[derive(Default)]
+struct Session {
+    greeted: bool,
+    /// A masked call (pad batch or online) has been served: from now on
+    /// plain calls can only be private rows, never calibration.
+    masked_started: bool,
 }
 
 /// Why a session ended.
@@ -54,43 +72,48 @@ impl WorkerService {
             .collect()
     }
 
-    /// Serves one CVM session until it shuts down or goes away.
+    /// The largest call payload a session may send: the widest op input
+    /// at the most rows a call may have, in f64. Anything bigger is refused
+    /// from its header alone.
+    pub fn call_payload_limit(&self) -> u64 {
+        let widest = self.ops().iter().map(|s| s.d_in.max(s.d_out)).max().unwrap_or(0) as u64;
+        (widest * WorkerCall::MAX_ROWS as u64 * 8).max(HELLO_PAYLOAD_LIMIT)
+    }
+
+    /// Serves one CVM session until it shuts down or goes away. A frame the
+    /// transport cannot decode (bad header, payload over the limit) ends
+    /// the session, after an `Error` frame saying why: the stream cannot be
+    /// trusted to be in sync after it.
     pub fn serve(&mut self, conn: &mut dyn Connection) -> anyhow::Result<SessionEnd> {
-        let mut greeted = false;
-        let mut bad_frame: Option<String> = None;
-        loop {
-            if let Some(msg) = bad_frame.take() {
-                send_error(conn, 0, &msg)?;
-            }
+        let mut session = Session::default();
+        conn.set_max_payload_len(HELLO_PAYLOAD_LIMIT);
+        let failure = loop {
             let frame = match conn.recv(None) {
                 Ok(f) => f,
-                Err(e) if e.is_peer_gone() => return Ok(SessionEnd::PeerGone),
-                Err(e @ TransportError::Io { .. }) => {
-                    warn!("transport error, ending session: {e}");
-                    return Ok(SessionEnd::PeerGone);
-                }
-                Err(e) => {
-                    // A malformed frame: say so, keep serving.
-                    warn!("bad frame: {e}");
-                    bad_frame = Some(format!("bad frame: {e}"));
-                    continue;
-                }
+                Err(e) => break e,
             };
             let h = *frame.header();
             let next = match h.kind {
                 FrameKind::Hello => {
                     let reply = self.handshake(frame.payload());
                     drop(frame);
-                    greeted |= reply.is_ok();
+                    if reply.is_ok() {
+                        session.greeted = true;
+                        conn.set_max_payload_len(self.call_payload_limit());
+                    }
                     self.answer_handshake(conn, reply)?
                 }
-                FrameKind::Call if !greeted => {
+                FrameKind::Call if !session.greeted => {
                     drop(frame);
                     send_error(conn, h.call_id, "call before handshake")?;
                     Next::Continue
                 }
                 FrameKind::Call => {
-                    if let Err(msg) = self.handle_call(frame)? {
+                    if let Err(msg) = self.admit_call(&mut session, &h) {
+                        drop(frame);
+                        warn!("{msg}");
+                        send_error(conn, h.call_id, &msg)?;
+                    } else if let Err(msg) = self.handle_call(frame)? {
                         send_error(conn, h.call_id, &msg)?;
                     }
                     Next::Continue
@@ -114,14 +137,50 @@ impl WorkerService {
             if let Next::End(end) = next {
                 return Ok(end);
             }
+        };
+        match failure {
+            e if e.is_peer_gone() => Ok(SessionEnd::PeerGone),
+            e @ (TransportError::Io { .. } | TransportError::Broken(_) | TransportError::Stalled { .. } | TransportError::Corrupt(_)) => {
+                Err(anyhow::Error::new(e).context("transport failed; session ended"))
+            }
+            e => {
+                // Say why before closing: the peer may be an honest CVM
+                // with a bug, and the stream cannot be resynchronised.
+                let _ = send_error(conn, 0, &format!("bad frame, closing the session: {e}"));
+                Err(anyhow::Error::new(e).context("bad frame; session ended"))
+            }
         }
     }
 
-    /// Checks the CVM's `Hello`: protocol version and the model it loaded.
+    /// Unmasked calls: refused without `--insecure`, except public
+    /// calibration before the session's first masked call.
+    fn admit_call(&self, session: &mut Session, h: &FrameHeader) -> Result<(), String> {
+        match CallKind::from_code(h.call_kind) {
+            Some(CallKind::Plain) if !self.insecure && session.masked_started => Err(format!(
+                "call {}: unmasked (plain) call after masked serving began refused: only public calibration may be unmasked (start the worker with --insecure for the plain baseline)",
+                h.call_id
+            )),
+            Some(CallKind::PadBatch | CallKind::Online) => {
+                session.masked_started = true;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the CVM's `Hello`: protocol version, the model it loaded, and
+    /// (without `--insecure`) that the session is masked.
     fn handshake(&mut self, payload: &[u8]) -> Result<HelloAck, String> {
         let hello: Hello = serde_json::from_slice(payload).map_err(|e| format!("bad hello: {e}"))?;
         if hello.protocol != WORKER_PROTOCOL {
             return Err(format!("protocol {} not supported (worker speaks {WORKER_PROTOCOL})", hello.protocol));
+        }
+        if hello.remo.is_unmasked() && !self.insecure {
+            warn!("refused an unmasked session ({}, κ = {:e}): the worker runs without --insecure", hello.remo.scheme, hello.remo.kappa);
+            return Err(format!(
+                "unmasked (plain) sessions refused: mode {}, κ = {:e}; the worker serves them only with --insecure (development and measurement only)",
+                hello.remo.mode, hello.remo.kappa
+            ));
         }
         if hello.manifest_hash != self.manifest_hash {
             return Err(format!("model mismatch: CVM loaded {}, worker holds {}", hello.manifest_hash, self.manifest_hash));

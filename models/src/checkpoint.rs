@@ -1,72 +1,171 @@
-//! A model checkpoint on disk: a GGUF file or an HF folder (config.json,
-//! *.safetensors, tokenizer.json). Tensors are served by their HF names and
+//! A model checkpoint on disk: a GGUF file, an HF folder (config.json,
+//! *.safetensors, tokenizer.json), or a folder written by `split-model`
+//! (`cvm.*` and `worker.*` bundles). Tensors are served by their HF names and
 //! dequantized to f32; GGUF's Q/K row permutation is undone here.
+//!
+//! A checkpoint is opened for a `Role`. Opened for the CVM, no weight file is
+//! mapped: the headers and the CVM's own tensors are read with positional
+//! reads, and asking for a worker tensor is an error (docs/DESIGN.md §1, §8).
 
-use std::collections::HashMap;
-use std::fs::File;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
-use memmap2::Mmap;
-use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
+pub(crate) use crate::part::Part;
+use crate::role::{is_cvm_tensor, worker_tensor_names, Role};
+use crate::safetensors_file::SafetensorsFile;
+use crate::storage::{Access, ReadCounter, ReadStats};
 use crate::tokenizer::Tokenizer;
+
+/// Metadata keys of split bundles (GGUF metadata; safetensors `__metadata__`).
+pub const BUNDLE_KEY: &str = "talaria.bundle";
+pub const WORKER_MANIFEST_KEY: &str = "talaria.worker_manifest_hash";
+pub const TIED_KEY: &str = "talaria.tie_word_embeddings";
+
+/// Files of a split folder (`split-model`).
+pub const CVM_GGUF: &str = "cvm.gguf";
+pub const WORKER_GGUF: &str = "worker.gguf";
+pub const CVM_SAFETENSORS: &str = "cvm.safetensors";
+pub const WORKER_SAFETENSORS: &str = "worker.safetensors";
 
 pub struct Checkpoint {
     pub config: LlamaConfig,
     pub tokenizer: Tokenizer,
     pub path: PathBuf,
-    source: Source,
+    role: Role,
+    parts: Vec<Part>,
+    counter: Arc<ReadCounter>,
+    /// The worker manifest hash: set at open for the CVM (read from its
+    /// bundle, or streamed from an unsplit file), else computed on first use.
+    manifest: OnceLock<String>,
 }
 
-enum Source {
-    Gguf(GgufFile),
-    Hf(HfFolder),
+/// What a path holds.
+enum Layout {
+    GgufFile,
+    HfFolder,
+    SplitGguf,
+    SplitHf,
 }
 
-struct HfFolder {
-    files: Vec<(PathBuf, Mmap)>,
-    /// tensor name -> index into `files`
-    index: HashMap<String, usize>,
+impl Layout {
+    fn of(path: &Path) -> Self {
+        if !path.is_dir() {
+            Layout::GgufFile
+        } else if path.join(CVM_GGUF).exists() || path.join(WORKER_GGUF).exists() {
+            Layout::SplitGguf
+        } else if path.join(CVM_SAFETENSORS).exists() || path.join(WORKER_SAFETENSORS).exists() {
+            Layout::SplitHf
+        } else {
+            Layout::HfFolder
+        }
+    }
 }
 
 impl Checkpoint {
-    /// Opens a `.gguf` file or an HF model folder.
+    /// Opens a `.gguf` file, an HF model folder or a split folder with both
+    /// halves (`Role::Both`: local mode, tests and tools).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_for(path, Role::Both)
+    }
+
+    /// Opens a checkpoint for one side of the split. `Role::Cvm` maps nothing
+    /// and reads only the headers and the CVM's tensors; from a split folder
+    /// it needs only `cvm.*`, `Role::Worker` only `worker.*`.
+    pub fn open_for(path: impl AsRef<Path>, role: Role) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        if path.is_dir() {
-            let config = LlamaConfig::from_hf_json(&path.join("config.json"))?;
-            let tokenizer = Tokenizer::from_file(&path.join("tokenizer.json"))?;
-            let source = Source::Hf(HfFolder::open(&path)?);
-            Ok(Self { config, tokenizer, path, source })
-        } else {
-            let g = GgufFile::open(&path)?;
-            let config = LlamaConfig::from_gguf(&g)?;
-            let tokenizer = Tokenizer::from_gguf(&g)?;
-            Ok(Self { config, tokenizer, path, source: Source::Gguf(g) })
+        let counter = Arc::new(ReadCounter::default());
+        let access = if role == Role::Cvm { Access::Positional } else { Access::Mapped };
+        let layout = Layout::of(&path);
+        let halves = |cvm: &str, worker: &str| -> Vec<PathBuf> {
+            match role {
+                Role::Cvm => vec![path.join(cvm)],
+                Role::Worker => vec![path.join(worker)],
+                Role::Both => vec![path.join(cvm), path.join(worker)],
+            }
+        };
+        let (config, tokenizer, parts) = match layout {
+            Layout::GgufFile | Layout::SplitGguf => {
+                let files = if matches!(layout, Layout::GgufFile) { vec![path.clone()] } else { halves(CVM_GGUF, WORKER_GGUF) };
+                let parts =
+                    files.iter().map(|f| GgufFile::open_with(f, access, counter.clone()).map(Part::Gguf)).collect::<Result<Vec<_>>>()?;
+                let Part::Gguf(first) = &parts[0] else { unreachable!("GGUF parts") };
+                (LlamaConfig::from_gguf(first)?, Tokenizer::from_gguf(first)?, parts)
+            }
+            Layout::HfFolder | Layout::SplitHf => {
+                let config = LlamaConfig::from_hf_json(&path.join("config.json"))?;
+                let tokenizer = Tokenizer::from_file(&path.join("tokenizer.json"))?;
+                let files =
+                    if matches!(layout, Layout::HfFolder) { hf_shards(&path)? } else { halves(CVM_SAFETENSORS, WORKER_SAFETENSORS) };
+                let parts = files
+                    .iter()
+                    .map(|f| SafetensorsFile::open(f, access, counter.clone()).map(Part::Safetensors))
+                    .collect::<Result<Vec<_>>>()?;
+                (config, tokenizer, parts)
+            }
+        };
+        let ck = Self { config, tokenizer, path, role, parts, counter, manifest: OnceLock::new() };
+        ck.check_bundles()?;
+        match role {
+            Role::Cvm => {
+                // A CVM bundle carries the worker's hash; an unsplit file is
+                // streamed through SHA-256 once (deployments use bundles).
+                let hash = match ck.stored_worker_manifest() {
+                    Some(h) => h,
+                    None => ck.compute_worker_manifest()?,
+                };
+                ck.manifest.set(hash).expect("set once");
+            }
+            Role::Worker | Role::Both => {
+                // Every worker tensor must be readable, so hashing the
+                // mapped bytes later cannot fail.
+                for name in worker_tensor_names(&ck.config) {
+                    ck.part_of(&name)?.n_bytes(&name)?;
+                }
+                if let (Role::Both, Some(stored)) = (role, ck.stored_worker_manifest()) {
+                    let computed = ck.compute_worker_manifest()?;
+                    if computed != stored {
+                        return Err(ModelError::Corrupt {
+                            path: ck.path.clone(),
+                            offset: 0,
+                            what: format!("the CVM bundle names worker manifest {stored}, the worker bundle hashes to {computed}: bundles from different splits"),
+                        });
+                    }
+                    ck.manifest.set(computed).expect("set once");
+                }
+            }
         }
+        Ok(ck)
+    }
+
+    /// The side this checkpoint was opened for.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Bytes read with positional reads so far (all zero when mapped).
+    pub fn read_stats(&self) -> ReadStats {
+        self.counter.stats()
     }
 
     pub fn has_tensor(&self, hf_name: &str) -> bool {
-        match &self.source {
-            Source::Gguf(g) => g.tensor(&gguf_name(hf_name)).is_some(),
-            Source::Hf(h) => h.index.contains_key(hf_name),
-        }
+        self.allowed(hf_name).is_ok() && self.part_of(hf_name).is_ok()
     }
 
     /// The tensor named as in HF checkpoints, as f32, with its shape checked.
     pub fn tensor(&self, hf_name: &str, expected: &[usize]) -> Result<Vec<f32>> {
-        let (shape, mut data) = match &self.source {
-            Source::Gguf(g) => g.tensor_f32(&gguf_name(hf_name))?,
-            Source::Hf(h) => h.tensor_f32(&self.path, hf_name)?,
-        };
+        self.allowed(hf_name)?;
+        let part = self.part_of(hf_name)?;
+        let (shape, mut data) = part.tensor_f32(hf_name)?;
         if shape != expected {
-            return Err(ModelError::Shape { path: self.path.clone(), tensor: hf_name.into(), got: shape, expected: expected.to_vec() });
+            return Err(ModelError::Shape { path: part.path().into(), tensor: hf_name.into(), got: shape, expected: expected.to_vec() });
         }
-        if matches!(self.source, Source::Gguf(_)) {
+        if matches!(part, Part::Gguf(_)) {
             let c = &self.config;
             if hf_name.ends_with("self_attn.q_proj.weight") {
                 data = unpermute_rope_rows(&data, c.num_attention_heads, c.head_dim, c.hidden_size);
@@ -77,43 +176,107 @@ impl Checkpoint {
         Ok(data)
     }
 
-    /// Identifies the exact weights: SHA-256 over the config and every
-    /// tensor's name, shape, type and stored bytes. Both the CVM and the
-    /// worker compute it from the file they loaded and compare at handshake.
+    /// The tensor's stored bytes, bit for bit (quantized blocks as stored,
+    /// GGUF's Q/K row order as stored).
+    pub fn tensor_bytes(&self, hf_name: &str) -> Result<Cow<'_, [u8]>> {
+        self.allowed(hf_name)?;
+        self.part_of(hf_name)?.tensor_bytes(hf_name)
+    }
+
+    /// Identifies the weights the worker serves, so the CVM can know it
+    /// without their matrices: SHA-256 over the config and, per worker tensor
+    /// in `worker_tensor_names` order, its name, stored type, shape and the
+    /// SHA-256 of its stored bytes. Both ends compare it at the handshake
+    /// (docs/DESIGN.md §5), and it is the same from every source:
+    /// - the worker (or `Role::Both`) hashes the worker tensors it maps, from
+    ///   an unsplit file or its `worker.*` bundle;
+    /// - the CVM reads it from its `cvm.*` bundle, where `split-model` stored
+    ///   it; deployments give the CVM a split bundle, so it never even
+    ///   streams a worker tensor;
+    /// - the CVM on an unsplit file streams each worker tensor once through
+    ///   SHA-256 in 1 MiB chunks at open, holding none (`ReadStats::hashed_bytes`).
     pub fn manifest_hash(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(serde_json::to_vec(&self.config).expect("config serializes"));
-        match &self.source {
-            Source::Gguf(g) => {
-                for t in &g.tensors {
-                    h.update(format!("{}:{:?}:{}\n", t.name, t.dims, t.type_code));
-                }
-                h.update(g.raw_data());
-            }
-            Source::Hf(f) => {
-                for (p, m) in &f.files {
-                    h.update(p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-                    h.update(&m[..]);
-                }
-            }
-        }
-        hex::encode(h.finalize())
+        self.manifest.get_or_init(|| self.compute_worker_manifest().expect("worker tensors were checked readable at open")).clone()
     }
 
     /// The stored type of a tensor ("Q4_1", "BF16", …), for logs.
     pub fn stored_type(&self, hf_name: &str) -> Option<String> {
-        match &self.source {
-            Source::Gguf(g) => g.tensor_type_name(&gguf_name(hf_name)),
-            Source::Hf(h) => {
-                let (_, m) = &h.files[*h.index.get(hf_name)?];
-                SafeTensors::deserialize(m).ok()?.tensor(hf_name).ok().map(|t| format!("{:?}", t.dtype()))
+        self.part_of(hf_name).ok()?.stored_type(hf_name)
+    }
+
+    pub(crate) fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// The CVM may not read a worker tensor, whatever its files hold.
+    fn allowed(&self, hf_name: &str) -> Result<()> {
+        if self.role == Role::Cvm && !is_cvm_tensor(&self.config, hf_name) {
+            return Err(ModelError::NotForRole { path: self.path.clone(), tensor: hf_name.into(), role: self.role.name() });
+        }
+        Ok(())
+    }
+
+    fn part_of(&self, hf_name: &str) -> Result<&Part> {
+        self.parts
+            .iter()
+            .find(|p| p.contains(hf_name))
+            .ok_or_else(|| ModelError::MissingTensor { path: self.path.clone(), tensor: hf_name.into() })
+    }
+
+    /// The worker manifest hash a CVM bundle carries.
+    fn stored_worker_manifest(&self) -> Option<String> {
+        self.parts.iter().filter(|p| p.bundle().as_deref() == Some("cvm")).find_map(|p| p.meta_str(WORKER_MANIFEST_KEY))
+    }
+
+    /// A bundle opened for a role must be that role's bundle.
+    fn check_bundles(&self) -> Result<()> {
+        for p in &self.parts {
+            let bundle = p.bundle();
+            let wrong = matches!((self.role, bundle.as_deref()), (Role::Cvm, Some("worker")) | (Role::Worker, Some("cvm")));
+            if wrong {
+                return Err(ModelError::Unsupported {
+                    path: p.path().into(),
+                    what: format!("a {} bundle cannot be opened for the {} role", bundle.unwrap_or_default(), self.role.name()),
+                });
             }
         }
+        Ok(())
+    }
+
+    /// Streams each worker tensor through SHA-256 (bounded chunks when
+    /// positional; nothing is kept).
+    fn compute_worker_manifest(&self) -> Result<String> {
+        let mut h = Sha256::new();
+        h.update(b"talaria worker manifest v1\n");
+        h.update(serde_json::to_vec(&self.config).expect("config serializes"));
+        for name in worker_tensor_names(&self.config) {
+            let part = self.part_of(&name)?;
+            let ty = part.stored_type(&name).unwrap_or_default();
+            let shape = part.shape(&name).unwrap_or_default();
+            h.update(format!("\n{name}:{ty}:{shape:?}:"));
+            h.update(part.tensor_sha256(&name)?);
+        }
+        Ok(hex::encode(h.finalize()))
     }
 }
 
+/// The safetensors files of an HF folder (sharded through its index, or one).
+fn hf_shards(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index_path = dir.join("model.safetensors.index.json");
+    if !index_path.exists() {
+        return Ok(vec![dir.join("model.safetensors")]);
+    }
+    let text = std::fs::read_to_string(&index_path).map_err(|e| ModelError::io(&index_path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::corrupt(&index_path, 0, e.to_string()))?;
+    let map = v["weight_map"].as_object().ok_or_else(|| ModelError::corrupt(&index_path, 0, "no weight_map"))?;
+    let mut files: Vec<PathBuf> = map.values().filter_map(|f| f.as_str()).map(|f| dir.join(f)).collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
 /// Maps an HF tensor name to llama.cpp's GGUF name.
-fn gguf_name(hf: &str) -> String {
+pub(crate) fn gguf_name(hf: &str) -> String {
     let fixed = [
         ("model.embed_tokens.weight", "token_embd.weight"),
         ("model.norm.weight", "output_norm.weight"),
@@ -157,52 +320,6 @@ pub fn unpermute_rope_rows(w: &[f32], n_heads: usize, head_dim: usize, cols: usi
         }
     }
     out
-}
-
-impl HfFolder {
-    fn open(dir: &Path) -> Result<Self> {
-        let index_path = dir.join("model.safetensors.index.json");
-        let names: Vec<PathBuf> = if index_path.exists() {
-            let text = std::fs::read_to_string(&index_path).map_err(|e| ModelError::io(&index_path, e))?;
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::corrupt(&index_path, 0, e.to_string()))?;
-            let map = v["weight_map"].as_object().ok_or_else(|| ModelError::corrupt(&index_path, 0, "no weight_map"))?;
-            let mut files: Vec<PathBuf> = map.values().filter_map(|f| f.as_str()).map(|f| dir.join(f)).collect();
-            files.sort();
-            files.dedup();
-            files
-        } else {
-            vec![dir.join("model.safetensors")]
-        };
-        let mut files = Vec::new();
-        let mut index = HashMap::new();
-        for p in names {
-            let f = File::open(&p).map_err(|e| ModelError::io(&p, e))?;
-            // SAFETY: read-only map of a file we do not modify.
-            let m = unsafe { Mmap::map(&f) }.map_err(|e| ModelError::io(&p, e))?;
-            let st = SafeTensors::deserialize(&m).map_err(|e| ModelError::corrupt(&p, 0, e.to_string()))?;
-            for name in st.names() {
-                index.insert(name.to_string(), files.len());
-            }
-            drop(st);
-            files.push((p, m));
-        }
-        Ok(Self { files, index })
-    }
-
-    fn tensor_f32(&self, dir: &Path, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
-        let i = *self.index.get(name).ok_or_else(|| ModelError::MissingTensor { path: dir.into(), tensor: name.into() })?;
-        let (p, m) = &self.files[i];
-        let st = SafeTensors::deserialize(m).map_err(|e| ModelError::corrupt(p, 0, e.to_string()))?;
-        let t = st.tensor(name).map_err(|e| ModelError::corrupt(p, 0, e.to_string()))?;
-        let b = t.data();
-        let data: Vec<f32> = match t.dtype() {
-            Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            other => return Err(ModelError::UnsupportedTensorType { path: p.clone(), tensor: name.into(), ty: format!("{other:?}") }),
-        };
-        Ok((t.shape().to_vec(), data))
-    }
 }
 
 #[cfg(test)]

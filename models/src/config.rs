@@ -126,7 +126,11 @@ impl LlamaConfig {
                 .ok_or_else(|| bad("missing rms epsilon".into()))? as f32,
             rope_theta: g.meta("llama.rope.freq_base").and_then(|v| v.as_f64()).unwrap_or(10_000.0) as f32,
             max_position_embeddings: int("context_length")?,
-            tie_word_embeddings: g.tensor("output.weight").is_none(),
+            // A split bundle says so itself (its head may be in the other half).
+            tie_word_embeddings: match g.meta(crate::checkpoint::TIED_KEY).and_then(|v| v.as_bool()) {
+                Some(tied) => tied,
+                None => g.tensor("output.weight").is_none(),
+            },
         };
         cfg.validate().map_err(bad)?;
         Ok(cfg)

@@ -20,6 +20,8 @@ pub enum ModelError {
     UnsupportedTensorType { path: PathBuf, tensor: String, ty: String },
     #[error("{path}: missing tensor {tensor}")]
     MissingTensor { path: PathBuf, tensor: String },
+    #[error("{path}: tensor {tensor} belongs to the worker; a checkpoint opened for the {role} role never reads it")]
+    NotForRole { path: PathBuf, tensor: String, role: &'static str },
     #[error("{path}: tensor {tensor} has shape {got:?}, expected {expected:?}")]
     Shape { path: PathBuf, tensor: String, got: Vec<usize>, expected: Vec<usize> },
     #[error("{path}: bad model config: {what}")]

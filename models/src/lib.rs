@@ -1,12 +1,18 @@
 //! Models: configs (HF `config.json`, GGUF metadata), weights (GGUF with its
 //! quant formats, safetensors via memmap2), tokenizers, the default-model
-//! fetch, and the split of tensors between the CVM and the worker.
+//! fetch, and the split of tensors between the CVM and the worker (by role
+//! when opening, and on disk with `split`).
 pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod fetch;
 pub mod gguf;
 pub mod op;
+mod part;
+pub mod role;
+mod safetensors_file;
+pub mod split;
+pub mod storage;
 pub mod tokenizer;
 pub mod weights;
 
@@ -14,5 +20,8 @@ pub use checkpoint::Checkpoint;
 pub use config::LlamaConfig;
 pub use error::{ModelError, Result};
 pub use op::{Op, OpId};
+pub use role::{cvm_tensor_names, worker_tensor_names, Role};
+pub use split::{split_model, SplitManifest};
+pub use storage::ReadStats;
 pub use tokenizer::{ChatMessage, DecodeStream, Tokenizer};
 pub use weights::{op_dims, CvmWeights, WorkerWeights};

@@ -20,6 +20,15 @@ pub struct PublicParams {
     pub calibration: String,
 }
 
+impl PublicParams {
+    /// Whether the session sends rows unmasked: the `plain` baseline (κ = 0
+    /// is how it announces itself; a non-positive or non-finite κ masks
+    /// nothing either).
+    pub fn is_unmasked(&self) -> bool {
+        self.mode == "plain" || self.scheme == "plain" || !(self.kappa.is_finite() && self.kappa > 0.0)
+    }
+}
+
 /// CVM → worker, first frame of a session.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Hello {
@@ -46,4 +55,23 @@ pub struct OpShape {
     pub op: u8,
     pub d_in: usize,
     pub d_out: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PublicParams;
+
+    fn params(mode: &str, scheme: &str, kappa: f64) -> PublicParams {
+        PublicParams { mode: mode.into(), scheme: scheme.into(), kappa, precision: "exact-f64".into(), calibration: String::new() }
+    }
+
+    #[test]
+    fn plain_sessions_and_zero_kappa_are_unmasked() {
+        assert!(params("plain", "plain", 0.0).is_unmasked());
+        assert!(params("remo", "remo", 0.0).is_unmasked());
+        assert!(params("remo", "remo", f64::NAN).is_unmasked());
+        assert!(params("remo", "plain", 1e4).is_unmasked());
+        assert!(!params("remo", "remo", 1e4).is_unmasked());
+        assert!(!params("remo", "remo-fast", 1e2).is_unmasked());
+    }
 }

@@ -23,11 +23,18 @@ pub enum Command {
     /// Generate a completion for a prompt (or each line of a file) and print speed.
     Generate(Box<GenerateArgs>),
     /// Download (if needed) and verify the default model; print its path.
+    /// Write the model as a CVM bundle and a worker bundle (DIR/cvm.*,
+    /// DIR/worker.*, DIR/manifest.json), so the CVM host never holds the
+    /// worker's matrices.
+    SplitModel(crate::split_model::SplitModelArgs),
     Fetch {
         /// Only check the cache; never download.
         #[arg(long)]
         offline: bool,
     },
+    /// Verify a talaria-serve's attestation (measurement, TCB, TLS key
+    /// binding, fresh nonce) against a policy and pin its certificate.
+    Verify(crate::verify::VerifyArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -80,16 +87,18 @@ pub fn init_logging() {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Generate(a) => run_generate(*a),
+        Command::SplitModel(a) => crate::split_model::run(a),
         Command::Fetch { offline } => {
             println!("{}", talaria_models::fetch::ensure_default_model(offline)?.display());
             Ok(())
         }
+        Command::Verify(a) => crate::verify::run(a),
     }
 }
 
 fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
     let path = a.model.resolve()?;
-    let ck = Checkpoint::open(&path)?;
+    let ck = Checkpoint::open_for(&path, checkpoint_role(a.backend.mode))?;
     let params =
         SamplingParams { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, min_p: a.min_p, seed: a.seed, ..Default::default() };
     params.validate().map_err(anyhow::Error::msg)?;
@@ -194,4 +203,13 @@ fn write_scoring_tokens(dir: &std::path::Path, runs: &[(Vec<u32>, Vec<u32>)]) ->
     let doc = serde_json::json!({"format_version": 1, "sequences": sequences, "steps": steps});
     let path = dir.join("tokens.json");
     std::fs::write(&path, serde_json::to_vec(&doc)?).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The CVM opens only its own tensors unless the weights run in this
+/// process (`--mode local`).
+pub fn checkpoint_role(mode: talaria_cvm::backend::Mode) -> talaria_models::Role {
+    match mode {
+        talaria_cvm::backend::Mode::Local => talaria_models::Role::Both,
+        _ => talaria_models::Role::Cvm,
+    }
 }

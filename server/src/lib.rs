@@ -2,3 +2,5 @@
 //! over the continuous-batching engine, on the CVM.
 pub mod cli;
 pub mod serve;
+pub mod split_model;
+pub mod verify;

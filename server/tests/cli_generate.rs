@@ -13,7 +13,7 @@ fn prompts_file_runs_each_prompt_and_records_the_chosen_layers() {
     std::fs::write(&prompts, "Name a colour.\n\nName a fruit.\n").unwrap();
     let rec = dir.join("rec");
     let out = Command::new(env!("CARGO_BIN_EXE_talaria"))
-        .args(["generate", "--chat", "--max-tokens", "3", "--mode", "plain", "--record-layers", "0,-1"])
+        .args(["generate", "--chat", "--max-tokens", "3", "--mode", "plain", "--insecure", "--record-layers", "0,-1"])
         .arg("--prompts-file")
         .arg(&prompts)
         .arg("--record")
@@ -51,7 +51,7 @@ fn prompts_file_runs_each_prompt_and_records_the_chosen_layers() {
 #[test]
 fn a_missing_prompts_file_is_a_clear_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_talaria"))
-        .args(["generate", "--mode", "local", "--prompts-file", "/nonexistent/prompts.txt"])
+        .args(["generate", "--mode", "local", "--insecure", "--prompts-file", "/nonexistent/prompts.txt"])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -31,6 +31,11 @@ pub trait Connection: Send {
     /// Largest payload a single frame may carry on this connection; callers
     /// split bigger matrices.
     fn max_payload_len(&self) -> u64;
+
+    /// Lowers (or raises, up to what the transport can carry) the largest
+    /// payload accepted from the peer: a header declaring more is refused
+    /// before its payload is read or anything is allocated for it.
+    fn set_max_payload_len(&mut self, max: u64);
 }
 
 impl<C: Connection + ?Sized> Connection for Box<C> {
@@ -45,6 +50,9 @@ impl<C: Connection + ?Sized> Connection for Box<C> {
     }
     fn max_payload_len(&self) -> u64 {
         (**self).max_payload_len()
+    }
+    fn set_max_payload_len(&mut self, max: u64) {
+        (**self).set_max_payload_len(max)
     }
 }
 

@@ -69,6 +69,12 @@ pub enum TransportError {
     #[error("connection unusable after an earlier error: {0}")]
     Broken(String),
 
+    #[error("the peer stopped sending mid-frame: no {what} byte for {stall:?} ({got} of {expected} bytes read); connection closed")]
+    Stalled { stall: Duration, what: &'static str, got: u64, expected: u64 },
+
+    #[error("{0}")]
+    Tls(String),
+
     #[error("bad worker address {input:?}: {reason}")]
     BadAddress { input: String, reason: String },
 

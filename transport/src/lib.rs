@@ -6,13 +6,13 @@
 //!
 //! ```no_run
 //! use talaria_transport::{Connection, DType, FrameHeader, FrameKind, ShmRing};
-//! let (mut cvm, path) = ShmRing::create("talaria", ShmRing::DEFAULT_CAPACITY)?;
-//! // ... spawn the worker with `path`; it calls ShmRing::open(path) ...
+//! let (mut cvm, region_fd) = ShmRing::create_memfd("talaria", ShmRing::DEFAULT_CAPACITY)?;
+//! // ... spawn the worker with `region_fd` inherited; it calls ShmRing::open_fd ...
 //! let header = FrameHeader::matrix(FrameKind::Call, DType::F64, 2, 3).with_call(1, 0, 0, 1);
 //! cvm.send_with(header, &mut |dst| dst.fill(0))?;
 //! let answer = cvm.recv(None)?;
 //! let values = answer.f64s()?;
-//! # let _ = (values, path);
+//! # let _ = (values, region_fd);
 //! # Ok::<(), talaria_transport::TransportError>(())
 //! ```
 
@@ -37,4 +37,4 @@ pub use error::{Result, TransportError};
 pub use frame::{DType, FrameHeader, FrameKind, HEADER_LEN, MAX_PAYLOAD_LEN, PROTOCOL_VERSION};
 pub use payload::{as_payload_bytes, cast_payload, typed_payload, Element};
 pub use shm_ring::{ShmEndpoint, ShmRing, ShmSide};
-pub use tcp::{TcpConnection, TcpWorkerListener};
+pub use tcp::{TcpConnection, TcpWorkerListener, HANDSHAKE_TIMEOUT as TLS_HANDSHAKE_TIMEOUT};

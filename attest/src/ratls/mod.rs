@@ -1,90 +1,61 @@
 //! RA-TLS: a certificate for a fresh in-memory key whose extension carries
 //! evidence bound to that key, and rustls verifiers for both directions.
 
-use std::sync::Arc;
+mod attested;
+mod cert;
+mod owner;
+mod verifiers;
+
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::{AttestError, Attester, Policy, Verified, VerifyError};
+pub use attested::AttestedIdentity;
+pub use cert::{EVIDENCE_OID, EVIDENCE_OID_STR};
+pub use owner::OwnerIdentity;
 
-/// A key pair made in memory (never written to disk) and a self-signed
-/// certificate for it carrying attestation evidence.
-pub struct AttestedIdentity {
-    pub cert_der: Vec<u8>,
-    key_der: Vec<u8>,
-}
-
-impl AttestedIdentity {
-    /// A fresh key, evidence bound to it, a certificate valid for `names`
-    /// (DNS names or IP addresses).
-    pub fn generate(_attester: &dyn Attester, _names: &[String]) -> Result<Self, AttestError> {
-        todo!()
-    }
-    pub fn cert_pem(&self) -> String {
-        todo!()
-    }
-    /// DER SubjectPublicKeyInfo of the key (what report data binds).
-    pub fn spki_der(&self) -> Vec<u8> {
-        todo!()
-    }
-    /// A TLS server config presenting this certificate (HTTP API).
-    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        let _ = &self.key_der;
-        todo!()
-    }
-    /// A TLS client config presenting this certificate (CVM → worker) and
-    /// accepting only the server certificate `pinned_der`.
-    pub fn client_config_pinned(&self, _pinned_der: &[u8]) -> Arc<rustls::ClientConfig> {
-        todo!()
-    }
-}
-
-/// The model owner's worker identity: a key and certificate kept on the
-/// worker host (PEM files), pinned by CVMs.
-pub struct OwnerIdentity {
-    pub cert_der: Vec<u8>,
-    key_der: Vec<u8>,
-}
-
-impl OwnerIdentity {
-    /// Makes a fresh key and self-signed certificate (for `names`).
-    pub fn generate(_names: &[String]) -> Result<Self, AttestError> {
-        todo!()
-    }
-    pub fn load(_cert_pem: &std::path::Path, _key_pem: &std::path::Path) -> Result<Self, AttestError> {
-        todo!()
-    }
-    pub fn save(&self, _cert_pem: &std::path::Path, _key_pem: &std::path::Path) -> Result<(), AttestError> {
-        let _ = &self.key_der;
-        todo!()
-    }
-    /// A TLS server config that requires a client certificate whose
-    /// evidence passes `policy` and is bound to the client's key.
-    pub fn server_config_for_attested_clients(&self, _policy: Policy) -> Arc<rustls::ServerConfig> {
-        todo!()
-    }
-}
+use crate::{Evidence, Policy, ReportData, Verified, VerifyError};
+use verifiers::{provider, ServerVerifier};
 
 /// Verifies the evidence in an RA-TLS certificate: signatures, policy, and
 /// that it is bound to this certificate's key (report data without nonce).
-pub fn verify_certificate(_cert_der: &[u8], _policy: &Policy, _now: SystemTime) -> Result<Verified, VerifyError> {
-    todo!()
+pub fn verify_certificate(cert_der: &[u8], policy: &Policy, now: SystemTime) -> Result<Verified, VerifyError> {
+    let (spki, evidence) = cert::parse(cert_der)?;
+    let evidence = evidence
+        .ok_or_else(|| VerifyError::Malformed(format!("the certificate carries no attestation evidence (extension {EVIDENCE_OID_STR})")))?;
+    let evidence = Evidence::from_bytes(&evidence)?;
+    crate::verify(&evidence, policy, &ReportData::bind(&spki, None), now)
+}
+
+/// The evidence an RA-TLS certificate carries, unverified.
+pub fn certificate_evidence(cert_der: &[u8]) -> Result<Option<Evidence>, VerifyError> {
+    cert::parse(cert_der)?.1.map(|b| Evidence::from_bytes(&b)).transpose()
 }
 
 /// DER SubjectPublicKeyInfo of a certificate.
-pub fn certificate_spki(_cert_der: &[u8]) -> Result<Vec<u8>, VerifyError> {
-    todo!()
+pub fn certificate_spki(cert_der: &[u8]) -> Result<Vec<u8>, VerifyError> {
+    Ok(cert::parse(cert_der)?.0)
 }
 
 /// A TLS client config for `talaria verify` and clients: accepts a server
 /// whose RA-TLS certificate passes `policy`; the accepted certificate is
 /// recorded in `seen` so the caller can also check `/v1/attestation`
 /// against it and pin it.
-pub fn client_config_attested(_policy: Policy, _seen: Arc<std::sync::Mutex<Option<Vec<u8>>>>) -> Arc<rustls::ClientConfig> {
-    todo!()
+pub fn client_config_attested(policy: Policy, seen: Arc<Mutex<Option<Vec<u8>>>>) -> Arc<rustls::ClientConfig> {
+    client_config(ServerVerifier::attested(policy, seen))
 }
 
 /// A TLS client config trusting exactly one certificate (a pinned RA-TLS
 /// certificate written by `talaria verify`).
-pub fn client_config_pinned(_pinned_der: &[u8]) -> Arc<rustls::ClientConfig> {
-    todo!()
+pub fn client_config_pinned(pinned_der: &[u8]) -> Arc<rustls::ClientConfig> {
+    client_config(ServerVerifier::pinned(pinned_der))
+}
+
+fn client_config(verifier: ServerVerifier) -> Arc<rustls::ClientConfig> {
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Arc::new(config)
 }

@@ -3,6 +3,7 @@
 //! token counts from the closing usage chunk.
 
 use std::io::{BufRead, BufReader};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -25,14 +26,28 @@ pub struct RequestResult {
     pub sent_at: f64,
 }
 
+/// The certificate (PEM) of the TLS server being measured, trusted by
+/// every agent made after it is set; `None` for plain HTTP. One server runs
+/// at a time, so one process-wide slot is enough.
+static TRUSTED_CERT: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+
+/// Trust exactly this certificate (the server's self-signed RA-TLS one).
+pub fn trust_certificate(pem: Option<Vec<u8>>) {
+    *TRUSTED_CERT.lock().unwrap_or_else(|e| e.into_inner()) = pem;
+}
+
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let mut cfg = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(3600)))
         .max_idle_connections(1024)
-        .max_idle_connections_per_host(1024)
-        .build()
-        .into()
+        .max_idle_connections_per_host(1024);
+    let trusted = TRUSTED_CERT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(cert) = trusted.as_deref().and_then(|pem| ureq::tls::Certificate::from_pem(pem).ok()) {
+        let roots = ureq::tls::RootCerts::new_with_certs(&[cert]);
+        cfg = cfg.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
+    }
+    cfg.build().into()
 }
 
 /// The model id the server serves (the first of /v1/models).

@@ -35,8 +35,8 @@ fn server_bin(a: &Args) -> anyhow::Result<PathBuf> {
 /// confidential mode with `-exact-rows` (no row buckets: what they cost).
 fn server_mode_args(mode: &str) -> anyhow::Result<Vec<&'static str>> {
     Ok(match mode {
-        "local" => vec!["--mode", "local"],
-        "plain" => vec!["--mode", "plain"],
+        "local" => vec!["--mode", "local", "--insecure"],
+        "plain" => vec!["--mode", "plain", "--insecure"],
         "confidential" => vec!["--mode", "confidential"],
         "confidential-fast" => vec!["--mode", "confidential", "--precision", "fast"],
         "confidential-exact-rows" => vec!["--mode", "confidential", "--row-buckets", "exact"],
@@ -47,13 +47,32 @@ fn server_mode_args(mode: &str) -> anyhow::Result<Vec<&'static str>> {
     })
 }
 
+/// The server flags of an edge: `http` (plain HTTP, which needs
+/// `--insecure`) or `tls` (attested TLS, simulated attestation, the
+/// certificate written to `cert` for the client to trust).
+fn server_edge_args(edge: &str, cert: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(match edge {
+        "http" => vec!["--plain-http".into(), "--insecure".into()],
+        "tls" => vec!["--attestation".into(), "simulated".into(), "--cert-out".into(), cert.display().to_string()],
+        other => bail!("unknown edge {other:?} (http, tls)"),
+    })
+}
+
 impl Server {
-    pub fn start(a: &Args, mode: &str, out: &Path) -> anyhow::Result<Self> {
+    pub fn start(a: &Args, mode: &str, edge: &str, out: &Path) -> anyhow::Result<Self> {
         let bin = server_bin(a)?;
-        let log_path = out.join(format!("server-{mode}.log"));
+        let log_path = out.join(format!("server-{mode}-{edge}.log"));
+        let cert_path = out.join(format!("server-{mode}-{edge}.pem"));
         let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        let mut flags: Vec<String> = server_mode_args(mode)?.into_iter().map(str::to_string).collect();
+        for f in server_edge_args(edge, &cert_path)? {
+            // `--insecure` may come from both the mode and the edge; clap takes it once.
+            if f != "--insecure" || !flags.contains(&f) {
+                flags.push(f);
+            }
+        }
         let mut cmd = Command::new(&bin);
-        cmd.args(["--port", "0"]).args(server_mode_args(mode)?);
+        cmd.args(["--port", "0"]).args(&flags);
         if let Some(m) = &a.model {
             cmd.arg("--model").arg(m);
         }
@@ -70,6 +89,12 @@ impl Server {
         });
         match rx.recv_timeout(Duration::from_secs(600)) {
             Ok(base) => {
+                let cert = if edge == "tls" {
+                    Some(std::fs::read(&cert_path).with_context(|| format!("reading the server certificate {}", cert_path.display()))?)
+                } else {
+                    None
+                };
+                super::client::trust_certificate(cert);
                 eprintln!("started talaria-serve --mode {mode} at {base} (pid {}, log {})", child.id(), log_path.display());
                 let server = Self { base, pid: child.id(), child };
                 // The run measures serving, not start-up: wait for the pad

@@ -38,6 +38,16 @@ pub struct Args {
     /// confidential --precision fast`); ignored with --url.
     #[arg(long = "mode", value_delimiter = ',', default_value = "local")]
     pub modes: Vec<String>,
+    /// The HTTP edge of a started server: `http` (plain HTTP) or `tls`
+    /// (attested TLS, simulated attestation; the client trusts the
+    /// certificate the server writes). A list runs each mode once per edge,
+    /// one after the other (e.g. http,tls: the cost of TLS).
+    #[arg(long = "edge", value_delimiter = ',', default_value = "http")]
+    pub edges: Vec<String>,
+    /// With an https --url: the server's certificate (PEM) to trust, e.g.
+    /// the one `talaria verify` pinned.
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
     /// The server binary (default: `talaria-serve` next to this binary).
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
@@ -134,14 +144,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let concurrencies: Vec<Option<usize>> =
         if a.max_concurrency.is_empty() { vec![None] } else { a.max_concurrency.iter().map(|&c| Some(c.max(1))).collect() };
     let mut runs = Vec::new();
-    let targets: Vec<Option<String>> = if a.url.is_some() { vec![None] } else { a.modes.iter().cloned().map(Some).collect() };
-    for mode in targets {
-        let server = match &mode {
-            Some(m) => Some(launch::Server::start(&a, m, &a.out)?),
+    if let Some(c) = &a.cacert {
+        client::trust_certificate(Some(std::fs::read(c).with_context(|| format!("reading {}", c.display()))?));
+    }
+    let targets: Vec<Option<(String, String)>> = if a.url.is_some() {
+        vec![None]
+    } else {
+        a.modes.iter().flat_map(|m| a.edges.iter().map(move |e| Some((m.clone(), e.clone())))).collect()
+    };
+    for target in targets {
+        let server = match &target {
+            Some((m, e)) => Some(launch::Server::start(&a, m, e, &a.out)?),
             None => None,
         };
         let base = server.as_ref().map(|s| s.base.clone()).or_else(|| a.url.clone()).unwrap_or_default();
-        let label = mode.clone().unwrap_or_else(|| base.clone());
+        let label = match &target {
+            Some((m, e)) if a.edges.len() > 1 || e != "http" => format!("{m}+{e}"),
+            Some((m, _)) => m.clone(),
+            None => base.clone(),
+        };
         let model = client::served_model(&base)?;
         for &conc in &concurrencies {
             eprintln!(

@@ -29,7 +29,9 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     let prompts = dataset::load(a)?;
     let server = match &a.url {
         Some(_) => None,
-        None => Some(Server::start(a, a.modes.first().map_or("local", String::as_str), &a.out)?),
+        None => {
+            Some(Server::start(a, a.modes.first().map_or("local", String::as_str), a.edges.first().map_or("http", String::as_str), &a.out)?)
+        }
     };
     let base = server.as_ref().map(|s| s.base.clone()).or_else(|| a.url.clone()).unwrap_or_default();
     let pid = server.as_ref().map(|s| s.pid).or(a.server_pid);

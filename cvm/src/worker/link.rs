@@ -15,6 +15,7 @@ use talaria_transport::{Connection, FrameHeader, FrameKind, Received, WorkerAddr
 use tracing::{info, warn};
 
 use super::spawn::{LocalWorker, SpawnConfig};
+use super::tls_link::RemoteSecurity;
 
 /// Attempts per call before giving up (each may reconnect).
 const MAX_ATTEMPTS: usize = 6;
@@ -24,13 +25,18 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(300);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long to keep trying to reach a remote worker that restarts.
 const RECONNECT_WINDOW: Duration = Duration::from_secs(60);
+/// Largest frame accepted before the worker's `HelloAck` (its op table).
+const ACK_PAYLOAD_LIMIT: u64 = 4 << 20;
+/// Most rows the link puts in one frame.
+const MAX_ROWS_PER_FRAME: usize = 1 << 15;
 
 #[derive(Clone, Debug)]
 pub enum WorkerTarget {
     /// Spawn `talaria-gpu-worker` on this host over shared memory.
     Local(SpawnConfig),
-    /// A worker listening on TCP.
-    Remote(WorkerAddress),
+    /// A worker listening on TCP, over mutual TLS (or plain with
+    /// `--insecure`). Every reconnect runs the TLS handshake again.
+    Remote(WorkerAddress, RemoteSecurity),
 }
 
 /// Counters for the time split and the fault log.
@@ -99,31 +105,39 @@ impl WorkerLink {
         if self.conn.is_some() {
             return Ok(());
         }
-        let mut conn: Box<dyn Connection> = match &self.target {
+        let (mut conn, ack): (Box<dyn Connection>, HelloAck) = match &self.target {
             WorkerTarget::Local(cfg) => {
                 self.local = None; // reap a dead predecessor first
                 let extra = if self.spawns == 0 { cfg.first_spawn_args.clone() } else { Vec::new() };
-                let (worker, endpoint) = LocalWorker::spawn(cfg, &extra)?;
+                let (worker, mut endpoint) = LocalWorker::spawn(cfg, &extra)?;
                 self.spawns += 1;
+                let ack = handshake(&mut endpoint, &self.hello)?;
+                // The region is inherited by our child alone: whoever
+                // attached to it must be that child.
+                let pid = worker.pid();
+                anyhow::ensure!(
+                    endpoint.peer_pid() == Some(pid),
+                    "the shared-memory region was attached by pid {:?}, not by the spawned worker {pid}",
+                    endpoint.peer_pid()
+                );
                 self.local = Some(worker);
-                Box::new(endpoint)
+                (Box::new(endpoint), ack)
             }
-            WorkerTarget::Remote(addr) => connect_with_retry(addr)?,
+            WorkerTarget::Remote(addr, security) => {
+                let mut conn = connect_with_retry(addr, security)?;
+                let ack = handshake(&mut conn, &self.hello)?;
+                (conn, ack)
+            }
         };
-        let body = serde_json::to_vec(&self.hello)?;
-        conn.send(&FrameHeader::bytes(FrameKind::Hello, body.len()), &body).context("sending the handshake")?;
-        let frame = conn.recv(Some(HANDSHAKE_TIMEOUT)).context("waiting for the worker's handshake")?;
-        let ack: HelloAck = match frame.kind {
-            FrameKind::HelloAck => serde_json::from_slice(frame.payload()).context("bad handshake answer")?,
-            FrameKind::Error => bail!("worker refused the session: {}", WorkerError::message_of(frame.payload())),
-            k => bail!("worker answered the handshake with a {k:?} frame"),
-        };
-        drop(frame);
         if ack.manifest_hash != self.hello.manifest_hash {
             bail!("worker holds a different model ({}) than the CVM ({})", ack.manifest_hash, self.hello.manifest_hash);
         }
         self.shapes =
             ack.ops.iter().filter_map(|s| Op::from_code(s.op).map(|op| (OpId { layer: s.layer, op }, (s.d_in, s.d_out)))).collect();
+        // The largest answer a call of ours can have, so a lying header
+        // cannot make us allocate more (TCP reads into our own buffer).
+        let widest = ack.ops.iter().map(|s| s.d_in.max(s.d_out)).max().unwrap_or(1) as u64;
+        conn.set_max_payload_len(2 * MAX_ROWS_PER_FRAME as u64 * (widest * 8 + 256));
         info!("worker ready: backend {}, {} weights, {} ops", ack.backend, ack.weight_dtype, ack.ops.len());
         self.ack = Some(ack);
         self.conn = Some(conn);
@@ -211,7 +225,7 @@ impl WorkerLink {
     fn rows_per_frame(&self, call: WorkerCall) -> usize {
         let max_payload = self.conn.as_ref().map(|c| c.max_payload_len()).unwrap_or(64 << 20) as usize;
         let per_row = call.d_in.max(call.d_out) * call.precision.bytes() + 256;
-        (max_payload / 2 / per_row).clamp(1, 1 << 15)
+        (max_payload / 2 / per_row).clamp(1, MAX_ROWS_PER_FRAME)
     }
 
     fn count(&mut self, call: WorkerCall, t0: Instant) {
@@ -291,12 +305,43 @@ impl Drop for WorkerLink {
     }
 }
 
-fn connect_with_retry(addr: &WorkerAddress) -> anyhow::Result<Box<dyn Connection>> {
+/// Sends our `Hello` and reads the worker's answer.
+fn handshake(conn: &mut dyn Connection, hello: &Hello) -> anyhow::Result<HelloAck> {
+    conn.set_max_payload_len(ACK_PAYLOAD_LIMIT);
+    let body = serde_json::to_vec(hello)?;
+    conn.send(&FrameHeader::bytes(FrameKind::Hello, body.len()), &body).context("sending the handshake")?;
+    let frame = conn.recv(Some(HANDSHAKE_TIMEOUT)).map_err(|e| {
+        // TLS 1.3: a client certificate the worker refused shows up here,
+        // on our first read, as a fatal alert.
+        let refused = e.to_string().contains("fatal alert");
+        let err = anyhow::Error::new(e).context("waiting for the worker's handshake");
+        if refused {
+            err.context(
+                "the worker refused this CVM at the TLS handshake (its attestation or certificate); the worker's log names the cause",
+            )
+        } else {
+            err
+        }
+    })?;
+    match frame.kind {
+        FrameKind::HelloAck => serde_json::from_slice(frame.payload()).context("bad handshake answer"),
+        FrameKind::Error => bail!("worker refused the session: {}", WorkerError::message_of(frame.payload())),
+        k => bail!("worker answered the handshake with a {k:?} frame"),
+    }
+}
+
+/// Connects, retrying a worker that is not reachable (yet) for up to
+/// [`RECONNECT_WINDOW`]; a TLS failure (a certificate refused on either
+/// side) is not transient and fails at once.
+fn connect_with_retry(addr: &WorkerAddress, security: &RemoteSecurity) -> anyhow::Result<Box<dyn Connection>> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {
-        match addr.connect(Duration::from_secs(5)) {
+        match security.connect(addr, Duration::from_secs(5)) {
             Ok(c) => return Ok(c),
+            Err(e @ talaria_transport::TransportError::Tls(_)) => {
+                return Err(e).with_context(|| format!("TLS with the worker at {} failed", addr.socket_addr_string()))
+            }
             Err(e) if start.elapsed() < RECONNECT_WINDOW => {
                 warn!("connecting to the worker at {}: {e}; retrying", addr.socket_addr_string());
                 std::thread::sleep(delay);

@@ -1,6 +1,10 @@
 //! A worker process spawned by the CVM on this host, talking over a fresh
-//! shared-memory region. Killed and reaped on `Drop`.
+//! shared-memory region that only it inherits (an anonymous memfd, passed
+//! as fd [`REGION_FD`]: no file name another process could open). Killed
+//! and reaped on `Drop`.
 
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -20,7 +24,13 @@ pub struct SpawnConfig {
     pub first_spawn_args: Vec<String>,
     /// Bytes per direction of the shared-memory ring.
     pub ring_capacity: usize,
+    /// Pass `--insecure` (the worker then serves unmasked sessions): only
+    /// for the CVM's own `--mode plain --insecure`.
+    pub insecure: bool,
 }
+
+/// The descriptor number the region has in the worker.
+pub const REGION_FD: i32 = 3;
 
 impl SpawnConfig {
     pub fn new(model: PathBuf, dtype: &str) -> anyhow::Result<Self> {
@@ -32,6 +42,7 @@ impl SpawnConfig {
             record_layers: None,
             first_spawn_args: Vec::new(),
             ring_capacity: 128 << 20,
+            insecure: false,
         })
     }
 }
@@ -43,9 +54,12 @@ pub struct LocalWorker {
 impl LocalWorker {
     /// Creates a region, starts the worker on it, and returns the CVM's end.
     pub fn spawn(cfg: &SpawnConfig, extra_args: &[String]) -> anyhow::Result<(Self, ShmEndpoint)> {
-        let (mut endpoint, path) = ShmRing::create("talaria-ring", cfg.ring_capacity).context("creating the shared-memory ring")?;
+        let (mut endpoint, region) = ShmRing::create_memfd("talaria-ring", cfg.ring_capacity).context("creating the shared-memory ring")?;
         let mut cmd = Command::new(&cfg.bin);
-        cmd.arg("--shm").arg(&path).arg("--model").arg(&cfg.model).arg("--dtype").arg(&cfg.dtype).arg("--offline");
+        cmd.arg("--shm-fd").arg(REGION_FD.to_string()).arg("--model").arg(&cfg.model).arg("--dtype").arg(&cfg.dtype).arg("--offline");
+        if cfg.insecure {
+            cmd.arg("--insecure");
+        }
         if let Some(dir) = &cfg.record {
             cmd.arg("--record").arg(dir);
             if let Some(layers) = &cfg.record_layers {
@@ -53,9 +67,18 @@ impl LocalWorker {
             }
         }
         cmd.args(extra_args).stdin(Stdio::null());
+        let src = region.as_raw_fd();
+        // SAFETY: runs in the forked child before exec and only makes
+        // async-signal-safe calls (dup2, fcntl). The memfd is close-on-exec,
+        // like every other descriptor of ours, so this copy is the only one
+        // the worker inherits.
+        unsafe {
+            cmd.pre_exec(move || inherit_as(src, REGION_FD));
+        }
         let child = cmd.spawn().with_context(|| format!("spawning {}", cfg.bin.display()))?;
+        drop(region); // the mapping keeps our side alive
         endpoint.expect_peer_pid(child.id());
-        tracing::info!("spawned worker pid {} on {}", child.id(), path.display());
+        tracing::info!("spawned worker pid {} on an inherited memfd region", child.id());
         Ok((Self { child }, endpoint))
     }
 
@@ -69,6 +92,28 @@ impl Drop for LocalWorker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// In the child: makes `src` available as `dst` across exec (dup2 clears
+/// close-on-exec on the copy; when they are the same number, clear it).
+fn inherit_as(src: i32, dst: i32) -> std::io::Result<()> {
+    // SAFETY: plain syscalls on descriptors of this (forked) process.
+    let rc = unsafe {
+        if src == dst {
+            let flags = libc::fcntl(dst, libc::F_GETFD);
+            if flags < 0 {
+                -1
+            } else {
+                libc::fcntl(dst, libc::F_SETFD, flags & !libc::FD_CLOEXEC)
+            }
+        } else {
+            libc::dup2(src, dst)
+        }
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `$TALARIA_WORKER_BIN`, else `talaria-gpu-worker` next to this executable

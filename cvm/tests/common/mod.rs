@@ -5,10 +5,12 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use talaria_cvm::backend::{build_linear, BackendArgs};
 use talaria_cvm::worker::find_worker_binary;
@@ -117,43 +119,76 @@ pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
     dot / (na * nb).max(1e-300)
 }
 
-/// A `talaria-gpu-worker --listen` process on a free loopback port.
+/// A `talaria-gpu-worker --listen` process on a free loopback port, its
+/// stderr kept in a log file (refusals are checked there).
 pub struct TcpWorker {
     port: u16,
     child: Arc<Mutex<Option<Child>>>,
+    args: Vec<String>,
+    pub log: PathBuf,
 }
 
-fn spawn_tcp_worker(port: u16, extra: &[&str]) -> Child {
+fn spawn_tcp_worker(port: u16, args: &[String], log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("worker log");
     Command::new(find_worker_binary().unwrap())
         .args(["--listen", &format!("127.0.0.1:{port}"), "--offline", "--dtype", DTYPE.name()])
-        .args(extra)
+        .args(args)
         .stdin(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("spawn tcp worker")
 }
 
 impl TcpWorker {
-    pub fn start(extra: &[&str]) -> Self {
+    /// A worker with `args` (e.g. `--insecure`, or its TLS identity and
+    /// CVM policy); returns once it listens.
+    pub fn start(args: &[&str]) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self { port, child: Arc::new(Mutex::new(Some(spawn_tcp_worker(port, extra)))) }
+        let log = std::env::temp_dir().join(format!("talaria-tcp-worker-{}-{}.log", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_file(&log);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let w = Self { port, child: Arc::new(Mutex::new(Some(spawn_tcp_worker(port, &args, &log)))), args, log };
+        w.wait_for_log("listening on", Duration::from_secs(300));
+        w
     }
 
     pub fn url(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.port)
     }
 
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the worker's log holds `needle` (fails if it exits).
+    pub fn wait_for_log(&self, needle: &str, within: Duration) {
+        let t0 = std::time::Instant::now();
+        while !self.log_text().contains(needle) {
+            let exited = self.child.lock().unwrap().as_mut().map(|c| c.try_wait().ok().flatten().is_some()).unwrap_or(true);
+            assert!(!exited, "the worker exited; its log:\n{}", self.log_text());
+            assert!(t0.elapsed() < within, "no {needle:?} in the worker log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// A supervisor thread: when the worker exits, start a healthy one on
-    /// the same port. Returns whether a restart happened (within 10 min).
+    /// the same port with the same arguments, minus fault injection.
+    /// Returns whether a restart happened (within 10 min).
     pub fn restart_when_dead(&mut self) -> JoinHandle<bool> {
-        let (child, port) = (self.child.clone(), self.port);
+        let (child, port, log) = (self.child.clone(), self.port, self.log.clone());
+        let mut args = self.args.clone();
+        if let Some(i) = args.iter().position(|a| a == "--fault") {
+            args.drain(i..(i + 2).min(args.len()));
+        }
         std::thread::spawn(move || {
             for _ in 0..6000 {
                 let exited = child.lock().unwrap().as_mut().map(|c| c.try_wait().ok().flatten().is_some()).unwrap_or(false);
                 if exited {
-                    *child.lock().unwrap() = Some(spawn_tcp_worker(port, &[]));
+                    *child.lock().unwrap() = Some(spawn_tcp_worker(port, &args, &log));
                     return true;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(100));
             }
             false
         })
@@ -166,7 +201,68 @@ impl Drop for TcpWorker {
             let _ = c.kill();
             let _ = c.wait();
         }
+        let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// A worker TLS identity made by `talaria-gpu-worker gen-identity`, and CVM
+/// policies, in a scratch folder removed on drop.
+pub struct TlsFiles {
+    pub dir: PathBuf,
+}
+
+impl TlsFiles {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("talaria-tls-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    /// `gen-identity` into `NAME.pem` / `NAME.key`; returns (cert, key).
+    pub fn identity(&self, name: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = (self.dir.join(format!("{name}.pem")), self.dir.join(format!("{name}.key")));
+        let out = Command::new(find_worker_binary().unwrap())
+            .args(["gen-identity", "--name", "127.0.0.1", "--cert"])
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gen-identity: {}", String::from_utf8_lossy(&out.stderr));
+        (cert, key)
+    }
+
+    /// A CVM policy admitting simulated evidence of these measurements
+    /// (simulated evidence still needs the worker's --allow-simulated).
+    pub fn policy(&self, name: &str, measurements: &[String]) -> PathBuf {
+        let p = self.dir.join(format!("{name}.json"));
+        std::fs::write(&p, serde_json::json!({ "simulated": { "measurements": measurements } }).to_string()).unwrap();
+        p
+    }
+
+    /// Worker arguments: identity, policy, and optionally --allow-simulated.
+    pub fn worker_args(cert: &Path, key: &Path, policy: &Path, allow_simulated: bool) -> Vec<String> {
+        let mut a: Vec<String> =
+            ["--tls-cert", &cert.display().to_string(), "--tls-key", &key.display().to_string()].into_iter().map(String::from).collect();
+        a.extend(["--cvm-policy".to_string(), policy.display().to_string()]);
+        if allow_simulated {
+            a.push("--allow-simulated".into());
+        }
+        a
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The simulated measurement this test executable's evidence carries (the
+/// CVM of these tests is the test binary itself).
+pub fn own_measurement() -> String {
+    talaria_attest::attester::simulated_measurement_of(&std::env::current_exe().unwrap()).unwrap()
 }
 
 #[derive(Debug, Clone)]

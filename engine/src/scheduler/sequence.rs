@@ -109,12 +109,13 @@ impl Sequence {
         self.sampler.observe(t.id);
         self.tokens.push(t.id);
         let is_stop_token = self.stop_ids.contains(&t.id);
+        let before = self.text.len();
         match self.stream.step(tok, t.id) {
             Ok(piece) => self.text.push_str(&piece),
             // A decode failure loses this token's text but not the request.
             Err(e) => tracing::warn!("detokenizing token {}: {e}", t.id),
         }
-        let (mut end, stop_hit) = match self.stops.scan(&self.text) {
+        let (mut end, stop_hit) = match self.stops.scan(&self.text, before) {
             StopScan::Stop { at } => (at, true),
             StopScan::Continue { safe } => (if is_stop_token { self.text.len() } else { safe }, false),
         };

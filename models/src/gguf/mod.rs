@@ -1,8 +1,11 @@
-//! GGUF files (llama.cpp): header, metadata, tensor table, quantized data.
+//! GGUF files (llama.cpp): header, metadata, tensor table, quantized data;
+//! and a writer that keeps the stored tensor bytes as they are.
 mod file;
 mod quant;
 mod value;
+mod writer;
 
 pub use file::{GgufFile, GgufTensorInfo};
 pub use quant::{dequantize, GgmlType};
 pub use value::GgufValue;
+pub use writer::{write_gguf, GgufTensorOut};

@@ -1,5 +1,7 @@
 //! Command-line flags of `talaria-serve`.
 
+use std::path::PathBuf;
+
 use clap::Parser;
 
 use talaria_cvm::backend::BackendArgs;
@@ -16,8 +18,7 @@ pub struct ServeArgs {
     pub backend: BackendArgs,
     #[command(flatten)]
     pub limits: RequestLimits,
-    /// Address to listen on (loopback by default; the HTTP API is not yet
-    /// behind TLS).
+    /// Address to listen on (loopback by default).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// 0 picks a free port (the address is printed on stdout once ready).
@@ -41,6 +42,52 @@ pub struct ServeArgs {
     /// they are aborted.
     #[arg(long, default_value_t = 30.0)]
     pub shutdown_timeout: f64,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+/// The HTTP edge: TLS, authentication, and the bounds that keep slow or
+/// numerous clients from holding the server.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EdgeArgs {
+    /// Serve plain HTTP instead of attested TLS (measurement and tests
+    /// only: nothing protects the prompts on the wire). Needs --insecure.
+    #[arg(long, requires = "insecure")]
+    pub plain_http: bool,
+    /// Require `Authorization: Bearer KEY` on every /v1/* route except
+    /// /v1/attestation (/health and /metrics stay open).
+    #[arg(long, env = "TALARIA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Write the server's RA-TLS certificate (PEM; public, not the key) to
+    /// FILE once it is made. Clients should pin it through `talaria verify`.
+    #[arg(long, value_name = "FILE")]
+    pub cert_out: Option<PathBuf>,
+    /// An extra DNS name or IP address for the certificate (repeatable);
+    /// localhost, 127.0.0.1, ::1 and --host are always in it.
+    #[arg(long = "tls-name", value_name = "NAME")]
+    pub tls_names: Vec<String>,
+    /// Most connections open at once; further clients wait in the listen
+    /// backlog until one closes.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Seconds a client gets to finish the TLS handshake.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_secs)]
+    pub handshake_timeout: f64,
+    /// Seconds a client gets to send a request's headers; an idle
+    /// keep-alive connection is closed after as long.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_secs)]
+    pub header_timeout: f64,
+    /// Seconds a client gets to send a request's body (408 after).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_secs)]
+    pub body_timeout: f64,
+}
+
+/// A positive, finite number of seconds.
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
 }
 
 /// Parses a byte size: a number with an optional unit (B, KB, MB, GB, KiB,
@@ -80,5 +127,31 @@ mod tests {
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("2XB").is_err());
         assert!(parse_bytes("0").is_err());
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_secs("10"), Ok(10.0));
+        assert_eq!(parse_secs("0.5"), Ok(0.5));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("inf").is_err());
+    }
+
+    #[test]
+    fn edge_defaults() {
+        let a = ServeArgs::try_parse_from(["talaria-serve"]).unwrap();
+        assert_eq!(
+            (a.edge.max_connections, a.edge.handshake_timeout, a.edge.header_timeout, a.edge.body_timeout),
+            (1024, 10.0, 10.0, 30.0)
+        );
+        assert!(!a.edge.plain_http && a.edge.cert_out.is_none() && a.edge.tls_names.is_empty());
+    }
+
+    #[test]
+    fn plain_http_needs_insecure() {
+        assert!(ServeArgs::try_parse_from(["talaria-serve", "--plain-http"]).is_err());
+        let a = ServeArgs::try_parse_from(["talaria-serve", "--plain-http", "--insecure"]).unwrap();
+        assert!(a.edge.plain_http && a.backend.insecure);
     }
 }

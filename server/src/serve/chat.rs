@@ -9,8 +9,10 @@ use talaria_engine::scheduler::SeqOutput;
 use talaria_models::ChatMessage;
 
 use super::error::ApiError;
-use super::generation::{chat_logprobs, new_id, sse_response, usage_json, ChunkFormat, Submission};
-use super::protocol::{build_request, check_chat_extras, check_model, message_text, parse_body, ChatRequest, MessageIn, CHAT_KEYS};
+use super::generation::{admit, chat_logprobs, new_id, sse_response, tokenize_off_thread, usage_json, ChunkFormat, Submission};
+use super::protocol::{
+    build_request, check_chat_extras, check_model, check_prompt_chars, message_text, parse_body, ChatRequest, MessageIn, CHAT_KEYS,
+};
 use super::state::{unix_now, SharedState};
 
 pub async fn chat_completions(State(st): State<SharedState>, body: Bytes) -> Response {
@@ -49,19 +51,26 @@ async fn handle(st: SharedState, body: Bytes) -> Result<Response, ApiError> {
     check_model(&req.common.model, &st.model_name)?;
     check_chat_extras(&req)?;
     let messages = chat_messages(&req.messages)?;
-    let prompt = st.tokenizer.apply_chat_template(&messages);
-    let prompt_ids =
-        st.tokenizer.encode(&prompt).map_err(|e| ApiError::bad_param("messages", format!("cannot tokenize the messages: {e}")))?;
+    let slot = admit(&st, req.common.n)?;
+    let max_chars = st.limits.max_prompt_chars;
+    let prompt_ids = tokenize_off_thread(&st, move |tokenizer| {
+        // The rendered prompt is checked: many empty messages are short
+        // in JSON but not once each gets its ChatML header.
+        let prompt = tokenizer.apply_chat_template(&messages);
+        check_prompt_chars(&prompt, max_chars, "messages")?;
+        tokenizer.encode(&prompt).map_err(|e| ApiError::bad_param("messages", format!("cannot tokenize the messages: {e}")))
+    })
+    .await?;
     let (max_tokens, param) = match req.max_completion_tokens {
         Some(m) => (Some(m), "max_completion_tokens"),
         None => (req.common.max_tokens, "max_tokens"),
     };
     let top_n = req.top_logprobs.unwrap_or(0);
     let logprobs = (req.logprobs == Some(true)).then_some(top_n);
-    let (ereq, opts) =
-        build_request(&req.common, prompt_ids, (max_tokens, param), logprobs, st.engine.limits()).map_err(rename_logprobs_param)?;
+    let (ereq, opts) = build_request(&req.common, prompt_ids, (max_tokens, param), logprobs, st.engine.limits(), &st.limits)
+        .map_err(rename_logprobs_param)?;
     let continuous = req.common.stream_options.as_ref().and_then(|o| o.continuous_usage_stats).unwrap_or(false);
-    let sub = Submission::start(&st, ereq, opts)?;
+    let sub = Submission::start(&st, ereq, opts, slot)?;
     let (id, created) = (new_id("chatcmpl"), unix_now());
     if sub.opts.stream {
         let fmt = ChatChunks { st: st.clone(), id, created, logprobs };

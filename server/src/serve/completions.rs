@@ -8,8 +8,10 @@ use serde_json::{json, Value};
 use talaria_engine::scheduler::SeqOutput;
 
 use super::error::ApiError;
-use super::generation::{completion_logprobs, new_id, sse_response, usage_json, ChunkFormat, Submission};
-use super::protocol::{build_request, check_completion_extras, check_model, parse_body, CompletionRequest, PromptInput, COMPLETION_KEYS};
+use super::generation::{admit, completion_logprobs, new_id, sse_response, tokenize_off_thread, usage_json, ChunkFormat, Submission};
+use super::protocol::{
+    build_request, check_completion_extras, check_model, check_prompt_chars, parse_body, CompletionRequest, PromptInput, COMPLETION_KEYS,
+};
 use super::state::{unix_now, SharedState};
 
 pub async fn completions(State(st): State<SharedState>, body: Bytes) -> Response {
@@ -20,18 +22,19 @@ async fn handle(st: SharedState, body: Bytes) -> Result<Response, ApiError> {
     let req: CompletionRequest = parse_body(&body, COMPLETION_KEYS)?;
     check_model(&req.common.model, &st.model_name)?;
     check_completion_extras(&req)?;
-    let encode = |s: &str| st.tokenizer.encode(s).map_err(|e| ApiError::bad_param("prompt", format!("cannot tokenize the prompt: {e}")));
-    let prompt_ids = match &req.prompt {
+    let slot = admit(&st, req.common.n)?;
+    let prompt_ids = match req.prompt {
         None => return Err(ApiError::bad_param("prompt", "prompt is required")),
-        Some(PromptInput::Text(s)) => encode(s)?,
-        Some(PromptInput::Tokens(t)) => t.clone(),
-        Some(PromptInput::Texts(v)) if v.len() == 1 => encode(&v[0])?,
-        Some(PromptInput::TokenLists(v)) if v.len() == 1 => v[0].clone(),
+        Some(PromptInput::Text(s)) => encode(&st, s).await?,
+        Some(PromptInput::Tokens(t)) => t,
+        Some(PromptInput::Texts(mut v)) if v.len() == 1 => encode(&st, v.remove(0)).await?,
+        Some(PromptInput::TokenLists(mut v)) if v.len() == 1 => v.remove(0),
         Some(_) => return Err(ApiError::bad_param("prompt", "exactly one prompt per request is supported")),
     };
-    let (ereq, opts) = build_request(&req.common, prompt_ids, (req.common.max_tokens, "max_tokens"), req.logprobs, st.engine.limits())?;
+    let (ereq, opts) =
+        build_request(&req.common, prompt_ids, (req.common.max_tokens, "max_tokens"), req.logprobs, st.engine.limits(), &st.limits)?;
     let continuous = req.common.stream_options.as_ref().and_then(|o| o.continuous_usage_stats).unwrap_or(false);
-    let sub = Submission::start(&st, ereq, opts)?;
+    let sub = Submission::start(&st, ereq, opts, slot)?;
     let (id, created) = (new_id("cmpl"), unix_now());
     if sub.opts.stream {
         let n = sub.opts.n;
@@ -50,6 +53,16 @@ async fn handle(st: SharedState, body: Bytes) -> Result<Response, ApiError> {
     let usage = usage_json(sub.opts.prompt_tokens, sub.completion_tokens());
     Ok(Json(json!({"id": id, "object": "text_completion", "created": created, "model": st.model_name, "choices": choices, "usage": usage}))
         .into_response())
+}
+
+/// Tokenizes a text prompt (size checked first) off the async threads.
+async fn encode(st: &SharedState, prompt: String) -> Result<Vec<u32>, ApiError> {
+    let max_chars = st.limits.max_prompt_chars;
+    tokenize_off_thread(st, move |tokenizer| {
+        check_prompt_chars(&prompt, max_chars, "prompt")?;
+        tokenizer.encode(&prompt).map_err(|e| ApiError::bad_param("prompt", format!("cannot tokenize the prompt: {e}")))
+    })
+    .await
 }
 
 struct CompletionChunks {

@@ -1,7 +1,7 @@
 //! OpenAI-style errors: `{"error": {"message", "type", "param", "code"}}`
 //! with the matching HTTP status.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -13,11 +13,20 @@ pub struct ApiError {
     pub kind: &'static str,
     pub param: Option<String>,
     pub code: Option<String>,
+    /// Seconds for the `Retry-After` header (a full queue).
+    pub retry_after_s: Option<u32>,
 }
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: message.into(), kind: "invalid_request_error", param: None, code: None }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: None,
+            retry_after_s: None,
+        }
     }
 
     /// A 400 about one request field.
@@ -32,6 +41,7 @@ impl ApiError {
             kind: "invalid_request_error",
             param: Some("model".into()),
             code: Some("model_not_found".into()),
+            retry_after_s: None,
         }
     }
 
@@ -42,6 +52,7 @@ impl ApiError {
             kind: "invalid_request_error",
             param: None,
             code: Some("not_found".into()),
+            retry_after_s: None,
         }
     }
 
@@ -52,11 +63,24 @@ impl ApiError {
             kind: "server_error",
             param: None,
             code: Some("service_unavailable".into()),
+            retry_after_s: None,
         }
     }
 
+    /// A 503 for a full request queue: the client should retry later.
+    pub fn overloaded(message: impl Into<String>, retry_after_s: u32) -> Self {
+        Self { retry_after_s: Some(retry_after_s), ..Self::unavailable(message).with_code("server_overloaded") }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into(), kind: "server_error", param: None, code: None }
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+            kind: "server_error",
+            param: None,
+            code: None,
+            retry_after_s: None,
+        }
     }
 
     pub fn with_code(mut self, code: &str) -> Self {
@@ -72,6 +96,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut resp = (self.status, Json(self.body())).into_response();
+        if let Some(s) = self.retry_after_s {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
     }
 }

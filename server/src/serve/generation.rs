@@ -2,9 +2,14 @@
 //! one response (collect) or an SSE stream. Dropping a `Submission` before
 //! it finished (client gone, handler cancelled) cancels the request in the
 //! engine, which frees its KV blocks.
+//!
+//! Before that: admission into the bounded request queue (503 when full),
+//! and tokenization on a bounded pool of blocking threads, so a huge prompt
+//! never stalls the async threads that serve every other connection.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::response::sse::{Event, Sse};
@@ -13,9 +18,11 @@ use futures_util::Stream;
 use serde_json::{json, Value};
 use talaria_engine::scheduler::{EngineRequest, EventSink, RequestEvent, RequestId, SeqOutput};
 use talaria_engine::{FinishReason, SampledToken};
+use talaria_models::Tokenizer;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::error::ApiError;
+use super::limits::{QueueSlot, MAX_N, RETRY_AFTER_S};
 use super::metrics::RequestRecord;
 use super::protocol::{reject_to_error, ResponseOptions};
 use super::state::SharedState;
@@ -32,9 +39,55 @@ pub fn usage_json(prompt: usize, completion: usize) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
 }
 
+/// Takes a place in the bounded request queue for a request of `n`
+/// choices, or answers 503 with `Retry-After` when the queue is full.
+/// Taken before tokenizing, so an overloaded server does no work for a
+/// request it will refuse.
+pub fn admit(state: &SharedState, n: Option<usize>) -> Result<Arc<QueueSlot>, ApiError> {
+    let stats = state.engine.stats();
+    let limits = &state.limits;
+    // `n` is validated later; an out-of-range one is refused then.
+    let n = n.unwrap_or(1).clamp(1, MAX_N);
+    let waiting = usize::try_from(stats.waiting_seqs).unwrap_or(usize::MAX);
+    let running = usize::try_from(stats.running_seqs).unwrap_or(usize::MAX);
+    QueueSlot::admit(&limits.gates, n, waiting, running, limits.max_waiting_requests).map(Arc::new).ok_or_else(|| {
+        ApiError::overloaded(
+            format!("the server is overloaded: {} requests are already waiting; retry later", limits.max_waiting_requests),
+            RETRY_AFTER_S,
+        )
+    })
+}
+
+/// Runs `encode` (chat-template rendering, size checks, tokenization) on a
+/// blocking thread, at most a few at once.
+pub async fn tokenize_off_thread<F>(state: &SharedState, encode: F) -> Result<Vec<u32>, ApiError>
+where
+    F: FnOnce(&Tokenizer) -> Result<Vec<u32>, ApiError> + Send + 'static,
+{
+    let permit = state
+        .limits
+        .gates
+        .tokenizers
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| ApiError::internal(format!("tokenizer pool closed: {e}")))?;
+    let tokenizer = state.tokenizer.clone();
+    tokio::task::spawn_blocking(move || {
+        // Held by the thread, not the handler: a client that goes away
+        // does not let more tokenizations run than the pool allows.
+        let _permit = permit;
+        encode(&tokenizer)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))?
+}
+
 pub struct Submission {
     state: SharedState,
     id: RequestId,
+    /// This request's place in the queue, shared with the engine's sink.
+    slot: Arc<QueueSlot>,
     rx: UnboundedReceiver<RequestEvent>,
     pub opts: ResponseOptions,
     start: Instant,
@@ -56,14 +109,25 @@ pub enum Progress {
 }
 
 impl Submission {
-    pub fn start(state: &SharedState, req: EngineRequest, opts: ResponseOptions) -> Result<Self, ApiError> {
+    pub fn start(state: &SharedState, req: EngineRequest, opts: ResponseOptions, slot: Arc<QueueSlot>) -> Result<Self, ApiError> {
         let (tx, rx) = unbounded_channel();
-        let sink: EventSink = Box::new(move |ev| tx.send(ev).is_ok());
+        let sink_slot = slot.clone();
+        // Runs on the engine thread: the queue count follows the engine's
+        // own view, whether or not the client reads its events.
+        let sink: EventSink = Box::new(move |ev| {
+            match &ev {
+                RequestEvent::Output(o) if o.finish.is_some() => sink_slot.release_one(),
+                RequestEvent::Rejected(_) | RequestEvent::Aborted { .. } => sink_slot.release_all(),
+                RequestEvent::Output(_) => {}
+            }
+            tx.send(ev).is_ok()
+        });
         let n = req.n;
         let id = state.engine.submit(req, sink).map_err(|r| reject_to_error(&r, "max_tokens"))?;
         Ok(Self {
             state: state.clone(),
             id,
+            slot,
             rx,
             opts,
             start: Instant::now(),
@@ -144,6 +208,7 @@ impl Drop for Submission {
         if !self.done && !finished {
             // The client went away (or the handler was dropped): free the KV blocks now.
             self.state.engine.cancel(self.id);
+            self.slot.release_all();
         }
         let e2e = self.start.elapsed().as_secs_f64();
         let gen = self.completion_tokens();

@@ -3,6 +3,11 @@
 //!
 //! - `args`: command-line flags;
 //! - `server`: model loading, engine start, listening, graceful shutdown;
+//! - `tls`: the RA-TLS identity made at start (key in memory only);
+//! - `listener`: the accept loop (TLS, connection limit, timeouts, drain);
+//! - `attestation`: `/v1/attestation`, fresh evidence bound to key + nonce;
+//! - `auth`: `--api-key` on /v1/*;
+//! - `body_timeout`: the request body read under a deadline and size cap;
 //! - `routes`: the router and the small endpoints (models, health, tokenize);
 //! - `protocol`: request bodies, their validation, and the sampling mapping;
 //! - `completions`, `chat`: the two generation endpoints' response shapes;
@@ -11,16 +16,21 @@
 //! - `metrics`: Prometheus counters and histograms;
 //! - `error`: OpenAI-style error responses.
 mod args;
+mod attestation;
+mod auth;
+mod body_timeout;
 mod chat;
 mod completions;
 mod error;
 mod generation;
 mod limits;
+mod listener;
 mod metrics;
 mod protocol;
 mod routes;
 mod server;
 mod state;
+mod tls;
 
-pub use args::{parse_bytes, ServeArgs};
+pub use args::{parse_bytes, EdgeArgs, ServeArgs};
 pub use server::run;

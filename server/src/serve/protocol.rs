@@ -11,13 +11,7 @@ use talaria_engine::scheduler::{EngineLimits, EngineRequest, RejectReason};
 use talaria_engine::SamplingParams;
 
 use super::error::ApiError;
-
-/// Most choices one request may ask for.
-pub const MAX_N: usize = 32;
-/// Most top logprobs per token.
-pub const MAX_LOGPROBS: usize = 20;
-/// Most stop strings per request.
-pub const MAX_STOP_STRINGS: usize = 16;
+use super::limits::{RequestLimits, MAX_LOGPROBS, MAX_N, MAX_STOP_TOKEN_IDS};
 
 const COMMON_KEYS: &[&str] = &[
     "model",
@@ -202,14 +196,50 @@ pub fn check_model(requested: &Option<String>, served: &str) -> Result<(), ApiEr
     }
 }
 
+/// Refuses a prompt longer than `max_chars` characters before it is
+/// tokenized (`param` names the field).
+pub fn check_prompt_chars(text: &str, max_chars: usize, param: &str) -> Result<(), ApiError> {
+    // A character is at least one byte: most prompts pass without counting.
+    if text.len() <= max_chars {
+        return Ok(());
+    }
+    let chars = text.chars().count();
+    if chars > max_chars {
+        return Err(ApiError::bad_param(param, format!("the prompt has {chars} characters, more than this server's limit of {max_chars}")));
+    }
+    Ok(())
+}
+
+/// The stop strings of a request, within the server's caps (their number
+/// and length bound the cost of matching them after every token).
+fn stop_strings(stop: &Option<StopInput>, caps: &RequestLimits) -> Result<Vec<String>, ApiError> {
+    let stops = match stop {
+        None => Vec::new(),
+        Some(StopInput::One(s)) => vec![s.clone()],
+        Some(StopInput::Many(v)) => v.clone(),
+    };
+    if stops.len() > caps.max_stop_strings {
+        return Err(ApiError::bad_param("stop", format!("at most {} stop strings, got {}", caps.max_stop_strings, stops.len())));
+    }
+    if let Some((i, s)) = stops.iter().enumerate().find(|(_, s)| s.len() > caps.max_stop_string_bytes) {
+        return Err(ApiError::bad_param(
+            "stop",
+            format!("stop string {i} is {} bytes long, more than this server's limit of {} bytes", s.len(), caps.max_stop_string_bytes),
+        ));
+    }
+    Ok(stops)
+}
+
 /// Builds the engine request from the common fields and a tokenized prompt.
-/// `max_tokens` is the endpoint's effective completion limit field.
+/// `max_tokens` is the endpoint's effective completion limit field; `caps`
+/// are the server's per-request limits.
 pub fn build_request(
     c: &CommonFields,
     prompt_ids: Vec<u32>,
     max_tokens: (Option<usize>, &str),
     logprobs: Option<usize>,
     limits: &EngineLimits,
+    caps: &RequestLimits,
 ) -> Result<(EngineRequest, ResponseOptions), ApiError> {
     let prompt = prompt_ids.len();
     if prompt == 0 {
@@ -226,8 +256,16 @@ pub fn build_request(
     let (max_tokens, max_tokens_param) = max_tokens;
     let max_tokens = match max_tokens {
         Some(0) => return Err(ApiError::bad_param(max_tokens_param, format!("{max_tokens_param} must be at least 1"))),
-        Some(m) => m,
-        None => context - prompt,
+        Some(m) => match caps.max_tokens_cap {
+            Some(cap) if m > cap => {
+                return Err(ApiError::bad_param(
+                    max_tokens_param,
+                    format!("{max_tokens_param} is {m}, more than this server's limit of {cap} tokens per completion"),
+                ))
+            }
+            _ => m,
+        },
+        None => caps.max_tokens_cap.map_or(context - prompt, |cap| cap.min(context - prompt)),
     };
     let n = c.n.unwrap_or(1);
     if !(1..=MAX_N).contains(&n) {
@@ -243,13 +281,13 @@ pub fn build_request(
     if c.stream_options.is_some() && !stream {
         return Err(ApiError::bad_param("stream_options", "stream_options is only allowed when stream is true"));
     }
-    let stop_strings = match &c.stop {
-        None => Vec::new(),
-        Some(StopInput::One(s)) => vec![s.clone()],
-        Some(StopInput::Many(v)) => v.clone(),
-    };
-    if stop_strings.len() > MAX_STOP_STRINGS {
-        return Err(ApiError::bad_param("stop", format!("at most {MAX_STOP_STRINGS} stop strings, got {}", stop_strings.len())));
+    let stop_strings = stop_strings(&c.stop, caps)?;
+    let stop_token_ids = c.stop_token_ids.clone().unwrap_or_default();
+    if stop_token_ids.len() > MAX_STOP_TOKEN_IDS {
+        return Err(ApiError::bad_param(
+            "stop_token_ids",
+            format!("at most {MAX_STOP_TOKEN_IDS} stop token ids, got {}", stop_token_ids.len()),
+        ));
     }
     let top_k = match c.top_k {
         None | Some(-1) | Some(0) => 0,
@@ -270,15 +308,7 @@ pub fn build_request(
         let param = msg.split_whitespace().next().unwrap_or("").to_string();
         return Err(ApiError::bad_param(&param, msg));
     }
-    let req = EngineRequest {
-        prompt_ids,
-        params,
-        n,
-        max_tokens,
-        stop_strings,
-        stop_token_ids: c.stop_token_ids.clone().unwrap_or_default(),
-        ignore_eos: c.ignore_eos.unwrap_or(false),
-    };
+    let req = EngineRequest { prompt_ids, params, n, max_tokens, stop_strings, stop_token_ids, ignore_eos: c.ignore_eos.unwrap_or(false) };
     limits.check(&req).map_err(|r| reject_to_error(&r, max_tokens_param))?;
     let include_usage = c.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
     Ok((req, ResponseOptions { stream, include_usage, n, logprobs, prompt_tokens: prompt }))
@@ -383,6 +413,76 @@ mod tests {
         EngineLimits { context_len: 100, kv_capacity_tokens: 1000, vocab_size: 50 }
     }
 
+    /// The server's caps as the flags `extra` set them.
+    fn caps(extra: &[&str]) -> RequestLimits {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            limits: RequestLimits,
+        }
+        <Flags as clap::Parser>::parse_from(std::iter::once("talaria-serve").chain(extra.iter().copied())).limits
+    }
+
+    fn with_stop(stop: StopInput) -> CommonFields {
+        CommonFields { stop: Some(stop), ..Default::default() }
+    }
+
+    fn build(c: &CommonFields, caps: &RequestLimits) -> Result<EngineRequest, ApiError> {
+        build_request(c, vec![1; 10], (c.max_tokens, "max_tokens"), None, &limits(), caps).map(|(r, _)| r)
+    }
+
+    #[test]
+    fn stop_strings_are_capped_in_number_and_length() {
+        let defaults = caps(&[]);
+        assert_eq!((defaults.max_stop_strings, defaults.max_stop_string_bytes), (16, 1024));
+        let sixteen = with_stop(StopInput::Many(vec!["x".repeat(1024); 16]));
+        assert_eq!(build(&sixteen, &defaults).unwrap().stop_strings.len(), 16, "at the caps is fine");
+        let seventeen = with_stop(StopInput::Many(vec!["x".into(); 17]));
+        let e = build(&seventeen, &defaults).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some("stop")));
+        // 16 stop strings of 128 KB (the hostile case), and one too long alone.
+        let huge = with_stop(StopInput::Many(vec!["y".repeat(128 << 10); 16]));
+        let e = build(&huge, &defaults).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some("stop")));
+        assert!(e.message.contains("1024 bytes"), "{}", e.message);
+        let e = build(&with_stop(StopInput::One("é".repeat(513))), &defaults).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("stop"), "the limit is in bytes, not characters");
+        let tight = caps(&["--max-stop-strings", "2", "--max-stop-string-bytes", "4"]);
+        assert!(build(&with_stop(StopInput::Many(vec!["abcd".into(), "ef".into()])), &tight).is_ok());
+        assert_eq!(build(&with_stop(StopInput::Many(vec!["a".into(); 3])), &tight).unwrap_err().param.as_deref(), Some("stop"));
+        assert_eq!(build(&with_stop(StopInput::One("abcde".into())), &tight).unwrap_err().param.as_deref(), Some("stop"));
+        let ids = CommonFields { stop_token_ids: Some(vec![1; MAX_STOP_TOKEN_IDS + 1]), ..Default::default() };
+        assert_eq!(build(&ids, &defaults).unwrap_err().param.as_deref(), Some("stop_token_ids"));
+    }
+
+    #[test]
+    fn max_tokens_cap_refuses_above_and_bounds_the_default() {
+        let capped = caps(&["--max-tokens-cap", "8"]);
+        let c = CommonFields { max_tokens: Some(9), ..Default::default() };
+        let e = build(&c, &capped).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some("max_tokens")));
+        let e = build_request(&c, vec![1; 10], (Some(9), "max_completion_tokens"), None, &limits(), &capped).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("max_completion_tokens"), "chat's field is named");
+        let c = CommonFields { max_tokens: Some(8), ..Default::default() };
+        assert_eq!(build(&c, &capped).unwrap().max_tokens, 8);
+        assert_eq!(build(&CommonFields::default(), &capped).unwrap().max_tokens, 8, "the cap is the default");
+        let near_end = build_request(&CommonFields::default(), vec![1; 95], (None, "max_tokens"), None, &limits(), &capped).unwrap();
+        assert_eq!(near_end.0.max_tokens, 5, "the context still bounds the default");
+        assert_eq!(build(&CommonFields::default(), &caps(&[])).unwrap().max_tokens, 90, "no cap: the rest of the context");
+    }
+
+    #[test]
+    fn prompt_length_is_capped_in_characters() {
+        let defaults = caps(&[]);
+        assert_eq!(defaults.max_prompt_chars, 1 << 20);
+        assert!(check_prompt_chars(&"a".repeat(1 << 20), defaults.max_prompt_chars, "prompt").is_ok());
+        let e = check_prompt_chars(&"a".repeat((1 << 20) + 1), defaults.max_prompt_chars, "prompt").unwrap_err();
+        assert_eq!((e.status.as_u16(), e.param.as_deref()), (400, Some("prompt")));
+        // Three bytes each but one character: within a limit of 4.
+        assert!(check_prompt_chars("€€€€", 4, "messages").is_ok());
+        assert_eq!(check_prompt_chars("€€€€€", 4, "messages").unwrap_err().param.as_deref(), Some("messages"));
+    }
+
     #[test]
     fn unknown_and_mistyped_fields_are_named() {
         let e = parse_body::<CompletionRequest>(br#"{"prompt": "hi", "bogus": 1}"#, COMPLETION_KEYS).unwrap_err();
@@ -405,15 +505,19 @@ mod tests {
     #[test]
     fn limits_map_to_the_right_fields() {
         let c = CommonFields { max_tokens: Some(95), ..Default::default() };
-        let e = build_request(&c, vec![1; 10], (c.max_tokens, "max_tokens"), None, &limits()).unwrap_err();
+        let e = build_request(&c, vec![1; 10], (c.max_tokens, "max_tokens"), None, &limits(), &caps(&[])).unwrap_err();
         assert_eq!((e.param.as_deref(), e.code.as_deref()), (Some("max_tokens"), Some("context_length_exceeded")));
-        let e = build_request(&CommonFields::default(), vec![1; 100], (None, "max_tokens"), None, &limits()).unwrap_err();
+        let e = build_request(&CommonFields::default(), vec![1; 100], (None, "max_tokens"), None, &limits(), &caps(&[])).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("prompt"));
         let c = CommonFields { n: Some(MAX_N + 1), ..Default::default() };
-        assert_eq!(build_request(&c, vec![1], (None, "max_tokens"), None, &limits()).unwrap_err().param.as_deref(), Some("n"));
+        assert_eq!(build_request(&c, vec![1], (None, "max_tokens"), None, &limits(), &caps(&[])).unwrap_err().param.as_deref(), Some("n"));
         let c = CommonFields { temperature: Some(-1.0), ..Default::default() };
-        assert_eq!(build_request(&c, vec![1], (None, "max_tokens"), None, &limits()).unwrap_err().param.as_deref(), Some("temperature"));
-        let (req, opts) = build_request(&CommonFields::default(), vec![1; 10], (None, "max_tokens"), Some(2), &limits()).unwrap();
+        assert_eq!(
+            build_request(&c, vec![1], (None, "max_tokens"), None, &limits(), &caps(&[])).unwrap_err().param.as_deref(),
+            Some("temperature")
+        );
+        let (req, opts) =
+            build_request(&CommonFields::default(), vec![1; 10], (None, "max_tokens"), Some(2), &limits(), &caps(&[])).unwrap();
         assert_eq!((req.max_tokens, req.n, opts.logprobs), (90, 1, Some(2)));
         assert_eq!(req.params.temperature, 1.0, "OpenAI's default temperature");
     }

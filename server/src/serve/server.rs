@@ -1,6 +1,7 @@
 //! Starting the server: load the model, build the linear backend (plain or
 //! confidential, through `build_linear`), size the KV cache, start the
-//! engine thread, listen, and shut down gracefully on SIGTERM / SIGINT.
+//! engine thread, make the RA-TLS identity, listen, and shut down
+//! gracefully on SIGTERM / SIGINT.
 
 use std::io::Write;
 use std::path::Path;
@@ -14,21 +15,32 @@ use talaria_models::{Checkpoint, CvmWeights};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::args::ServeArgs;
+use super::auth::ApiKey;
+use super::listener::EdgeLimits;
 use super::metrics::ServerMetrics;
 use super::routes::router;
 use super::state::{unix_now, AppState, SharedState};
+use super::tls::{self, TlsEdge};
 use talaria_cvm::backend::build_linear;
 
 /// Runs the server until SIGTERM / SIGINT and the drain that follows.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let state = Arc::new(load(&args)?);
+    check_insecure_flags(&args)?;
+    // The identity comes first: a server that cannot attest should fail
+    // before spending minutes loading the model.
+    let tls = if args.edge.plain_http { None } else { Some(tls::prepare(&args)?) };
+    let (tls_config, attestation) = match tls {
+        Some(TlsEdge { config, attestation }) => (Some(config), Some(attestation)),
+        None => (None, None),
+    };
+    let state = Arc::new(load(&args, attestation)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("talaria-http")
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let served = rt.block_on(serve(state.clone(), &args));
+    let served = rt.block_on(serve(state.clone(), &args, tls_config));
     // In-flight requests are done (or aborted); stop the engine thread.
     if !state.engine.shutdown_within(Some(ENGINE_STOP_LIMIT)) {
         anyhow::bail!("the engine did not stop within {ENGINE_STOP_LIMIT:?} (a step stuck in the backend?)");
@@ -41,9 +53,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// how long aborted requests get to wind down before the process exits.
 const ENGINE_STOP_LIMIT: Duration = Duration::from_secs(10);
 
-fn load(args: &ServeArgs) -> anyhow::Result<AppState> {
+/// `--plain-http` sends prompts in the clear: only with `--insecure`.
+fn check_insecure_flags(args: &ServeArgs) -> anyhow::Result<()> {
+    if args.edge.plain_http {
+        anyhow::ensure!(args.backend.insecure, "--plain-http serves prompts unencrypted and unattested; add --insecure to confirm");
+        tracing::warn!("--plain-http: INSECURE, prompts and completions cross the network in the clear");
+    }
+    Ok(())
+}
+
+fn load(args: &ServeArgs, attestation: Option<super::attestation::AttestationService>) -> anyhow::Result<AppState> {
     let path = args.model.resolve()?;
-    let ck = Checkpoint::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let ck = Checkpoint::open_for(&path, crate::cli::checkpoint_role(args.backend.mode))
+        .with_context(|| format!("opening {}", path.display()))?;
     let dtype = args.model.dtype;
     let cvm = CvmWeights::load(&ck, dtype).context("loading the CVM weights")?;
     let linear = build_linear(&args.backend, &ck, dtype).context("building the linear backend")?;
@@ -75,7 +97,17 @@ fn load(args: &ServeArgs) -> anyhow::Result<AppState> {
     );
     let engine = EngineHandle::spawn(engine).context("starting the engine thread")?;
     let model_name = args.served_model_name.clone().unwrap_or_else(|| default_name(&path));
-    Ok(AppState { engine, tokenizer, model_name, metrics: ServerMetrics::default(), limits: args.limits.clone(), started: unix_now() })
+    Ok(AppState {
+        engine,
+        tokenizer,
+        model_name,
+        metrics: ServerMetrics::default(),
+        limits: args.limits.clone(),
+        started: unix_now(),
+        attestation,
+        api_key: args.edge.api_key.as_deref().map(ApiKey::new),
+        body_timeout: Duration::from_secs_f64(args.edge.body_timeout),
+    })
 }
 
 /// The model file's (or folder's) name without `.gguf`.
@@ -84,14 +116,18 @@ fn default_name(path: &Path) -> String {
     name.strip_suffix(".gguf").map(str::to_string).unwrap_or(name)
 }
 
-async fn serve(state: SharedState, args: &ServeArgs) -> anyhow::Result<()> {
+async fn serve(state: SharedState, args: &ServeArgs, tls: Option<Arc<rustls::ServerConfig>>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
-    tracing::info!("serving {} on http://{addr}", state.model_name);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if state.api_key.is_none() {
+        tracing::warn!("no --api-key: anyone who can reach {addr} may use the API");
+    }
+    tracing::info!("serving {} on {scheme}://{addr}", state.model_name);
     // The machine-readable ready line (tests and `bench serve` wait for it).
-    println!("talaria-serve listening on http://{addr}");
+    println!("talaria-serve listening on {scheme}://{addr}");
     let _ = std::io::stdout().flush();
     let grace = Duration::from_secs_f64(args.shutdown_timeout.max(0.0));
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -115,7 +151,13 @@ async fn serve(state: SharedState, args: &ServeArgs) -> anyhow::Result<()> {
             });
         }
     };
-    axum::serve(listener, router(state)).with_graceful_shutdown(drained).await.context("serving HTTP")?;
+    let limits = EdgeLimits {
+        max_connections: args.edge.max_connections as usize,
+        handshake_timeout: Duration::from_secs_f64(args.edge.handshake_timeout),
+        header_timeout: Duration::from_secs_f64(args.edge.header_timeout),
+    };
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    super::listener::serve(listener, router(state), acceptor, limits, drained).await;
     tracing::info!("all connections closed");
     Ok(())
 }

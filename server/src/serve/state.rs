@@ -1,12 +1,14 @@
 //! What every handler shares: the engine handle, the tokenizer, the
-//! served name and the metrics.
+//! served name, the metrics, and the edge's identity and credentials.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use talaria_engine::scheduler::EngineHandle;
 use talaria_models::Tokenizer;
 
+use super::attestation::AttestationService;
+use super::auth::ApiKey;
 use super::limits::RequestLimits;
 use super::metrics::ServerMetrics;
 
@@ -18,6 +20,13 @@ pub struct AppState {
     pub limits: RequestLimits,
     /// Unix time the server started (the model's `created`).
     pub started: u64,
+    /// Fresh evidence bound to the TLS key (`/v1/attestation`); `None` with
+    /// `--plain-http`, where there is no key to bind.
+    pub attestation: Option<AttestationService>,
+    /// `--api-key`: required on /v1/* except /v1/attestation.
+    pub api_key: Option<ApiKey>,
+    /// How long a client gets to send a request body.
+    pub body_timeout: Duration,
 }
 
 pub type SharedState = Arc<AppState>;

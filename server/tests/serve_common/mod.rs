@@ -1,10 +1,16 @@
 //! Shared by the `serve_*` tests: the real `talaria-serve` binary on the real
 //! default model, started as a child process on a free port, and a small
 //! blocking HTTP client (ureq) with SSE parsing.
+//!
+//! The server speaks attested TLS (simulated attestation) unless the test
+//! passes `--plain-http --insecure`; the client then trusts exactly the
+//! certificate the server wrote with `--cert-out`.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -15,18 +21,66 @@ pub struct Server {
     pub pid: u32,
     child: Option<Child>,
     agent: ureq::Agent,
+    cert_pem: Option<PathBuf>,
+    /// `--api-key` the server was started with: sent on every request.
+    api_key: Option<String>,
+}
+
+/// A fresh path for one server's certificate (removed with the `Server`).
+fn cert_path() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!("talaria-test-{}-{}.pem", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// The value after `flag` in `args`.
+fn flag_value<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
+    args.iter().position(|a| *a == flag).and_then(|i| args.get(i + 1).copied())
+}
+
+/// The server's command line: the default model, offline, a free port,
+/// `--mode local` unless given, `--insecure` for the unmasked modes and
+/// plain HTTP, and (TLS) simulated attestation with the certificate written
+/// to `cert`.
+fn server_args(extra: &[&str], cert: Option<&Path>) -> Vec<String> {
+    let model = talaria_models::fetch::ensure_default_model(false).expect("default model");
+    let mut args: Vec<String> = vec!["--model".into(), model.display().to_string(), "--offline".into(), "--port".into(), "0".into()];
+    if !extra.contains(&"--mode") {
+        args.extend(["--mode".into(), "local".into()]);
+    }
+    let unmasked = matches!(flag_value(extra, "--mode"), None | Some("local" | "plain"));
+    if (unmasked || extra.contains(&"--plain-http")) && !extra.contains(&"--insecure") {
+        args.push("--insecure".into());
+    }
+    if let Some(cert) = cert {
+        if !extra.contains(&"--attestation") {
+            args.extend(["--attestation".into(), "simulated".into()]);
+        }
+        if !extra.contains(&"--cert-out") {
+            args.extend(["--cert-out".into(), cert.display().to_string()]);
+        }
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// A client that trusts exactly the server's own (self-signed) certificate.
+fn agent_for(cert: Option<&Path>) -> ureq::Agent {
+    let mut cfg = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(300)));
+    if let Some(path) = cert {
+        let pem = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let cert = ureq::tls::Certificate::from_pem(&pem).expect("server certificate PEM");
+        let roots = ureq::tls::RootCerts::new_with_certs(&[cert]);
+        cfg = cfg.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
+    }
+    cfg.build().into()
 }
 
 /// Starts `talaria-serve` (in-process weights, offline) with `extra` flags
 /// and waits for its ready line. The child gets SIGKILL when this test
 /// process dies, even if the `Server` is never dropped (a shared static).
 pub fn start(extra: &[&str]) -> Server {
-    let model = talaria_models::fetch::ensure_default_model(false).expect("default model");
-    let mut args: Vec<String> = vec!["--model".into(), model.display().to_string(), "--offline".into(), "--port".into(), "0".into()];
-    if !extra.contains(&"--mode") {
-        args.extend(["--mode".into(), "local".into()]);
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
+    let cert = (!extra.contains(&"--plain-http")).then(|| flag_value(extra, "--cert-out").map(PathBuf::from).unwrap_or_else(cert_path));
+    let args = server_args(extra, cert.as_deref());
     let (tx, rx) = mpsc::channel();
     // PR_SET_PDEATHSIG fires when the *thread* that forked exits, so fork
     // from a thread that lives as long as the process.
@@ -55,9 +109,9 @@ pub fn start(extra: &[&str]) -> Server {
         }
     });
     let base = line_rx.recv_timeout(Duration::from_secs(120)).expect("talaria-serve did not report its address");
-    let agent: ureq::Agent =
-        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(300))).build().into();
-    Server { base, pid: child.id(), child: Some(child), agent }
+    let agent = agent_for(cert.as_deref());
+    let api_key = flag_value(extra, "--api-key").map(str::to_string);
+    Server { base, pid: child.id(), child: Some(child), agent, cert_pem: cert, api_key }
 }
 
 pub struct Reply {
@@ -70,13 +124,32 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// The client (trusting the server's certificate; sends no API key).
     pub fn agent(&self) -> &ureq::Agent {
         &self.agent
     }
 
+    /// The server's certificate (PEM), `None` with `--plain-http`.
+    pub fn cert_pem_path(&self) -> Option<&Path> {
+        self.cert_pem.as_deref()
+    }
+
+    /// `Authorization` header value for the server's `--api-key`, if any.
+    fn auth(&self) -> Option<String> {
+        self.api_key.as_ref().map(|k| format!("Bearer {k}"))
+    }
+
+    fn post_req(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        let r = self.agent.post(&self.url(path)).header("content-type", "application/json");
+        match self.auth() {
+            Some(a) => r.header("authorization", a),
+            None => r,
+        }
+    }
+
     /// POSTs raw bytes; returns the status and the body as JSON (Null if not JSON).
     pub fn post_raw(&self, path: &str, body: &[u8]) -> Reply {
-        let mut r = self.agent.post(&self.url(path)).header("content-type", "application/json").send(body).expect("HTTP request");
+        let mut r = self.post_req(path).send(body).expect("HTTP request");
         let status = r.status().as_u16();
         let text = r.body_mut().read_to_string().unwrap_or_default();
         Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
@@ -109,7 +182,11 @@ impl Server {
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        let mut r = self.agent.get(&self.url(path)).call().expect("HTTP request");
+        let mut req = self.agent.get(&self.url(path));
+        if let Some(a) = self.auth() {
+            req = req.header("authorization", a);
+        }
+        let mut r = req.call().expect("HTTP request");
         let status = r.status().as_u16();
         (status, r.body_mut().read_to_string().unwrap_or_default())
     }
@@ -117,7 +194,7 @@ impl Server {
     /// POSTs a streaming request and returns every `data:` payload as JSON,
     /// checking the stream ends with `[DONE]`.
     pub fn stream(&self, path: &str, body: &Value) -> Vec<Value> {
-        let r = self.agent.post(&self.url(path)).header("content-type", "application/json").send(body.to_string()).expect("HTTP request");
+        let r = self.post_req(path).send(body.to_string()).expect("HTTP request");
         assert_eq!(r.status().as_u16(), 200, "{path} {body}");
         let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         assert!(ct.starts_with("text/event-stream"), "content-type {ct}");
@@ -140,7 +217,7 @@ impl Server {
     /// Opens a stream and returns a reader positioned after the headers
     /// (drop it to disconnect).
     pub fn open_stream(&self, path: &str, body: &Value) -> BufReader<impl Read> {
-        let r = self.agent.post(&self.url(path)).header("content-type", "application/json").send(body.to_string()).expect("HTTP request");
+        let r = self.post_req(path).send(body.to_string()).expect("HTTP request");
         assert_eq!(r.status().as_u16(), 200);
         BufReader::new(r.into_body().into_reader())
     }
@@ -187,6 +264,9 @@ impl Drop for Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some(p) = &self.cert_pem {
+            let _ = std::fs::remove_file(p);
         }
     }
 }

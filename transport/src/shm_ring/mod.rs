@@ -14,19 +14,22 @@
 
 mod futex;
 mod layout;
+mod memfd;
 mod peer;
 mod region;
 mod ring;
 mod wait;
 
 use std::cell::Cell;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::connection::{Connection, FrameSink, Received};
 use crate::error::{Result, TransportError};
-use crate::frame::FrameHeader;
+use crate::frame::{FrameHeader, MAX_PAYLOAD_LEN};
 use layout::RegionHeader;
 pub use peer::process_alive;
 use peer::PeerWatch;
@@ -62,11 +65,35 @@ impl ShmRing {
         Ok((endpoint, path))
     }
 
+    /// Creates a fresh region in an anonymous memory file (no name in any
+    /// filesystem; sealed against shrinking where the kernel allows).
+    /// Returns the endpoint and the file descriptor the peer must inherit
+    /// (it is close-on-exec: the spawner passes it on explicitly) and open
+    /// with [`open_fd`](Self::open_fd).
+    pub fn create_memfd(name: &str, capacity: usize) -> Result<(ShmEndpoint, OwnedFd)> {
+        let (region, file) = Region::create_memfd(name, capacity)?;
+        let mut endpoint = ShmEndpoint::new(region, ShmSide::Creator, PathBuf::from(format!("memfd:{name}")));
+        endpoint.unlink_pending = false;
+        Ok((endpoint, OwnedFd::from(file)))
+    }
+
+    /// Opens a region made by [`create_memfd`](Self::create_memfd) from the
+    /// inherited descriptor (consumed: the mapping keeps the memory).
+    pub fn open_fd(fd: OwnedFd) -> Result<ShmEndpoint> {
+        let label = PathBuf::from(format!("memfd (fd {})", fd.as_raw_fd()));
+        let region = Region::open_file(&File::from(fd), &label)?;
+        Self::attach(region, &label)
+    }
+
     /// Opens a region made by [`create`](Self::create). At most one opener
     /// per region.
     pub fn open(path: impl AsRef<Path>) -> Result<ShmEndpoint> {
         let path = path.as_ref();
-        let region = Region::open(path)?;
+        Self::attach(Region::open(path)?, path)
+    }
+
+    /// Claims the opener's end of a mapped region.
+    fn attach(region: Region, path: &Path) -> Result<ShmEndpoint> {
         let h = region.header();
         let me = std::process::id();
         if let Err(existing) = h.opener_pid.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
@@ -90,6 +117,8 @@ pub struct ShmEndpoint {
     /// Set when the incoming ring held something invalid: we cannot find
     /// the next record any more.
     rx_broken: Option<String>,
+    /// Largest payload accepted from the peer.
+    rx_max_payload: u64,
     /// Declared last: the mapping must outlive the raw pointers above.
     region: Region,
 }
@@ -136,6 +165,7 @@ impl ShmEndpoint {
             unlink_pending: side == ShmSide::Creator,
             path,
             rx_broken: None,
+            rx_max_payload: MAX_PAYLOAD_LEN,
             region,
         }
     }
@@ -235,7 +265,7 @@ impl Connection for ShmEndpoint {
         }
         self.unlink_if_attached();
         let cfg = wait_cfg(self.region.header(), self.tx.settings, timeout);
-        let located = self.rx.next(&cfg).and_then(|at| {
+        let located = self.rx.next(&cfg, self.rx_max_payload).and_then(|at| {
             let payload = self.rx.payload(&at)?;
             Ok((at, payload))
         });
@@ -252,6 +282,10 @@ impl Connection for ShmEndpoint {
 
     fn max_payload_len(&self) -> u64 {
         self.tx.producer.max_payload_len()
+    }
+
+    fn set_max_payload_len(&mut self, max: u64) {
+        self.rx_max_payload = max.min(MAX_PAYLOAD_LEN);
     }
 }
 

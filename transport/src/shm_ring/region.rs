@@ -81,20 +81,41 @@ impl Region {
         Ok(region)
     }
 
+    /// Creates a fresh region in an anonymous memory file (`memfd`): no
+    /// name in any filesystem, shared only by inheriting the returned file.
+    pub fn create_memfd(name: &str, capacity: usize) -> Result<(Region, File)> {
+        let label = PathBuf::from(format!("memfd:{name}"));
+        let capacity = round_capacity(capacity)
+            .ok_or_else(|| TransportError::BadRegion { path: label.clone(), reason: format!("ring capacity {capacity} is too large") })?;
+        let layout = Layout { capacity };
+        let file = super::memfd::create(name).map_err(|e| TransportError::io(format!("creating {}", label.display()), e))?;
+        let region = Self::init(&file, &label, layout)?;
+        // The size is final: forbid shrinking, which would turn the peer's
+        // accesses into SIGBUS. Best effort: older kernels lack seals.
+        let _ = super::memfd::seal_size(&file);
+        Ok((region, file))
+    }
+
     /// Maps an existing region and checks that it is one.
     pub fn open(path: &Path) -> Result<Region> {
-        let bad = |reason: String| TransportError::BadRegion { path: path.to_path_buf(), reason };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| TransportError::io(format!("opening {}", path.display()), e))?;
+        Self::open_file(&file, path)
+    }
+
+    /// Maps a region from an open file (an inherited memfd); `path` names
+    /// it in errors.
+    pub fn open_file(file: &File, path: &Path) -> Result<Region> {
+        let bad = |reason: String| TransportError::BadRegion { path: path.to_path_buf(), reason };
         let file_len = file.metadata().map_err(|e| TransportError::io(format!("stat {}", path.display()), e))?.len();
         if file_len < 3 * PAGE + 2 * MIN_CAPACITY {
             return Err(bad(format!("file is only {file_len} bytes")));
         }
         // The region is validated below before use.
-        let map = map_populated(&file).map_err(|e| TransportError::io(format!("mapping {}", path.display()), e))?;
+        let map = map_populated(file).map_err(|e| TransportError::io(format!("mapping {}", path.display()), e))?;
         let region = Region { map, layout: Layout { capacity: 0 } };
         let h = region.header();
         if h.magic.load(Ordering::Acquire) != REGION_MAGIC {

@@ -188,7 +188,7 @@ pub(crate) struct Located {
 impl Consumer {
     /// Waits for the next record and validates it. Skip records are
     /// consumed on the way.
-    pub fn next(&self, cfg: &WaitCfg<'_>) -> Result<Located> {
+    pub fn next(&self, cfg: &WaitCfg<'_>, max_payload: u64) -> Result<Located> {
         let cap = self.ring.cap;
         let ctrl = self.ring.ctrl();
         loop {
@@ -227,7 +227,7 @@ impl Consumer {
             }
             let mut raw = [0u8; HEADER_LEN];
             raw.copy_from_slice(self.ring.bytes(off + HEADER_OFFSET, HEADER_LEN as u64)?);
-            let header = FrameHeader::decode(&raw)?;
+            let header = FrameHeader::decode_with_limit(&raw, max_payload)?;
             if record_len(header.payload_len) != Some(rec) {
                 return Err(TransportError::Corrupt(format!("record length {rec} does not match payload_len {}", header.payload_len)));
             }

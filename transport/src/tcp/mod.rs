@@ -4,12 +4,20 @@
 //! reusable 64-byte aligned buffer. A receive that times out keeps what it
 //! has read so far, so the next `recv` resumes the same frame: a timeout
 //! never desynchronises the stream.
+//!
+//! The stream is the socket itself or a TLS session over it
+//! ([`connect_tls`](TcpConnection::connect_tls),
+//! [`accept_tls`](TcpConnection::accept_tls)); the rustls configurations
+//! (certificates, verifiers) are made by the caller.
 
 mod receiver;
 mod sender;
+mod stream;
+mod tls;
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::connection::{Connection, FrameSink, Received};
@@ -17,6 +25,8 @@ use crate::error::{Result, TransportError};
 use crate::frame::{FrameHeader, MAX_PAYLOAD_LEN};
 use receiver::TcpReceiver;
 use sender::TcpSender;
+use stream::LinkStream;
+pub use tls::HANDSHAKE_TIMEOUT;
 
 /// The listening side (the worker's `--listen host:port`).
 pub struct TcpWorkerListener {
@@ -33,14 +43,20 @@ impl TcpWorkerListener {
         self.listener.local_addr().map_err(|e| TransportError::io("reading the listening address", e))
     }
 
-    /// Waits for the next peer.
+    /// Waits for the next peer (plain TCP).
     pub fn accept(&self) -> Result<TcpConnection> {
+        TcpConnection::from_stream(self.accept_socket()?)
+    }
+
+    /// Waits for the next peer's socket, to wrap with
+    /// [`TcpConnection::accept_tls`] (or `from_stream`).
+    pub fn accept_socket(&self) -> Result<TcpStream> {
         let (stream, _) = self.listener.accept().map_err(|e| TransportError::io("accepting a connection", e))?;
-        TcpConnection::from_stream(stream)
+        Ok(stream)
     }
 }
 
-/// A framed TCP stream.
+/// A framed TCP stream, plain or TLS.
 pub struct TcpConnection {
     tx: TcpSender,
     rx: TcpReceiver,
@@ -50,38 +66,62 @@ impl TcpConnection {
     /// Connects to `addr` ("host:port"), trying each resolved address with
     /// `timeout`.
     pub fn connect(addr: &str, timeout: Duration) -> Result<Self> {
-        let addrs = addr.to_socket_addrs().map_err(|e| TransportError::io(format!("resolving {addr}"), e))?;
-        let mut last = None;
-        for a in addrs {
-            match TcpStream::connect_timeout(&a, timeout) {
-                Ok(stream) => return Self::from_stream(stream),
-                Err(e) => last = Some(TransportError::io(format!("connecting to {a}"), e)),
-            }
-        }
-        Err(last
-            .unwrap_or_else(|| TransportError::io(format!("resolving {addr}"), std::io::Error::new(ErrorKind::NotFound, "no addresses"))))
+        Self::from_stream(connect_socket(addr, timeout)?)
+    }
+
+    /// Connects to `addr` and runs a TLS handshake (bounded by
+    /// [`HANDSHAKE_TIMEOUT`]) with `config`; `server_name` is the host part
+    /// of `addr` (a DNS name or an IP address).
+    pub fn connect_tls(addr: &str, server_name: &str, config: Arc<rustls::ClientConfig>, timeout: Duration) -> Result<Self> {
+        let sock = connect_socket(addr, timeout)?;
+        let peer = peer_of(&sock)?;
+        Ok(Self::new(tls::connect(sock, server_name, config, HANDSHAKE_TIMEOUT)?, peer))
+    }
+
+    /// The server side of a TLS session on an accepted socket; the
+    /// handshake (and so the client's certificate check in `config`) must
+    /// finish within `handshake_timeout`.
+    pub fn accept_tls(sock: TcpStream, config: Arc<rustls::ServerConfig>, handshake_timeout: Duration) -> Result<Self> {
+        sock.set_nodelay(true).map_err(|e| TransportError::io("setting TCP_NODELAY", e))?;
+        let peer = peer_of(&sock)?;
+        Ok(Self::new(tls::accept(sock, config, handshake_timeout)?, peer))
     }
 
     /// Wraps a connected stream (sets TCP_NODELAY).
     pub fn from_stream(stream: TcpStream) -> Result<Self> {
         stream.set_nodelay(true).map_err(|e| TransportError::io("setting TCP_NODELAY", e))?;
-        let peer = stream.peer_addr().map_err(|e| TransportError::io("reading the peer address", e))?;
-        Ok(TcpConnection { tx: TcpSender::new(stream, peer), rx: TcpReceiver::new(MAX_PAYLOAD_LEN) })
+        let peer = peer_of(&stream)?;
+        Ok(Self::new(LinkStream::Plain(stream), peer))
+    }
+
+    fn new(stream: LinkStream, peer: SocketAddr) -> Self {
+        TcpConnection { tx: TcpSender::new(stream, peer), rx: TcpReceiver::new(MAX_PAYLOAD_LEN) }
     }
 
     pub fn peer_addr(&self) -> SocketAddr {
         self.tx.peer
     }
 
-    /// Lowers (or raises, up to [`MAX_PAYLOAD_LEN`]) the largest payload
-    /// accepted, bounding what a peer can make us allocate.
-    pub fn set_max_payload_len(&mut self, max: u64) {
-        self.rx.max_payload = max.min(MAX_PAYLOAD_LEN);
+    /// Whether the stream is a TLS session.
+    pub fn is_tls(&self) -> bool {
+        self.tx.stream.is_tls()
+    }
+
+    /// The peer's TLS certificate chain, leaf first (`None` on plain TCP).
+    pub fn peer_certificates(&self) -> Option<Vec<Vec<u8>>> {
+        self.tx.stream.peer_certificates()
+    }
+
+    /// Without a caller timeout, a frame that has begun and then makes no
+    /// progress for `stall` ends the connection with
+    /// [`TransportError::Stalled`]; waiting between frames stays unbounded.
+    pub fn set_stall_timeout(&mut self, stall: Option<Duration>) {
+        self.rx.stall_timeout = stall;
     }
 
     /// Bound on a blocked `send` (a peer that stopped reading).
     pub fn set_send_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.tx.stream.set_write_timeout(timeout).map_err(|e| TransportError::io("setting the write timeout", e))
+        self.tx.stream.socket().set_write_timeout(timeout).map_err(|e| TransportError::io("setting the write timeout", e))
     }
 }
 
@@ -95,19 +135,44 @@ impl Connection for TcpConnection {
     }
 
     fn recv(&mut self, timeout: Option<Duration>) -> Result<Received<'_>> {
-        let header = self.rx.read_frame(&self.tx.stream, self.tx.peer, timeout)?;
+        let header = self.rx.read_frame(&mut self.tx.stream, self.tx.peer, timeout)?;
         Ok(Received::borrowed(header, self.rx.payload(), &mut self.tx))
     }
 
     fn max_payload_len(&self) -> u64 {
         self.rx.max_payload
     }
+
+    fn set_max_payload_len(&mut self, max: u64) {
+        self.rx.max_payload = max.min(MAX_PAYLOAD_LEN);
+    }
 }
 
 impl std::fmt::Debug for TcpConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpConnection").field("peer", &self.tx.peer).finish_non_exhaustive()
+        f.debug_struct("TcpConnection").field("peer", &self.tx.peer).field("tls", &self.is_tls()).finish_non_exhaustive()
     }
+}
+
+/// Connects to `addr` ("host:port"), trying each resolved address with
+/// `timeout`.
+fn connect_socket(addr: &str, timeout: Duration) -> Result<TcpStream> {
+    let addrs = addr.to_socket_addrs().map_err(|e| TransportError::io(format!("resolving {addr}"), e))?;
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(stream) => {
+                stream.set_nodelay(true).map_err(|e| TransportError::io("setting TCP_NODELAY", e))?;
+                return Ok(stream);
+            }
+            Err(e) => last = Some(TransportError::io(format!("connecting to {a}"), e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| TransportError::io(format!("resolving {addr}"), std::io::Error::new(ErrorKind::NotFound, "no addresses"))))
+}
+
+fn peer_of(stream: &TcpStream) -> Result<SocketAddr> {
+    stream.peer_addr().map_err(|e| TransportError::io("reading the peer address", e))
 }
 
 fn is_disconnect(kind: ErrorKind) -> bool {

@@ -1,10 +1,15 @@
 //! Reading frames from the stream, resumable across timeouts.
+//!
+//! The header is read and checked against the connection's current payload
+//! limit before a single payload byte is read or allocated, so a peer cannot
+//! make us allocate more than that limit.
 
 use std::io::{ErrorKind, Read};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::is_disconnect;
+use super::stream::LinkStream;
 use crate::aligned::AlignedBuf;
 use crate::error::{Result, TransportError};
 use crate::frame::{FrameHeader, HEADER_LEN};
@@ -18,11 +23,23 @@ pub(super) struct TcpReceiver {
     payload: AlignedBuf,
     payload_filled: usize,
     pub max_payload: u64,
+    /// Without a caller timeout: how long a frame that has begun may go
+    /// without progress before the session is given up (`None`: forever).
+    pub stall_timeout: Option<Duration>,
     /// The read timeout currently set on the socket (saves a syscall per
     /// `recv` when it does not change).
     read_timeout: Option<Duration>,
     /// Set after an error that leaves the stream out of sync.
     broken: Option<String>,
+}
+
+/// How long each socket read of one `read_frame` may wait.
+#[derive(Clone, Copy)]
+struct Pace {
+    /// The caller's deadline: past it, the read returns a (resumable) timeout.
+    deadline: Option<Instant>,
+    /// Without a deadline: the bound on a read once the frame has begun.
+    stall: Option<Duration>,
 }
 
 impl TcpReceiver {
@@ -34,6 +51,7 @@ impl TcpReceiver {
             payload: AlignedBuf::new(),
             payload_filled: 0,
             max_payload,
+            stall_timeout: None,
             read_timeout: None,
             broken: None,
         }
@@ -47,8 +65,8 @@ impl TcpReceiver {
     /// Reads the rest of the current frame. Each socket read waits at most
     /// `timeout` and none starts after it elapsed, so the call returns
     /// within about twice `timeout`. A timeout keeps the progress; any other
-    /// error makes the receiver unusable.
-    pub fn read_frame(&mut self, stream: &TcpStream, peer: SocketAddr, timeout: Option<Duration>) -> Result<FrameHeader> {
+    /// error (a stalled frame included) makes the receiver unusable.
+    pub fn read_frame(&mut self, stream: &mut LinkStream, peer: SocketAddr, timeout: Option<Duration>) -> Result<FrameHeader> {
         if let Some(why) = &self.broken {
             return Err(TransportError::Broken(why.clone()));
         }
@@ -61,17 +79,18 @@ impl TcpReceiver {
         result
     }
 
-    fn read_frame_inner(&mut self, stream: &TcpStream, peer: SocketAddr, timeout: Option<Duration>) -> Result<FrameHeader> {
-        self.set_read_timeout(stream, timeout)?;
+    fn read_frame_inner(&mut self, stream: &mut LinkStream, peer: SocketAddr, timeout: Option<Duration>) -> Result<FrameHeader> {
         let start = Instant::now();
-        let deadline = timeout.map(|t| start + t);
+        let pace = Pace { deadline: timeout.map(|t| start + t), stall: if timeout.is_none() { self.stall_timeout } else { None } };
+        let base_timeout = timeout;
 
         let header = match self.header {
             Some(header) => header,
             None => {
-                let complete = fill(stream, &mut self.header_buf, &mut self.header_filled, deadline).map_err(|e| {
+                let mut io = Io { stream: &mut *stream, cached: &mut self.read_timeout, base: base_timeout, pace };
+                let complete = io.fill(&mut self.header_buf, &mut self.header_filled, false).map_err(|e| {
                     let got = self.header_filled;
-                    read_error(e, "frame header", HEADER_LEN as u64, got, got > 0, peer, start)
+                    read_error(e, "frame header", HEADER_LEN as u64, got, got > 0, peer, start, pace)
                 })?;
                 if !complete {
                     return Err(if self.header_filled == 0 {
@@ -80,16 +99,20 @@ impl TcpReceiver {
                         TransportError::Truncated { what: "frame header", expected: HEADER_LEN as u64, got: self.header_filled as u64 }
                     });
                 }
+                // Checked (limit included) before anything is allocated.
                 let header = FrameHeader::decode_with_limit(&self.header_buf, self.max_payload)?;
-                self.payload.resize(header.payload_len as usize);
+                let len = usize::try_from(header.payload_len)
+                    .map_err(|_| TransportError::PayloadTooLarge { len: header.payload_len, max: self.max_payload })?;
+                self.payload.resize(len);
                 self.payload_filled = 0;
                 self.header = Some(header);
                 header
             }
         };
-        let complete = fill(stream, self.payload.as_mut_slice(), &mut self.payload_filled, deadline).map_err(|e| {
+        let mut io = Io { stream, cached: &mut self.read_timeout, base: base_timeout, pace };
+        let complete = io.fill(self.payload.as_mut_slice(), &mut self.payload_filled, true).map_err(|e| {
             let got = self.payload_filled;
-            read_error(e, "payload", header.payload_len, got, true, peer, start)
+            read_error(e, "payload", header.payload_len, got, true, peer, start, pace)
         })?;
         if !complete {
             return Err(TransportError::Truncated { what: "payload", expected: header.payload_len, got: self.payload_filled as u64 });
@@ -99,35 +122,52 @@ impl TcpReceiver {
         self.payload_filled = 0;
         Ok(header)
     }
+}
 
-    fn set_read_timeout(&mut self, stream: &TcpStream, timeout: Option<Duration>) -> Result<()> {
+/// The stream plus what sets its read timeout before each read.
+struct Io<'a> {
+    stream: &'a mut LinkStream,
+    cached: &'a mut Option<Duration>,
+    /// The caller's per-read timeout.
+    base: Option<Duration>,
+    pace: Pace,
+}
+
+impl Io<'_> {
+    /// Reads into `buf[*filled..]` until full. `Ok(false)`: the peer closed
+    /// first. `begun`: the frame started before this buffer.
+    fn fill(&mut self, buf: &mut [u8], filled: &mut usize, begun: bool) -> std::io::Result<bool> {
+        while *filled < buf.len() {
+            if self.pace.deadline.is_some_and(|at| Instant::now() >= at) {
+                return Err(ErrorKind::TimedOut.into());
+            }
+            let per_read = match self.pace.stall {
+                Some(stall) if begun || *filled > 0 => Some(stall),
+                _ => self.base,
+            };
+            self.set_read_timeout(per_read)?;
+            match self.stream.read(&mut buf[*filled..]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => *filled += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
         // A zero timeout means "block" to the OS: use the smallest real one.
         let timeout = timeout.map(|t| t.max(Duration::from_micros(1)));
-        if timeout != self.read_timeout {
-            stream.set_read_timeout(timeout).map_err(|e| TransportError::io("setting the read timeout", e))?;
-            self.read_timeout = timeout;
+        if timeout != *self.cached {
+            self.stream.socket().set_read_timeout(timeout)?;
+            *self.cached = timeout;
         }
         Ok(())
     }
 }
 
-/// Reads into `buf[*filled..]` until full. `Ok(false)`: the peer closed
-/// first.
-fn fill(mut stream: &TcpStream, buf: &mut [u8], filled: &mut usize, deadline: Option<Instant>) -> std::io::Result<bool> {
-    while *filled < buf.len() {
-        if deadline.is_some_and(|at| Instant::now() >= at) {
-            return Err(ErrorKind::TimedOut.into());
-        }
-        match stream.read(&mut buf[*filled..]) {
-            Ok(0) => return Ok(false),
-            Ok(n) => *filled += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
+#[allow(clippy::too_many_arguments)]
 fn read_error(
     e: std::io::Error,
     what: &'static str,
@@ -136,8 +176,13 @@ fn read_error(
     mid_frame: bool,
     peer: SocketAddr,
     start: Instant,
+    pace: Pace,
 ) -> TransportError {
     match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut if pace.deadline.is_none() => match pace.stall {
+            Some(stall) => TransportError::Stalled { stall, what, got: got as u64, expected },
+            None => TransportError::io(format!("reading {what} from {peer}"), e),
+        },
         ErrorKind::WouldBlock | ErrorKind::TimedOut => {
             TransportError::Timeout { waited: start.elapsed(), waiting_for: "a frame from the TCP peer" }
         }

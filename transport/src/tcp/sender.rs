@@ -1,17 +1,18 @@
 //! Writing frames to the stream.
 
 use std::io::{ErrorKind, IoSlice, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
 use super::is_disconnect;
+use super::stream::LinkStream;
 use crate::aligned::AlignedBuf;
 use crate::connection::FrameSink;
 use crate::error::{Result, TransportError};
 use crate::frame::FrameHeader;
 
-/// The sending half; owns the stream (the receiver reads through `&`).
+/// The sending half; owns the stream (the receiver borrows it to read).
 pub(super) struct TcpSender {
-    pub stream: TcpStream,
+    pub stream: LinkStream,
     pub peer: SocketAddr,
     /// Reused buffer for `send_with`.
     buf: AlignedBuf,
@@ -20,7 +21,7 @@ pub(super) struct TcpSender {
 }
 
 impl TcpSender {
-    pub fn new(stream: TcpStream, peer: SocketAddr) -> Self {
+    pub fn new(stream: LinkStream, peer: SocketAddr) -> Self {
         TcpSender { stream, peer, buf: AlignedBuf::new(), broken: None }
     }
 
@@ -36,7 +37,7 @@ impl TcpSender {
         let head = header.encode();
         let payload = payload.unwrap_or(self.buf.as_slice());
         let mut slices = [IoSlice::new(&head), IoSlice::new(payload)];
-        write_all_vectored(&mut self.stream, &mut slices).map_err(|e| {
+        write_all_vectored(&mut self.stream, &mut slices).and_then(|()| self.stream.flush()).map_err(|e| {
             let err = write_error(e, self.peer);
             self.broken = Some(err.to_string());
             err
@@ -64,8 +65,8 @@ impl FrameSink for TcpSender {
 }
 
 /// `write_all` for several buffers: one syscall for header and payload in
-/// the common case.
-fn write_all_vectored(stream: &mut TcpStream, mut bufs: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+/// the common case (plain TCP; TLS takes the buffers one by one).
+fn write_all_vectored(stream: &mut LinkStream, mut bufs: &mut [IoSlice<'_>]) -> std::io::Result<()> {
     while !bufs.is_empty() {
         match stream.write_vectored(bufs) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
