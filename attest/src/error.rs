@@ -1,3 +1,5 @@
+use std::fmt;
+
 use thiserror::Error;
 
 /// Producing evidence failed.
@@ -13,7 +15,11 @@ pub enum AttestError {
 
 /// Why evidence was refused. Each variant names one cause, so a client can
 /// tell a stale nonce from an unbound key or a forged report.
-#[derive(Debug, Error, PartialEq, Eq)]
+///
+/// `Debug` is "attestation refused: " and the `Display` text: rustls prints
+/// a verifier's `CertificateError::Other` with `Debug`, and that is what
+/// lands in the logs of a refused handshake.
+#[derive(Error, PartialEq, Eq)]
 pub enum VerifyError {
     #[error("simulated attestation refused: it proves nothing (pass --allow-simulated for development only)")]
     SimulatedRefused,
@@ -31,4 +37,10 @@ pub enum VerifyError {
     NoPolicyFor(String),
     #[error("malformed evidence: {0}")]
     Malformed(String),
+}
+
+impl fmt::Debug for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "attestation refused: {self}")
+    }
 }

@@ -1,8 +1,10 @@
 //! The TCP accept loop: one CVM session at a time, over mutually
 //! authenticated TLS (or plain TCP with `--insecure`). A CVM refused at the
 //! handshake, or a session that fails, is logged and the worker goes on
-//! listening.
+//! listening; so is a failed accept (out of descriptors, a connection
+//! aborted before it was taken), after a short pause.
 
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +16,10 @@ use crate::service::{SessionEnd, WorkerService};
 /// A frame that has begun must keep arriving: a CVM that stalls mid-frame
 /// for this long loses its session (idling between frames is fine).
 pub const FRAME_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The pause after a failed accept, so a persistent failure (EMFILE until
+/// a descriptor frees up) does not spin the CPU or flood the log.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Bounds on one session's handshake and frames.
 #[derive(Clone, Copy, Debug)]
@@ -40,7 +46,7 @@ pub enum Security {
 /// Serves CVMs forever, one session at a time.
 pub fn serve_forever(listener: &TcpWorkerListener, security: &Security, timeouts: Timeouts, svc: &mut WorkerService) -> anyhow::Result<()> {
     loop {
-        let sock = listener.accept_socket()?;
+        let sock = accept_next(listener, ACCEPT_BACKOFF);
         let peer = sock.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "an unknown peer".into());
         let conn = match security {
             Security::Tls(config) => TcpConnection::accept_tls(sock, config.clone(), timeouts.tls_handshake),
@@ -59,6 +65,20 @@ pub fn serve_forever(listener: &TcpWorkerListener, security: &Security, timeouts
             Ok(SessionEnd::Shutdown) => info!("session shut down; waiting for the next CVM"),
             Ok(SessionEnd::PeerGone) => info!("CVM went away; waiting for the next"),
             Err(e) => warn!("session with {peer} failed: {e:#}"),
+        }
+    }
+}
+
+/// Waits for the next peer's socket. An accept that fails does not end the
+/// worker: it is logged, and retried after `backoff`.
+pub fn accept_next(listener: &TcpWorkerListener, backoff: Duration) -> TcpStream {
+    loop {
+        match listener.accept_socket() {
+            Ok(sock) => return sock,
+            Err(e) => {
+                warn!("{e}; still listening, retrying in {backoff:?}");
+                std::thread::sleep(backoff);
+            }
         }
     }
 }

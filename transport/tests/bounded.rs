@@ -155,3 +155,19 @@ fn a_memfd_region_round_trips_and_has_no_name() {
     // A second opener is refused, as for a region file.
     assert!(matches!(ShmRing::open_fd(fd), Err(TransportError::BadRegion { .. })));
 }
+
+/// The memfd handed to the peer is sealed against resizing: a peer that
+/// tries to truncate it (which would SIGBUS the creator) is refused.
+#[test]
+fn a_memfd_region_cannot_be_shrunk_by_the_peer() {
+    let (_cvm, fd) = ShmRing::create_memfd("talaria-memfd-seal", 64 * 1024).unwrap();
+    let file = std::fs::File::from(fd);
+    let len = file.metadata().unwrap().len();
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GET_SEALS only reads the seals of our own descriptor.
+    let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
+    assert!(seals >= 0 && seals & (libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL) == libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL, "seals {seals:#x}");
+    let err = file.set_len(4096).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    assert_eq!(file.metadata().unwrap().len(), len);
+}

@@ -50,7 +50,7 @@ impl ConfigfsTsmAttester {
         let provider = entry.read_text("provider")?;
         let report = entry.read("outblob")?;
         // Only SNP has an auxblob, and only when the host supplies certificates.
-        let aux = if self.kind == TeeKind::SevSnp { entry.read("auxblob").unwrap_or_default() } else { Vec::new() };
+        let aux = if self.kind == TeeKind::SevSnp { entry.read_optional("auxblob")? } else { Vec::new() };
         let after = entry.generation()?;
         if written != before + 1 || after != written {
             return Ok(None); // a concurrent writer touched our entry: retry
@@ -110,6 +110,17 @@ impl ReportEntry {
         std::fs::read(&p).map_err(|e| AttestError::Io { context: format!("reading {}", p.display()), source: e })
     }
 
+    /// Reads an attribute that may be absent: a missing file is empty (for
+    /// `auxblob`: no certificate table); any other I/O error is returned.
+    fn read_optional(&self, attr: &str) -> Result<Vec<u8>, AttestError> {
+        let p = self.dir.join(attr);
+        match std::fs::read(&p) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(AttestError::Io { context: format!("reading {}", p.display()), source: e }),
+        }
+    }
+
     fn read_text(&self, attr: &str) -> Result<String, AttestError> {
         Ok(String::from_utf8_lossy(&self.read(attr)?).trim().to_string())
     }
@@ -144,6 +155,26 @@ mod tests {
         let e = ConfigfsTsmAttester::new(&root, None).err().expect("no provider file");
         assert!(e.to_string().contains("provider"), "{e}");
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "the entry is removed on drop");
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn an_optional_attribute_is_empty_only_when_missing() {
+        let root = std::env::temp_dir().join(format!("talaria-tsm-aux-test-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let entry = ReportEntry::create(&root).unwrap();
+        assert_eq!(entry.read_optional("auxblob").unwrap(), Vec::<u8>::new(), "missing: no certificate table");
+        std::fs::write(entry.dir.join("auxblob"), b"").unwrap();
+        assert!(entry.read_optional("auxblob").unwrap().is_empty(), "empty: no certificate table");
+        std::fs::write(entry.dir.join("auxblob"), b"table").unwrap();
+        assert_eq!(entry.read_optional("auxblob").unwrap(), b"table");
+        std::fs::remove_file(entry.dir.join("auxblob")).unwrap();
+        // A directory in its place: reading fails with something other than NotFound.
+        std::fs::create_dir(entry.dir.join("auxblob")).unwrap();
+        let e = entry.read_optional("auxblob").unwrap_err();
+        assert!(matches!(&e, AttestError::Io { context, .. } if context.contains("auxblob")), "{e}");
+        std::fs::remove_dir(entry.dir.join("auxblob")).unwrap();
+        drop(entry);
         let _ = std::fs::remove_dir_all(root);
     }
 

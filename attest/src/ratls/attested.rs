@@ -40,7 +40,8 @@ impl AttestedIdentity {
         (vec![CertificateDer::from(self.cert_der.clone())], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())))
     }
 
-    /// A TLS server config presenting this certificate (HTTP API), ALPN h2 and http/1.1.
+    /// A TLS server config presenting this certificate (HTTP API), ALPN http/1.1 only (the
+    /// server speaks only HTTP/1.1).
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
         let (chain, key) = self.chain_and_key();
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
@@ -49,7 +50,7 @@ impl AttestedIdentity {
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .expect("a freshly generated P-256 key matches its certificate");
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Arc::new(config)
     }
 

@@ -1,7 +1,8 @@
 //! rustls certificate verifiers: the key binding replaces hostname and CA
 //! checks, so each verifier accepts a certificate by its evidence or by
 //! byte equality, then checks handshake signatures with the provider's
-//! algorithms. Refusals carry the `VerifyError` text for the peer's log.
+//! algorithms. Refusals are `bad_certificate` errors whose cause (a
+//! `VerifyError`, downcastable) is in the text for the peer's log.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -10,7 +11,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, OtherError, SignatureScheme};
 
 use super::verify_certificate;
 use crate::Policy;
@@ -36,15 +37,35 @@ enum Acceptance {
 }
 
 impl Acceptance {
-    fn check(&self, cert: &CertificateDer<'_>, now: UnixTime, peer: &str) -> Result<(), Error> {
+    fn check(&self, cert: &CertificateDer<'_>, now: UnixTime, peer: &'static str) -> Result<(), Error> {
         match self {
             Acceptance::Attested(policy) => verify_certificate(cert.as_ref(), policy, system_time(now))
                 .map(|_| ())
-                .map_err(|e| Error::General(format!("{peer} attestation refused: {e}"))),
+                .map_err(attestation_refused),
             Acceptance::Pinned(der) if der[..] == *cert.as_ref() => Ok(()),
-            Acceptance::Pinned(_) => Err(Error::General(format!("{peer} certificate is not the pinned one"))),
+            Acceptance::Pinned(_) => Err(Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(NotPinned(peer)))))),
         }
     }
+}
+
+/// A certificate that is not the pinned one (`Debug` is the message, as
+/// rustls prints it with `Debug`).
+#[derive(thiserror::Error)]
+#[error("{0} certificate is not the pinned one")]
+struct NotPinned(&'static str);
+
+impl std::fmt::Debug for NotPinned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// A refusal the peer is sent as a `bad_certificate` alert. The caller can
+/// downcast the `OtherError`'s inner error to the `VerifyError`; rustls
+/// prints it with `Debug`, which for `VerifyError` is
+/// "attestation refused: " and its `Display` text.
+fn attestation_refused(e: crate::VerifyError) -> Error {
+    Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
 }
 
 /// Accepts a server certificate by [`Acceptance`]; records the accepted DER.

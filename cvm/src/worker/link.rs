@@ -27,6 +27,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(300);
 const RECONNECT_WINDOW: Duration = Duration::from_secs(60);
 /// Largest frame accepted before the worker's `HelloAck` (its op table).
 const ACK_PAYLOAD_LIMIT: u64 = 4 << 20;
+/// Largest `Error` or `Pong` frame accepted: a message, a busy-time report.
+/// Outside a call's wait for its answer, nothing bigger is legitimate.
+const CONTROL_PAYLOAD_LIMIT: u64 = 64 << 10;
 /// Most rows the link puts in one frame.
 const MAX_ROWS_PER_FRAME: usize = 1 << 15;
 
@@ -58,6 +61,9 @@ pub struct WorkerLink {
     target: WorkerTarget,
     hello: Hello,
     conn: Option<Box<dyn Connection>>,
+    /// Largest payload the transport carries per frame (what calls are
+    /// chunked to), as it was before the link lowered its receive limit.
+    frame_capacity: u64,
     local: Option<LocalWorker>,
     spawns: usize,
     next_call_id: u64,
@@ -80,6 +86,7 @@ impl WorkerLink {
             target,
             hello,
             conn: None,
+            frame_capacity: 0,
             local: None,
             spawns: 0,
             next_call_id: 1,
@@ -111,6 +118,7 @@ impl WorkerLink {
                 let extra = if self.spawns == 0 { cfg.first_spawn_args.clone() } else { Vec::new() };
                 let (worker, mut endpoint) = LocalWorker::spawn(cfg, &extra)?;
                 self.spawns += 1;
+                self.frame_capacity = endpoint.max_payload_len();
                 let ack = handshake(&mut endpoint, &self.hello)?;
                 // The region is inherited by our child alone: whoever
                 // attached to it must be that child.
@@ -125,6 +133,7 @@ impl WorkerLink {
             }
             WorkerTarget::Remote(addr, security) => {
                 let mut conn = connect_with_retry(addr, security)?;
+                self.frame_capacity = conn.max_payload_len();
                 let ack = handshake(&mut conn, &self.hello)?;
                 (conn, ack)
             }
@@ -134,10 +143,12 @@ impl WorkerLink {
         }
         self.shapes =
             ack.ops.iter().filter_map(|s| Op::from_code(s.op).map(|op| (OpId { layer: s.layer, op }, (s.d_in, s.d_out)))).collect();
-        // The largest answer a call of ours can have, so a lying header
-        // cannot make us allocate more (TCP reads into our own buffer).
-        let widest = ack.ops.iter().map(|s| s.d_in.max(s.d_out)).max().unwrap_or(1) as u64;
-        conn.set_max_payload_len(2 * MAX_ROWS_PER_FRAME as u64 * (widest * 8 + 256));
+        // The op table is the worker's word: no receive limit comes from
+        // it. Between calls only small frames are legitimate; each wait for
+        // an answer raises the limit to that call's own answer size
+        // (`answer_payload_limit`), so a lying header cannot make us
+        // allocate more than we asked for (TCP reads into our own buffer).
+        conn.set_max_payload_len(CONTROL_PAYLOAD_LIMIT);
         info!("worker ready: backend {}, {} weights, {} ops", ack.backend, ack.weight_dtype, ack.ops.len());
         self.ack = Some(ack);
         self.conn = Some(conn);
@@ -157,16 +168,16 @@ impl WorkerLink {
         let call_id = self.next_call_id;
         self.next_call_id += 1;
         let conn = self.conn.as_mut().expect("connected");
-        conn.send(&FrameHeader::new(FrameKind::Ping).with_call(call_id, 0, 0, 0), &[]).context("sending a ping")?;
-        for _ in 0..64 {
-            let frame = conn.recv(Some(CALL_TIMEOUT)).context("waiting for the pong")?;
-            if frame.call_id != call_id {
-                continue;
+        match await_pong(conn.as_mut(), call_id) {
+            Ok(busy) => Ok(busy),
+            Err(Failure::BadAnswer(e)) => Err(e),
+            Err(Failure::Lost(e)) => {
+                // The stream may be out of step (a refused header leaves
+                // its payload unread): start afresh next time.
+                self.drop_connection();
+                Err(e)
             }
-            anyhow::ensure!(frame.kind == FrameKind::Pong, "worker answered a ping with a {:?} frame", frame.kind);
-            return serde_json::from_slice(frame.payload()).context("the worker's pong carries no busy-time report");
         }
-        bail!("no pong with call id {call_id} among 64 frames")
     }
 
     /// The call's shape as the worker announced it (its `d_in`/`d_out`
@@ -223,7 +234,7 @@ impl WorkerLink {
 
     /// Rows of one op that fit a frame each way (at most 32 Ki).
     fn rows_per_frame(&self, call: WorkerCall) -> usize {
-        let max_payload = self.conn.as_ref().map(|c| c.max_payload_len()).unwrap_or(64 << 20) as usize;
+        let max_payload = if self.conn.is_some() { self.frame_capacity } else { 64 << 20 } as usize;
         let per_row = call.d_in.max(call.d_out) * call.precision.bytes() + 256;
         (max_payload / 2 / per_row).clamp(1, MAX_ROWS_PER_FRAME)
     }
@@ -272,6 +283,10 @@ impl WorkerLink {
         let conn = self.conn.as_mut().expect("connected");
         conn.send_with(c.header(call_id), fill).map_err(|e| Failure::Lost(e.into()))?;
         self.stats.bytes_sent += c.bytes().0 as u64;
+        // Nothing legitimate that can arrive now is bigger than this call's
+        // answer (or an Error frame): a header declaring more is refused
+        // before its payload is read or anything is allocated for it.
+        conn.set_max_payload_len(answer_payload_limit(c));
         // Frames of earlier, abandoned attempts may still arrive: skip them.
         for _ in 0..64 {
             let frame = conn.recv(Some(CALL_TIMEOUT)).map_err(|e| Failure::Lost(e.into()))?;
@@ -303,6 +318,35 @@ impl Drop for WorkerLink {
             let _ = conn.send(&FrameHeader::new(FrameKind::Shutdown), &[]);
         }
     }
+}
+
+/// Pings the worker and reads its busy-time report from the Pong; only
+/// small frames are accepted meanwhile.
+fn await_pong(conn: &mut dyn Connection, call_id: u64) -> Result<WorkerBusy, Failure> {
+    conn.set_max_payload_len(CONTROL_PAYLOAD_LIMIT);
+    conn.send(&FrameHeader::new(FrameKind::Ping).with_call(call_id, 0, 0, 0), &[]).context("sending a ping").map_err(Failure::Lost)?;
+    for _ in 0..64 {
+        let frame = conn.recv(Some(CALL_TIMEOUT)).context("waiting for the pong").map_err(Failure::Lost)?;
+        if frame.call_id != call_id {
+            continue;
+        }
+        if frame.kind != FrameKind::Pong {
+            return Err(Failure::BadAnswer(anyhow!("worker answered a ping with a {:?} frame", frame.kind)));
+        }
+        return serde_json::from_slice(frame.payload())
+            .context("the worker's pong carries no busy-time report")
+            .map_err(Failure::BadAnswer);
+    }
+    Err(Failure::BadAnswer(anyhow!("no pong with call id {call_id} among 64 frames")))
+}
+
+/// The receive limit while waiting for the answer to `c`: the answer the
+/// CVM asked for (`rows × d_out` of its own call, in its precision; the
+/// caller's buffers fix `d_out`, the worker's op table only has to agree),
+/// or an `Error` frame, whichever is larger.
+fn answer_payload_limit(c: WorkerCall) -> u64 {
+    let answer = (c.rows as u64).saturating_mul(c.d_out as u64).saturating_mul(c.precision.bytes() as u64);
+    answer.max(CONTROL_PAYLOAD_LIMIT)
 }
 
 /// Sends our `Hello` and reads the worker's answer.
@@ -373,4 +417,91 @@ fn take_checked<T: Float + talaria_transport::Element>(frame: &Received<'_>, tak
     }
     take(T::rows(&vals));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use talaria_kernels::Precision;
+    use talaria_protocol::{CallKind, OpShape};
+    use talaria_transport::{DType, TcpConnection, TcpWorkerListener, TransportError, MAX_PAYLOAD_LEN};
+
+    use super::*;
+
+    fn call(rows: usize, d_in: usize, d_out: usize, precision: Precision) -> WorkerCall {
+        WorkerCall { id: OpId { layer: 0, op: Op::O }, kind: CallKind::Plain, precision, rows, d_in, d_out }
+    }
+
+    #[test]
+    fn the_answer_limit_is_the_calls_own_answer() {
+        assert_eq!(answer_payload_limit(call(100, 64, 4096, Precision::F64)), 100 * 4096 * 8);
+        assert_eq!(answer_payload_limit(call(100, 64, 4096, Precision::F32)), 100 * 4096 * 4);
+        // A small answer still leaves room for an Error frame.
+        assert_eq!(answer_payload_limit(call(1, 4, 4, Precision::F32)), CONTROL_PAYLOAD_LIMIT);
+        // The input's width plays no part.
+        assert_eq!(answer_payload_limit(call(8, 1 << 20, 1024, Precision::F64)), 8 * 1024 * 8);
+        assert_eq!(answer_payload_limit(call(usize::MAX, usize::MAX, usize::MAX, Precision::F64)), u64::MAX);
+    }
+
+    /// A worker that announces a huge op in its `HelloAck` and then answers
+    /// a small call with a `Result` header declaring 1 GiB: the CVM refuses
+    /// the header (its limit is the 256-byte answer it asked for) instead of
+    /// allocating for it, and gives up after its retries.
+    #[test]
+    fn a_worker_declaring_a_huge_answer_is_refused_before_it_is_read() {
+        const HUGE: usize = 1 << 25;
+        let listener = TcpWorkerListener::bind("127.0.0.1:0").unwrap();
+        let addr: WorkerAddress = format!("tcp://{}", listener.local_addr().unwrap()).parse().unwrap();
+        let fake = std::thread::spawn(move || {
+            for _ in 0..MAX_ATTEMPTS {
+                let sock = listener.accept_socket().unwrap();
+                let mut raw = sock.try_clone().unwrap();
+                let mut conn = TcpConnection::from_stream(sock).unwrap();
+                let hello = conn.recv(Some(Duration::from_secs(10))).unwrap();
+                assert_eq!(hello.kind, FrameKind::Hello);
+                drop(hello);
+                let ack = HelloAck {
+                    protocol: WORKER_PROTOCOL,
+                    manifest_hash: "m".into(),
+                    backend: "fake".into(),
+                    weight_dtype: "f64".into(),
+                    ops: vec![
+                        OpShape { layer: 0, op: Op::O.code(), d_in: 8, d_out: 8 },
+                        OpShape { layer: 1, op: Op::Down.code(), d_in: HUGE, d_out: HUGE },
+                    ],
+                };
+                let body = serde_json::to_vec(&ack).unwrap();
+                conn.send(&FrameHeader::bytes(FrameKind::HelloAck, body.len()), &body).unwrap();
+                let c = conn.recv(Some(Duration::from_secs(10))).unwrap();
+                let h = *c.header();
+                drop(c);
+                // The lie: a well-formed header for 4 × 2^25 f64 (1 GiB),
+                // with no payload behind it.
+                let lie = FrameHeader::matrix(FrameKind::Result, DType::F64, h.rows, HUGE as u32).with_call(h.call_id, h.layer, h.op, h.call_kind);
+                assert_eq!(lie.payload_len, 1 << 30);
+                assert!(lie.payload_len <= MAX_PAYLOAD_LEN);
+                raw.write_all(&lie.encode()).unwrap();
+                // Hold the socket until the CVM hangs up.
+                let _ = conn.recv(Some(Duration::from_secs(10)));
+            }
+        });
+
+        let mut link = WorkerLink::connect(WorkerTarget::Remote(addr, RemoteSecurity::Plain), "m".into(), params()).unwrap();
+        let x = vec![1.0f64; 4 * 8];
+        let mut out = vec![0.0f64; 4 * 8];
+        let err = link.matmul(call(4, 8, 8, Precision::F64), &x, &mut out).unwrap_err();
+        let refused = err.chain().any(|e| {
+            matches!(e.downcast_ref::<TransportError>(), Some(TransportError::PayloadTooLarge { len, max }) if *len == 1 << 30 && *max == CONTROL_PAYLOAD_LIMIT)
+        });
+        assert!(refused, "{err:#}");
+        assert!(out.iter().all(|&v| v == 0.0));
+        assert_eq!(link.stats.reconnects as usize, MAX_ATTEMPTS);
+        drop(link);
+        fake.join().unwrap();
+    }
+
+    fn params() -> PublicParams {
+        PublicParams { mode: "plain".into(), scheme: "plain".into(), kappa: 0.0, precision: "exact-f64".into(), calibration: "test".into() }
+    }
 }

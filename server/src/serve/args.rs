@@ -54,9 +54,9 @@ pub struct EdgeArgs {
     /// only: nothing protects the prompts on the wire). Needs --insecure.
     #[arg(long, requires = "insecure")]
     pub plain_http: bool,
-    /// Require `Authorization: Bearer KEY` on every /v1/* route except
-    /// /v1/attestation (/health and /metrics stay open).
-    #[arg(long, env = "TALARIA_API_KEY", hide_env_values = true)]
+    /// Require `Authorization: Bearer KEY` on every route except
+    /// /v1/attestation, /health and /metrics.
+    #[arg(long, env = "TALARIA_API_KEY", hide_env_values = true, value_parser = non_empty_key)]
     pub api_key: Option<String>,
     /// Write the server's RA-TLS certificate (PEM; public, not the key) to
     /// FILE once it is made. Clients should pin it through `talaria verify`.
@@ -154,4 +154,12 @@ mod tests {
         let a = ServeArgs::try_parse_from(["talaria-serve", "--plain-http", "--insecure"]).unwrap();
         assert!(a.edge.plain_http && a.backend.insecure);
     }
+}
+
+/// An empty key would guard nothing: refuse it rather than serve openly.
+fn non_empty_key(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("the API key is empty".into());
+    }
+    Ok(s.to_string())
 }

@@ -1,7 +1,7 @@
-//! `--api-key`: every /v1/* route except /v1/attestation needs
-//! `Authorization: Bearer KEY`; /health and /metrics stay open (as in vLLM),
-//! and so does /v1/attestation, which a client calls before it trusts the
-//! server with anything, key included.
+//! `--api-key`: every route needs `Authorization: Bearer KEY` except
+//! /health and /metrics (open, as in vLLM) and /v1/attestation, which a
+//! client calls before it trusts the server with anything, key included.
+//! An allow-list of open routes, so a route added later is guarded.
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -32,7 +32,7 @@ impl ApiKey {
 
 /// Whether `path` is behind the key.
 fn protected(path: &str) -> bool {
-    path.starts_with("/v1/") && path != "/v1/attestation"
+    !matches!(path, "/health" | "/metrics" | "/v1/attestation")
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header.
@@ -83,6 +83,9 @@ mod tests {
         assert!(!protected("/v1/attestation"));
         assert!(!protected("/health"));
         assert!(!protected("/metrics"));
+        // Tokenizing is work a stranger must not be able to queue.
+        assert!(protected("/tokenize"));
+        assert!(protected("/detokenize"));
     }
 
     #[test]

@@ -66,7 +66,9 @@ impl ShmRing {
     }
 
     /// Creates a fresh region in an anonymous memory file (no name in any
-    /// filesystem; sealed against shrinking where the kernel allows).
+    /// filesystem), sealed against resizing: a kernel without memfd seals
+    /// is an error, since the peer could otherwise truncate the file and
+    /// fault our accesses.
     /// Returns the endpoint and the file descriptor the peer must inherit
     /// (it is close-on-exec: the spawner passes it on explicitly) and open
     /// with [`open_fd`](Self::open_fd).

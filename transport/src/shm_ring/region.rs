@@ -90,9 +90,12 @@ impl Region {
         let layout = Layout { capacity };
         let file = super::memfd::create(name).map_err(|e| TransportError::io(format!("creating {}", label.display()), e))?;
         let region = Self::init(&file, &label, layout)?;
-        // The size is final: forbid shrinking, which would turn the peer's
-        // accesses into SIGBUS. Best effort: older kernels lack seals.
-        let _ = super::memfd::seal_size(&file);
+        // The size is final: forbid shrinking, which would turn our own
+        // accesses into SIGBUS the moment the peer truncated the file. A
+        // region that cannot be sealed is refused rather than shared.
+        super::memfd::seal_size(&file).map_err(|e| {
+            TransportError::io(format!("sealing the size of {} (F_ADD_SEALS; the kernel must support memfd seals)", label.display()), e)
+        })?;
         Ok((region, file))
     }
 

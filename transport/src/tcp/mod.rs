@@ -73,9 +73,21 @@ impl TcpConnection {
     /// [`HANDSHAKE_TIMEOUT`]) with `config`; `server_name` is the host part
     /// of `addr` (a DNS name or an IP address).
     pub fn connect_tls(addr: &str, server_name: &str, config: Arc<rustls::ClientConfig>, timeout: Duration) -> Result<Self> {
+        Self::connect_tls_within(addr, server_name, config, timeout, HANDSHAKE_TIMEOUT)
+    }
+
+    /// [`connect_tls`](Self::connect_tls) with the whole handshake bounded
+    /// by `handshake_timeout` instead of [`HANDSHAKE_TIMEOUT`].
+    pub fn connect_tls_within(
+        addr: &str,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+        timeout: Duration,
+        handshake_timeout: Duration,
+    ) -> Result<Self> {
         let sock = connect_socket(addr, timeout)?;
         let peer = peer_of(&sock)?;
-        Ok(Self::new(tls::connect(sock, server_name, config, HANDSHAKE_TIMEOUT)?, peer))
+        Ok(Self::new(tls::connect(sock, server_name, config, handshake_timeout)?, peer))
     }
 
     /// The server side of a TLS session on an accepted socket; the
