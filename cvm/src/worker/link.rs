@@ -478,7 +478,12 @@ mod tests {
                 drop(c);
                 // The lie: a well-formed header for 4 × 2^25 f64 (1 GiB),
                 // with no payload behind it.
-                let lie = FrameHeader::matrix(FrameKind::Result, DType::F64, h.rows, HUGE as u32).with_call(h.call_id, h.layer, h.op, h.call_kind);
+                let lie = FrameHeader::matrix(FrameKind::Result, DType::F64, h.rows, HUGE as u32).with_call(
+                    h.call_id,
+                    h.layer,
+                    h.op,
+                    h.call_kind,
+                );
                 assert_eq!(lie.payload_len, 1 << 30);
                 assert!(lie.payload_len <= MAX_PAYLOAD_LEN);
                 raw.write_all(&lie.encode()).unwrap();

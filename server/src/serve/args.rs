@@ -77,6 +77,10 @@ pub struct EdgeArgs {
     /// keep-alive connection is closed after as long.
     #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_secs)]
     pub header_timeout: f64,
+    /// Seconds a response write may make no progress (a client that stops
+    /// reading) before the connection is closed and its slot freed.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = parse_secs)]
+    pub write_timeout: f64,
     /// Seconds a client gets to send a request's body (408 after).
     #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_secs)]
     pub body_timeout: f64,
@@ -112,6 +116,14 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         return Err(format!("{s:?} is out of range"));
     }
     Ok(bytes as u64)
+}
+
+/// An empty key would guard nothing: refuse it rather than serve openly.
+fn non_empty_key(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("the API key is empty".into());
+    }
+    Ok(s.to_string())
 }
 
 #[cfg(test)]
@@ -154,12 +166,4 @@ mod tests {
         let a = ServeArgs::try_parse_from(["talaria-serve", "--plain-http", "--insecure"]).unwrap();
         assert!(a.edge.plain_http && a.backend.insecure);
     }
-}
-
-/// An empty key would guard nothing: refuse it rather than serve openly.
-fn non_empty_key(s: &str) -> Result<String, String> {
-    if s.trim().is_empty() {
-        return Err("the API key is empty".into());
-    }
-    Ok(s.to_string())
 }

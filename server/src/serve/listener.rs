@@ -4,6 +4,7 @@
 //! headers (which also closes idle keep-alive connections) — and a graceful
 //! stop: no new connections, in-flight requests finish.
 
+use tokio_io_timeout::TimeoutStream;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub struct EdgeLimits {
     pub max_connections: usize,
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
+    pub write_timeout: Duration,
 }
 
 /// Serves `app` on `listener` until `stop` resolves, then waits for every
@@ -87,6 +89,10 @@ async fn serve_http<S>(stream: S, app: Router, limits: &EdgeLimits, watcher: Wat
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // A client that stops reading would otherwise hold its slot forever.
+    let mut stream = TimeoutStream::new(stream);
+    stream.set_write_timeout(Some(limits.write_timeout));
+    let stream = Box::pin(stream);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)

@@ -155,6 +155,7 @@ async fn serve(state: SharedState, args: &ServeArgs, tls: Option<Arc<rustls::Ser
         max_connections: args.edge.max_connections as usize,
         handshake_timeout: Duration::from_secs_f64(args.edge.handshake_timeout),
         header_timeout: Duration::from_secs_f64(args.edge.header_timeout),
+        write_timeout: Duration::from_secs_f64(args.edge.write_timeout),
     };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     super::listener::serve(listener, router(state), acceptor, limits, drained).await;
