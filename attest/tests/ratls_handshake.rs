@@ -75,6 +75,44 @@ fn an_attested_server_outside_the_policy_is_refused_with_the_cause() {
     assert!(seen.lock().unwrap().is_none());
 }
 
+/// The client's handshake error when the server's evidence is refused: an
+/// invalid certificate whose cause downcasts to the `VerifyError`; the
+/// server is sent a certificate alert (rustls sends `certificate_unknown`
+/// for `CertificateError::Other`), not `internal_error`.
+#[test]
+fn a_refused_attestation_is_a_bad_certificate_carrying_the_verify_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = cvm().server_config();
+    let server_side = std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(server).unwrap(), sock);
+        let mut buf = [0u8; 1];
+        tls.read_exact(&mut buf).unwrap_err().to_string()
+    });
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let client = client_config_attested(Policy::simulated_only([7u8; 48]), Arc::new(Mutex::new(None)));
+    let conn = rustls::ClientConnection::new(client, ServerName::try_from("ignored.invalid").unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let e = tls.write_all(b"ping").and_then(|_| tls.flush()).and_then(|_| tls.read_exact(&mut [0u8; 1])).unwrap_err();
+    let tls_error = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()).expect("a rustls error");
+    let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = tls_error else {
+        panic!("not an InvalidCertificate(Other): {tls_error:?}");
+    };
+    let cause = other.0.downcast_ref::<VerifyError>().expect("the cause is the VerifyError");
+    assert!(matches!(cause, VerifyError::WrongMeasurement { .. }), "{cause}");
+    assert!(e.to_string().contains("allow-list"), "the text names the cause: {e}");
+    let server_saw = server_side.join().unwrap();
+    assert!(server_saw.contains("CertificateUnknown"), "the server is sent a certificate alert: {server_saw}");
+}
+
+#[test]
+fn the_attested_server_offers_only_http_1_1() {
+    assert_eq!(cvm().server_config().alpn_protocols, [b"http/1.1".to_vec()]);
+}
+
 #[test]
 fn a_plain_server_certificate_is_refused_by_the_attested_client() {
     let w = worker();

@@ -29,7 +29,13 @@ fn sample() -> Option<(Evidence, [u8; 48], ReportData)> {
 }
 
 fn policy(measurement: [u8; 48], min_tcb: SnpMinTcb) -> Policy {
-    Policy::default().with_sev_snp(SnpPolicy { measurements: vec![Measurement(measurement)], min_tcb, allow_debug: true })
+    // The sample report is from VMPL 0 (the default `allowed_vmpls`).
+    Policy::default().with_sev_snp(SnpPolicy {
+        measurements: vec![Measurement(measurement)],
+        min_tcb,
+        allow_debug: true,
+        ..SnpPolicy::default()
+    })
 }
 
 #[test]
@@ -38,7 +44,24 @@ fn a_real_report_verifies_against_the_pinned_amd_chain() {
     let v = verify(&ev, &policy(m, SnpMinTcb::default()), &rd, SystemTime::now()).unwrap();
     assert_eq!(v.kind, TeeKind::SevSnp);
     assert_eq!(v.measurement, hex::encode(m));
-    assert!(v.tcb.starts_with("Milan"), "{}", v.tcb);
+    assert!(v.tcb.starts_with("Milan") && v.tcb.contains("VMPL 0"), "{}", v.tcb);
+}
+
+#[test]
+fn a_vmpl_outside_the_policy_is_refused() {
+    let Some((ev, m, rd)) = sample() else { return };
+    assert_eq!(u32::from_le_bytes(ev.report[0x30..0x34].try_into().unwrap()), 0, "the sample is from VMPL 0");
+    let mut p = policy(m, SnpMinTcb::default());
+    p.sev_snp.as_mut().unwrap().allowed_vmpls = vec![1, 2];
+    let e = verify(&ev, &p, &rd, SystemTime::now()).unwrap_err();
+    assert!(matches!(&e, VerifyError::TcbTooLow(m) if m.contains("VMPL 0")), "{e}");
+    p.sev_snp.as_mut().unwrap().allowed_vmpls = vec![0, 2];
+    verify(&ev, &p, &rd, SystemTime::now()).unwrap();
+}
+
+#[test]
+fn the_default_snp_policy_allows_only_vmpl_0() {
+    assert_eq!(SnpPolicy::default().allowed_vmpls, [0]);
 }
 
 #[test]

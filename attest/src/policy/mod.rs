@@ -28,9 +28,10 @@ pub struct Policy {
 }
 
 /// SEV-SNP: the guest's MEASUREMENT must be listed, the reported TCB at
-/// least `min_tcb`, and a guest policy allowing debugging is refused unless
-/// `allow_debug`.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// least `min_tcb` (and the one the VCEK was issued for), the report
+/// requested at a VMPL in `allowed_vmpls` (default only 0), and a guest
+/// policy allowing debugging is refused unless `allow_debug`.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnpPolicy {
     pub measurements: Vec<Measurement>,
@@ -38,6 +39,20 @@ pub struct SnpPolicy {
     pub min_tcb: SnpMinTcb,
     #[serde(default)]
     pub allow_debug: bool,
+    /// VMPLs a report may be requested from (0..=3; default `[0]`, the most
+    /// privileged level, where the guest kernel runs without an SVSM).
+    #[serde(default = "vmpl_zero_only")]
+    pub allowed_vmpls: Vec<u32>,
+}
+
+impl Default for SnpPolicy {
+    fn default() -> Self {
+        SnpPolicy { measurements: Vec::new(), min_tcb: SnpMinTcb::default(), allow_debug: false, allowed_vmpls: vmpl_zero_only() }
+    }
+}
+
+fn vmpl_zero_only() -> Vec<u32> {
+    vec![0]
 }
 
 /// Minimum security version numbers of the reported TCB (0: any).
@@ -55,25 +70,29 @@ pub struct SnpMinTcb {
 }
 
 /// TDX: MRTD must be listed, the quote's TCB status one of
-/// `accepted_tcb_status` (default: only "UpToDate"), and, when `rtmrs` is
-/// non-empty, RTMR0..3 must equal one of its entries. Collateral comes from
+/// `accepted_tcb_status` (default: only "UpToDate"), and RTMR0..3 must
+/// equal one of the `rtmrs` entries. MRTD covers only the TD firmware; the
+/// kernel, command line and application are measured into the RTMRs, so a
+/// policy must name them: in a file `rtmrs` is required, either a
+/// non-empty list or the string `"any"` (`rtmrs_any`: RTMRs are not checked,
+/// UNSAFE, said in `Verified::tcb`). A policy made in code with no RTMR
+/// set and without `rtmrs_any` refuses every quote. Collateral comes from
 /// the evidence, else from the `collateral` file (read when the policy is
 /// loaded, into `collateral_json`).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "file::TdxPolicyFile")]
 pub struct TdxPolicy {
     pub mrtd: Vec<Measurement>,
-    #[serde(default = "up_to_date_only")]
     pub accepted_tcb_status: Vec<String>,
-    #[serde(default)]
+    /// Accepted RTMR0..3 values, one array per accepted set.
     pub rtmrs: Vec<[Measurement; 4]>,
-    #[serde(default)]
+    /// `"rtmrs": "any"`: accept any RTMRs (UNSAFE: the OS and application
+    /// are then unverified).
+    pub rtmrs_any: bool,
     pub allow_debug: bool,
     /// Path of a dcap-qvl `QuoteCollateralV3` JSON file, relative to the policy file.
-    #[serde(default)]
     pub collateral: Option<PathBuf>,
     /// The collateral file's bytes (or collateral set by code).
-    #[serde(skip)]
     pub collateral_json: Option<Vec<u8>>,
 }
 
@@ -84,8 +103,31 @@ fn up_to_date_only() -> Vec<String> {
 impl TdxPolicy {
     /// Accepts these MRTDs with the default TCB rule (only "UpToDate") and
     /// the given collateral (dcap-qvl `QuoteCollateralV3` JSON), if any.
+    /// No RTMR set is accepted yet: add them with [`TdxPolicy::with_rtmrs`]
+    /// (or, unsafely, [`TdxPolicy::with_any_rtmrs`]).
     pub fn new(mrtd: Vec<Measurement>, collateral_json: Option<Vec<u8>>) -> Self {
-        TdxPolicy { mrtd, accepted_tcb_status: up_to_date_only(), rtmrs: Vec::new(), allow_debug: false, collateral: None, collateral_json }
+        TdxPolicy {
+            mrtd,
+            accepted_tcb_status: up_to_date_only(),
+            rtmrs: Vec::new(),
+            rtmrs_any: false,
+            allow_debug: false,
+            collateral: None,
+            collateral_json,
+        }
+    }
+
+    /// Also accepts these RTMR0..3 sets.
+    pub fn with_rtmrs(mut self, sets: impl IntoIterator<Item = [Measurement; 4]>) -> Self {
+        self.rtmrs.extend(sets);
+        self
+    }
+
+    /// Accepts any RTMRs. UNSAFE: MRTD covers only the firmware, so the
+    /// kernel and application go unverified (for development).
+    pub fn with_any_rtmrs(mut self) -> Self {
+        self.rtmrs_any = true;
+        self
     }
 }
 

@@ -1,7 +1,7 @@
 //! rustls certificate verifiers: the key binding replaces hostname and CA
 //! checks, so each verifier accepts a certificate by its evidence or by
 //! byte equality, then checks handshake signatures with the provider's
-//! algorithms. Refusals are `bad_certificate` errors whose cause (a
+//! algorithms. Refusals are invalid-certificate errors whose cause (a
 //! `VerifyError`, downcastable) is in the text for the peer's log.
 
 use std::sync::{Arc, Mutex};
@@ -39,9 +39,9 @@ enum Acceptance {
 impl Acceptance {
     fn check(&self, cert: &CertificateDer<'_>, now: UnixTime, peer: &'static str) -> Result<(), Error> {
         match self {
-            Acceptance::Attested(policy) => verify_certificate(cert.as_ref(), policy, system_time(now))
-                .map(|_| ())
-                .map_err(attestation_refused),
+            Acceptance::Attested(policy) => {
+                verify_certificate(cert.as_ref(), policy, system_time(now)).map(|_| ()).map_err(attestation_refused)
+            }
             Acceptance::Pinned(der) if der[..] == *cert.as_ref() => Ok(()),
             Acceptance::Pinned(_) => Err(Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(NotPinned(peer)))))),
         }
@@ -60,7 +60,9 @@ impl std::fmt::Debug for NotPinned {
     }
 }
 
-/// A refusal the peer is sent as a `bad_certificate` alert. The caller can
+/// A refusal: an invalid certificate (rustls sends the peer a
+/// `certificate_unknown` alert for `CertificateError::Other`, not the
+/// `internal_error` of `Error::General`). The caller can
 /// downcast the `OtherError`'s inner error to the `VerifyError`; rustls
 /// prints it with `Debug`, which for `VerifyError` is
 /// "attestation refused: " and its `Display` text.

@@ -1,9 +1,15 @@
 //! SEV-SNP reports: VCEK chain to AMD's pinned roots, report signature,
-//! measurement, TCB and debug policy. Checked by the `sev` crate.
+//! measurement, TCB and debug policy. Signatures are checked by the `sev`
+//! crate; it does not compare the VCEK's X.509 extensions (the TCB and chip
+//! it was issued for) with the report, so that is done here: a VCEK for an
+//! older, vulnerable TCB must not vouch for a report claiming a newer one.
 
 use sev::certs::snp::{builtin, ca, Certificate, Chain, Verifiable};
 use sev::firmware::guest::AttestationReport;
+use sev::firmware::host::TcbVersion;
 use sev::parser::ByteParser;
+use x509_parser::asn1_rs::{FromDer, OctetString};
+use x509_parser::prelude::X509Certificate;
 
 use super::{check_measurement, check_report_data, Verified};
 use crate::{Evidence, ReportData, SnpPolicy, TeeKind, VerifyError};
@@ -26,15 +32,33 @@ pub(super) fn verify(ev: &Evidence, policy: &SnpPolicy, expected: &ReportData) -
         return Err(VerifyError::BadSignature("SEV-SNP report: signed bytes are not the canonical encoding of its fields".into()));
     }
     (&vcek, &report).verify().map_err(|e| VerifyError::BadSignature(format!("SEV-SNP report: {e}")))?;
+    // KEY_INFO.SIGNING_KEY: 0 is the VCEK (1 the VLEK, 7 none). Only a VCEK is
+    // accepted, and it is the certificate just checked.
+    let signing_key = report.key_info.signing_key();
+    if signing_key != SIGNING_KEY_VCEK {
+        return Err(VerifyError::BadSignature(format!(
+            "SEV-SNP report: KEY_INFO.SIGNING_KEY is {signing_key}, not 0 (VCEK); only VCEK-signed reports are accepted"
+        )));
+    }
+    let claims = VcekClaims::parse(&ev.endorsements)?;
+    claims.check(&report.reported_tcb, &report.chip_id)?;
     check_report_data(&report.report_data, expected)?;
     check_measurement(&report.measurement, &policy.measurements)?;
     let tcb = &report.reported_tcb;
     let min = &policy.min_tcb;
-    let summary = format!("{generation}: bootloader {}, tee {}, snp {}, microcode {}", tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode);
+    let fmc = tcb.fmc.map(|f| format!("fmc {f}, ")).unwrap_or_default();
+    let summary =
+        format!("{generation}: {fmc}bootloader {}, tee {}, snp {}, microcode {}", tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode);
     if tcb.bootloader < min.bootloader || tcb.tee < min.tee || tcb.snp < min.snp || tcb.microcode < min.microcode {
         return Err(VerifyError::TcbTooLow(format!(
             "reported TCB {summary}; policy minimum bootloader {}, tee {}, snp {}, microcode {}",
             min.bootloader, min.tee, min.snp, min.microcode
+        )));
+    }
+    if !policy.allowed_vmpls.contains(&report.vmpl) {
+        return Err(VerifyError::TcbTooLow(format!(
+            "the report was requested at VMPL {}; the policy allows VMPL {:?} (`allowed_vmpls`)",
+            report.vmpl, policy.allowed_vmpls
         )));
     }
     let debug = report.policy.debug_allowed();
@@ -46,7 +70,7 @@ pub(super) fn verify(ev: &Evidence, policy: &SnpPolicy, expected: &ReportData) -
     Ok(Verified {
         kind: TeeKind::SevSnp,
         measurement: hex::encode(report.measurement),
-        tcb: format!("{summary}{}", if debug { "; DEBUG allowed" } else { "" }),
+        tcb: format!("{summary}; VMPL {}{}", report.vmpl, if debug { "; DEBUG allowed" } else { "" }),
         report_data: ReportData(report.report_data),
     })
 }
@@ -68,4 +92,194 @@ fn amd_chain_signing(vcek: &Certificate) -> Result<&'static str, VerifyError> {
         }
     }
     Err(VerifyError::BadSignature("the VCEK is not signed by AMD's ASK/ARK for Milan, Genoa or Turin".into()))
+}
+
+/// KEY_INFO.SIGNING_KEY of a VCEK-signed report (AMD SEV-SNP ABI, table 23).
+const SIGNING_KEY_VCEK: u32 = 0;
+
+/// AMD's VCEK extensions (AMD "Versioned Chip Endorsement Key (VCEK)
+/// Certificate and KDS Interface Specification", table 8).
+const OID_BL_SPL: &str = "1.3.6.1.4.1.3704.1.3.1";
+const OID_TEE_SPL: &str = "1.3.6.1.4.1.3704.1.3.2";
+const OID_SNP_SPL: &str = "1.3.6.1.4.1.3704.1.3.3";
+const OID_UCODE_SPL: &str = "1.3.6.1.4.1.3704.1.3.8";
+const OID_FMC_SPL: &str = "1.3.6.1.4.1.3704.1.3.9";
+const OID_HW_ID: &str = "1.3.6.1.4.1.3704.1.4";
+
+/// What a VCEK certifies: the TCB (security patch levels) and the chip it
+/// was derived for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct VcekClaims {
+    pub bootloader: u8,
+    pub tee: u8,
+    pub snp: u8,
+    pub microcode: u8,
+    /// fmcSPL, only in Turin VCEKs.
+    pub fmc: Option<u8>,
+    /// hwID: 64 bytes (Milan, Genoa) or 8 (Turin).
+    pub hw_id: Vec<u8>,
+}
+
+impl VcekClaims {
+    /// Reads the AMD extensions of a VCEK (DER). The SPLs are DER INTEGERs
+    /// in the extension value; hwID is the chip id's bytes.
+    pub(crate) fn parse(der: &[u8]) -> Result<Self, VerifyError> {
+        let malformed = |what: String| VerifyError::Malformed(format!("VCEK certificate: {what}"));
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| malformed(format!("{e}")))?;
+        let value = |oid: &str| -> Result<Option<&[u8]>, VerifyError> {
+            let mut found = cert.extensions().iter().filter(|x| x.oid.to_id_string() == oid);
+            match (found.next(), found.next()) {
+                (None, _) => Ok(None),
+                (Some(x), None) => Ok(Some(x.value)),
+                (Some(_), Some(_)) => Err(malformed(format!("extension {oid} appears more than once"))),
+            }
+        };
+        let spl = |oid: &str, name: &str| -> Result<Option<u8>, VerifyError> {
+            let Some(v) = value(oid)? else { return Ok(None) };
+            match u8::from_der(v) {
+                Ok(([], n)) => Ok(Some(n)),
+                _ => Err(malformed(format!("extension {name} ({oid}) is not a DER INTEGER from 0 to 255"))),
+            }
+        };
+        let required = |oid: &str, name: &str| -> Result<u8, VerifyError> {
+            spl(oid, name)?.ok_or_else(|| malformed(format!("no {name} extension ({oid}); not an AMD VCEK")))
+        };
+        let hw_id = value(OID_HW_ID)?.ok_or_else(|| malformed(format!("no hwID extension ({OID_HW_ID}); not an AMD VCEK")))?;
+        Ok(VcekClaims {
+            bootloader: required(OID_BL_SPL, "blSPL")?,
+            tee: required(OID_TEE_SPL, "teeSPL")?,
+            snp: required(OID_SNP_SPL, "snpSPL")?,
+            microcode: required(OID_UCODE_SPL, "ucodeSPL")?,
+            fmc: spl(OID_FMC_SPL, "fmcSPL")?,
+            hw_id: hw_id.to_vec(),
+        })
+    }
+
+    /// Requires the report's REPORTED_TCB to be the TCB this VCEK was issued
+    /// for, and its CHIP_ID (unless masked to zero) to be this VCEK's chip.
+    pub(crate) fn check(&self, reported: &TcbVersion, chip_id: &[u8; 64]) -> Result<(), VerifyError> {
+        let ours = (self.fmc, self.bootloader, self.tee, self.snp, self.microcode);
+        let theirs = (reported.fmc, reported.bootloader, reported.tee, reported.snp, reported.microcode);
+        if ours != theirs {
+            let fmt = |(fmc, bl, tee, snp, uc): (Option<u8>, u8, u8, u8, u8)| {
+                let fmc = fmc.map(|f| format!("fmc {f}, ")).unwrap_or_default();
+                format!("{fmc}bootloader {bl}, tee {tee}, snp {snp}, microcode {uc}")
+            };
+            return Err(VerifyError::BadSignature(format!(
+                "VCEK TCB ({}) does not match the report's REPORTED_TCB ({}): the VCEK was issued for another TCB",
+                fmt(ours),
+                fmt(theirs)
+            )));
+        }
+        if chip_id.iter().all(|&b| b == 0) {
+            return Ok(()); // MaskChipId: the report carries no chip id to compare
+        }
+        if !self.hw_id_matches(chip_id) {
+            return Err(VerifyError::BadSignature(format!(
+                "VCEK hwID {} does not match the report's CHIP_ID {}: the VCEK is another chip's",
+                hex::encode(&self.hw_id),
+                hex::encode(chip_id)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The hwID is the extension value's bytes (as AMD's KDS issues it), or
+    /// the contents of an OCTET STRING there; 64 bytes, or 8 for Turin (the
+    /// report's CHIP_ID then has zeros after them).
+    fn hw_id_matches(&self, chip_id: &[u8; 64]) -> bool {
+        let unwrapped = match OctetString::from_der(&self.hw_id) {
+            Ok(([], o)) => Some(o.as_cow().to_vec()),
+            _ => None,
+        };
+        [Some(self.hw_id.clone()), unwrapped].into_iter().flatten().any(|id| match id.len() {
+            64 => id[..] == chip_id[..],
+            8 => id[..] == chip_id[..8] && chip_id[8..].iter().all(|&b| b == 0),
+            _ => false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VCEK: &[u8] = include_bytes!("../../tests/data/snp_vcek_milan.der");
+    const REPORT_HEX: &str = include_str!("../../tests/data/snp_report_milan.hex");
+
+    fn report() -> AttestationReport {
+        AttestationReport::from_bytes(&hex::decode(REPORT_HEX.trim()).unwrap()).unwrap()
+    }
+
+    fn tcb(fmc: Option<u8>, bootloader: u8, tee: u8, snp: u8, microcode: u8) -> TcbVersion {
+        TcbVersion { fmc, bootloader, tee, snp, microcode }
+    }
+
+    #[test]
+    fn the_real_milan_vcek_extensions_are_parsed() {
+        let c = VcekClaims::parse(VCEK).unwrap();
+        assert_eq!((c.bootloader, c.tee, c.snp, c.microcode, c.fmc), (3, 0, 8, 0x73, None));
+        assert_eq!(c.hw_id.len(), 64);
+        let r = report();
+        assert_eq!(c.hw_id[..], r.chip_id[..], "the sample VCEK is the sample report's chip");
+        c.check(&r.reported_tcb, &r.chip_id).unwrap();
+        assert_eq!(r.key_info.signing_key(), SIGNING_KEY_VCEK);
+        assert_eq!(r.vmpl, 0);
+    }
+
+    #[test]
+    fn a_reported_tcb_other_than_the_vceks_is_refused() {
+        let c = VcekClaims::parse(VCEK).unwrap();
+        let chip = report().chip_id;
+        c.check(&tcb(None, 3, 0, 8, 0x73), &chip).unwrap();
+        for (other, field) in [
+            (tcb(None, 4, 0, 8, 0x73), "bootloader"),
+            (tcb(None, 3, 1, 8, 0x73), "tee"),
+            (tcb(None, 3, 0, 9, 0x73), "snp"),
+            (tcb(None, 3, 0, 8, 0x74), "microcode"),
+            (tcb(None, 2, 0, 8, 0x73), "bootloader (lower)"),
+            (tcb(Some(0), 3, 0, 8, 0x73), "fmc"),
+        ] {
+            let e = c.check(&other, &chip).unwrap_err();
+            assert!(matches!(&e, VerifyError::BadSignature(m) if m.contains("VCEK TCB") && m.contains("does not match")), "{field}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_turin_vcek_needs_the_reported_fmc() {
+        let mut c = VcekClaims::parse(VCEK).unwrap();
+        c.fmc = Some(1);
+        c.hw_id = vec![0xaa; 8];
+        let mut chip = [0u8; 64];
+        chip[..8].copy_from_slice(&[0xaa; 8]);
+        c.check(&tcb(Some(1), 3, 0, 8, 0x73), &chip).unwrap();
+        assert!(c.check(&tcb(Some(2), 3, 0, 8, 0x73), &chip).is_err());
+        assert!(c.check(&tcb(None, 3, 0, 8, 0x73), &chip).is_err());
+        chip[9] = 1;
+        assert!(c.check(&tcb(Some(1), 3, 0, 8, 0x73), &chip).is_err(), "an 8-byte hwID covers the whole CHIP_ID");
+    }
+
+    #[test]
+    fn another_chip_is_refused_and_a_masked_chip_id_is_skipped() {
+        let c = VcekClaims::parse(VCEK).unwrap();
+        let r = report();
+        let mut other = r.chip_id;
+        other[63] ^= 1;
+        let e = c.check(&r.reported_tcb, &other).unwrap_err();
+        assert!(matches!(&e, VerifyError::BadSignature(m) if m.contains("hwID")), "{e}");
+        c.check(&r.reported_tcb, &[0; 64]).unwrap();
+        // An hwID wrapped in an OCTET STRING is read too.
+        let mut wrapped = c.clone();
+        wrapped.hw_id = [&[0x04, 0x40][..], &r.chip_id[..]].concat();
+        wrapped.check(&r.reported_tcb, &r.chip_id).unwrap();
+    }
+
+    #[test]
+    fn a_certificate_without_the_amd_extensions_is_malformed() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x".to_string()]).unwrap().self_signed(&key).unwrap();
+        let e = VcekClaims::parse(cert.der()).unwrap_err();
+        assert!(matches!(&e, VerifyError::Malformed(m) if m.contains("hwID") || m.contains("SPL")), "{e}");
+        assert!(matches!(VcekClaims::parse(b"not DER"), Err(VerifyError::Malformed(_))));
+    }
 }

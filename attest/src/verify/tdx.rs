@@ -1,5 +1,6 @@
 //! TDX quotes: verified offline by `dcap-qvl` (Intel's root pinned inside
-//! it) against supplied collateral; then MRTD, RTMRs, debug and TCB status.
+//! it) against supplied collateral; then MRTD, RTMRs (required unless the
+//! policy says "any"), debug and TCB status.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -30,9 +31,15 @@ pub(super) fn verify(ev: &Evidence, policy: &TdxPolicy, expected: &ReportData, n
     check_report_data(&td.report_data, expected)?;
     check_measurement(&td.mr_td, &policy.mrtd)?;
     let rtmrs = [td.rt_mr0, td.rt_mr1, td.rt_mr2, td.rt_mr3];
-    if !policy.rtmrs.is_empty() && !policy.rtmrs.iter().any(|set| set.iter().zip(&rtmrs).all(|(want, got)| want.0 == *got)) {
+    // MRTD is only the firmware: the kernel and application are in the
+    // RTMRs, so they must be listed unless the policy says "any" (unsafe).
+    if !policy.rtmrs_any && !policy.rtmrs.iter().any(|set| set.iter().zip(&rtmrs).all(|(want, got)| want.0 == *got)) {
         return Err(VerifyError::WrongMeasurement {
-            got: format!("RTMRs {}", rtmrs.iter().map(hex::encode).collect::<Vec<_>>().join(",")),
+            got: format!(
+                "RTMRs {}{}",
+                rtmrs.iter().map(hex::encode).collect::<Vec<_>>().join(","),
+                if policy.rtmrs.is_empty() { " (the policy lists no RTMR set)" } else { "" }
+            ),
         });
     }
     let status = &verified.status;
@@ -51,7 +58,15 @@ pub(super) fn verify(ev: &Evidence, policy: &TdxPolicy, expected: &ReportData, n
     Ok(Verified {
         kind: TeeKind::Tdx,
         measurement: hex::encode(td.mr_td),
-        tcb: format!("TCB status {status}{advisories}{}", if debug { "; DEBUG TD" } else { "" }),
+        tcb: format!(
+            "TCB status {status}{advisories}{}{}",
+            if debug { "; DEBUG TD" } else { "" },
+            if policy.rtmrs_any {
+                "; WARNING: RTMRs NOT CHECKED (policy rtmrs \"any\"): the OS and application are unverified"
+            } else {
+                ""
+            }
+        ),
         report_data: ReportData(td.report_data),
     })
 }

@@ -4,10 +4,10 @@
 //! headers (which also closes idle keep-alive connections) — and a graceful
 //! stop: no new connections, in-flight requests finish.
 
-use tokio_io_timeout::TimeoutStream;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_io_timeout::TimeoutStream;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
