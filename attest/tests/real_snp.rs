@@ -10,10 +10,8 @@ fn data(name: &str) -> Option<Vec<u8>> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
     match std::fs::read(&p) {
         Ok(b) => Some(b),
-        Err(_) => {
-            eprintln!("SKIPPED: {} is missing (see tests/data/README.md)", p.display());
-            None
-        }
+        // The samples ship with the repository: a missing one is a failure.
+        Err(e) => panic!("{}: {e} (see tests/data/README.md)", p.display()),
     }
 }
 
@@ -120,4 +118,15 @@ fn other_report_data_is_not_bound() {
 fn no_snp_policy_is_no_policy() {
     let Some((ev, _, rd)) = sample() else { return };
     assert!(matches!(verify(&ev, &Policy::default(), &rd, SystemTime::now()), Err(VerifyError::NoPolicyFor(_))));
+}
+
+#[test]
+fn a_vcek_outside_its_validity_is_refused() {
+    let Some((ev, m, rd)) = sample() else { return };
+    // The sample VCEK is valid from 2023-04-03 to 2030-04-03.
+    let later = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_956_528_000); // 2032
+    let e = verify(&ev, &policy(m, SnpMinTcb::default()), &rd, later).unwrap_err();
+    assert!(matches!(&e, VerifyError::BadSignature(msg) if msg.contains("not valid at this time")), "{e}");
+    let earlier = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_640_995_200); // 2022
+    assert!(verify(&ev, &policy(m, SnpMinTcb::default()), &rd, earlier).is_err());
 }

@@ -26,7 +26,7 @@ pub fn verify(evidence: &Evidence, policy: &Policy, expected: &ReportData, now: 
     match evidence.kind {
         TeeKind::SevSnp => {
             let p = policy.sev_snp.as_ref().ok_or_else(|| VerifyError::NoPolicyFor("sev-snp".into()))?;
-            snp::verify(evidence, p, expected)
+            snp::verify(evidence, p, expected, now)
         }
         TeeKind::Tdx => {
             let p = policy.tdx.as_ref().ok_or_else(|| VerifyError::NoPolicyFor("tdx".into()))?;

@@ -8,6 +8,7 @@ use sev::certs::snp::{builtin, ca, Certificate, Chain, Verifiable};
 use sev::firmware::guest::AttestationReport;
 use sev::firmware::host::TcbVersion;
 use sev::parser::ByteParser;
+use std::time::SystemTime;
 use x509_parser::asn1_rs::{FromDer, OctetString};
 use x509_parser::prelude::X509Certificate;
 
@@ -17,7 +18,7 @@ use crate::{Evidence, ReportData, SnpPolicy, TeeKind, VerifyError};
 /// The report bytes the signature covers (AMD SEV-SNP ABI, table 23).
 const SIGNED_LEN: usize = 0x2a0;
 
-pub(super) fn verify(ev: &Evidence, policy: &SnpPolicy, expected: &ReportData) -> Result<Verified, VerifyError> {
+pub(super) fn verify(ev: &Evidence, policy: &SnpPolicy, expected: &ReportData, now: SystemTime) -> Result<Verified, VerifyError> {
     let report = AttestationReport::from_bytes(&ev.report).map_err(|e| VerifyError::Malformed(format!("SEV-SNP report: {e}")))?;
     if ev.endorsements.is_empty() {
         return Err(VerifyError::Malformed("SEV-SNP evidence without a VCEK certificate (the host supplied no certificate table)".into()));
@@ -40,6 +41,7 @@ pub(super) fn verify(ev: &Evidence, policy: &SnpPolicy, expected: &ReportData) -
             "SEV-SNP report: KEY_INFO.SIGNING_KEY is {signing_key}, not 0 (VCEK); only VCEK-signed reports are accepted"
         )));
     }
+    check_validity(&ev.endorsements, now)?;
     let claims = VcekClaims::parse(&ev.endorsements)?;
     claims.check(&report.reported_tcb, &report.chip_id)?;
     check_report_data(&report.report_data, expected)?;
@@ -105,6 +107,21 @@ const OID_SNP_SPL: &str = "1.3.6.1.4.1.3704.1.3.3";
 const OID_UCODE_SPL: &str = "1.3.6.1.4.1.3704.1.3.8";
 const OID_FMC_SPL: &str = "1.3.6.1.4.1.3704.1.3.9";
 const OID_HW_ID: &str = "1.3.6.1.4.1.3704.1.4";
+
+/// The VCEK must be within its validity period at `now` (the `sev` crate
+/// checks signatures only): an expired VCEK belongs to a retired key.
+fn check_validity(der: &[u8], now: SystemTime) -> Result<(), VerifyError> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| VerifyError::Malformed(format!("VCEK certificate: {e}")))?;
+    let secs = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let v = cert.validity();
+    if secs < v.not_before.timestamp() || secs > v.not_after.timestamp() {
+        return Err(VerifyError::BadSignature(format!(
+            "VCEK certificate is not valid at this time (valid from {} to {})",
+            v.not_before, v.not_after
+        )));
+    }
+    Ok(())
+}
 
 /// What a VCEK certifies: the TCB (security patch levels) and the chip it
 /// was derived for.
