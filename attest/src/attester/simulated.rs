@@ -1,7 +1,6 @@
 //! Simulated evidence: signed by a published key, proves nothing. For
 //! development and tests on machines without a TEE.
 
-use std::io::Read;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -54,14 +53,7 @@ pub fn measure_file(path: &Path) -> Result<[u8; 48], AttestError> {
     let io = |e| AttestError::Io { context: format!("measuring {}", path.display()), source: e };
     let mut f = std::fs::File::open(path).map_err(io)?;
     let mut h = Sha384::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
+    std::io::copy(&mut f, &mut h).map_err(io)?;
     Ok(h.finalize().into())
 }
 
