@@ -9,17 +9,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::ValueEnum;
 use talaria_attest::AttesterChoice;
-use talaria_engine::{Linear, LlamaModel, LocalLinear};
+use talaria_engine::{Linear, LocalLinear};
 use talaria_kernels::{Precision, Rows, RowsMut, WeightDType};
-use talaria_models::{Checkpoint, CvmWeights, OpId, WorkerWeights};
+use talaria_models::{Checkpoint, OpId, WorkerWeights};
 use talaria_protocol::PublicParams;
-use talaria_remo::{default_kappa, leakage_bound_bits, RemoParams, RemoReport, RemoSetup, RowBuckets, WorkerBusy, WorkerMatmul};
+use talaria_remo::{default_kappa, RemoParams, RemoReport, RowBuckets, WorkerBusy, WorkerMatmul};
 use talaria_transport::WorkerAddress;
-use tracing::info;
 
-use crate::calibration::channel_scales;
-use crate::masked_linear::{MaskedLinear, ServingScheme};
-use crate::worker::{LinkStats, PublicDataLinear, RemoteSecurity, SpawnConfig, WorkerLink, WorkerTarget};
+use crate::masked_linear::MaskedLinear;
+use crate::session::SessionRecipe;
+use crate::worker::{LinkStats, RemoteSecurity, SpawnConfig, WorkerLink, WorkerTarget};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -167,18 +166,14 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> 
         calibration: "channel peaks × SCALE_HEADROOM over talaria_cvm::calibration::CALIBRATION_TEXTS, measured by the CVM with plain calls at session start (public text)".into(),
     };
     let mut link = WorkerLink::connect(target, ck.manifest_hash(), public)?;
-    let scheme = match args.mode {
-        Mode::Plain => ServingScheme::plain(),
-        _ => {
-            let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(ck, dtype)?)?;
-            let scales = channel_scales(&model, &ck.tokenizer, &mut PublicDataLinear(&mut link)).context("calibrating channel scales")?;
-            let setup = RemoSetup::from_config(&ck.config, scales)?;
-            let bound = leakage_bound_bits(&ck.config, kappa);
-            info!("ReMO {}, κ = {kappa:e}: leakage bound {bound:.3e} bits per position", remo_precision_name(args.precision));
-            ServingScheme::remo(args.precision, setup, RemoParams { row_buckets: args.row_buckets, ..RemoParams::with_kappa(kappa) })?
-        }
+    let recipe = SessionRecipe {
+        remo: confidential.then(|| (args.precision, RemoParams { row_buckets: args.row_buckets, ..RemoParams::with_kappa(kappa) })),
+        checkpoint: ck.path.clone(),
+        role: ck.role(),
+        dtype,
     };
-    Ok(Backend::Worker(Box::new(MaskedLinear::new(scheme, link))))
+    let scheme = recipe.start_with(ck, &mut link)?;
+    Ok(Backend::Worker(Box::new(MaskedLinear::restartable(scheme, link, Box::new(recipe)))))
 }
 
 /// The unprotected modes and plain TCP need `--insecure`; when they run,

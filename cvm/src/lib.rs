@@ -1,11 +1,13 @@
 //! The CVM assembly: the engine's `Linear` masked by ReMO over a link to
 //! the untrusted worker ([`masked_linear`]), the link itself ([`worker`]),
-//! the public channel-scale calibration, and the choice of backend
+//! how a worker session starts ([`session`]), the public channel-scale
+//! calibration, and the choice of backend
 //! ([`backend`]).
 pub mod backend;
 pub mod calibration;
 pub mod masked_linear;
 pub mod model_source;
+pub mod session;
 pub mod worker;
 
 pub use masked_linear::{MaskedLinear, ServingScheme};

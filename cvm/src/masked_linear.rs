@@ -1,14 +1,19 @@
 //! What serving code may use: `ServingScheme` has exactly three variants,
 //! ReMO exact, ReMO fast and the plain baseline, so no insecure reference
 //! scheme can be selected on the serving path. `MaskedLinear` plugs it into
-//! the engine.
+//! the engine, and ends the worker session when the worker is caught lying
+//! (the next step starts a new one through its `SessionStart`).
 
 use std::time::Duration;
 
 use talaria_engine::Linear;
 use talaria_kernels::{Precision, Rows, RowsMut};
 use talaria_models::OpId;
-use talaria_remo::{IdleProgress, MaskScheme, PlainScheme, Remo, RemoError, RemoParams, RemoReport, RemoSetup, WorkerMatmul};
+use talaria_remo::{
+    is_rejected_answer, AnswerChecks, IdleProgress, MaskScheme, PlainScheme, Remo, RemoError, RemoParams, RemoReport, RemoSetup,
+    WorkerMatmul,
+};
+use tracing::{error, info};
 
 use crate::worker::WorkerLink;
 
@@ -21,11 +26,12 @@ pub enum ServingScheme {
 }
 
 impl ServingScheme {
-    /// ReMO with pads of `precision`.
-    pub fn remo(precision: Precision, setup: RemoSetup, params: RemoParams) -> Result<Self, RemoError> {
+    /// ReMO with pads of `precision`, checking answers with `checks` (which
+    /// may hold calibration answers still to check).
+    pub fn remo(precision: Precision, setup: RemoSetup, params: RemoParams, checks: AnswerChecks) -> Result<Self, RemoError> {
         Ok(match precision {
-            Precision::F64 => Self::Remo(Box::new(Remo::new(setup, params)?)),
-            Precision::F32 => Self::RemoFast(Box::new(Remo::new(setup, params)?)),
+            Precision::F64 => Self::Remo(Box::new(Remo::with_checks(setup, params, checks)?)),
+            Precision::F32 => Self::RemoFast(Box::new(Remo::with_checks(setup, params, checks)?)),
         })
     }
 
@@ -80,28 +86,81 @@ impl MaskScheme for ServingScheme {
     }
 }
 
+/// Starts a session with a worker: calibration and a fresh scheme (fresh
+/// secret check vectors, empty pools).
+pub trait SessionStart<W>: Send {
+    fn start(&mut self, worker: &mut W) -> anyhow::Result<ServingScheme>;
+}
+
 /// The engine's `Linear` over a remote worker, masked by a serving scheme.
 pub struct MaskedLinear<W: WorkerMatmul + Send = WorkerLink> {
-    scheme: ServingScheme,
+    /// `None` once a session ended, until the next call starts one.
+    scheme: Option<ServingScheme>,
     worker: W,
+    restart: Option<Box<dyn SessionStart<W>>>,
+    /// Every session's (the engine's KV cache is built for it).
+    precision: Precision,
+    sessions_ended: u64,
 }
 
 impl<W: WorkerMatmul + Send> MaskedLinear<W> {
+    /// A session already started; it cannot be restarted once ended.
     pub fn new(scheme: ServingScheme, worker: W) -> Self {
-        Self { scheme, worker }
+        Self { precision: scheme.precision(), scheme: Some(scheme), worker, restart: None, sessions_ended: 0 }
+    }
+
+    /// A session already started, and every later one started by `restart`.
+    pub fn restartable(scheme: ServingScheme, worker: W, restart: Box<dyn SessionStart<W>>) -> Self {
+        Self { precision: scheme.precision(), scheme: Some(scheme), worker, restart: Some(restart), sessions_ended: 0 }
+    }
+
+    /// The current session's scheme and the worker, starting a new session
+    /// if the last one ended.
+    fn session(&mut self) -> anyhow::Result<(&mut ServingScheme, &mut W)> {
+        if self.scheme.is_none() {
+            let start = self.restart.as_mut().ok_or_else(|| anyhow::anyhow!("the worker session ended and cannot be restarted"))?;
+            info!("starting a new worker session (calibration, then pad batches)");
+            let scheme = start.start(&mut self.worker)?;
+            anyhow::ensure!(scheme.precision() == self.precision, "a new worker session changed precision");
+            self.scheme = Some(scheme);
+        }
+        Ok((self.scheme.as_mut().expect("just started"), &mut self.worker))
+    }
+
+    /// Runs `f` on the session; a rejected answer ends the session (the
+    /// worker is not asked again in it, nothing it made is used again).
+    fn in_session<T>(&mut self, f: impl FnOnce(&mut ServingScheme, &mut W) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let result = self.session().and_then(|(scheme, worker)| f(scheme, worker));
+        result.map_err(|e| {
+            if !is_rejected_answer(&e) {
+                return e;
+            }
+            error!("{e:#}");
+            self.worker.end_session();
+            self.scheme = None;
+            self.sessions_ended += 1;
+            e.context("the worker's answer failed verification: its session was ended, and a new one starts with the next step")
+        })
     }
 
     /// Pad refills while the worker has nothing else to do.
     pub fn idle(&mut self, budget: Duration) -> anyhow::Result<IdleProgress> {
-        self.scheme.idle(&mut self.worker, budget)
+        self.in_session(|scheme, worker| scheme.idle(worker, budget))
     }
 
     pub fn report(&self) -> Option<RemoReport> {
-        self.scheme.report()
+        self.scheme.as_ref()?.report()
     }
 
-    pub fn scheme(&self) -> &ServingScheme {
-        &self.scheme
+    /// The current session's scheme (`None` between an ended session and
+    /// the next).
+    pub fn scheme(&self) -> Option<&ServingScheme> {
+        self.scheme.as_ref()
+    }
+
+    /// Sessions ended because the worker was caught lying.
+    pub fn sessions_ended(&self) -> u64 {
+        self.sessions_ended
     }
 
     pub fn worker(&self) -> &W {
@@ -115,15 +174,15 @@ impl<W: WorkerMatmul + Send> MaskedLinear<W> {
 
 impl<W: WorkerMatmul + Send> Linear for MaskedLinear<W> {
     fn forward(&mut self, id: OpId, rows: usize, x: Rows<'_>, out: RowsMut<'_>) -> anyhow::Result<()> {
-        self.scheme.matmul(&mut self.worker, id, rows, x, out)
+        self.in_session(|scheme, worker| scheme.matmul(worker, id, rows, x, out))
     }
 
     fn precision(&self) -> Precision {
-        self.scheme.precision()
+        self.precision
     }
 
     fn name(&self) -> String {
-        format!("{}-remote", self.scheme.name())
+        self.scheme.as_ref().map_or_else(|| "ended-session".into(), |s| format!("{}-remote", s.name()))
     }
 
     fn idle(&mut self, budget: Duration) -> anyhow::Result<bool> {
@@ -131,7 +190,7 @@ impl<W: WorkerMatmul + Send> Linear for MaskedLinear<W> {
     }
 
     fn after_step(&mut self) -> anyhow::Result<()> {
-        self.scheme.after_step(&mut self.worker)
+        self.in_session(|scheme, worker| scheme.after_step(worker))
     }
 
     fn summary(&self) -> Option<String> {
@@ -139,12 +198,13 @@ impl<W: WorkerMatmul + Send> Linear for MaskedLinear<W> {
     }
 
     fn background_fill(&self) -> Option<f64> {
-        let r = self.report()?;
-        let low_water = match &self.scheme {
-            ServingScheme::Remo(s) => s.params().low_water,
-            ServingScheme::RemoFast(s) => s.params().low_water,
-            ServingScheme::Plain(_) => return None,
+        let low_water = match self.scheme.as_ref() {
+            Some(ServingScheme::Remo(s)) => s.params().low_water,
+            Some(ServingScheme::RemoFast(s)) => s.params().low_water,
+            Some(ServingScheme::Plain(_)) => return None,
+            None => return Some(0.0),
         };
+        let r = self.report()?;
         Some((r.pads_available as f64 / (r.ops.len() * low_water).max(1) as f64).min(1.0))
     }
 }
@@ -191,7 +251,8 @@ mod tests {
         let mut want = vec![0f64; rows * d_out];
         matmul_f64(&x.iter().map(|&v| v as f64).collect::<Vec<_>>(), rows, &weight(), &mut want);
         let setup = RemoSetup::new([(id, OpSpec { d_in, d_out, channel_scales: vec![1.0; d_in] })].into()).unwrap();
-        let schemes = [ServingScheme::remo(Precision::F64, setup, RemoParams::default()).unwrap(), ServingScheme::plain()];
+        let checks = AnswerChecks::for_setup(&setup).unwrap();
+        let schemes = [ServingScheme::remo(Precision::F64, setup, RemoParams::default(), checks).unwrap(), ServingScheme::plain()];
         for (scheme, (name, secure)) in schemes.into_iter().zip([("remo-remote", true), ("plain-remote", false)]) {
             assert_eq!(scheme.secure(), secure);
             let mut linear = MaskedLinear::new(scheme, Honest(weight()));

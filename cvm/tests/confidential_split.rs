@@ -132,14 +132,36 @@ fn remote_worker_restart_is_reconnected_with_same_tokens() {
     assert!(restarter.join().unwrap(), "the worker did crash and was restarted");
 }
 
+/// A worker that reports an error (an honest failure) is asked again.
 #[test]
-fn garbage_answers_are_rejected_and_retried() {
+fn a_worker_error_is_retried() {
     let fx = Fixture::load();
     let (want, _) = fx.run_local();
-    for fault in ["nan@300", "error@350"] {
+    let args = BackendArgs { worker_test_args: vec!["--fault".into(), "error@350".into()], ..Default::default() };
+    let (got, _) = fx.run_with(&args);
+    assert_eq!(got, want);
+}
+
+/// A worker that lies in a well-formed answer (one element, a bias on
+/// every row, a scaled answer) or sends garbage is caught, whatever the
+/// call: a calibration call (the 120 first calls), a pad batch (the next
+/// 120) or an online call. The generation fails with a rejected answer, the
+/// session is ended, and the same backend then starts a new session with a
+/// new worker and serves the model's exact tokens.
+#[test]
+fn a_lying_worker_is_caught_and_a_new_session_serves() {
+    let fx = Fixture::load();
+    let (want, _) = fx.run_local();
+    for fault in ["element@60", "bias@150", "scale@300", "nan@400"] {
         let args = BackendArgs { worker_test_args: vec!["--fault".into(), fault.into()], ..Default::default() };
-        let (got, _) = fx.run_with(&args);
-        assert_eq!(got, want, "after fault {fault}");
+        let mut linear = talaria_cvm::backend::build_linear(&args, &fx.ck, DTYPE).unwrap();
+        let err = fx.try_run(&mut linear).expect_err(&format!("{fault} went unnoticed"));
+        assert!(talaria_remo::is_rejected_answer(&err), "{fault}: {err:#}");
+        assert!(err.to_string().contains("failed verification"), "{fault}: {err}");
+        let talaria_cvm::backend::Backend::Worker(masked) = &linear else { panic!("a worker backend") };
+        assert_eq!(masked.sessions_ended(), 1, "{fault}");
+        let (got, _) = fx.run(&mut linear);
+        assert_eq!(got, want, "after {fault}");
     }
 }
 

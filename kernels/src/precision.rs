@@ -116,6 +116,14 @@ impl Rows<'_> {
 }
 
 impl RowsMut<'_> {
+    /// The same rows, borrowed again (to write them and use them after).
+    pub fn reborrow(&mut self) -> RowsMut<'_> {
+        match self {
+            Self::F32(v) => RowsMut::F32(v),
+            Self::F64(v) => RowsMut::F64(v),
+        }
+    }
+
     /// A read-only view of the same rows.
     pub fn as_rows(&self) -> Rows<'_> {
         match self {

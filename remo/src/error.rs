@@ -18,6 +18,10 @@ pub enum RemoError {
     PoolShort { id: OpId, available: usize, wanted: usize },
     #[error("seeding the cryptographic RNG from the OS failed: {0}")]
     OsRng(String),
+    #[error(
+        "{id}: the worker's answer to a {call} call failed verification ({detail}); the worker lied or is broken, and its session is ended"
+    )]
+    AnswerRejected { id: OpId, call: &'static str, detail: String },
     #[error("matrix is singular to working precision (pivot {pivot} in column {column})")]
     Singular { column: usize, pivot: f64 },
 }

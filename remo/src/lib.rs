@@ -12,6 +12,8 @@
 //! - [`mixing`]: the butterfly mixing `M` and its kernels;
 //! - [`online`]: the worker-call trait ([`WorkerMatmul`]), the masked
 //!   online call, the schemes ([`Remo`], the plain baseline);
+//! - [`verify`]: the check of every worker answer against secret
+//!   Freivalds vectors;
 //! - [`accounting`]: channel scales, the leakage bound, the report.
 //!
 //! Pads, masked rows and answers are f64 in the exact mode and f32 in the
@@ -34,6 +36,7 @@ pub mod online;
 pub mod pads;
 pub mod params;
 pub mod setup;
+pub mod verify;
 
 pub use accounting::leakage::{leakage_bits_at_energy, leakage_bits_per_call, leakage_bound_bits, leakage_bound_bits_for_dims};
 pub use accounting::report::{OpReport, PhasesMs, RemoReport};
@@ -42,10 +45,11 @@ pub use mixing::Mixing;
 pub use online::plain::PlainScheme;
 pub use online::remo_scheme::Remo;
 pub use online::scheme::{IdleProgress, MaskScheme};
-pub use online::worker::{call_in_place, matmul, CallKind, WorkerBusy, WorkerCall, WorkerMatmul};
+pub use online::worker::{call_in_place, is_rejected_answer, matmul, CallKind, WorkerBusy, WorkerCall, WorkerMatmul};
 pub use pads::pad::Pad;
 pub use pads::pad_buffers::PadBuffers;
 pub use pads::pool::{PadPool, PoolStats, RefillPhases};
 pub use pads::pools::PadPools;
 pub use params::{default_kappa, RemoParams, RowBuckets};
 pub use setup::{OpSpec, RemoSetup};
+pub use verify::{AnswerChecks, CheckStats, OpCheck, Tolerance};

@@ -77,7 +77,9 @@ fn at_most_three_quarters_of_each_batch_is_used() {
 fn taken_pads_are_never_returned() {
     let shapes = [(op(), 8, 4)];
     let mut worker = RecordingWorker::random(&shapes, 5);
-    let mut pools = PadPools::<f64>::new(&setup(&shapes, 1.0), RemoParams::default()).unwrap();
+    let setup = setup(&shapes, 1.0);
+    let checks = talaria_remo::AnswerChecks::for_setup(&setup).unwrap();
+    let mut pools = PadPools::<f64>::new(&setup, RemoParams::default(), checks).unwrap();
     pools.ensure(&mut worker, op(), 12).unwrap();
     assert_eq!(pools.available(op()), 12, "one batch of N_p = 16 keeps 12");
     let first = pools.take(op(), 12).unwrap();

@@ -169,7 +169,7 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
     if let Some(r) = linear.remo_report() {
         let link = linear.link_stats().unwrap_or_default();
         eprintln!(
-            "[ReMO κ = {:e}] leakage bound {:.3e} bits per position ({:.3e} at the rows sent) | pads used {} (discarded {}) | pad batches {} ({:.0} ms) | {} rows scaled down to the energy budget | worker retries {}, reconnects {}",
+            "[ReMO κ = {:e}] leakage bound {:.3e} bits per position ({:.3e} at the rows sent) | pads used {} (discarded {}) | pad batches {} ({:.0} ms) | {} rows scaled down to the energy budget | {} | worker retries {}, reconnects {}",
             r.kappa,
             r.leakage_bound_bits,
             r.leakage_bits_at_sent_energy,
@@ -178,6 +178,7 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
             r.batches,
             r.refill_ms,
             r.rows_rescaled,
+            r.checks,
             link.retries,
             link.reconnects,
         );

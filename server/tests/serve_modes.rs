@@ -53,3 +53,25 @@ fn health_is_not_ready_until_the_pad_pools_are_filled() {
     assert_eq!(conf.ok("/v1/completions", &req)["usage"]["completion_tokens"], 4);
     assert_eq!(conf.terminate().code(), Some(0));
 }
+
+/// A worker that lies (it scales one online answer) is caught: the request
+/// whose step it was fails with a clear error, the worker session is ended,
+/// and the server goes on serving with a new worker, the model's own greedy
+/// text included.
+#[test]
+fn a_lying_worker_fails_its_step_and_the_server_serves_on() {
+    let req = json!({"prompt": "The capital of Italy is", "max_tokens": 8, "temperature": 0, "ignore_eos": true});
+    let local = start(&["--mode", "local"]);
+    let want = choice_text(&local.ok("/v1/completions", &req), 0);
+    drop(local);
+    let conf = start(&["--mode", "confidential", "--worker-test-args=--fault", "--worker-test-args=scale@300"]);
+    // Calls 1–240 are calibration and the first pad batches: once the pools
+    // are full, call 300 is an online call of the first request.
+    assert_eq!(conf.wait_ready(std::time::Duration::from_secs(240)).last(), Some(&200));
+    let first = conf.post("/v1/completions", &req);
+    assert_eq!(first.status, 503, "{}", first.body);
+    assert!(first.body.to_string().contains("failed verification"), "{}", first.body);
+    let again = conf.ok("/v1/completions", &req);
+    assert_eq!(choice_text(&again, 0), want);
+    assert_eq!(conf.terminate().code(), Some(0));
+}

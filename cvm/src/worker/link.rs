@@ -1,8 +1,10 @@
 //! The CVM's connection to its worker: handshake (same model on both
 //! sides), calls with validated answers, and recovery. A lost worker is
 //! respawned (local) or reconnected (remote) and the call in flight is
-//! re-sent; a garbage answer (wrong shape, NaN, bad frame) is logged and the
-//! call retried. No answer is ever used without validation.
+//! re-sent; a worker's error frame is retried. A garbage answer (wrong
+//! shape, NaN, a frame out of protocol) is a lie: the session is ended at
+//! once (no retry against a lying worker) and the call fails with
+//! `RemoError::AnswerRejected`. No answer is ever used without validation.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -11,6 +13,7 @@ use anyhow::{anyhow, bail, Context};
 use talaria_kernels::{Float, Rows, RowsMut};
 use talaria_models::{Op, OpId};
 use talaria_protocol::{first_non_finite, Hello, HelloAck, PublicParams, WorkerBusy, WorkerCall, WorkerError, WORKER_PROTOCOL};
+use talaria_remo::RemoError;
 use talaria_transport::{Connection, FrameHeader, FrameKind, Received, WorkerAddress};
 use tracing::{info, warn};
 
@@ -30,6 +33,11 @@ const ACK_PAYLOAD_LIMIT: u64 = 4 << 20;
 /// Largest `Error` or `Pong` frame accepted: a message, a busy-time report.
 /// Outside a call's wait for its answer, nothing bigger is legitimate.
 const CONTROL_PAYLOAD_LIMIT: u64 = 64 << 10;
+/// How long a NaN answer waits for the worker's error frame that admits
+/// the failure (an honest worker sends it right after).
+const ADMISSION_WAIT: Duration = Duration::from_secs(5);
+/// How a non-finite answer is described (and recognised).
+const NON_FINITE: &str = "non-finite value";
 /// Most rows the link puts in one frame.
 const MAX_ROWS_PER_FRAME: usize = 1 << 15;
 
@@ -75,8 +83,10 @@ pub struct WorkerLink {
 enum Failure {
     /// The connection is unusable: reconnect, then re-send.
     Lost(anyhow::Error),
-    /// The worker answered, wrongly: retry.
+    /// The worker reported an error (or a ping went wrong): retry.
     BadAnswer(anyhow::Error),
+    /// The answer is malformed: the worker lied; end the session.
+    Invalid(anyhow::Error),
 }
 
 impl WorkerLink {
@@ -161,6 +171,15 @@ impl WorkerLink {
         self.stats.reconnects += 1;
     }
 
+    /// Ends the session with this worker (caught lying): the connection is
+    /// dropped and a local worker process killed; the next call connects
+    /// (or spawns) afresh.
+    pub fn end_session(&mut self) {
+        if self.conn.is_some() || self.local.is_some() {
+            self.drop_connection();
+        }
+    }
+
     /// The worker's own busy time per call kind since it started (a Ping;
     /// its Pong carries the figures). A respawned worker starts again at 0.
     pub fn worker_busy(&mut self) -> anyhow::Result<WorkerBusy> {
@@ -170,7 +189,7 @@ impl WorkerLink {
         let conn = self.conn.as_mut().expect("connected");
         match await_pong(conn.as_mut(), call_id) {
             Ok(busy) => Ok(busy),
-            Err(Failure::BadAnswer(e)) => Err(e),
+            Err(Failure::BadAnswer(e) | Failure::Invalid(e)) => Err(e),
             Err(Failure::Lost(e)) => {
                 // The stream may be out of step (a refused header leaves
                 // its payload unread): start afresh next time.
@@ -267,8 +286,13 @@ impl WorkerLink {
                     self.drop_connection();
                     last = Some(e);
                 }
+                Err(Failure::Invalid(e)) => {
+                    warn!("{id}: the worker's answer is malformed ({e:#}); ending its session");
+                    self.drop_connection();
+                    return Err(RemoError::AnswerRejected { id, call: c.kind.name(), detail: format!("{e:#}") }.into());
+                }
                 Err(Failure::BadAnswer(e)) => {
-                    warn!("{id}: rejected the worker's answer ({e:#}); retrying");
+                    warn!("{id}: the worker failed the call ({e:#}); retrying");
                     self.stats.retries += 1;
                     last = Some(e);
                 }
@@ -296,16 +320,28 @@ impl WorkerLink {
             }
             return match h.kind {
                 FrameKind::Result => {
-                    c.check_answer(&h).map_err(|e| Failure::BadAnswer(anyhow!(e)))?;
-                    match c.precision {
-                        talaria_kernels::Precision::F64 => take_checked::<f64>(&frame, take)?,
-                        talaria_kernels::Precision::F32 => take_checked::<f32>(&frame, take)?,
-                    }
+                    c.check_answer(&h).map_err(|e| Failure::Invalid(anyhow!(e)))?;
+                    let taken = match c.precision {
+                        talaria_kernels::Precision::F64 => take_checked::<f64>(&frame, take),
+                        talaria_kernels::Precision::F32 => take_checked::<f32>(&frame, take),
+                    };
                     self.stats.bytes_received += frame.payload().len() as u64;
-                    Ok(())
+                    drop(frame);
+                    match taken {
+                        // A worker whose backend failed answers NaN and then
+                        // says why in an error frame: an admitted failure,
+                        // retried. NaN without one is a lie.
+                        Err(Failure::Invalid(e)) if e.to_string().starts_with(NON_FINITE) => match conn.recv(Some(ADMISSION_WAIT)) {
+                            Ok(f) if f.kind == FrameKind::Error && f.call_id == call_id => {
+                                Err(Failure::BadAnswer(anyhow!("worker error: {}", WorkerError::message_of(f.payload()))))
+                            }
+                            _ => Err(Failure::Invalid(e)),
+                        },
+                        other => other,
+                    }
                 }
                 FrameKind::Error => Err(Failure::BadAnswer(anyhow!("worker error: {}", WorkerError::message_of(frame.payload())))),
-                k => Err(Failure::BadAnswer(anyhow!("unexpected {k:?} frame"))),
+                k => Err(Failure::Invalid(anyhow!("a {k:?} frame in answer to a call"))),
             };
         }
         Err(Failure::Lost(anyhow!("no answer with call id {call_id} among 64 frames")))
@@ -411,9 +447,9 @@ fn fill_typed<T: Float>(buf: &mut [u8], fill: &mut dyn FnMut(RowsMut<'_>)) {
 
 /// Hands an answer's values to `take` once they are all finite.
 fn take_checked<T: Float + talaria_transport::Element>(frame: &Received<'_>, take: &mut dyn FnMut(Rows<'_>)) -> Result<(), Failure> {
-    let vals = frame.elements::<T>().map_err(|e| Failure::BadAnswer(e.into()))?;
+    let vals = frame.elements::<T>().map_err(|e| Failure::Invalid(e.into()))?;
     if let Some(i) = first_non_finite(&vals) {
-        return Err(Failure::BadAnswer(anyhow!("non-finite value at element {i} of the answer")));
+        return Err(Failure::Invalid(anyhow!("{NON_FINITE} at element {i} of the answer")));
     }
     take(T::rows(&vals));
     Ok(())

@@ -2,9 +2,9 @@
 //! public-data calls (calibration).
 
 use talaria_engine::Linear;
-use talaria_kernels::{f32_product, Precision, Rows, RowsMut};
+use talaria_kernels::{Precision, Rows, RowsMut};
 use talaria_models::OpId;
-use talaria_remo::{CallKind, WorkerBusy, WorkerCall, WorkerMatmul};
+use talaria_remo::{AnswerChecks, WorkerBusy, WorkerCall, WorkerMatmul};
 
 use super::link::WorkerLink;
 
@@ -20,6 +20,10 @@ impl WorkerMatmul for WorkerLink {
             Precision::F64 => through_buffers::<f64>(self, call, fill, take),
             Precision::F32 => through_buffers::<f32>(self, call, fill, take),
         }
+    }
+
+    fn end_session(&mut self) {
+        WorkerLink::end_session(self)
     }
 
     fn worker_busy(&mut self) -> Option<WorkerBusy> {
@@ -47,14 +51,17 @@ fn through_buffers<T: talaria_kernels::Float>(
     Ok(())
 }
 
-/// Unmasked f32 calls: only for public data (the calibration text).
-pub struct PublicDataLinear<'a>(pub &'a mut WorkerLink);
+/// Unmasked f32 calls: only for public data (the calibration text). Every
+/// answer is recorded by the session's answer checks, and checked once the
+/// op's reference exists (its first pad batch).
+pub struct PublicDataLinear<'a> {
+    pub link: &'a mut WorkerLink,
+    pub checks: &'a mut AnswerChecks,
+}
 
 impl Linear for PublicDataLinear<'_> {
     fn forward(&mut self, id: OpId, rows: usize, x: Rows<'_>, out: RowsMut<'_>) -> anyhow::Result<()> {
-        let (d_in, d_out) = self.0.shape(id).ok_or_else(|| anyhow::anyhow!("the worker does not serve {id}"))?;
-        let call = WorkerCall { id, kind: CallKind::Plain, precision: Precision::F32, rows, d_in, d_out };
-        f32_product(x, out, |x, out| self.0.matmul(call, x, out))
+        self.checks.plain_matmul(self.link, id, rows, x, out)
     }
     fn name(&self) -> String {
         "public-data".into()

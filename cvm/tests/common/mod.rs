@@ -44,6 +44,11 @@ impl Fixture {
 
     /// Greedy tokens and per-step logits of every prompt through `linear`.
     pub fn run(&self, linear: &mut dyn Linear) -> (Vec<u32>, Vec<f32>) {
+        self.try_run(linear).unwrap()
+    }
+
+    /// The same, failing with the first error.
+    pub fn try_run(&self, linear: &mut dyn Linear) -> anyhow::Result<(Vec<u32>, Vec<f32>)> {
         let mut kv = KvPool::with_precision(&self.model.config, 64, 16, linear.precision());
         let (mut tokens, mut logits) = (Vec::new(), Vec::new());
         for p in &self.prompts {
@@ -54,10 +59,10 @@ impl Fixture {
                 stop_strings: vec![],
                 ignore_eos: true,
             };
-            let out = generate(&self.model, &mut kv, linear, &self.ck.tokenizer, &req, |l, _, _| logits.extend_from_slice(l)).unwrap();
+            let out = generate(&self.model, &mut kv, linear, &self.ck.tokenizer, &req, |l, _, _| logits.extend_from_slice(l))?;
             tokens.extend(out.tokens.iter().map(|t| t.id));
         }
-        (tokens, logits)
+        Ok((tokens, logits))
     }
 
     /// The plain engine in the exact mode: f64-accumulated products, f64

@@ -29,6 +29,7 @@ mod pool_warmth;
 mod rope;
 mod scratch;
 mod softmax;
+mod spd_solve;
 
 pub use activation::{silu, silu_mul};
 
@@ -45,6 +46,7 @@ pub use parallel::{join_global_pool, pool_on_this_thread, prefetch};
 pub use pool_warmth::keep_pool_warm;
 pub use rope::RopeTable;
 pub use softmax::{log_softmax, softmax};
+pub use spd_solve::{cholesky, cholesky_solve, gram};
 
 #[cfg(test)]
 mod matmul_f64_tests;

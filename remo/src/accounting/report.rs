@@ -10,6 +10,7 @@ use crate::accounting::leakage::leakage_bound_bits_for_dims;
 use crate::pads::pool::{PoolStats, RefillPhases};
 use crate::pads::pools::PadPools;
 use crate::setup::RemoSetup;
+use crate::verify::CheckStats;
 use talaria_kernels::Float;
 
 /// One op's pool.
@@ -62,6 +63,8 @@ pub struct RemoReport {
     /// The bound at the actual signal power of the rows sent: per op, the
     /// mean over its rows, summed over ops (bits per position).
     pub leakage_bits_at_sent_energy: f64,
+    /// Every answer checked (docs/DESIGN.md §3, "Verification").
+    pub checks: CheckStats,
     pub ops: Vec<OpReport>,
 }
 
@@ -114,6 +117,7 @@ impl RemoReport {
                 .filter(|s| s.rows_sent > 0)
                 .map(|s| s.bits_at_sent_energy / s.rows_sent as f64)
                 .sum(),
+            checks: t.checks,
             ops,
         }
     }
@@ -178,6 +182,7 @@ impl fmt::Display for RemoReport {
             self.refill_ms,
             self.worker_ms
         )?;
+        writeln!(f, "  verification against {} secret vectors per op: {}", crate::verify::lanes::LANES, self.checks)?;
         let p = &self.refill_phases_ms;
         writeln!(f, "  pad batches, CVM side: draw {:.1} ms, mix {:.1} ms, unmix {:.1} ms, keep {:.1} ms", p.draw, p.mix, p.unmix, p.keep)?;
         let mut kinds: BTreeMap<Op, KindTotals> = BTreeMap::new();

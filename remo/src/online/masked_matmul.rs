@@ -7,13 +7,27 @@ use crate::error::RemoError;
 use crate::online::worker::{call_in_place, check_finite, CallKind, WorkerCall, WorkerMatmul};
 use crate::pads::pad::Pad;
 use crate::pads::secure_rng::SecureRng;
+use std::time::Instant;
 use talaria_kernels::Float;
+
+use crate::verify::lanes::{minus_scaled, norm, project};
+use crate::verify::op_check::max_ratio;
+use crate::verify::{OpCheck, Tolerance};
 
 /// Reused across online calls (the rows themselves go straight into the
 /// transport's frame).
 #[derive(Default)]
 pub struct OnlineScratch {
     perm: Vec<usize>,
+    /// One unmasked answer row, `(X̃·W − R·W)` in f64 (wiped after each call).
+    row: Vec<f64>,
+}
+
+/// The value sent for element `x` of a real row with private factor
+/// `1/inv`, padded with `r`: formed in f64, rounded once to the wire type.
+#[inline]
+fn masked_value<X: Float, P: Float>(x: X, inv: f64, r: P) -> P {
+    P::from_f64(x.to_f64() * inv + r.to_f64())
 }
 
 /// `out (rows × d_out) = X·W` for the real rows `x` (`rows × d_in`),
@@ -26,6 +40,9 @@ pub struct OnlineScratch {
 /// this returns.
 /// The sums and differences are always formed in f64, then rounded once
 /// to the pad type (on the wire) or the output type.
+/// Every row of the answer, dummy rows included, is checked by `check`
+/// (docs/DESIGN.md §3, "Verification") on a private copy before any of it
+/// is used.
 #[allow(clippy::too_many_arguments)]
 pub fn masked_matmul<X: Float, O: Float, P: Float>(
     worker: &mut dyn WorkerMatmul,
@@ -34,6 +51,7 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
     rows: usize,
     pads: Vec<Pad<P>>,
     factors: &[f64],
+    check: &mut OpCheck,
     rng: &mut SecureRng,
     scratch: &mut OnlineScratch,
     out: &mut [O],
@@ -65,12 +83,19 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
     // Row j of X̃ is row perm[j] of X + R; it is written straight into the
     // outgoing frame, and the answer unmasked straight from the incoming one.
     rng.permutation(sent, &mut scratch.perm);
-    let perm = &scratch.perm;
-    call_in_place::<P>(
+    let OnlineScratch { perm, row } = scratch;
+    row.clear();
+    row.resize(d_out, 0.0);
+    let started = Instant::now();
+    let tolerance = Tolerance::of(P::PRECISION);
+    let (v, z) = (check.v(), check.z()?);
+    let check_ref: &OpCheck = check;
+    let mut worst = (0, 0.0);
+    let called = call_in_place::<P>(
         worker,
         WorkerCall { id, kind: CallKind::Online, precision: P::PRECISION, rows: sent, d_in, d_out },
         &mut |masked| {
-            for (dst, &i) in masked.chunks_exact_mut(d_in).zip(perm) {
+            for (dst, &i) in masked.chunks_exact_mut(d_in).zip(perm.iter()) {
                 if i >= rows {
                     // A dummy row: its pad alone.
                     dst.copy_from_slice(pads[i].r());
@@ -79,18 +104,36 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
                 // A power of two: the division is exact.
                 let inv = 1.0 / factors[i];
                 let src = x[i * d_in..(i + 1) * d_in].iter().zip(pads[i].r());
-                dst.iter_mut().zip(src).for_each(|(m, (&x, &r))| *m = P::from_f64(x.into() * inv + r.into()));
+                dst.iter_mut().zip(src).for_each(|(m, (&x, &r))| *m = masked_value(x, inv, r));
             }
         },
         &mut |y| {
-            for (yj, &i) in y.chunks_exact(d_out).zip(perm).filter(|&(_, &i)| i < rows) {
-                let alpha = factors[i];
-                let dst = &mut out[i * d_out..(i + 1) * d_out];
-                dst.iter_mut().zip(yj).zip(pads[i].rw()).for_each(|((o, &yv), &rw)| *o = O::from_f64(alpha * (yv.into() - rw.into())));
+            worst = (0, 0.0);
+            for (s, (yj, &i)) in y.chunks_exact(d_out).zip(perm.iter()).enumerate() {
+                // `u = x̃·W − r·W`, the product of `x/α` (zero for a dummy
+                // row), into private memory: it is checked and then used
+                // from there, so a worker rewriting shared memory meanwhile
+                // changes nothing.
+                row.iter_mut().zip(yj).zip(pads[i].rw()).for_each(|((u, &yv), &rw)| *u = yv.to_f64() - rw.to_f64());
+                let uv = project(row, v);
+                let (residual, sent_norm) = if i < rows {
+                    let (xi, inv) = (&x[i * d_in..(i + 1) * d_in], 1.0 / factors[i]);
+                    let sent_norm = xi.iter().zip(pads[i].r()).map(|(&x, &r)| masked_value(x, inv, r).to_f64().powi(2)).sum::<f64>().sqrt();
+                    (minus_scaled(uv, inv, project(xi, z)), sent_norm)
+                } else {
+                    (uv, norm(pads[i].r()))
+                };
+                worst = max_ratio(worst, (s, check_ref.ratio(&residual, sent_norm, tolerance)));
+                if i < rows {
+                    let alpha = factors[i];
+                    out[i * d_out..(i + 1) * d_out].iter_mut().zip(row.iter()).for_each(|(o, &u)| *o = O::from_f64(alpha * u));
+                }
             }
         },
-    )
-    .map_err(|e| e.context(format!("{id}: online call")))?;
+    );
+    crate::pads::wipe::wipe(row);
+    called.map_err(|e| e.context(format!("{id}: online call")))?;
+    check.finish(CallKind::Online, tolerance, sent, worst, started)?;
     // Checked again in private memory (see `WorkerMatmul::call`).
     check_finite(id, "unmasked output", out)?;
     Ok(())

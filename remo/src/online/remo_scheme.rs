@@ -12,6 +12,7 @@ use crate::online::worker::{check_finite, WorkerMatmul};
 use crate::pads::pools::PadPools;
 use crate::pads::secure_rng::SecureRng;
 use crate::setup::RemoSetup;
+use crate::verify::AnswerChecks;
 use talaria_kernels::{mixed, Float, Precision, Rows, RowsMut};
 
 pub use crate::params::RemoParams;
@@ -32,8 +33,16 @@ pub struct Remo<P: Float = f64> {
 }
 
 impl<P: Float> Remo<P> {
+    /// With fresh answer checks.
     pub fn new(setup: RemoSetup, params: RemoParams) -> Result<Self, RemoError> {
-        let pools = PadPools::new(&setup, params)?;
+        let checks = AnswerChecks::for_setup(&setup)?;
+        Self::with_checks(setup, params, checks)
+    }
+
+    /// With the session's answer checks (which may hold calibration answers
+    /// still to be checked).
+    pub fn with_checks(setup: RemoSetup, params: RemoParams, checks: AnswerChecks) -> Result<Self, RemoError> {
+        let pools = PadPools::new(&setup, params, checks)?;
         Ok(Self {
             setup,
             pools,
@@ -96,7 +105,8 @@ impl<P: Float> Remo<P> {
         let sent = self.params().row_buckets.bucket(rows);
         self.pools.ensure(worker, id, sent)?;
         let pads = self.pools.take(id, sent)?;
-        masked_matmul(worker, id, x, rows, pads, &self.factors, &mut self.rng, &mut self.scratch, out)?;
+        let check = self.pools.check_mut(id)?;
+        masked_matmul(worker, id, x, rows, pads, &self.factors, check, &mut self.rng, &mut self.scratch, out)?;
         self.pools.prefetch_after(id);
         self.online_calls += 1;
         self.online_rows += rows as u64;

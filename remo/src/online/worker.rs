@@ -24,6 +24,16 @@ pub trait WorkerMatmul {
     fn worker_busy(&mut self) -> Option<WorkerBusy> {
         None
     }
+
+    /// Ends the session with this worker (it lied): the connection is
+    /// dropped, a local worker process killed; the next call starts afresh.
+    fn end_session(&mut self) {}
+}
+
+/// Whether an error is (or wraps) a rejected answer: the worker lied, and
+/// its session must end rather than the call be retried.
+pub fn is_rejected_answer(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| matches!(c.downcast_ref::<RemoError>(), Some(RemoError::AnswerRejected { .. })))
 }
 
 /// [`WorkerMatmul::call`] with rows of a known type `T` (the call's

@@ -17,6 +17,7 @@ use crate::pads::secure_rng::SecureRng;
 use crate::pads::wipe::SecretVec;
 use crate::params::RemoParams;
 use crate::setup::OpSpec;
+use crate::verify::{CheckStats, OpCheck};
 use talaria_kernels::Float;
 
 /// Counters of one pool (or, summed, of all pools).
@@ -44,6 +45,8 @@ pub struct PoolStats {
     pub rows_sent: u64,
     pub rows_rescaled: u64,
     pub bits_at_sent_energy: f64,
+    /// The checks of the worker's answers.
+    pub checks: CheckStats,
 }
 
 impl PoolStats {
@@ -59,6 +62,7 @@ impl PoolStats {
         self.rows_rescaled += o.rows_rescaled;
         self.rows_sent += o.rows_sent;
         self.bits_at_sent_energy += o.bits_at_sent_energy;
+        self.checks.add(&o.checks);
     }
 }
 
@@ -104,13 +108,16 @@ pub struct PadPool<P: Float = f64> {
     scales: ChannelScales,
     /// FIFO; pads of older batches first.
     pads: VecDeque<Pad<P>>,
+    /// Checks every answer of this op (its first batch is the reference).
+    check: OpCheck,
     stats: PoolStats,
 }
 
 impl<P: Float> PadPool<P> {
-    pub fn new(id: OpId, spec: &OpSpec, params: &RemoParams) -> Self {
+    pub fn new(id: OpId, spec: &OpSpec, params: &RemoParams, check: OpCheck) -> Self {
         let n_p = padded_rows(spec.d_in);
         Self {
+            check,
             id,
             d_in: spec.d_in,
             d_out: spec.d_out,
@@ -146,7 +153,12 @@ impl<P: Float> PadPool<P> {
         &self.scales
     }
     pub fn stats(&self) -> PoolStats {
-        PoolStats { pads_available: self.pads.len(), ..self.stats }
+        PoolStats { pads_available: self.pads.len(), checks: self.check.stats(), ..self.stats }
+    }
+
+    /// The answer check of this op.
+    pub fn check_mut(&mut self) -> &mut OpCheck {
+        &mut self.check
     }
 
     /// Makes one pad batch: draws `R`, sends `U = M·R`, recovers
@@ -196,6 +208,7 @@ impl<P: Float> PadPool<P> {
         // The answer was checked in the transport's buffer, which a worker on
         // shared memory can still write: check what was derived from it.
         check_finite(self.id, "pads R·W", &rw)?;
+        self.check.check_batch(&r, &rw, &sigma)?;
         drop(mixing);
         let unmixed_at = Instant::now();
 
@@ -264,7 +277,8 @@ mod tests {
         let id = OpId::new(0, Op::Down);
         let spec = OpSpec { d_in, d_out, channel_scales: vec![1.0; d_in] };
         let params = RemoParams::default();
-        (PadPool::new(id, &spec, &params), RecordingWorker::random(&[(id, d_in, d_out)], 1), params)
+        let check = OpCheck::new(id, d_in, d_out, &mut SecureRng::from_os().unwrap());
+        (PadPool::new(id, &spec, &params, check), RecordingWorker::random(&[(id, d_in, d_out)], 1), params)
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::pads::pool::{PadPool, PoolStats, RefillScratch};
 use crate::pads::secure_rng::SecureRng;
 use crate::params::RemoParams;
 use crate::setup::RemoSetup;
+use crate::verify::{AnswerChecks, OpCheck};
 use talaria_kernels::Float;
 
 /// What an idle-time refill achieved.
@@ -43,10 +44,19 @@ pub struct PadPools<P: Float = f64> {
 const MAX_PACE_CREDIT: f64 = 4.0;
 
 impl<P: Float> PadPools<P> {
-    /// Empty pools for every op of `setup`.
-    pub fn new(setup: &RemoSetup, params: RemoParams) -> Result<Self, RemoError> {
+    /// Empty pools for every op of `setup`, each with its answer check
+    /// from `checks` (which must hold one for every op).
+    pub fn new(setup: &RemoSetup, params: RemoParams, mut checks: AnswerChecks) -> Result<Self, RemoError> {
         params.validate()?;
-        let pools = setup.ids().into_iter().filter_map(|id| Some((id, PadPool::new(id, setup.get(id)?, &params)))).collect();
+        let mut pools = BTreeMap::new();
+        for id in setup.ids() {
+            let spec = setup.get(id).ok_or(RemoError::UnknownOp { id })?;
+            let check = checks.take(id).ok_or(RemoError::UnknownOp { id })?;
+            if (check.d_in(), check.d_out()) != (spec.d_in, spec.d_out) {
+                return Err(RemoError::Param(format!("{id}: the answer check is for another shape")));
+            }
+            pools.insert(id, PadPool::new(id, spec, &params, check));
+        }
         Ok(Self { params, rng: SecureRng::from_os()?, pools, scratch: RefillScratch::default(), paced_use: 0.0, pace_credit: 0.0 })
     }
 
@@ -78,6 +88,11 @@ impl<P: Float> PadPools<P> {
             pool.refill(worker, rng, params, scratch)?;
         }
         Ok(())
+    }
+
+    /// The answer check of `id`.
+    pub fn check_mut(&mut self, id: OpId) -> Result<&mut OpCheck, RemoError> {
+        Ok(self.pool_mut(id)?.check_mut())
     }
 
     /// Moves `n` pads of `id` out (fails if fewer are ready; see `ensure`).
@@ -177,7 +192,8 @@ mod tests {
         let ops: HashMap<OpId, OpSpec> = [a, b].iter().map(|&id| (id, OpSpec { d_in, d_out, channel_scales: vec![1.0; d_in] })).collect();
         let setup = RemoSetup::new(ops).unwrap();
         let mut worker = RecordingWorker::random(&[(a, d_in, d_out), (b, d_in, d_out)], 3);
-        let mut pools = PadPools::<f64>::new(&setup, RemoParams::default()).unwrap();
+        let checks = AnswerChecks::for_setup(&setup).unwrap();
+        let mut pools = PadPools::<f64>::new(&setup, RemoParams::default(), checks).unwrap();
         pools.ensure(&mut worker, a, 1).unwrap();
         pools.ensure(&mut worker, b, 1).unwrap();
         let usable = pools.pool(a).unwrap().usable_per_batch();

@@ -1,0 +1,282 @@
+//! One op's answer check: `LANES` secret Gaussian vectors `v` (drawn by the
+//! CVM, never sent), their `z = Wᵀ·v` (from the op's first pad batch), and
+//! the test every answer row must pass: for a row `x` the worker multiplied
+//! and its answer `y`,
+//!
+//! ```text
+//! |y·v_l − x·z_l| ≤ T = τ·‖x‖·ζ   for every lane l,   ζ = rms_l ‖z_l‖
+//! ```
+//!
+//! The honest residual is the worker's rounding seen through `v`, about
+//! `ε·‖x‖·ζ`; `τ` ([`Tolerance`]) sits far above it. A tampered answer
+//! `y + e` gives `e·v_l ~ N(0, ‖e‖²)` on each independent lane, whose
+//! density never exceeds `1/(√(2π)·‖e‖)`: it passes one lane with
+//! probability at most `√(2/π)·T/‖e‖ ≈ 0.8·T/‖e‖`, all eight with at most
+//! `(0.8·T/‖e‖)⁸` (2⁻⁴⁰ once `‖e‖ ≥ 26·T`).
+
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use talaria_kernels::{Float, Precision};
+use talaria_models::OpId;
+use talaria_protocol::CallKind;
+
+use crate::error::RemoError;
+use crate::pads::secure_rng::SecureRng;
+use crate::pads::wipe::SecretVec;
+use crate::verify::lanes::{minus_scaled, norm, project, Lane, LANES};
+use crate::verify::reference::solve_reference;
+
+/// How far above the honest rounding the check's threshold sits, per
+/// precision of the answer (`τ`, relative to `‖x‖·ζ`). Measured honest
+/// residuals and the margin are in docs/DESIGN.md §3 ("Verification").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tolerance {
+    /// f64 rows and answers (the exact mode, and calibration).
+    Exact,
+    /// f32 rows and answers (the fast mode).
+    Fast,
+}
+
+impl Tolerance {
+    pub fn of(precision: Precision) -> Self {
+        match precision {
+            Precision::F64 => Self::Exact,
+            Precision::F32 => Self::Fast,
+        }
+    }
+
+    /// `τ`. Honest residuals measured on the default model with the CPU
+    /// worker, AMX and AVX-512 paths alike (docs/DESIGN.md §3): at most
+    /// 4.7e-14 (f64) and 4.4e-6 (f32 reference: calibration's f64 answers
+    /// checked against `z` from f32 pads are the worst case).
+    pub fn tau(self) -> f64 {
+        match self {
+            Self::Exact => 1e-11,
+            Self::Fast => 5e-5,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What the checks of one op (or, summed, of all) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CheckStats {
+    /// Answers checked, and their rows.
+    pub calls: u64,
+    pub rows: u64,
+    /// The largest residual seen, as a fraction of its threshold, per
+    /// [`Tolerance`] (honest answers stay far below 1).
+    pub worst: [f64; 2],
+    /// CVM time spent checking (and deriving the references).
+    pub time: Duration,
+}
+
+impl CheckStats {
+    pub fn add(&mut self, o: &CheckStats) {
+        self.calls += o.calls;
+        self.rows += o.rows;
+        for (w, &x) in self.worst.iter_mut().zip(&o.worst) {
+            *w = w.max(x);
+        }
+        self.time += o.time;
+    }
+
+    pub fn worst_of(&self, t: Tolerance) -> f64 {
+        self.worst[t.index()]
+    }
+}
+
+/// "N answers verified (…)": the line the CLI and the server print.
+impl std::fmt::Display for CheckStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} answers verified ({} rows, {:.0} ms; largest residual against its threshold: f64 answers {:.1e}, f32 answers {:.1e})",
+            self.calls,
+            self.rows,
+            self.time.as_secs_f64() * 1e3,
+            self.worst_of(Tolerance::Exact),
+            self.worst_of(Tolerance::Fast)
+        )
+    }
+}
+
+struct Reference {
+    z: SecretVec<Lane>,
+    zeta: f64,
+    /// The precision of the batch it came from, which bounds how tightly
+    /// anything can be checked against it.
+    tolerance: Tolerance,
+}
+
+/// Calibration answers that arrived before the op's reference: public rows,
+/// and the answers' secret projections.
+struct Transcript {
+    x: Vec<f32>,
+    yv: SecretVec<Lane>,
+}
+
+pub struct OpCheck {
+    id: OpId,
+    d_in: usize,
+    v: SecretVec<Lane>,
+    reference: Option<Reference>,
+    pending: Vec<Transcript>,
+    stats: CheckStats,
+}
+
+impl OpCheck {
+    /// Fresh secret vectors for an op `d_in → d_out`.
+    pub fn new(id: OpId, d_in: usize, d_out: usize, rng: &mut SecureRng) -> Self {
+        let mut flat = SecretVec::<f64>::zeros(d_out * LANES);
+        rng.fill_gaussian_rows(&mut flat, &[1.0; LANES]);
+        let mut v = SecretVec::<Lane>::zeros(d_out);
+        v.iter_mut().zip(flat.chunks_exact(LANES)).for_each(|(dst, src)| dst.copy_from_slice(src));
+        Self { id, d_in, v, reference: None, pending: Vec::new(), stats: CheckStats::default() }
+    }
+
+    pub fn id(&self) -> OpId {
+        self.id
+    }
+
+    pub fn d_in(&self) -> usize {
+        self.d_in
+    }
+
+    pub fn d_out(&self) -> usize {
+        self.v.len()
+    }
+
+    pub fn has_reference(&self) -> bool {
+        self.reference.is_some()
+    }
+
+    pub fn stats(&self) -> CheckStats {
+        self.stats
+    }
+
+    /// The check vectors, one lane per output channel.
+    pub fn v(&self) -> &[Lane] {
+        &self.v
+    }
+
+    /// `Wᵀ·v`, one lane per input channel (once the reference exists).
+    pub fn z(&self) -> Result<&[Lane], RemoError> {
+        self.reference.as_ref().map(|r| &r.z[..]).ok_or_else(|| self.no_reference())
+    }
+
+    fn no_reference(&self) -> RemoError {
+        RemoError::Param(format!("{}: no answer can be checked before the op's first pad batch", self.id))
+    }
+
+    /// A residual's size as a fraction of its threshold for a row of norm
+    /// `row_norm` (> 1: the answer is rejected).
+    pub fn ratio(&self, residual: &Lane, row_norm: f64, tolerance: Tolerance) -> f64 {
+        let zeta = self.reference.as_ref().map_or(0.0, |r| r.zeta);
+        let worst = residual.iter().fold(0.0f64, |m, r| m.max(r.abs()));
+        let threshold = tolerance.tau() * row_norm * zeta;
+        if worst.is_nan() {
+            f64::INFINITY
+        } else if threshold > 0.0 {
+            worst / threshold
+        } else if worst == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    /// Accounts one checked answer; its worst row decides.
+    pub fn finish(
+        &mut self,
+        kind: CallKind,
+        tolerance: Tolerance,
+        rows: usize,
+        worst: (usize, f64),
+        started: Instant,
+    ) -> Result<(), RemoError> {
+        self.stats.calls += 1;
+        self.stats.rows += rows as u64;
+        self.stats.time += started.elapsed();
+        let (row, ratio) = worst;
+        let w = &mut self.stats.worst[tolerance.index()];
+        *w = w.max(ratio);
+        if ratio <= 1.0 {
+            return Ok(());
+        }
+        Err(RemoError::AnswerRejected {
+            id: self.id,
+            call: kind.name(),
+            detail: format!("row {row} of {rows} is off by {ratio:.3e}× its threshold"),
+        })
+    }
+
+    /// Checks a pad batch (`r`: its rows, `rw`: their products, private
+    /// copies). The op's first batch becomes its reference: `z` is solved
+    /// from it (its rows are then checked against the fit, which a
+    /// non-linear tampering cannot pass with `N_p > d_in` rows), and the
+    /// calibration answers waiting for it are checked.
+    pub fn check_batch<P: Float>(&mut self, r: &[P], rw: &[P], sigma: &[f64]) -> Result<(), RemoError> {
+        let started = Instant::now();
+        if self.reference.is_none() {
+            let z = solve_reference(self.id, r, rw, sigma, &self.v)?;
+            let zeta = (z.iter().map(|lane| lane.iter().map(|v| v * v).sum::<f64>()).sum::<f64>() / LANES as f64).sqrt();
+            self.reference = Some(Reference { z, zeta, tolerance: Tolerance::of(P::PRECISION) });
+        }
+        let (d_in, d_out) = (self.d_in, self.v.len());
+        let tolerance = Tolerance::of(P::PRECISION);
+        let z = self.z()?;
+        let worst = r
+            .par_chunks_exact(d_in)
+            .zip(rw.par_chunks_exact(d_out))
+            .enumerate()
+            .map(|(i, (x, y))| (i, self.ratio(&minus_scaled(project(y, &self.v), 1.0, project(x, z)), norm(x), tolerance)))
+            .reduce(|| (0, 0.0), max_ratio);
+        self.finish(CallKind::PadBatch, tolerance, r.len() / d_in, worst, started)?;
+        for t in std::mem::take(&mut self.pending) {
+            self.check_plain(&t.x, &t.yv)?;
+        }
+        Ok(())
+    }
+
+    /// Checks (or, before the op's reference exists, keeps for checking)
+    /// the f64 answer `y` to unmasked public rows `x`.
+    pub fn record_plain(&mut self, x: &[f32], y: &[f64]) -> Result<(), RemoError> {
+        let d_out = self.v.len();
+        let yv: SecretVec<Lane> = y.chunks_exact(d_out).map(|row| project(row, &self.v)).collect::<Vec<_>>().into();
+        if self.reference.is_some() {
+            self.check_plain(x, &yv)
+        } else {
+            self.pending.push(Transcript { x: x.to_vec(), yv });
+            Ok(())
+        }
+    }
+
+    fn check_plain(&mut self, x: &[f32], yv: &[Lane]) -> Result<(), RemoError> {
+        let started = Instant::now();
+        let z = self.z()?;
+        // Calibration answers are f64, but the reference of a fast-mode
+        // session comes from f32 pads.
+        let tolerance = self.reference.as_ref().map_or(Tolerance::Exact, |r| r.tolerance);
+        let worst = x
+            .chunks_exact(self.d_in)
+            .zip(yv)
+            .enumerate()
+            .map(|(i, (row, yv))| (i, self.ratio(&minus_scaled(*yv, 1.0, project(row, z)), norm(row), tolerance)))
+            .fold((0, 0.0), max_ratio);
+        self.finish(CallKind::Plain, tolerance, yv.len(), worst, started)
+    }
+}
+
+/// The (row, ratio) with the larger ratio (NaN counts as the largest).
+pub fn max_ratio(a: (usize, f64), b: (usize, f64)) -> (usize, f64) {
+    if b.1 > a.1 || b.1.is_nan() {
+        b
+    } else {
+        a
+    }
+}
