@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Checks talaria-serve with the official `openai` Python client.
 
-Chat and completions, streaming and not, n > 1 with logprobs, and the
-error mapping (404 model, 400 parameter, 401 without the API key). Exits
-non-zero on any failure.
+Chat and completions, streaming and not, n > 1 with logprobs, lists of
+prompts (text and token ids), echo with prompt logprobs, logit_bias and
+vLLM's repetition_penalty, and the error mapping (404 model, 400
+parameter, 401 without the API key). Exits non-zero on any failure.
 
 With --launch the server speaks attested TLS (simulated attestation: this
 is a test) and requires an API key; before any request, `talaria verify`
@@ -125,6 +126,90 @@ def check_chat_n_logprobs(c, model):
     assert r.usage.completion_tokens == 12, r.usage
 
 
+def tokenize(c, text):
+    """Token ids from the server's /tokenize (beside /v1, not an OpenAI route)."""
+    url = str(c.base_url).rstrip("/")[: -len("/v1")] + "/tokenize"
+    return c.post(url, cast_to=object, body={"prompt": text})["tokens"]
+
+
+def greedy(c, model, prompt, extra_body=None, **kw):
+    """Three greedy tokens (never fewer) of a completion."""
+    body = {"ignore_eos": True, **(extra_body or {})}
+    return c.completions.create(model=model, prompt=prompt, max_tokens=3, temperature=0, extra_body=body, **kw)
+
+
+def check_prompt_lists(c, model):
+    prompts = ["The capital of France is", "def add(a, b):"]
+    alone = [greedy(c, model, p) for p in prompts]
+    want = [alone[0].choices[0].text] * 2 + [alone[1].choices[0].text] * 2
+    r = greedy(c, model, prompts, n=2)
+    assert [ch.index for ch in r.choices] == [0, 1, 2, 3], r
+    assert [ch.text for ch in r.choices] == want, (r, want)
+    assert r.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone) and r.usage.completion_tokens == 12, r.usage
+    ids = [tokenize(c, p) for p in prompts]
+    r = greedy(c, model, ids, n=2)
+    assert [ch.text for ch in r.choices] == want, (r, want)
+    texts, usage, indexes = [""] * 4, [], set()
+    for chunk in greedy(c, model, prompts, n=2, stream=True, stream_options={"include_usage": True}):
+        if chunk.usage is not None:
+            usage.append(chunk.usage)
+        for ch in chunk.choices:
+            indexes.add(ch.index)
+            texts[ch.index] += ch.text
+    assert indexes == {0, 1, 2, 3} and texts == want, (indexes, texts, want)
+    assert len(usage) == 1 and usage[0].prompt_tokens == r.usage.prompt_tokens and usage[0].completion_tokens == 12, usage
+
+
+def check_echo(c, model):
+    prompt = "The capital of France is"
+    plain = greedy(c, model, prompt).choices[0].text
+    r = greedy(c, model, prompt, echo=True, logprobs=1)
+    ch = r.choices[0]
+    assert ch.text == prompt + plain, (ch.text, plain)
+    lp = ch.logprobs
+    assert len(lp.tokens) == r.usage.prompt_tokens + 3 and "".join(lp.tokens) == ch.text, lp
+    assert lp.token_logprobs[0] is None and all(x is not None and x <= 0 for x in lp.token_logprobs[1:]), lp.token_logprobs
+    assert lp.text_offset[0] == 0 and lp.text_offset[r.usage.prompt_tokens] == len(prompt), lp.text_offset
+    streamed = "".join(ch.text for chunk in greedy(c, model, prompt, echo=True, stream=True) for ch in chunk.choices)
+    assert streamed == prompt + plain, streamed
+
+
+def check_logit_bias(c, model):
+    first = greedy(c, model, "Hello", logprobs=0).choices[0]
+    first_id = tokenize(c, first.logprobs.tokens[0])[0]
+    banned = greedy(c, model, "Hello", logprobs=0, logit_bias={str(first_id): -100}).choices[0]
+    assert banned.logprobs.tokens[0] != first.logprobs.tokens[0], (banned, first)
+    forced_id = tokenize(c, " banana")[0]
+    forced = greedy(c, model, "Hello", logprobs=0, logit_bias={str(forced_id): 100}).choices[0]
+    assert tokenize(c, forced.logprobs.tokens[0]) == [forced_id], forced
+    chat = c.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=2, temperature=0,
+                                     logit_bias={str(forced_id): 100})
+    assert chat.choices[0].message.content.startswith(" banana"), chat
+    for bad in ({"not-a-token": 1}, {str(forced_id): 101}, {"999999999": 1}):
+        try:
+            greedy(c, model, "Hello", logit_bias=bad)
+            raise AssertionError(f"logit_bias {bad} accepted")
+        except openai.BadRequestError as e:
+            assert e.status_code == 400 and e.body.get("param") == "logit_bias", e.body
+
+
+def check_repetition_penalty(c, model):
+    prompt = "1, 2, 3, 1, 2, 3, 1, 2,"
+    plain = greedy(c, model, prompt).choices[0].text
+    assert plain.startswith(" 3"), plain
+    # Tokens of the prompt count as seen: the penalty moves greedy off " 3".
+    r = greedy(c, model, prompt, extra_body={"repetition_penalty": 1.3})
+    assert r.usage.completion_tokens == 3 and not r.choices[0].text.startswith(" 3"), r
+    c.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=2,
+                              extra_body={"repetition_penalty": 1.3})
+    for bad in (0, -1.0):
+        try:
+            greedy(c, model, "Hello", extra_body={"repetition_penalty": bad})
+            raise AssertionError(f"repetition_penalty {bad} accepted")
+        except openai.BadRequestError as e:
+            assert e.status_code == 400 and e.body.get("param") == "repetition_penalty", e.body
+
+
 def check_errors(c, model):
     try:
         c.completions.create(model="no-such-model", prompt="hi", max_tokens=2)
@@ -161,7 +246,10 @@ def main():
     proc = None
     base, api_key, pinned = a.base_url, a.api_key or "unused", a.pinned_cert
     tmp = tempfile.TemporaryDirectory(prefix="openai-check-")
-    checks = [check_models, check_completions, check_chat, check_chat_n_logprobs, check_errors]
+    checks = [
+        check_models, check_completions, check_chat, check_chat_n_logprobs, check_prompt_lists, check_echo, check_logit_bias,
+        check_repetition_penalty, check_errors,
+    ]
     failures = 0
     try:
         if a.launch:

@@ -9,6 +9,7 @@
 use clap::{Parser, Subcommand};
 
 mod machine;
+mod plot;
 mod privacy;
 mod serve;
 mod split;

@@ -3,7 +3,7 @@
 //! (CVM compute, masking, transport, worker compute, pad refill).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use talaria_cvm::backend::{build_linear, Backend, BackendArgs};
 use talaria_cvm::model_source::ModelArgs;
@@ -54,6 +54,10 @@ impl Snapshot {
     fn rescaled(&self) -> f64 {
         self.remo.as_ref().map_or(0.0, |r| r.rows_rescaled as f64)
     }
+    /// Seconds spent checking online answers so far.
+    fn online_checks_s(&self) -> f64 {
+        self.remo.as_ref().map_or(0.0, |r| r.checks.online_time.as_secs_f64())
+    }
 }
 
 fn measure(model: &LlamaModel, linear: &mut Backend, a: &Args) -> anyhow::Result<Measured> {
@@ -64,7 +68,7 @@ fn measure(model: &LlamaModel, linear: &mut Backend, a: &Args) -> anyhow::Result
     // the exact mode) are not part of a step.
     kv.prefault();
     model.reserve_buffers(a.prefill, linear.precision());
-    while linear.idle(Duration::from_secs(120))? {}
+    linear.fill_ahead()?;
     let mut seq = kv.new_sequence();
     seq.reserve(a.prefill + a.decode_steps)?;
     let s0 = Snapshot::of(linear);
@@ -75,7 +79,7 @@ fn measure(model: &LlamaModel, linear: &mut Backend, a: &Args) -> anyhow::Result
     let s1 = Snapshot::of(linear);
     seq.advance(a.prefill);
     // Refill ahead of decode, off the clock, as idle worker time would.
-    while linear.idle(Duration::from_secs(120))? {}
+    linear.fill_ahead()?;
     let s2 = Snapshot::of(linear);
     let mut decode_t = StepTimings::default();
     let t1 = Instant::now();
@@ -111,7 +115,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     eprintln!("measuring confidential (ReMO κ=1e4, local worker over shared memory)…");
     let mut remo = build_linear(&BackendArgs::default(), &ck, dtype)?;
     let t_fill = Instant::now();
-    while remo.idle(Duration::from_secs(120))? {}
+    remo.fill_ahead()?;
     let fill_s = t_fill.elapsed().as_secs_f64();
     let conf = measure(&model, &mut remo, &a)?;
     let final_stats = remo.remo_report().ok_or_else(|| anyhow::anyhow!("the confidential backend has no ReMO report"))?;
@@ -135,26 +139,30 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         })
         .sum();
 
-    let row = |name: &str, steps: f64, total: f64, t: &StepTimings, online_s: f64, worker_s: f64, plain_total: f64| {
+    let row = |name: &str, steps: f64, total: f64, t: &StepTimings, (online_s, verify_s): (f64, f64), worker_s: f64, plain_total: f64| {
         let masking = (t.linear_s - online_s).max(0.0);
         let transport = (online_s - worker_s).max(0.0);
         let with_refill = total + refill_per_token_s * if name.starts_with("prefill") { a.prefill as f64 } else { steps };
         format!(
-            "| {name} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+            "| {name} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} |\n",
             tps(name, &a, plain_total, steps),
             tps(name, &a, total, steps),
             plain_total / total,
             plain_total / with_refill,
             1e3 * t.cvm_s / steps,
             1e3 * masking / steps,
+            1e3 * verify_s / steps,
             1e3 * transport / steps,
             1e3 * worker_s / steps,
             1e3 * refill_per_token_s * if name.starts_with("prefill") { a.prefill as f64 } else { 1.0 },
         )
     };
-    let online = |m: &Measured, from: usize, to: usize| m.stats[to].link.per_kind.online.busy_s - m.stats[from].link.per_kind.online.busy_s;
+    let online = |m: &Measured, from: usize, to: usize| {
+        let busy = m.stats[to].link.per_kind.online.busy_s - m.stats[from].link.per_kind.online.busy_s;
+        (busy, m.stats[to].online_checks_s() - m.stats[from].online_checks_s())
+    };
     let mut table = String::from(
-        "| phase | plain tok/s | confidential tok/s | ratio (pads ready) | ratio (refill amortized) | CVM compute ms/step | masking ms/step | transport ms/step | worker compute ms/step | pad refill ms/step (amortized) |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| phase | plain tok/s | confidential tok/s | ratio (pads ready) | ratio (refill amortized) | CVM compute ms/step | masking ms/step | of which answer checks ms/step | transport ms/step | worker compute ms/step | pad refill ms/step (amortized) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     table.push_str(&row(
         &format!("prefill {}", a.prefill),
@@ -180,7 +188,9 @@ Pools are filled before each phase (initial fill {fill_s:.1}s for {batches:.0} p
 ({:.2} ms per position, CVM mixing + worker GEMM; a batch takes {:.1} ms, {:.0} % of it in the worker call; CVM side per batch: \
 {:.1} ms drawing R, {:.1} ms mixing, {:.1} ms unmixing, {:.1} ms keeping). Worker compute is the worker's own busy time on the online calls (it reports it when pinged); transport = online round trip − worker compute; \
 masking = linear time − online round trip (it includes pad batches made synchronously on the critical path: \
-{} during prefill, {} during decode; {} and {} rows scaled down to the energy budget). Plain CVM compute {:.2} ms/step (decode).",
+{} during prefill, {} during decode; {} and {} rows scaled down to the energy budget). Plain CVM compute {:.2} ms/step (decode). \
+Answer verification (DESIGN §3): online answers are checked inside the masking time (the column above); pad batches are checked during refill \
+({:.1} ms per batch, in the refill figure), and each op's reference is derived once per session from its first batch ({:.0} ms in all, in the initial fill).",
         refill_per_token_s * 1e3,
         final_stats.refill_ms / batches.max(1.0),
         100.0 * final_stats.worker_ms / final_stats.refill_ms.max(1e-9),
@@ -193,6 +203,8 @@ masking = linear time − online round trip (it includes pad batches made synchr
         conf.stats[1].rescaled() - conf.stats[0].rescaled(),
         conf.stats[3].rescaled() - conf.stats[2].rescaled(),
         1e3 * plain.decode_t.cvm_s / a.decode_steps as f64,
+        (final_stats.checks.time - final_stats.checks.reference_time - final_stats.checks.online_time).as_secs_f64() * 1e3 / batches.max(1.0),
+        final_stats.checks.reference_time.as_secs_f64() * 1e3,
         dtype_name = dtype.name()
     );
     println!("\n{table}\n{notes}");

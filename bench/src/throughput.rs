@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
 use talaria_kernels::WeightDType;
-use talaria_models::{fetch::ensure_default_model, Checkpoint, CvmWeights, WorkerWeights};
+use talaria_models::{fetch::ensure_default_model, Checkpoint, CvmWeights, Progress, Unit, WorkerWeights};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,6 +31,8 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let ck = Checkpoint::open(ensure_default_model(false)?)?;
     let mut table = String::from("| weights | measurement | tokens/s |\n|---|---|---|\n");
+    let runs = a.dtypes.len() * (a.prefill.len() + a.batch.len());
+    let progress = Progress::new("measurements", runs as u64, Unit::Items("measurements"));
     for d in &a.dtypes {
         let dtype = WeightDType::parse(d).ok_or_else(|| anyhow::anyhow!("unknown dtype {d}"))?;
         let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(&ck, dtype)?)?;
@@ -54,8 +56,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 }
             }
             let tps = n as f64 / best;
-            println!("{d}: prefill {n}: {tps:.0} tokens/s (linear {:.0}%)", 100.0 * best_t.linear_s / (best_t.linear_s + best_t.cvm_s));
+            let linear_pct = 100.0 * best_t.linear_s / (best_t.linear_s + best_t.cvm_s);
+            progress.suspend(|| println!("{d}: prefill {n}: {tps:.0} tokens/s (linear {linear_pct:.0}%)"));
             table.push_str(&format!("| {d} | prefill {n} tokens | {tps:.0} |\n"));
+            progress.inc(1);
         }
         for &b in &a.batch {
             let mut seqs: Vec<_> = (0..b).map(|_| kv.new_sequence()).collect();
@@ -82,14 +86,18 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             }
             let dt = t0.elapsed().as_secs_f64();
             let tps = (a.decode_steps * b) as f64 / dt;
-            println!(
-                "{d}: decode batch {b}: {tps:.1} tokens/s ({:.2} ms/step; linear {:.0}%)",
-                dt * 1e3 / a.decode_steps as f64,
-                100.0 * t.linear_s / (t.linear_s + t.cvm_s)
-            );
+            progress.suspend(|| {
+                println!(
+                    "{d}: decode batch {b}: {tps:.1} tokens/s ({:.2} ms/step; linear {:.0}%)",
+                    dt * 1e3 / a.decode_steps as f64,
+                    100.0 * t.linear_s / (t.linear_s + t.cvm_s)
+                )
+            });
             table.push_str(&format!("| {d} | decode batch {b} | {tps:.1} |\n"));
+            progress.inc(1);
         }
     }
+    drop(progress);
     println!("\n{table}");
     if a.record {
         crate::machine::append_results("Offline throughput, plain engine (`bench throughput`)", &table)?;

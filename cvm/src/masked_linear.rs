@@ -204,8 +204,11 @@ impl<W: WorkerMatmul + Send> Linear for MaskedLinear<W> {
             Some(ServingScheme::Plain(_)) => return None,
             None => return Some(0.0),
         };
+        // Per op, capped at its mark: a pool far above it (one batch makes
+        // hundreds of pads) must not hide one still below.
         let r = self.report()?;
-        Some((r.pads_available as f64 / (r.ops.len() * low_water).max(1) as f64).min(1.0))
+        let filled: usize = r.ops.iter().map(|o| o.pads_available.min(low_water)).sum();
+        Some(filled as f64 / (r.ops.len() * low_water).max(1) as f64)
     }
 }
 

@@ -28,7 +28,7 @@ fn recording_has_no_plaintext_row() {
     // spread of what the worker saw for that op.
     let mut spread: std::collections::HashMap<(i32, String), Vec<f64>> = Default::default();
     for call in &online {
-        let rows = read_npy_f64(&dir.join(&call.file));
+        let rows = read_npy_f64(&dir.join(&call.file), call.rows, call.cols);
         let acc = spread.entry((call.layer, call.op.clone())).or_insert_with(|| vec![0.0; call.cols]);
         for row in rows.chunks_exact(call.cols) {
             acc.iter_mut().zip(row).for_each(|(a, v)| *a = a.max(v.abs()));
@@ -37,7 +37,7 @@ fn recording_has_no_plaintext_row() {
     let mut checked = 0usize;
     let mut worst_cos = 0f64;
     for call in online {
-        let rows = read_npy_f64(&dir.join(&call.file));
+        let rows = read_npy_f64(&dir.join(&call.file), call.rows, call.cols);
         let plain = plaintext.get(&(call.layer, call.op.clone())).expect("plaintext rows for the op");
         let w = &spread[&(call.layer, call.op.clone())];
         let white = |r: &[f64]| r.iter().zip(w).map(|(v, s)| v / s.max(1e-300)).collect::<Vec<f64>>();

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use talaria_kernels::cpu::{matmul, matmul_f64};
-use talaria_models::{OpId, WorkerWeights};
+use talaria_models::{OpId, Progress, Unit, WorkerWeights};
 
 use talaria_kernels::{mixed, Precision, Rows, RowsMut};
 
@@ -42,6 +42,26 @@ pub trait Linear: Send {
     /// when it has none.
     fn background_fill(&self) -> Option<f64> {
         None
+    }
+
+    /// Runs the ahead-of-time work until there is none left (ReMO: fills
+    /// the pad pools), with a progress bar while the pools are below their
+    /// marks.
+    fn fill_ahead(&mut self) -> anyhow::Result<()> {
+        let slice = std::time::Duration::from_millis(250);
+        let progress = self
+            .background_fill()
+            .filter(|&f| f < 1.0)
+            .map(|_| Progress::new(format!("[{}] filling the pad pools", self.name()), 1000, Unit::Permille));
+        while self.idle(slice)? {
+            if let Some(p) = &progress {
+                p.set((self.background_fill().unwrap_or(1.0).min(1.0) * 1000.0) as u64);
+            }
+        }
+        if let Some(p) = &progress {
+            p.set(1000);
+        }
+        Ok(())
     }
 
     /// A few lines for a human at the end of a run (ReMO: pools, refill

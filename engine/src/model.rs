@@ -2,6 +2,7 @@
 //! and decode tokens alike), weight-free except for the embedding (and the
 //! tied head): every other weight product goes through `Linear`.
 
+use std::ops::Range;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -17,7 +18,20 @@ use crate::linear::Linear;
 pub enum LogitsWanted {
     None,
     Last,
+    /// Every position (the prompt's logprobs are asked for).
     All,
+}
+
+impl LogitsWanted {
+    /// The positions, within a chunk of `len` tokens, that get a row of
+    /// logits (in this order).
+    pub fn positions(self, len: usize) -> Range<usize> {
+        match self {
+            Self::None => 0..0,
+            Self::Last => len.saturating_sub(1)..len,
+            Self::All => 0..len,
+        }
+    }
 }
 
 /// New tokens of one sequence for this step. Its blocks must already be
@@ -267,14 +281,8 @@ impl Step<'_> {
         let mut sel = Vec::new();
         let mut r = 0;
         for ch in self.chunks {
-            let k = ch.tokens.len();
-            match ch.logits {
-                LogitsWanted::None => {}
-                LogitsWanted::Last if k > 0 => sel.push(r + k - 1),
-                LogitsWanted::Last => {}
-                LogitsWanted::All => sel.extend(r..r + k),
-            }
-            r += k;
+            sel.extend(ch.logits.positions(ch.tokens.len()).map(|p| r + p));
+            r += ch.tokens.len();
         }
         let m = sel.len();
         let mut hs = Vec::with_capacity(m * d);

@@ -1,8 +1,9 @@
-//! Token sampling: greedy, temperature, top-k, top-p, min-p, presence and
-//! frequency penalties, seeded per request; optional top-k logprobs of the
-//! model's own distribution.
+//! Token sampling: greedy, temperature, top-k, top-p, min-p, logit bias,
+//! repetition, presence and frequency penalties, seeded per request;
+//! optional top-k logprobs of the model's own distribution.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -22,7 +23,22 @@ pub struct SamplingParams {
     pub seed: Option<u64>,
     /// How many top logprobs to return per token (None: no logprobs).
     pub logprobs: Option<usize>,
+    /// How many top logprobs to return per prompt token, with the prompt
+    /// token's own (None: the prompt is not scored, and costs nothing more).
+    pub prompt_logprobs: Option<usize>,
+    /// Added to the logits of these token ids before any sampling (greedy
+    /// too), each in [-100, 100].
+    pub logit_bias: Vec<(u32, f32)>,
+    /// Divides the positive logits (multiplies the negative ones) of every
+    /// token already in the prompt or the output; 1 means off.
+    pub repetition_penalty: f32,
 }
+
+/// Most `logit_bias` entries per request: every one is applied before each
+/// sampled token.
+pub const MAX_LOGIT_BIAS: usize = 1024;
+/// Largest magnitude of one logit bias (OpenAI's range).
+pub const MAX_LOGIT_BIAS_VALUE: f32 = 100.0;
 
 impl Default for SamplingParams {
     fn default() -> Self {
@@ -35,6 +51,9 @@ impl Default for SamplingParams {
             frequency_penalty: 0.0,
             seed: None,
             logprobs: None,
+            prompt_logprobs: None,
+            logit_bias: Vec::new(),
+            repetition_penalty: 1.0,
         }
     }
 }
@@ -59,7 +78,28 @@ impl SamplingParams {
                 return Err(format!("{n} must be in [-2, 2], got {v}"));
             }
         }
-        Ok(())
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
+            return Err(format!("repetition_penalty must be > 0, got {}", self.repetition_penalty));
+        }
+        self.validate_logit_bias()
+    }
+
+    /// The bias entries: at most `MAX_LOGIT_BIAS`, each finite and within
+    /// ±`MAX_LOGIT_BIAS_VALUE` (token ids are checked against the vocabulary
+    /// by the engine's limits).
+    fn validate_logit_bias(&self) -> Result<(), String> {
+        if self.logit_bias.len() > MAX_LOGIT_BIAS {
+            return Err(format!("logit_bias has {} entries, at most {MAX_LOGIT_BIAS} are allowed", self.logit_bias.len()));
+        }
+        match self.logit_bias.iter().find(|(_, b)| !(b.is_finite() && b.abs() <= MAX_LOGIT_BIAS_VALUE)) {
+            Some((id, b)) => Err(format!("logit_bias of token {id} must be in [-100, 100], got {b}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether sampling changes the logits before choosing.
+    fn adjusts_logits(&self) -> bool {
+        !self.logit_bias.is_empty() || self.repetition_penalty != 1.0 || self.presence_penalty != 0.0 || self.frequency_penalty != 0.0
     }
 }
 
@@ -75,45 +115,74 @@ pub struct SampledToken {
 pub struct Sampler {
     params: SamplingParams,
     rng: Xoshiro256PlusPlus,
+    /// Generated tokens and their counts (presence/frequency penalties).
     counts: HashMap<u32, u32>,
+    /// Tokens of the prompt and the output, kept only while the repetition
+    /// penalty is on.
+    seen: HashSet<u32>,
 }
 
 impl Sampler {
     pub fn new(params: SamplingParams) -> Self {
         let seed = params.seed.unwrap_or_else(rand::random);
-        Self { params, rng: Xoshiro256PlusPlus::seed_from_u64(seed), counts: HashMap::new() }
+        Self { params, rng: Xoshiro256PlusPlus::seed_from_u64(seed), counts: HashMap::new(), seen: HashSet::new() }
     }
 
     pub fn params(&self) -> &SamplingParams {
         &self.params
     }
 
-    /// Records a generated token for the presence/frequency penalties.
+    /// Records the prompt for the repetition penalty (the other penalties
+    /// count generated tokens only, as OpenAI's).
+    pub fn observe_prompt(&mut self, prompt: &[u32]) {
+        if self.params.repetition_penalty != 1.0 {
+            self.seen.extend(prompt);
+        }
+    }
+
+    /// Records a generated token for the penalties.
     pub fn observe(&mut self, id: u32) {
         *self.counts.entry(id).or_default() += 1;
+        if self.params.repetition_penalty != 1.0 {
+            self.seen.insert(id);
+        }
     }
 
     pub fn sample(&mut self, logits: &[f32]) -> SampledToken {
+        let scores = self.adjusted(logits);
+        let id = if self.params.temperature == 0.0 { argmax(&scores) } else { self.sample_filtered(&scores) };
+        match self.params.logprobs {
+            Some(k) => score_token(logits, id, k),
+            None => SampledToken { id, logprob: 0.0, top_logprobs: Vec::new() },
+        }
+    }
+
+    /// The logits sampling chooses from: bias added, then the repetition,
+    /// presence and frequency penalties applied (vLLM's order). A copy only
+    /// when one of them is on.
+    fn adjusted<'a>(&self, logits: &'a [f32]) -> Cow<'a, [f32]> {
         let p = &self.params;
-        let want_lp = p.logprobs.is_some();
-        let (lse, top_logprobs) = if want_lp { logprob_summary(logits, p.logprobs.unwrap_or(0)) } else { (0.0, Vec::new()) };
-
-        let mut adj: Vec<f32>;
-        let scores: &[f32] = if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
-            adj = logits.to_vec();
-            for (&id, &cnt) in &self.counts {
-                if let Some(v) = adj.get_mut(id as usize) {
-                    *v -= p.presence_penalty + p.frequency_penalty * cnt as f32;
-                }
+        if !p.adjusts_logits() {
+            return Cow::Borrowed(logits);
+        }
+        let mut adj = logits.to_vec();
+        for &(id, bias) in &p.logit_bias {
+            if let Some(v) = adj.get_mut(id as usize) {
+                *v += bias;
             }
-            &adj
-        } else {
-            logits
-        };
-
-        let id = if p.temperature == 0.0 { argmax(scores) } else { self.sample_filtered(scores) };
-        let logprob = if want_lp { logits[id as usize] - lse } else { 0.0 };
-        SampledToken { id, logprob, top_logprobs }
+        }
+        for &id in &self.seen {
+            if let Some(v) = adj.get_mut(id as usize) {
+                // HF/vLLM: shrink toward "less likely" whatever the sign.
+                *v = if *v > 0.0 { *v / p.repetition_penalty } else { *v * p.repetition_penalty };
+            }
+        }
+        for (&id, &cnt) in &self.counts {
+            if let Some(v) = adj.get_mut(id as usize) {
+                *v -= p.presence_penalty + p.frequency_penalty * cnt as f32;
+            }
+        }
+        Cow::Owned(adj)
     }
 
     fn sample_filtered(&mut self, scores: &[f32]) -> u32 {
@@ -173,6 +242,13 @@ pub fn argmax(v: &[f32]) -> u32 {
         }
     }
     best as u32
+}
+
+/// Token `id` with its logprob under `logits` (the model's own
+/// distribution) and the `k` most likely tokens with theirs.
+pub fn score_token(logits: &[f32], id: u32, k: usize) -> SampledToken {
+    let (lse, top_logprobs) = logprob_summary(logits, k);
+    SampledToken { id, logprob: logits[id as usize] - lse, top_logprobs }
 }
 
 /// (log-sum-exp of the logits, the `k` most likely tokens with logprobs).
@@ -246,5 +322,45 @@ mod tests {
         assert!((t.logprob - (0.75f32).ln()).abs() < 1e-6);
         assert_eq!(t.top_logprobs.len(), 2);
         assert!((t.top_logprobs[1].1 - (0.25f32).ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn logit_bias_forces_or_removes_a_token_under_greedy() {
+        let logits = vec![2.0, 5.0, 1.0, 4.0];
+        let forced = SamplingParams { logit_bias: vec![(2, 100.0)], logprobs: Some(1), ..Default::default() };
+        let t = Sampler::new(forced).sample(&logits);
+        assert_eq!(t.id, 2);
+        assert!((t.logprob - score_token(&logits, 2, 0).logprob).abs() < 1e-6, "logprobs stay the model's own");
+        let removed = SamplingParams { logit_bias: vec![(1, -100.0)], ..Default::default() };
+        assert_eq!(Sampler::new(removed).sample(&logits).id, 3, "the argmax is gone, the runner-up wins");
+    }
+
+    #[test]
+    fn repetition_penalty_shrinks_seen_tokens_of_prompt_and_output() {
+        let params = SamplingParams { repetition_penalty: 2.0, ..Default::default() };
+        let mut s = Sampler::new(params);
+        s.observe_prompt(&[0, 1]);
+        s.observe(3);
+        let logits = [4.0, -1.0, 3.0, 6.0, -0.5];
+        // Seen: 0 (4 -> 2), 1 (-1 -> -2), 3 (6 -> 3); unseen 2 and 4 unchanged.
+        assert_eq!(&*s.adjusted(&logits), &[2.0, -2.0, 3.0, 3.0, -0.5]);
+        assert_eq!(s.sample(&logits).id, 2, "the lowest id of the tied best");
+        let off = Sampler::new(SamplingParams::greedy());
+        assert!(matches!(off.adjusted(&logits), Cow::Borrowed(_)), "no copy when nothing adjusts");
+    }
+
+    #[test]
+    fn validation_names_the_new_fields() {
+        let bad = |p: SamplingParams| p.validate().unwrap_err();
+        for r in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+            assert!(bad(SamplingParams { repetition_penalty: r, ..Default::default() }).starts_with("repetition_penalty"));
+        }
+        for b in [100.5, -101.0, f32::NAN] {
+            assert!(bad(SamplingParams { logit_bias: vec![(1, b)], ..Default::default() }).starts_with("logit_bias"));
+        }
+        let too_many = (0..=MAX_LOGIT_BIAS as u32).map(|i| (i, 1.0)).collect();
+        assert!(bad(SamplingParams { logit_bias: too_many, ..Default::default() }).starts_with("logit_bias"));
+        let edges = SamplingParams { logit_bias: vec![(0, -100.0), (1, 100.0)], repetition_penalty: 1e-3, ..Default::default() };
+        assert!(edges.validate().is_ok());
     }
 }

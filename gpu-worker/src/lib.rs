@@ -8,7 +8,6 @@ pub mod cuda_backend;
 pub mod fault;
 pub mod identity;
 pub mod listen;
-pub mod npy;
 pub mod recorder;
 pub mod service;
 

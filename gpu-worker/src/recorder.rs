@@ -2,15 +2,14 @@
 //! anyone can attack it: `manifest.json`, `calls.jsonl`, `calls/NNNNNN.npy`.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{ensure, Context};
+use npyz::WriterBuilder;
 use talaria_models::{LlamaConfig, Op};
-use talaria_transport::{DType, FrameHeader};
-
-use crate::npy::write_npy;
 use talaria_protocol::{CallKind, PublicParams};
+use talaria_transport::{DType, FrameHeader};
 
 pub struct Recorder {
     dir: PathBuf,
@@ -62,10 +61,58 @@ impl Recorder {
             other => anyhow::bail!("cannot record dtype {other:?}"),
         };
         let file = format!("calls/{:06}.npy", self.seq);
-        write_npy(&self.dir.join(&file), descr, rows, cols, payload).with_context(|| format!("writing {file}"))?;
+        let path = self.dir.join(&file);
+        write_matrix(&path, descr, rows, cols, payload).with_context(|| format!("writing {}", path.display()))?;
         let line = serde_json::json!({"seq": self.seq, "kind": kind.name(), "layer": layer, "op": op.name(), "rows": rows, "cols": cols, "dtype": dname, "file": file});
         writeln!(self.calls, "{line}").context("appending calls.jsonl")?;
         self.seq += 1;
         Ok(())
+    }
+}
+
+/// Writes `payload`, little-endian `descr` elements, as a `rows × cols`
+/// C-order `.npy`. npyz writes the header; the payload is already in the
+/// file's byte order, so it is copied as is rather than element by element.
+fn write_matrix(path: &Path, descr: &str, rows: usize, cols: usize, payload: &[u8]) -> anyhow::Result<()> {
+    let type_str: npyz::TypeStr = descr.parse().with_context(|| format!("npy dtype {descr:?}"))?;
+    let width = type_str.num_bytes().with_context(|| format!("npy dtype {descr} has no fixed width"))?;
+    ensure!(
+        rows.checked_mul(cols).and_then(|n| n.checked_mul(width)) == Some(payload.len()),
+        "payload has {} bytes, a {rows} × {cols} {descr} matrix needs {rows} × {cols} × {width}",
+        payload.len()
+    );
+    let mut out = BufWriter::new(File::create(path)?);
+    npyz::WriteOptions::new_header_only()
+        .dtype(npyz::DType::new_scalar(type_str))
+        .shape(&[rows as u64, cols as u64])
+        .writer(&mut out)
+        .write_header_only()?;
+    out.write_all(payload)?;
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_matrix;
+
+    #[test]
+    fn writes_a_c_order_matrix_npyz_reads_back() {
+        let dir = std::env::temp_dir().join(format!("talaria-recorder-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.npy");
+        let values = [1.5f64, -2.0, 3.25, 1e10, 0.0, -7.0];
+        let payload: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        write_matrix(&path, "<f8", 2, 3, &payload).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        // numpy's alignment: the data starts on a 64-byte boundary.
+        assert_eq!((bytes.len() - payload.len()) % 64, 0);
+        let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+        assert_eq!((npy.shape(), npy.order(), npy.dtype().descr()), (&[2u64, 3][..], npyz::Order::C, "'<f8'".to_string()));
+        assert_eq!(npy.into_vec::<f64>().unwrap(), values);
+
+        let short = write_matrix(&path, "<f4", 2, 3, &payload[..20]).unwrap_err();
+        assert!(format!("{short:#}").contains("needs 2 × 3 × 4"), "{short:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

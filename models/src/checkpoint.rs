@@ -17,6 +17,7 @@ use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 pub(crate) use crate::part::Part;
+use crate::progress::{Progress, Unit};
 use crate::role::{is_cvm_tensor, worker_tensor_names, Role};
 use crate::safetensors_file::SafetensorsFile;
 use crate::storage::{Access, ReadCounter, ReadStats};
@@ -249,12 +250,15 @@ impl Checkpoint {
         let mut h = Sha256::new();
         h.update(b"talaria worker manifest v1\n");
         h.update(serde_json::to_vec(&self.config).expect("config serializes"));
-        for name in worker_tensor_names(&self.config) {
+        let names = worker_tensor_names(&self.config);
+        let progress = Progress::new("hashing the worker's tensors", names.len() as u64, Unit::Items("tensors"));
+        for name in names {
             let part = self.part_of(&name)?;
             let ty = part.stored_type(&name).unwrap_or_default();
             let shape = part.shape(&name).unwrap_or_default();
             h.update(format!("\n{name}:{ty}:{shape:?}:"));
             h.update(part.tensor_sha256(&name)?);
+            progress.inc(1);
         }
         Ok(hex::encode(h.finalize()))
     }

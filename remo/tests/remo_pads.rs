@@ -127,6 +127,13 @@ fn the_report_counts_pads_and_bounds_leakage() {
     let want = 16.0 * 0.5 * (1e-8f64).ln_1p() / std::f64::consts::LN_2;
     assert!((r.leakage_bound_bits - want).abs() < 1e-6 * want);
     assert!(r.leakage_bits_at_sent_energy <= r.leakage_bound_bits * (1.0 + 1e-12));
-    let text = r.to_string();
-    assert!(text.contains("leakage bound") && text.contains("gate_up"), "{text}");
+    // The session total counts the real rows (not the dummies), and counts
+    // a row sent again (a recompute) again.
+    assert_eq!(r.positions_sent, 10);
+    assert!((r.session_bound_bits - 10.0 * want).abs() < 1e-6 * want);
+    remo.matmul(&mut worker, op(), 2, (&to_f32(&gaussian(2, 16, 1.0, 1))[..]).into(), (&mut out[..16]).into()).unwrap();
+    let again = remo.report().unwrap();
+    assert_eq!(again.positions_sent, 12, "two of the same rows, sent again, count again");
+    let text = again.to_string();
+    assert!(text.contains("leakage bound") && text.contains("gate_up") && text.contains("session total"), "{text}");
 }

@@ -123,11 +123,7 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
     let cvm = CvmWeights::load(&ck, a.model.dtype)?;
     let mut linear = build_linear(&a.backend, &ck, a.model.dtype)?;
     // Pad batches are made ahead of need (docs/DESIGN.md §3), not on the request's clock.
-    let t_warm = std::time::Instant::now();
-    while linear.idle(std::time::Duration::from_secs(60))? {}
-    if t_warm.elapsed().as_secs_f64() > 0.05 {
-        eprintln!("[{}] pad pools filled in {:.1}s", linear.name(), t_warm.elapsed().as_secs_f64());
-    }
+    linear.fill_ahead()?;
     let model = LlamaModel::new(ck.config.clone(), cvm)?;
     let mut scored = Vec::new();
     for prompt_ids in prompts {

@@ -215,7 +215,10 @@ fn bad_inputs_get_openai_errors_and_the_server_keeps_serving() {
         ("/v1/completions", json!({"prompt": "hi", "top_p": 1.5}).to_string().into_bytes(), 400, Some("top_p")),
         ("/v1/completions", json!({"prompt": "hi", "logprobs": 50}).to_string().into_bytes(), 400, Some("logprobs")),
         ("/v1/completions", json!({"prompt": [1, 999999]}).to_string().into_bytes(), 400, Some("prompt")),
-        ("/v1/completions", json!({"prompt": "hi", "echo": true}).to_string().into_bytes(), 400, Some("echo")),
+        ("/v1/completions", json!({"prompt": "hi", "suffix": "!"}).to_string().into_bytes(), 400, Some("suffix")),
+        ("/v1/completions", json!({"prompt": ["hi", ""]}).to_string().into_bytes(), 400, Some("prompt")),
+        ("/v1/completions", json!({"prompt": "hi", "logit_bias": {"99999999": 1}}).to_string().into_bytes(), 400, Some("logit_bias")),
+        ("/v1/completions", json!({"prompt": "hi", "repetition_penalty": 0}).to_string().into_bytes(), 400, Some("repetition_penalty")),
         (
             "/v1/completions",
             json!({"prompt": "hi", "stream_options": {"include_usage": true}}).to_string().into_bytes(),
@@ -270,4 +273,77 @@ fn bad_inputs_get_openai_errors_and_the_server_keeps_serving() {
     // Still serving, and nothing leaked.
     let r = s.ok("/v1/completions", &json!({"prompt": "Still there?", "max_tokens": 3, "ignore_eos": true}));
     assert_eq!(r["usage"]["completion_tokens"], 3);
+}
+
+#[test]
+fn a_list_of_prompts_gets_n_choices_each_streaming_or_not() {
+    let s = server();
+    let one = |p: &str| s.ok("/v1/completions", &json!({"prompt": p, "max_tokens": 4, "temperature": 0, "ignore_eos": true}));
+    let (a, b) = (one("The sky is"), one("def add(a, b):"));
+    let req = json!({"prompt": ["The sky is", "def add(a, b):"], "n": 2, "max_tokens": 4, "temperature": 0, "ignore_eos": true});
+    let r = s.ok("/v1/completions", &req);
+    let want = [choice_text(&a, 0), choice_text(&a, 0), choice_text(&b, 0), choice_text(&b, 0)];
+    assert_eq!((0..4).map(|i| choice_text(&r, i)).collect::<Vec<_>>(), want, "{r}");
+    assert!(r["choices"].as_array().unwrap().iter().enumerate().all(|(i, c)| c["index"] == i));
+    let prompts = a["usage"]["prompt_tokens"].as_u64().unwrap() + b["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert_eq!((r["usage"]["prompt_tokens"].as_u64(), r["usage"]["completion_tokens"].as_u64()), (Some(prompts), Some(16)));
+
+    // Token-id lists, streamed: the same choices at the same indexes, usage once at the end.
+    let ids = |p: &str| s.ok("/tokenize", &json!({"prompt": p}))["tokens"].clone();
+    let mut sreq = req.clone();
+    sreq["prompt"] = json!([ids("The sky is"), ids("def add(a, b):")]);
+    sreq["stream"] = json!(true);
+    sreq["stream_options"] = json!({"include_usage": true});
+    let events = s.stream("/v1/completions", &sreq);
+    let (texts, finish) = stream_texts(&events, 4);
+    assert_eq!(texts, want);
+    assert!(finish.iter().all(|f| f.as_deref() == Some("length")));
+    let usage: Vec<&Value> = events.iter().filter(|e| !e["usage"].is_null()).map(|e| &e["usage"]).collect();
+    assert_eq!(usage, vec![&r["usage"]], "one usage chunk, the same sums");
+}
+
+#[test]
+fn echo_returns_the_prompt_and_its_logprobs() {
+    let s = server();
+    let prompt = "The capital of France is";
+    let plain = s.ok("/v1/completions", &json!({"prompt": prompt, "max_tokens": 3, "temperature": 0, "ignore_eos": true}));
+    let req = json!({"prompt": prompt, "max_tokens": 3, "temperature": 0, "ignore_eos": true, "echo": true, "logprobs": 2});
+    let r = s.ok("/v1/completions", &req);
+    assert_eq!(choice_text(&r, 0), format!("{prompt}{}", choice_text(&plain, 0)));
+    let lp = &r["choices"][0]["logprobs"];
+    let prompt_tokens = r["usage"]["prompt_tokens"].as_u64().unwrap() as usize;
+    let tokens: Vec<&str> = lp["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(tokens.len(), prompt_tokens + 3);
+    assert_eq!(tokens.concat(), choice_text(&r, 0), "the tokens cover prompt and completion");
+    assert!(lp["token_logprobs"][0].is_null() && lp["top_logprobs"][0].is_null(), "nothing predicts the first token");
+    let scores = lp["token_logprobs"].as_array().unwrap();
+    assert!(scores[1..].iter().all(|v| v.as_f64().is_some_and(|x| x <= 0.0)), "{lp}");
+    let offsets: Vec<u64> = lp["text_offset"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(offsets[0], 0);
+    assert_eq!(offsets[prompt_tokens] as usize, prompt.len(), "the completion starts after the prompt");
+    // Streamed: the prompt comes first in the choice's text.
+    let mut sreq = req.clone();
+    sreq["stream"] = json!(true);
+    let (texts, _) = stream_texts(&s.stream("/v1/completions", &sreq), 1);
+    assert_eq!(texts[0], choice_text(&r, 0));
+}
+
+#[test]
+fn logit_bias_and_repetition_penalty_steer_greedy_sampling() {
+    let s = server();
+    let base = json!({"prompt": "Hello", "max_tokens": 1, "temperature": 0, "logprobs": 0});
+    let first = s.ok("/v1/completions", &base);
+    let tok = first["choices"][0]["logprobs"]["tokens"][0].as_str().unwrap().to_string();
+    let id = s.ok("/tokenize", &json!({"prompt": tok}))["tokens"][0].as_u64().unwrap();
+    let mut banned = base.clone();
+    banned["logit_bias"] = json!({id.to_string(): -100});
+    assert_ne!(choice_text(&s.ok("/v1/completions", &banned), 0), choice_text(&first, 0));
+    let forced_id = s.ok("/tokenize", &json!({"prompt": " banana"}))["tokens"][0].as_u64().unwrap();
+    let mut forced = base.clone();
+    forced["logit_bias"] = json!({forced_id.to_string(): 100});
+    let r = s.ok("/v1/completions", &forced);
+    let got = s.ok("/tokenize", &json!({"prompt": choice_text(&r, 0)}))["tokens"][0].as_u64().unwrap();
+    assert_eq!(got, forced_id);
+    let chat = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "repetition_penalty": 1.3, "logit_bias": {"5": 1}});
+    s.ok("/v1/chat/completions", &chat);
 }

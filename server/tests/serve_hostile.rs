@@ -340,3 +340,20 @@ fn huge_prompts_do_not_stall_other_connections() {
     assert!(worst_health < bound, "/health took {worst_health:?} while prompts were tokenized for {tokenizing:?}");
     assert_normal_request_served(s);
 }
+
+/// A list of prompts is one request: a client that leaves mid-stream frees
+/// every prompt's sequences, and too many prompts are refused up front.
+#[test]
+fn a_list_of_prompts_is_cancelled_as_one_and_capped() {
+    let _one_at_a_time = exclusive();
+    let s = server();
+    let long = json!({"prompt": ["Count to a million:", "List every prime:", "Name all the stars:"], "n": 2, "max_tokens": 2000, "ignore_eos": true, "temperature": 0, "stream": true});
+    let stream = s.open_stream("/v1/completions", &long);
+    wait_for_metric(s, "talaria_num_requests_running", 3.0);
+    drop(stream);
+    assert!(s.wait_idle(Duration::from_secs(30)), "every prompt's sequences must be cancelled");
+    let too_many = json!({"prompt": vec!["hi"; 65], "max_tokens": 1});
+    let r = s.post("/v1/completions", &too_many);
+    assert_eq!((r.status, r.body["error"]["param"].as_str()), (400, Some("prompt")), "{}", r.body);
+    assert_normal_request_served(s);
+}

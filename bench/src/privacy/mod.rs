@@ -19,12 +19,12 @@ pub mod noise;
 pub mod npy;
 pub mod null_twin;
 pub mod outputs;
+pub mod plot;
 pub mod recording;
 pub mod report;
 pub mod runner;
 pub mod score;
 pub mod steps;
-pub mod svg;
 pub mod synth;
 pub mod tokens;
 

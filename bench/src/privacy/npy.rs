@@ -1,15 +1,17 @@
-//! A tiny `.npy` reader/writer for the 2-D little-endian C-order float
-//! matrices that worker recordings hold (docs/DESIGN.md §5). Everything is widened
-//! to f64 on read.
+//! The `.npy` matrices of worker recordings (docs/DESIGN.md §5), through
+//! npyz: `rows × cols`, C order, `<f8` or `<f4`. Everything is widened to
+//! f64 on read.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
+use npyz::WriterBuilder;
 
 use super::mat::Rows64;
 
-/// Element type stored in a `.npy` file.
+/// Element type stored in a recorded `.npy` file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NpyDtype {
     F32,
@@ -17,101 +19,80 @@ pub enum NpyDtype {
 }
 
 impl NpyDtype {
+    /// numpy's type string.
     fn descr(self) -> &'static str {
         match self {
             Self::F32 => "<f4",
             Self::F64 => "<f8",
         }
     }
-}
 
-pub fn read_npy(path: &Path) -> Result<Rows64> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    parse_npy(&bytes).with_context(|| format!("parsing {}", path.display()))
-}
-
-pub fn parse_npy(bytes: &[u8]) -> Result<Rows64> {
-    ensure!(bytes.len() >= 10 && &bytes[..6] == b"\x93NUMPY", "not a .npy file (bad magic)");
-    let (header_len, start): (usize, usize) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 => {
-            ensure!(bytes.len() >= 12, "truncated .npy header");
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+    /// The name `calls.jsonl` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F64 => "f64",
         }
-        v => bail!("unsupported .npy version {v}"),
+    }
+
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "f64" => Ok(Self::F64),
+            "f32" => Ok(Self::F32),
+            other => bail!("unsupported dtype {other:?} (want \"f64\" or \"f32\")"),
+        }
+    }
+
+    fn npyz(self) -> npyz::DType {
+        npyz::DType::new_scalar(self.descr().parse().expect("a valid numpy type string"))
+    }
+}
+
+/// Reads a matrix whose elements must be `expected`.
+pub fn read_npy(path: &Path, expected: NpyDtype) -> Result<Rows64> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    read_matrix(BufReader::new(file), expected).with_context(|| format!("reading {}", path.display()))
+}
+
+fn read_matrix(reader: impl std::io::Read, expected: NpyDtype) -> Result<Rows64> {
+    let npy = npyz::NpyFile::new(reader)?;
+    let found = npy.dtype().descr();
+    ensure!(found == format!("'{}'", expected.descr()), "dtype {found}, expected '{}'", expected.descr());
+    ensure!(npy.order() == npyz::Order::C, "Fortran-order arrays are not supported");
+    let (rows, cols) = match *npy.shape() {
+        [r, c] => (usize::try_from(r)?, usize::try_from(c)?),
+        ref other => bail!("shape {other:?}, expected a 2-D matrix"),
     };
-    let end = start.checked_add(header_len).filter(|&e| e <= bytes.len()).context("truncated .npy header")?;
-    let header = std::str::from_utf8(&bytes[start..end]).context(".npy header is not text")?;
-    let dtype = match dict_value(header, "descr")? {
-        "'<f8'" => NpyDtype::F64,
-        "'<f4'" => NpyDtype::F32,
-        other => bail!("unsupported dtype {other} (want '<f8' or '<f4')"),
-    };
-    ensure!(dict_value(header, "fortran_order")? == "False", "Fortran-order arrays are not supported");
-    let (rows, cols) = parse_shape(dict_value(header, "shape")?)?;
-    let payload = &bytes[end..];
-    let width = match dtype {
-        NpyDtype::F32 => 4,
-        NpyDtype::F64 => 8,
-    };
-    let n = rows.checked_mul(cols).context("shape overflows")?;
-    ensure!(payload.len() == n * width, "payload has {} bytes, shape ({rows}, {cols}) needs {}", payload.len(), n * width);
-    let data: Vec<f64> = match dtype {
-        NpyDtype::F64 => payload.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
-        NpyDtype::F32 => payload.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64).collect(),
+    let data = match expected {
+        NpyDtype::F64 => npy.into_vec::<f64>()?,
+        NpyDtype::F32 => npy.into_vec::<f32>()?.into_iter().map(f64::from).collect(),
     };
     Rows64::from_vec(rows, cols, data)
 }
 
-/// The raw text of `key`'s value in the header dict (up to the next
-/// top-level comma or closing brace).
-fn dict_value<'a>(header: &'a str, key: &str) -> Result<&'a str> {
-    let pat = format!("'{key}':");
-    let at = header.find(&pat).with_context(|| format!(".npy header has no '{key}'"))? + pat.len();
-    let rest = header[at..].trim_start();
-    let mut depth = 0i32;
-    for (i, ch) in rest.char_indices() {
-        match ch {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' | '}' if depth == 0 => return Ok(rest[..i].trim()),
-            _ => {}
-        }
-    }
-    bail!(".npy header value of '{key}' is unterminated")
-}
-
-fn parse_shape(s: &str) -> Result<(usize, usize)> {
-    let inner = s.strip_prefix('(').and_then(|s| s.strip_suffix(')')).with_context(|| format!("bad shape {s}"))?;
-    let dims: Vec<usize> = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<usize>().with_context(|| format!("bad shape {s}")))
-        .collect::<Result<_>>()?;
-    match dims[..] {
-        [r, c] => Ok((r, c)),
-        [n] => Ok((1, n)),
-        _ => bail!("expected a 2-D array, got shape {s}"),
-    }
-}
-
 pub fn write_npy(path: &Path, m: &Rows64, dtype: NpyDtype) -> Result<()> {
-    let dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': ({}, {}), }}", dtype.descr(), m.rows, m.cols);
-    let unpadded = 10 + dict.len() + 1;
-    let pad = unpadded.div_ceil(64) * 64 - unpadded;
-    let mut out = Vec::with_capacity(unpadded + pad + m.data.len() * 8);
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&((dict.len() + pad + 1) as u16).to_le_bytes());
-    out.extend_from_slice(dict.as_bytes());
-    out.extend(std::iter::repeat_n(b' ', pad));
-    out.push(b'\n');
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    write_matrix(BufWriter::new(file), m, dtype).with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_matrix(out: impl std::io::Write, m: &Rows64, dtype: NpyDtype) -> Result<()> {
+    let shape = [m.rows as u64, m.cols as u64];
     match dtype {
-        NpyDtype::F64 => m.data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        NpyDtype::F32 => m.data.iter().for_each(|v| out.extend_from_slice(&(*v as f32).to_le_bytes())),
+        NpyDtype::F64 => write_elements(out, dtype, &shape, m.data.iter().copied()),
+        NpyDtype::F32 => write_elements(out, dtype, &shape, m.data.iter().map(|&v| v as f32)),
     }
-    let mut f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(&out).with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_elements<T: npyz::Serialize>(
+    out: impl std::io::Write,
+    dtype: NpyDtype,
+    shape: &[u64],
+    values: impl Iterator<Item = T>,
+) -> Result<()> {
+    let mut w = npyz::WriteOptions::new().dtype(dtype.npyz()).shape(shape).writer(out).begin_nd()?;
+    w.extend(values)?;
+    w.finish()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -120,20 +101,18 @@ mod tests {
 
     #[test]
     fn round_trips_f64_and_f32() {
-        let dir = std::env::temp_dir().join(format!("talaria-npy-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let m = Rows64::from_vec(2, 3, vec![1.5, -2.0, 3.25, 1e10, 0.0, -7.0]).unwrap();
         for dt in [NpyDtype::F64, NpyDtype::F32] {
-            let p = dir.join("m.npy");
-            write_npy(&p, &m, dt).unwrap();
-            assert_eq!(read_npy(&p).unwrap(), m);
+            let mut bytes = Vec::new();
+            write_matrix(&mut bytes, &m, dt).unwrap();
+            assert_eq!(read_matrix(&bytes[..], dt).unwrap(), m);
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn reads_the_workers_header_layout() {
-        // Same bytes as talaria-gpu-worker's npy_header for a 1 × 2 f64 matrix.
+    fn reads_recordings_written_before_npyz() {
+        // The header the worker's hand-written writer produced: no comma
+        // after the last dimension, padded with spaces to 64 bytes.
         let dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }";
         let pad = (10 + dict.len() + 1).div_ceil(64) * 64 - (10 + dict.len() + 1);
         let mut b = b"\x93NUMPY\x01\x00".to_vec();
@@ -143,23 +122,24 @@ mod tests {
         b.push(b'\n');
         b.extend_from_slice(&1.0f64.to_le_bytes());
         b.extend_from_slice(&2.0f64.to_le_bytes());
-        assert_eq!(parse_npy(&b).unwrap().data, vec![1.0, 2.0]);
+        let m = read_matrix(&b[..], NpyDtype::F64).unwrap();
+        assert_eq!((m.rows, m.cols, m.data), (1, 2, vec![1.0, 2.0]));
     }
 
     #[test]
-    fn rejects_bad_files() {
-        assert!(parse_npy(b"hello").is_err());
-        let dict = "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1), }\n";
-        let mut b = b"\x93NUMPY\x01\x00".to_vec();
-        b.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-        b.extend_from_slice(dict.as_bytes());
-        b.extend_from_slice(&[0; 4]);
-        assert!(parse_npy(&b).is_err(), "integer dtype");
-        let dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }\n";
-        let mut b = b"\x93NUMPY\x01\x00".to_vec();
-        b.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-        b.extend_from_slice(dict.as_bytes());
-        b.extend_from_slice(&[0; 8]);
-        assert!(parse_npy(&b).is_err(), "short payload");
+    fn rejects_other_dtypes_and_shapes_with_context() {
+        let m = Rows64::from_vec(1, 2, vec![1.0, 2.0]).unwrap();
+        let mut bytes = Vec::new();
+        write_matrix(&mut bytes, &m, NpyDtype::F32).unwrap();
+        let err = read_matrix(&bytes[..], NpyDtype::F64).unwrap_err();
+        assert!(format!("{err:#}").contains("dtype '<f4', expected '<f8'"), "{err:#}");
+
+        let mut vector = Vec::new();
+        let mut w = npyz::WriteOptions::new().default_dtype().shape(&[3]).writer(&mut vector).begin_nd().unwrap();
+        w.extend([1.0f64, 2.0, 3.0]).unwrap();
+        w.finish().unwrap();
+        let err = read_matrix(&vector[..], NpyDtype::F64).unwrap_err();
+        assert!(format!("{err:#}").contains("shape [3], expected a 2-D matrix"), "{err:#}");
+        assert!(read_matrix(&b"hello"[..], NpyDtype::F64).is_err());
     }
 }

@@ -12,6 +12,6 @@ pub fn write_outputs(r: &SuiteReport, dir: &Path) -> Result<()> {
         |name: &str, bytes: Vec<u8>| std::fs::write(dir.join(name), bytes).with_context(|| format!("writing {}", dir.join(name).display()));
     write("privacy.md", markdown(r).into_bytes())?;
     write("privacy.json", serde_json::to_vec_pretty(r)?)?;
-    write("privacy.svg", super::svg::plot(r).into_bytes())?;
+    write("privacy.svg", super::plot::privacy_svg(r)?.into_bytes())?;
     Ok(())
 }

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::{Component, Path};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use talaria_models::{LlamaConfig, Op, OpId};
 
@@ -126,11 +126,7 @@ impl Recording {
             if !keep(&meta) {
                 continue;
             }
-            let dtype = match meta.dtype.as_str() {
-                "f64" => NpyDtype::F64,
-                "f32" => NpyDtype::F32,
-                other => bail!("call {}: unsupported dtype {other:?}", meta.seq),
-            };
+            let dtype = NpyDtype::from_name(&meta.dtype).with_context(|| format!("call {}", meta.seq))?;
             let rel = Path::new(&meta.file);
             ensure!(
                 rel.components().all(|c| matches!(c, Component::Normal(_))),
@@ -138,7 +134,7 @@ impl Recording {
                 meta.seq,
                 meta.file
             );
-            let data = read_npy(&dir.join(rel))?;
+            let data = read_npy(&dir.join(rel), dtype).with_context(|| format!("call {}", meta.seq))?;
             ensure!(
                 (data.rows, data.cols) == (meta.rows, meta.cols),
                 "call {}: {} holds {} × {}, calls.jsonl says {} × {}",
@@ -172,10 +168,7 @@ impl Recording {
                 op: c.id.op.name().into(),
                 rows: c.data.rows,
                 cols: c.data.cols,
-                dtype: match c.dtype {
-                    NpyDtype::F32 => "f32".into(),
-                    NpyDtype::F64 => "f64".into(),
-                },
+                dtype: c.dtype.name().into(),
                 file,
             };
             writeln!(lines, "{}", serde_json::to_string(&meta)?)?;

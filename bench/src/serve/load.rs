@@ -9,6 +9,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp};
 
+use talaria_models::progress::{Progress, Unit};
+
 use super::client::{self, RequestResult, RequestSpec};
 use super::dataset::Prompt;
 use super::Args;
@@ -58,6 +60,7 @@ pub fn run(a: &Args, base: &str, model: &str, prompts: &[Prompt], concurrency: O
     let arrivals = arrival_times(prompts.len(), a.request_rate, a.fixed_rate, a.seed);
     let slots = Slots { free: Mutex::new(concurrency.unwrap_or(usize::MAX)), cv: Condvar::new() };
     let results = Mutex::new(Vec::with_capacity(prompts.len()));
+    let progress = Progress::new("requests", prompts.len() as u64, Unit::Items("requests"));
     let start = Instant::now();
     std::thread::scope(|sc| {
         for (p, &at) in prompts.iter().zip(&arrivals) {
@@ -66,11 +69,12 @@ pub fn run(a: &Args, base: &str, model: &str, prompts: &[Prompt], concurrency: O
                 std::thread::sleep(Duration::from_secs_f64(wait));
             }
             slots.acquire();
-            let (spec, agent, slots, results) = (&spec, &agent, &slots, &results);
+            let (spec, agent, slots, results, progress) = (&spec, &agent, &slots, &results, &progress);
             sc.spawn(move || {
                 let r = client::send(agent, spec, p, start.elapsed().as_secs_f64());
                 slots.release();
                 results.lock().expect("results").push(r);
+                progress.inc(1);
             });
         }
     });

@@ -20,7 +20,6 @@ mod load;
 mod report;
 mod soak;
 mod stats;
-mod svg;
 
 use std::path::PathBuf;
 
@@ -184,8 +183,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     println!("\n{md}");
     std::fs::write(a.out.join("results.md"), &md)?;
     std::fs::write(a.out.join("results.json"), serde_json::to_string_pretty(&runs)?)?;
-    std::fs::write(a.out.join("latency.svg"), report::latency_svg(&runs))?;
-    std::fs::write(a.out.join("throughput.svg"), report::throughput_svg(&runs))?;
+    std::fs::write(a.out.join("latency.svg"), report::latency_svg(&runs)?)?;
+    std::fs::write(a.out.join("throughput.svg"), report::throughput_svg(&runs)?)?;
     eprintln!("wrote {}/results.md, results.json, latency.svg, throughput.svg", a.out.display());
     if a.record {
         machine::append_results("Serving benchmark", &md)?;

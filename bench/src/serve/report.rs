@@ -3,8 +3,8 @@
 use std::fmt::Write;
 
 use super::stats::{Dist, RunSummary};
-use super::svg::{bar_panels, Panel};
 use super::Args;
+use crate::plot::bars::{Bar, BarPanel, BarPanels};
 
 fn conc(c: Option<usize>) -> String {
     c.map_or("∞".into(), |c| c.to_string())
@@ -109,24 +109,35 @@ fn r_ratio(a: f64, b: f64) -> f64 {
     a / b.max(1e-9)
 }
 
-pub fn latency_svg(runs: &[RunSummary]) -> String {
-    let panel = |title: &str, f: fn(&RunSummary) -> &Dist| Panel {
+pub fn latency_svg(runs: &[RunSummary]) -> anyhow::Result<String> {
+    let panel = |title: &str, f: fn(&RunSummary) -> &Dist| BarPanel {
         title: title.into(),
-        bars: runs.iter().map(|r| (run_name(r), f(r).p50, Some(f(r).p99))).collect(),
+        bars: runs.iter().map(|r| Bar { value: f(r).p50, whisker: Some(f(r).p99) }).collect(),
     };
-    let panels = [
-        panel("TTFT (ms)", |r| &r.ttft_ms),
-        panel("TPOT (ms)", |r| &r.tpot_ms),
-        panel("ITL (ms)", |r| &r.itl_ms),
-        panel("E2E (ms)", |r| &r.e2e_ms),
-    ];
-    bar_panels("Serving latency", "solid: p50, light: p99", &panels)
+    BarPanels {
+        title: "Serving latency".into(),
+        note: "solid: p50, light: p99".into(),
+        series: runs.iter().map(run_name).collect(),
+        panels: vec![
+            panel("TTFT (ms)", |r| &r.ttft_ms),
+            panel("TPOT (ms)", |r| &r.tpot_ms),
+            panel("ITL (ms)", |r| &r.itl_ms),
+            panel("E2E (ms)", |r| &r.e2e_ms),
+        ],
+    }
+    .svg()
 }
 
-pub fn throughput_svg(runs: &[RunSummary]) -> String {
-    let panels = [
-        Panel { title: "output tokens/s".into(), bars: runs.iter().map(|r| (run_name(r), r.output_throughput, None)).collect() },
-        Panel { title: "requests/s".into(), bars: runs.iter().map(|r| (run_name(r), r.request_throughput, None)).collect() },
-    ];
-    bar_panels("Serving throughput", "", &panels)
+pub fn throughput_svg(runs: &[RunSummary]) -> anyhow::Result<String> {
+    let panel = |title: &str, f: fn(&RunSummary) -> f64| BarPanel {
+        title: title.into(),
+        bars: runs.iter().map(|r| Bar { value: f(r), whisker: None }).collect(),
+    };
+    BarPanels {
+        title: "Serving throughput".into(),
+        note: String::new(),
+        series: runs.iter().map(run_name).collect(),
+        panels: vec![panel("output tokens/s", |r| r.output_throughput), panel("requests/s", |r| r.request_throughput)],
+    }
+    .svg()
 }

@@ -13,9 +13,10 @@ use anyhow::Context;
 
 use super::client::{self, RequestSpec};
 use super::launch::{rss_bytes, Server};
-use super::svg::line_chart;
 use super::{dataset, Args};
 use crate::machine;
+use crate::plot::lines::{Axis, Line, LineChart};
+use crate::plot::style::color;
 
 struct Sample {
     t: f64,
@@ -90,11 +91,8 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     let md = report(a, &label, elapsed, ok.load(Relaxed), tokens.load(Relaxed), &errors, &samples, kv_used);
     println!("{md}");
     std::fs::write(a.out.join("soak.md"), &md)?;
-    let series = vec![("server VmRSS (MiB)".to_string(), samples.iter().map(|s| (s.t, s.rss_mib)).collect())];
-    std::fs::write(
-        a.out.join("soak_rss.svg"),
-        line_chart(&format!("Soak: {} clients, {label}", a.clients), "seconds", "VmRSS (MiB)", &series),
-    )?;
+    let rss = samples.iter().map(|s| (s.t, s.rss_mib)).collect();
+    std::fs::write(a.out.join("soak_rss.svg"), rss_svg(&format!("Soak: {} clients, {label}", a.clients), rss)?)?;
     eprintln!("wrote {}/soak.md and soak_rss.svg", a.out.display());
     if let Some(s) = server {
         s.stop()?;
@@ -103,6 +101,18 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         machine::append_results("Serving soak test", &md)?;
     }
     Ok(())
+}
+
+/// The server's resident memory over the run, (seconds, MiB) per sample.
+fn rss_svg(title: &str, rss: Vec<(f64, f64)>) -> anyhow::Result<String> {
+    LineChart {
+        title: title.into(),
+        x: Axis::linear("seconds"),
+        y: Axis::linear("VmRSS (MiB)"),
+        lines: vec![Line::new("server VmRSS (MiB)", color(0), rss)],
+        ..LineChart::default()
+    }
+    .svg((760, 380))
 }
 
 /// KV blocks in use per the server's /metrics (None if unreadable).

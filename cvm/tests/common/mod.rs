@@ -298,12 +298,11 @@ pub fn read_calls(dir: &Path) -> Vec<RecordedCall> {
         .collect()
 }
 
-/// Reads a 2-D little-endian `<f8` .npy file written by the recorder.
-pub fn read_npy_f64(path: &Path) -> Vec<f64> {
-    let b = std::fs::read(path).unwrap();
-    assert_eq!(&b[..6], b"\x93NUMPY");
-    let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
-    let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
-    assert!(header.contains("'<f8'"), "{header}");
-    b[10 + hlen..].chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+/// Reads a `rows × cols` C-order `<f8` .npy file written by the recorder.
+pub fn read_npy_f64(path: &Path, rows: usize, cols: usize) -> Vec<f64> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
+    assert_eq!(npy.dtype().descr(), "'<f8'", "{}: dtype", path.display());
+    assert_eq!((npy.shape(), npy.order()), (&[rows as u64, cols as u64][..], npyz::Order::C), "{}: shape and order", path.display());
+    npy.into_vec().unwrap_or_else(|e| panic!("reading the data of {}: {e}", path.display()))
 }

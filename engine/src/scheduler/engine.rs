@@ -52,6 +52,9 @@ impl EngineLimits {
         if let Some(&id) = req.prompt_ids.iter().chain(&req.stop_token_ids).find(|&&id| id as usize >= self.vocab_size) {
             return Err(RejectReason::BadToken { id, vocab: self.vocab_size });
         }
+        if let Some((id, _)) = req.params.logit_bias.iter().find(|(id, _)| *id as usize >= self.vocab_size) {
+            return Err(RejectReason::BadParams(format!("logit_bias token id {id} is outside the vocabulary (size {})", self.vocab_size)));
+        }
         req.params.validate().map_err(RejectReason::BadParams)
     }
 }
@@ -348,6 +351,7 @@ fn fork_choice(
     };
     let tail = parent.prompt_len.saturating_sub(blocks.len());
     kid.blocks = Some(blocks);
+    kid.share_prompt_logprobs(parent);
     if tail > 0 {
         stats.count_resent(tail);
         return (Forked::Waiting(kid), None);

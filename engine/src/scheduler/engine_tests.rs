@@ -280,3 +280,47 @@ fn forked_choices_respect_the_sequence_cap() {
     assert_eq!(finished, 4);
     assert_eq!(engine.stats().snapshot().kv_used_blocks, 0);
 }
+
+/// Prompt logprobs scored over a chunked prefill match one forward pass of
+/// the whole prompt with every position's logits; the forked choices share
+/// them, and the sampled tokens are those of a request without them.
+#[test]
+fn prompt_logprobs_over_chunks_match_a_full_forward_and_are_shared_by_forks() {
+    let f = fixture();
+    let prompt = f.ck.tokenizer.encode(&"The committee reviewed the annual report in detail. ".repeat(4)).expect("encode");
+    let (top, max_tokens) = (2, 4);
+    let params = crate::sampling::SamplingParams { prompt_logprobs: Some(top), ..Default::default() };
+    let mut engine = f.engine(64, SchedulerConfig { max_num_batched_tokens: 16, ..SchedulerConfig::default() });
+    let req = EngineRequest { n: 2, params, ignore_eos: true, ..EngineRequest::greedy(prompt.clone(), max_tokens) };
+    let rx = submit(&mut engine, 1, req);
+    while engine.has_work() {
+        engine.step();
+    }
+    let (mut scored, mut choices) = (Vec::new(), vec![Vec::new(); 2]);
+    for ev in rx.try_iter() {
+        let RequestEvent::Output(o) = ev else { panic!("unexpected {ev:?}") };
+        scored.extend(o.prompt_logprobs);
+        choices[o.index].extend(o.tokens.iter().map(|t| t.id));
+    }
+    assert_eq!(scored.len(), 2, "on each choice's first output");
+    assert!(Arc::ptr_eq(&scored[0], &scored[1]), "the forked choice shares the scores");
+    let ids: Vec<u32> = scored[0].iter().map(|t| t.id).collect();
+    assert_eq!(ids, prompt[1..], "one entry per prompt token after the first");
+
+    let model = f.model();
+    let mut kv = KvPool::new(&model.config, prompt.len().div_ceil(16), 16);
+    let mut seq = kv.new_sequence();
+    seq.reserve(prompt.len()).expect("blocks");
+    let chunk = crate::model::SeqChunk { blocks: &seq, tokens: &prompt, logits: crate::model::LogitsWanted::All };
+    let mut linear = LocalLinear::new(f.weights.clone());
+    let logits = model.forward(&[chunk], &mut kv, &mut linear, &mut Default::default()).expect("forward");
+    for (p, row) in logits.chunks_exact(model.config.vocab_size).take(prompt.len() - 1).enumerate() {
+        let want = crate::sampling::score_token(row, prompt[p + 1], top);
+        assert!((scored[0][p].logprob - want.logprob).abs() < 1e-3, "position {p}: {:?} vs {want:?}", scored[0][p]);
+        let top_ids = |t: &crate::sampling::SampledToken| t.top_logprobs.iter().map(|&(id, _)| id).collect::<Vec<_>>();
+        assert_eq!(top_ids(&scored[0][p]), top_ids(&want), "position {p}");
+    }
+    let alone = f.alone(&prompt, max_tokens);
+    assert!(choices.iter().all(|c| c == &alone), "{choices:?} vs {alone:?}");
+    assert_eq!(engine.stats().snapshot().kv_used_blocks, 0);
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::engine::{Engine, EngineLimits};
 use super::request::{EngineRequest, EventSink, RejectReason, RequestId};
 use super::stats::{EngineStats, StatsSnapshot};
+use talaria_models::progress::{Progress, Unit};
 
 /// Longest stretch of idle backend work before checking for new commands.
 const IDLE_SLICE: Duration = Duration::from_millis(50);
@@ -107,6 +108,7 @@ fn run(mut engine: Engine, rx: Receiver<Command>) {
     let _pool = talaria_kernels::cpu::pool_on_this_thread();
     let stats = engine.stats();
     let mut log = ServingLog::new(stats.snapshot());
+    let mut fill = StartupFill::new(&engine);
     loop {
         log.maybe_write(&engine);
         // Busy: take what has arrived. Idle: let the backend work ahead
@@ -116,8 +118,10 @@ fn run(mut engine: Engine, rx: Receiver<Command>) {
         } else {
             let mut got = rx.try_recv().ok();
             while got.is_none() && engine.idle(IDLE_SLICE) {
+                fill.update(&engine);
                 got = rx.try_recv().ok();
             }
+            fill.update(&engine);
             mark_ready(&engine);
             got.or_else(|| rx.recv().ok().or(Some(Command::Shutdown)))
         };
@@ -138,9 +142,17 @@ fn run(mut engine: Engine, rx: Receiver<Command>) {
             if let Some(summary) = engine.linear_summary() {
                 tracing::info!("{} backend at shutdown:\n{summary}", engine.linear_name());
             }
+            let s = stats.snapshot();
+            tracing::info!(
+                "preemptions {}: {} kept their K/V in CVM memory; {} rows were masked and sent again by recomputes (counted in the session total above)",
+                s.preemptions_total,
+                s.swaps_total,
+                s.resent_rows_total
+            );
             break;
         }
         if engine.has_work() {
+            fill.update(&engine);
             mark_ready(&engine);
         }
         if engine.has_work() && catch_unwind(AssertUnwindSafe(|| engine.step())).is_err() {
@@ -187,6 +199,26 @@ impl ServingLog {
         }
         self.at = Instant::now();
         self.last = now;
+    }
+}
+
+/// The progress of the backend's start-up work (ReMO: the first pad-pool
+/// fill), shown until it is done.
+struct StartupFill(Option<Progress>);
+
+impl StartupFill {
+    fn new(engine: &Engine) -> Self {
+        let pending = engine.background_fill().is_some_and(|f| f < 1.0);
+        Self(pending.then(|| Progress::new(format!("[{}] filling the pad pools", engine.linear_name()), 1000, Unit::Permille)))
+    }
+
+    fn update(&mut self, engine: &Engine) {
+        let Some(progress) = &self.0 else { return };
+        let fill = engine.background_fill().unwrap_or(1.0);
+        progress.set((fill * 1000.0) as u64);
+        if fill >= 1.0 {
+            self.0 = None;
+        }
     }
 }
 

@@ -45,7 +45,8 @@ pub struct PlannedChunk {
     pub seq: usize,
     /// Which of its tokens run (their K/V get written).
     pub tokens: Range<usize>,
-    /// `Last` when the chunk ends the known tokens: the next one is sampled.
+    /// `Last` when the chunk ends the known tokens: the next one is sampled;
+    /// `All` while it holds prompt positions to score (prompt logprobs).
     pub logits: LogitsWanted,
 }
 
@@ -210,8 +211,7 @@ impl Scheduler {
             .filter_map(|(seq, s)| {
                 let n = *self.planned.get(&s.arrival)?;
                 let from = s.computed();
-                let logits = if from + n == s.tokens.len() { LogitsWanted::Last } else { LogitsWanted::None };
-                Some(PlannedChunk { seq, tokens: from..from + n, logits })
+                Some(PlannedChunk { seq, tokens: from..from + n, logits: s.logits_wanted(from, n) })
             })
             .collect();
         (plan, never_fit)

@@ -1,6 +1,8 @@
 //! The request a caller submits to the engine and the events it streams
 //! back, one `SeqOutput` per sequence per step that produced a token.
 
+use std::sync::Arc;
+
 use crate::sampling::{SampledToken, SamplingParams};
 
 pub type RequestId = u64;
@@ -61,6 +63,11 @@ pub struct SeqOutput {
     pub text: String,
     /// Set on the sequence's last output.
     pub finish: Option<FinishReason>,
+    /// On a choice's first sampled token, when `prompt_logprobs` was asked
+    /// for: the logprob of each prompt token after the first given the ones
+    /// before it (one entry per prompt token but the first; shared by the
+    /// request's choices).
+    pub prompt_logprobs: Option<Arc<[SampledToken]>>,
 }
 
 #[derive(Clone, Debug)]

@@ -1,6 +1,7 @@
 //! One sequence (one choice of one request): its tokens, how many of them
-//! have K/V in the cache, its block table, its own sampler, and the text it
-//! has produced so far (incremental detokenization and stop strings).
+//! have K/V in the cache, its block table, its own sampler, the text it
+//! has produced so far (incremental detokenization and stop strings), and
+//! its prompt's logprobs when asked for.
 
 use std::sync::Arc;
 
@@ -8,7 +9,8 @@ use talaria_models::{DecodeStream, Tokenizer};
 
 use super::request::FinishReason;
 use crate::kv_cache::{SeqBlocks, SwappedKv};
-use crate::sampling::{SampledToken, Sampler};
+use crate::model::LogitsWanted;
+use crate::sampling::{score_token, SampledToken, Sampler};
 use crate::stop::{StopScan, StopStrings};
 
 use super::request::{RequestId, SeqOutput};
@@ -36,6 +38,39 @@ pub(crate) struct Sequence {
     stream: DecodeStream,
     text: String,
     emitted: usize,
+    prompt_logprobs: PromptLogprobs,
+}
+
+/// The logprobs of a sequence's prompt tokens, scored from the logits of
+/// its prefill chunks (which ask for every position's logits meanwhile).
+enum PromptLogprobs {
+    /// Not asked for.
+    Off,
+    /// `scored[p]` is prompt token `p + 1` given the tokens before it, with
+    /// the `top` most likely alternatives.
+    Scoring { top: usize, scored: Vec<SampledToken> },
+    /// Every prompt token after the first; shared with the choices forked
+    /// from this sequence.
+    Done(Arc<[SampledToken]>),
+}
+
+impl PromptLogprobs {
+    fn new(top: Option<usize>, prompt_len: usize) -> Self {
+        match top {
+            None => Self::Off,
+            Some(_) if prompt_len < 2 => Self::Done(Arc::from([])),
+            Some(top) => Self::Scoring { top, scored: Vec::with_capacity(prompt_len - 1) },
+        }
+    }
+
+    /// The position whose logits score the next prompt token, while some
+    /// are left.
+    fn next_position(&self) -> Option<usize> {
+        match self {
+            Self::Scoring { scored, .. } => Some(scored.len()),
+            Self::Off | Self::Done(_) => None,
+        }
+    }
 }
 
 /// What a sequence needs besides its prompt; shared by a request's choices.
@@ -47,7 +82,9 @@ pub(crate) struct SeqSpec {
 }
 
 impl Sequence {
-    pub fn new(req_id: RequestId, index: usize, arrival: u64, prompt: Vec<u32>, sampler: Sampler, spec: &SeqSpec) -> Self {
+    pub fn new(req_id: RequestId, index: usize, arrival: u64, prompt: Vec<u32>, mut sampler: Sampler, spec: &SeqSpec) -> Self {
+        sampler.observe_prompt(&prompt);
+        let prompt_logprobs = PromptLogprobs::new(sampler.params().prompt_logprobs, prompt.len());
         Self {
             req_id,
             index,
@@ -64,6 +101,7 @@ impl Sequence {
             stream: DecodeStream::new(true),
             text: String::new(),
             emitted: 0,
+            prompt_logprobs,
         }
     }
 
@@ -95,6 +133,42 @@ impl Sequence {
     pub fn preempt(&mut self) {
         self.blocks = None;
         self.swapped = None;
+    }
+
+    /// Which logits a chunk of `n` tokens from position `from` needs: every
+    /// position's while it holds prompt positions still to score, else the
+    /// last one's when it ends the known tokens (the next is sampled).
+    pub fn logits_wanted(&self, from: usize, n: usize) -> LogitsWanted {
+        if self.prompt_logprobs.next_position().is_some_and(|p| (from..from + n).contains(&p)) {
+            LogitsWanted::All
+        } else if from + n == self.tokens.len() {
+            LogitsWanted::Last
+        } else {
+            LogitsWanted::None
+        }
+    }
+
+    /// Scores the prompt tokens predicted by `rows`, the logits of every
+    /// position of a chunk from position `from`; positions already scored
+    /// (a recompute after preemption) are skipped.
+    pub fn score_prompt<'a>(&mut self, from: usize, rows: impl Iterator<Item = &'a [f32]>) {
+        let PromptLogprobs::Scoring { top, scored } = &mut self.prompt_logprobs else { return };
+        for (pos, row) in (from..).zip(rows) {
+            if pos == scored.len() && pos + 1 < self.prompt_len {
+                scored.push(score_token(row, self.tokens[pos + 1], *top));
+            }
+        }
+        if scored.len() + 1 >= self.prompt_len {
+            self.prompt_logprobs = PromptLogprobs::Done(std::mem::take(scored).into());
+        }
+    }
+
+    /// A choice forked from `parent` (same prompt) takes its scored prompt
+    /// instead of scoring it again.
+    pub fn share_prompt_logprobs(&mut self, parent: &Sequence) {
+        if let PromptLogprobs::Done(scored) = &parent.prompt_logprobs {
+            self.prompt_logprobs = PromptLogprobs::Done(scored.clone());
+        }
     }
 
     /// Samples the next token from `logits` and returns what became final.
@@ -134,7 +208,11 @@ impl Sequence {
             self.text.truncate(end);
         }
         self.finished = finish.is_some();
-        SeqOutput { index: self.index, tokens: vec![t], text, finish }
+        let prompt_logprobs = match &self.prompt_logprobs {
+            PromptLogprobs::Done(scored) if self.num_generated() == 1 => Some(scored.clone()),
+            _ => None,
+        };
+        SeqOutput { index: self.index, tokens: vec![t], text, finish, prompt_logprobs }
     }
 }
 
@@ -145,7 +223,7 @@ impl Sequence {
         let text = self.text.get(self.emitted..).unwrap_or("").to_string();
         self.emitted = self.text.len();
         self.finished = true;
-        SeqOutput { index: self.index, tokens: Vec::new(), text, finish: Some(FinishReason::Length) }
+        SeqOutput { index: self.index, tokens: Vec::new(), text, finish: Some(FinishReason::Length), prompt_logprobs: None }
     }
 }
 

@@ -6,14 +6,14 @@ use talaria_models::Tokenizer;
 
 use crate::kv_cache::KvPool;
 use crate::linear::Linear;
-use crate::model::{ForwardError, LlamaModel, SeqChunk, StepTimings};
+use crate::model::{ForwardError, LlamaModel, LogitsWanted, SeqChunk, StepTimings};
 
 use super::policy::StepPlan;
 use super::request::SeqOutput;
 use super::sequence::Sequence;
 
-/// The forward pass of the plan's chunks; logits of the chunks that end
-/// their sequence's known tokens, in plan order.
+/// The forward pass of the plan's chunks; the logits rows each chunk asked
+/// for, in plan order.
 pub(crate) fn forward_plan(
     model: &LlamaModel,
     kv: &mut KvPool,
@@ -34,8 +34,10 @@ pub(crate) fn forward_plan(
     model.forward(&chunks, kv, linear, timings)
 }
 
-/// Advances the planned sequences past their chunk and samples those at
-/// their end; `emit(sequence, logits row, output)` sees each sample.
+/// Advances the planned sequences past their chunk, scores the prompt
+/// tokens of chunks that asked for every position's logits, and samples
+/// the sequences at their end; `emit(sequence, logits row, output)` sees
+/// each sample.
 pub(crate) fn advance_and_sample(
     running: &mut [Sequence],
     plan: &StepPlan,
@@ -44,12 +46,18 @@ pub(crate) fn advance_and_sample(
     tok: &Tokenizer,
     mut emit: impl FnMut(&Sequence, &[f32], SeqOutput),
 ) {
-    let mut rows = logits.chunks_exact(vocab);
+    let mut rest = logits;
     for c in &plan.chunks {
+        let rows = c.logits.positions(c.tokens.len()).len();
+        let (chunk_logits, after) = rest.split_at(rows * vocab);
+        rest = after;
         let s = &mut running[c.seq];
         s.blocks.as_mut().expect("planned sequences hold blocks").advance(c.tokens.len());
+        if c.logits == LogitsWanted::All {
+            s.score_prompt(c.tokens.start, chunk_logits.chunks_exact(vocab));
+        }
         if s.pending() == 0 {
-            let row = rows.next().expect("one logits row per sequence that asked");
+            let row = chunk_logits.chunks_exact(vocab).next_back().expect("a chunk that ends the known tokens has logits");
             let out = s.sample_next(row, tok);
             emit(s, row, out);
         }

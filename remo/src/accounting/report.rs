@@ -63,6 +63,12 @@ pub struct RemoReport {
     /// The bound at the actual signal power of the rows sent: per op, the
     /// mean over its rows, summed over ops (bits per position).
     pub leakage_bits_at_sent_energy: f64,
+    /// Positions sent in the session, re-sends included: the real rows of
+    /// the op that saw the most (every position passes each layer's ops).
+    pub positions_sent: u64,
+    /// `leakage_bound_bits` × `positions_sent`: the session's total, where a
+    /// position sent k times (a recompute after preemption) counts k times.
+    pub session_bound_bits: f64,
     /// Every answer checked (docs/DESIGN.md §3, "Verification").
     pub checks: CheckStats,
     pub ops: Vec<OpReport>,
@@ -94,6 +100,8 @@ impl RemoReport {
             })
             .collect();
         let t: PoolStats = pools.total_stats();
+        let leakage_bound_bits = leakage_bound_bits_for_dims(setup.input_dims(), p.kappa);
+        let positions_sent = pools.pools().map(|pool| pool.stats().rows_sent).max().unwrap_or(0);
         Self {
             pads: P::PRECISION.name(),
             kappa: p.kappa,
@@ -110,7 +118,9 @@ impl RemoReport {
             refill_ms: ms(t.refill_time),
             worker_ms: ms(t.worker_time),
             refill_phases_ms: t.phases.into(),
-            leakage_bound_bits: leakage_bound_bits_for_dims(setup.input_dims(), p.kappa),
+            leakage_bound_bits,
+            positions_sent,
+            session_bound_bits: leakage_bound_bits * positions_sent as f64,
             leakage_bits_at_sent_energy: pools
                 .pools()
                 .map(|pool| pool.stats())
@@ -168,6 +178,11 @@ impl fmt::Display for RemoReport {
             f,
             "  leakage bound: {:.3e} bits per position, for every row sent; {:.3e} at the rows' actual energy ({} rows scaled down to the budget)",
             self.leakage_bound_bits, self.leakage_bits_at_sent_energy, self.rows_rescaled
+        )?;
+        writeln!(
+            f,
+            "  session total: ≤ {:.3e} bits over {} positions sent (a position sent again, e.g. recomputed after preemption, counts again)",
+            self.session_bound_bits, self.positions_sent
         )?;
         writeln!(
             f,

@@ -71,8 +71,12 @@ pub struct CheckStats {
     /// The largest residual seen, as a fraction of its threshold, per
     /// [`Tolerance`] (honest answers stay far below 1).
     pub worst: [f64; 2],
-    /// CVM time spent checking (and deriving the references).
+    /// CVM time spent checking, references included.
     pub time: Duration,
+    /// Of `time`: deriving the references (once per op and session).
+    pub reference_time: Duration,
+    /// Of `time`: checking online answers (on a step's critical path).
+    pub online_time: Duration,
 }
 
 impl CheckStats {
@@ -83,6 +87,8 @@ impl CheckStats {
             *w = w.max(x);
         }
         self.time += o.time;
+        self.reference_time += o.reference_time;
+        self.online_time += o.online_time;
     }
 
     pub fn worst_of(&self, t: Tolerance) -> f64 {
@@ -201,7 +207,11 @@ impl OpCheck {
     ) -> Result<(), RemoError> {
         self.stats.calls += 1;
         self.stats.rows += rows as u64;
-        self.stats.time += started.elapsed();
+        let spent = started.elapsed();
+        self.stats.time += spent;
+        if kind == CallKind::Online {
+            self.stats.online_time += spent;
+        }
         let (row, ratio) = worst;
         let w = &mut self.stats.worst[tolerance.index()];
         *w = w.max(ratio);
@@ -224,6 +234,7 @@ impl OpCheck {
         let started = Instant::now();
         if self.reference.is_none() {
             let z = solve_reference(self.id, r, rw, sigma, &self.v)?;
+            self.stats.reference_time += started.elapsed();
             let zeta = (z.iter().map(|lane| lane.iter().map(|v| v * v).sum::<f64>()).sum::<f64>() / LANES as f64).sqrt();
             self.reference = Some(Reference { z, zeta, tolerance: Tolerance::of(P::PRECISION) });
         }

@@ -9,9 +9,9 @@ use talaria_engine::scheduler::SeqOutput;
 use talaria_models::ChatMessage;
 
 use super::error::ApiError;
-use super::generation::{admit, chat_logprobs, new_id, sse_response, tokenize_off_thread, usage_json, ChunkFormat, Submission};
+use super::generation::{admit, chat_logprobs, new_id, sse_response, tokenize_off_thread, ChunkFormat, Submission};
 use super::protocol::{
-    build_request, check_chat_extras, check_model, check_prompt_chars, message_text, parse_body, ChatRequest, MessageIn, CHAT_KEYS,
+    check_chat_extras, check_model, check_prompt_chars, message_text, parse_body, ChatRequest, MessageIn, RequestTemplate, CHAT_KEYS,
 };
 use super::state::{unix_now, SharedState};
 
@@ -51,7 +51,15 @@ async fn handle(st: SharedState, body: Bytes) -> Result<Response, ApiError> {
     check_model(&req.common.model, &st.model_name)?;
     check_chat_extras(&req)?;
     let messages = chat_messages(&req.messages)?;
-    let slot = admit(&st, req.common.n)?;
+    let (max_tokens, param) = match req.max_completion_tokens {
+        Some(m) => (Some(m), "max_completion_tokens"),
+        None => (req.common.max_tokens, "max_tokens"),
+    };
+    let top_n = req.top_logprobs.unwrap_or(0);
+    let logprobs = (req.logprobs == Some(true)).then_some(top_n);
+    let (template, opts) =
+        RequestTemplate::new(&req.common, (max_tokens, param), logprobs, st.engine.limits(), &st.limits).map_err(rename_logprobs_param)?;
+    let slot = admit(&st, opts.n)?;
     let max_chars = st.limits.max_prompt_chars;
     let prompt_ids = tokenize_off_thread(&st, move |tokenizer| {
         // The rendered prompt is checked: many empty messages are short
@@ -61,16 +69,9 @@ async fn handle(st: SharedState, body: Bytes) -> Result<Response, ApiError> {
         tokenizer.encode(&prompt).map_err(|e| ApiError::bad_param("messages", format!("cannot tokenize the messages: {e}")))
     })
     .await?;
-    let (max_tokens, param) = match req.max_completion_tokens {
-        Some(m) => (Some(m), "max_completion_tokens"),
-        None => (req.common.max_tokens, "max_tokens"),
-    };
-    let top_n = req.top_logprobs.unwrap_or(0);
-    let logprobs = (req.logprobs == Some(true)).then_some(top_n);
-    let (ereq, opts) = build_request(&req.common, prompt_ids, (max_tokens, param), logprobs, st.engine.limits(), &st.limits)
-        .map_err(rename_logprobs_param)?;
+    let ereq = template.for_prompt(prompt_ids, st.engine.limits())?;
     let continuous = req.common.stream_options.as_ref().and_then(|o| o.continuous_usage_stats).unwrap_or(false);
-    let sub = Submission::start(&st, ereq, opts, slot)?;
+    let sub = Submission::start(&st, vec![ereq], opts, slot)?;
     let (id, created) = (new_id("chatcmpl"), unix_now());
     if sub.opts.stream {
         let fmt = ChatChunks { st: st.clone(), id, created, logprobs };
@@ -88,8 +89,7 @@ async fn handle(st: SharedState, body: Bytes) -> Result<Response, ApiError> {
             json!({"index": i, "message": {"role": "assistant", "content": c.text}, "logprobs": lp, "finish_reason": c.finish.map(|f| f.as_str())})
         })
         .collect();
-    let usage = usage_json(sub.opts.prompt_tokens, sub.completion_tokens());
-    Ok(Json(json!({"id": id, "object": "chat.completion", "created": created, "model": st.model_name, "choices": choices, "usage": usage}))
+    Ok(Json(json!({"id": id, "object": "chat.completion", "created": created, "model": st.model_name, "choices": choices, "usage": sub.usage()}))
         .into_response())
 }
 

@@ -1,7 +1,8 @@
-//! Submitting a request to the engine and turning its events into either
-//! one response (collect) or an SSE stream. Dropping a `Submission` before
-//! it finished (client gone, handler cancelled) cancels the request in the
-//! engine, which frees its KV blocks.
+//! Submitting a request to the engine (one engine request per prompt) and
+//! turning its events into either one response (collect) or an SSE stream.
+//! Dropping a `Submission` before it finished (client gone, handler
+//! cancelled, one prompt failed) cancels its requests in the engine, which
+//! frees their KV blocks.
 //!
 //! Before that: admission into the bounded request queue (503 when full),
 //! and tokenization on a bounded pool of blocking threads, so a huge prompt
@@ -19,10 +20,10 @@ use serde_json::{json, Value};
 use talaria_engine::scheduler::{EngineRequest, EventSink, RequestEvent, RequestId, SeqOutput};
 use talaria_engine::{FinishReason, SampledToken};
 use talaria_models::Tokenizer;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::error::ApiError;
-use super::limits::{QueueSlot, MAX_N, RETRY_AFTER_S};
+use super::limits::{QueueSlot, RETRY_AFTER_S};
 use super::metrics::RequestRecord;
 use super::protocol::{reject_to_error, ResponseOptions};
 use super::state::SharedState;
@@ -33,24 +34,24 @@ pub struct Choice {
     pub text: String,
     pub tokens: Vec<SampledToken>,
     pub finish: Option<FinishReason>,
+    /// Its prompt's tokens scored, when asked for (see `SeqOutput`).
+    pub prompt_logprobs: Option<Arc<[SampledToken]>>,
 }
 
-pub fn usage_json(prompt: usize, completion: usize) -> Value {
+fn usage_json(prompt: usize, completion: usize) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
 }
 
-/// Takes a place in the bounded request queue for a request of `n`
-/// choices, or answers 503 with `Retry-After` when the queue is full.
-/// Taken before tokenizing, so an overloaded server does no work for a
-/// request it will refuse.
-pub fn admit(state: &SharedState, n: Option<usize>) -> Result<Arc<QueueSlot>, ApiError> {
+/// Takes a place in the bounded request queue for `seqs` sequences (every
+/// choice of every prompt), or answers 503 with `Retry-After` when the
+/// queue is full. Taken before tokenizing, so an overloaded server does no
+/// work for a request it will refuse.
+pub fn admit(state: &SharedState, seqs: usize) -> Result<Arc<QueueSlot>, ApiError> {
     let stats = state.engine.stats();
     let limits = &state.limits;
-    // `n` is validated later; an out-of-range one is refused then.
-    let n = n.unwrap_or(1).clamp(1, MAX_N);
     let waiting = usize::try_from(stats.waiting_seqs).unwrap_or(usize::MAX);
     let running = usize::try_from(stats.running_seqs).unwrap_or(usize::MAX);
-    QueueSlot::admit(&limits.gates, n, waiting, running, limits.max_waiting_requests).map(Arc::new).ok_or_else(|| {
+    QueueSlot::admit(&limits.gates, seqs, waiting, running, limits.max_waiting_requests).map(Arc::new).ok_or_else(|| {
         ApiError::overloaded(
             format!("the server is overloaded: {} requests are already waiting; retry later", limits.max_waiting_requests),
             RETRY_AFTER_S,
@@ -83,13 +84,18 @@ where
     .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))?
 }
 
+/// The engine requests of one API request, one per prompt, read as one:
+/// choice `j` of prompt `i` is choice `i * n + j`.
 pub struct Submission {
     state: SharedState,
-    id: RequestId,
-    /// This request's place in the queue, shared with the engine's sink.
+    /// One per prompt, in order.
+    ids: Vec<RequestId>,
+    /// This request's place in the queue, shared with the engine's sinks.
     slot: Arc<QueueSlot>,
+    /// Every prompt's events.
     rx: UnboundedReceiver<RequestEvent>,
     pub opts: ResponseOptions,
+    prompt_tokens: usize,
     start: Instant,
     first_token: Option<Instant>,
     last_token: Option<Instant>,
@@ -97,7 +103,6 @@ pub struct Submission {
     tokens_per_choice: Vec<usize>,
     open_choices: usize,
     finish_reason: Option<FinishReason>,
-    done: bool,
 }
 
 /// What the next engine event means for the response.
@@ -109,44 +114,50 @@ pub enum Progress {
 }
 
 impl Submission {
-    pub fn start(state: &SharedState, req: EngineRequest, opts: ResponseOptions, slot: Arc<QueueSlot>) -> Result<Self, ApiError> {
+    /// Submits one engine request per prompt (`opts.n` choices each). Every
+    /// prompt was checked before; should the engine still refuse one, the
+    /// ones already submitted are cancelled (dropping the half-built value).
+    pub fn start(state: &SharedState, reqs: Vec<EngineRequest>, opts: ResponseOptions, slot: Arc<QueueSlot>) -> Result<Self, ApiError> {
         let (tx, rx) = unbounded_channel();
-        let sink_slot = slot.clone();
-        // Runs on the engine thread: the queue count follows the engine's
-        // own view, whether or not the client reads its events.
-        let sink: EventSink = Box::new(move |ev| {
-            match &ev {
-                RequestEvent::Output(o) if o.finish.is_some() => sink_slot.release_one(),
-                RequestEvent::Rejected(_) | RequestEvent::Aborted { .. } => sink_slot.release_all(),
-                RequestEvent::Output(_) => {}
-            }
-            tx.send(ev).is_ok()
-        });
-        let n = req.n;
-        let id = state.engine.submit(req, sink).map_err(|r| reject_to_error(&r, "max_tokens"))?;
-        Ok(Self {
+        let choices = reqs.len() * opts.n;
+        let mut sub = Self {
             state: state.clone(),
-            id,
+            ids: Vec::with_capacity(reqs.len()),
             slot,
             rx,
+            prompt_tokens: reqs.iter().map(|r| r.prompt_ids.len()).sum(),
             opts,
             start: Instant::now(),
             first_token: None,
             last_token: None,
-            tokens_per_choice: vec![0; n],
-            open_choices: n,
+            tokens_per_choice: vec![0; choices],
+            open_choices: choices,
             finish_reason: None,
-            done: false,
-        })
+        };
+        for (i, req) in reqs.into_iter().enumerate() {
+            let sink = event_sink(tx.clone(), sub.slot.clone(), i * sub.opts.n);
+            let id = state.engine.submit(req, sink).map_err(|r| reject_to_error(&r, "max_tokens"))?;
+            sub.ids.push(id);
+        }
+        Ok(sub)
+    }
+
+    /// Choices of all prompts together.
+    pub fn choices(&self) -> usize {
+        self.tokens_per_choice.len()
     }
 
     pub fn completion_tokens(&self) -> usize {
         self.tokens_per_choice.iter().sum()
     }
 
+    /// Usage so far: every prompt once, every choice's tokens.
+    pub fn usage(&self) -> Value {
+        usage_json(self.prompt_tokens, self.completion_tokens())
+    }
+
     pub async fn next(&mut self) -> Progress {
         if self.open_choices == 0 {
-            self.done = true;
             return Progress::Done;
         }
         match self.rx.recv().await {
@@ -168,24 +179,15 @@ impl Submission {
                 }
                 Progress::Output(o)
             }
-            Some(RequestEvent::Rejected(r)) => {
-                self.done = true;
-                Progress::Failed(reject_to_error(&r, "max_tokens"))
-            }
-            Some(RequestEvent::Aborted { reason }) => {
-                self.done = true;
-                Progress::Failed(ApiError::unavailable(format!("the request was aborted: {reason}")))
-            }
-            None => {
-                self.done = true;
-                Progress::Failed(ApiError::internal("the engine stopped"))
-            }
+            Some(RequestEvent::Rejected(r)) => Progress::Failed(reject_to_error(&r, "max_tokens")),
+            Some(RequestEvent::Aborted { reason }) => Progress::Failed(ApiError::unavailable(format!("the request was aborted: {reason}"))),
+            None => Progress::Failed(ApiError::internal("the engine stopped")),
         }
     }
 
     /// Waits for every choice to finish.
     pub async fn collect(mut self) -> Result<(Vec<Choice>, Self), ApiError> {
-        let mut choices: Vec<Choice> = (0..self.opts.n).map(|_| Choice::default()).collect();
+        let mut choices: Vec<Choice> = (0..self.choices()).map(|_| Choice::default()).collect();
         loop {
             match self.next().await {
                 Progress::Output(o) => {
@@ -193,6 +195,7 @@ impl Submission {
                         c.text.push_str(&o.text);
                         c.tokens.extend(o.tokens);
                         c.finish = c.finish.or(o.finish);
+                        c.prompt_logprobs = c.prompt_logprobs.take().or(o.prompt_logprobs);
                     }
                 }
                 Progress::Done => return Ok((choices, self)),
@@ -202,13 +205,38 @@ impl Submission {
     }
 }
 
+/// Where the engine delivers one prompt's events (on its thread): choice
+/// indexes shifted by `first_choice`, and the queue count following the
+/// engine's own view, whether or not the client reads the events.
+fn event_sink(tx: UnboundedSender<RequestEvent>, slot: Arc<QueueSlot>, first_choice: usize) -> EventSink {
+    Box::new(move |mut ev| {
+        match &mut ev {
+            RequestEvent::Output(o) => {
+                o.index += first_choice;
+                if o.finish.is_some() {
+                    slot.release_one();
+                }
+            }
+            RequestEvent::Rejected(_) | RequestEvent::Aborted { .. } => slot.release_all(),
+        }
+        tx.send(ev).is_ok()
+    })
+}
+
 impl Drop for Submission {
     fn drop(&mut self) {
         let finished = self.open_choices == 0;
-        if !self.done && !finished {
-            // The client went away (or the handler was dropped): free the KV blocks now.
-            self.state.engine.cancel(self.id);
+        if !finished {
+            // The client went away, the handler was dropped or one prompt
+            // failed: free every prompt's KV blocks now (a request the
+            // engine already ended ignores its cancel).
+            for &id in &self.ids {
+                self.state.engine.cancel(id);
+            }
             self.slot.release_all();
+        }
+        if self.ids.is_empty() {
+            return;
         }
         let e2e = self.start.elapsed().as_secs_f64();
         let gen = self.completion_tokens();
@@ -219,7 +247,7 @@ impl Drop for Submission {
         };
         let reason = if finished { self.finish_reason.map_or("stop", FinishReason::as_str) } else { "abort" };
         self.state.metrics.record(&RequestRecord {
-            prompt_tokens: self.opts.prompt_tokens,
+            prompt_tokens: self.prompt_tokens,
             generation_tokens: gen,
             ttft_s: self.first_token.map(|t| (t - self.start).as_secs_f64()),
             tpot_s: tpot,
@@ -260,7 +288,7 @@ fn data(v: &Value) -> Event {
 /// The SSE response: chunks as they come, then usage (if asked), then
 /// `data: [DONE]`. An engine failure becomes an error event.
 pub fn sse_response(sub: Submission, mut fmt: Box<dyn ChunkFormat>, continuous_usage: bool) -> Response {
-    let queue: VecDeque<Event> = fmt.opening(sub.opts.n).iter().map(data).collect();
+    let queue: VecDeque<Event> = fmt.opening(sub.choices()).iter().map(data).collect();
     let st = StreamState { sub, fmt, queue, finished: false, continuous_usage };
     Sse::new(event_stream(st)).into_response()
 }
@@ -278,16 +306,14 @@ fn event_stream(st: StreamState) -> impl Stream<Item = Result<Event, Infallible>
                 Progress::Output(o) => {
                     if let Some(mut chunk) = st.fmt.delta(&o) {
                         if st.continuous_usage {
-                            let u = usage_json(st.sub.opts.prompt_tokens, st.sub.completion_tokens());
-                            chunk = st.fmt.with_usage(chunk, u);
+                            chunk = st.fmt.with_usage(chunk, st.sub.usage());
                         }
                         st.queue.push_back(data(&chunk));
                     }
                 }
                 Progress::Done => {
                     if st.sub.opts.include_usage {
-                        let u = usage_json(st.sub.opts.prompt_tokens, st.sub.completion_tokens());
-                        let chunk = st.fmt.usage(u);
+                        let chunk = st.fmt.usage(st.sub.usage());
                         st.queue.push_back(data(&chunk));
                     }
                     st.queue.push_back(Event::default().data("[DONE]"));
@@ -306,29 +332,6 @@ fn event_stream(st: StreamState) -> impl Stream<Item = Result<Event, Infallible>
 /// The text of one token for logprobs (special tokens included).
 pub fn token_text(state: &SharedState, id: u32) -> String {
     state.tokenizer.decode(&[id], false).unwrap_or_default()
-}
-
-/// Completions-style logprobs for `tokens`; `offset` is the text offset of
-/// the first token and is advanced.
-pub fn completion_logprobs(state: &SharedState, tokens: &[SampledToken], offset: &mut usize) -> Value {
-    let mut toks = Vec::new();
-    let mut lps = Vec::new();
-    let mut tops = Vec::new();
-    let mut offsets = Vec::new();
-    for t in tokens {
-        let text = token_text(state, t.id);
-        offsets.push(*offset);
-        *offset += text.len();
-        let mut top = serde_json::Map::new();
-        for &(id, lp) in &t.top_logprobs {
-            top.insert(token_text(state, id), json!(lp));
-        }
-        top.entry(text.clone()).or_insert(json!(t.logprob));
-        toks.push(text);
-        lps.push(t.logprob);
-        tops.push(Value::Object(top));
-    }
-    json!({"tokens": toks, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets})
 }
 
 /// Chat-style logprobs entries (`logprobs.content`) for `tokens`.

@@ -42,6 +42,11 @@ pub struct RequestLimits {
     /// with 400 before it is tokenized.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_prompt_chars: usize,
+    /// Most prompts in one `/v1/completions` request (a list, as vLLM
+    /// takes), refused with 400 above. Each prompt gets `n` choices, and
+    /// every choice counts against `--max-waiting-requests`.
+    #[arg(long, default_value_t = 64)]
+    pub max_prompts_per_request: usize,
     /// Most sequences waiting for the engine: a request that arrives when
     /// this many wait gets 503 with `Retry-After` instead of queueing.
     #[arg(long, default_value_t = 256)]

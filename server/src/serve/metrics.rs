@@ -1,74 +1,48 @@
-//! Prometheus metrics: the engine's queue and KV gauges, token counters,
-//! finished requests by reason, and TTFT / TPOT / end-to-end histograms.
+//! Prometheus metrics through `prometheus-client`: the engine's queue and KV
+//! gauges and step counters (read from its stats at each scrape), token
+//! counters, finished requests by reason, and TTFT / TPOT / end-to-end
+//! histograms. Names follow vLLM's with the `talaria_` prefix; every series
+//! carries the `model_name` label.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use talaria_engine::scheduler::StatsSnapshot;
+
+/// The `Content-Type` of what `render` returns (Prometheus text 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 const TTFT_BUCKETS: &[f64] =
     &[0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
 const TPOT_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
 const E2E_BUCKETS: &[f64] = &[0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0];
 
-pub struct Histogram {
-    buckets: &'static [f64],
-    /// Per-bucket counts (not cumulative), then the sum and the count.
-    state: Mutex<(Vec<u64>, f64, u64)>,
-}
-
-impl Histogram {
-    fn new(buckets: &'static [f64]) -> Self {
-        Self { buckets, state: Mutex::new((vec![0; buckets.len()], 0.0, 0)) }
-    }
-
-    pub fn observe(&self, v: f64) {
-        if !v.is_finite() {
-            return;
-        }
-        if let Ok(mut s) = self.state.lock() {
-            if let Some(i) = self.buckets.iter().position(|&b| v <= b) {
-                s.0[i] += 1;
-            }
-            s.1 += v;
-            s.2 += 1;
-        }
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let Ok(s) = self.state.lock() else { return };
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cum = 0;
-        for (b, c) in self.buckets.iter().zip(&s.0) {
-            cum += c;
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cum}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}", s.2, s.1, s.2);
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FinishedReason {
+    finished_reason: &'static str,
 }
 
 pub struct ServerMetrics {
-    pub prompt_tokens: AtomicU64,
-    pub generation_tokens: AtomicU64,
-    finished: Mutex<BTreeMap<&'static str, u64>>,
-    pub ttft: Histogram,
-    pub tpot: Histogram,
-    pub e2e: Histogram,
-}
-
-impl Default for ServerMetrics {
-    fn default() -> Self {
-        Self {
-            prompt_tokens: AtomicU64::new(0),
-            generation_tokens: AtomicU64::new(0),
-            finished: Mutex::new(BTreeMap::new()),
-            ttft: Histogram::new(TTFT_BUCKETS),
-            tpot: Histogram::new(TPOT_BUCKETS),
-            e2e: Histogram::new(E2E_BUCKETS),
-        }
-    }
+    registry: Registry,
+    prompt_tokens: Counter,
+    generation_tokens: Counter,
+    finished: Family<FinishedReason, Counter>,
+    ttft: Histogram,
+    tpot: Histogram,
+    e2e: Histogram,
+    /// The engine's counters as of the scrape in progress; `render` holds
+    /// `scrape` while it sets this and encodes.
+    engine: Arc<Mutex<StatsSnapshot>>,
+    scrape: Mutex<()>,
 }
 
 /// One finished (or abandoned) request, as the metrics see it.
@@ -83,59 +57,89 @@ pub struct RequestRecord {
 }
 
 impl ServerMetrics {
-    pub fn record(&self, r: &RequestRecord) {
-        self.prompt_tokens.fetch_add(r.prompt_tokens as u64, Relaxed);
-        self.generation_tokens.fetch_add(r.generation_tokens as u64, Relaxed);
-        if let Ok(mut f) = self.finished.lock() {
-            *f.entry(r.finished_reason).or_default() += 1;
-        }
-        if let Some(t) = r.ttft_s {
-            self.ttft.observe(t);
-        }
-        if let Some(t) = r.tpot_s {
-            self.tpot.observe(t);
-        }
-        self.e2e.observe(r.e2e_s);
+    pub fn new(model_name: &str) -> Self {
+        let labels = [(Cow::Borrowed("model_name"), Cow::Owned(model_name.to_string()))];
+        let mut registry = Registry::with_prefix_and_labels("talaria", labels.into_iter());
+        let m = Self {
+            prompt_tokens: Counter::default(),
+            generation_tokens: Counter::default(),
+            finished: Family::default(),
+            ttft: Histogram::new(TTFT_BUCKETS.iter().copied()),
+            tpot: Histogram::new(TPOT_BUCKETS.iter().copied()),
+            e2e: Histogram::new(E2E_BUCKETS.iter().copied()),
+            engine: Arc::default(),
+            scrape: Mutex::new(()),
+            registry: Registry::default(),
+        };
+        registry.register("prompt_tokens", "Prompt tokens of finished requests", m.prompt_tokens.clone());
+        registry.register("generation_tokens", "Generated tokens of finished requests", m.generation_tokens.clone());
+        registry.register("request_success", "Finished requests by finish reason", m.finished.clone());
+        registry.register("time_to_first_token_seconds", "Time to first token", m.ttft.clone());
+        registry.register("time_per_output_token_seconds", "Mean time per output token after the first, per request", m.tpot.clone());
+        registry.register("e2e_request_latency_seconds", "End-to-end request latency", m.e2e.clone());
+        registry.register_collector(Box::new(EngineCollector(m.engine.clone())));
+        Self { registry, ..m }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self, e: &StatsSnapshot, model: &str) -> String {
-        let mut o = String::new();
-        let gauges: [(&str, &str, f64); 7] = [
-            ("talaria_num_requests_running", "Requests with sequences in the running batch.", e.running_requests as f64),
-            ("talaria_num_requests_waiting", "Requests waiting to be scheduled.", e.waiting_requests as f64),
-            ("talaria_num_sequences_running", "Sequences in the running batch.", e.running_seqs as f64),
-            ("talaria_kv_cache_usage_perc", "Fraction of KV-cache blocks in use (0..1).", e.kv_usage()),
-            ("talaria_kv_cache_used_blocks", "KV-cache blocks in use.", e.kv_used_blocks as f64),
-            ("talaria_kv_cache_total_blocks", "KV-cache blocks in the pool.", e.kv_total_blocks as f64),
-            ("talaria_engine_alive", "1 while the engine thread runs.", if e.alive { 1.0 } else { 0.0 }),
+    pub fn record(&self, r: &RequestRecord) {
+        self.prompt_tokens.inc_by(r.prompt_tokens as u64);
+        self.generation_tokens.inc_by(r.generation_tokens as u64);
+        self.finished.get_or_create(&FinishedReason { finished_reason: r.finished_reason }).inc();
+        // A histogram cannot take NaN or infinity (it would poison `_sum`).
+        let observe = |h: &Histogram, v: f64| {
+            if v.is_finite() {
+                h.observe(v)
+            }
+        };
+        if let Some(t) = r.ttft_s {
+            observe(&self.ttft, t);
+        }
+        if let Some(t) = r.tpot_s {
+            observe(&self.tpot, t);
+        }
+        observe(&self.e2e, r.e2e_s);
+    }
+
+    /// The Prometheus text exposition, with the engine's counters `e`.
+    pub fn render(&self, e: &StatsSnapshot) -> String {
+        let _one_scrape_at_a_time = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        *self.engine.lock().unwrap_or_else(|p| p.into_inner()) = *e;
+        let mut out = String::new();
+        prometheus_text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The engine's gauges and counters, encoded from the snapshot of the scrape.
+#[derive(Debug)]
+struct EngineCollector(Arc<Mutex<StatsSnapshot>>);
+
+impl Collector for EngineCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let gauges: [(&str, &str, f64); 8] = [
+            ("num_requests_running", "Requests with sequences in the running batch.", e.running_requests as f64),
+            ("num_requests_waiting", "Requests waiting to be scheduled.", e.waiting_requests as f64),
+            ("num_sequences_running", "Sequences in the running batch.", e.running_seqs as f64),
+            ("kv_cache_usage_perc", "Fraction of KV-cache blocks in use (0..1).", e.kv_usage()),
+            ("kv_cache_used_blocks", "KV-cache blocks in use.", e.kv_used_blocks as f64),
+            ("kv_cache_total_blocks", "KV-cache blocks in the pool.", e.kv_total_blocks as f64),
+            ("engine_alive", "1 while the engine thread runs.", if e.alive { 1.0 } else { 0.0 }),
+            ("ready", "1 once the backend's start-up work (pad pools) is done.", if e.ready { 1.0 } else { 0.0 }),
         ];
         for (name, help, v) in gauges {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{model_name=\"{model}\"}} {v}");
+            ConstGauge::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }
-        let counters: [(&str, &str, u64); 5] = [
-            ("talaria_prompt_tokens_total", "Prompt tokens of finished requests.", self.prompt_tokens.load(Relaxed)),
-            ("talaria_generation_tokens_total", "Generated tokens of finished requests.", self.generation_tokens.load(Relaxed)),
-            ("talaria_num_preemptions_total", "Sequences preempted (KV blocks freed, recomputed later).", e.preemptions_total),
-            ("talaria_engine_steps_total", "Engine steps (forward passes).", e.steps_total),
-            ("talaria_batched_tokens_total", "Tokens run through the model, prefill and decode.", e.batched_tokens_total),
+        let counters: [(&str, &str, u64); 4] = [
+            ("num_preemptions", "Sequences preempted (K/V swapped out or freed).", e.preemptions_total),
+            ("resent_rows", "Rows masked and sent again because a preempted sequence recomputed.", e.resent_rows_total),
+            ("engine_steps", "Engine steps (forward passes).", e.steps_total),
+            ("batched_tokens", "Tokens run through the model, prefill and decode.", e.batched_tokens_total),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{model_name=\"{model}\"}} {v}");
+            ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)?;
         }
-        let _ = writeln!(
-            o,
-            "# HELP talaria_request_success_total Finished requests by finish reason.\n# TYPE talaria_request_success_total counter"
-        );
-        if let Ok(f) = self.finished.lock() {
-            for (reason, n) in f.iter() {
-                let _ = writeln!(o, "talaria_request_success_total{{model_name=\"{model}\",finished_reason=\"{reason}\"}} {n}");
-            }
-        }
-        self.ttft.render(&mut o, "talaria_time_to_first_token_seconds", "Time to first token.");
-        self.tpot.render(&mut o, "talaria_time_per_output_token_seconds", "Mean time per output token after the first, per request.");
-        self.e2e.render(&mut o, "talaria_e2e_request_latency_seconds", "End-to-end request latency.");
-        o
+        Ok(())
     }
 }
 
@@ -143,31 +147,41 @@ impl ServerMetrics {
 mod tests {
     use super::*;
 
+    fn record(ttft_s: Option<f64>, e2e_s: f64, finished_reason: &'static str) -> RequestRecord {
+        RequestRecord { prompt_tokens: 2, generation_tokens: 3, ttft_s, tpot_s: Some(0.02), e2e_s, finished_reason }
+    }
+
     #[test]
-    fn histogram_buckets_are_cumulative() {
-        let m = ServerMetrics::default();
-        m.record(&RequestRecord {
-            prompt_tokens: 3,
-            generation_tokens: 5,
-            ttft_s: Some(0.003),
-            tpot_s: Some(0.02),
-            e2e_s: 0.4,
-            finished_reason: "stop",
-        });
-        m.record(&RequestRecord {
-            prompt_tokens: 1,
-            generation_tokens: 1,
-            ttft_s: Some(0.5),
-            tpot_s: None,
-            e2e_s: 1000.0,
-            finished_reason: "length",
-        });
-        let text = m.render(&StatsSnapshot { kv_used_blocks: 1, kv_total_blocks: 4, alive: true, ..Default::default() }, "m");
-        assert!(text.contains("talaria_time_to_first_token_seconds_bucket{le=\"0.005\"} 1\n"), "{text}");
-        assert!(text.contains("talaria_time_to_first_token_seconds_bucket{le=\"+Inf\"} 2\n"));
-        assert!(text.contains("talaria_e2e_request_latency_seconds_bucket{le=\"960\"} 1\n"));
-        assert!(text.contains("talaria_prompt_tokens_total{model_name=\"m\"} 4\n"));
-        assert!(text.contains("talaria_kv_cache_usage_perc{model_name=\"m\"} 0.25\n"));
-        assert!(text.contains("finished_reason=\"length\"} 1\n"));
+    fn histograms_are_cumulative_and_every_series_names_the_model() {
+        let m = ServerMetrics::new("m");
+        m.record(&record(Some(0.003), 0.4, "stop"));
+        m.record(&record(Some(0.5), 1000.0, "length"));
+        m.record(&record(Some(f64::NAN), f64::INFINITY, "abort"));
+        let text = m.render(&StatsSnapshot { kv_used_blocks: 1, kv_total_blocks: 4, alive: true, ..Default::default() });
+        for line in [
+            "talaria_time_to_first_token_seconds_bucket{model_name=\"m\",le=\"0.005\"} 1\n",
+            "talaria_time_to_first_token_seconds_bucket{model_name=\"m\",le=\"+Inf\"} 2\n",
+            "talaria_e2e_request_latency_seconds_bucket{model_name=\"m\",le=\"960\"} 1\n",
+            "talaria_e2e_request_latency_seconds_count{model_name=\"m\"} 2\n",
+            "talaria_prompt_tokens_total{model_name=\"m\"} 6\n",
+            "talaria_kv_cache_usage_perc{model_name=\"m\"} 0.25\n",
+            "talaria_engine_alive{model_name=\"m\"} 1",
+            "talaria_num_preemptions_total{model_name=\"m\"} 0\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.contains("finished_reason=\"length\""), "{text}");
+        let series = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty());
+        for l in series {
+            assert!(l.contains("model_name=\"m\""), "a series without the model label: {l}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = ServerMetrics::new("a \"quoted\"\\name\n");
+        let text = m.render(&StatsSnapshot::default());
+        assert!(text.contains(r#"model_name="a \"quoted\"\\name\n""#), "{text}");
+        assert!(!text.lines().any(|l| l == "\"}"), "a raw newline split a series: {text}");
     }
 }

@@ -31,6 +31,7 @@ const COMMON_KEYS: &[&str] = &[
     "stream_options",
     "user",
     "logit_bias",
+    "repetition_penalty",
 ];
 pub const COMPLETION_KEYS: &[&str] = &["prompt", "logprobs", "echo", "suffix", "best_of"];
 pub const CHAT_KEYS: &[&str] = &[
@@ -66,7 +67,10 @@ pub struct CommonFields {
     pub stream: Option<bool>,
     pub stream_options: Option<StreamOptions>,
     pub user: Option<String>,
+    /// Token id (as a string, OpenAI's format) to the bias added to its logit.
     pub logit_bias: Option<HashMap<String, f32>>,
+    /// vLLM's extra field (HF semantics); 1 means off.
+    pub repetition_penalty: Option<f32>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -92,6 +96,13 @@ pub enum PromptInput {
     Tokens(Vec<u32>),
     Texts(Vec<String>),
     TokenLists(Vec<Vec<u32>>),
+}
+
+/// One prompt of a completion request, as given.
+#[derive(Debug, PartialEq)]
+pub enum Prompt {
+    Text(String),
+    Tokens(Vec<u32>),
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -185,7 +196,6 @@ pub struct ResponseOptions {
     pub n: usize,
     /// Top logprobs per token, when logprobs were asked for.
     pub logprobs: Option<usize>,
-    pub prompt_tokens: usize,
 }
 
 /// Checks the model name: absent or the served one.
@@ -230,65 +240,168 @@ fn stop_strings(stop: &Option<StopInput>, caps: &RequestLimits) -> Result<Vec<St
     Ok(stops)
 }
 
-/// Builds the engine request from the common fields and a tokenized prompt.
-/// `max_tokens` is the endpoint's effective completion limit field; `caps`
-/// are the server's per-request limits.
-pub fn build_request(
-    c: &CommonFields,
-    prompt_ids: Vec<u32>,
-    max_tokens: (Option<usize>, &str),
-    logprobs: Option<usize>,
-    limits: &EngineLimits,
-    caps: &RequestLimits,
-) -> Result<(EngineRequest, ResponseOptions), ApiError> {
-    let prompt = prompt_ids.len();
-    if prompt == 0 {
-        return Err(ApiError::bad_param("prompt", "the prompt is empty"));
+/// The prompts of a completion request: one, or a list of them (vLLM), at
+/// most `max`.
+pub fn prompt_list(input: Option<PromptInput>, max: usize) -> Result<Vec<Prompt>, ApiError> {
+    let prompts: Vec<Prompt> = match input {
+        None => return Err(ApiError::bad_param("prompt", "prompt is required")),
+        Some(PromptInput::Text(s)) => vec![Prompt::Text(s)],
+        Some(PromptInput::Tokens(t)) => vec![Prompt::Tokens(t)],
+        Some(PromptInput::Texts(v)) => v.into_iter().map(Prompt::Text).collect(),
+        Some(PromptInput::TokenLists(v)) => v.into_iter().map(Prompt::Tokens).collect(),
+    };
+    if prompts.is_empty() {
+        return Err(ApiError::bad_param("prompt", "the list of prompts is empty"));
     }
-    let context = limits.context_len.min(limits.kv_capacity_tokens);
-    if prompt >= context {
+    if prompts.len() > max {
         return Err(ApiError::bad_param(
             "prompt",
-            format!("This model's maximum context length is {context} tokens. However, your prompt has {prompt} tokens, which leaves no room for a completion."),
-        )
-        .with_code("context_length_exceeded"));
+            format!("at most {max} prompts per request, got {} (--max-prompts-per-request)", prompts.len()),
+        ));
     }
-    let (max_tokens, max_tokens_param) = max_tokens;
-    let max_tokens = match max_tokens {
-        Some(0) => return Err(ApiError::bad_param(max_tokens_param, format!("{max_tokens_param} must be at least 1"))),
-        Some(m) => match caps.max_tokens_cap {
-            Some(cap) if m > cap => {
+    Ok(prompts)
+}
+
+/// Names prompt `i` in an error about it, when the request has several.
+pub fn about_prompt(mut e: ApiError, i: usize, prompts: usize) -> ApiError {
+    if prompts > 1 {
+        e.message = format!("prompt {i}: {}", e.message);
+    }
+    e
+}
+
+/// The `logit_bias` entries, sorted by token id, each key a token id of
+/// the vocabulary (their number and values are `SamplingParams::validate`'s
+/// to check).
+fn logit_bias(bias: &Option<HashMap<String, f32>>, vocab_size: usize) -> Result<Vec<(u32, f32)>, ApiError> {
+    let Some(bias) = bias else { return Ok(Vec::new()) };
+    let mut entries = Vec::with_capacity(bias.len());
+    for (key, &value) in bias {
+        let id: u32 = key.parse().map_err(|_| ApiError::bad_param("logit_bias", format!("logit_bias key {key:?} is not a token id")))?;
+        if id as usize >= vocab_size {
+            return Err(ApiError::bad_param(
+                "logit_bias",
+                format!("logit_bias token id {id} is outside the vocabulary (size {vocab_size})"),
+            ));
+        }
+        entries.push((id, value));
+    }
+    entries.sort_unstable_by_key(|&(id, _)| id);
+    Ok(entries)
+}
+
+/// A request's settings, validated once before any prompt, then applied to
+/// each of its prompts (`for_prompt`).
+#[derive(Debug)]
+pub struct RequestTemplate {
+    params: SamplingParams,
+    n: usize,
+    /// As asked; `None`: the rest of the context, within the cap.
+    max_tokens: Option<usize>,
+    /// The endpoint's name for `max_tokens`, in errors.
+    max_tokens_param: &'static str,
+    max_tokens_cap: Option<usize>,
+    stop_strings: Vec<String>,
+    stop_token_ids: Vec<u32>,
+    ignore_eos: bool,
+}
+
+impl RequestTemplate {
+    /// Validates the common fields. `max_tokens` is the endpoint's
+    /// effective completion limit and its field's name; `logprobs` the top
+    /// logprobs per token asked for; `caps` the server's per-request limits.
+    pub fn new(
+        c: &CommonFields,
+        max_tokens: (Option<usize>, &'static str),
+        logprobs: Option<usize>,
+        limits: &EngineLimits,
+        caps: &RequestLimits,
+    ) -> Result<(Self, ResponseOptions), ApiError> {
+        let (max_tokens, max_tokens_param) = max_tokens;
+        match (max_tokens, caps.max_tokens_cap) {
+            (Some(0), _) => return Err(ApiError::bad_param(max_tokens_param, format!("{max_tokens_param} must be at least 1"))),
+            (Some(m), Some(cap)) if m > cap => {
                 return Err(ApiError::bad_param(
                     max_tokens_param,
                     format!("{max_tokens_param} is {m}, more than this server's limit of {cap} tokens per completion"),
                 ))
             }
-            _ => m,
-        },
-        None => caps.max_tokens_cap.map_or(context - prompt, |cap| cap.min(context - prompt)),
-    };
-    let n = c.n.unwrap_or(1);
-    if !(1..=MAX_N).contains(&n) {
-        return Err(ApiError::bad_param("n", format!("n must be between 1 and {MAX_N}, got {n}")));
+            _ => {}
+        }
+        let n = c.n.unwrap_or(1);
+        if !(1..=MAX_N).contains(&n) {
+            return Err(ApiError::bad_param("n", format!("n must be between 1 and {MAX_N}, got {n}")));
+        }
+        if let Some(k) = logprobs.filter(|&k| k > MAX_LOGPROBS) {
+            return Err(ApiError::bad_param("logprobs", format!("at most {MAX_LOGPROBS} logprobs per token, got {k}")));
+        }
+        let stream = c.stream.unwrap_or(false);
+        if c.stream_options.is_some() && !stream {
+            return Err(ApiError::bad_param("stream_options", "stream_options is only allowed when stream is true"));
+        }
+        let stop_strings = stop_strings(&c.stop, caps)?;
+        let stop_token_ids = c.stop_token_ids.clone().unwrap_or_default();
+        if stop_token_ids.len() > MAX_STOP_TOKEN_IDS {
+            return Err(ApiError::bad_param(
+                "stop_token_ids",
+                format!("at most {MAX_STOP_TOKEN_IDS} stop token ids, got {}", stop_token_ids.len()),
+            ));
+        }
+        let params = sampling_params(c, logprobs, limits)?;
+        let include_usage = c.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+        let template = Self {
+            params,
+            n,
+            max_tokens,
+            max_tokens_param,
+            max_tokens_cap: caps.max_tokens_cap,
+            stop_strings,
+            stop_token_ids,
+            ignore_eos: c.ignore_eos.unwrap_or(false),
+        };
+        Ok((template, ResponseOptions { stream, include_usage, n, logprobs }))
     }
-    if let Some(k) = logprobs.filter(|&k| k > MAX_LOGPROBS) {
-        return Err(ApiError::bad_param("logprobs", format!("at most {MAX_LOGPROBS} logprobs per token, got {k}")));
+
+    /// Also scores the prompt's tokens, with as many alternatives as the
+    /// completion's (completions' `echo` with `logprobs`).
+    pub fn with_prompt_logprobs(mut self) -> Self {
+        self.params.prompt_logprobs = self.params.logprobs;
+        self
     }
-    if c.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
-        return Err(ApiError::bad_param("logit_bias", "logit_bias is not supported"));
+
+    /// The engine request for one tokenized prompt.
+    pub fn for_prompt(&self, prompt_ids: Vec<u32>, limits: &EngineLimits) -> Result<EngineRequest, ApiError> {
+        let prompt = prompt_ids.len();
+        if prompt == 0 {
+            return Err(ApiError::bad_param("prompt", "the prompt is empty"));
+        }
+        let context = limits.context_len.min(limits.kv_capacity_tokens);
+        if prompt >= context {
+            return Err(ApiError::bad_param(
+                "prompt",
+                format!("This model's maximum context length is {context} tokens. However, your prompt has {prompt} tokens, which leaves no room for a completion."),
+            )
+            .with_code("context_length_exceeded"));
+        }
+        let room = context - prompt;
+        let max_tokens = self.max_tokens.unwrap_or_else(|| self.max_tokens_cap.map_or(room, |cap| cap.min(room)));
+        let req = EngineRequest {
+            prompt_ids,
+            params: self.params.clone(),
+            n: self.n,
+            max_tokens,
+            stop_strings: self.stop_strings.clone(),
+            stop_token_ids: self.stop_token_ids.clone(),
+            ignore_eos: self.ignore_eos,
+        };
+        limits.check(&req).map_err(|r| reject_to_error(&r, self.max_tokens_param))?;
+        Ok(req)
     }
-    let stream = c.stream.unwrap_or(false);
-    if c.stream_options.is_some() && !stream {
-        return Err(ApiError::bad_param("stream_options", "stream_options is only allowed when stream is true"));
-    }
-    let stop_strings = stop_strings(&c.stop, caps)?;
-    let stop_token_ids = c.stop_token_ids.clone().unwrap_or_default();
-    if stop_token_ids.len() > MAX_STOP_TOKEN_IDS {
-        return Err(ApiError::bad_param(
-            "stop_token_ids",
-            format!("at most {MAX_STOP_TOKEN_IDS} stop token ids, got {}", stop_token_ids.len()),
-        ));
-    }
+}
+
+/// The sampling parameters of the common fields, validated (errors name
+/// their field).
+fn sampling_params(c: &CommonFields, logprobs: Option<usize>, limits: &EngineLimits) -> Result<SamplingParams, ApiError> {
     let top_k = match c.top_k {
         None | Some(-1) | Some(0) => 0,
         Some(k) if k > 0 => k as usize,
@@ -303,15 +416,16 @@ pub fn build_request(
         frequency_penalty: c.frequency_penalty.unwrap_or(0.0),
         seed: c.seed.map(|s| s as u64),
         logprobs,
+        prompt_logprobs: None,
+        logit_bias: logit_bias(&c.logit_bias, limits.vocab_size)?,
+        repetition_penalty: c.repetition_penalty.unwrap_or(1.0),
     };
     if let Err(msg) = params.validate() {
+        // Each message starts with the field it is about.
         let param = msg.split_whitespace().next().unwrap_or("").to_string();
         return Err(ApiError::bad_param(&param, msg));
     }
-    let req = EngineRequest { prompt_ids, params, n, max_tokens, stop_strings, stop_token_ids, ignore_eos: c.ignore_eos.unwrap_or(false) };
-    limits.check(&req).map_err(|r| reject_to_error(&r, max_tokens_param))?;
-    let include_usage = c.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
-    Ok((req, ResponseOptions { stream, include_usage, n, logprobs, prompt_tokens: prompt }))
+    Ok(params)
 }
 
 /// The 400 for a request the engine refuses.
@@ -391,9 +505,6 @@ impl ChatRequest {
 /// Checks the completion-only fields that change behaviour and that we do
 /// not support.
 pub fn check_completion_extras(r: &CompletionRequest) -> Result<(), ApiError> {
-    if r.echo == Some(true) {
-        return Err(ApiError::bad_param("echo", "echo is not supported"));
-    }
     if r.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::bad_param("suffix", "suffix is not supported"));
     }
@@ -425,6 +536,19 @@ mod tests {
 
     fn with_stop(stop: StopInput) -> CommonFields {
         CommonFields { stop: Some(stop), ..Default::default() }
+    }
+
+    /// The engine request for one prompt, as the endpoints build it.
+    fn build_request(
+        c: &CommonFields,
+        prompt_ids: Vec<u32>,
+        max_tokens: (Option<usize>, &'static str),
+        logprobs: Option<usize>,
+        limits: &EngineLimits,
+        caps: &RequestLimits,
+    ) -> Result<(EngineRequest, ResponseOptions), ApiError> {
+        let (template, opts) = RequestTemplate::new(c, max_tokens, logprobs, limits, caps)?;
+        Ok((template.for_prompt(prompt_ids, limits)?, opts))
     }
 
     fn build(c: &CommonFields, caps: &RequestLimits) -> Result<EngineRequest, ApiError> {
@@ -520,5 +644,81 @@ mod tests {
             build_request(&CommonFields::default(), vec![1; 10], (None, "max_tokens"), Some(2), &limits(), &caps(&[])).unwrap();
         assert_eq!((req.max_tokens, req.n, opts.logprobs), (90, 1, Some(2)));
         assert_eq!(req.params.temperature, 1.0, "OpenAI's default temperature");
+    }
+
+    fn param_of(r: Result<EngineRequest, ApiError>) -> Option<String> {
+        r.unwrap_err().param
+    }
+
+    #[test]
+    fn logit_bias_is_parsed_sorted_and_checked() {
+        use talaria_engine::sampling::MAX_LOGIT_BIAS;
+        let bias = |pairs: &[(&str, f32)]| CommonFields {
+            logit_bias: Some(pairs.iter().map(|&(k, v)| (k.to_string(), v)).collect()),
+            ..Default::default()
+        };
+        let req = build(&bias(&[("7", -100.0), ("3", 100.0)]), &caps(&[])).unwrap();
+        assert_eq!(req.params.logit_bias, vec![(3, 100.0), (7, -100.0)]);
+        assert!(build(&CommonFields::default(), &caps(&[])).unwrap().params.logit_bias.is_empty());
+        // Vocabulary of 50 in these tests.
+        for bad in [&[("50", 1.0)][..], &[("-1", 1.0)], &[("x", 1.0)], &[("1", 100.5)], &[("1", -101.0)]] {
+            assert_eq!(param_of(build(&bias(bad), &caps(&[]))).as_deref(), Some("logit_bias"), "{bad:?}");
+        }
+        let many: Vec<(String, f32)> = (0..=MAX_LOGIT_BIAS).map(|i| (i.to_string(), 1.0)).collect();
+        let c = CommonFields { logit_bias: Some(many.into_iter().collect()), ..Default::default() };
+        let big_vocab = EngineLimits { vocab_size: 2 * MAX_LOGIT_BIAS, ..limits() };
+        let e = build_request(&c, vec![1], (None, "max_tokens"), None, &big_vocab, &caps(&[])).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("logit_bias"));
+        assert!(e.message.contains("at most 1024"), "{}", e.message);
+    }
+
+    #[test]
+    fn repetition_penalty_defaults_to_off_and_must_be_positive() {
+        assert_eq!(build(&CommonFields::default(), &caps(&[])).unwrap().params.repetition_penalty, 1.0);
+        let with = |r: f32| CommonFields { repetition_penalty: Some(r), ..Default::default() };
+        assert_eq!(build(&with(1.3), &caps(&[])).unwrap().params.repetition_penalty, 1.3);
+        for bad in [0.0, -0.5] {
+            assert_eq!(param_of(build(&with(bad), &caps(&[]))).as_deref(), Some("repetition_penalty"));
+        }
+        let body = br#"{"prompt": "hi", "repetition_penalty": 1.1, "logit_bias": {"5": -3}}"#;
+        let r = parse_body::<CompletionRequest>(body, COMPLETION_KEYS).unwrap();
+        assert_eq!((r.common.repetition_penalty, r.common.logit_bias.unwrap()["5"]), (Some(1.1), -3.0));
+        let e = parse_body::<ChatRequest>(br#"{"messages": [], "repetition_penalty": "high"}"#, CHAT_KEYS).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("repetition_penalty"));
+        let e = parse_body::<ChatRequest>(br#"{"messages": [], "logit_bias": {"5": "up"}}"#, CHAT_KEYS).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("logit_bias"));
+    }
+
+    #[test]
+    fn prompts_come_as_one_or_a_list_within_the_cap() {
+        let parse = |body: &str| parse_body::<CompletionRequest>(body.as_bytes(), COMPLETION_KEYS).unwrap().prompt;
+        let text = |s: &str| Prompt::Text(s.into());
+        assert_eq!(prompt_list(parse(r#"{"prompt": "a"}"#), 2).unwrap(), vec![text("a")]);
+        assert_eq!(prompt_list(parse(r#"{"prompt": ["a", "b"]}"#), 2).unwrap(), vec![text("a"), text("b")]);
+        assert_eq!(prompt_list(parse(r#"{"prompt": [1, 2]}"#), 2).unwrap(), vec![Prompt::Tokens(vec![1, 2])]);
+        assert_eq!(
+            prompt_list(parse(r#"{"prompt": [[1], [2, 3]]}"#), 2).unwrap(),
+            vec![Prompt::Tokens(vec![1]), Prompt::Tokens(vec![2, 3])]
+        );
+        let e = prompt_list(parse(r#"{"prompt": ["a", "b", "c"]}"#), 2).unwrap_err();
+        assert_eq!((e.param.as_deref(), e.message.contains("at most 2 prompts")), (Some("prompt"), true), "{}", e.message);
+        assert_eq!(prompt_list(None, 2).unwrap_err().param.as_deref(), Some("prompt"));
+        assert_eq!(caps(&[]).max_prompts_per_request, 64);
+        // Errors about one of several prompts say which.
+        let (template, _) = RequestTemplate::new(&CommonFields::default(), (None, "max_tokens"), None, &limits(), &caps(&[])).unwrap();
+        let e = about_prompt(template.for_prompt(vec![1; 100], &limits()).unwrap_err(), 1, 2);
+        assert_eq!(e.param.as_deref(), Some("prompt"));
+        assert!(e.message.starts_with("prompt 1: "), "{}", e.message);
+        assert!(!about_prompt(ApiError::bad_param("prompt", "x"), 0, 1).message.contains("prompt 0"));
+    }
+
+    #[test]
+    fn echo_with_logprobs_asks_for_the_prompt_logprobs() {
+        let (template, _) = RequestTemplate::new(&CommonFields::default(), (None, "max_tokens"), Some(3), &limits(), &caps(&[])).unwrap();
+        assert_eq!(template.for_prompt(vec![1; 4], &limits()).unwrap().params.prompt_logprobs, None, "only when asked");
+        let req = template.with_prompt_logprobs().for_prompt(vec![1; 4], &limits()).unwrap();
+        assert_eq!((req.params.logprobs, req.params.prompt_logprobs), (Some(3), Some(3)));
+        let echo = parse_body::<CompletionRequest>(br#"{"prompt": "hi", "echo": true}"#, COMPLETION_KEYS).unwrap();
+        assert!(check_completion_extras(&echo).is_ok());
     }
 }

@@ -64,8 +64,8 @@ async fn health(State(st): State<SharedState>) -> Response {
 }
 
 async fn metrics(State(st): State<SharedState>) -> Response {
-    let text = st.metrics.render(&st.engine.stats(), &st.model_name);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    let text = st.metrics.render(&st.engine.stats());
+    ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 #[derive(Deserialize)]

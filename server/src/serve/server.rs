@@ -100,8 +100,8 @@ fn load(args: &ServeArgs, attestation: Option<super::attestation::AttestationSer
     Ok(AppState {
         engine,
         tokenizer,
+        metrics: ServerMetrics::new(&model_name),
         model_name,
-        metrics: ServerMetrics::default(),
         limits: args.limits.clone(),
         started: unix_now(),
         attestation,
