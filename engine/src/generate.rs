@@ -73,8 +73,12 @@ pub fn generate(
         return Err(GenerateError::TooLong { prompt: n, max_tokens: req.max_tokens, context });
     }
     let stop_ids: Vec<u32> = if req.ignore_eos { Vec::new() } else { tok.stop_ids.clone() };
-    let spec =
-        SeqSpec { max_tokens: req.max_tokens, stop_ids: stop_ids.into(), stops: Arc::new(StopStrings::new(req.stop_strings.clone())) };
+    let spec = SeqSpec {
+        max_tokens: req.max_tokens,
+        stop_ids: stop_ids.into(),
+        stops: Arc::new(StopStrings::new(req.stop_strings.clone())),
+        cache_salt: None,
+    };
     let mut sched = Scheduler::new(SchedulerConfig { max_num_batched_tokens: PREFILL_CHUNK, max_num_seqs: 1, max_swap_bytes: Some(0) });
     sched.enqueue(Sequence::new(0, 0, 0, req.prompt_ids.clone(), Sampler::new(req.params.clone()), &spec));
 

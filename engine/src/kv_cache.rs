@@ -4,7 +4,10 @@
 //! never leak cache memory.
 
 use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+
+pub use crate::prefix_hash::BlockHash;
 
 use talaria_kernels::cpu::{KernelError, PagedKv, PagedKvMut};
 use talaria_kernels::{Float, Precision};
@@ -22,12 +25,35 @@ pub struct KvFull {
 
 /// Free-list of block ids shared by the pool and every `SeqBlocks`, with
 /// each block's reference count (blocks of a prompt are shared by the
-/// choices forked from it).
+/// choices forked from it), and the prefix cache: full blocks known by the
+/// hash of everything up to their end (`BlockHash`), kept after their last
+/// holder lets go until their memory is needed.
 #[derive(Debug)]
 struct FreeList {
     free: Vec<u32>,
     refs: Vec<u32>,
     total: usize,
+    cached: HashMap<BlockHash, u32>,
+    hash_of: Vec<Option<BlockHash>>,
+    /// Cached blocks nobody holds, by release order (oldest evicted first).
+    evictable: BTreeMap<u64, u32>,
+    released_at: Vec<u64>,
+    clock: u64,
+}
+
+impl FreeList {
+    /// Forgets the oldest unheld cached block and hands it out.
+    fn evict_oldest(&mut self) -> Option<u32> {
+        let (_, b) = self.evictable.pop_first()?;
+        if let Some(h) = self.hash_of[b as usize].take() {
+            self.cached.remove(&h);
+        }
+        Some(b)
+    }
+
+    fn available(&self) -> usize {
+        self.free.len() + self.evictable.len()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -36,11 +62,26 @@ pub struct BlockAllocator(Arc<Mutex<FreeList>>);
 impl BlockAllocator {
     fn new(total: usize) -> Self {
         // Pop from the end: hand out low ids first (warm memory).
-        Self(Arc::new(Mutex::new(FreeList { free: (0..total as u32).rev().collect(), refs: vec![0; total], total })))
+        Self(Arc::new(Mutex::new(FreeList {
+            free: (0..total as u32).rev().collect(),
+            refs: vec![0; total],
+            total,
+            cached: HashMap::new(),
+            hash_of: vec![None; total],
+            evictable: BTreeMap::new(),
+            released_at: vec![0; total],
+            clock: 0,
+        })))
     }
 
+    /// Blocks a sequence can get: free ones and cached ones nobody holds.
     pub fn free_blocks(&self) -> usize {
-        self.0.lock().expect("allocator lock").free.len()
+        self.0.lock().expect("allocator lock").available()
+    }
+
+    /// Cached blocks nobody holds (counted in `free_blocks`).
+    pub fn cached_idle_blocks(&self) -> usize {
+        self.0.lock().expect("allocator lock").evictable.len()
     }
 
     pub fn total_blocks(&self) -> usize {
@@ -49,19 +90,52 @@ impl BlockAllocator {
 
     fn take(&self, n: usize) -> Result<Vec<u32>, KvFull> {
         let mut fl = self.0.lock().expect("allocator lock");
-        if fl.free.len() < n {
-            return Err(KvFull { needed: n, free: fl.free.len(), total: fl.total });
+        if fl.available() < n {
+            return Err(KvFull { needed: n, free: fl.available(), total: fl.total });
         }
-        let at = fl.free.len() - n;
-        let taken = fl.free.split_off(at);
+        let at = fl.free.len().saturating_sub(n);
+        let mut taken = fl.free.split_off(at);
+        while taken.len() < n {
+            taken.push(fl.evict_oldest().expect("counted available"));
+        }
         taken.iter().for_each(|&b| fl.refs[b as usize] = 1);
         Ok(taken)
     }
 
-    /// One more holder of each of `blocks`.
+    /// One more holder of each of `blocks` (a cached block nobody held is
+    /// no longer evictable).
     fn share(&self, blocks: &[u32]) {
         let mut fl = self.0.lock().expect("allocator lock");
-        blocks.iter().for_each(|&b| fl.refs[b as usize] += 1);
+        for &b in blocks {
+            if fl.refs[b as usize] == 0 {
+                let at = fl.released_at[b as usize];
+                fl.evictable.remove(&at);
+            }
+            fl.refs[b as usize] += 1;
+        }
+    }
+
+    /// The blocks cached under `hashes`, in order, up to the first miss;
+    /// each gets one more holder.
+    fn share_cached(&self, hashes: &[BlockHash]) -> Vec<u32> {
+        let hits: Vec<u32> = {
+            let fl = self.0.lock().expect("allocator lock");
+            hashes.iter().map_while(|h| fl.cached.get(h).copied()).collect()
+        };
+        self.share(&hits);
+        hits
+    }
+
+    /// Caches each block (full, held by the caller) under its hash, unless
+    /// that content is cached already or the block is.
+    fn cache(&self, blocks: &[u32], hashes: &[BlockHash]) {
+        let mut fl = self.0.lock().expect("allocator lock");
+        for (&b, &h) in blocks.iter().zip(hashes) {
+            if fl.hash_of[b as usize].is_none() && !fl.cached.contains_key(&h) {
+                fl.cached.insert(h, b);
+                fl.hash_of[b as usize] = Some(h);
+            }
+        }
     }
 
     /// Drops one holder of each block; blocks nobody holds are free again.
@@ -70,7 +144,15 @@ impl BlockAllocator {
         for b in blocks.drain(..) {
             let r = &mut fl.refs[b as usize];
             *r -= 1;
-            if *r == 0 {
+            if *r > 0 {
+                continue;
+            }
+            if fl.hash_of[b as usize].is_some() {
+                let at = fl.clock;
+                fl.clock += 1;
+                fl.released_at[b as usize] = at;
+                fl.evictable.insert(at, b);
+            } else {
                 fl.free.push(b);
             }
         }
@@ -361,6 +443,21 @@ impl KvPool {
     }
 }
 
+impl KvPool {
+    /// A new sequence holding the cached blocks of the longest prefix of
+    /// `hashes` (its length says how many tokens it must still compute).
+    pub fn new_sequence_from_cache(&self, hashes: &[BlockHash]) -> SeqBlocks {
+        let blocks = self.alloc.share_cached(hashes);
+        SeqBlocks { len: blocks.len() * self.block_size, blocks, block_size: self.block_size, alloc: self.alloc.clone() }
+    }
+
+    /// Caches full, written blocks under their hashes (block `blocks[i]`
+    /// under `hashes[i]`), for later sequences with the same prefix.
+    pub fn cache_blocks(&self, blocks: &[u32], hashes: &[BlockHash]) {
+        self.alloc.cache(blocks, hashes);
+    }
+}
+
 /// A preempted sequence's K/V, held in CVM memory outside the pool.
 pub struct SwappedKv {
     /// Tokens whose K/V it holds.
@@ -487,6 +584,38 @@ mod tests {
             let (block, off) = b.slot(pos);
             assert_eq!(cache.v[(block as usize * 4 + off) * 4], pos as f64 + 0.5);
         }
+    }
+
+    #[test]
+    fn cached_blocks_outlive_their_sequence_until_their_memory_is_needed() {
+        use crate::prefix_hash::{extend_block_hashes, CacheSalt};
+        let pool = KvPool::new(&cfg(), 4, 4);
+        let mut hashes = Vec::new();
+        extend_block_hashes(&CacheSalt::new(b"a"), &[1, 2, 3, 4, 5, 6, 7, 8, 9], 4, &mut hashes);
+        let mut a = pool.new_sequence();
+        a.reserve(9).unwrap();
+        a.advance(9);
+        pool.cache_blocks(&a.block_table()[..2], &hashes);
+        let kept = a.block_table()[..2].to_vec();
+        drop(a);
+        assert_eq!(pool.allocator().free_blocks(), 4, "idle cached blocks count as free");
+        assert_eq!(pool.allocator().cached_idle_blocks(), 2);
+        // A later sequence with the same prefix holds the same blocks.
+        let b = pool.new_sequence_from_cache(&hashes);
+        assert_eq!((b.len(), b.block_table()), (8, &kept[..]));
+        assert_eq!(pool.allocator().cached_idle_blocks(), 0, "held again: not evictable");
+        let mut theirs = Vec::new();
+        extend_block_hashes(&CacheSalt::new(b"b"), &[1, 2, 3, 4, 5, 6, 7, 8], 4, &mut theirs);
+        assert!(pool.new_sequence_from_cache(&theirs).is_empty(), "another client's salt finds nothing");
+        drop(b);
+        // Free blocks go first; then the oldest released cached block.
+        let mut c = pool.new_sequence();
+        c.reserve(4 * 3).unwrap();
+        assert_eq!(pool.allocator().cached_idle_blocks(), 1);
+        assert_eq!(pool.new_sequence_from_cache(&hashes).len(), 0, "the first block was evicted, so the prefix is gone");
+        c.reserve(4 * 4).unwrap();
+        assert_eq!(pool.allocator().free_blocks(), 0);
+        assert!(pool.new_sequence().reserve(1).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod generate;
 pub mod kv_cache;
 pub mod linear;
 pub mod model;
+pub mod prefix_hash;
 pub mod sampling;
 pub mod scheduler;
 pub mod stop;

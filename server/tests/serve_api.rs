@@ -347,3 +347,32 @@ fn logit_bias_and_repetition_penalty_steer_greedy_sampling() {
     let chat = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "repetition_penalty": 1.3, "logit_bias": {"5": 1}});
     s.ok("/v1/chat/completions", &chat);
 }
+
+/// A second chat turn with the first turn's `cache_salt` reuses its cached
+/// blocks (the prefix-cache counters say so) and answers as a request of
+/// another client does, which reuses nothing.
+#[test]
+fn a_second_chat_turn_reuses_the_first_turns_prefix_for_its_salt() {
+    let s = server();
+    let hits = || s.metric("talaria_prefix_cache_hits_total");
+    let history = "Tell me about the history of the printing press in Europe, in one paragraph.";
+    let first = json!({"messages": [{"role": "user", "content": history}], "max_tokens": 24, "temperature": 0, "cache_salt": "alice"});
+    let answer = choice_text(&s.ok("/v1/chat/completions", &first), 0);
+    let turn = |salt: &str| {
+        json!({"messages": [
+            {"role": "user", "content": history},
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": "And in Asia?"}
+        ], "max_tokens": 8, "temperature": 0, "cache_salt": salt})
+    };
+    let before = hits();
+    let reused = s.ok("/v1/chat/completions", &turn("alice"));
+    let after = hits();
+    assert!(after - before >= 32.0, "the first turn's blocks are reused: {before} -> {after}");
+    let fresh = s.ok("/v1/chat/completions", &turn("bob"));
+    assert_eq!(hits(), after, "another salt reuses nothing");
+    assert_eq!(choice_text(&reused, 0), choice_text(&fresh, 0));
+    assert_eq!(reused["usage"]["prompt_tokens"], fresh["usage"]["prompt_tokens"], "usage counts the whole prompt");
+    let e = s.post("/v1/chat/completions", &json!({"messages": [{"role": "user", "content": "hi"}], "cache_salt": ""}));
+    assert_eq!(e.status, 400);
+}

@@ -177,8 +177,12 @@ impl Engine {
         }
         let mut stop_ids: Vec<u32> = if req.ignore_eos { Vec::new() } else { self.tokenizer.stop_ids.clone() };
         stop_ids.extend(&req.stop_token_ids);
-        let spec =
-            SeqSpec { max_tokens: req.max_tokens, stop_ids: stop_ids.into(), stops: Arc::new(StopStrings::new(req.stop_strings.clone())) };
+        let spec = SeqSpec {
+            max_tokens: req.max_tokens,
+            stop_ids: stop_ids.into(),
+            stops: Arc::new(StopStrings::new(req.stop_strings.clone())),
+            cache_salt: req.cache_salt,
+        };
         let first = self.next_arrival;
         for index in 0..req.n {
             let mut params = req.params.clone();
@@ -241,9 +245,16 @@ impl Engine {
             outputs.push((s.req_id, s.finish_early()));
         }
 
-        // Positions of the step that belong to prompts (before advancing).
+        // Positions of the step that belong to prompts, and those sent before
+        // (a recompute, or a fork's tail): counted as re-sent.
         let prompt_tokens: usize =
             plan.chunks.iter().map(|c| c.tokens.end.min(self.sched.running[c.seq].prompt_len).saturating_sub(c.tokens.start)).sum();
+        let mut resent = 0;
+        for c in &plan.chunks {
+            let s = &mut self.sched.running[c.seq];
+            resent += c.tokens.end.min(s.sent).saturating_sub(c.tokens.start);
+            s.sent = s.sent.max(c.tokens.end);
+        }
         if !plan.is_empty() {
             let t0 = Instant::now();
             let result = forward_plan(&self.model, &mut self.kv, self.linear.as_mut(), &self.sched.running, &plan, &mut self.timings);
@@ -252,14 +263,14 @@ impl Engine {
                 Ok(logits) => {
                     report.forward_ok = true;
                     let vocab = self.model.config.vocab_size;
-                    let (kv, forks, tok, stats) = (&mut self.kv, &mut self.forks, &self.tokenizer, &self.stats);
+                    let (kv, forks, tok) = (&mut self.kv, &mut self.forks, &self.tokenizer);
                     let mut forked = Vec::new();
                     advance_and_sample(&mut self.sched.running, &plan, &logits, vocab, tok, |s, row, out| {
                         outputs.push((s.req_id, out));
                         report.num_sampled += 1;
                         for kid in forks.remove(&s.arrival).unwrap_or_default() {
                             let req_id = kid.req_id;
-                            let (kid, out) = fork_choice(kv, s, kid, row, tok, stats);
+                            let (kid, out) = fork_choice(kv, s, kid, row, tok);
                             if let Some(out) = out {
                                 outputs.push((req_id, out));
                                 report.num_sampled += 1;
@@ -267,6 +278,9 @@ impl Engine {
                             forked.push(kid);
                         }
                     });
+                    for c in &plan.chunks {
+                        self.sched.running[c.seq].offer_computed_blocks(&self.kv);
+                    }
                     for kid in forked {
                         self.sched.admit_forked(kid);
                     }
@@ -280,7 +294,7 @@ impl Engine {
                 }
             }
         }
-        self.stats.count_step(report.num_tokens, &plan, prompt_tokens, report.num_sampled);
+        self.stats.count_step(report.num_tokens, &plan, prompt_tokens, resent, report.num_sampled);
         self.sched.running.retain(|s| !s.finished);
         self.deliver(outputs);
         self.publish();
@@ -338,22 +352,16 @@ impl Engine {
 /// kid samples its own first token from the same logits. Without a free
 /// block for the copy it computes the prompt's tail after the shared
 /// blocks itself (those rows are sent again, and counted).
-fn fork_choice(
-    kv: &mut KvPool,
-    parent: &Sequence,
-    mut kid: Sequence,
-    row: &[f32],
-    tok: &Tokenizer,
-    stats: &EngineStats,
-) -> (Forked, Option<SeqOutput>) {
+fn fork_choice(kv: &mut KvPool, parent: &Sequence, mut kid: Sequence, row: &[f32], tok: &Tokenizer) -> (Forked, Option<SeqOutput>) {
     let Some(blocks) = parent.blocks.as_ref().map(|b| kv.fork(b)) else {
         return (Forked::Waiting(kid), None);
     };
     let tail = parent.prompt_len.saturating_sub(blocks.len());
     kid.blocks = Some(blocks);
+    // Its prompt went out with the parent's: a tail it computes is a re-send.
+    kid.sent = parent.prompt_len;
     kid.share_prompt_logprobs(parent);
     if tail > 0 {
-        stats.count_resent(tail);
         return (Forked::Waiting(kid), None);
     }
     let out = kid.sample_next(row, tok);

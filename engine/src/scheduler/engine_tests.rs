@@ -16,6 +16,7 @@ use crate::generate::{generate, GenerateRequest};
 use crate::kv_cache::KvPool;
 use crate::linear::LocalLinear;
 use crate::model::LlamaModel;
+use crate::prefix_hash::CacheSalt;
 
 struct Fixture {
     ck: Checkpoint,
@@ -230,7 +231,8 @@ fn a_preempted_sequence_is_swapped_out_and_sends_no_row_twice() {
     let ps: Vec<Vec<u32>> = prompts(&f).into_iter().filter(|p| p.len() < 40).collect();
     let max_tokens = 30;
     let once: usize = ps.iter().map(|p| p.len() + max_tokens - 1).sum();
-    for swap in [None, Some(0)] {
+    let salt = Some(CacheSalt::new(b"one client"));
+    for (swap, cache_salt) in [(None, None), (Some(0), None), (Some(0), salt)] {
         let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let model = f.model();
         let kv = KvPool::new(&model.config, 6, 16);
@@ -241,11 +243,17 @@ fn a_preempted_sequence_is_swapped_out_and_sends_no_row_twice() {
         let rxs: Vec<_> = ps
             .iter()
             .enumerate()
-            .map(|(i, p)| submit(&mut engine, i as u64, EngineRequest { ignore_eos: true, ..EngineRequest::greedy(p.clone(), max_tokens) }))
+            .map(|(i, p)| {
+                submit(
+                    &mut engine,
+                    i as u64,
+                    EngineRequest { ignore_eos: true, cache_salt, ..EngineRequest::greedy(p.clone(), max_tokens) },
+                )
+            })
             .collect();
         let got = run(&mut engine, &rxs);
         for (i, p) in ps.iter().enumerate() {
-            assert_eq!(got[i], f.alone(p, max_tokens), "request {i}, swap budget {swap:?}");
+            assert_eq!(got[i], f.alone(p, max_tokens), "request {i}, swap budget {swap:?}, salt {cache_salt:?}");
         }
         let st = engine.stats().snapshot();
         let rows = counted.load(std::sync::atomic::Ordering::Relaxed);
@@ -258,6 +266,8 @@ fn a_preempted_sequence_is_swapped_out_and_sends_no_row_twice() {
             _ => {
                 assert_eq!(st.swaps_total, 0);
                 assert!(st.resent_rows_total > 0);
+                // With a salt, a recompute may find its own blocks in the
+                // prefix cache: fewer rows go out, and the count still holds.
                 assert_eq!(rows, once + st.resent_rows_total as usize, "every re-sent row is counted");
             }
         }
@@ -323,4 +333,42 @@ fn prompt_logprobs_over_chunks_match_a_full_forward_and_are_shared_by_forks() {
     let alone = f.alone(&prompt, max_tokens);
     assert!(choices.iter().all(|c| c == &alone), "{choices:?} vs {alone:?}");
     assert_eq!(engine.stats().snapshot().kv_used_blocks, 0);
+}
+
+/// Multi-turn chat: the second turn (the first turn, its answer and a new
+/// message) finds the first turn's blocks in the prefix cache and sends
+/// only the rest, with the tokens it gets from scratch; another client
+/// (another salt) and a request without one reuse nothing.
+#[test]
+fn a_second_turn_reuses_the_first_turns_blocks_for_the_same_client_only() {
+    let f = fixture();
+    let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let model = f.model();
+    let kv = KvPool::new(&model.config, 64, 16);
+    let tok = Arc::new(Checkpoint::open(&f.ck.path).expect("open").tokenizer);
+    let linear = CountingLinear { inner: LocalLinear::new(f.weights.clone()), rows: counted.clone() };
+    let mut engine = Engine::new(model, kv, Box::new(linear), tok, SchedulerConfig::default());
+    let sent = || counted.load(std::sync::atomic::Ordering::Relaxed);
+    let request = |prompt: &[u32], salt: &[u8]| EngineRequest {
+        ignore_eos: true,
+        cache_salt: (!salt.is_empty()).then(|| CacheSalt::new(salt)),
+        ..EngineRequest::greedy(prompt.to_vec(), 8)
+    };
+    let first = f.ck.tokenizer.encode(&"The committee reviewed the annual report in detail. ".repeat(5)).expect("encode");
+    let rx = submit(&mut engine, 1, request(&first, b"client a"));
+    let answer = run(&mut engine, &[rx]).remove(0);
+    let mut second = [first.as_slice(), &answer].concat();
+    second.extend(f.ck.tokenizer.encode(" What did they decide?").expect("encode"));
+    let expected = f.alone(&second, 8);
+    // The first turn's positions that have K/V (all but its last token), in whole blocks.
+    let cached = (first.len() + answer.len() - 1) / 16 * 16;
+    assert!(cached >= 48, "the test needs a few cached blocks");
+    for (id, salt, reused) in [(2, &b"client a"[..], cached), (3, b"client b", 0), (4, b"", 0)] {
+        let (rows_before, hits_before) = (sent(), engine.stats().snapshot().prefix_cache_hits_total);
+        let rx = submit(&mut engine, id, request(&second, salt));
+        assert_eq!(run(&mut engine, &[rx]).remove(0), expected, "salt {salt:?}: the answer from scratch");
+        let hits = engine.stats().snapshot().prefix_cache_hits_total - hits_before;
+        assert_eq!(hits as usize, reused, "salt {salt:?}");
+        assert_eq!(sent() - rows_before, second.len() + 7 - reused, "salt {salt:?}: rows sent");
+    }
 }

@@ -20,7 +20,8 @@ const IDLE_SLICE: Duration = Duration::from_millis(50);
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
 enum Command {
-    Submit { id: RequestId, req: EngineRequest, sink: EventSink },
+    // Boxed: a request is large, the other commands are a word or two.
+    Submit { id: RequestId, req: Box<EngineRequest>, sink: EventSink },
     Cancel(RequestId),
     AbortAll(String),
     Shutdown,
@@ -56,7 +57,7 @@ impl EngineHandle {
     pub fn submit(&self, req: EngineRequest, sink: EventSink) -> Result<RequestId, RejectReason> {
         self.limits.check(&req)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.tx.send(Command::Submit { id, req, sink }).map_err(|_| RejectReason::ShuttingDown)?;
+        self.tx.send(Command::Submit { id, req: Box::new(req), sink }).map_err(|_| RejectReason::ShuttingDown)?;
         Ok(id)
     }
 
@@ -128,7 +129,7 @@ fn run(mut engine: Engine, rx: Receiver<Command>) {
         let mut shutdown = false;
         for cmd in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
             match cmd {
-                Command::Submit { id, req, sink } => engine.add_request(id, req, sink),
+                Command::Submit { id, req, sink } => engine.add_request(id, *req, sink),
                 Command::Cancel(id) => engine.cancel_request(id),
                 Command::AbortAll(reason) => engine.abort_all(&reason),
                 Command::Shutdown => shutdown = true,

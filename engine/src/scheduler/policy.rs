@@ -58,8 +58,10 @@ pub struct StepPlan {
     pub num_preempted: usize,
     /// Of those, the ones whose K/V went to CVM memory.
     pub num_swapped: usize,
-    /// Tokens the other preempted sequences will compute again.
-    pub rows_to_recompute: usize,
+    /// Tokens of the sequences admitted in this step looked up in the
+    /// prefix cache, and those found there.
+    pub prefix_lookup_tokens: usize,
+    pub prefix_hit_tokens: usize,
 }
 
 impl StepPlan {
@@ -180,11 +182,17 @@ impl Scheduler {
 
         while budget > 0 && plan.num_preempted == 0 && self.running.len() < self.cfg.max_num_seqs {
             let Some(s) = self.waiting.front_mut() else { break };
-            let want = s.pending().min(budget);
             if s.tokens.len().div_ceil(kv.block_size) > total_blocks {
                 never_fit.extend(self.waiting.pop_front());
                 continue;
             }
+            if s.blocks.is_none() && s.swapped.is_none() {
+                let blocks = s.fresh_blocks(kv);
+                plan.prefix_lookup_tokens += s.tokens.len();
+                plan.prefix_hit_tokens += blocks.len();
+                s.blocks = Some(blocks);
+            }
+            let want = s.pending().min(budget);
             if let Some(len) = s.swapped.as_ref().map(|w| w.len) {
                 // Back from CVM memory, when the blocks for it and this
                 // step's tokens are free.
@@ -271,7 +279,9 @@ impl Scheduler {
                 plan.num_swapped += 1;
             }
             b => {
-                plan.rows_to_recompute += b.as_ref().map_or(0, |b| b.len());
+                // Its full blocks stay in the prefix cache (when it has a
+                // salt) until their memory is needed: a recompute may find
+                // them. Rows computed again are counted as re-sent.
                 drop(b);
                 s.preempt();
             }

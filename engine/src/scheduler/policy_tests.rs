@@ -29,7 +29,7 @@ fn pool(blocks: usize, block_size: usize) -> KvPool {
 }
 
 fn seq(req_id: u64, arrival: u64, prompt_len: usize) -> Sequence {
-    let spec = SeqSpec { max_tokens: 1000, stop_ids: Arc::from(Vec::new()), stops: Arc::new(StopStrings::default()) };
+    let spec = SeqSpec { max_tokens: 1000, stop_ids: Arc::from(Vec::new()), stops: Arc::new(StopStrings::default()), cache_salt: None };
     Sequence::new(req_id, 0, arrival, vec![1; prompt_len], Sampler::new(SamplingParams::greedy()), &spec)
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::prefix_hash::CacheSalt;
 use crate::sampling::{SampledToken, SamplingParams};
 
 pub type RequestId = u64;
@@ -19,6 +20,10 @@ pub struct EngineRequest {
     pub stop_token_ids: Vec<u32>,
     /// Keep generating past the model's own end-of-text tokens.
     pub ignore_eos: bool,
+    /// Who may share this request's cached K/V blocks (the prefix cache):
+    /// requests with the same salt only. `None`: it neither reads nor fills
+    /// the cache.
+    pub cache_salt: Option<CacheSalt>,
 }
 
 impl EngineRequest {
@@ -32,6 +37,7 @@ impl EngineRequest {
             stop_strings: Vec::new(),
             stop_token_ids: Vec::new(),
             ignore_eos: false,
+            cache_salt: None,
         }
     }
 }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use talaria_models::{DecodeStream, Tokenizer};
 
 use super::request::FinishReason;
-use crate::kv_cache::{SeqBlocks, SwappedKv};
+use crate::kv_cache::{KvPool, SeqBlocks, SwappedKv};
 use crate::model::LogitsWanted;
+use crate::prefix_hash::{extend_block_hashes, BlockHash, CacheSalt};
 use crate::sampling::{score_token, SampledToken, Sampler};
 use crate::stop::{StopScan, StopStrings};
 
@@ -31,6 +32,11 @@ pub(crate) struct Sequence {
     /// the pool): it resumes without recomputing.
     pub swapped: Option<SwappedKv>,
     pub finished: bool,
+    /// Positions whose rows have gone to the backend at least once (by this
+    /// sequence, or by the choice it was forked from): computing one of
+    /// them again is a re-send, and is counted.
+    pub sent: usize,
+    prefix: Option<PrefixKey>,
     sampler: Sampler,
     max_tokens: usize,
     stop_ids: Arc<[u32]>,
@@ -73,12 +79,22 @@ impl PromptLogprobs {
     }
 }
 
+/// A sequence's place in the prefix cache.
+struct PrefixKey {
+    salt: CacheSalt,
+    /// Hashes of its full blocks so far.
+    hashes: Vec<BlockHash>,
+    /// Blocks already offered to the cache.
+    offered: usize,
+}
+
 /// What a sequence needs besides its prompt; shared by a request's choices.
 pub(crate) struct SeqSpec {
     pub max_tokens: usize,
     /// Tokens that end the sequence (EOS unless ignored, plus the request's).
     pub stop_ids: Arc<[u32]>,
     pub stops: Arc<StopStrings>,
+    pub cache_salt: Option<CacheSalt>,
 }
 
 impl Sequence {
@@ -94,6 +110,8 @@ impl Sequence {
             blocks: None,
             swapped: None,
             finished: false,
+            sent: 0,
+            prefix: spec.cache_salt.map(|salt| PrefixKey { salt, hashes: Vec::new(), offered: 0 }),
             sampler,
             max_tokens: spec.max_tokens,
             stop_ids: spec.stop_ids.clone(),
@@ -128,11 +146,39 @@ impl Sequence {
         self.tokens.len() - self.prompt_len
     }
 
+    /// A block table for a sequence that holds none: the cached blocks of
+    /// the longest prefix of its tokens this client computed before (never
+    /// the last token, whose logits the next step needs), else an empty one.
+    /// A sequence scoring its prompt computes every position itself.
+    pub fn fresh_blocks(&mut self, kv: &KvPool) -> SeqBlocks {
+        let scoring = self.prompt_logprobs.next_position().is_some();
+        let Some(p) = self.prefix.as_mut().filter(|_| !scoring) else { return kv.new_sequence() };
+        extend_block_hashes(&p.salt, &self.tokens[..self.tokens.len() - 1], kv.block_size, &mut p.hashes);
+        let blocks = kv.new_sequence_from_cache(&p.hashes);
+        p.offered = blocks.block_table().len();
+        blocks
+    }
+
+    /// Offers the sequence's full, computed blocks to the prefix cache.
+    pub fn offer_computed_blocks(&mut self, kv: &KvPool) {
+        let (Some(p), Some(b)) = (self.prefix.as_mut(), self.blocks.as_ref()) else { return };
+        let full = b.len() / kv.block_size;
+        if full <= p.offered {
+            return;
+        }
+        extend_block_hashes(&p.salt, &self.tokens[..b.len()], kv.block_size, &mut p.hashes);
+        kv.cache_blocks(&b.block_table()[p.offered..full], &p.hashes[p.offered..full]);
+        p.offered = full;
+    }
+
     /// Gives the KV blocks back; the sequence will recompute prompt and
     /// generated tokens when it runs again.
     pub fn preempt(&mut self) {
         self.blocks = None;
         self.swapped = None;
+        if let Some(p) = self.prefix.as_mut() {
+            p.offered = 0;
+        }
     }
 
     /// Which logits a chunk of `n` tokens from position `from` needs: every

@@ -15,6 +15,8 @@ pub struct EngineStats {
     preemptions_total: AtomicU64,
     swaps_total: AtomicU64,
     resent_rows_total: AtomicU64,
+    prefix_cache_queries_total: AtomicU64,
+    prefix_cache_hits_total: AtomicU64,
     steps_total: AtomicU64,
     batched_tokens_total: AtomicU64,
     prompt_tokens_total: AtomicU64,
@@ -38,6 +40,10 @@ pub struct StatsSnapshot {
     /// Rows computed (and so masked and sent) a second time: preempted
     /// sequences that had to recompute.
     pub resent_rows_total: u64,
+    /// Prompt positions looked up in the prefix cache, and those found
+    /// there (their rows were not computed, nor sent, again).
+    pub prefix_cache_queries_total: u64,
+    pub prefix_cache_hits_total: u64,
     pub steps_total: u64,
     pub batched_tokens_total: u64,
     /// Prompt positions computed (recomputes of a prompt included).
@@ -84,6 +90,8 @@ impl EngineStats {
             preemptions_total: self.preemptions_total.load(Relaxed),
             swaps_total: self.swaps_total.load(Relaxed),
             resent_rows_total: self.resent_rows_total.load(Relaxed),
+            prefix_cache_queries_total: self.prefix_cache_queries_total.load(Relaxed),
+            prefix_cache_hits_total: self.prefix_cache_hits_total.load(Relaxed),
             steps_total: self.steps_total.load(Relaxed),
             batched_tokens_total: self.batched_tokens_total.load(Relaxed),
             prompt_tokens_total: self.prompt_tokens_total.load(Relaxed),
@@ -102,19 +110,16 @@ impl EngineStats {
         self.kv_total_blocks.store(o.kv_total_blocks, Relaxed);
     }
 
-    pub(crate) fn count_step(&self, tokens: usize, plan: &StepPlan, prompt_tokens: usize, generated: usize) {
+    pub(crate) fn count_step(&self, tokens: usize, plan: &StepPlan, prompt_tokens: usize, resent: usize, generated: usize) {
         self.steps_total.fetch_add(1, Relaxed);
         self.prompt_tokens_total.fetch_add(prompt_tokens as u64, Relaxed);
         self.generation_tokens_total.fetch_add(generated as u64, Relaxed);
         self.batched_tokens_total.fetch_add(tokens as u64, Relaxed);
         self.preemptions_total.fetch_add(plan.num_preempted as u64, Relaxed);
         self.swaps_total.fetch_add(plan.num_swapped as u64, Relaxed);
-        self.resent_rows_total.fetch_add(plan.rows_to_recompute as u64, Relaxed);
-    }
-
-    /// Rows that will be computed (masked and sent) a second time.
-    pub(crate) fn count_resent(&self, rows: usize) {
-        self.resent_rows_total.fetch_add(rows as u64, Relaxed);
+        self.resent_rows_total.fetch_add(resent as u64, Relaxed);
+        self.prefix_cache_queries_total.fetch_add(plan.prefix_lookup_tokens as u64, Relaxed);
+        self.prefix_cache_hits_total.fetch_add(plan.prefix_hit_tokens as u64, Relaxed);
     }
 
     /// Marks the start-up work done; true the first time.

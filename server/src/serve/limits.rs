@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use talaria_engine::prefix_hash::CacheSalt;
 use tokio::sync::Semaphore;
 
 /// Most choices one request may ask for.
@@ -51,9 +52,40 @@ pub struct RequestLimits {
     /// this many wait gets 503 with `Retry-After` instead of queueing.
     #[arg(long, default_value_t = 256)]
     pub max_waiting_requests: usize,
+    /// Prefix caching: the K/V of prompt blocks computed before is reused,
+    /// so those rows are neither computed nor masked and sent again.
+    /// `salted` caches only requests that give a `cache_salt`, each salt
+    /// apart (one client cannot time whether another sent a prefix);
+    /// `shared` also caches requests without one, all in one cache (a
+    /// server with a single client); `off` caches nothing.
+    #[arg(long, value_enum, default_value_t = PrefixCaching::Salted)]
+    pub prefix_caching: PrefixCaching,
     /// The server-wide state of these limits (not a flag).
     #[arg(skip)]
     pub gates: Arc<LimitGates>,
+}
+
+/// Longest `cache_salt`, in bytes.
+pub const MAX_CACHE_SALT_BYTES: usize = 1024;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefixCaching {
+    Salted,
+    Shared,
+    Off,
+}
+
+impl PrefixCaching {
+    /// The salt a request's blocks are cached under, from its `cache_salt`
+    /// field (`None`: not cached). Tagged, so that no request salt equals
+    /// the shared cache's.
+    pub fn salt_for(self, requested: Option<&str>) -> Option<CacheSalt> {
+        match (self, requested) {
+            (Self::Off, _) | (Self::Salted, None) => None,
+            (_, Some(s)) => Some(CacheSalt::new(&[b"request\0", s.as_bytes()].concat())),
+            (Self::Shared, None) => Some(CacheSalt::new(b"shared")),
+        }
+    }
 }
 
 /// Server-wide state the limits need; one per server, shared by handlers.

@@ -130,11 +130,13 @@ impl Collector for EngineCollector {
         for (name, help, v) in gauges {
             ConstGauge::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }
-        let counters: [(&str, &str, u64); 4] = [
+        let counters: [(&str, &str, u64); 6] = [
             ("num_preemptions", "Sequences preempted (K/V swapped out or freed).", e.preemptions_total),
             ("resent_rows", "Rows masked and sent again because a preempted sequence recomputed.", e.resent_rows_total),
             ("engine_steps", "Engine steps (forward passes).", e.steps_total),
             ("batched_tokens", "Tokens run through the model, prefill and decode.", e.batched_tokens_total),
+            ("prefix_cache_queries", "Prompt tokens looked up in the prefix cache.", e.prefix_cache_queries_total),
+            ("prefix_cache_hits", "Prompt tokens found in the prefix cache (not computed or sent again).", e.prefix_cache_hits_total),
         ];
         for (name, help, v) in counters {
             ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)?;

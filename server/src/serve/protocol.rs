@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
+use talaria_engine::prefix_hash::CacheSalt;
 use talaria_engine::scheduler::{EngineLimits, EngineRequest, RejectReason};
 use talaria_engine::SamplingParams;
 
 use super::error::ApiError;
-use super::limits::{RequestLimits, MAX_LOGPROBS, MAX_N, MAX_STOP_TOKEN_IDS};
+use super::limits::{RequestLimits, MAX_CACHE_SALT_BYTES, MAX_LOGPROBS, MAX_N, MAX_STOP_TOKEN_IDS};
 
 const COMMON_KEYS: &[&str] = &[
     "model",
@@ -31,6 +32,7 @@ const COMMON_KEYS: &[&str] = &[
     "stream_options",
     "user",
     "logit_bias",
+    "cache_salt",
     "repetition_penalty",
 ];
 pub const COMPLETION_KEYS: &[&str] = &["prompt", "logprobs", "echo", "suffix", "best_of"];
@@ -71,6 +73,9 @@ pub struct CommonFields {
     pub logit_bias: Option<HashMap<String, f32>>,
     /// vLLM's extra field (HF semantics); 1 means off.
     pub repetition_penalty: Option<f32>,
+    /// vLLM's extra field: requests share cached prompt blocks only with
+    /// requests of the same salt (`--prefix-caching`).
+    pub cache_salt: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -304,6 +309,7 @@ pub struct RequestTemplate {
     stop_strings: Vec<String>,
     stop_token_ids: Vec<u32>,
     ignore_eos: bool,
+    cache_salt: Option<CacheSalt>,
 }
 
 impl RequestTemplate {
@@ -348,6 +354,12 @@ impl RequestTemplate {
             ));
         }
         let params = sampling_params(c, logprobs, limits)?;
+        if let Some(s) = c.cache_salt.as_deref().filter(|s| s.is_empty() || s.len() > MAX_CACHE_SALT_BYTES) {
+            return Err(ApiError::bad_param(
+                "cache_salt",
+                format!("cache_salt must be 1 to {MAX_CACHE_SALT_BYTES} bytes long, got {}", s.len()),
+            ));
+        }
         let include_usage = c.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
         let template = Self {
             params,
@@ -358,6 +370,7 @@ impl RequestTemplate {
             stop_strings,
             stop_token_ids,
             ignore_eos: c.ignore_eos.unwrap_or(false),
+            cache_salt: caps.prefix_caching.salt_for(c.cache_salt.as_deref()),
         };
         Ok((template, ResponseOptions { stream, include_usage, n, logprobs }))
     }
@@ -393,6 +406,7 @@ impl RequestTemplate {
             stop_strings: self.stop_strings.clone(),
             stop_token_ids: self.stop_token_ids.clone(),
             ignore_eos: self.ignore_eos,
+            cache_salt: self.cache_salt,
         };
         limits.check(&req).map_err(|r| reject_to_error(&r, self.max_tokens_param))?;
         Ok(req)
@@ -710,6 +724,26 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("prompt"));
         assert!(e.message.starts_with("prompt 1: "), "{}", e.message);
         assert!(!about_prompt(ApiError::bad_param("prompt", "x"), 0, 1).message.contains("prompt 0"));
+    }
+
+    #[test]
+    fn a_request_is_cached_under_its_own_salt_only() {
+        let build = |salt: Option<&str>, flags: &[&str]| {
+            let c = CommonFields { cache_salt: salt.map(str::to_string), ..Default::default() };
+            RequestTemplate::new(&c, (None, "max_tokens"), None, &limits(), &caps(flags)).map(|(t, _)| t.for_prompt(vec![1; 4], &limits()))
+        };
+        let salt_of = |salt, flags| build(salt, flags).unwrap().unwrap().cache_salt;
+        assert_eq!(salt_of(None, &[]), None, "salted (the default): no salt, no caching");
+        assert!(salt_of(Some("alice"), &[]).is_some());
+        assert_ne!(salt_of(Some("alice"), &[]), salt_of(Some("bob"), &[]));
+        assert_eq!(salt_of(Some("alice"), &[]), salt_of(Some("alice"), &["--prefix-caching", "shared"]));
+        let shared = salt_of(None, &["--prefix-caching", "shared"]);
+        assert!(shared.is_some());
+        assert_ne!(shared, salt_of(Some("shared"), &[]), "no request salt reaches the shared cache");
+        assert_eq!(salt_of(Some("alice"), &["--prefix-caching", "off"]), None);
+        for bad in [String::new(), "x".repeat(MAX_CACHE_SALT_BYTES + 1)] {
+            assert_eq!(build(Some(&bad), &[]).unwrap_err().param.as_deref(), Some("cache_salt"));
+        }
     }
 
     #[test]
