@@ -41,6 +41,17 @@ impl Fixture {
         Engine::new(model, kv, Box::new(LocalLinear::new(self.weights.clone())), tok, cfg)
     }
 
+    /// An engine whose backend counts the rows reaching layer 0's qkv (the
+    /// rows a worker would be sent), and that count.
+    fn counting_engine(&self, blocks: usize, cfg: SchedulerConfig) -> (Engine, Arc<std::sync::atomic::AtomicUsize>) {
+        let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let model = self.model();
+        let kv = KvPool::new(&model.config, blocks, 16);
+        let tok = Arc::new(Checkpoint::open(&self.ck.path).expect("open").tokenizer);
+        let linear = CountingLinear { inner: LocalLinear::new(self.weights.clone()), rows: counted.clone() };
+        (Engine::new(model, kv, Box::new(linear), tok, cfg), counted)
+    }
+
     /// Greedy tokens of one request through `generate`.
     fn alone(&self, prompt: &[u32], max_tokens: usize) -> Vec<u32> {
         let model = self.model();
@@ -186,12 +197,7 @@ fn n_choices_compute_the_prompt_once_and_fork_its_kv() {
     let prompt = f.ck.tokenizer.encode("Three facts about owls:").expect("encode");
     let (n, max_tokens) = (4usize, 8usize);
     let params = crate::sampling::SamplingParams { temperature: 1.0, seed: Some(7), ..Default::default() };
-    let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let model = f.model();
-    let kv = KvPool::new(&model.config, 64, 16);
-    let tok = Arc::new(Checkpoint::open(&f.ck.path).expect("open").tokenizer);
-    let linear = CountingLinear { inner: LocalLinear::new(f.weights.clone()), rows: counted.clone() };
-    let mut engine = Engine::new(model, kv, Box::new(linear), tok, SchedulerConfig::default());
+    let (mut engine, counted) = f.counting_engine(64, SchedulerConfig::default());
     let req = EngineRequest { n, params: params.clone(), ignore_eos: true, ..EngineRequest::greedy(prompt.clone(), max_tokens) };
     let rx = submit(&mut engine, 1, req);
     while engine.has_work() {
@@ -233,13 +239,7 @@ fn a_preempted_sequence_is_swapped_out_and_sends_no_row_twice() {
     let once: usize = ps.iter().map(|p| p.len() + max_tokens - 1).sum();
     let salt = Some(CacheSalt::new(b"one client"));
     for (swap, cache_salt) in [(None, None), (Some(0), None), (Some(0), salt)] {
-        let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let model = f.model();
-        let kv = KvPool::new(&model.config, 6, 16);
-        let tok = Arc::new(Checkpoint::open(&f.ck.path).expect("open").tokenizer);
-        let linear = CountingLinear { inner: LocalLinear::new(f.weights.clone()), rows: counted.clone() };
-        let cfg = SchedulerConfig { max_swap_bytes: swap, ..SchedulerConfig::default() };
-        let mut engine = Engine::new(model, kv, Box::new(linear), tok, cfg);
+        let (mut engine, counted) = f.counting_engine(6, SchedulerConfig { max_swap_bytes: swap, ..SchedulerConfig::default() });
         let rxs: Vec<_> = ps
             .iter()
             .enumerate()
@@ -342,12 +342,7 @@ fn prompt_logprobs_over_chunks_match_a_full_forward_and_are_shared_by_forks() {
 #[test]
 fn a_second_turn_reuses_the_first_turns_blocks_for_the_same_client_only() {
     let f = fixture();
-    let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let model = f.model();
-    let kv = KvPool::new(&model.config, 64, 16);
-    let tok = Arc::new(Checkpoint::open(&f.ck.path).expect("open").tokenizer);
-    let linear = CountingLinear { inner: LocalLinear::new(f.weights.clone()), rows: counted.clone() };
-    let mut engine = Engine::new(model, kv, Box::new(linear), tok, SchedulerConfig::default());
+    let (mut engine, counted) = f.counting_engine(64, SchedulerConfig::default());
     let sent = || counted.load(std::sync::atomic::Ordering::Relaxed);
     let request = |prompt: &[u32], salt: &[u8]| EngineRequest {
         ignore_eos: true,
