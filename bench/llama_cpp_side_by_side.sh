@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side speed of llama.cpp and Talaria's plain engine on this machine,
-# same model (SmolLM2-135M), same weight precision, interleaved A/B/A so the
-# VM's minute-to-minute speed drift shows in the llama.cpp rows.
+# same model (SmolLM2-135M): the Q4_1 file itself (Talaria `--dtype stored`)
+# and its BF16/F32 conversions, Talaria with AMX allowed and forced off
+# (TALARIA_CPU_ISA=avx512), interleaved A/B/A so the VM's minute-to-minute
+# speed drift shows in the llama.cpp rows.
 #
 # llama.cpp is built from the llama-cpp-python 0.3.36 sdist (the version the
 # foundation issue quotes), CPU only, -march=native, under
@@ -46,14 +48,23 @@ for t in BF16 F32; do
 done
 
 llama() { "$BIN/llama-bench" -r 3 "$@" 2>/dev/null | grep -E '^\| llama'; }
-ours() { RAYON_NUM_THREADS="$1" target/release/bench throughput --dtypes bf16,f32 --prefill 512 --batch 1 --decode-steps 128 2>/dev/null | grep -E '^\| (bf16|f32)'; }
+# Talaria on the same file: its weights as stored (the default), and
+# converted to bf16 and f32; `ISA=avx512` forces the non-AMX kernels.
+ours() {
+  TALARIA_CPU_ISA="${ISA:-}" RAYON_NUM_THREADS="$1" target/release/bench throughput --dtypes stored,bf16,f32 \
+    --prefill 512 --batch 1 --decode-steps 128 2>/dev/null | grep -E '^\| (stored|bf16|f32)'
+}
 
 echo "== llama.cpp (A) =="
+llama -m "$Q41" -p 512 -n 128 -t 1,2
 llama -m "$DIR/smollm2-BF16.gguf" -p 512 -n 128 -t 1,2
 llama -m "$DIR/smollm2-F32.gguf" -p 0 -n 128 -t 1
-echo "== talaria plain, 1 thread =="
-ours 1
-echo "== talaria plain, 2 threads =="
-ours 2
+for isa in "" avx512; do
+  for t in 1 2; do
+    echo "== talaria plain, $t thread(s), ISA=${isa:-auto} =="
+    ISA="$isa" ours "$t"
+  done
+done
 echo "== llama.cpp (A again) =="
+llama -m "$Q41" -p 512 -n 128 -t 1,2
 llama -m "$DIR/smollm2-BF16.gguf" -p 512 -n 128 -t 1,2

@@ -1,19 +1,19 @@
 //! Offline throughput of the plain engine on the real model: prefill of
 //! 128- and 512-token prompts and decode at batch 1 (and larger batches),
-//! for f32 and bf16 weights.
+//! for the weights as stored and converted to bf16 and f32.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
-use talaria_kernels::WeightDType;
+use talaria_kernels::WeightFormat;
 use talaria_models::{fetch::ensure_default_model, Checkpoint, CvmWeights, Progress, Unit, WorkerWeights};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Weight precisions to measure.
-    #[arg(long, value_delimiter = ',', default_value = "bf16,f32")]
-    dtypes: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "stored,bf16,f32")]
+    dtypes: Vec<WeightFormat>,
     /// Prompt lengths for prefill.
     #[arg(long, value_delimiter = ',', default_value = "128,512")]
     prefill: Vec<usize>,
@@ -34,7 +34,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let runs = a.dtypes.len() * (a.prefill.len() + a.batch.len());
     let progress = Progress::new("measurements", runs as u64, Unit::Items("measurements"));
     for d in &a.dtypes {
-        let dtype = WeightDType::parse(d).ok_or_else(|| anyhow::anyhow!("unknown dtype {d}"))?;
+        let dtype = *d;
         let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(&ck, dtype)?)?;
         let mut linear = LocalLinear::new(Arc::new(WorkerWeights::load(&ck, dtype)?));
         let max_batch = a.batch.iter().copied().max().unwrap_or(1);

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use talaria_attest::AttesterChoice;
 use talaria_engine::{Linear, LocalLinear};
-use talaria_kernels::{Precision, Rows, RowsMut, WeightDType};
+use talaria_kernels::{Precision, Rows, RowsMut, WeightFormat};
 use talaria_models::{Checkpoint, OpId, WorkerWeights};
 use talaria_protocol::PublicParams;
 use talaria_remo::{default_kappa, RemoParams, RemoReport, RowBuckets, WorkerBusy, WorkerMatmul};
@@ -124,10 +124,12 @@ impl Default for BackendArgs {
 /// Builds the backend for `args` over the model in `ck`. For the worker
 /// modes this spawns or reaches the worker, checks it holds the same model,
 /// and (confidential) measures the public channel scales.
-pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightDType) -> anyhow::Result<Backend> {
+pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightFormat) -> anyhow::Result<Backend> {
     check_insecure(args)?;
     if args.mode == Mode::Local {
-        return Ok(Backend::Local(LocalLinear::new(Arc::new(WorkerWeights::load(ck, dtype)?))));
+        let weights = WorkerWeights::load(ck, dtype)?;
+        tracing::info!("weight matrices: {:.0} MiB ({}, --dtype {dtype})", mib(weights.size_bytes()), weights.dtype_summary());
+        return Ok(Backend::Local(LocalLinear::new(Arc::new(weights))));
     }
     let kappa = args.kappa();
     anyhow::ensure!(kappa.is_finite() && kappa > 0.0, "--privacy-level must be positive");
@@ -289,4 +291,9 @@ impl Linear for Backend {
     fn background_fill(&self) -> Option<f64> {
         self.linear().background_fill()
     }
+}
+
+/// Bytes as MiB, for load-time lines.
+pub fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
 }

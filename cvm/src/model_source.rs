@@ -15,13 +15,12 @@ pub struct ModelArgs {
     /// Never download; fail if the default model is not cached.
     #[arg(long)]
     pub offline: bool,
-    /// Weight precision in memory: f32 or bf16.
-    #[arg(long, default_value = "bf16", value_parser = parse_dtype)]
-    pub dtype: talaria_kernels::WeightDType,
-}
-
-fn parse_dtype(s: &str) -> Result<talaria_kernels::WeightDType, String> {
-    talaria_kernels::WeightDType::parse(s).ok_or_else(|| format!("unknown dtype {s:?} (f32, bf16, f16)"))
+    /// How the weights are held in memory: `stored` keeps the file's own
+    /// quant blocks or floats (the model's exact values, at the file's
+    /// size); `f32` is exact too but larger; `bf16` and `f16` round the
+    /// weights (not the model's answer).
+    #[arg(long, default_value = "stored")]
+    pub dtype: talaria_kernels::WeightFormat,
 }
 
 impl ModelArgs {

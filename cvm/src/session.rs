@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use talaria_engine::LlamaModel;
-use talaria_kernels::{Precision, WeightDType};
+use talaria_kernels::{Precision, WeightFormat};
 use talaria_models::{Checkpoint, CvmWeights, Role};
 use talaria_remo::{leakage_bound_bits, AnswerChecks, RemoParams, RemoSetup};
 use tracing::info;
@@ -24,7 +24,7 @@ pub struct SessionRecipe {
     /// The model, reopened for each later session (the CVM's tensors only).
     pub checkpoint: PathBuf,
     pub role: Role,
-    pub dtype: WeightDType,
+    pub dtype: WeightFormat,
 }
 
 impl SessionRecipe {

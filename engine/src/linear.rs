@@ -11,7 +11,7 @@ use talaria_kernels::{mixed, Precision, Rows, RowsMut};
 
 pub trait Linear: Send {
     /// `out (rows × d_out) = x (rows × d_in) · Wᵀ` for the weight `id`
-    /// (norm gains already folded into W), on rows of either precision
+    /// (the caller has applied the norm gain), on rows of either precision
     /// (`out` in the same one). The engine sends rows of `precision()`.
     fn forward(&mut self, id: OpId, rows: usize, x: Rows<'_>, out: RowsMut<'_>) -> anyhow::Result<()>;
 

@@ -225,7 +225,7 @@ impl Step<'_> {
         let (d, qd, kvd, n) = (c.hidden_size, c.q_dim(), c.kv_dim(), self.rows.len());
         // In the activations' precision (exact in f32 too for head_dim 64).
         let scale = T::from_f64(1.0 / (c.head_dim as f64).sqrt()).to_f64();
-        rms_norm(h, d, c.rms_norm_eps, None, x);
+        rms_norm(h, d, c.rms_norm_eps, Some(&self.model.weights.layers[layer].input_layernorm), x);
         self.linear(OpId::new(layer, Op::Qkv), n, x, qkv)?;
         let cache = self.kv.cache_mut::<T>()?;
         for (r, row) in qkv.chunks_exact_mut(qd + 2 * kvd).enumerate() {
@@ -266,7 +266,7 @@ impl Step<'_> {
     ) -> Result<(), ForwardError> {
         let c = &self.model.config;
         let n = self.rows.len();
-        rms_norm(h, c.hidden_size, c.rms_norm_eps, None, x);
+        rms_norm(h, c.hidden_size, c.rms_norm_eps, Some(&self.model.weights.layers[layer].post_attention_layernorm), x);
         self.linear(OpId::new(layer, Op::GateUp), n, x, gate_up)?;
         silu_mul(gate_up, c.intermediate_size, act);
         self.linear(OpId::new(layer, Op::Down), n, act, proj)?;
@@ -294,21 +294,17 @@ impl Step<'_> {
         if m == 0 {
             return Ok(logits);
         }
-        match &self.model.weights.norm {
+        rms_norm(&hs, d, c.rms_norm_eps, Some(&self.model.weights.norm), &mut xs);
+        if self.model.weights.tied_head {
             // Tied head: the CVM holds the embedding and computes logits,
             // from the normed rows rounded to f32 (one rounding, then one
             // product: a flip there moves a logit by ~1e-8).
-            Some(gain) => {
-                rms_norm(&hs, d, c.rms_norm_eps, Some(gain), &mut xs);
-                let xs32: Vec<f32> = xs.iter().map(|v| v.to_f64() as f32).collect();
-                matmul(&xs32, m, &self.model.weights.embed_tokens, &mut logits);
-            }
-            None => {
-                rms_norm(&hs, d, c.rms_norm_eps, None, &mut xs);
-                let mut out = vec![T::default(); m * c.vocab_size];
-                self.linear(OpId::lm_head(), m, &xs, &mut out)?;
-                logits.iter_mut().zip(&out).for_each(|(l, v)| *l = v.to_f64() as f32);
-            }
+            let xs32: Vec<f32> = xs.iter().map(|v| v.to_f64() as f32).collect();
+            matmul(&xs32, m, &self.model.weights.embed_tokens, &mut logits);
+        } else {
+            let mut out = vec![T::default(); m * c.vocab_size];
+            self.linear(OpId::lm_head(), m, &xs, &mut out)?;
+            logits.iter_mut().zip(&out).for_each(|(l, v)| *l = v.to_f64() as f32);
         }
         Ok(logits)
     }

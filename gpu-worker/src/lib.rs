@@ -1,5 +1,5 @@
-//! The untrusted GPU worker: holds the weight matrices (norm gains folded
-//! in), serves masked linear calls over shared memory or TCP, validates
+//! The untrusted GPU worker: holds the weight matrices (as the file stores
+//! them by default), serves masked linear calls over shared memory or TCP, validates
 //! every frame, and can record everything it is sent. What it agrees on
 //! with the CVM is in `talaria-protocol`.
 pub mod backend;

@@ -13,7 +13,7 @@ use talaria_gpu_worker::identity::{self, TlsSettings};
 use talaria_gpu_worker::listen::{serve_forever, Security, Timeouts};
 use talaria_gpu_worker::recorder::Recorder;
 use talaria_gpu_worker::{CpuBackend, CudaBackend, MatmulBackend, WorkerService};
-use talaria_kernels::WeightDType;
+use talaria_kernels::WeightFormat;
 use talaria_models::{fetch::ensure_default_model, Checkpoint, WorkerWeights};
 use talaria_transport::{ShmRing, TcpWorkerListener};
 use tracing::{info, warn};
@@ -48,9 +48,11 @@ struct Args {
     /// Never download the default model.
     #[arg(long)]
     offline: bool,
-    /// Weight precision in memory (widened in the kernels): f32 or bf16.
-    #[arg(long, default_value = "bf16")]
-    dtype: String,
+    /// How the weights are held in memory: `stored` (the file's own quant
+    /// blocks or floats, exact), `f32` (exact, larger), `bf16` or `f16`
+    /// (rounded).
+    #[arg(long, default_value = "stored")]
+    dtype: WeightFormat,
     /// Serve the CVM over the shared-memory region inherited as this file
     /// descriptor (the CVM spawns the worker with it).
     #[arg(long, conflicts_with = "listen")]
@@ -142,20 +144,19 @@ fn run(a: Args) -> anyhow::Result<()> {
         Some(_) => Some(security_of(&a)?),
         None => None,
     };
-    let dtype = WeightDType::parse(&a.dtype).with_context(|| format!("unknown --dtype {}", a.dtype))?;
     let path = match &a.model {
         Some(p) => p.clone(),
         None => ensure_default_model(a.offline)?,
     };
     let t0 = Instant::now();
     let ck = Checkpoint::open_for(&path, talaria_models::Role::Worker)?;
-    let weights = Arc::new(WorkerWeights::load(&ck, dtype)?);
+    let weights = Arc::new(WorkerWeights::load(&ck, a.dtype)?);
     let manifest_hash = ck.manifest_hash();
     info!(
         "loaded {} worker weights ({:.0} MiB {}) in {:.2}s",
         path.display(),
         weights.size_bytes() as f64 / (1 << 20) as f64,
-        dtype.name(),
+        weights.dtype_summary(),
         t0.elapsed().as_secs_f64()
     );
     let backend = choose_backend(&a.backend, &weights)?;
@@ -169,13 +170,14 @@ fn run(a: Args) -> anyhow::Result<()> {
         (Some(r), Some(layers)) => Some(r.only_layers(layers)),
         (r, _) => r,
     };
+    let weight_dtype = weights.dtype_summary();
     let mut svc = WorkerService {
         config: ck.config.clone(),
         manifest_hash,
         weights,
         backend,
         recorder,
-        weight_dtype: dtype.name().into(),
+        weight_dtype,
         busy: Default::default(),
         insecure: a.insecure,
     };

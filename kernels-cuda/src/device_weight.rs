@@ -36,23 +36,28 @@ impl DeviceWeight {
     pub(crate) fn upload(stream: &Arc<CudaStream>, w: &WeightMatrix) -> Result<Self, CudaError> {
         let expected =
             w.rows.checked_mul(w.cols).ok_or_else(|| CudaError::Shape(format!("weight matrix {}×{} overflows", w.rows, w.cols)))?;
-        let len = match &w.data {
-            WeightData::F32(v) => v.len(),
-            WeightData::Bf16(v) => v.len(),
-            WeightData::F16(v) => v.len(),
-        };
+        let len = w.data.values();
         if len != expected || expected == 0 {
             return Err(CudaError::Shape(format!("weight matrix {}×{} holds {len} values", w.rows, w.cols)));
         }
         let what = format!("uploading a {}×{} {} weight", w.rows, w.cols, w.dtype().name());
         catch_library_panic(&what, || {
-            let data = match &w.data {
-                WeightData::F32(v) => DeviceWeightData::F32(stream.clone_htod(v).ctx(&what)?),
-                WeightData::Bf16(v) => DeviceWeightData::Half(stream.clone_htod(bytemuck::cast_slice::<_, u16>(v)).ctx(&what)?),
-                WeightData::F16(v) => DeviceWeightData::Half(stream.clone_htod(bytemuck::cast_slice::<_, u16>(v)).ctx(&what)?),
+            // No quantized device kernels yet: quant blocks go up as their
+            // exact f32 values (4 bytes a value on the device).
+            let (data, dtype) = match &w.data {
+                WeightData::F32(v) => (DeviceWeightData::F32(stream.clone_htod(v).ctx(&what)?), WeightDType::F32),
+                WeightData::Bf16(v) => {
+                    (DeviceWeightData::Half(stream.clone_htod(bytemuck::cast_slice::<_, u16>(v)).ctx(&what)?), WeightDType::Bf16)
+                }
+                WeightData::F16(v) => {
+                    (DeviceWeightData::Half(stream.clone_htod(bytemuck::cast_slice::<_, u16>(v)).ctx(&what)?), WeightDType::F16)
+                }
+                WeightData::Q4_0(_) | WeightData::Q4_1(_) | WeightData::Q8_0(_) => {
+                    (DeviceWeightData::F32(stream.clone_htod(&w.to_f32()).ctx(&what)?), WeightDType::F32)
+                }
             };
             stream.synchronize().ctx(&what)?;
-            Ok(Self { rows: w.rows, cols: w.cols, dtype: w.dtype(), data, context: stream.context().cu_ctx() as usize })
+            Ok(Self { rows: w.rows, cols: w.cols, dtype, data, context: stream.context().cu_ctx() as usize })
         })
     }
 
@@ -71,6 +76,6 @@ impl DeviceWeight {
     }
 
     pub fn size_bytes(&self) -> usize {
-        self.rows * self.cols * self.dtype.size_bytes()
+        self.dtype.bytes_for(self.rows * self.cols).expect("device dtypes are plain floats")
     }
 }

@@ -78,7 +78,8 @@ pub fn entry_name(mode: MatmulMode, variant: KernelVariant, dtype: WeightDType) 
         (Fast | Plain, TensorCoreSm90, _) => {
             return Err(CudaError::Shape(format!("the sm_90 DMMA kernel is exact-mode only, not {}", mode.name())))
         }
-        (Fast | Plain, _, other) => return Err(CudaError::UnsupportedDtype { op: mode.name(), dtype: other.name() }),
+        // Quant blocks are uploaded as their exact f32 values (`DeviceWeight::upload`).
+        (_, _, other) => return Err(CudaError::UnsupportedDtype { op: mode.name(), dtype: other.name() }),
     })
 }
 

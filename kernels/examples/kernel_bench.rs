@@ -1,8 +1,8 @@
 //! Micro-benchmark of the CPU matmul kernels at SmolLM2-135M's shapes.
 //!
 //! `cargo run --release -p talaria-kernels --example kernel_bench [-- --quick]`
-//! Prints per-shape GFLOP/s and weight GB/s for rows 1, 16, 512 (f32 and
-//! bf16 weights), the exact f64 path at rows 1 and 1024, and whole-model
+//! Prints per-shape GFLOP/s and weight GB/s for rows 1, 16, 512 (f32, bf16
+//! and the quant types kept as stored), the exact f64 path at rows 1 and 1024, and whole-model
 //! linear-layer passes (30 layers + tied head, distinct weights per layer),
 //! each with 1 and 2 threads.
 
@@ -14,14 +14,16 @@ use talaria_kernels::{WeightDType, WeightMatrix};
 const SHAPES: [(&str, usize, usize); 5] =
     [("qkv", 576, 960), ("o", 576, 576), ("gate_up", 576, 3072), ("down", 1536, 576), ("head", 576, 49152)];
 const LAYERS: usize = 30;
+const DTYPES: [WeightDType; 5] = [WeightDType::F32, WeightDType::Bf16, WeightDType::Q4_1, WeightDType::Q4_0, WeightDType::Q8_0];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     // Optional filters: sections `shapes`, `f64`, `model`; dtypes `f32`, `bf16` (default: all).
     let sections: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with("--")).collect();
-    let dtype_filter: Vec<&str> = sections.iter().copied().filter(|s| WeightDType::parse(s).is_some()).collect();
-    let sections: Vec<&str> = sections.into_iter().filter(|s| WeightDType::parse(s).is_none()).collect();
+    let is_dtype = |s: &&str| DTYPES.iter().any(|d| d.name() == *s);
+    let dtype_filter: Vec<&str> = sections.iter().copied().filter(is_dtype).collect();
+    let sections: Vec<&str> = sections.into_iter().filter(|s| !is_dtype(s)).collect();
     let want = |s: &str| sections.is_empty() || sections.contains(&s);
     let want_dtype = |d: &WeightDType| dtype_filter.is_empty() || dtype_filter.contains(&d.name());
     let budget = Duration::from_millis(if quick { 60 } else { 300 });
@@ -30,7 +32,7 @@ fn main() {
         [1, 2].iter().map(|&t| (t, rayon::ThreadPoolBuilder::new().num_threads(t).build().expect("thread pool"))).collect();
 
     println!("\n== matmul f32 activations: GFLOP/s | weight GB/s ==");
-    for dtype in [WeightDType::F32, WeightDType::Bf16].into_iter().filter(|d| want("shapes") && want_dtype(d)) {
+    for dtype in DTYPES.into_iter().filter(|d| want("shapes") && want_dtype(d)) {
         for (name, d_in, d_out) in SHAPES {
             let w = weights(d_out, d_in, dtype, 1);
             for rows in [1, 16, 512] {
@@ -38,7 +40,7 @@ fn main() {
                 let mut out = vec![0f32; rows * d_out];
                 for (threads, pool) in &pools {
                     let t = pool.install(|| time(budget, || matmul(&x, rows, &w, &mut out)));
-                    report(&format!("{} {name:8} rows {rows:4} thr {threads}", dtype.name()), rows, d_in, d_out, dtype.size_bytes(), t);
+                    report(&format!("{} {name:8} rows {rows:4} thr {threads}", dtype.name()), rows, d_in, d_out, bytes_per_value(dtype), t);
                 }
             }
         }
@@ -46,7 +48,7 @@ fn main() {
     }
 
     println!("\n== matmul_f64 (exact mode): GFLOP/s | weight GB/s ==");
-    for dtype in [WeightDType::F32, WeightDType::Bf16].into_iter().filter(|d| want("f64") && want_dtype(d)) {
+    for dtype in DTYPES.into_iter().filter(|d| want("f64") && want_dtype(d)) {
         for (name, d_in, d_out) in SHAPES.iter().take(4).copied() {
             let w = weights(d_out, d_in, dtype, 3);
             for rows in [1, 1024] {
@@ -54,14 +56,21 @@ fn main() {
                 let mut out = vec![0f64; rows * d_out];
                 for (threads, pool) in &pools {
                     let t = pool.install(|| time(budget, || matmul_f64(&x, rows, &w, &mut out)));
-                    report(&format!("f64x{} {name:8} rows {rows:4} thr {threads}", dtype.name()), rows, d_in, d_out, dtype.size_bytes(), t);
+                    report(
+                        &format!("f64x{} {name:8} rows {rows:4} thr {threads}", dtype.name()),
+                        rows,
+                        d_in,
+                        d_out,
+                        bytes_per_value(dtype),
+                        t,
+                    );
                 }
             }
         }
     }
 
     println!("\n== whole model linear layers (30 layers + tied head, distinct weights) ==");
-    for dtype in [WeightDType::Bf16, WeightDType::F32].into_iter().filter(|d| want("model") && want_dtype(d)) {
+    for dtype in DTYPES.into_iter().filter(|d| want("model") && want_dtype(d)) {
         let model: Vec<WeightMatrix> = (0..LAYERS)
             .flat_map(|l| SHAPES[..4].iter().map(move |&(_, d_in, d_out)| (l, d_in, d_out)))
             .map(|(l, d_in, d_out)| weights(d_out, d_in, dtype, 100 + l as u64))
@@ -96,7 +105,7 @@ fn main() {
                         "{} model rows {rows:4} thr {threads} f64 (no head): {:8.2} ms/pass  {:6.1} GB/s",
                         dtype.name(),
                         t64 * 1e3,
-                        (p64 * dtype.size_bytes()) as f64 / t64 / 1e9
+                        p64 as f64 * bytes_per_value(dtype) / t64 / 1e9
                     );
                 }
                 println!(
@@ -105,7 +114,7 @@ fn main() {
                     t * 1e3,
                     rows as f64 / t,
                     2.0 * params as f64 * rows as f64 / t / 1e9,
-                    (params * dtype.size_bytes()) as f64 / t / 1e9
+                    params as f64 * bytes_per_value(dtype) / t / 1e9
                 );
             }
         }
@@ -125,8 +134,26 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// Quant matrices get random quants and scales near 2^-6 (their speed does
+/// not depend on the values).
 fn weights(rows: usize, cols: usize, dtype: WeightDType, seed: u64) -> WeightMatrix {
-    WeightMatrix::from_f32(rows, cols, values(rows * cols, seed), dtype)
+    let (per, block_bytes) = dtype.block();
+    if per == 1 {
+        return WeightMatrix::from_f32(rows, cols, values(rows * cols, seed), dtype);
+    }
+    let mut bytes: Vec<u8> =
+        values(dtype.bytes_for(rows * cols).expect("whole blocks"), seed).iter().map(|v| (v * 512.0) as i32 as u8).collect();
+    for block in bytes.chunks_exact_mut(block_bytes) {
+        block[..2].copy_from_slice(&half::f16::from_f32(1.0 / 64.0).to_le_bytes());
+        if dtype == WeightDType::Q4_1 {
+            block[2..4].copy_from_slice(&half::f16::from_f32(-0.1).to_le_bytes());
+        }
+    }
+    WeightMatrix::from_stored(rows, cols, dtype, &bytes).expect("sizes match")
+}
+
+fn bytes_per_value(dtype: WeightDType) -> f64 {
+    dtype.bits_per_value() / 8.0
 }
 
 /// Median seconds per call over as many calls as fit in `budget` (after warm-up).
@@ -143,8 +170,8 @@ fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
     samples[samples.len() / 2]
 }
 
-fn report(label: &str, rows: usize, d_in: usize, d_out: usize, wbytes: usize, t: f64) {
+fn report(label: &str, rows: usize, d_in: usize, d_out: usize, wbytes: f64, t: f64) {
     let flops = 2.0 * (rows * d_in * d_out) as f64;
-    let bytes = (d_in * d_out * wbytes) as f64;
+    let bytes = (d_in * d_out) as f64 * wbytes;
     println!("{label}: {:9.1} us  {:7.1} GFLOP/s  {:6.1} GB/s", t * 1e6, flops / t / 1e9, bytes / t / 1e9);
 }

@@ -7,4 +7,4 @@ pub mod precision;
 pub mod weight;
 
 pub use precision::{f32_product, mixed, Float, Precision, Rows, RowsMut};
-pub use weight::{WeightDType, WeightData, WeightMatrix};
+pub use weight::{WeightDType, WeightData, WeightFormat, WeightMatrix};

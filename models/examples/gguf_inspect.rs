@@ -1,5 +1,5 @@
 //! Prints a GGUF file's metadata (arrays abbreviated) and tensor table.
-use talaria_models::gguf::{GgmlType, GgufFile, GgufValue};
+use talaria_models::gguf::{code_name, GgufFile, GgufValue};
 
 fn main() -> anyhow::Result<()> {
     let path = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: gguf_inspect FILE.gguf"))?;
@@ -13,7 +13,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     for t in &g.tensors {
-        println!("{:<32} {:?} {}", t.name, t.shape(), GgmlType::code_name(t.type_code));
+        println!("{:<32} {:?} {}", t.name, t.shape(), code_name(t.type_code));
     }
     Ok(())
 }

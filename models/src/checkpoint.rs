@@ -22,6 +22,7 @@ use crate::role::{is_cvm_tensor, worker_tensor_names, Role};
 use crate::safetensors_file::SafetensorsFile;
 use crate::storage::{Access, ReadCounter, ReadStats};
 use crate::tokenizer::Tokenizer;
+use talaria_kernels::{WeightDType, WeightFormat, WeightMatrix};
 
 /// Metadata keys of split bundles (GGUF metadata; safetensors `__metadata__`).
 pub const BUNDLE_KEY: &str = "talaria.bundle";
@@ -166,15 +167,78 @@ impl Checkpoint {
         if shape != expected {
             return Err(ModelError::Shape { path: part.path().into(), tensor: hf_name.into(), got: shape, expected: expected.to_vec() });
         }
-        if matches!(part, Part::Gguf(_)) {
-            let c = &self.config;
-            if hf_name.ends_with("self_attn.q_proj.weight") {
-                data = unpermute_rope_rows(&data, c.num_attention_heads, c.head_dim, c.hidden_size);
-            } else if hf_name.ends_with("self_attn.k_proj.weight") {
-                data = unpermute_rope_rows(&data, c.num_key_value_heads, c.head_dim, c.hidden_size);
-            }
+        if let Some(heads) = self.rope_permuted_heads(part, hf_name) {
+            data = unpermute_rope_rows(&data, heads, self.config.head_dim, expected[1]);
         }
         Ok(data)
+    }
+
+    /// A weight matrix made of the tensors `names` (each `rows × cols`,
+    /// stacked in this order, as `q_proj | k_proj | v_proj`), held as
+    /// `format` asks. `Stored` keeps the file's bytes when all the tensors
+    /// share one stored type, and otherwise holds their exact f32 values
+    /// (never a rounding).
+    pub fn weight_matrix(&self, names: &[(&str, usize)], cols: usize, format: WeightFormat) -> Result<WeightMatrix> {
+        let rows: usize = names.iter().map(|(_, r)| r).sum();
+        if format == WeightFormat::Stored {
+            let types: Vec<Option<WeightDType>> = names.iter().map(|(n, _)| self.part_of(n).ok().and_then(|p| p.stored_dtype(n))).collect();
+            if let Some(dtype) = types[0].filter(|d| types.iter().all(|t| *t == Some(*d))) {
+                let mut bytes = Vec::new();
+                for &(name, r) in names {
+                    bytes.extend_from_slice(&self.stored_rows(name, r, cols, dtype)?);
+                }
+                return WeightMatrix::from_stored(rows, cols, dtype, &bytes).map_err(|what| ModelError::Corrupt {
+                    path: self.path.clone(),
+                    offset: 0,
+                    what: format!("{names:?}: {what}"),
+                });
+            }
+            tracing::info!("{names:?} are stored in different types ({types:?}): held as their exact f32 values");
+        }
+        let dtype = match format {
+            WeightFormat::Stored => WeightDType::F32,
+            WeightFormat::Convert(d) => d,
+        };
+        let mut values = Vec::with_capacity(rows * cols);
+        for &(name, r) in names {
+            values.extend(self.tensor(name, &[r, cols])?);
+        }
+        Ok(WeightMatrix::from_f32(rows, cols, values, dtype))
+    }
+
+    /// The stored bytes of a `rows × cols` tensor of `dtype`, shape checked,
+    /// with GGUF's Q/K row permutation undone (whole rows move).
+    fn stored_rows(&self, hf_name: &str, rows: usize, cols: usize, dtype: WeightDType) -> Result<Vec<u8>> {
+        self.allowed(hf_name)?;
+        let part = self.part_of(hf_name)?;
+        let shape = part.shape(hf_name).unwrap_or_default();
+        if shape != [rows, cols] {
+            return Err(ModelError::Shape { path: part.path().into(), tensor: hf_name.into(), got: shape, expected: vec![rows, cols] });
+        }
+        let bytes = part.tensor_bytes(hf_name)?;
+        let row_bytes = dtype.bytes_for(cols).ok_or_else(|| ModelError::Unsupported {
+            path: part.path().into(),
+            what: format!("{hf_name}: rows of {cols} values are not whole {} blocks", dtype.name()),
+        })?;
+        Ok(match self.rope_permuted_heads(part, hf_name) {
+            Some(heads) => unpermute_rope_rows(&bytes, heads, self.config.head_dim, row_bytes),
+            None => bytes.into_owned(),
+        })
+    }
+
+    /// For GGUF's Q and K projections, the head count their rows are permuted by.
+    fn rope_permuted_heads(&self, part: &Part, hf_name: &str) -> Option<usize> {
+        if !matches!(part, Part::Gguf(_)) {
+            return None;
+        }
+        let c = &self.config;
+        if hf_name.ends_with("self_attn.q_proj.weight") {
+            Some(c.num_attention_heads)
+        } else if hf_name.ends_with("self_attn.k_proj.weight") {
+            Some(c.num_key_value_heads)
+        } else {
+            None
+        }
     }
 
     /// The tensor's stored bytes, bit for bit (quantized blocks as stored,
@@ -248,7 +312,7 @@ impl Checkpoint {
     /// positional; nothing is kept).
     fn compute_worker_manifest(&self) -> Result<String> {
         let mut h = Sha256::new();
-        h.update(b"talaria worker manifest v1\n");
+        h.update(b"talaria worker manifest v2\n");
         h.update(serde_json::to_vec(&self.config).expect("config serializes"));
         let names = worker_tensor_names(&self.config);
         let progress = Progress::new("hashing the worker's tensors", names.len() as u64, Unit::Items("tensors"));
@@ -310,10 +374,11 @@ pub(crate) fn gguf_name(hf: &str) -> String {
 }
 
 /// llama.cpp's converter reorders each head's rows from HF's rotate-half
-/// layout (pairs i, i+hd/2) to interleaved pairs (2i, 2i+1); undo it.
-pub fn unpermute_rope_rows(w: &[f32], n_heads: usize, head_dim: usize, cols: usize) -> Vec<f32> {
+/// layout (pairs i, i+hd/2) to interleaved pairs (2i, 2i+1); undo it. A row
+/// is `cols` items (values, or a quantized row's bytes).
+pub fn unpermute_rope_rows<T: Copy + Default>(w: &[T], n_heads: usize, head_dim: usize, cols: usize) -> Vec<T> {
     let half = head_dim / 2;
-    let mut out = vec![0f32; w.len()];
+    let mut out = vec![T::default(); w.len()];
     for h in 0..n_heads {
         for i in 0..half {
             for j in 0..2 {

@@ -26,4 +26,4 @@ pub use role::{cvm_tensor_names, worker_tensor_names, Role};
 pub use split::{split_model, SplitManifest};
 pub use storage::ReadStats;
 pub use tokenizer::{ChatMessage, DecodeStream, Tokenizer};
-pub use weights::{op_dims, CvmWeights, WorkerWeights};
+pub use weights::{op_dims, CvmLayer, CvmWeights, WorkerWeights};

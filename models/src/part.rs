@@ -6,8 +6,9 @@ use std::path::Path;
 
 use crate::checkpoint::{gguf_name, BUNDLE_KEY};
 use crate::error::{ModelError, Result};
-use crate::gguf::{GgmlType, GgufFile};
-use crate::safetensors_file::SafetensorsFile;
+use crate::gguf::{code_name, dtype_of_code, GgufFile};
+use crate::safetensors_file::{dtype_of, SafetensorsFile};
+use talaria_kernels::WeightDType;
 
 /// One weight file of a checkpoint.
 pub(crate) enum Part {
@@ -60,10 +61,18 @@ impl Part {
                 t.n_bytes().map(|n| n as u64).ok_or_else(|| ModelError::UnsupportedTensorType {
                     path: self.path().into(),
                     tensor: hf_name.into(),
-                    ty: GgmlType::code_name(t.type_code),
+                    ty: code_name(t.type_code),
                 })
             }
             Part::Safetensors(s) => s.tensors.get(hf_name).map(|t| (t.data_offsets.1 - t.data_offsets.0) as u64).ok_or_else(missing),
+        }
+    }
+
+    /// The element type the tensor is stored in, if this build reads it.
+    pub(crate) fn stored_dtype(&self, hf_name: &str) -> Option<WeightDType> {
+        match self {
+            Part::Gguf(g) => g.tensor(&gguf_name(hf_name)).and_then(|t| dtype_of_code(t.type_code)),
+            Part::Safetensors(s) => dtype_of(s.tensors.get(hf_name)?.dtype),
         }
     }
 

@@ -9,9 +9,9 @@ use crate::config::LlamaConfig;
 pub enum Role {
     /// The trusted CVM: reads only its own tensors, never maps a weight file.
     Cvm,
-    /// The untrusted worker: every weight matrix and the norm gains it folds.
+    /// The untrusted worker: every weight matrix.
     Worker,
-    /// Both halves in one process (local mode, tests, tools).
+    /// Both halves in one process (local mode, tests and tools).
     Both,
 }
 
@@ -25,34 +25,30 @@ impl Role {
     }
 }
 
-/// The CVM's tensors (HF names): the embedding (also the head when tied) and,
-/// for a tied head, the final norm gain (the CVM computes those logits).
+/// The per-layer norm gains, applied by the CVM to the normed rows before
+/// they are masked (the matrices stay as stored, so no gain is folded in).
+const LAYER_NORMS: [&str; 2] = ["input_layernorm", "post_attention_layernorm"];
+
+/// The per-layer matrices the worker multiplies by.
+const LAYER_MATRICES: [&str; 7] =
+    ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"];
+
+/// The CVM's tensors (HF names): the embedding (also the head when tied),
+/// every norm gain (small vectors the weight-free half applies) and the
+/// final norm.
 pub fn cvm_tensor_names(c: &LlamaConfig) -> Vec<String> {
     let mut v = vec!["model.embed_tokens.weight".to_string()];
-    if c.tie_word_embeddings {
-        v.push("model.norm.weight".into());
-    }
+    v.extend((0..c.num_hidden_layers).flat_map(|i| LAYER_NORMS.map(|n| format!("model.layers.{i}.{n}.weight"))));
+    v.push("model.norm.weight".into());
     v
 }
 
 /// The worker's tensors (HF names), in the fixed order of the manifest hash:
-/// per layer its two norm gains and seven matrices, then, for an untied
-/// head, the final norm gain and `lm_head`.
+/// per layer its seven matrices, then, for an untied head, `lm_head`.
 pub fn worker_tensor_names(c: &LlamaConfig) -> Vec<String> {
-    const LAYER: [&str; 9] = [
-        "input_layernorm",
-        "self_attn.q_proj",
-        "self_attn.k_proj",
-        "self_attn.v_proj",
-        "self_attn.o_proj",
-        "post_attention_layernorm",
-        "mlp.gate_proj",
-        "mlp.up_proj",
-        "mlp.down_proj",
-    ];
-    let mut v: Vec<String> = (0..c.num_hidden_layers).flat_map(|i| LAYER.map(|n| format!("model.layers.{i}.{n}.weight"))).collect();
+    let mut v: Vec<String> =
+        (0..c.num_hidden_layers).flat_map(|i| LAYER_MATRICES.map(|n| format!("model.layers.{i}.{n}.weight"))).collect();
     if !c.tie_word_embeddings {
-        v.push("model.norm.weight".into());
         v.push("lm_head.weight".into());
     }
     v
@@ -60,5 +56,5 @@ pub fn worker_tensor_names(c: &LlamaConfig) -> Vec<String> {
 
 /// Whether the CVM may hold this tensor.
 pub fn is_cvm_tensor(c: &LlamaConfig, hf_name: &str) -> bool {
-    hf_name == "model.embed_tokens.weight" || (c.tie_word_embeddings && hf_name == "model.norm.weight")
+    cvm_tensor_names(c).iter().any(|n| n == hf_name)
 }

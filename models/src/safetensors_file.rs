@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::Dtype;
+use talaria_kernels::weight::dequantize_stored;
+use talaria_kernels::WeightDType;
 
 use crate::error::{ModelError, Result};
 use crate::storage::{Access, Purpose, ReadCounter, StoredFile};
@@ -82,14 +84,23 @@ impl SafetensorsFile {
     pub(crate) fn tensor_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
         let t = self.info(name)?;
         let b = self.tensor_bytes(name)?;
-        let data: Vec<f32> = match t.dtype {
-            Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            other => {
-                return Err(ModelError::UnsupportedTensorType { path: self.path().into(), tensor: name.into(), ty: format!("{other:?}") })
-            }
-        };
+        let dtype = dtype_of(t.dtype).ok_or_else(|| ModelError::UnsupportedTensorType {
+            path: self.path().into(),
+            tensor: name.into(),
+            ty: format!("{:?}", t.dtype),
+        })?;
+        let mut data = vec![0f32; b.len() / dtype.block().1];
+        dequantize_stored(dtype, &b, &mut data);
         Ok((t.shape.clone(), data))
+    }
+}
+
+/// The element type of a safetensors dtype this build reads.
+pub(crate) fn dtype_of(d: Dtype) -> Option<WeightDType> {
+    match d {
+        Dtype::F32 => Some(WeightDType::F32),
+        Dtype::BF16 => Some(WeightDType::Bf16),
+        Dtype::F16 => Some(WeightDType::F16),
+        _ => None,
     }
 }

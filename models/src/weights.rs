@@ -1,31 +1,38 @@
 //! The model's weights split the way Talaria deploys them (docs/DESIGN.md §1):
-//! `CvmWeights` (embedding, plus the final norm gain when the head is tied
-//! and computed in the CVM) and `WorkerWeights` (every weight matrix, norm
-//! gains folded in: `W' = W·diag(γ)` on the input channels).
+//! `CvmWeights` (the embedding, every norm gain and the final norm) and
+//! `WorkerWeights` (every weight matrix, as the file stores it by default).
 
-use rayon::prelude::*;
-use talaria_kernels::{WeightDType, WeightMatrix};
+use talaria_kernels::{WeightFormat, WeightMatrix};
 
 use crate::checkpoint::Checkpoint;
 use crate::config::LlamaConfig;
 use crate::error::Result;
 use crate::op::{Op, OpId};
 
+/// One decoder layer's norm gains (`model.layers.N.*`).
+pub struct CvmLayer {
+    pub input_layernorm: Vec<f32>,
+    pub post_attention_layernorm: Vec<f32>,
+}
+
 pub struct CvmWeights {
     /// `model.embed_tokens` (vocab × hidden); also the head when tied.
     pub embed_tokens: WeightMatrix,
-    /// `model.norm` gain, only for tied heads (the CVM computes the logits).
-    pub norm: Option<Vec<f32>>,
+    pub layers: Vec<CvmLayer>,
+    /// `model.norm`.
+    pub norm: Vec<f32>,
+    /// Whether `embed_tokens` is also the head (the CVM computes the logits).
+    pub tied_head: bool,
 }
 
 pub struct SelfAttn {
-    /// q_proj | k_proj | v_proj rows, `input_layernorm` folded in.
+    /// q_proj | k_proj | v_proj rows.
     pub qkv_proj: WeightMatrix,
     pub o_proj: WeightMatrix,
 }
 
 pub struct Mlp {
-    /// gate_proj | up_proj rows, `post_attention_layernorm` folded in.
+    /// gate_proj | up_proj rows.
     pub gate_up_proj: WeightMatrix,
     pub down_proj: WeightMatrix,
 }
@@ -37,20 +44,18 @@ pub struct WorkerLayer {
 
 pub struct WorkerWeights {
     pub layers: Vec<WorkerLayer>,
-    /// Untied head with `model.norm` folded in.
+    /// The untied head.
     pub lm_head: Option<WeightMatrix>,
 }
 
 impl WorkerWeights {
-    pub fn load(ck: &Checkpoint, dtype: WeightDType) -> Result<Self> {
+    pub fn load(ck: &Checkpoint, format: WeightFormat) -> Result<Self> {
         let c = &ck.config;
-        let layers = (0..c.num_hidden_layers).map(|i| load_layer(ck, i, dtype)).collect::<Result<Vec<_>>>()?;
+        let layers = (0..c.num_hidden_layers).map(|i| load_layer(ck, i, format)).collect::<Result<Vec<_>>>()?;
         let lm_head = if c.tie_word_embeddings {
             None
         } else {
-            let gain = ck.tensor("model.norm.weight", &[c.hidden_size])?;
-            let w = ck.tensor("lm_head.weight", &[c.vocab_size, c.hidden_size])?;
-            Some(folded(w, &gain, c.vocab_size, c.hidden_size, dtype))
+            Some(ck.weight_matrix(&[("lm_head.weight", c.vocab_size)], c.hidden_size, format)?)
         };
         Ok(Self { layers, lm_head })
     }
@@ -81,14 +86,43 @@ impl WorkerWeights {
     pub fn size_bytes(&self) -> usize {
         self.op_ids().iter().filter_map(|id| self.get(*id)).map(|w| w.size_bytes()).sum()
     }
+
+    /// The element types the matrices are held in, for logs and the
+    /// handshake ("q4_1", or "q4_1+q8_0" when they differ).
+    pub fn dtype_summary(&self) -> String {
+        let mut names: Vec<&str> = Vec::new();
+        for w in self.op_ids().iter().filter_map(|id| self.get(*id)) {
+            if !names.contains(&w.dtype().name()) {
+                names.push(w.dtype().name());
+            }
+        }
+        names.join("+")
+    }
 }
 
 impl CvmWeights {
-    pub fn load(ck: &Checkpoint, dtype: WeightDType) -> Result<Self> {
+    pub fn load(ck: &Checkpoint, format: WeightFormat) -> Result<Self> {
         let c = &ck.config;
-        let e = ck.tensor("model.embed_tokens.weight", &[c.vocab_size, c.hidden_size])?;
-        let norm = if c.tie_word_embeddings { Some(ck.tensor("model.norm.weight", &[c.hidden_size])?) } else { None };
-        Ok(Self { embed_tokens: WeightMatrix::from_f32(c.vocab_size, c.hidden_size, e, dtype), norm })
+        let d = c.hidden_size;
+        let gain = |name: String| ck.tensor(&name, &[d]);
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| {
+                Ok(CvmLayer {
+                    input_layernorm: gain(format!("model.layers.{i}.input_layernorm.weight"))?,
+                    post_attention_layernorm: gain(format!("model.layers.{i}.post_attention_layernorm.weight"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            embed_tokens: ck.weight_matrix(&[("model.embed_tokens.weight", c.vocab_size)], d, format)?,
+            layers,
+            norm: gain("model.norm.weight".into())?,
+            tied_head: c.tie_word_embeddings,
+        })
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.embed_tokens.size_bytes() + (2 * self.layers.len() + 1) * self.norm.len() * 4
     }
 }
 
@@ -104,34 +138,20 @@ pub fn op_dims(c: &LlamaConfig, op: Op) -> (usize, usize) {
     }
 }
 
-fn load_layer(ck: &Checkpoint, i: usize, dtype: WeightDType) -> Result<WorkerLayer> {
+fn load_layer(ck: &Checkpoint, i: usize, format: WeightFormat) -> Result<WorkerLayer> {
     let c = &ck.config;
     let d = c.hidden_size;
     let p = |n: &str| format!("model.layers.{i}.{n}.weight");
-    let attn_gain = ck.tensor(&p("input_layernorm"), &[d])?;
-    let mut qkv = ck.tensor(&p("self_attn.q_proj"), &[c.q_dim(), d])?;
-    qkv.extend(ck.tensor(&p("self_attn.k_proj"), &[c.kv_dim(), d])?);
-    qkv.extend(ck.tensor(&p("self_attn.v_proj"), &[c.kv_dim(), d])?);
-    let o = ck.tensor(&p("self_attn.o_proj"), &[d, c.q_dim()])?;
-    let mlp_gain = ck.tensor(&p("post_attention_layernorm"), &[d])?;
-    let mut gate_up = ck.tensor(&p("mlp.gate_proj"), &[c.intermediate_size, d])?;
-    gate_up.extend(ck.tensor(&p("mlp.up_proj"), &[c.intermediate_size, d])?);
-    let down = ck.tensor(&p("mlp.down_proj"), &[d, c.intermediate_size])?;
+    let (q, k, v) = (p("self_attn.q_proj"), p("self_attn.k_proj"), p("self_attn.v_proj"));
+    let (o, gate, up, down) = (p("self_attn.o_proj"), p("mlp.gate_proj"), p("mlp.up_proj"), p("mlp.down_proj"));
     Ok(WorkerLayer {
         self_attn: SelfAttn {
-            qkv_proj: folded(qkv, &attn_gain, c.q_dim() + 2 * c.kv_dim(), d, dtype),
-            o_proj: WeightMatrix::from_f32(d, c.q_dim(), o, dtype),
+            qkv_proj: ck.weight_matrix(&[(&q, c.q_dim()), (&k, c.kv_dim()), (&v, c.kv_dim())], d, format)?,
+            o_proj: ck.weight_matrix(&[(&o, d)], c.q_dim(), format)?,
         },
         mlp: Mlp {
-            gate_up_proj: folded(gate_up, &mlp_gain, 2 * c.intermediate_size, d, dtype),
-            down_proj: WeightMatrix::from_f32(d, c.intermediate_size, down, dtype),
+            gate_up_proj: ck.weight_matrix(&[(&gate, c.intermediate_size), (&up, c.intermediate_size)], d, format)?,
+            down_proj: ck.weight_matrix(&[(&down, d)], c.intermediate_size, format)?,
         },
     })
-}
-
-/// `W·diag(γ)`: scales input channel `c` of every row by `γ_c`, so the
-/// caller can send the gain-free `RMSNorm(x)`.
-fn folded(mut w: Vec<f32>, gain: &[f32], rows: usize, cols: usize, dtype: WeightDType) -> WeightMatrix {
-    w.par_chunks_mut(cols).for_each(|row| row.iter_mut().zip(gain).for_each(|(v, g)| *v *= g));
-    WeightMatrix::from_f32(rows, cols, w, dtype)
 }

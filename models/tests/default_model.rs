@@ -1,7 +1,7 @@
 //! The real default model: loads, has the documented shape, and its
 //! tokenizer matches the Python `tokenizers` ids stored in testdata.
 
-use talaria_kernels::WeightDType;
+use talaria_kernels::{WeightDType, WeightFormat};
 use talaria_models::fetch::ensure_default_model;
 use talaria_models::{ChatMessage, Checkpoint, Op, OpId, WorkerWeights};
 
@@ -49,12 +49,14 @@ fn chat_template_and_stop_tokens() {
 }
 
 #[test]
-fn worker_weights_fold_and_fuse() {
+fn worker_weights_fuse_and_stay_as_stored() {
     let ck = checkpoint();
-    let w = WorkerWeights::load(&ck, WeightDType::Bf16).unwrap();
+    let w = WorkerWeights::load(&ck, WeightFormat::Stored).unwrap();
     assert_eq!(w.layers.len(), 30);
     let qkv = w.get(OpId::new(3, Op::Qkv)).unwrap();
     assert_eq!((qkv.rows, qkv.cols), (576 + 2 * 192, 576));
+    assert_eq!(qkv.dtype(), WeightDType::Q4_1, "the file's Q4_1 blocks, not a conversion");
+    assert_eq!(qkv.size_bytes(), (576 + 2 * 192) * 576 / 32 * 20);
     let gu = w.get(OpId::new(29, Op::GateUp)).unwrap();
     assert_eq!((gu.rows, gu.cols), (2 * 1536, 576));
     assert!(w.get(OpId::lm_head()).is_none(), "tied head stays in the CVM");

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use half::f16;
-use talaria_kernels::WeightDType;
+use talaria_kernels::WeightFormat;
 use talaria_models::fetch::ensure_default_model;
 use talaria_models::gguf::{write_gguf, GgufFile, GgufTensorOut, GgufValue};
 use talaria_models::split::read_split_manifest;
@@ -145,11 +145,19 @@ fn err_of(r: talaria_models::Result<Checkpoint>) -> ModelError {
 
 /// The bundles hold every tensor of the original, byte for byte, and the
 /// CVM's holds exactly the CVM's tensors (no weight matrix).
-fn check_bundles_partition(original: &Path, dir: &Path, want_cvm: &[&str]) {
+/// The GGUF names of the CVM's tensors (embedding and every norm gain), sorted.
+fn cvm_gguf_names(layers: usize) -> Vec<String> {
+    let mut v: Vec<String> = (0..layers).flat_map(|i| [format!("blk.{i}.attn_norm.weight"), format!("blk.{i}.ffn_norm.weight")]).collect();
+    v.extend(["output_norm.weight".to_string(), "token_embd.weight".to_string()]);
+    v.sort();
+    v
+}
+
+fn check_bundles_partition(original: &Path, dir: &Path, want_cvm: &[String]) {
     let orig = gguf_tensors(original);
     let cvm = gguf_tensors(&dir.join("cvm.gguf"));
     let worker = gguf_tensors(&dir.join("worker.gguf"));
-    assert_eq!(cvm.keys().map(String::as_str).collect::<Vec<_>>(), want_cvm, "the CVM bundle's tensors");
+    assert_eq!(cvm.keys().cloned().collect::<Vec<_>>(), want_cvm, "the CVM bundle's tensors");
     assert!(cvm.values().all(|(dims, _, _)| dims.len() == 1 || dims[1] == orig["token_embd.weight"].0[1]), "only the embedding is 2-D");
     assert!(cvm.keys().all(|k| !worker.contains_key(k)), "no tensor in both bundles");
     assert_eq!(cvm.len() + worker.len(), orig.len());
@@ -165,8 +173,7 @@ fn tiny_split_roles(tied: bool) {
     let dir = tmp.0.join("split");
     let manifest = split_model(&original, &dir).unwrap();
     assert_eq!(read_split_manifest(&dir).unwrap(), manifest);
-    let want_cvm: &[&str] = if tied { &["output_norm.weight", "token_embd.weight"] } else { &["token_embd.weight"] };
-    check_bundles_partition(&original, &dir, want_cvm);
+    check_bundles_partition(&original, &dir, &cvm_gguf_names(LAYERS));
 
     let full = Checkpoint::open(&original).unwrap();
     let hash = full.manifest_hash();
@@ -181,8 +188,9 @@ fn tiny_split_roles(tied: bool) {
     assert_eq!(ck.config, full.config, "the bundle keeps the config (tie flag included)");
     assert_eq!(ck.manifest_hash(), hash, "read from the CVM bundle");
     assert_eq!(ck.read_stats().hashed_bytes, 0, "a CVM bundle never streams worker tensors");
-    let cvm = CvmWeights::load(&ck, WeightDType::F32).unwrap();
-    assert_eq!(cvm.norm.is_some(), tied);
+    let cvm = CvmWeights::load(&ck, WeightFormat::Stored).unwrap();
+    assert_eq!(cvm.tied_head, tied);
+    assert_eq!(cvm.layers.len(), full.config.num_hidden_layers, "every layer's norm gains");
     let embed = [VOCAB, HIDDEN];
     assert_eq!(ck.tensor("model.embed_tokens.weight", &embed).unwrap(), full.tensor("model.embed_tokens.weight", &embed).unwrap());
     assert_eq!(ck.tokenizer.encode("ab<|im_end|>").unwrap(), full.tokenizer.encode("ab<|im_end|>").unwrap());
@@ -196,7 +204,7 @@ fn tiny_split_roles(tied: bool) {
     let wk = Checkpoint::open_for(&worker_only.0, Role::Worker).unwrap();
     assert_eq!(wk.config, full.config);
     assert_eq!(wk.manifest_hash(), hash, "computed from the worker bundle");
-    let w = WorkerWeights::load(&wk, WeightDType::F32).unwrap();
+    let w = WorkerWeights::load(&wk, WeightFormat::Stored).unwrap();
     assert_eq!(w.lm_head.is_some(), !tied);
     let q = [HIDDEN, HIDDEN];
     let name = "model.layers.1.self_attn.q_proj.weight";
@@ -220,7 +228,7 @@ fn tiny_tied_model_splits_and_each_half_loads_alone() {
 }
 
 #[test]
-fn tiny_untied_model_keeps_its_head_and_final_norm_on_the_worker() {
+fn tiny_untied_model_keeps_its_head_on_the_worker() {
     tiny_split_roles(false);
 }
 
@@ -237,7 +245,9 @@ fn cvm_role_refuses_worker_tensors_by_name() {
         assert!(ck.tensor_bytes(&name).is_err() && !ck.has_tensor(&name));
     }
     assert!(ck.has_tensor("model.embed_tokens.weight"));
-    assert!(!cvm_tensor_names(&c).contains(&"model.norm.weight".to_string()), "untied: the final norm is folded on the worker");
+    for name in ["model.norm.weight", "model.layers.1.post_attention_layernorm.weight"] {
+        assert!(cvm_tensor_names(&c).contains(&name.to_string()) && ck.has_tensor(name), "norm gains are the CVM's: {name}");
+    }
 }
 
 #[test]
@@ -350,7 +360,7 @@ fn tiny_hf_folder_splits_into_safetensors_bundles() {
         std::fs::remove_file(alone.0.join("worker.safetensors")).unwrap();
         let ck = Checkpoint::open_for(&alone.0, Role::Cvm).unwrap();
         assert_eq!(ck.manifest_hash(), hash);
-        CvmWeights::load(&ck, WeightDType::F32).unwrap();
+        CvmWeights::load(&ck, WeightFormat::Stored).unwrap();
         assert!(ck.tensor_bytes("model.layers.0.mlp.up_proj.weight").is_err());
 
         let wk = Checkpoint::open_for(&dir, Role::Worker).unwrap();
@@ -375,7 +385,7 @@ fn default_model_cvm_role_reads_only_its_tensors_and_splits() {
     // Unsplit file, CVM role: headers, then only the CVM's tensors; the
     // worker's are streamed through SHA-256 once for the hash, never held.
     let ck = Checkpoint::open_for(&path, Role::Cvm).unwrap();
-    CvmWeights::load(&ck, WeightDType::Bf16).unwrap();
+    CvmWeights::load(&ck, WeightFormat::Stored).unwrap();
     let s = ck.read_stats();
     assert!(s.tensor_bytes <= cvm_bytes, "{s:?}: more than the CVM's {cvm_bytes} tensor bytes");
     assert!(s.header_bytes <= g.data_start() + (1 << 16), "{s:?}: header read beyond {} + one chunk", g.data_start());
@@ -387,7 +397,7 @@ fn default_model_cvm_role_reads_only_its_tensors_and_splits() {
     let tmp = TempDir::new("default");
     let m = split_model(&path, &tmp.0).unwrap();
     assert_eq!(m.worker_manifest_hash, hash);
-    check_bundles_partition(&path, &tmp.0, &["output_norm.weight", "token_embd.weight"]);
+    check_bundles_partition(&path, &tmp.0, &cvm_gguf_names(full.config.num_hidden_layers));
     let cvm = Checkpoint::open_for(&tmp.0, Role::Cvm).unwrap();
     assert_eq!(cvm.manifest_hash(), hash);
     assert_eq!(cvm.read_stats().hashed_bytes, 0);

@@ -1,10 +1,11 @@
 //! What the attacker can compute: the exact input row of an op for a
-//! candidate token. Layer-0 qkv inputs are gain-free RMSNorm of embedding
-//! rows, a fixed dictionary of V rows; deeper ops depend on the prefix and
+//! candidate token. Layer-0 qkv inputs are RMSNorm of embedding rows times
+//! the layer's gain, a fixed dictionary of V rows; deeper ops depend on the prefix and
 //! come from running the plain model (see `engine_candidates`).
 
 use anyhow::{ensure, Context, Result};
-use talaria_kernels::WeightDType;
+use talaria_kernels::cpu::rms_norm;
+use talaria_kernels::WeightFormat;
 use talaria_models::{Checkpoint, CvmWeights, Op, OpId};
 
 use super::mat::Rows32;
@@ -34,32 +35,25 @@ pub trait Candidates {
     }
 }
 
-/// Gain-free RMSNorm of each row, as the CVM computes before layer 0's qkv.
-pub fn rms_normalize_rows(e: &[f32], cols: usize, eps: f32) -> Vec<f32> {
-    let mut out = vec![0f32; e.len()];
-    for (o, row) in out.chunks_exact_mut(cols).zip(e.chunks_exact(cols)) {
-        let ms: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / cols as f64;
-        let inv = 1.0 / (ms + eps as f64).sqrt();
-        o.iter_mut().zip(row).for_each(|(o, &v)| *o = (v as f64 * inv) as f32);
-    }
-    out
-}
-
-/// The layer-0 qkv dictionary: `RMSNorm(E[t])` (no gain) for every token.
+/// The layer-0 qkv dictionary: `RMSNorm(E[t]) · γ` (layer 0's
+/// `input_layernorm` gain) for every token, as the CVM computes it.
 pub struct Layer0Dictionary {
     pub rows: Rows32,
 }
 
 impl Layer0Dictionary {
-    pub fn from_embedding(embedding: &[f32], vocab: usize, hidden: usize, eps: f32) -> Result<Self> {
+    pub fn from_embedding(embedding: &[f32], gain: &[f32], vocab: usize, hidden: usize, eps: f32) -> Result<Self> {
         ensure!(embedding.len() == vocab * hidden, "embedding has {} values, expected {vocab} × {hidden}", embedding.len());
-        Ok(Self { rows: Rows32::from_vec(vocab, hidden, rms_normalize_rows(embedding, hidden, eps))? })
+        ensure!(gain.len() == hidden, "the norm gain has {} values, expected {hidden}", gain.len());
+        let mut rows = vec![0f32; embedding.len()];
+        rms_norm(embedding, hidden, eps, Some(gain), &mut rows);
+        Ok(Self { rows: Rows32::from_vec(vocab, hidden, rows)? })
     }
 
     pub fn from_checkpoint(ck: &Checkpoint) -> Result<Self> {
-        let w = CvmWeights::load(ck, WeightDType::F32).with_context(|| format!("loading the embedding of {}", ck.path.display()))?;
+        let w = CvmWeights::load(ck, WeightFormat::Stored).with_context(|| format!("loading the embedding of {}", ck.path.display()))?;
         let c = &ck.config;
-        Self::from_embedding(&w.embed_tokens.to_f32(), c.vocab_size, c.hidden_size, c.rms_norm_eps)
+        Self::from_embedding(&w.embed_tokens.to_f32(), &w.layers[0].input_layernorm, c.vocab_size, c.hidden_size, c.rms_norm_eps)
     }
 }
 
@@ -91,12 +85,14 @@ mod tests {
 
     #[test]
     fn rows_have_unit_rms_and_only_layer0_qkv_is_a_dictionary() {
-        let d = Layer0Dictionary::from_embedding(&[3.0, 4.0, 0.0, 0.0, 1.0, 1.0], 3, 2, 0.0).unwrap();
+        let d = Layer0Dictionary::from_embedding(&[3.0, 4.0, 0.0, 0.0, 1.0, 1.0], &[1.0, 2.0], 3, 2, 0.0).unwrap();
         let r0 = d.rows.row(0);
-        assert!(((r0[0] * r0[0] + r0[1] * r0[1]) / 2.0 - 1.0).abs() < 1e-6);
+        assert!(((r0[0] * r0[0] + r0[1] * r0[1] / 4.0) / 2.0 - 1.0).abs() < 1e-6, "unit RMS before the gain");
+        assert!((r0[1] / r0[0] - 8.0 / 3.0).abs() < 1e-6, "the gain scales channel 1");
         assert!(d.dictionary(OpId::new(0, Op::Qkv)).is_some());
         assert!(d.dictionary(OpId::new(1, Op::Qkv)).is_none());
         assert!(d.dictionary(OpId::new(0, Op::O)).is_none());
-        assert!(Layer0Dictionary::from_embedding(&[1.0], 3, 2, 0.0).is_err());
+        assert!(Layer0Dictionary::from_embedding(&[1.0], &[1.0, 1.0], 3, 2, 0.0).is_err());
+        assert!(Layer0Dictionary::from_embedding(&[0.0; 6], &[1.0], 3, 2, 0.0).is_err());
     }
 }

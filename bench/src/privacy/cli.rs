@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use talaria_kernels::WeightDType;
+use talaria_kernels::WeightFormat;
 use talaria_models::{fetch::ensure_default_model, op_dims, Checkpoint, Op};
 
 use super::candidates::{Candidates, Layer0Dictionary};
@@ -71,8 +71,8 @@ pub struct Args {
     #[arg(long)]
     pub deep: bool,
     /// The worker's weight dtype (`--dtype` of talaria-gpu-worker), for --deep.
-    #[arg(long, default_value = "bf16")]
-    pub worker_dtype: String,
+    #[arg(long, default_value = "stored")]
+    pub worker_dtype: WeightFormat,
 }
 
 fn options(quick: bool, seed: u64) -> AttackOptions {
@@ -156,8 +156,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     let mut deep = if args.deep && !args.recordings.is_empty() {
-        let dtype = WeightDType::parse(&args.worker_dtype).with_context(|| format!("unknown dtype {}", args.worker_dtype))?;
-        Some(EngineCandidates::load(&ck, dtype, cfg.max_position_embeddings.min(4096))?)
+        Some(EngineCandidates::load(&ck, args.worker_dtype, cfg.max_position_embeddings.min(4096))?)
     } else {
         None
     };

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{ensure, Context, Result};
 use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, SeqBlocks, SeqChunk, StepTimings};
 use talaria_engine::{Rows, RowsMut};
-use talaria_kernels::WeightDType;
+use talaria_kernels::WeightFormat;
 use talaria_models::{Checkpoint, CvmWeights, Op, OpId, WorkerWeights};
 
 use super::candidates::{Candidates, Layer0Dictionary};
@@ -56,11 +56,11 @@ pub struct EngineCandidates {
 
 impl EngineCandidates {
     /// `dtype`: the weights as the worker holds them (its `--dtype`).
-    pub fn load(ck: &Checkpoint, dtype: WeightDType, max_tokens: usize) -> Result<Self> {
+    pub fn load(ck: &Checkpoint, dtype: WeightFormat, max_tokens: usize) -> Result<Self> {
         let layer0 = Layer0Dictionary::from_checkpoint(ck)?;
         let weights = Arc::new(WorkerWeights::load(ck, dtype).context("loading the worker weights")?);
         let ops: Vec<OpId> = weights.op_ids().into_iter().filter(|&id| id != OpId::new(0, Op::Qkv)).collect();
-        let cvm = CvmWeights::load(ck, WeightDType::F32).context("loading the CVM weights")?;
+        let cvm = CvmWeights::load(ck, WeightFormat::Stored).context("loading the CVM weights")?;
         let model = LlamaModel::new(ck.config.clone(), cvm).context("building the plain model")?;
         let kv = KvPool::new(&ck.config, max_tokens.div_ceil(BLOCK) + 1, BLOCK);
         let seq = kv.new_sequence();
@@ -150,13 +150,13 @@ mod tests {
 
     fn provider() -> (Checkpoint, EngineCandidates) {
         let ck = Checkpoint::open(ensure_default_model(false).expect("default model")).expect("checkpoint");
-        let p = EngineCandidates::load(&ck, WeightDType::F32, 64).expect("engine candidates");
+        let p = EngineCandidates::load(&ck, WeightFormat::Stored, 64).expect("engine candidates");
         (ck, p)
     }
 
     /// Every op's input rows for `tokens` run as one prefill.
     fn captured(ck: &Checkpoint, p: &mut EngineCandidates, tokens: &[u32]) -> HashMap<OpId, Vec<f32>> {
-        let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(ck, WeightDType::F32).unwrap()).unwrap();
+        let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(ck, WeightFormat::Stored).unwrap()).unwrap();
         let mut kv = KvPool::new(&ck.config, 8, BLOCK);
         let mut seq = kv.new_sequence();
         seq.reserve(tokens.len()).unwrap();

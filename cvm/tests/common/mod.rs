@@ -15,11 +15,11 @@ use std::time::Duration;
 use talaria_cvm::backend::{build_linear, BackendArgs};
 use talaria_cvm::worker::find_worker_binary;
 use talaria_engine::{generate, GenerateRequest, KvPool, Linear, LlamaModel, LocalLinear, Rows, RowsMut, SamplingParams};
-use talaria_kernels::WeightDType;
+use talaria_kernels::WeightFormat;
 use talaria_models::fetch::ensure_default_model;
 use talaria_models::{Checkpoint, CvmWeights, OpId, WorkerWeights};
 
-pub const DTYPE: WeightDType = WeightDType::Bf16;
+pub const DTYPE: WeightFormat = WeightFormat::Stored;
 
 pub struct Fixture {
     pub ck: Checkpoint,

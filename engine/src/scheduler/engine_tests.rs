@@ -6,7 +6,7 @@
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 
-use talaria_kernels::WeightDType;
+use talaria_kernels::WeightFormat;
 use talaria_models::fetch::ensure_default_model;
 use talaria_models::{Checkpoint, CvmWeights, WorkerWeights};
 
@@ -25,13 +25,13 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let ck = Checkpoint::open(ensure_default_model(false).expect("default model")).expect("open");
-    let weights = Arc::new(WorkerWeights::load(&ck, WeightDType::Bf16).expect("worker weights"));
+    let weights = Arc::new(WorkerWeights::load(&ck, WeightFormat::Stored).expect("worker weights"));
     Fixture { ck, weights }
 }
 
 impl Fixture {
     fn model(&self) -> LlamaModel {
-        LlamaModel::new(self.ck.config.clone(), CvmWeights::load(&self.ck, WeightDType::Bf16).expect("cvm weights")).expect("model")
+        LlamaModel::new(self.ck.config.clone(), CvmWeights::load(&self.ck, WeightFormat::Stored).expect("cvm weights")).expect("model")
     }
 
     fn engine(&self, blocks: usize, cfg: SchedulerConfig) -> Engine {

@@ -19,10 +19,15 @@ use std::arch::x86_64::*;
 /// How a weight type yields f32 lanes for one chunk of K.
 pub(crate) trait WeightLanes: Copy {
     type Elem: Copy;
-    /// Weight elements per chunk.
+    /// Weight values per chunk.
     const CHUNK: usize;
+    /// Values per `Elem` (1, or 32 for a quant block).
+    const ITEM: usize = 1;
     /// f32 vectors per chunk (1 or 2); the second is unused when 1.
     const STEPS: usize;
+    /// Whether activations are packed `[16 even | 16 odd]` per 32 values
+    /// (bf16's shuffle-free widening); else in natural order.
+    const PAIR_ORDER: bool = false;
     /// Loads one full chunk.
     unsafe fn load(p: *const Self::Elem) -> (__m512, __m512);
     /// Loads the first `n < CHUNK` elements of a chunk, zero elsewhere.
@@ -56,6 +61,7 @@ impl WeightLanes for Bf16Lanes {
     type Elem = bf16;
     const CHUNK: usize = 32;
     const STEPS: usize = 2;
+    const PAIR_ORDER: bool = true;
     #[inline(always)]
     unsafe fn load(p: *const bf16) -> (__m512, __m512) {
         split_bf16_pairs(_mm512_loadu_si512(p.cast()))
@@ -161,11 +167,11 @@ pub(crate) unsafe fn dot_tile<L: WeightLanes, const MR: usize, const NR: usize>(
     let full = k / L::CHUNK;
     let rest = k % L::CHUNK;
     for c in 0..full {
-        let wv: [(__m512, __m512); NR] = std::array::from_fn(|j| L::load(w[j].add(c * L::CHUNK)));
+        let wv: [(__m512, __m512); NR] = std::array::from_fn(|j| L::load(w[j].add(c * L::CHUNK / L::ITEM)));
         fma_chunk::<L, MR, NR>(&mut acc, &x, &wv, c);
     }
     if rest != 0 {
-        let wv: [(__m512, __m512); NR] = std::array::from_fn(|j| L::load_partial(w[j].add(full * L::CHUNK), rest));
+        let wv: [(__m512, __m512); NR] = std::array::from_fn(|j| L::load_partial(w[j].add(full * L::CHUNK / L::ITEM), rest));
         fma_chunk::<L, MR, NR>(&mut acc, &x, &wv, full);
     }
     let mut flat = [_mm512_setzero_ps(); 16];

@@ -1,6 +1,6 @@
 //! AVX-512 f64 dot-product tiles for the exact (masked-input) matmul:
-//! weights are widened to f64 in registers (exact for f32, bf16 and f16),
-//! every product and sum is f64.
+//! weights are widened to f64 in registers (exact for f32, bf16, f16 and
+//! the quant blocks' f32 values), every product and sum is f64.
 
 #![cfg(target_arch = "x86_64")]
 
@@ -10,9 +10,34 @@ use std::arch::x86_64::*;
 /// How a weight type yields 8 f64 lanes.
 pub(crate) trait WeightLanes64: Copy {
     type Elem: Copy;
-    unsafe fn load8(p: *const Self::Elem) -> __m512d;
-    /// First `n < 8` elements, zero elsewhere.
-    unsafe fn load_partial(p: *const Self::Elem, n: usize) -> __m512d;
+    /// Values per `Elem` (1, or 32 for a quant block).
+    const ITEM: usize = 1;
+    /// Values `e .. e + 8` of the row at `row` (`e` a multiple of 8).
+    unsafe fn load8_at(row: *const Self::Elem, e: usize) -> __m512d;
+    /// Values `e .. e + n` (`n < 8`), zero elsewhere.
+    unsafe fn load_partial_at(row: *const Self::Elem, e: usize, n: usize) -> __m512d;
+    /// Values `e .. e + 32` (`e` a multiple of 32), in whatever form makes
+    /// [`Self::quarter`] cheapest: a pointer for plain types (loaded lazily),
+    /// the block decoded once for quant types.
+    type Wide: Copy;
+    unsafe fn load32_at(row: *const Self::Elem, e: usize) -> Self::Wide;
+    /// Values `8q .. 8q + 8` of a `load32_at` result.
+    unsafe fn quarter(w: Self::Wide, q: usize) -> __m512d;
+}
+
+/// The lazy `Wide` of the plain types: the row pointer and offset.
+macro_rules! lazy_wide {
+    ($elem:ty) => {
+        type Wide = (*const $elem, usize);
+        #[inline(always)]
+        unsafe fn load32_at(row: *const $elem, e: usize) -> Self::Wide {
+            (row, e)
+        }
+        #[inline(always)]
+        unsafe fn quarter((row, e): Self::Wide, q: usize) -> __m512d {
+            Self::load8_at(row, e + 8 * q)
+        }
+    };
 }
 
 #[derive(Clone, Copy)]
@@ -24,37 +49,40 @@ pub(crate) struct F16To64;
 
 impl WeightLanes64 for F32To64 {
     type Elem = f32;
+    lazy_wide!(f32);
     #[inline(always)]
-    unsafe fn load8(p: *const f32) -> __m512d {
-        _mm512_cvtps_pd(_mm256_loadu_ps(p))
+    unsafe fn load8_at(row: *const f32, e: usize) -> __m512d {
+        _mm512_cvtps_pd(_mm256_loadu_ps(row.add(e)))
     }
     #[inline(always)]
-    unsafe fn load_partial(p: *const f32, n: usize) -> __m512d {
-        _mm512_cvtps_pd(_mm256_maskz_loadu_ps(((1u32 << n) - 1) as u8, p))
+    unsafe fn load_partial_at(row: *const f32, e: usize, n: usize) -> __m512d {
+        _mm512_cvtps_pd(_mm256_maskz_loadu_ps(((1u32 << n) - 1) as u8, row.add(e)))
     }
 }
 
 impl WeightLanes64 for Bf16To64 {
     type Elem = bf16;
+    lazy_wide!(bf16);
     #[inline(always)]
-    unsafe fn load8(p: *const bf16) -> __m512d {
-        widen_bf16(_mm_loadu_si128(p.cast()))
+    unsafe fn load8_at(row: *const bf16, e: usize) -> __m512d {
+        widen_bf16(_mm_loadu_si128(row.add(e).cast()))
     }
     #[inline(always)]
-    unsafe fn load_partial(p: *const bf16, n: usize) -> __m512d {
-        widen_bf16(_mm_maskz_loadu_epi16(((1u32 << n) - 1) as u8, p.cast()))
+    unsafe fn load_partial_at(row: *const bf16, e: usize, n: usize) -> __m512d {
+        widen_bf16(_mm_maskz_loadu_epi16(((1u32 << n) - 1) as u8, row.add(e).cast()))
     }
 }
 
 impl WeightLanes64 for F16To64 {
     type Elem = f16;
+    lazy_wide!(f16);
     #[inline(always)]
-    unsafe fn load8(p: *const f16) -> __m512d {
-        _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128(p.cast())))
+    unsafe fn load8_at(row: *const f16, e: usize) -> __m512d {
+        _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128(row.add(e).cast())))
     }
     #[inline(always)]
-    unsafe fn load_partial(p: *const f16, n: usize) -> __m512d {
-        _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_maskz_loadu_epi16(((1u32 << n) - 1) as u8, p.cast())))
+    unsafe fn load_partial_at(row: *const f16, e: usize, n: usize) -> __m512d {
+        _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_maskz_loadu_epi16(((1u32 << n) - 1) as u8, row.add(e).cast())))
     }
 }
 
@@ -81,11 +109,12 @@ pub(crate) unsafe fn dot_lines_f64<L: WeightLanes64, const NR: usize>(x: *const 
         // The next tile's rows follow these in memory: fetch their line of
         // this step into L2 now (a prefetch never faults, even past the end).
         for wj in w {
-            _mm_prefetch::<_MM_HINT_T1>(wj.wrapping_add(NR * k + c).cast());
+            _mm_prefetch::<_MM_HINT_T1>(wj.wrapping_add((NR * k + c) / L::ITEM).cast());
         }
         for j in 0..NR {
+            let wide = L::load32_at(w[j], c);
             for q in 0..4 {
-                acc[j][q & 1] = _mm512_fmadd_pd(L::load8(w[j].add(c + q * 8)), xv[q], acc[j][q & 1]);
+                acc[j][q & 1] = _mm512_fmadd_pd(L::quarter(wide, q), xv[q], acc[j][q & 1]);
             }
         }
     }
@@ -94,7 +123,7 @@ pub(crate) unsafe fn dot_lines_f64<L: WeightLanes64, const NR: usize>(x: *const 
         let n = (k - c).min(8);
         let xv = _mm512_maskz_loadu_pd(((1u32 << n) - 1) as u8, x.add(c));
         for j in 0..NR {
-            acc[j][0] = _mm512_fmadd_pd(L::load_partial(w[j].add(c), n), xv, acc[j][0]);
+            acc[j][0] = _mm512_fmadd_pd(L::load_partial_at(w[j], c, n), xv, acc[j][0]);
         }
         c += n;
     }
@@ -114,15 +143,37 @@ pub(crate) unsafe fn dot_tile_f64<L: WeightLanes64, const MR: usize, const NR: u
 ) -> [[f64; NR]; MR] {
     let mut acc = [[_mm512_setzero_pd(); NR]; MR];
     let full = k / 8;
-    for c in 0..full {
+    // Whole 32-value steps (each weight row's values loaded or decoded
+    // once), then 8-value steps; the sums run over the 8-value steps in
+    // order either way.
+    let wide_steps = if L::ITEM > 1 { k / 32 } else { 0 };
+    for s in 0..wide_steps {
+        let c = s * 32;
+        if let Some(ahead) = prefetch_ahead {
+            for wj in w {
+                _mm_prefetch::<_MM_HINT_T1>(wj.wrapping_add((ahead + c) / L::ITEM).cast());
+            }
+        }
+        let wide: [L::Wide; NR] = std::array::from_fn(|j| L::load32_at(w[j], c));
+        for q in 0..4 {
+            let wv: [__m512d; NR] = std::array::from_fn(|j| L::quarter(wide[j], q));
+            for i in 0..MR {
+                let xv = _mm512_loadu_pd(x[i].add(c + q * 8));
+                for j in 0..NR {
+                    acc[i][j] = _mm512_fmadd_pd(wv[j], xv, acc[i][j]);
+                }
+            }
+        }
+    }
+    for c in wide_steps * 4..full {
         if let Some(ahead) = prefetch_ahead {
             // Into L2, the same columns `ahead` elements further on (the next
             // tile's rows); a prefetch never faults, even past the end.
             for wj in w {
-                _mm_prefetch::<_MM_HINT_T1>(wj.wrapping_add(ahead + c * 8).cast());
+                _mm_prefetch::<_MM_HINT_T1>(wj.wrapping_add((ahead + c * 8) / L::ITEM).cast());
             }
         }
-        let wv: [__m512d; NR] = std::array::from_fn(|j| L::load8(w[j].add(c * 8)));
+        let wv: [__m512d; NR] = std::array::from_fn(|j| L::load8_at(w[j], c * 8));
         for i in 0..MR {
             let xv = _mm512_loadu_pd(x[i].add(c * 8));
             for j in 0..NR {
@@ -132,7 +183,7 @@ pub(crate) unsafe fn dot_tile_f64<L: WeightLanes64, const MR: usize, const NR: u
     }
     let rest = k % 8;
     if rest != 0 {
-        let wv: [__m512d; NR] = std::array::from_fn(|j| L::load_partial(w[j].add(full * 8), rest));
+        let wv: [__m512d; NR] = std::array::from_fn(|j| L::load_partial_at(w[j], full * 8, rest));
         for i in 0..MR {
             let xv = _mm512_maskz_loadu_pd(((1u32 << rest) - 1) as u8, x[i].add(full * 8));
             for j in 0..NR {

@@ -1,13 +1,16 @@
 //! Which instruction sets the CPU kernels may use, detected once at run time.
 //!
-//! `TALARIA_CPU_ISA=portable` forces the scalar fallback and
-//! `TALARIA_CPU_ISA=avx512` disables AMX (both for comparisons and debugging).
+//! `TALARIA_CPU_ISA=portable` forces the scalar fallback,
+//! `TALARIA_CPU_ISA=avx2` the AVX2 kernels (as on an EPYC Milan) and
+//! `TALARIA_CPU_ISA=avx512` disables AMX (for comparisons and debugging).
 
 use std::sync::OnceLock;
 
 /// The kernel families a matmul can run on, best first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CpuFeatures {
+    /// AVX2 with FMA and F16C: the f32 dot-product kernels of CPUs without AVX-512.
+    pub avx2: bool,
     /// AVX-512 F/BW/VL with FMA: the f32/f64 dot-product kernels.
     pub avx512: bool,
     /// AMX-TILE + AMX-BF16, enabled by the OS for this process: bf16 weights.
@@ -25,11 +28,12 @@ impl CpuFeatures {
 fn detect() -> CpuFeatures {
     let forced = std::env::var("TALARIA_CPU_ISA").unwrap_or_default().to_ascii_lowercase();
     if forced == "portable" {
-        return CpuFeatures { avx512: false, amx_bf16: false };
+        return CpuFeatures { avx2: false, avx512: false, amx_bf16: false };
     }
-    let avx512 = avx512_available();
+    let avx2 = avx2_available();
+    let avx512 = avx2 && forced != "avx2" && avx512_available();
     let amx_bf16 = avx512 && forced != "avx512" && amx_available();
-    CpuFeatures { avx512, amx_bf16 }
+    CpuFeatures { avx2, avx512, amx_bf16 }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -42,6 +46,16 @@ fn avx512_available() -> bool {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn avx512_available() -> bool {
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2_available() -> bool {
     false
 }
 
@@ -87,8 +101,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn amx_implies_avx512() {
+    fn amx_implies_avx512_implies_avx2() {
         let f = CpuFeatures::get();
         assert!(!f.amx_bf16 || f.avx512);
+        assert!(!f.avx512 || f.avx2);
     }
 }

@@ -6,7 +6,11 @@
 //! output is bit-identical whatever other rows share the call.
 //! - bf16 weights on AMX CPUs: AMX tiles, activations split exactly into
 //!   three bf16 limbs (f32-accurate), f32 accumulation;
-//! - otherwise on AVX-512: f32 FMA dot products (weights widened exactly);
+//! - otherwise on AVX-512: f32 FMA dot products (weights widened exactly;
+//!   quant blocks dequantized in registers to their exact f32 values, so a
+//!   stored matrix gives bit for bit what its f32 conversion gives);
+//! - otherwise on AVX2+FMA: 8-lane f32 FMA dot products, every weight type
+//!   widened or dequantized in registers (`matmul_avx2`);
 //! - otherwise: portable Rust.
 
 use super::features::CpuFeatures;
@@ -15,9 +19,10 @@ use crate::weight::{WeightData, WeightMatrix};
 /// Which kernel family `matmul` uses for `w` on this CPU.
 pub fn matmul_backend(w: &WeightMatrix) -> &'static str {
     let f = CpuFeatures::get();
-    match (&w.data, f.amx_bf16, f.avx512) {
-        (WeightData::Bf16(_), true, _) => "amx-bf16x3",
-        (_, _, true) => "avx512-f32",
+    match (&w.data, f.amx_bf16, f.avx512, f.avx2) {
+        (WeightData::Bf16(_), true, _, _) => "amx-bf16x3",
+        (_, _, true, _) => "avx512-f32",
+        (_, _, _, true) => "avx2-f32",
         _ => "portable",
     }
 }
@@ -46,16 +51,15 @@ pub fn matmul(x: &[f32], rows: usize, w: &WeightMatrix, out: &mut [f32]) {
         if f.avx512 {
             return super::matmul_avx512::matmul(x, rows, w, out);
         }
+        if f.avx2 {
+            return super::matmul_avx2::matmul(x, rows, w, out);
+        }
     }
     super::matmul_portable::matmul(x, rows, w, out)
 }
 
 pub(crate) fn check_shapes(x_len: usize, rows: usize, w: &WeightMatrix, out_len: usize) {
-    let w_len = match &w.data {
-        WeightData::F32(v) => v.len(),
-        WeightData::Bf16(v) => v.len(),
-        WeightData::F16(v) => v.len(),
-    };
+    let w_len = w.data.values();
     assert_eq!(w_len, w.rows * w.cols, "weight data holds {w_len} values, not {} × {}", w.rows, w.cols);
     assert_eq!(x_len, rows * w.cols, "activations hold {x_len} values, not {rows} × {}", w.cols);
     assert_eq!(out_len, rows * w.rows, "output holds {out_len} values, not {rows} × {}", w.rows);

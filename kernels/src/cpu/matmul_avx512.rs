@@ -3,15 +3,17 @@
 //! Two schedules, one arithmetic (see `dot_avx512`):
 //! - streaming (few rows, decode): weight rows are read once from memory,
 //!   widened in registers, and reused across all activation rows;
-//! - panel (many rows, prefill): bf16/f16 weight panels are widened once to
-//!   f32 scratch (exactly, in the same lane order) and kept in L2 while all
-//!   activation tiles pass over them.
+//! - panel (many rows, prefill): bf16/f16/quant weight panels are widened
+//!   once to f32 scratch (exactly, in the same lane order) and kept in L2
+//!   while all activation tiles pass over them.
 
 #![cfg(target_arch = "x86_64")]
 
 use super::dot_avx512::{dot_tile, pack_x, packed_len, Bf16Lanes, F16Lanes, F32Lanes, WeightLanes};
+use super::dot_blocks_avx512::{BlockDecode, BlockLanes};
 use super::parallel::{aligned_ranges, run_tasks, threads, SharedMut};
 use super::scratch::with_f32;
+use crate::weight::blocks::BLOCK;
 use crate::weight::{WeightData, WeightMatrix};
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -29,6 +31,9 @@ pub(crate) fn matmul(x: &[f32], rows: usize, w: &WeightMatrix, out: &mut [f32]) 
         WeightData::F32(v) => run::<F32Lanes>(x, rows, w.cols, v, w.rows, out, false),
         WeightData::Bf16(v) => run::<Bf16Lanes>(x, rows, w.cols, v, w.rows, out, true),
         WeightData::F16(v) => run::<F16Lanes>(x, rows, w.cols, v, w.rows, out, true),
+        WeightData::Q4_0(v) => run::<BlockLanes<_>>(x, rows, w.cols, v, w.rows, out, true),
+        WeightData::Q4_1(v) => run::<BlockLanes<_>>(x, rows, w.cols, v, w.rows, out, true),
+        WeightData::Q8_0(v) => run::<BlockLanes<_>>(x, rows, w.cols, v, w.rows, out, true),
     }
 }
 
@@ -39,14 +44,16 @@ where
 {
     let kp = packed_len::<L>(k);
     with_f32(|xp| {
-        pack_x(x, rows, k, kp, L::STEPS == 2, xp);
+        pack_x(x, rows, k, kp, L::PAIR_ORDER, xp);
+        // Row stride and offsets in `Elem`s (quant blocks hold 32 values).
+        let stride = k / L::ITEM;
         let xp: &[f32] = xp;
         let out_ptr = SharedMut(out.as_mut_ptr());
         let macs = rows * n * k;
         if rows <= STREAM_MAX_ROWS {
             let ranges = aligned_ranges(n, threads() * 4, 16);
             run_tasks(ranges.len(), macs, |t| {
-                let tile = WeightTiles { base: w.as_ptr(), stride: k, k, rows: ranges[t].clone() };
+                let tile = WeightTiles { base: w.as_ptr(), stride, k, rows: ranges[t].clone() };
                 // SAFETY: AVX-512 checked by the caller; tasks write disjoint output columns.
                 unsafe { tiles::<L>(xp, kp, 0..rows, &tile, out_ptr, n, true) };
             });
@@ -59,14 +66,14 @@ where
                 let x_rows = b * PANEL_X_ROWS..((b + 1) * PANEL_X_ROWS).min(rows);
                 if needs_panel {
                     with_f32(|panel| {
-                        L::widen_panel(&w[w_rows.start * k..w_rows.end * k], k, kp, panel);
+                        L::widen_panel(&w[w_rows.start * stride..w_rows.end * stride], k, kp, panel);
                         let tile = WeightTiles { base: panel.as_ptr(), stride: kp, k: kp, rows: 0..w_rows.len() };
                         let out_cols = SharedMut(out_ptr.get().wrapping_add(w_rows.start));
                         // SAFETY: as above; `out_cols` offsets the output to this panel's columns.
                         unsafe { tiles::<F32Lanes>(xp, kp, x_rows, &tile, out_cols, n, false) };
                     });
                 } else {
-                    let tile = WeightTiles { base: w.as_ptr(), stride: k, k, rows: w_rows };
+                    let tile = WeightTiles { base: w.as_ptr(), stride, k, rows: w_rows };
                     // SAFETY: as above.
                     unsafe { tiles::<L>(xp, kp, x_rows, &tile, out_ptr, n, false) };
                 }
@@ -191,6 +198,19 @@ impl WidenPanel for Bf16Lanes {
                 for (i, v) in chunk.iter().enumerate() {
                     dst[base + (i & 1) * 16 + i / 2] = v.to_f32();
                 }
+            }
+        }
+    }
+}
+
+impl<B: BlockDecode> WidenPanel for BlockLanes<B> {
+    fn widen_panel(w: &[B], k: usize, kp: usize, panel: &mut Vec<f32>) {
+        panel.clear();
+        let row_blocks = k / BLOCK;
+        panel.resize(w.len() / row_blocks.max(1) * kp, 0.0);
+        for (src, dst) in w.chunks_exact(row_blocks).zip(panel.chunks_exact_mut(kp)) {
+            for (b, values) in src.iter().zip(dst.chunks_exact_mut(BLOCK)) {
+                values.copy_from_slice(&b.values());
             }
         }
     }

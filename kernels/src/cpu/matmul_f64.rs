@@ -10,7 +10,7 @@
 
 use super::parallel::{aligned_ranges, run_tasks, threads, SharedMut};
 use super::scratch::with_f64;
-use crate::weight::{WeightData, WeightMatrix};
+use crate::weight::WeightMatrix;
 
 /// Up to this many rows the dot-tile path is used.
 const DOT_MAX_ROWS: usize = 32;
@@ -41,13 +41,9 @@ pub fn matmul_f64(x: &[f64], rows: usize, w: &WeightMatrix, out: &mut [f64]) {
 }
 
 fn widen_rows(w: &WeightMatrix, rows: std::ops::Range<usize>, dst: &mut Vec<f64>) {
-    let range = rows.start * w.cols..rows.end * w.cols;
     dst.clear();
-    match &w.data {
-        WeightData::F32(v) => dst.extend(v[range].iter().map(|&a| a as f64)),
-        WeightData::Bf16(v) => dst.extend(v[range].iter().map(|a| a.to_f64())),
-        WeightData::F16(v) => dst.extend(v[range].iter().map(|a| a.to_f64())),
-    }
+    dst.resize(rows.len() * w.cols, 0.0);
+    w.dequantize_rows(rows, dst);
 }
 
 /// Many rows: f64 panels of W through `gemm` (its own rayon parallelism).
@@ -111,6 +107,7 @@ pub(crate) fn portable(x: &[f64], rows: usize, w: &WeightMatrix, out: &mut [f64]
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::super::dot_blocks_avx512::BlockLanes;
     use super::super::dot_f64_avx512::{dot_lines_f64, dot_tile_f64, Bf16To64, F16To64, F32To64, WeightLanes64};
     use super::super::parallel::{aligned_ranges, run_tasks, threads, SharedMut};
     use crate::weight::{WeightData, WeightMatrix};
@@ -120,6 +117,9 @@ mod avx512 {
             WeightData::F32(v) => run::<F32To64>(x, rows, w.cols, v, w.rows, out),
             WeightData::Bf16(v) => run::<Bf16To64>(x, rows, w.cols, v, w.rows, out),
             WeightData::F16(v) => run::<F16To64>(x, rows, w.cols, v, w.rows, out),
+            WeightData::Q4_0(v) => run::<BlockLanes<_>>(x, rows, w.cols, v, w.rows, out),
+            WeightData::Q4_1(v) => run::<BlockLanes<_>>(x, rows, w.cols, v, w.rows, out),
+            WeightData::Q8_0(v) => run::<BlockLanes<_>>(x, rows, w.cols, v, w.rows, out),
         }
     }
 
@@ -148,7 +148,7 @@ mod avx512 {
         out: SharedMut<f64>,
         n: usize,
     ) {
-        let wp = |j: usize| w.as_ptr().add(j.min(cols.end - 1) * k);
+        let wp = |j: usize| w.as_ptr().add(j.min(cols.end - 1) * (k / L::ITEM));
         let xp = |r: usize| x.as_ptr().add(r.min(rows - 1) * k);
         let store = |r0: usize, j0: usize, i: usize, j: usize, v: f64| {
             if r0 + i < rows && j0 + j < cols.end {

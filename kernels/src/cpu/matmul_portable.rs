@@ -4,7 +4,7 @@
 //! AVX-512 path, which fuses multiply and add).
 
 use super::parallel::{run_tasks, SharedMut};
-use crate::weight::{WeightData, WeightMatrix};
+use crate::weight::WeightMatrix;
 
 pub(crate) fn matmul(x: &[f32], rows: usize, w: &WeightMatrix, out: &mut [f32]) {
     let (n, k) = (w.rows, w.cols);
@@ -13,22 +13,13 @@ pub(crate) fn matmul(x: &[f32], rows: usize, w: &WeightMatrix, out: &mut [f32]) 
     run_tasks(n.div_ceil(BLOCK), rows * n * k, |b| {
         let mut w_row = vec![0f32; k];
         for j in b * BLOCK..((b + 1) * BLOCK).min(n) {
-            widen_row(&w.data, j, k, &mut w_row);
+            w.dequantize_rows(j..j + 1, &mut w_row);
             for (r, xr) in x.chunks_exact(k).take(rows).enumerate() {
                 // SAFETY: task `b` alone writes columns of its block.
                 unsafe { *out_ptr.get().add(r * n + j) = dot16(xr, &w_row) };
             }
         }
     });
-}
-
-fn widen_row(data: &WeightData, j: usize, k: usize, dst: &mut [f32]) {
-    let range = j * k..(j + 1) * k;
-    match data {
-        WeightData::F32(v) => dst.copy_from_slice(&v[range]),
-        WeightData::Bf16(v) => dst.iter_mut().zip(&v[range]).for_each(|(d, s)| *d = s.to_f32()),
-        WeightData::F16(v) => dst.iter_mut().zip(&v[range]).for_each(|(d, s)| *d = s.to_f32()),
-    }
 }
 
 /// Dot product with 16 independent partial sums (vectorizable, fixed order).

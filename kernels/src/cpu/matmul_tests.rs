@@ -13,6 +13,9 @@ fn backends(dtype: WeightDType) -> Vec<(&'static str, Backend)> {
     #[cfg(target_arch = "x86_64")]
     {
         let f = CpuFeatures::get();
+        if f.avx2 {
+            list.push(("avx2", super::matmul_avx2::matmul));
+        }
         if f.avx512 {
             list.push(("avx512", super::matmul_avx512::matmul));
         }

@@ -12,6 +12,8 @@ mod attention_tile;
 #[cfg(target_arch = "x86_64")]
 mod dot_avx512;
 #[cfg(target_arch = "x86_64")]
+mod dot_blocks_avx512;
+#[cfg(target_arch = "x86_64")]
 mod dot_f64_avx512;
 mod error;
 mod exp;
@@ -19,6 +21,8 @@ mod exp_f64;
 mod features;
 mod huge_pages;
 mod matmul;
+#[cfg(target_arch = "x86_64")]
+mod matmul_avx2;
 #[cfg(target_arch = "x86_64")]
 mod matmul_avx512;
 mod matmul_f64;
@@ -50,5 +54,7 @@ pub use spd_solve::{cholesky, cholesky_solve, gram};
 
 #[cfg(test)]
 mod matmul_f64_tests;
+#[cfg(test)]
+mod matmul_quant_tests;
 #[cfg(test)]
 mod matmul_tests;

@@ -7,8 +7,7 @@ use rayon::prelude::*;
 const PARALLEL_ELEMS: usize = 1 << 16;
 
 /// Normalizes each row of length `d` of `x` into `out`; `gain` (length `d`)
-/// multiplies afterwards when given (the deployed model folds gains into the
-/// next linear, so it passes `None`). The mean of squares is accumulated in
+/// multiplies afterwards when given. The mean of squares is accumulated in
 /// f64, so the result does not depend on how rows are batched. Rows are
 /// f32 in the fast engine, f64 in the exact mode.
 ///

@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::quant::{dequantize, GgmlType};
+use talaria_kernels::weight::dequantize_stored;
+use talaria_kernels::WeightDType;
+
+use super::types::{code_name, dtype_of_code};
 use super::value::GgufValue;
 use crate::error::{ModelError, Result};
 use crate::storage::{Access, Purpose, ReadCounter, StoredFile};
@@ -40,7 +43,7 @@ impl GgufTensorInfo {
     }
     /// Stored bytes, `None` for a type this build cannot read.
     pub fn n_bytes(&self) -> Option<usize> {
-        GgmlType::from_code(self.type_code)?.bytes_for(self.n_elements())
+        dtype_of_code(self.type_code)?.bytes_for(self.n_elements())
     }
 }
 
@@ -199,7 +202,7 @@ impl GgufFile {
     fn check_tensor_bounds(&self) -> Result<()> {
         let path = self.file.path();
         for t in &self.tensors {
-            let Some(ty) = GgmlType::from_code(t.type_code) else { continue };
+            let Some(ty) = dtype_of_code(t.type_code) else { continue };
             let n = t.n_elements();
             let bytes = ty.bytes_for(n).ok_or_else(|| {
                 ModelError::corrupt(
@@ -244,13 +247,13 @@ impl GgufFile {
     }
 
     /// A tensor's info and type, or the error naming it.
-    fn typed(&self, name: &str) -> Result<(&GgufTensorInfo, GgmlType)> {
+    pub(crate) fn typed(&self, name: &str) -> Result<(&GgufTensorInfo, WeightDType)> {
         let path: PathBuf = self.path().into();
         let t = self.tensor(name).ok_or_else(|| ModelError::MissingTensor { path: path.clone(), tensor: name.into() })?;
-        let ty = GgmlType::from_code(t.type_code).ok_or_else(|| ModelError::UnsupportedTensorType {
+        let ty = dtype_of_code(t.type_code).ok_or_else(|| ModelError::UnsupportedTensorType {
             path,
             tensor: name.into(),
-            ty: GgmlType::code_name(t.type_code),
+            ty: code_name(t.type_code),
         })?;
         Ok((t, ty))
     }
@@ -274,12 +277,12 @@ impl GgufFile {
         let (t, ty) = self.typed(name)?;
         let bytes = self.tensor_bytes(name)?;
         let mut out = vec![0f32; t.n_elements()];
-        dequantize(ty, &bytes, &mut out);
+        dequantize_stored(ty, &bytes, &mut out);
         Ok((t.shape(), out))
     }
 
     /// The raw stored type name of a tensor (for manifests and logs).
     pub fn tensor_type_name(&self, name: &str) -> Option<String> {
-        self.tensor(name).map(|t| GgmlType::code_name(t.type_code))
+        self.tensor(name).map(|t| code_name(t.type_code))
     }
 }

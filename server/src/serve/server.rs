@@ -68,6 +68,7 @@ fn load(args: &ServeArgs, attestation: Option<super::attestation::AttestationSer
         .with_context(|| format!("opening {}", path.display()))?;
     let dtype = args.model.dtype;
     let cvm = CvmWeights::load(&ck, dtype).context("loading the CVM weights")?;
+    let cvm_mib = talaria_cvm::backend::mib(cvm.size_bytes());
     let linear = build_linear(&args.backend, &ck, dtype).context("building the linear backend")?;
     let config = ck.config.clone();
     let tokenizer = Arc::new(ck.tokenizer);
@@ -83,10 +84,11 @@ fn load(args: &ServeArgs, attestation: Option<super::attestation::AttestationSer
     let engine = Engine::new(model, kv, Box::new(linear), tokenizer.clone(), sched);
     let limits = engine.limits();
     tracing::info!(
-        "model {} | backend {} | {} weights, {} activations | context {} | KV cache {} blocks of {} = {} tokens | {} tokens/step, {} seqs/step",
+        "model {} | backend {} | {} weights (CVM's {:.0} MiB), {} activations | context {} | KV cache {} blocks of {} = {} tokens | {} tokens/step, {} seqs/step",
         path.display(),
         engine.linear_name(),
         dtype.name(),
+        cvm_mib,
         precision.name(),
         limits.context_len,
         blocks,

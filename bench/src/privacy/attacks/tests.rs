@@ -55,7 +55,8 @@ fn world() -> World {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     // A few loud channels, as in real embeddings.
     let emb: Vec<f32> = (0..V * D).map(|i| rng.sample::<f32, _>(StandardNormal) * if i % D < 4 { 4.0 } else { 1.0 }).collect();
-    let dict = Layer0Dictionary::from_embedding(&emb, V, D, 1e-5).unwrap();
+    let gain: Vec<f32> = (0..D).map(|c| 0.5 + (c % 7) as f32 / 7.0).collect();
+    let dict = Layer0Dictionary::from_embedding(&emb, &gain, V, D, 1e-5).unwrap();
     let zipf = |rng: &mut ChaCha8Rng| ((V as f64).powf(rng.random::<f64>()) as usize).min(V - 1) as u32;
     let sequences: Vec<SequenceTokens> =
         (0..6).map(|_| SequenceTokens { tokens: (0..30).map(|_| zipf(&mut rng)).collect(), prompt_len: 12, bos: false }).collect();
