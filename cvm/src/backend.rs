@@ -291,6 +291,9 @@ impl Linear for Backend {
     fn background_fill(&self) -> Option<f64> {
         self.linear().background_fill()
     }
+    fn masking_counters(&self) -> Option<talaria_engine::MaskingCounters> {
+        self.linear().masking_counters()
+    }
 }
 
 /// Bytes as MiB, for load-time lines.

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use talaria_engine::Linear;
+use talaria_engine::{Linear, MaskingCounters};
 use talaria_kernels::{Precision, Rows, RowsMut};
 use talaria_models::OpId;
 use talaria_remo::{
@@ -46,6 +46,16 @@ impl ServingScheme {
             Self::Remo(_) => Precision::F64,
             Self::RemoFast(_) | Self::Plain(_) => Precision::F32,
         }
+    }
+
+    /// `None` for the unmasked baseline.
+    fn masking_counters(&self) -> Option<MaskingCounters> {
+        let (online_rows, dummy_rows, checks) = match self {
+            Self::Remo(r) => r.traffic(),
+            Self::RemoFast(r) => r.traffic(),
+            Self::Plain(_) => return None,
+        };
+        Some(MaskingCounters { online_rows, dummy_rows, online_check: checks.online_time, all_checks: checks.time })
     }
 
     fn inner(&self) -> &dyn MaskScheme {
@@ -101,17 +111,19 @@ pub struct MaskedLinear<W: WorkerMatmul + Send = WorkerLink> {
     /// Every session's (the engine's KV cache is built for it).
     precision: Precision,
     sessions_ended: u64,
+    /// The counters of the sessions that ended.
+    ended: Option<MaskingCounters>,
 }
 
 impl<W: WorkerMatmul + Send> MaskedLinear<W> {
     /// A session already started; it cannot be restarted once ended.
     pub fn new(scheme: ServingScheme, worker: W) -> Self {
-        Self { precision: scheme.precision(), scheme: Some(scheme), worker, restart: None, sessions_ended: 0 }
+        Self { precision: scheme.precision(), scheme: Some(scheme), worker, restart: None, sessions_ended: 0, ended: None }
     }
 
     /// A session already started, and every later one started by `restart`.
     pub fn restartable(scheme: ServingScheme, worker: W, restart: Box<dyn SessionStart<W>>) -> Self {
-        Self { precision: scheme.precision(), scheme: Some(scheme), worker, restart: Some(restart), sessions_ended: 0 }
+        Self { precision: scheme.precision(), scheme: Some(scheme), worker, restart: Some(restart), sessions_ended: 0, ended: None }
     }
 
     /// The current session's scheme and the worker, starting a new session
@@ -137,7 +149,9 @@ impl<W: WorkerMatmul + Send> MaskedLinear<W> {
             }
             error!("{e:#}");
             self.worker.end_session();
-            self.scheme = None;
+            if let Some(m) = self.scheme.take().and_then(|s| s.masking_counters()) {
+                self.ended = Some(self.ended.unwrap_or_default() + m);
+            }
             self.sessions_ended += 1;
             e.context("the worker's answer failed verification: its session was ended, and a new one starts with the next step")
         })
@@ -195,6 +209,14 @@ impl<W: WorkerMatmul + Send> Linear for MaskedLinear<W> {
 
     fn summary(&self) -> Option<String> {
         self.report().map(|r| r.to_string())
+    }
+
+    fn masking_counters(&self) -> Option<MaskingCounters> {
+        let current = self.scheme.as_ref().and_then(ServingScheme::masking_counters);
+        match (self.ended, current) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        }
     }
 
     fn background_fill(&self) -> Option<f64> {

@@ -11,7 +11,7 @@ pub mod stop;
 
 pub use generate::{generate, GenerateError, GenerateOutput, GenerateRequest};
 pub use kv_cache::{KvCache, KvPool, SeqBlocks, DEFAULT_BLOCK_SIZE};
-pub use linear::{Linear, LocalLinear};
+pub use linear::{Linear, LocalLinear, MaskingCounters};
 pub use model::{LlamaModel, LogitsWanted, SeqChunk, StepTimings};
 pub use sampling::{SampledToken, Sampler, SamplingParams};
 pub use scheduler::FinishReason;

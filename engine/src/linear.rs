@@ -69,6 +69,36 @@ pub trait Linear: Send {
     fn summary(&self) -> Option<String> {
         None
     }
+
+    /// What a masking backend has sent and checked so far, over every
+    /// worker session (for `/metrics`); `None` for an unmasked backend.
+    fn masking_counters(&self) -> Option<MaskingCounters> {
+        None
+    }
+}
+
+/// Running totals of a masking backend: the rows it sent, the dummy rows
+/// its row buckets added, and the CVM time spent verifying answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MaskingCounters {
+    pub online_rows: u64,
+    pub dummy_rows: u64,
+    /// Checking online answers, on the steps' critical path.
+    pub online_check: std::time::Duration,
+    /// Every check, pad batches and their references included.
+    pub all_checks: std::time::Duration,
+}
+
+impl std::ops::Add for MaskingCounters {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
+        Self {
+            online_rows: self.online_rows + o.online_rows,
+            dummy_rows: self.dummy_rows + o.dummy_rows,
+            online_check: self.online_check + o.online_check,
+            all_checks: self.all_checks + o.all_checks,
+        }
+    }
 }
 
 /// How long the pool keeps polling after a local linear call: longer than

@@ -51,6 +51,10 @@ fn health_is_not_ready_until_the_pad_pools_are_filled() {
     assert_eq!(seen.last(), Some(&200));
     let req = json!({"prompt": "The capital of Italy is", "max_tokens": 4, "temperature": 0});
     assert_eq!(conf.ok("/v1/completions", &req)["usage"]["completion_tokens"], 4);
+    // What the masking cost is scraped from (`bench serve` reports it).
+    assert!(conf.metric("talaria_masked_rows_total") >= 30.0 * 4.0 * 5.0, "each of the 4 ops of 30 layers saw the prompt's 5 rows");
+    assert!(conf.metric("talaria_answer_check_online_seconds_total") > 0.0, "online answers are checked");
+    assert!(conf.metric("talaria_answer_check_seconds_total") >= conf.metric("talaria_answer_check_online_seconds_total"));
     assert_eq!(conf.terminate().code(), Some(0));
 }
 

@@ -50,10 +50,16 @@ pub struct Args {
     /// Settings to simulate: decode-b1, prefill.
     #[arg(long, value_delimiter = ',')]
     pub settings: Option<Vec<String>>,
-    /// Schemes to simulate (plain, permute, mix, lowrank, remo-nomix,
-    /// remo-1round, remo); default all.
+    /// Schemes to simulate (plain, permute, mix, lowrank, static-pad,
+    /// remo-nomix, remo-1round, remo); default all.
     #[arg(long, value_delimiter = ',')]
     pub schemes: Option<Vec<String>>,
+    /// Sequences (0-based) that are the worker's own requests: it knows
+    /// their tokens (chosen plaintext), and they are not scored. Give the
+    /// flag with no value for none. Applies to synthetic runs and to every
+    /// recording of more than one sequence.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "0")]
+    pub attacker_sequences: Vec<usize>,
     /// Attacks to run (names as in the report); default all.
     #[arg(long, value_delimiter = ',')]
     pub attacks: Option<Vec<String>>,
@@ -70,6 +76,11 @@ pub struct Args {
     /// on the recovered prefix (slow: one forward per candidate).
     #[arg(long)]
     pub deep: bool,
+    /// Null twins (each attack's floor on pure pads) for every masked
+    /// recording, not only those at a mode's default κ (3 more runs of
+    /// every attack per recording).
+    #[arg(long)]
+    pub null_twins: bool,
     /// The worker's weight dtype (`--dtype` of talaria-gpu-worker), for --deep.
     #[arg(long, default_value = "stored")]
     pub worker_dtype: WeightFormat,
@@ -113,6 +124,9 @@ pub fn run(args: Args) -> Result<()> {
     if args.synthetic {
         let n = args.sequences.unwrap_or(if args.quick { 8 } else { 24 });
         let seqs = conversations(&ck.tokenizer, n)?;
+        let mut attacker_marked = Setting::Prefill.tokens_file(seqs.clone());
+        attacker_marked.mark_attacker(&args.attacker_sequences)?;
+        let seqs = attacker_marked.sequences;
         sequences += seqs.len();
         let scales = channel_scales(&dict.rows, &ck.tokenizer)?;
         kappas = args.kappas.clone().unwrap_or_else(|| if args.quick { vec![1.0, 10.0, 1e4] } else { vec![1.0, 10.0, 100.0, 1000.0, 1e4] });
@@ -150,6 +164,7 @@ pub fn run(args: Args) -> Result<()> {
                     kappa: scheme.uses_kappa().then_some(kappa),
                     setting: setting.name().into(),
                     weak: scheme.is_weak(),
+                    null_twins: args.null_twins,
                 };
                 rows.extend(attack_recording(&rec, &tokens, &mut dict, &list, &label)?);
             }
@@ -165,7 +180,10 @@ pub fn run(args: Args) -> Result<()> {
             Some(e) => e,
             None => &mut dict,
         };
-        let (rec, tokens) = load_recorded(dir, provider)?;
+        let (rec, mut tokens) = load_recorded(dir, provider)?;
+        if tokens.sequences.len() > 1 {
+            tokens.mark_attacker(&args.attacker_sequences).with_context(|| format!("--attacker-sequences on {}", dir.display()))?;
+        }
         sequences += tokens.sequences.len();
         let k = rec.manifest.kappa();
         let scheme = rec.manifest.scheme().to_string();
@@ -175,8 +193,13 @@ pub fn run(args: Args) -> Result<()> {
         if k > 0.0 && !kappas.contains(&k) {
             kappas.push(k);
         }
-        let label =
-            RecordingLabel { scheme: if scheme == "exact" { "remo".into() } else { scheme }, kappa: (k > 0.0).then_some(k), setting, weak };
+        let label = RecordingLabel {
+            scheme: if scheme == "exact" { "remo".into() } else { scheme },
+            kappa: (k > 0.0).then_some(k),
+            setting,
+            weak,
+            null_twins: args.null_twins,
+        };
         rows.extend(attack_recording(&rec, &tokens, provider, &list, &label)?);
     }
 

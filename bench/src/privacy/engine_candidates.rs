@@ -219,7 +219,7 @@ mod tests {
         let sources = steps.iter().map(|s| Some((0..s.len()).rev().map(Some).collect())).collect();
         let tf = TokensFile {
             format_version: 1,
-            sequences: vec![SequenceTokens { tokens: tokens.clone(), prompt_len: 3, bos: false }],
+            sequences: vec![SequenceTokens { tokens: tokens.clone(), prompt_len: 3, bos: false, attacker: false }],
             steps: Some(steps),
             row_sources: Some(sources),
         };

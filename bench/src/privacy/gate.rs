@@ -1,6 +1,7 @@
 //! The CI gate (docs/DESIGN.md §6): the suite only means something for ReMO if
 //! its attacks break every weak scheme (best attack ≥ 95 % top-1 in every
-//! setting), and ReMO at the default κ = 10⁴ must leak nothing: no attack
+//! setting), and ReMO at each mode's default κ (exact: 10⁴, fast: the fast
+//! mode's) must leak nothing: no attack
 //! above 0.5 % more than it reaches on the recording's null twin (the same
 //! calls with the masked rows replaced by pure pads; 0 on the synthetic
 //! matrix, where no attack gets anything from priors). The twin's floor
@@ -15,6 +16,17 @@ use super::attack_row::AttackRow;
 pub const WEAK_MIN_TOP1: f64 = 0.95;
 pub const REMO_MAX_TOP1: f64 = 0.005;
 pub const DEFAULT_KAPPA: f64 = 1e4;
+
+/// Whether a recording is ReMO at its mode's default κ (`remo`: the exact
+/// mode; `remo-fast`: f32 pads), the settings users get and the gate holds.
+pub fn at_default_kappa(scheme: &str, kappa: Option<f64>) -> bool {
+    let precision = match scheme {
+        "remo" => talaria_kernels::Precision::F64,
+        "remo-fast" => talaria_kernels::Precision::F32,
+        _ => return false,
+    };
+    kappa == Some(talaria_remo::default_kappa(precision))
+}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Gate {
@@ -45,12 +57,14 @@ pub fn evaluate(rows: &[AttackRow]) -> Gate {
             ));
         }
     }
-    for r in rows.iter().filter(|r| r.scheme == "remo" && r.kappa == Some(DEFAULT_KAPPA)) {
+    for r in rows.iter().filter(|r| at_default_kappa(&r.scheme, r.kappa)) {
         checked += 1;
         let limit = r.null_top1.unwrap_or(0.0) + REMO_MAX_TOP1;
         if r.top1 > limit {
             failures.push(format!(
-                "ReMO κ=1e4 ({}): attack {} reaches {:.3}% > {:.3}%",
+                "{} κ={:e} ({}): attack {} reaches {:.3}% > {:.3}%",
+                r.scheme,
+                r.kappa.unwrap_or(0.0),
                 r.setting,
                 r.attack,
                 100.0 * r.top1,

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::attack_row::AttackRow;
+use super::attacks::chosen_pads::ChosenPads;
 use super::attacks::complement::ComplementProjection;
 use super::attacks::likelihood::{DecodeMode, SequentialDecoding};
 use super::attacks::nearest::{Metric, NearestNeighbour};
@@ -56,6 +57,7 @@ pub fn attacks(o: &AttackOptions) -> Vec<Box<dyn Attack>> {
         Box::new(PadGram),
         Box::new(PadIca { components: o.ica_components, max_iter: o.ica_iterations, seed: o.seed }),
         Box::new(PadStructure),
+        Box::new(ChosenPads),
     ]
 }
 
@@ -66,6 +68,8 @@ pub struct RecordingLabel {
     pub kappa: Option<f64>,
     pub setting: String,
     pub weak: bool,
+    /// Null twins even off the default κ (`--null-twins`).
+    pub null_twins: bool,
 }
 
 /// Runs every applicable attack on one recording.
@@ -79,10 +83,11 @@ pub fn attack_recording(
     let steps = group_steps(rec, tokens)?;
     let mut ev = Evidence { rec, steps: &steps, view: None };
     ev.view = super::attacks::dict_view::DictView::build(&ev, cands);
-    // The gated recordings also get null twins: the floor each attack
-    // reaches from its priors alone, averaged over a few pad draws (which
-    // frequent tokens noise rows land on varies from draw to draw).
-    let gated = label.scheme == "remo" && label.kappa == Some(gate::DEFAULT_KAPPA);
+    // The gated recordings (and any with `null_twins`) also get null twins:
+    // the floor each attack reaches from its priors alone, averaged over a
+    // few pad draws (which frequent tokens noise rows land on varies from
+    // draw to draw).
+    let gated = gate::at_default_kappa(&label.scheme, label.kappa) || (label.null_twins && label.kappa.is_some());
     let twins: Vec<Recording> = if gated { (0..NULL_TWINS).map(|i| null_twin(rec, 0x6e75_6c6c + i)).collect() } else { Vec::new() };
     let mut null_evs: Vec<Evidence> = twins.iter().map(|t| Evidence { rec: t, steps: &steps, view: None }).collect();
     for ev in null_evs.iter_mut() {

@@ -124,11 +124,11 @@ mod tests {
     fn setup() -> (TokensFile, Vec<Step>) {
         let tokens = TokensFile {
             format_version: 1,
-            sequences: vec![SequenceTokens { tokens: vec![1, 7, 7, 8, 9], prompt_len: 3, bos: true }],
+            sequences: vec![SequenceTokens { tokens: vec![1, 7, 7, 8, 9], prompt_len: 3, bos: true, attacker: false }],
             steps: None,
             row_sources: None,
         };
-        let steps = tokens.steps().into_iter().map(|rows| Step { rows, calls: vec![], row_sources: None }).collect();
+        let steps = tokens.steps().into_iter().map(|rows| Step { rows, calls: vec![], row_sources: None, own: vec![] }).collect();
         (tokens, steps)
     }
 

@@ -18,6 +18,16 @@ pub struct Step {
     /// Ground truth (scoring only): for each row of the layer-0 qkv call,
     /// the index into `rows` it carries; `None` when unknown or mixed.
     pub row_sources: Option<Vec<Option<usize>>>,
+    /// The tokens of the step's rows that belong to the attacker's own
+    /// requests (chosen plaintext): the worker knows these.
+    pub own: Vec<u32>,
+}
+
+impl Step {
+    /// Whether every real row is the attacker's own (it is alone in the step).
+    pub fn attacker_alone(&self) -> bool {
+        !self.own.is_empty() && self.own.len() == self.rows.len()
+    }
 }
 
 pub fn group_steps(rec: &Recording, tokens: &TokensFile) -> Result<Vec<Step>> {
@@ -52,7 +62,8 @@ pub fn group_steps(rec: &Recording, tokens: &TokensFile) -> Result<Vec<Step>> {
             let first_rows = rec.calls[calls[0]].data.rows;
             ensure!(src.len() == first_rows, "step {k}: row_sources lists {} rows, its layer-0 qkv call has {first_rows}", src.len());
         }
-        steps.push(Step { rows, calls, row_sources });
+        let own = rows.iter().filter(|&&(s, _)| tokens.sequences[s].attacker).map(|&r| tokens.token(r)).collect();
+        steps.push(Step { rows, calls, row_sources, own });
     }
     Ok(steps)
 }

@@ -19,6 +19,10 @@ pub struct SequenceTokens {
     /// Whether `tokens[0]` is a BOS token (not scored).
     #[serde(default)]
     pub bos: bool,
+    /// The worker's own request (chosen plaintext): the attacker knows its
+    /// tokens, so they are not scored; chosen-plaintext attacks use them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attacker: bool,
 }
 
 /// A real row of a step: (sequence index, position).
@@ -75,9 +79,21 @@ impl TokensFile {
         self.sequences[s].tokens[p]
     }
 
-    /// Whether a position is scored (everything but a BOS).
+    /// Whether a position is scored: everything but a BOS and the
+    /// attacker's own requests.
     pub fn is_scored(&self, (s, p): RowRef) -> bool {
-        !(p == 0 && self.sequences[s].bos)
+        let seq = &self.sequences[s];
+        !(seq.attacker || (p == 0 && seq.bos))
+    }
+
+    /// Marks `indices` as the attacker's own requests (see `attacker`).
+    pub fn mark_attacker(&mut self, indices: &[usize]) -> Result<()> {
+        for &i in indices {
+            let n = self.sequences.len();
+            self.sequences.get_mut(i).with_context(|| format!("attacker sequence {i}: there are only {n} sequences"))?.attacker = true;
+        }
+        ensure!(self.sequences.iter().any(|s| !s.attacker), "every sequence is the attacker's: nothing would be scored");
+        Ok(())
     }
 
     /// Every position appears in exactly one step, sequences advance in
@@ -124,7 +140,7 @@ mod tests {
     fn default_steps_are_prefill_then_decode() {
         let t = TokensFile {
             format_version: 1,
-            sequences: vec![SequenceTokens { tokens: vec![1, 2, 3, 4], prompt_len: 2, bos: true }],
+            sequences: vec![SequenceTokens { tokens: vec![1, 2, 3, 4], prompt_len: 2, bos: true, attacker: false }],
             steps: None,
             row_sources: None,
         };
@@ -135,7 +151,7 @@ mod tests {
 
     #[test]
     fn rejects_out_of_order_or_missing_rows() {
-        let seq = SequenceTokens { tokens: vec![1, 2, 3], prompt_len: 1, bos: false };
+        let seq = SequenceTokens { tokens: vec![1, 2, 3], prompt_len: 1, bos: false, attacker: false };
         let bad = TokensFile {
             format_version: 1,
             sequences: vec![seq.clone()],

@@ -11,12 +11,14 @@
 //! - `client`: one streamed request, timed;
 //! - `load`: arrivals and concurrency for one run;
 //! - `stats`: percentiles and the summary of a run;
+//! - `masking`: what masking cost a run (checks, bucket rows), from `/metrics`;
 //! - `report`: markdown tables and SVG plots;
 //! - `soak`: the soak mode.
 mod client;
 mod dataset;
 mod launch;
 mod load;
+mod masking;
 mod report;
 mod soak;
 mod stats;
@@ -170,8 +172,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 a.request_rate,
                 conc.map_or("unlimited".into(), |c| c.to_string())
             );
+            let before = masking::MaskingTotals::scrape(&base);
             let results = load::run(&a, &base, &model, &prompts, conc)?;
-            let summary = stats::summarize(&label, conc, &results);
+            let mut summary = stats::summarize(&label, conc, &results);
+            if let (Some(b), Some(after)) = (before, masking::MaskingTotals::scrape(&base)) {
+                summary.masking = Some(after.cost_since(&b, summary.output_tokens, summary.duration_s));
+            }
             println!("{}", report::one_line(&summary));
             runs.push(summary);
         }

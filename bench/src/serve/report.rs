@@ -66,6 +66,7 @@ pub fn markdown(a: &Args, runs: &[RunSummary]) -> String {
         );
     }
     s.push_str(&ratio_table(runs));
+    s.push_str(&masking_table(runs));
     s.push_str("\n| server | concurrency | metric (ms) | mean | p50 | p90 | p99 |\n|---|---|---|---|---|---|---|\n");
     for r in runs {
         for (name, d) in [("TTFT", &r.ttft_ms), ("TPOT", &r.tpot_ms), ("ITL", &r.itl_ms), ("E2E", &r.e2e_ms)] {
@@ -102,6 +103,29 @@ fn ratio_table(runs: &[RunSummary]) -> String {
     }
     let mut s = String::from("\n| server | concurrency | output tok/s ÷ plain | ÷ local |\n|---|---|---|---|\n");
     rows.iter().for_each(|r| s.push_str(r));
+    s
+}
+
+/// What masking cost each masking run (see `masking`).
+fn masking_table(runs: &[RunSummary]) -> String {
+    let mut s = String::new();
+    for r in runs {
+        let Some(m) = &r.masking else { continue };
+        if s.is_empty() {
+            s.push_str("\n| server | concurrency | online answer checks, ms / output token | share of the run's wall time | all checks (pad batches, references), ms / output token | rows masked | dummy rows (share) |\n|---|---|---|---|---|---|---|\n");
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.3} | {:.1} % | {:.3} | {:.0} | {:.1} % |",
+            r.label,
+            conc(r.concurrency),
+            m.online_check_ms_per_token,
+            100.0 * m.online_check_share,
+            m.all_checks_ms_per_token,
+            m.masked_rows,
+            100.0 * m.dummy_share
+        );
+    }
     s
 }
 

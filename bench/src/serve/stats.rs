@@ -46,6 +46,8 @@ pub struct RunSummary {
     pub tpot_ms: Dist,
     pub itl_ms: Dist,
     pub e2e_ms: Dist,
+    /// What masking cost (masking servers only; set by the caller).
+    pub masking: Option<super::masking::MaskingCost>,
 }
 
 pub fn summarize(label: &str, concurrency: Option<usize>, results: &[RequestResult]) -> RunSummary {
@@ -74,6 +76,7 @@ pub fn summarize(label: &str, concurrency: Option<usize>, results: &[RequestResu
         tpot_ms: dist(&tpots, 1e3),
         itl_ms: dist(&itls, 1e3),
         e2e_ms: dist(&ok.iter().map(|r| r.e2e).collect::<Vec<_>>(), 1e3),
+        masking: None,
     }
 }
 

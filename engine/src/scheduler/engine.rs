@@ -305,6 +305,7 @@ impl Engine {
                 tracing::warn!("backend work after the step failed: {e:#}");
             }
         }
+        self.stats.publish_masking(self.linear.masking_counters());
         report
     }
 

@@ -2,7 +2,9 @@
 //! command, read lock-free by the HTTP side (`/metrics`, `/health`).
 
 use super::policy::StepPlan;
+use crate::linear::MaskingCounters;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct EngineStats {
@@ -23,6 +25,11 @@ pub struct EngineStats {
     generation_tokens_total: AtomicU64,
     alive: AtomicBool,
     ready: AtomicBool,
+    masked: AtomicBool,
+    online_rows_total: AtomicU64,
+    dummy_rows_total: AtomicU64,
+    online_check_ns_total: AtomicU64,
+    all_checks_ns_total: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -55,6 +62,8 @@ pub struct StatsSnapshot {
     /// The backend's start-up work is done (ReMO: pad pools filled), so a
     /// request is served at full speed.
     pub ready: bool,
+    /// A masking backend's totals (`Linear::masking_counters`).
+    pub masking: Option<MaskingCounters>,
 }
 
 impl StatsSnapshot {
@@ -98,7 +107,23 @@ impl EngineStats {
             generation_tokens_total: self.generation_tokens_total.load(Relaxed),
             alive: self.alive.load(Relaxed),
             ready: self.ready.load(Relaxed),
+            masking: self.masked.load(Relaxed).then(|| MaskingCounters {
+                online_rows: self.online_rows_total.load(Relaxed),
+                dummy_rows: self.dummy_rows_total.load(Relaxed),
+                online_check: Duration::from_nanos(self.online_check_ns_total.load(Relaxed)),
+                all_checks: Duration::from_nanos(self.all_checks_ns_total.load(Relaxed)),
+            }),
         }
+    }
+
+    pub(crate) fn publish_masking(&self, m: Option<MaskingCounters>) {
+        let Some(m) = m else { return };
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.online_rows_total.store(m.online_rows, Relaxed);
+        self.dummy_rows_total.store(m.dummy_rows, Relaxed);
+        self.online_check_ns_total.store(ns(m.online_check), Relaxed);
+        self.all_checks_ns_total.store(ns(m.all_checks), Relaxed);
+        self.masked.store(true, Relaxed);
     }
 
     pub(crate) fn publish(&self, o: &Occupancy) {

@@ -12,7 +12,7 @@ use crate::online::worker::{check_finite, WorkerMatmul};
 use crate::pads::pools::PadPools;
 use crate::pads::secure_rng::SecureRng;
 use crate::setup::RemoSetup;
-use crate::verify::AnswerChecks;
+use crate::verify::{AnswerChecks, CheckStats};
 use talaria_kernels::{mixed, Float, Precision, Rows, RowsMut};
 
 pub use crate::params::RemoParams;
@@ -112,6 +112,12 @@ impl<P: Float> Remo<P> {
         self.online_rows += rows as u64;
         self.dummy_rows += (sent - rows) as u64;
         Ok(())
+    }
+
+    /// Real rows sent, dummy rows added by the row buckets, and the answer
+    /// checks so far: the per-step counters, without a whole report.
+    pub fn traffic(&self) -> (u64, u64, CheckStats) {
+        (self.online_rows, self.dummy_rows, self.pools.total_stats().checks)
     }
 
     /// Pools, statistics and the leakage bound, for the CLI.

@@ -141,6 +141,31 @@ impl Collector for EngineCollector {
         for (name, help, v) in counters {
             ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)?;
         }
+        // Only a masking backend has these (absent, not zero, otherwise).
+        if let Some(m) = e.masking {
+            let rows: [(&str, &str, u64); 2] = [
+                ("masked_rows", "Real rows masked and sent to the worker, summed over ops.", m.online_rows),
+                ("bucket_dummy_rows", "Dummy rows added to reach the row buckets (each spends a pad).", m.dummy_rows),
+            ];
+            for (name, help, v) in rows {
+                ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+            }
+            let seconds: [(&str, &str, f64); 2] = [
+                (
+                    "answer_check_online_seconds",
+                    "CVM time verifying online answers (on the steps' critical path).",
+                    m.online_check.as_secs_f64(),
+                ),
+                (
+                    "answer_check_seconds",
+                    "CVM time verifying every answer, pad batches and references included.",
+                    m.all_checks.as_secs_f64(),
+                ),
+            ];
+            for (name, help, v) in seconds {
+                ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+            }
+        }
         Ok(())
     }
 }
@@ -176,6 +201,27 @@ mod tests {
         let series = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty());
         for l in series {
             assert!(l.contains("model_name=\"m\""), "a series without the model label: {l}");
+        }
+    }
+
+    #[test]
+    fn masking_counters_appear_only_for_a_masking_backend() {
+        let m = ServerMetrics::new("m");
+        assert!(!m.render(&StatsSnapshot::default()).contains("answer_check"), "an unmasked backend has no checks");
+        let masking = talaria_engine::MaskingCounters {
+            online_rows: 96,
+            dummy_rows: 32,
+            online_check: std::time::Duration::from_millis(250),
+            all_checks: std::time::Duration::from_secs(2),
+        };
+        let text = m.render(&StatsSnapshot { masking: Some(masking), ..Default::default() });
+        for line in [
+            "talaria_masked_rows_total{model_name=\"m\"} 96\n",
+            "talaria_bucket_dummy_rows_total{model_name=\"m\"} 32\n",
+            "talaria_answer_check_online_seconds_total{model_name=\"m\"} 0.25\n",
+            "talaria_answer_check_seconds_total{model_name=\"m\"} 2.0\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
     }
 

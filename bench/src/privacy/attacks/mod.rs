@@ -2,6 +2,7 @@
 //! view) plus what the attacker computes itself (candidate rows, public
 //! parameters) and guesses the tokens of every forward step.
 
+pub mod chosen_pads;
 pub mod complement;
 pub mod dict_view;
 pub mod fastica;
@@ -51,6 +52,9 @@ pub enum Assumption {
     ButterflyForm,
     /// The number of real rows per step (lengths are not hidden).
     RowCounts,
+    /// Submits its own requests and knows their tokens (chosen plaintext),
+    /// including the steps where they run alone.
+    OwnRequests,
 }
 
 impl Assumption {
@@ -64,6 +68,7 @@ impl Assumption {
             Self::PadBatches => "pads",
             Self::ButterflyForm => "butterfly",
             Self::RowCounts => "rows",
+            Self::OwnRequests => "own",
         }
     }
 }

@@ -78,7 +78,7 @@ impl Attack for PadGram {
             guesses: dec.stacked.guesses_from_rows(ev, &dec.per_row),
             notes: format!(
                 "Gram excess ×{excess:.2} (1 = independent rows), {partners:.1} partners/row; best pad |cos| {:.2}",
-                dec.mean_best_cos
+                dec.mean_best_cos()
             ),
         }))
     }

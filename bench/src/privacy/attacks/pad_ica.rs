@@ -61,7 +61,7 @@ impl Attack for PadIca {
                 self.components,
                 bs.len(),
                 iters,
-                dec.mean_best_cos
+                dec.mean_best_cos()
             ),
         }))
     }

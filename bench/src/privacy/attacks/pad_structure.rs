@@ -63,7 +63,7 @@ impl Attack for PadStructure {
                 "partners/row {:.1} raw → {:.1} after peeling H; best pad |cos| {:.2}",
                 before / n,
                 after / peeled as f64,
-                dec.mean_best_cos
+                dec.mean_best_cos()
             )
         };
         Ok(Some(AttackOutcome { guesses: dec.stacked.guesses_from_rows(ev, &dec.per_row), notes }))

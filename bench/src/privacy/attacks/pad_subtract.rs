@@ -14,9 +14,15 @@ use crate::privacy::mat::{Rows32, Rows64};
 pub struct PadDecode {
     pub stacked: StackedRows,
     pub per_row: Vec<(u32, f64)>,
-    /// Mean over online rows of the best |cos| with a pad estimate
-    /// (whitened); near 1 means the pad was found.
-    pub mean_best_cos: f64,
+    /// Per stacked row, the best |cos| with a pad estimate (whitened);
+    /// near 1 means the row's pad was found.
+    pub best_cos: Vec<f64>,
+}
+
+impl PadDecode {
+    pub fn mean_best_cos(&self) -> f64 {
+        self.best_cos.iter().sum::<f64>() / self.best_cos.len().max(1) as f64
+    }
 }
 
 /// `pads`: estimates of individual pads in channel units (any scale/sign).
@@ -33,7 +39,7 @@ pub fn decode_with_pads(ev: &Evidence, id: OpId, dict: &Rows32, pads: &Rows64, s
     let (pw, _) = normalize_rows(&whiten(pads));
     let corr = gemm_abt64(&yw, &pw);
     let mut cleaned = Rows32::zeros(yw.rows, yw.cols);
-    let mut best_cos = 0.0;
+    let mut best_cos = vec![0.0; yw.rows];
     for i in 0..yw.rows {
         let yn = yw.row(i).iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-300);
         let row = corr.row(i);
@@ -41,7 +47,7 @@ pub fn decode_with_pads(ev: &Evidence, id: OpId, dict: &Rows32, pads: &Rows64, s
         let out = cleaned.row_mut(i);
         match j {
             Some(j) => {
-                best_cos += row[j].abs() / yn;
+                best_cos[i] = row[j].abs() / yn;
                 out.iter_mut().zip(yw.row(i)).zip(pw.row(j)).for_each(|((o, &y), &p)| *o = (y - row[j] * p) as f32);
             }
             None => out.iter_mut().zip(yw.row(i)).for_each(|(o, &v)| *o = v as f32),
@@ -58,5 +64,5 @@ pub fn decode_with_pads(ev: &Evidence, id: OpId, dict: &Rows32, pads: &Rows64, s
         let n = cleaned.row(i).iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-30);
         per_row[i] = (t as u32, (score[t] / n) as f64);
     });
-    PadDecode { mean_best_cos: best_cos / yw.rows.max(1) as f64, stacked, per_row }
+    PadDecode { best_cos, stacked, per_row }
 }

@@ -61,7 +61,7 @@ pub fn conversations(tok: &Tokenizer, n: usize) -> Result<Vec<SequenceTokens>> {
             let mut tokens = prompt.clone();
             let reply_ids = tok.encode(reply)?;
             tokens.extend_from_slice(&reply_ids[bos.len()..]);
-            Ok(SequenceTokens { prompt_len: prompt.len(), bos: !bos.is_empty(), tokens })
+            Ok(SequenceTokens { prompt_len: prompt.len(), bos: !bos.is_empty(), tokens, attacker: false })
         })
         .collect()
 }
@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn settings_split_steps() {
-        let seqs = vec![SequenceTokens { tokens: vec![1, 2, 3, 4], prompt_len: 2, bos: false }];
+        let seqs = vec![SequenceTokens { tokens: vec![1, 2, 3, 4], prompt_len: 2, bos: false, attacker: false }];
         let p = Setting::Prefill.tokens_file(seqs.clone());
         assert_eq!(p.steps.clone().unwrap(), vec![vec![(0, 0), (0, 1)], vec![(0, 2)], vec![(0, 3)]]);
         p.validate().unwrap();

@@ -12,6 +12,10 @@ pub enum Scheme {
     /// `X + Z·B`: `B` a secret fixed orthonormal basis of rank d_in/4,
     /// `Z` fresh Gaussian noise (scale κ) per call.
     LowRank,
+    /// `Π·(X + 1·rᵀ)`: one secret Gaussian pad (scale κ) drawn once and
+    /// added to every row of the session, rows shuffled per call. Falls to
+    /// a worker that knows one of its own rows (chosen plaintext).
+    StaticPad,
     /// ReMO: `Π·(X + R)`, pads from batches sent as `M·R` with `rounds`
     /// butterfly rounds (3 = the protocol; 0 and 1 are weak variants).
     Remo { rounds: usize },
@@ -24,6 +28,7 @@ impl Scheme {
             Self::Permute => "permute".into(),
             Self::Mix => "mix".into(),
             Self::LowRank => "lowrank".into(),
+            Self::StaticPad => "static-pad".into(),
             Self::Remo { rounds: 0 } => "remo-nomix".into(),
             Self::Remo { rounds: 1 } => "remo-1round".into(),
             Self::Remo { rounds: 3 } => "remo".into(),
@@ -38,11 +43,11 @@ impl Scheme {
 
     /// Whether κ changes what the scheme sends (swept for ReMO).
     pub fn uses_kappa(self) -> bool {
-        matches!(self, Self::Remo { .. } | Self::LowRank)
+        matches!(self, Self::Remo { .. } | Self::LowRank | Self::StaticPad)
     }
 
-    pub fn all_weak() -> [Scheme; 6] {
-        [Self::Plain, Self::Permute, Self::Mix, Self::LowRank, Self::Remo { rounds: 0 }, Self::Remo { rounds: 1 }]
+    pub fn all_weak() -> [Scheme; 7] {
+        [Self::Plain, Self::Permute, Self::Mix, Self::LowRank, Self::StaticPad, Self::Remo { rounds: 0 }, Self::Remo { rounds: 1 }]
     }
 
     pub const REMO: Scheme = Scheme::Remo { rounds: 3 };

@@ -91,6 +91,11 @@ pub fn simulate(scheme: Scheme, kappa: f64, tokens: &TokensFile, input: &SimInpu
         Scheme::LowRank => Some(orthonormal_rows_from(&gaussian(rank, d, |_| 1.0, &mut rng))?),
         _ => None,
     };
+    // The static-pad scheme's one pad, fixed for the whole session.
+    let static_pad = match scheme {
+        Scheme::StaticPad => Some(gaussian(1, d, |c| kappa * input.scales[c], &mut rng)),
+        _ => None,
+    };
     let mut pool = PadPool {
         sigma: input.scales.iter().map(|s| kappa * s).collect(),
         rounds: if let Scheme::Remo { rounds } = scheme { rounds } else { 0 },
@@ -121,8 +126,11 @@ pub fn simulate(scheme: Scheme, kappa: f64, tokens: &TokensFile, input: &SimInpu
                 y.data.iter_mut().zip(&x.data).for_each(|(v, xv)| *v += xv);
                 (CallKind::Online, NpyDtype::F64, y, identity)
             }
-            Scheme::Remo { .. } => {
-                let r = pool.take(n, &mut rng, &mut calls, id)?;
+            Scheme::StaticPad | Scheme::Remo { .. } => {
+                let r = match &static_pad {
+                    Some(pad) => pad.select(&vec![0; n]),
+                    None => pool.take(n, &mut rng, &mut calls, id)?,
+                };
                 let mut y = x;
                 y.data.iter_mut().zip(&r.data).for_each(|(v, p)| *v += p);
                 let p = permutation(n, &mut rng);
@@ -146,6 +154,7 @@ pub fn simulate(scheme: Scheme, kappa: f64, tokens: &TokensFile, input: &SimInpu
             remo["pad_rows"] = pad_rows(d).into();
             remo["mixing_rounds"] = rounds.into();
         }
+        Scheme::StaticPad => remo["kappa"] = kappa.into(),
         Scheme::LowRank => {
             remo["rank"] = rank.into();
             remo["noise_kappa"] = kappa.into();
