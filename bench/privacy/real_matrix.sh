@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-target/privacy-real}
 KAPPAS=${KAPPAS-"1 10 100 1000 10000"}
-FAST_KAPPAS=${FAST_KAPPAS-"100"}
+FAST_KAPPAS=${FAST_KAPPAS-"100 1000"}
 MAX_TOKENS=${MAX_TOKENS:-24}
 LAYERS=${LAYERS:-0}
 cargo build --release -q
@@ -30,7 +30,7 @@ record() {
     target/release/talaria generate --chat --prompts-file bench/privacy/prompts.txt --max-tokens "$MAX_TOKENS" \
         --record "$OUT/rec/$name" --record-layers "$LAYERS" "$@" >"$OUT/rec/$name.log" 2>&1
 }
-record plain --mode plain
+record plain --mode plain --insecure
 for k in $KAPPAS; do
     record "remo-k$k" --privacy-level "$k"
 done

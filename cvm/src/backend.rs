@@ -68,7 +68,7 @@ pub struct BackendArgs {
     #[arg(long, default_value = "exact")]
     pub precision: Precision,
     /// ReMO privacy level κ (pad σ = κ · channel scale); default 1e4 for
-    /// `--precision exact`, 1e2 for `fast`.
+    /// `--precision exact`, 1e3 for `fast`.
     #[arg(long)]
     pub privacy_level: Option<f64>,
     /// Online calls padded with masked dummy rows up to a bucket, so the

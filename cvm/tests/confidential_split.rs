@@ -57,14 +57,14 @@ fn confidential_matches_plain_over_tcp() {
     check_logits("tcp", &got_logits, &want_logits);
 }
 
-/// The fast mode (f32 pads and wire, default κ = 10²) against the plain
-/// f32 engine: the f32 rounding of `X + R` is ~κ·2⁻²⁴ of σ (twice the
-/// calibration peak), which the 30 layers grow to 0.15–0.4 in the logits
-/// (0.7 at κ = 300; at κ = 10³ continuations part). So greedy tokens are
-/// the plain engine's except at near-ties: these prompts have a step whose
-/// top two logits are 0.05 apart. Checked per prompt: up to the first
-/// differing token the logits are within 0.6, and a differing token may
-/// only come at a step whose plain top-1/top-2 gap is within that.
+/// The fast mode (f32 pads and wire, default κ = 10³) against the plain
+/// f32 engine: the f32 rounding of `X + R` is ~κ·2⁻²⁴ of σ, which the 30
+/// layers grow to 1.4–1.6 in the logits at κ = 10³ (0.15–0.4 at κ = 10²,
+/// which leaks: docs/decisions.md). So greedy tokens are the plain
+/// engine's except where the top two logits are close. Checked per prompt:
+/// up to the first differing token the logits are within 2.5, and a
+/// differing token may only come at a step whose plain top-1/top-2 gap is
+/// within twice the error measured there.
 #[test]
 fn fast_mode_matches_the_plain_f32_engine_up_to_near_ties() {
     const VOCAB: usize = 49152;
@@ -83,7 +83,7 @@ fn fast_mode_matches_the_plain_f32_engine_up_to_near_ties() {
             let (w, g) = (&want_logits[at.clone()], &got_logits[at]);
             let d = top10_diff(g, w);
             worst = worst.max(d);
-            assert!(d <= 0.6, "prompt {p} step {i}: top-10 max |Δlogit| = {d}");
+            assert!(d <= 2.5, "prompt {p} step {i}: top-10 max |Δlogit| = {d}");
             if i == same && same < n {
                 let mut v = w.to_vec();
                 v.sort_unstable_by(|a, b| b.total_cmp(a));

@@ -73,16 +73,16 @@ impl Default for RemoParams {
 /// Exact (f64 pads and accumulation): products within ~1e-10 of exact at
 /// κ = 10⁴, logits equal to the plain exact engine's up to one f32 ulp.
 /// Fast (f32 pads, f32 accumulation, bf16 limbs on AMX or tensor cores):
-/// the worker's f32 rounding of `X + R` is ~κ·2⁻²⁴ of σ, and σ sits at
-/// twice the calibration peak, so κ = 10²: logits within ~0.2 of the plain
-/// f32 engine's (greedy tokens identical on the reference prompts), no
-/// attack of the suite above chance on real recordings, and a worst-case
-/// bound of 7 bits per position (rows at their calibration scale) against
-/// 7e-4 for the exact mode.
+/// the worker's f32 rounding of `X + R` is ~κ·2⁻²⁴ of σ, so the error grows
+/// with κ. At κ = 10² the sequential attack over every layer, guided by the
+/// model's prior, beat its null twin on real recordings (bound: 7 bits per
+/// position); at κ = 10³ it did not (bound 0.07 bits), at the price of
+/// logits about 10× further from the plain f32 engine's
+/// (docs/decisions.md, "Fast mode at κ = 10³").
 pub fn default_kappa(precision: Precision) -> f64 {
     match precision {
         Precision::F64 => 1e4,
-        Precision::F32 => 1e2,
+        Precision::F32 => 1e3,
     }
 }
 

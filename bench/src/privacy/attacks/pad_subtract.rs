@@ -40,14 +40,14 @@ pub fn decode_with_pads(ev: &Evidence, id: OpId, dict: &Rows32, pads: &Rows64, s
     let corr = gemm_abt64(&yw, &pw);
     let mut cleaned = Rows32::zeros(yw.rows, yw.cols);
     let mut best_cos = vec![0.0; yw.rows];
-    for i in 0..yw.rows {
+    for (i, best) in best_cos.iter_mut().enumerate() {
         let yn = yw.row(i).iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-300);
         let row = corr.row(i);
         let j = (0..row.len()).max_by(|&a, &b| row[a].abs().total_cmp(&row[b].abs()));
         let out = cleaned.row_mut(i);
         match j {
             Some(j) => {
-                best_cos[i] = row[j].abs() / yn;
+                *best = row[j].abs() / yn;
                 out.iter_mut().zip(yw.row(i)).zip(pw.row(j)).for_each(|((o, &y), &p)| *o = (y - row[j] * p) as f32);
             }
             None => out.iter_mut().zip(yw.row(i)).for_each(|(o, &v)| *o = v as f32),
