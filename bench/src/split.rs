@@ -141,7 +141,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
     let row = |name: &str, steps: f64, total: f64, t: &StepTimings, (online_s, verify_s): (f64, f64), worker_s: f64, plain_total: f64| {
         let masking = (t.linear_s - online_s).max(0.0);
-        let transport = (online_s - worker_s).max(0.0);
+        // The answer is unmasked and checked inside the round trip.
+        let transport = (online_s - worker_s - verify_s).max(0.0);
         let with_refill = total + refill_per_token_s * if name.starts_with("prefill") { a.prefill as f64 } else { steps };
         format!(
             "| {name} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} |\n",
@@ -162,7 +163,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         (busy, m.stats[to].online_checks_s() - m.stats[from].online_checks_s())
     };
     let mut table = String::from(
-        "| phase | plain tok/s | confidential tok/s | ratio (pads ready) | ratio (refill amortized) | CVM compute ms/step | masking ms/step | of which answer checks ms/step | transport ms/step | worker compute ms/step | pad refill ms/step (amortized) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| phase | plain tok/s | confidential tok/s | ratio (pads ready) | ratio (refill amortized) | CVM compute ms/step | masking ms/step | answer checks ms/step | transport ms/step | worker compute ms/step | pad refill ms/step (amortized) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     table.push_str(&row(
         &format!("prefill {}", a.prefill),
@@ -186,10 +187,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "Weights {dtype_name}; confidential = ReMO κ=1e4 exact f64 mode, worker process over the shared-memory ring (worker backend auto: CUDA where a GPU is present, else the CPUs it shares with the CVM). \
 Pools are filled before each phase (initial fill {fill_s:.1}s for {batches:.0} pad batches); 'refill amortized' adds each position's share of pad-batch time \
 ({:.2} ms per position, CVM mixing + worker GEMM; a batch takes {:.1} ms, {:.0} % of it in the worker call; CVM side per batch: \
-{:.1} ms drawing R, {:.1} ms mixing, {:.1} ms unmixing, {:.1} ms keeping). Worker compute is the worker's own busy time on the online calls (it reports it when pinged); transport = online round trip − worker compute; \
+{:.1} ms drawing R, {:.1} ms mixing, {:.1} ms unmixing, {:.1} ms keeping). Worker compute is the worker's own busy time on the online calls (it reports it when pinged); transport = online round trip − worker compute − answer checks \
+(it includes writing the masked rows into the frame and unmasking the answer from it); \
 masking = linear time − online round trip (it includes pad batches made synchronously on the critical path: \
 {} during prefill, {} during decode; {} and {} rows scaled down to the energy budget). Plain CVM compute {:.2} ms/step (decode). \
-Answer verification (DESIGN §3): online answers are checked inside the masking time (the column above); pad batches are checked during refill \
+Answer verification (DESIGN §3): online answers are checked row by row as they are unmasked, inside the round trip (their own column); pad batches are checked during refill \
 ({:.1} ms per batch, in the refill figure), and each op's reference is derived once per session from its first batch ({:.0} ms in all, in the initial fill).",
         refill_per_token_s * 1e3,
         final_stats.refill_ms / batches.max(1.0),

@@ -94,7 +94,7 @@ pub fn markdown(r: &SuiteReport) -> String {
     for f in &r.gate.failures {
         let _ = writeln!(s, "- {f}");
     }
-    let _ = writeln!(s, "\n## Full matrix\n\nAssumptions: dict = layer-0 inputs are a public dictionary; sigma = public pad scales; model = runs the plain model; subspace = noise subspace fixed across calls; mixlaw = law of the secret mixing; pads = sees pad batches; butterfly = public form of M; rows = real rows per step. Null twin: the same attack on the recording with every masked row replaced by a pure pad (gated ReMO rows only; mean of 3 pad draws): its floor without information.\n");
+    let _ = writeln!(s, "\n## Full matrix\n\nAssumptions: dict = layer-0 inputs are a public dictionary; sigma = public pad scales; model = runs the plain model; subspace = noise subspace fixed across calls; mixlaw = law of the secret mixing; pads = sees pad batches; butterfly = public form of M; rows = real rows per step; own = submits requests of its own and knows their tokens. Null twin: the same attack on the recording with every masked row replaced by a pure pad (ReMO at each mode's default κ, or every masked recording with --null-twins; mean of 3 pad draws): its floor without information.\n");
     let _ = writeln!(s, "| scheme | κ | setting | attack | assumptions | top-1 | null twin | prompt | response | bag recall | s | notes |\n|---|---|---|---|---|---|---|---|---|---|---|---|");
     for x in &r.rows {
         let _ = writeln!(

@@ -161,7 +161,11 @@ impl Engine {
     /// is pending; returns whether anything was done.
     pub fn idle(&mut self, budget: std::time::Duration) -> bool {
         match self.linear.idle(budget) {
-            Ok(did) => did,
+            Ok(did) => {
+                // Pad batches were checked: the counters moved.
+                self.stats.publish_masking(self.linear.masking_counters());
+                did
+            }
             Err(e) => {
                 tracing::warn!("backend idle work failed: {e:#}");
                 false
@@ -344,6 +348,7 @@ impl Engine {
             kv_used_blocks: (a.total_blocks() - a.free_blocks()) as u64,
             kv_total_blocks: a.total_blocks() as u64,
         });
+        self.stats.publish_masking(self.linear.masking_counters());
     }
 }
 

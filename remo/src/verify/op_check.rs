@@ -196,18 +196,18 @@ impl OpCheck {
         }
     }
 
-    /// Accounts one checked answer; its worst row decides.
+    /// Accounts one checked answer; its worst row decides. `spent`: the
+    /// CVM time of the check alone (not the call it checks).
     pub fn finish(
         &mut self,
         kind: CallKind,
         tolerance: Tolerance,
         rows: usize,
         worst: (usize, f64),
-        started: Instant,
+        spent: Duration,
     ) -> Result<(), RemoError> {
         self.stats.calls += 1;
         self.stats.rows += rows as u64;
-        let spent = started.elapsed();
         self.stats.time += spent;
         if kind == CallKind::Online {
             self.stats.online_time += spent;
@@ -247,7 +247,7 @@ impl OpCheck {
             .enumerate()
             .map(|(i, (x, y))| (i, self.ratio(&minus_scaled(project(y, &self.v), 1.0, project(x, z)), norm(x), tolerance)))
             .reduce(|| (0, 0.0), max_ratio);
-        self.finish(CallKind::PadBatch, tolerance, r.len() / d_in, worst, started)?;
+        self.finish(CallKind::PadBatch, tolerance, r.len() / d_in, worst, started.elapsed())?;
         for t in std::mem::take(&mut self.pending) {
             self.check_plain(&t.x, &t.yv)?;
         }
@@ -279,7 +279,7 @@ impl OpCheck {
             .enumerate()
             .map(|(i, (row, yv))| (i, self.ratio(&minus_scaled(*yv, 1.0, project(row, z)), norm(row), tolerance)))
             .fold((0, 0.0), max_ratio);
-        self.finish(CallKind::Plain, tolerance, yv.len(), worst, started)
+        self.finish(CallKind::Plain, tolerance, yv.len(), worst, started.elapsed())
     }
 }
 
