@@ -18,18 +18,20 @@ fn local_and_worker_backends_serve_the_same_greedy_text() {
     assert_eq!(plain.terminate().code(), Some(0), "clean exit, worker included");
 }
 
-/// `--precision fast` reaches the ReMO backend through the server's flags:
-/// it serves, its greedy answer starts like the plain engine's (the fast
-/// mode moves logits by tenths at most, so only a near-tie can part them,
-/// and the first tokens of this answer are far from one), and it shuts down
-/// cleanly with its worker.
+/// `--precision fast` and `--privacy-level` reach the ReMO backend through
+/// the server's flags: it serves, and at κ = 10² its greedy answer starts
+/// like the plain engine's (logits move by tenths at most there, and the
+/// first tokens of this answer are far from a near-tie), and it shuts down
+/// cleanly with its worker. At the default κ = 10³ the logits move up to
+/// ~1.6 and this answer parts after its first word; that mode's fidelity is
+/// `confidential_split.rs`'s to check.
 #[test]
 fn the_fast_confidential_mode_serves() {
     let req = json!({"messages": [{"role": "user", "content": "What is the capital of Italy?"}], "max_tokens": 12, "temperature": 0, "ignore_eos": true});
     let local = start(&["--mode", "local"]);
     let want = choice_text(&local.ok("/v1/chat/completions", &req), 0);
     drop(local);
-    let fast = start(&["--mode", "confidential", "--precision", "fast"]);
+    let fast = start(&["--mode", "confidential", "--precision", "fast", "--privacy-level", "100"]);
     let resp = fast.ok("/v1/chat/completions", &req);
     assert_eq!(resp["usage"]["completion_tokens"], 12);
     let got = choice_text(&resp, 0);
