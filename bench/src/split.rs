@@ -8,7 +8,7 @@ use std::time::Instant;
 use talaria_cvm::backend::{build_linear, Backend, BackendArgs};
 use talaria_cvm::model_source::ModelArgs;
 use talaria_cvm::worker::LinkStats;
-use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
+use talaria_engine::{DecoderModel, KvPool, Linear, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
 use talaria_models::{Checkpoint, CvmWeights, WorkerWeights};
 use talaria_remo::{RemoReport, WorkerBusy};
 
@@ -60,7 +60,7 @@ impl Snapshot {
     }
 }
 
-fn measure(model: &LlamaModel, linear: &mut Backend, a: &Args) -> anyhow::Result<Measured> {
+fn measure(model: &DecoderModel, linear: &mut Backend, a: &Args) -> anyhow::Result<Measured> {
     let mut kv = KvPool::with_precision(&model.config, (a.prefill + a.decode_steps).div_ceil(16) + 2, 16, linear.precision());
     let prompt: Vec<u32> = (0..a.prefill as u32).map(|i| 100 + (i * 7919) % 40000).collect();
     // In both modes, a serving engine's KV blocks and step buffers were
@@ -105,7 +105,7 @@ fn worker_online_s(m: &Measured, from: usize, to: usize) -> anyhow::Result<f64> 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let dtype = a.model.dtype;
     let ck = Checkpoint::open(a.model.resolve()?)?;
-    let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(&ck, dtype)?)?;
+    let model = DecoderModel::new(ck.config.clone(), CvmWeights::load(&ck, dtype)?)?;
 
     eprintln!("measuring plain (local, single process)…");
     let mut local = Backend::Local(LocalLinear::new(Arc::new(WorkerWeights::load(&ck, dtype)?)));

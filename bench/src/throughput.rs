@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
+use talaria_engine::{DecoderModel, KvPool, Linear, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
 use talaria_kernels::WeightFormat;
 use talaria_models::{fetch::ensure_default_model, Checkpoint, CvmWeights, Progress, Unit, WorkerWeights};
 
@@ -35,7 +35,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let progress = Progress::new("measurements", runs as u64, Unit::Items("measurements"));
     for d in &a.dtypes {
         let dtype = *d;
-        let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(&ck, dtype)?)?;
+        let model = DecoderModel::new(ck.config.clone(), CvmWeights::load(&ck, dtype)?)?;
         let mut linear = LocalLinear::new(Arc::new(WorkerWeights::load(&ck, dtype)?));
         let max_batch = a.batch.iter().copied().max().unwrap_or(1);
         let max_len = a.prefill.iter().copied().max().unwrap_or(128).max(64 + a.decode_steps);

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use talaria_engine::{KvPool, Linear, LlamaModel, LogitsWanted, SeqChunk, StepTimings};
+use talaria_engine::{DecoderModel, KvPool, Linear, LogitsWanted, SeqChunk, StepTimings};
 use talaria_kernels::{Float, Rows, RowsMut};
 use talaria_models::{OpId, Tokenizer};
 
@@ -72,8 +72,11 @@ fn observe_peaks<T: Float>(peak: &mut [f64], x: &[T], d_in: usize) {
 /// Measures the channel scales of every op's input on `CALIBRATION_TEXTS`,
 /// running the model over `linear` (the worker with public-data calls in
 /// the CVM; a local backend in the attack suite, which recomputes them).
-pub fn channel_scales(model: &LlamaModel, tok: &Tokenizer, linear: &mut dyn Linear) -> anyhow::Result<HashMap<OpId, Vec<f64>>> {
-    let texts: Vec<Vec<u32>> = CALIBRATION_TEXTS.iter().map(|t| tok.encode(t)).collect::<Result<_, _>>()?;
+pub fn channel_scales(model: &DecoderModel, tok: &Tokenizer, linear: &mut dyn Linear) -> anyhow::Result<HashMap<OpId, Vec<f64>>> {
+    // A model with a short context sees each text's beginning only.
+    let max = model.config.max_position_embeddings;
+    let texts: Vec<Vec<u32>> =
+        CALIBRATION_TEXTS.iter().map(|t| tok.encode(t).map(|ids| ids[..ids.len().min(max)].to_vec())).collect::<Result<_, _>>()?;
     let blocks: usize = texts.iter().map(|ids| ids.len().div_ceil(16)).sum();
     let mut kv = KvPool::new(&model.config, blocks, 16);
     let mut seqs = Vec::new();
@@ -82,9 +85,11 @@ pub fn channel_scales(model: &LlamaModel, tok: &Tokenizer, linear: &mut dyn Line
         seq.reserve(ids.len())?;
         seqs.push(seq);
     }
-    // One batched step: every text is its own sequence.
-    let chunks: Vec<SeqChunk> =
-        seqs.iter().zip(&texts).map(|(s, ids)| SeqChunk { blocks: s, tokens: ids, logits: LogitsWanted::None }).collect();
+    // One batched step: every text is its own sequence. An untied head is
+    // the worker's too, so every position asks for logits (a tied head is
+    // the CVM's, and the logits would cost it ~20 GFLOP for nothing).
+    let logits = if model.config.tie_word_embeddings { LogitsWanted::None } else { LogitsWanted::All };
+    let chunks: Vec<SeqChunk> = seqs.iter().zip(&texts).map(|(s, ids)| SeqChunk { blocks: s, tokens: ids, logits }).collect();
     let mut probe = ScaleProbe { inner: linear, peaks: HashMap::new() };
     model.forward(&chunks, &mut kv, &mut probe, &mut StepTimings::default())?;
     Ok(probe.peaks.into_iter().map(|(id, peak)| (id, scales_from_peaks(peak))).collect())

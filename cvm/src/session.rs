@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use talaria_engine::LlamaModel;
+use talaria_engine::DecoderModel;
 use talaria_kernels::{Precision, WeightFormat};
 use talaria_models::{Checkpoint, CvmWeights, Role};
 use talaria_remo::{leakage_bound_bits, AnswerChecks, RemoParams, RemoSetup};
@@ -33,7 +33,7 @@ impl SessionRecipe {
         let Some((precision, params)) = self.remo else {
             return Ok(ServingScheme::plain());
         };
-        let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(ck, self.dtype)?)?;
+        let model = DecoderModel::new(ck.config.clone(), CvmWeights::load(ck, self.dtype)?)?;
         let mut checks = AnswerChecks::for_config(&ck.config)?;
         let scales = channel_scales(&model, &ck.tokenizer, &mut PublicDataLinear { link, checks: &mut checks })
             .context("calibrating channel scales")?;

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, Rows, RowsMut, SeqChunk, StepTimings};
+use talaria_engine::{DecoderModel, KvPool, Linear, LocalLinear, LogitsWanted, Rows, RowsMut, SeqChunk, StepTimings};
 use talaria_kernels::WeightFormat;
 use talaria_models::{fetch::ensure_default_model, Checkpoint, CvmWeights, WorkerWeights};
 
@@ -37,7 +37,7 @@ impl Linear for ExactProducts {
 fn main() -> anyhow::Result<()> {
     let prefill: usize = std::env::args().nth(1).map_or(512, |v| v.parse().unwrap());
     let ck = Checkpoint::open(ensure_default_model(false)?)?;
-    let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(&ck, WeightFormat::Stored)?)?;
+    let model = DecoderModel::new(ck.config.clone(), CvmWeights::load(&ck, WeightFormat::Stored)?)?;
     let weights = Arc::new(WorkerWeights::load(&ck, WeightFormat::Stored)?);
     let tokens: Vec<u32> = (0..prefill as u32).map(|i| 100 + (i * 37) % 5000).collect();
     for round in 0..2 {

@@ -10,7 +10,7 @@ use talaria_models::Tokenizer;
 
 use crate::kv_cache::{KvFull, KvPool};
 use crate::linear::Linear;
-use crate::model::{ForwardError, LlamaModel, StepTimings};
+use crate::model::{DecoderModel, ForwardError, StepTimings};
 use crate::sampling::{SampledToken, Sampler, SamplingParams};
 use crate::scheduler::{advance_and_sample, forward_plan, FinishReason, Scheduler, SchedulerConfig, SeqSpec, Sequence};
 use crate::stop::StopStrings;
@@ -57,7 +57,7 @@ pub enum GenerateError {
 /// `on_step(logits, token, text_piece)` sees the logits each token was
 /// sampled from and the text that became final with it.
 pub fn generate(
-    model: &LlamaModel,
+    model: &DecoderModel,
     kv: &mut KvPool,
     linear: &mut dyn Linear,
     tok: &Tokenizer,

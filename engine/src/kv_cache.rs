@@ -11,7 +11,7 @@ pub use crate::prefix_hash::BlockHash;
 
 use talaria_kernels::cpu::{KernelError, PagedKv, PagedKvMut};
 use talaria_kernels::{Float, Precision};
-use talaria_models::LlamaConfig;
+use talaria_models::ModelConfig;
 
 pub const DEFAULT_BLOCK_SIZE: usize = 16;
 
@@ -226,7 +226,7 @@ pub struct KvCache<T> {
 impl<T: Float> KvCache<T> {
     /// Zero-initialised lazily by the OS, so an unused budget costs
     /// address space only.
-    fn new(cfg: &LlamaConfig, num_blocks: usize, block_size: usize) -> Self {
+    fn new(cfg: &ModelConfig, num_blocks: usize, block_size: usize) -> Self {
         let per_layer = num_blocks * block_size * cfg.kv_dim();
         let layers = cfg.num_hidden_layers;
         Self {
@@ -309,13 +309,13 @@ pub struct KvPool {
 
 impl KvPool {
     /// An f32 pool of `num_blocks` blocks (see `with_precision`).
-    pub fn new(cfg: &LlamaConfig, num_blocks: usize, block_size: usize) -> Self {
+    pub fn new(cfg: &ModelConfig, num_blocks: usize, block_size: usize) -> Self {
         Self::with_precision(cfg, num_blocks, block_size, Precision::F32)
     }
 
     /// A pool of `num_blocks` blocks for activations of `precision` (the
     /// backend's: `Linear::precision`).
-    pub fn with_precision(cfg: &LlamaConfig, num_blocks: usize, block_size: usize, precision: Precision) -> Self {
+    pub fn with_precision(cfg: &ModelConfig, num_blocks: usize, block_size: usize, precision: Precision) -> Self {
         let cache: Box<dyn Any + Send> = match precision {
             Precision::F32 => Box::new(KvCache::<f32>::new(cfg, num_blocks, block_size)),
             Precision::F64 => Box::new(KvCache::<f64>::new(cfg, num_blocks, block_size)),
@@ -350,11 +350,11 @@ impl KvPool {
     }
 
     /// Number of blocks that fit in `bytes` of memory.
-    pub fn blocks_for_budget(cfg: &LlamaConfig, bytes: usize, block_size: usize, precision: Precision) -> usize {
+    pub fn blocks_for_budget(cfg: &ModelConfig, bytes: usize, block_size: usize, precision: Precision) -> usize {
         (bytes / (block_size * Self::bytes_per_token(cfg, precision))).max(1)
     }
 
-    pub fn bytes_per_token(cfg: &LlamaConfig, precision: Precision) -> usize {
+    pub fn bytes_per_token(cfg: &ModelConfig, precision: Precision) -> usize {
         2 * cfg.num_hidden_layers * cfg.kv_dim() * precision.bytes()
     }
 
@@ -483,20 +483,8 @@ fn mismatch(held: Precision, wanted: Precision) -> KernelError {
 mod tests {
     use super::*;
 
-    fn cfg() -> LlamaConfig {
-        LlamaConfig {
-            vocab_size: 16,
-            hidden_size: 8,
-            intermediate_size: 16,
-            num_hidden_layers: 2,
-            num_attention_heads: 2,
-            num_key_value_heads: 1,
-            head_dim: 4,
-            rms_norm_eps: 1e-5,
-            rope_theta: 1e4,
-            max_position_embeddings: 64,
-            tie_word_embeddings: true,
-        }
+    fn cfg() -> ModelConfig {
+        ModelConfig { max_position_embeddings: 64, ..ModelConfig::llama(16, 8, 16, 2, 2, 1) }
     }
 
     #[test]

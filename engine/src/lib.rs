@@ -12,7 +12,7 @@ pub mod stop;
 pub use generate::{generate, GenerateError, GenerateOutput, GenerateRequest};
 pub use kv_cache::{KvCache, KvPool, SeqBlocks, DEFAULT_BLOCK_SIZE};
 pub use linear::{Linear, LocalLinear, MaskingCounters};
-pub use model::{LlamaModel, LogitsWanted, SeqChunk, StepTimings};
+pub use model::{DecoderModel, LogitsWanted, SeqChunk, StepTimings};
 pub use sampling::{SampledToken, Sampler, SamplingParams};
 pub use scheduler::FinishReason;
 pub use talaria_kernels::{Precision, Rows, RowsMut};

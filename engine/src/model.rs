@@ -1,14 +1,16 @@
-//! The Llama forward pass over a batch of sequence chunks (prefill chunks
+//! The decoder forward pass over a batch of sequence chunks (prefill chunks
 //! and decode tokens alike), weight-free except for the embedding (and the
-//! tied head): every other weight product goes through `Linear`.
+//! tied head): every other weight product goes through `Linear`. One pass
+//! serves every family; the config says which of its steps a layer has
+//! (biases, q/k norms, sandwich norms, sliding windows, the activation).
 
 use std::ops::Range;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use talaria_kernels::cpu::{matmul, rms_norm, silu_mul, AttnQuery, KernelError, RopeTable};
+use talaria_kernels::cpu::{gated_mul, matmul, rms_norm, AttnQuery, KernelError, RopeTable};
 use talaria_kernels::{Float, Precision};
-use talaria_models::{CvmWeights, LlamaConfig, Op, OpId};
+use talaria_models::{CvmWeights, ModelConfig, Op, OpId};
 
 use crate::kv_cache::{KvPool, SeqBlocks};
 use crate::linear::Linear;
@@ -50,10 +52,13 @@ pub struct StepTimings {
     pub linear_s: f64,
 }
 
-pub struct LlamaModel {
-    pub config: LlamaConfig,
+pub struct DecoderModel {
+    pub config: ModelConfig,
     pub weights: CvmWeights,
-    rope: RopeTable,
+    /// The distinct RoPE tables (Gemma 3: global and local layers) and
+    /// which one each layer uses.
+    ropes: Vec<RopeTable>,
+    layer_rope: Vec<usize>,
     /// Activation buffers kept between steps: fresh multi-MB allocations
     /// each step cost page faults (f64 prefill: ~30 MB per step).
     scratch: Mutex<StepBuffers>,
@@ -93,10 +98,26 @@ pub enum ForwardError {
     },
 }
 
-impl LlamaModel {
-    pub fn new(config: LlamaConfig, weights: CvmWeights) -> Result<Self, ForwardError> {
-        let rope = RopeTable::new(config.head_dim, config.rope_theta as f64, config.max_position_embeddings)?;
-        Ok(Self { config, weights, rope, scratch: Mutex::default() })
+impl DecoderModel {
+    pub fn new(config: ModelConfig, weights: CvmWeights) -> Result<Self, ForwardError> {
+        let c = &config;
+        let mut keys: Vec<(f32, Option<&talaria_models::RopeScaling>)> = Vec::new();
+        let mut layer_rope = Vec::with_capacity(c.num_hidden_layers);
+        for layer in 0..c.num_hidden_layers {
+            let key = (c.rope_theta_of(layer), c.rope_scaling_of(layer));
+            layer_rope.push(keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+                keys.push(key);
+                keys.len() - 1
+            }));
+        }
+        let ropes = keys
+            .iter()
+            .map(|(theta, scaling)| {
+                let divisors = scaling.map(|s| s.divisors(c.head_dim, *theta as f64));
+                RopeTable::scaled(c.head_dim, *theta as f64, divisors.as_deref(), c.max_position_embeddings)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { config, weights, ropes, layer_rope, scratch: Mutex::default() })
     }
 
     /// Sizes the step buffers for `rows` rows of `precision` now, so the
@@ -185,7 +206,12 @@ impl LlamaModel {
                 return Err(ForwardError::BadToken(tok));
             }
             let row = self.weights.embed_tokens.row_f32(tok as usize);
-            h[r * d..(r + 1) * d].iter_mut().zip(row).for_each(|(h, v)| *h = T::from_f32(v));
+            let out = &mut h[r * d..(r + 1) * d];
+            match self.config.embedding_scale {
+                // In f32, as HF scales the embedding (then widened in the exact mode).
+                Some(scale) => out.iter_mut().zip(row).for_each(|(h, v)| *h = T::from_f32(v * scale)),
+                None => out.iter_mut().zip(row).for_each(|(h, v)| *h = T::from_f32(v)),
+            }
         }
         Ok(())
     }
@@ -194,7 +220,7 @@ impl LlamaModel {
 /// One forward step in progress: the rows it runs (chunk, position), the
 /// KV cache and the linear backend, and the time spent in the latter.
 struct Step<'a> {
-    model: &'a LlamaModel,
+    model: &'a DecoderModel,
     chunks: &'a [SeqChunk<'a>],
     rows: &'a [(usize, usize)],
     kv: &'a mut KvPool,
@@ -211,7 +237,8 @@ impl Step<'_> {
         r
     }
 
-    /// Norm, qkv, RoPE, KV write, paged attention, o, residual add.
+    /// Norm, qkv (+ bias), q/k norms, RoPE, KV write, paged attention
+    /// (windowed in sliding layers), o (+ norm), residual add.
     fn attention_block<T: Float>(
         &mut self,
         layer: usize,
@@ -222,18 +249,32 @@ impl Step<'_> {
         proj: &mut [T],
     ) -> Result<(), ForwardError> {
         let c = &self.model.config;
-        let (d, qd, kvd, n) = (c.hidden_size, c.q_dim(), c.kv_dim(), self.rows.len());
+        let w = &self.model.weights.layers[layer];
+        let (d, qd, kvd, n, hd) = (c.hidden_size, c.q_dim(), c.kv_dim(), self.rows.len(), c.head_dim);
         // In the activations' precision (exact in f32 too for head_dim 64).
-        let scale = T::from_f64(1.0 / (c.head_dim as f64).sqrt()).to_f64();
-        rms_norm(h, d, c.rms_norm_eps, Some(&self.model.weights.layers[layer].input_layernorm), x);
+        let scale = T::from_f64(c.attention_scale()).to_f64();
+        let rope = &self.model.ropes[self.model.layer_rope[layer]];
+        let window = c.window_of(layer);
+        rms_norm(h, d, c.rms_norm_eps, Some(&w.input_layernorm), x);
         self.linear(OpId::new(layer, Op::Qkv), n, x, qkv)?;
         let cache = self.kv.cache_mut::<T>()?;
+        let mut head_tmp = vec![T::default(); qd.max(kvd)];
         for (r, row) in qkv.chunks_exact_mut(qd + 2 * kvd).enumerate() {
             let (ci, pos) = self.rows[r];
+            if let Some(b) = &w.self_attn.qkv_bias {
+                row.iter_mut().zip(b).for_each(|(v, &b)| *v += T::from_f32(b));
+            }
             let (q, kv_part) = row.split_at_mut(qd);
             let (k, v) = kv_part.split_at_mut(kvd);
-            self.model.rope.apply(q, c.num_attention_heads, pos)?;
-            self.model.rope.apply(k, c.num_key_value_heads, pos)?;
+            for (t, norm) in [(&mut *q, &w.self_attn.q_norm), (&mut *k, &w.self_attn.k_norm)] {
+                if let Some(g) = norm {
+                    let tmp = &mut head_tmp[..t.len()];
+                    tmp.copy_from_slice(t);
+                    rms_norm(tmp, hd, c.rms_norm_eps, Some(g), t);
+                }
+            }
+            rope.apply(q, c.num_attention_heads, pos)?;
+            rope.apply(k, c.num_key_value_heads, pos)?;
             let (block, off) = self.chunks[ci].blocks.slot(pos);
             cache.write(layer, block, off, k, v)?;
         }
@@ -245,16 +286,17 @@ impl Step<'_> {
                 q: &qkv[r * (qd + 2 * kvd)..r * (qd + 2 * kvd) + qd],
                 block_table: self.chunks[ci].blocks.block_table(),
                 context_len: pos + 1,
+                window_start: window.map_or(0, |w| (pos + 1).saturating_sub(w)),
             })
             .collect();
         T::paged_attention(&queries, &cache.layer(layer), c.num_attention_heads, scale, attn)?;
         drop(queries);
         self.linear(OpId::new(layer, Op::O), n, attn, proj)?;
-        h.iter_mut().zip(proj.iter()).for_each(|(a, &b)| *a += b);
+        add_residual(h, proj, w.attention_output_norm(), c.rms_norm_eps, d, x);
         Ok(())
     }
 
-    /// Norm, gate_up, SiLU gating, down, residual add.
+    /// Norm, gate_up, gating, down (+ norm), residual add.
     fn mlp_block<T: Float>(
         &mut self,
         layer: usize,
@@ -265,12 +307,13 @@ impl Step<'_> {
         proj: &mut [T],
     ) -> Result<(), ForwardError> {
         let c = &self.model.config;
+        let w = &self.model.weights.layers[layer];
         let n = self.rows.len();
-        rms_norm(h, c.hidden_size, c.rms_norm_eps, Some(&self.model.weights.layers[layer].post_attention_layernorm), x);
+        rms_norm(h, c.hidden_size, c.rms_norm_eps, Some(w.mlp_input_norm()), x);
         self.linear(OpId::new(layer, Op::GateUp), n, x, gate_up)?;
-        silu_mul(gate_up, c.intermediate_size, act);
+        gated_mul(gate_up, c.intermediate_size, c.hidden_act, act);
         self.linear(OpId::new(layer, Op::Down), n, act, proj)?;
-        h.iter_mut().zip(proj.iter()).for_each(|(a, &b)| *a += b);
+        add_residual(h, proj, w.post_feedforward_layernorm.as_deref(), c.rms_norm_eps, c.hidden_size, x);
         Ok(())
     }
 
@@ -307,5 +350,17 @@ impl Step<'_> {
             logits.iter_mut().zip(&out).for_each(|(l, v)| *l = v.to_f64() as f32);
         }
         Ok(logits)
+    }
+}
+
+/// `h += out`, or `h += RMSNorm(out)·γ` where the sublayer has a norm on
+/// its output (`tmp` holds the normed rows).
+fn add_residual<T: Float>(h: &mut [T], out: &[T], norm: Option<&[f32]>, eps: f32, d: usize, tmp: &mut [T]) {
+    match norm {
+        Some(g) => {
+            rms_norm(out, d, eps, Some(g), tmp);
+            h.iter_mut().zip(tmp.iter()).for_each(|(a, &b)| *a += b);
+        }
+        None => h.iter_mut().zip(out).for_each(|(a, &b)| *a += b),
     }
 }

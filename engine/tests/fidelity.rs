@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use talaria_engine::{generate, GenerateRequest, KvPool, LlamaModel, LocalLinear, SamplingParams};
+use talaria_engine::{generate, DecoderModel, GenerateRequest, KvPool, LocalLinear, SamplingParams};
 use talaria_kernels::{WeightDType, WeightFormat};
 use talaria_models::fetch::ensure_default_model;
 use talaria_models::{Checkpoint, CvmWeights, WorkerWeights};
@@ -19,8 +19,8 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
-fn engine(ck: &Checkpoint, format: WeightFormat) -> (LlamaModel, LocalLinear, KvPool) {
-    let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(ck, format).unwrap()).unwrap();
+fn engine(ck: &Checkpoint, format: WeightFormat) -> (DecoderModel, LocalLinear, KvPool) {
+    let model = DecoderModel::new(ck.config.clone(), CvmWeights::load(ck, format).unwrap()).unwrap();
     let linear = LocalLinear::new(Arc::new(WorkerWeights::load(ck, format).unwrap()));
     let kv = KvPool::new(&model.config, 64, 16);
     (model, linear, kv)
@@ -71,7 +71,7 @@ fn stored_weights_give_their_f32_conversions_logits_bit_for_bit() {
     assert_eq!(stored.weights.embed_tokens.dtype(), WeightDType::Q8_0, "the file's blocks, kept");
     let (f32_model, mut f32_linear, mut kv_b) = engine(&ck, WeightFormat::Convert(WeightDType::F32));
     let prompt = ids(&data["prompts"][0]["prompt_ids"]);
-    let logits_of = |model: &LlamaModel, linear: &mut LocalLinear, kv: &mut KvPool| {
+    let logits_of = |model: &DecoderModel, linear: &mut LocalLinear, kv: &mut KvPool| {
         let mut all: Vec<u32> = Vec::new();
         generate(model, kv, linear, &ck.tokenizer, &greedy(prompt.clone(), 8), |logits, _, _| {
             all.extend(logits.iter().map(|v| v.to_bits()));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context};
 use npyz::WriterBuilder;
-use talaria_models::{LlamaConfig, Op};
+use talaria_models::{ModelConfig, Op};
 use talaria_protocol::{CallKind, PublicParams};
 use talaria_transport::{DType, FrameHeader};
 
@@ -40,7 +40,7 @@ impl Recorder {
 
     /// Writes `manifest.json` with the model config and the public ReMO
     /// parameters the CVM announced (and which layers were recorded).
-    pub fn write_manifest(&self, config: &LlamaConfig, remo: &PublicParams) -> anyhow::Result<()> {
+    pub fn write_manifest(&self, config: &ModelConfig, remo: &PublicParams) -> anyhow::Result<()> {
         let mut m = serde_json::json!({"format_version": 1, "model": config, "remo": remo});
         if let Some(l) = &self.layers {
             m["recorded_layers"] = serde_json::json!(l);

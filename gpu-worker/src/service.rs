@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use talaria_kernels::{Float, Precision};
-use talaria_models::{op_dims, LlamaConfig, OpId, WorkerWeights};
+use talaria_models::{op_dims, ModelConfig, OpId, WorkerWeights};
 use talaria_protocol::{first_non_finite, CallKind, Hello, HelloAck, OpShape, WorkerBusy, WorkerCall, WorkerError, WORKER_PROTOCOL};
 use talaria_transport::{Connection, FrameHeader, FrameKind, Received, TransportError};
 use tracing::{info, warn};
@@ -24,7 +24,7 @@ const POOL_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
 pub const HELLO_PAYLOAD_LIMIT: u64 = 64 << 10;
 
 pub struct WorkerService {
-    pub config: LlamaConfig,
+    pub config: ModelConfig,
     pub manifest_hash: String,
     pub weights: Arc<WorkerWeights>,
     pub backend: Box<dyn MatmulBackend>,

@@ -200,6 +200,8 @@ pub trait Float:
     fn to_f64(self) -> f64;
     /// `x · sigmoid(x)`.
     fn silu(self) -> Self;
+    /// `½x(1 + tanh(√(2/π)(x + 0.044715x³)))` (PyTorch's `gelu(approximate="tanh")`).
+    fn gelu_tanh(self) -> Self;
     fn rows(v: &[Self]) -> Rows<'_>;
     fn rows_mut(v: &mut [Self]) -> RowsMut<'_>;
     /// The slice inside `r`, if it holds this type.
@@ -258,6 +260,11 @@ impl Float for f32 {
     fn silu(self) -> Self {
         crate::cpu::silu(self)
     }
+    #[inline]
+    fn gelu_tanh(self) -> Self {
+        const K: f32 = 0.797_884_6; // √(2/π)
+        0.5 * self * (1.0 + (K * (self + 0.044715 * self * self * self)).tanh())
+    }
     fn paged_attention(
         q: &[AttnQuery<f32>],
         kv: &PagedKv<'_, f32>,
@@ -274,6 +281,11 @@ impl Float for f64 {
     #[inline]
     fn silu(self) -> Self {
         self / (1.0 + crate::cpu::exp_f64(-self))
+    }
+    #[inline]
+    fn gelu_tanh(self) -> Self {
+        let k = (2.0 / std::f64::consts::PI).sqrt();
+        0.5 * self * (1.0 + (k * (self + 0.044715 * self * self * self)).tanh())
     }
     fn paged_attention(
         q: &[AttnQuery<f64>],

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
 
-use crate::config::LlamaConfig;
+use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 pub(crate) use crate::part::Part;
@@ -36,7 +36,7 @@ pub const CVM_SAFETENSORS: &str = "cvm.safetensors";
 pub const WORKER_SAFETENSORS: &str = "worker.safetensors";
 
 pub struct Checkpoint {
-    pub config: LlamaConfig,
+    pub config: ModelConfig,
     pub tokenizer: Tokenizer,
     pub path: PathBuf,
     role: Role,
@@ -97,10 +97,10 @@ impl Checkpoint {
                 let parts =
                     files.iter().map(|f| GgufFile::open_with(f, access, counter.clone()).map(Part::Gguf)).collect::<Result<Vec<_>>>()?;
                 let Part::Gguf(first) = &parts[0] else { unreachable!("GGUF parts") };
-                (LlamaConfig::from_gguf(first)?, Tokenizer::from_gguf(first)?, parts)
+                (ModelConfig::from_gguf(first)?, Tokenizer::from_gguf(first)?, parts)
             }
             Layout::HfFolder | Layout::SplitHf => {
-                let config = LlamaConfig::from_hf_json(&path.join("config.json"))?;
+                let config = ModelConfig::from_hf_json(&path.join("config.json"))?;
                 let tokenizer = Tokenizer::from_file(&path.join("tokenizer.json"))?;
                 let files =
                     if matches!(layout, Layout::HfFolder) { hf_shards(&path)? } else { halves(CVM_SAFETENSORS, WORKER_SAFETENSORS) };
@@ -173,6 +173,18 @@ impl Checkpoint {
         Ok(data)
     }
 
+    /// A norm's gain as the forward pass multiplies by it: Gemma's HF
+    /// checkpoints store `γ` for a `1 + γ` gain (added in f32, as HF does),
+    /// its GGUFs store `1 + γ` itself (llama.cpp's converter adds the 1).
+    pub fn norm_gain(&self, hf_name: &str, len: usize) -> Result<Vec<f32>> {
+        let mut g = self.tensor(hf_name, &[len])?;
+        let offset = self.config.family.norm_gain_offset();
+        if offset != 0.0 && matches!(self.part_of(hf_name)?, Part::Safetensors(_)) {
+            g.iter_mut().for_each(|v| *v += offset);
+        }
+        Ok(g)
+    }
+
     /// A weight matrix made of the tensors `names` (each `rows × cols`,
     /// stacked in this order, as `q_proj | k_proj | v_proj`), held as
     /// `format` asks. `Stored` keeps the file's bytes when all the tensors
@@ -228,7 +240,9 @@ impl Checkpoint {
 
     /// For GGUF's Q and K projections, the head count their rows are permuted by.
     fn rope_permuted_heads(&self, part: &Part, hf_name: &str) -> Option<usize> {
-        if !matches!(part, Part::Gguf(_)) {
+        // llama.cpp's converter permutes the Llama layout only; Qwen and
+        // Gemma files keep HF's row order.
+        if !matches!(part, Part::Gguf(g) if g.architecture() == "llama") {
             return None;
         }
         let c = &self.config;
@@ -343,8 +357,10 @@ fn hf_shards(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Maps an HF tensor name to llama.cpp's GGUF name.
-pub(crate) fn gguf_name(hf: &str) -> String {
+/// Maps an HF tensor name to llama.cpp's GGUF name in a file of
+/// architecture `arch` (Gemma 3 files name their sandwich norms apart from
+/// the Llama layout's `ffn_norm`).
+pub(crate) fn gguf_name(hf: &str, arch: &str) -> String {
     let fixed = [
         ("model.embed_tokens.weight", "token_embd.weight"),
         ("model.norm.weight", "output_norm.weight"),
@@ -360,8 +376,15 @@ pub(crate) fn gguf_name(hf: &str) -> String {
                 "self_attn.q_proj.weight" => "attn_q.weight",
                 "self_attn.k_proj.weight" => "attn_k.weight",
                 "self_attn.v_proj.weight" => "attn_v.weight",
+                "self_attn.q_proj.bias" => "attn_q.bias",
+                "self_attn.k_proj.bias" => "attn_k.bias",
+                "self_attn.v_proj.bias" => "attn_v.bias",
+                "self_attn.q_norm.weight" => "attn_q_norm.weight",
+                "self_attn.k_norm.weight" => "attn_k_norm.weight",
                 "self_attn.o_proj.weight" => "attn_output.weight",
-                "post_attention_layernorm.weight" => "ffn_norm.weight",
+                "post_attention_layernorm.weight" if arch == "gemma3" => "post_attention_norm.weight",
+                "post_attention_layernorm.weight" | "pre_feedforward_layernorm.weight" => "ffn_norm.weight",
+                "post_feedforward_layernorm.weight" => "post_ffw_norm.weight",
                 "mlp.gate_proj.weight" => "ffn_gate.weight",
                 "mlp.up_proj.weight" => "ffn_up.weight",
                 "mlp.down_proj.weight" => "ffn_down.weight",
@@ -415,8 +438,12 @@ mod tests {
 
     #[test]
     fn gguf_names() {
-        assert_eq!(gguf_name("model.layers.7.self_attn.o_proj.weight"), "blk.7.attn_output.weight");
-        assert_eq!(gguf_name("model.embed_tokens.weight"), "token_embd.weight");
-        assert_eq!(gguf_name("model.layers.0.mlp.down_proj.weight"), "blk.0.ffn_down.weight");
+        assert_eq!(gguf_name("model.layers.7.self_attn.o_proj.weight", "llama"), "blk.7.attn_output.weight");
+        assert_eq!(gguf_name("model.embed_tokens.weight", "llama"), "token_embd.weight");
+        assert_eq!(gguf_name("model.layers.0.mlp.down_proj.weight", "qwen2"), "blk.0.ffn_down.weight");
+        assert_eq!(gguf_name("model.layers.3.post_attention_layernorm.weight", "llama"), "blk.3.ffn_norm.weight");
+        assert_eq!(gguf_name("model.layers.3.post_attention_layernorm.weight", "gemma3"), "blk.3.post_attention_norm.weight");
+        assert_eq!(gguf_name("model.layers.3.pre_feedforward_layernorm.weight", "gemma3"), "blk.3.ffn_norm.weight");
+        assert_eq!(gguf_name("model.layers.1.self_attn.k_proj.bias", "qwen2"), "blk.1.attn_k.bias");
     }
 }

@@ -18,7 +18,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use checkpoint::Checkpoint;
-pub use config::LlamaConfig;
+pub use config::{Activation, Family, LayerAttention, ModelConfig, RopeScaling};
 pub use error::{ModelError, Result};
 pub use op::{Op, OpId};
 pub use progress::{Progress, Unit};
@@ -26,4 +26,4 @@ pub use role::{cvm_tensor_names, worker_tensor_names, Role};
 pub use split::{split_model, SplitManifest};
 pub use storage::ReadStats;
 pub use tokenizer::{ChatMessage, DecodeStream, Tokenizer};
-pub use weights::{op_dims, CvmLayer, CvmWeights, WorkerWeights};
+pub use weights::{op_dims, CvmAttn, CvmLayer, CvmWeights, WorkerWeights};

@@ -26,28 +26,28 @@ impl Part {
 
     pub(crate) fn contains(&self, hf_name: &str) -> bool {
         match self {
-            Part::Gguf(g) => g.tensor(&gguf_name(hf_name)).is_some(),
+            Part::Gguf(g) => g.tensor(&gguf_name(hf_name, g.architecture())).is_some(),
             Part::Safetensors(s) => s.tensors.contains_key(hf_name),
         }
     }
 
     pub(crate) fn tensor_f32(&self, hf_name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
         match self {
-            Part::Gguf(g) => g.tensor_f32(&gguf_name(hf_name)),
+            Part::Gguf(g) => g.tensor_f32(&gguf_name(hf_name, g.architecture())),
             Part::Safetensors(s) => s.tensor_f32(hf_name),
         }
     }
 
     pub(crate) fn tensor_bytes(&self, hf_name: &str) -> Result<Cow<'_, [u8]>> {
         match self {
-            Part::Gguf(g) => g.tensor_bytes(&gguf_name(hf_name)),
+            Part::Gguf(g) => g.tensor_bytes(&gguf_name(hf_name, g.architecture())),
             Part::Safetensors(s) => s.tensor_bytes(hf_name),
         }
     }
 
     pub(crate) fn tensor_sha256(&self, hf_name: &str) -> Result<[u8; 32]> {
         match self {
-            Part::Gguf(g) => g.tensor_sha256(&gguf_name(hf_name)),
+            Part::Gguf(g) => g.tensor_sha256(&gguf_name(hf_name, g.architecture())),
             Part::Safetensors(s) => s.tensor_sha256(hf_name),
         }
     }
@@ -57,7 +57,7 @@ impl Part {
         let missing = || ModelError::MissingTensor { path: self.path().into(), tensor: hf_name.into() };
         match self {
             Part::Gguf(g) => {
-                let t = g.tensor(&gguf_name(hf_name)).ok_or_else(missing)?;
+                let t = g.tensor(&gguf_name(hf_name, g.architecture())).ok_or_else(missing)?;
                 t.n_bytes().map(|n| n as u64).ok_or_else(|| ModelError::UnsupportedTensorType {
                     path: self.path().into(),
                     tensor: hf_name.into(),
@@ -71,14 +71,14 @@ impl Part {
     /// The element type the tensor is stored in, if this build reads it.
     pub(crate) fn stored_dtype(&self, hf_name: &str) -> Option<WeightDType> {
         match self {
-            Part::Gguf(g) => g.tensor(&gguf_name(hf_name)).and_then(|t| dtype_of_code(t.type_code)),
+            Part::Gguf(g) => g.tensor(&gguf_name(hf_name, g.architecture())).and_then(|t| dtype_of_code(t.type_code)),
             Part::Safetensors(s) => dtype_of(s.tensors.get(hf_name)?.dtype),
         }
     }
 
     pub(crate) fn stored_type(&self, hf_name: &str) -> Option<String> {
         match self {
-            Part::Gguf(g) => g.tensor_type_name(&gguf_name(hf_name)),
+            Part::Gguf(g) => g.tensor_type_name(&gguf_name(hf_name, g.architecture())),
             Part::Safetensors(s) => s.tensors.get(hf_name).map(|t| format!("{:?}", t.dtype)),
         }
     }
@@ -86,7 +86,7 @@ impl Part {
     /// Shape in PyTorch order.
     pub(crate) fn shape(&self, hf_name: &str) -> Option<Vec<usize>> {
         match self {
-            Part::Gguf(g) => g.tensor(&gguf_name(hf_name)).map(|t| t.shape()),
+            Part::Gguf(g) => g.tensor(&gguf_name(hf_name, g.architecture())).map(|t| t.shape()),
             Part::Safetensors(s) => s.tensors.get(hf_name).map(|t| t.shape.clone()),
         }
     }

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::checkpoint::{
     gguf_name, Checkpoint, Part, BUNDLE_KEY, CVM_GGUF, CVM_SAFETENSORS, TIED_KEY, WORKER_GGUF, WORKER_MANIFEST_KEY, WORKER_SAFETENSORS,
 };
+use crate::config::ROPE_FREQS;
 use crate::error::{ModelError, Result};
 use crate::gguf::{write_gguf, GgufFile, GgufTensorOut, GgufValue};
 use crate::role::{cvm_tensor_names, is_cvm_tensor, Role};
@@ -97,15 +98,19 @@ pub fn read_split_manifest(dir: &Path) -> Result<SplitManifest> {
 type Written = ((&'static str, usize), (&'static str, usize));
 
 fn write_gguf_bundles(ck: &Checkpoint, g: &GgufFile, out: &Path, hash: &str) -> Result<Written> {
-    let cvm_names: Vec<String> = cvm_tensor_names(&ck.config).iter().map(|n| gguf_name(n)).collect();
+    let cvm_names: Vec<String> = cvm_tensor_names(&ck.config).iter().map(|n| gguf_name(n, g.architecture())).collect();
     let bytes = g.tensors.iter().map(|t| g.tensor_bytes(&t.name)).collect::<Result<Vec<_>>>()?;
     let (mut cvm, mut worker) = (Vec::new(), Vec::new());
     for (t, b) in g.tensors.iter().zip(&bytes) {
-        let o = GgufTensorOut { name: t.name.clone(), dims: t.dims.clone(), type_code: t.type_code, bytes: b };
+        let o = || GgufTensorOut { name: t.name.clone(), dims: t.dims.clone(), type_code: t.type_code, bytes: b };
+        // The RoPE divisors are part of the config both halves hash.
+        if t.name == ROPE_FREQS {
+            worker.push(o());
+        }
         if cvm_names.contains(&t.name) {
-            cvm.push(o)
+            cvm.push(o())
         } else {
-            worker.push(o)
+            worker.push(o())
         }
     }
     let meta = |bundle: &str| -> Vec<(String, GgufValue)> {

@@ -5,14 +5,54 @@
 use talaria_kernels::{WeightFormat, WeightMatrix};
 
 use crate::checkpoint::Checkpoint;
-use crate::config::LlamaConfig;
+use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::op::{Op, OpId};
 
-/// One decoder layer's norm gains (`model.layers.N.*`).
+/// One decoder layer's vectors (`model.layers.N.*`), as multiplicative
+/// gains (Gemma's `1 + γ` already added).
 pub struct CvmLayer {
     pub input_layernorm: Vec<f32>,
+    /// Before the MLP, or (with sandwich norms) on the attention output.
     pub post_attention_layernorm: Vec<f32>,
+    /// Sandwich norms (Gemma 3): before the MLP, and on its output.
+    pub pre_feedforward_layernorm: Option<Vec<f32>>,
+    pub post_feedforward_layernorm: Option<Vec<f32>>,
+    pub self_attn: CvmAttn,
+}
+
+impl CvmLayer {
+    /// The gain of the norm in front of the MLP.
+    pub fn mlp_input_norm(&self) -> &[f32] {
+        self.pre_feedforward_layernorm.as_deref().unwrap_or(&self.post_attention_layernorm)
+    }
+
+    /// The gain of the norm on the attention output (sandwich norms only).
+    pub fn attention_output_norm(&self) -> Option<&[f32]> {
+        self.pre_feedforward_layernorm.as_ref().map(|_| self.post_attention_layernorm.as_slice())
+    }
+
+    fn size_bytes(&self) -> usize {
+        let a = &self.self_attn;
+        let opt = |v: &Option<Vec<f32>>| v.as_ref().map_or(0, Vec::len);
+        4 * (self.input_layernorm.len()
+            + self.post_attention_layernorm.len()
+            + opt(&self.pre_feedforward_layernorm)
+            + opt(&self.post_feedforward_layernorm)
+            + opt(&a.q_norm)
+            + opt(&a.k_norm)
+            + opt(&a.qkv_bias))
+    }
+}
+
+/// The attention's vectors the CVM applies around the worker's products.
+pub struct CvmAttn {
+    /// Per-head RMSNorm gains of q and k (`head_dim` each).
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
+    /// `q_proj.bias | k_proj.bias | v_proj.bias`, added to the unmasked
+    /// fused product.
+    pub qkv_bias: Option<Vec<f32>>,
 }
 
 pub struct CvmWeights {
@@ -104,30 +144,44 @@ impl CvmWeights {
     pub fn load(ck: &Checkpoint, format: WeightFormat) -> Result<Self> {
         let c = &ck.config;
         let d = c.hidden_size;
-        let gain = |name: String| ck.tensor(&name, &[d]);
         let layers = (0..c.num_hidden_layers)
             .map(|i| {
+                let p = |n: &str| format!("model.layers.{i}.{n}");
+                let gain = |n: &str, len: usize| ck.norm_gain(&p(n), len);
+                let sandwich = |n: &str| c.sandwich_norms.then(|| gain(n, d)).transpose();
+                let qk = |n: &str| c.qk_norm.then(|| gain(n, c.head_dim)).transpose();
+                let qkv_bias = if c.attention_bias {
+                    let mut b = ck.tensor(&p("self_attn.q_proj.bias"), &[c.q_dim()])?;
+                    b.extend(ck.tensor(&p("self_attn.k_proj.bias"), &[c.kv_dim()])?);
+                    b.extend(ck.tensor(&p("self_attn.v_proj.bias"), &[c.kv_dim()])?);
+                    Some(b)
+                } else {
+                    None
+                };
                 Ok(CvmLayer {
-                    input_layernorm: gain(format!("model.layers.{i}.input_layernorm.weight"))?,
-                    post_attention_layernorm: gain(format!("model.layers.{i}.post_attention_layernorm.weight"))?,
+                    input_layernorm: gain("input_layernorm.weight", d)?,
+                    post_attention_layernorm: gain("post_attention_layernorm.weight", d)?,
+                    pre_feedforward_layernorm: sandwich("pre_feedforward_layernorm.weight")?,
+                    post_feedforward_layernorm: sandwich("post_feedforward_layernorm.weight")?,
+                    self_attn: CvmAttn { q_norm: qk("self_attn.q_norm.weight")?, k_norm: qk("self_attn.k_norm.weight")?, qkv_bias },
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             embed_tokens: ck.weight_matrix(&[("model.embed_tokens.weight", c.vocab_size)], d, format)?,
             layers,
-            norm: gain("model.norm.weight".into())?,
+            norm: ck.norm_gain("model.norm.weight", d)?,
             tied_head: c.tie_word_embeddings,
         })
     }
 
     pub fn size_bytes(&self) -> usize {
-        self.embed_tokens.size_bytes() + (2 * self.layers.len() + 1) * self.norm.len() * 4
+        self.embed_tokens.size_bytes() + self.layers.iter().map(CvmLayer::size_bytes).sum::<usize>() + self.norm.len() * 4
     }
 }
 
 /// The output dimension of each op.
-pub fn op_dims(c: &LlamaConfig, op: Op) -> (usize, usize) {
+pub fn op_dims(c: &ModelConfig, op: Op) -> (usize, usize) {
     let d = c.hidden_size;
     match op {
         Op::Qkv => (d, c.q_dim() + 2 * c.kv_dim()),

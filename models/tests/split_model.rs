@@ -405,3 +405,54 @@ fn default_model_cvm_role_reads_only_its_tensors_and_splits() {
     assert_eq!(cvm.config, full.config);
     assert!(std::fs::metadata(tmp.0.join("cvm.gguf")).unwrap().len() < std::fs::metadata(&path).unwrap().len() / 2);
 }
+
+/// Every family's tiny transformers-made model (`testdata/tiny`), in each of
+/// its forms: split, each half opened alone for its role; the CVM half
+/// holds the family's vectors (biases, q/k norms, sandwich norms, RoPE
+/// divisors) and no matrix, and both halves name the same worker manifest.
+#[test]
+fn every_family_splits_and_its_cvm_half_holds_the_vectors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tiny");
+    for (family, forms) in [
+        ("llama", &["hf", "model.gguf"][..]),
+        ("qwen2", &["hf", "model.gguf"]),
+        ("qwen3", &["hf", "model.gguf"]),
+        ("mistral", &["hf"]),
+        ("gemma3", &["hf", "model.gguf"]),
+    ] {
+        for form in forms {
+            let what = format!("{family} {form}");
+            let original = root.join(family).join(form);
+            let tmp = TempDir::new(&format!("family-{family}-{}", form.replace(".", "-")));
+            let dir = tmp.0.join("split");
+            let manifest = split_model(&original, &dir).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let full = Checkpoint::open(&original).unwrap();
+            let cvm = Checkpoint::open_for(&dir, Role::Cvm).unwrap_or_else(|e| panic!("{what} cvm: {e}"));
+            let worker = Checkpoint::open_for(&dir, Role::Worker).unwrap_or_else(|e| panic!("{what} worker: {e}"));
+            assert_eq!(cvm.config, full.config, "{what}: the CVM half's config");
+            assert_eq!(worker.config, full.config, "{what}: the worker half's config");
+            assert_eq!(cvm.manifest_hash(), manifest.worker_manifest_hash, "{what}");
+            assert_eq!(worker.manifest_hash(), manifest.worker_manifest_hash, "{what}");
+            let a = CvmWeights::load(&cvm, WeightFormat::Stored).unwrap();
+            let b = CvmWeights::load(&full, WeightFormat::Stored).unwrap();
+            for (la, lb) in a.layers.iter().zip(&b.layers) {
+                assert_eq!(la.input_layernorm, lb.input_layernorm, "{what}");
+                assert_eq!(la.mlp_input_norm(), lb.mlp_input_norm(), "{what}");
+                assert_eq!(la.self_attn.qkv_bias, lb.self_attn.qkv_bias, "{what}");
+                assert_eq!(la.self_attn.q_norm, lb.self_attn.q_norm, "{what}");
+                assert_eq!(la.post_feedforward_layernorm, lb.post_feedforward_layernorm, "{what}");
+            }
+            let c = &full.config;
+            assert_eq!(a.layers[0].self_attn.qkv_bias.is_some(), family == "qwen2", "{what}: biases");
+            assert_eq!(a.layers[0].self_attn.q_norm.is_some(), matches!(family, "qwen3" | "gemma3"), "{what}: q/k norms");
+            assert_eq!(a.layers[0].post_feedforward_layernorm.is_some(), family == "gemma3", "{what}: sandwich norms");
+            assert!(!cvm.has_tensor("model.layers.0.self_attn.q_proj.weight"), "{what}: no matrix on the CVM");
+            WorkerWeights::load(&worker, WeightFormat::Stored).unwrap();
+            if family == "gemma3" {
+                // HF stores γ, GGUF stores 1 + γ: the loaded gains agree.
+                assert!(a.layers[0].input_layernorm.iter().all(|g| (g - 1.0).abs() < 2.0), "{what}: gains near 1");
+                assert_eq!(c.layer_types[1], talaria_models::LayerAttention::Full, "{what}");
+            }
+        }
+    }
+}

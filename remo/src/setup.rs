@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use talaria_models::{op_dims, LlamaConfig, Op, OpId};
+use talaria_models::{op_dims, ModelConfig, Op, OpId};
 
 use crate::error::RemoError;
 
@@ -42,7 +42,7 @@ impl RemoSetup {
 
     /// All outsourced linears of `cfg` (4 per layer, plus the LM head when
     /// untied) with their scales from `scales`; a missing op is an error.
-    pub fn from_config(cfg: &LlamaConfig, mut scales: HashMap<OpId, Vec<f64>>) -> Result<Self, RemoError> {
+    pub fn from_config(cfg: &ModelConfig, mut scales: HashMap<OpId, Vec<f64>>) -> Result<Self, RemoError> {
         let mut ops = HashMap::new();
         for id in outsourced_ops(cfg) {
             let (d_in, d_out) = op_dims(cfg, id.op);
@@ -78,7 +78,7 @@ impl RemoSetup {
 }
 
 /// The linears the worker runs for `cfg`, in forward order.
-pub fn outsourced_ops(cfg: &LlamaConfig) -> Vec<OpId> {
+pub fn outsourced_ops(cfg: &ModelConfig) -> Vec<OpId> {
     let mut ids: Vec<OpId> = (0..cfg.num_hidden_layers).flat_map(|l| Op::LAYER_OPS.into_iter().map(move |op| OpId::new(l, op))).collect();
     if !cfg.tie_word_embeddings {
         ids.push(OpId::lm_head());

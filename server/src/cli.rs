@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use talaria_engine::{generate, GenerateRequest, KvPool, Linear, LlamaModel, SamplingParams, DEFAULT_BLOCK_SIZE};
+use talaria_engine::{generate, DecoderModel, GenerateRequest, KvPool, Linear, SamplingParams, DEFAULT_BLOCK_SIZE};
 use talaria_models::{ChatMessage, Checkpoint, CvmWeights};
 
 use talaria_cvm::backend::{build_linear, BackendArgs};
@@ -124,7 +124,7 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
     let mut linear = build_linear(&a.backend, &ck, a.model.dtype)?;
     // Pad batches are made ahead of need (docs/DESIGN.md §3), not on the request's clock.
     linear.fill_ahead()?;
-    let model = LlamaModel::new(ck.config.clone(), cvm)?;
+    let model = DecoderModel::new(ck.config.clone(), cvm)?;
     let mut scored = Vec::new();
     for prompt_ids in prompts {
         let tokens_needed = prompt_ids.len() + a.max_tokens;

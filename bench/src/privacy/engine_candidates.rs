@@ -1,5 +1,5 @@
 //! Candidate rows for every op of every layer, from the plain model: the
-//! prefix runs once through `LlamaModel` (its KV cache kept between
+//! prefix runs once through `DecoderModel` (its KV cache kept between
 //! calls and extended as the recovered prefix grows), then each candidate
 //! token runs as one more position through a `Linear` that records the
 //! input of every op before multiplying. The candidate's KV slot is
@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{ensure, Context, Result};
-use talaria_engine::{KvPool, Linear, LlamaModel, LocalLinear, LogitsWanted, SeqBlocks, SeqChunk, StepTimings};
+use talaria_engine::{DecoderModel, KvPool, Linear, LocalLinear, LogitsWanted, SeqBlocks, SeqChunk, StepTimings};
 use talaria_engine::{Rows, RowsMut};
 use talaria_kernels::WeightFormat;
 use talaria_models::{Checkpoint, CvmWeights, Op, OpId, WorkerWeights};
@@ -43,7 +43,7 @@ impl<L: Linear> Linear for CapturingLinear<L> {
 
 pub struct EngineCandidates {
     layer0: Layer0Dictionary,
-    model: LlamaModel,
+    model: DecoderModel,
     linear: CapturingLinear<LocalLinear>,
     kv: KvPool,
     seq: SeqBlocks,
@@ -61,7 +61,7 @@ impl EngineCandidates {
         let weights = Arc::new(WorkerWeights::load(ck, dtype).context("loading the worker weights")?);
         let ops: Vec<OpId> = weights.op_ids().into_iter().filter(|&id| id != OpId::new(0, Op::Qkv)).collect();
         let cvm = CvmWeights::load(ck, WeightFormat::Stored).context("loading the CVM weights")?;
-        let model = LlamaModel::new(ck.config.clone(), cvm).context("building the plain model")?;
+        let model = DecoderModel::new(ck.config.clone(), cvm).context("building the plain model")?;
         let kv = KvPool::new(&ck.config, max_tokens.div_ceil(BLOCK) + 1, BLOCK);
         let seq = kv.new_sequence();
         let linear = CapturingLinear { inner: LocalLinear::new(weights), wanted: ops.clone(), captured: HashMap::new() };
@@ -156,7 +156,7 @@ mod tests {
 
     /// Every op's input rows for `tokens` run as one prefill.
     fn captured(ck: &Checkpoint, p: &mut EngineCandidates, tokens: &[u32]) -> HashMap<OpId, Vec<f32>> {
-        let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(ck, WeightFormat::Stored).unwrap()).unwrap();
+        let model = DecoderModel::new(ck.config.clone(), CvmWeights::load(ck, WeightFormat::Stored).unwrap()).unwrap();
         let mut kv = KvPool::new(&ck.config, 8, BLOCK);
         let mut seq = kv.new_sequence();
         seq.reserve(tokens.len()).unwrap();

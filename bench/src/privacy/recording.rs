@@ -8,7 +8,7 @@ use std::path::{Component, Path};
 
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use talaria_models::{LlamaConfig, Op, OpId};
+use talaria_models::{ModelConfig, Op, OpId};
 
 use super::mat::Rows64;
 use super::npy::{read_npy, write_npy, NpyDtype};
@@ -54,7 +54,7 @@ impl CallMeta {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
-    pub model: LlamaConfig,
+    pub model: ModelConfig,
     /// Public ReMO parameters as the CVM announced them. Keys read here:
     /// `mode`, `kappa`, `channel_scales` (`{"<layer>.<op>": [s_c…]}`),
     /// `pad_rows`, and for the synthetic schemes `scheme`, `rank`.
@@ -186,20 +186,8 @@ impl Recording {
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) fn tiny_config() -> LlamaConfig {
-        LlamaConfig {
-            vocab_size: 16,
-            hidden_size: 4,
-            intermediate_size: 8,
-            num_hidden_layers: 1,
-            num_attention_heads: 1,
-            num_key_value_heads: 1,
-            head_dim: 4,
-            rms_norm_eps: 1e-5,
-            rope_theta: 1e4,
-            max_position_embeddings: 32,
-            tie_word_embeddings: true,
-        }
+    pub(crate) fn tiny_config() -> ModelConfig {
+        ModelConfig { max_position_embeddings: 32, ..ModelConfig::llama(16, 4, 8, 1, 1, 1) }
     }
 
     #[test]

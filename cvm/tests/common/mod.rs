@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use talaria_cvm::backend::{build_linear, BackendArgs};
 use talaria_cvm::worker::find_worker_binary;
-use talaria_engine::{generate, GenerateRequest, KvPool, Linear, LlamaModel, LocalLinear, Rows, RowsMut, SamplingParams};
+use talaria_engine::{generate, DecoderModel, GenerateRequest, KvPool, Linear, LocalLinear, Rows, RowsMut, SamplingParams};
 use talaria_kernels::WeightFormat;
 use talaria_models::fetch::ensure_default_model;
 use talaria_models::{Checkpoint, CvmWeights, OpId, WorkerWeights};
@@ -23,7 +23,7 @@ pub const DTYPE: WeightFormat = WeightFormat::Stored;
 
 pub struct Fixture {
     pub ck: Checkpoint,
-    pub model: LlamaModel,
+    pub model: DecoderModel,
     pub prompts: Vec<Vec<u32>>,
     pub max_tokens: usize,
 }
@@ -32,7 +32,7 @@ impl Fixture {
     /// Two of the foundation's reference prompts (a completion and a chat).
     pub fn load() -> Self {
         let ck = Checkpoint::open(ensure_default_model(false).unwrap()).unwrap();
-        let model = LlamaModel::new(ck.config.clone(), CvmWeights::load(&ck, DTYPE).unwrap()).unwrap();
+        let model = DecoderModel::new(ck.config.clone(), CvmWeights::load(&ck, DTYPE).unwrap()).unwrap();
         let data: serde_json::Value = serde_json::from_str(include_str!("../../../engine/testdata/reference_logits.json")).unwrap();
         let all = data["prompts"].as_array().unwrap();
         let pick = |chat: bool| all.iter().find(|p| p["chat"].as_bool() == Some(chat)).unwrap();
@@ -40,6 +40,20 @@ impl Fixture {
             |p: &serde_json::Value| p["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect::<Vec<_>>();
         let prompts = vec![ids(pick(false)), ids(pick(true))];
         Self { ck, model, prompts, max_tokens: 24 }
+    }
+
+    /// A tiny random-weight model of `family` (`models/testdata/tiny`, made
+    /// by HF transformers) in `form` ("hf" or "model.gguf"), with its
+    /// reference prompts.
+    pub fn tiny(family: &str, form: &str) -> Self {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/testdata/tiny").join(family);
+        let ck = Checkpoint::open(dir.join(form)).unwrap();
+        let model = DecoderModel::new(ck.config.clone(), CvmWeights::load(&ck, DTYPE).unwrap()).unwrap();
+        let data: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+        let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect::<Vec<_>>();
+        let mut prompts: Vec<Vec<u32>> = data["prompts"].as_array().unwrap().iter().map(|p| ids(&p["prompt_ids"])).collect();
+        prompts.extend(data["forced"].as_array().unwrap().iter().map(|p| ids(&p["ids"])));
+        Self { ck, model, prompts, max_tokens: 12 }
     }
 
     /// Greedy tokens and per-step logits of every prompt through `linear`.

@@ -9,7 +9,7 @@ use talaria_models::Tokenizer;
 
 use crate::kv_cache::KvPool;
 use crate::linear::Linear;
-use crate::model::{LlamaModel, StepTimings};
+use crate::model::{DecoderModel, StepTimings};
 use crate::sampling::Sampler;
 use crate::stop::StopStrings;
 
@@ -79,7 +79,7 @@ struct ActiveRequest {
 }
 
 pub struct Engine {
-    model: LlamaModel,
+    model: DecoderModel,
     kv: KvPool,
     linear: Box<dyn Linear>,
     tokenizer: Arc<Tokenizer>,
@@ -95,7 +95,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(model: LlamaModel, kv: KvPool, linear: Box<dyn Linear>, tokenizer: Arc<Tokenizer>, cfg: SchedulerConfig) -> Self {
+    pub fn new(model: DecoderModel, kv: KvPool, linear: Box<dyn Linear>, tokenizer: Arc<Tokenizer>, cfg: SchedulerConfig) -> Self {
         let engine = Self {
             model,
             kv,

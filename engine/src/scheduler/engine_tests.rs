@@ -15,7 +15,7 @@ use super::{Engine, EngineRequest, RejectReason, RequestEvent, SchedulerConfig};
 use crate::generate::{generate, GenerateRequest};
 use crate::kv_cache::KvPool;
 use crate::linear::LocalLinear;
-use crate::model::LlamaModel;
+use crate::model::DecoderModel;
 use crate::prefix_hash::CacheSalt;
 
 struct Fixture {
@@ -30,8 +30,8 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    fn model(&self) -> LlamaModel {
-        LlamaModel::new(self.ck.config.clone(), CvmWeights::load(&self.ck, WeightFormat::Stored).expect("cvm weights")).expect("model")
+    fn model(&self) -> DecoderModel {
+        DecoderModel::new(self.ck.config.clone(), CvmWeights::load(&self.ck, WeightFormat::Stored).expect("cvm weights")).expect("model")
     }
 
     fn engine(&self, blocks: usize, cfg: SchedulerConfig) -> Engine {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use talaria_models::LlamaConfig;
+use talaria_models::ModelConfig;
 
 use super::policy::{Scheduler, SchedulerConfig, StepPlan};
 use super::sequence::{SeqSpec, Sequence};
@@ -12,19 +12,7 @@ use crate::sampling::{Sampler, SamplingParams};
 use crate::stop::StopStrings;
 
 fn pool(blocks: usize, block_size: usize) -> KvPool {
-    let cfg = LlamaConfig {
-        vocab_size: 16,
-        hidden_size: 8,
-        intermediate_size: 16,
-        num_hidden_layers: 1,
-        num_attention_heads: 2,
-        num_key_value_heads: 1,
-        head_dim: 4,
-        rms_norm_eps: 1e-5,
-        rope_theta: 1e4,
-        max_position_embeddings: 4096,
-        tie_word_embeddings: true,
-    };
+    let cfg = ModelConfig { max_position_embeddings: 4096, ..ModelConfig::llama(16, 8, 16, 1, 2, 1) };
     KvPool::new(&cfg, blocks, block_size)
 }
 

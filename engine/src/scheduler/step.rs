@@ -6,7 +6,7 @@ use talaria_models::Tokenizer;
 
 use crate::kv_cache::KvPool;
 use crate::linear::Linear;
-use crate::model::{ForwardError, LlamaModel, LogitsWanted, SeqChunk, StepTimings};
+use crate::model::{DecoderModel, ForwardError, LogitsWanted, SeqChunk, StepTimings};
 
 use super::policy::StepPlan;
 use super::request::SeqOutput;
@@ -15,7 +15,7 @@ use super::sequence::Sequence;
 /// The forward pass of the plan's chunks; the logits rows each chunk asked
 /// for, in plan order.
 pub(crate) fn forward_plan(
-    model: &LlamaModel,
+    model: &DecoderModel,
     kv: &mut KvPool,
     linear: &mut dyn Linear,
     running: &[Sequence],

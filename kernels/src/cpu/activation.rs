@@ -1,4 +1,4 @@
-//! SiLU and the gated MLP activation `silu(gate) · up`.
+//! SiLU and the gated MLP activation `act(gate) · up` (SiLU or GELU-tanh).
 
 use super::exp::exp;
 use crate::precision::Float;
@@ -12,12 +12,27 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
+/// The gated MLP's activation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    Silu,
+    /// PyTorch's `gelu(approximate="tanh")` (`gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
+/// `silu(gate) · up` per row (see [`gated_mul`]).
+pub fn silu_mul<T: Float>(gate_up: &[T], d_ff: usize, out: &mut [T]) {
+    gated_mul(gate_up, d_ff, Activation::Silu, out)
+}
+
 /// Each input row is `[gate (d_ff) | up (d_ff)]`; the output row (`d_ff`)
-/// is `silu(gate) · up`, in f32 (fast engine) or f64 (exact mode).
+/// is `act(gate) · up`, in f32 (fast engine) or f64 (exact mode).
 ///
 /// # Panics
 /// When `gate_up` is not `2 · d_ff` per output row of `out` (a caller bug).
-pub fn silu_mul<T: Float>(gate_up: &[T], d_ff: usize, out: &mut [T]) {
+pub fn gated_mul<T: Float>(gate_up: &[T], d_ff: usize, act: Activation, out: &mut [T]) {
     if d_ff == 0 {
         return;
     }
@@ -25,8 +40,9 @@ pub fn silu_mul<T: Float>(gate_up: &[T], d_ff: usize, out: &mut [T]) {
     assert_eq!(gate_up.len(), 2 * out.len(), "silu_mul: gate_up has {} values for {} outputs", gate_up.len(), out.len());
     let row = |(gu, o): (&[T], &mut [T])| {
         let (gate, up) = gu.split_at(d_ff);
-        for ((o, &g), &u) in o.iter_mut().zip(gate).zip(up) {
-            *o = g.silu() * u;
+        match act {
+            Activation::Silu => o.iter_mut().zip(gate).zip(up).for_each(|((o, &g), &u)| *o = g.silu() * u),
+            Activation::GeluTanh => o.iter_mut().zip(gate).zip(up).for_each(|((o, &g), &u)| *o = g.gelu_tanh() * u),
         }
     };
     if out.len() >= PARALLEL_ELEMS {
@@ -47,6 +63,20 @@ mod tests {
             assert!((silu(x) as f64 - want).abs() <= 1e-6 * want.abs().max(1e-30), "silu({x})");
         }
         assert_eq!(silu(-1000.0), -0.0);
+    }
+
+    #[test]
+    fn gelu_tanh_matches_pytorch_values() {
+        // torch.nn.functional.gelu(x, approximate="tanh") in f64.
+        for (x, want) in [(-3.0, -0.00363739208177), (-0.5, -0.154285990175), (0.0, 0.0), (1.0, 0.841191990608), (2.5, 2.48491573391)] {
+            let g = vec![x as f32, 1.0f32];
+            let mut o = [0f32];
+            gated_mul(&g, 1, Activation::GeluTanh, &mut o);
+            assert!((o[0] as f64 - want).abs() < 1e-6, "gelu_tanh({x}) = {} not {want}", o[0]);
+            let mut o64 = [0f64];
+            gated_mul(&[x, 1.0], 1, Activation::GeluTanh, &mut o64);
+            assert!((o64[0] - want).abs() < 1e-11, "f64 gelu_tanh({x}) = {} not {want}", o64[0]);
+        }
     }
 
     #[test]

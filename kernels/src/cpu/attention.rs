@@ -43,12 +43,14 @@ pub struct PagedKvMut<'a, T = f32> {
 }
 
 /// One query row: `n_heads × head_dim` values attending to positions
-/// `0..context_len` of the sequence whose blocks are `block_table`.
+/// `window_start..context_len` of the sequence whose blocks are
+/// `block_table` (`window_start` is 0 but in sliding-window layers).
 #[derive(Clone, Copy, Debug)]
 pub struct AttnQuery<'a, T = f32> {
     pub q: &'a [T],
     pub block_table: &'a [u32],
     pub context_len: usize,
+    pub window_start: usize,
 }
 
 impl<T> PagedKv<'_, T> {
@@ -143,6 +145,12 @@ pub(super) fn check_call<T>(queries: &[AttnQuery<T>], kv: &PagedKv<T>, n_heads: 
         if q.q.len() != n_heads * hd {
             return Err(KernelError::AttentionShape(format!("query {i} has {} values, not {n_heads} × {hd}", q.q.len())));
         }
+        if q.window_start > 0 && q.window_start >= q.context_len {
+            return Err(KernelError::AttentionShape(format!(
+                "query {i}: window starts at {} of a {}-token context",
+                q.window_start, q.context_len
+            )));
+        }
         let needed = q.context_len.div_ceil(kv.block_size);
         if q.block_table.len() < needed {
             return Err(KernelError::BlockTableTooShort { query: i, context_len: q.context_len, needed, have: q.block_table.len() });
@@ -168,7 +176,8 @@ fn attend_group(q: &[f32], query: &AttnQuery, kv: &PagedKv, g: usize, scale: f32
     with_f32(|scores| {
         // scores[j·ctx + p]: head j, position p.
         scores.resize(group * ctx, 0.0);
-        for (bi, &block) in blocks.iter().enumerate() {
+        // Blocks wholly before the window are not scored (their weights stay 0).
+        for (bi, &block) in blocks.iter().enumerate().skip(query.window_start / bs) {
             let kt = &kv.k[(block as usize * token + g * hd) * bs..][..hd * bs];
             let p0 = bi * bs;
             let n = bs.min(ctx - p0);
@@ -185,6 +194,8 @@ fn attend_group(q: &[f32], query: &AttnQuery, kv: &PagedKv, g: usize, scale: f32
         }
         // Softmax weights, normalized before the weighted sum of V.
         for s in scores.chunks_exact_mut(ctx) {
+            let (before, s) = s.split_at_mut(query.window_start);
+            before.fill(0.0);
             let m = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             if m == f32::NEG_INFINITY {
                 s.fill(1.0);
@@ -281,7 +292,7 @@ mod tests {
             }
         }
         let queries: Vec<AttnQuery> =
-            rows.iter().map(|(s, ctx, q)| AttnQuery { q, block_table: &seqs[*s].table, context_len: *ctx }).collect();
+            rows.iter().map(|(s, ctx, q)| AttnQuery { q, block_table: &seqs[*s].table, context_len: *ctx, window_start: 0 }).collect();
         let mut out = vec![0f32; queries.len() * n_heads * hd];
         paged_attention(&queries, &kv, n_heads, scale, &mut out).unwrap();
         for (i, (s, ctx, q)) in rows.iter().enumerate() {
@@ -299,20 +310,55 @@ mod tests {
     }
 
     #[test]
+    fn sliding_windows_match_the_reference_over_the_window() {
+        let (bs, n_kv, hd, n_heads, ctx) = (16, 2, 32, 4, 45);
+        let token = n_kv * hd;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
+        let k: Vec<f32> = (0..ctx * token).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let v: Vec<f32> = (0..ctx * token).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let table = [2u32, 0, 1];
+        let (mut kp, mut vp) = (vec![0f32; 3 * bs * token], vec![0f32; 3 * bs * token]);
+        let mut w = PagedKvMut { k: &mut kp, v: &mut vp, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
+        for p in 0..ctx {
+            w.write(table[p / bs], p % bs, &k[p * token..(p + 1) * token], &v[p * token..(p + 1) * token]).unwrap();
+        }
+        let kv = PagedKv { k: &kp, v: &vp, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
+        let q: Vec<f32> = (0..n_heads * hd).map(|_| rng.random_range(-2.0..2.0)).collect();
+        for start in [0, 5, 16, 30, 44] {
+            let mut out = vec![0f32; n_heads * hd];
+            paged_attention(
+                &[AttnQuery { q: &q, block_table: &table, context_len: ctx, window_start: start }],
+                &kv,
+                n_heads,
+                0.2,
+                &mut out,
+            )
+            .unwrap();
+            let want = reference(&q, &k[start * token..], &v[start * token..], ctx - start, n_heads, n_kv, hd, 0.2);
+            for (a, b) in out.iter().zip(&want) {
+                assert!((*a as f64 - b).abs() < 2e-5, "window from {start}: {a} vs {b}");
+            }
+        }
+        let mut out = vec![0f32; n_heads * hd];
+        let past = [AttnQuery { q: &q, block_table: &table, context_len: ctx, window_start: ctx }];
+        assert!(paged_attention(&past, &kv, n_heads, 0.2, &mut out).is_err(), "a window that excludes the query itself");
+    }
+
+    #[test]
     fn rejects_bad_tables_and_shapes() {
         let (k, v) = (vec![0f32; 2 * 4 * 8], vec![0f32; 2 * 4 * 8]);
         let kv = PagedKv { k: &k, v: &v, block_size: 4, n_kv_heads: 1, head_dim: 8 };
         let q = vec![0f32; 16];
         let mut out = vec![0f32; 16];
-        let short = [AttnQuery { q: &q, block_table: &[0], context_len: 5 }];
+        let short = [AttnQuery { q: &q, block_table: &[0], context_len: 5, window_start: 0 }];
         assert!(matches!(paged_attention(&short, &kv, 2, 1.0, &mut out), Err(KernelError::BlockTableTooShort { .. })));
-        let outside = [AttnQuery { q: &q, block_table: &[0, 7], context_len: 5 }];
+        let outside = [AttnQuery { q: &q, block_table: &[0, 7], context_len: 5, window_start: 0 }];
         assert_eq!(paged_attention(&outside, &kv, 2, 1.0, &mut out), Err(KernelError::BlockOutOfRange { block: 7, num_blocks: 2 }));
-        let ok = [AttnQuery { q: &q, block_table: &[1, 0], context_len: 5 }];
+        let ok = [AttnQuery { q: &q, block_table: &[1, 0], context_len: 5, window_start: 0 }];
         assert!(paged_attention(&ok, &kv, 3, 1.0, &mut out).is_err());
         assert!(paged_attention(&ok, &kv, 2, 1.0, &mut out[..8]).is_err());
         paged_attention(&ok, &kv, 2, 1.0, &mut out).unwrap();
-        let empty = [AttnQuery { q: &q, block_table: &[], context_len: 0 }];
+        let empty = [AttnQuery { q: &q, block_table: &[], context_len: 0, window_start: 0 }];
         paged_attention(&empty, &kv, 2, 1.0, &mut out).unwrap();
         assert!(out.iter().all(|&x| x == 0.0));
         let (mut k2, mut v2) = (k.clone(), v.clone());

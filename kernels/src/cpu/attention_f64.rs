@@ -121,7 +121,7 @@ fn softmax_weighted_v<const HD: usize, const BS: usize, const VC: usize>(
         return;
     }
     let scores = &mut scores[..ctx];
-    softmax_in_place(scores);
+    softmax_from(scores, query.window_start);
     for (c0, o) in (0..HD).step_by(VC).zip(out.chunks_exact_mut(VC)) {
         let mut acc = [0f64; VC];
         for (p, &w) in scores.iter().enumerate() {
@@ -200,8 +200,7 @@ unsafe fn attend_group_64x16_avx512<const G: usize>(
         b += pair;
     }
     for s in scores.chunks_exact_mut(n) {
-        let s = &mut s[..ctx];
-        softmax_in_place(s);
+        softmax_from(&mut s[..ctx], query.window_start);
     }
     for c0 in [0, 32] {
         let mut acc = [[_mm512_setzero_pd(); 4]; G];
@@ -243,11 +242,20 @@ fn attend_head(q: &[f64], query: &AttnQuery<f64>, kv: &PagedKv<f64>, g: usize, s
         }
         s.iter_mut().for_each(|s| *s *= scale);
     }
-    softmax_in_place(&mut scores);
+    softmax_from(&mut scores, query.window_start);
     for (p, &w) in scores.iter().enumerate() {
         let at = (blocks[p / bs] as usize * bs + p % bs) * token + g * hd;
         out.iter_mut().zip(&kv.v[at..at + hd]).for_each(|(o, &v)| *o = w.mul_add(v, *o));
     }
+}
+
+/// Softmax of `s[start..]`; the positions before a sliding window get
+/// weight 0 (an FMA with a zero weight leaves the sum's bits as they are).
+#[inline(always)]
+fn softmax_from(s: &mut [f64], start: usize) {
+    let (before, live) = s.split_at_mut(start);
+    before.fill(0.0);
+    softmax_in_place(live);
 }
 
 /// `s ← exp(s − max s) / Σ exp(s − max s)`, in the one order every path uses.
@@ -317,10 +325,24 @@ mod tests {
         let scale = 1.0 / (hd as f64).sqrt();
         let mut o32 = vec![0f32; n_heads * hd];
         let kv32 = PagedKv { k: &k32, v: &v32, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
-        paged_attention(&[AttnQuery { q: &q32, block_table: &table, context_len: 7 }], &kv32, n_heads, scale as f32, &mut o32).unwrap();
+        paged_attention(
+            &[AttnQuery { q: &q32, block_table: &table, context_len: 7, window_start: 0 }],
+            &kv32,
+            n_heads,
+            scale as f32,
+            &mut o32,
+        )
+        .unwrap();
         let mut o64 = vec![0f64; n_heads * hd];
         let kv64 = PagedKv { k: &k64, v: &v64, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
-        paged_attention_f64(&[AttnQuery { q: &q64, block_table: &table, context_len: 7 }], &kv64, n_heads, scale, &mut o64).unwrap();
+        paged_attention_f64(
+            &[AttnQuery { q: &q64, block_table: &table, context_len: 7, window_start: 0 }],
+            &kv64,
+            n_heads,
+            scale,
+            &mut o64,
+        )
+        .unwrap();
         for h in 0..n_heads {
             let g = h / (n_heads / n_kv);
             let s: Vec<f64> =
@@ -345,8 +367,8 @@ mod tests {
         let v: Vec<f64> = (0..blocks * bs * token).map(|i| val(i + 77)).collect();
         let kv = PagedKv { k: &k, v: &v, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
         let q: Vec<f64> = (0..hd).map(|i| val(5000 + i)).collect();
-        for ctx in [1, 16, 17, 50, 64, 80] {
-            let query = AttnQuery { q: &q, block_table: &[3, 0, 4, 2, 5], context_len: ctx };
+        for (ctx, start) in [(1, 0), (16, 0), (17, 3), (50, 0), (50, 20), (64, 0), (80, 33)] {
+            let query = AttnQuery { q: &q, block_table: &[3, 0, 4, 2, 5], context_len: ctx, window_start: start };
             let (mut a, mut b) = (vec![0f64; hd], vec![0f64; hd]);
             attend_head_fixed::<64, 16, 32>(&q, &query, &kv, 1, 0.125, &mut a);
             attend_head(&q, &query, &kv, 1, 0.125, &mut b);
@@ -368,12 +390,36 @@ mod tests {
     }
 
     #[test]
+    fn a_window_on_a_block_edge_is_the_context_that_starts_there() {
+        let (bs, n_kv, hd, n_heads) = (16, 1, 64, 2);
+        let token = n_kv * hd;
+        let val = |i: usize| ((i * 104_729 % 307) as f64 / 80.0 - 1.5).cos();
+        let k: Vec<f64> = (0..5 * bs * token).map(val).collect();
+        let v: Vec<f64> = (0..5 * bs * token).map(|i| val(i + 13)).collect();
+        let kv = PagedKv { k: &k, v: &v, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
+        let q: Vec<f64> = (0..n_heads * hd).map(|i| val(900 + i)).collect();
+        let table = [4, 1, 3, 0];
+        let (mut a, mut b) = (vec![0f64; n_heads * hd], vec![0f64; n_heads * hd]);
+        paged_attention_f64(&[AttnQuery { q: &q, block_table: &table, context_len: 57, window_start: 32 }], &kv, n_heads, 0.125, &mut a)
+            .unwrap();
+        paged_attention_f64(
+            &[AttnQuery { q: &q, block_table: &table[2..], context_len: 25, window_start: 0 }],
+            &kv,
+            n_heads,
+            0.125,
+            &mut b,
+        )
+        .unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
     fn bad_block_tables_are_errors() {
         let (k, v) = (vec![0f64; 2 * 4 * 8], vec![0f64; 2 * 4 * 8]);
         let kv = PagedKv { k: &k, v: &v, block_size: 4, n_kv_heads: 1, head_dim: 8 };
         let q = vec![0f64; 8];
         let mut out = vec![0f64; 8];
-        let err = paged_attention_f64(&[AttnQuery { q: &q, block_table: &[5], context_len: 3 }], &kv, 1, 1.0, &mut out);
+        let err = paged_attention_f64(&[AttnQuery { q: &q, block_table: &[5], context_len: 3, window_start: 0 }], &kv, 1, 1.0, &mut out);
         assert_eq!(err, Err(KernelError::BlockOutOfRange { block: 5, num_blocks: 2 }));
     }
 }

@@ -9,6 +9,8 @@ pub enum KernelError {
     PositionOutOfRange { pos: usize, max: usize },
     #[error("RoPE head_dim must be even and non-zero, got {0}")]
     OddHeadDim(usize),
+    #[error("RoPE scaling gives {got} frequency divisors for head_dim {head_dim} (need head_dim / 2)")]
+    RopeDivisors { got: usize, head_dim: usize },
     #[error("invalid attention shape: {0}")]
     AttentionShape(String),
     #[error("query {query}: context of {context_len} tokens needs {needed} blocks, block table has {have}")]

@@ -35,7 +35,7 @@ mod scratch;
 mod softmax;
 mod spd_solve;
 
-pub use activation::{silu, silu_mul};
+pub use activation::{gated_mul, silu, silu_mul, Activation};
 
 pub use attention::{paged_attention, AttnQuery, PagedKv, PagedKvMut};
 pub use attention_f64::paged_attention_f64;

@@ -10,17 +10,29 @@ use crate::precision::Float;
 #[derive(Clone, Debug)]
 pub struct RopeTable {
     head_dim: usize,
-    theta: f64,
+    /// `θ^(-2i/head_dim) / divisor_i`.
+    inv_freq: Vec<f64>,
     cos: Vec<f64>,
     sin: Vec<f64>,
 }
 
 impl RopeTable {
     pub fn new(head_dim: usize, theta: f64, max_positions: usize) -> Result<Self, KernelError> {
+        Self::scaled(head_dim, theta, None, max_positions)
+    }
+
+    /// With each frequency divided by its `divisors` entry (RoPE scaling:
+    /// linear, Llama 3's piecewise factors).
+    pub fn scaled(head_dim: usize, theta: f64, divisors: Option<&[f64]>, max_positions: usize) -> Result<Self, KernelError> {
         if head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(KernelError::OddHeadDim(head_dim));
         }
-        let mut table = RopeTable { head_dim, theta, cos: Vec::new(), sin: Vec::new() };
+        let half = head_dim / 2;
+        if divisors.is_some_and(|d| d.len() != half) {
+            return Err(KernelError::RopeDivisors { got: divisors.map_or(0, |d| d.len()), head_dim });
+        }
+        let inv_freq = (0..half).map(|i| theta.powf(-((2 * i) as f64) / head_dim as f64) / divisors.map_or(1.0, |d| d[i])).collect();
+        let mut table = RopeTable { head_dim, inv_freq, cos: Vec::new(), sin: Vec::new() };
         table.ensure_positions(max_positions);
         Ok(table)
     }
@@ -36,10 +48,8 @@ impl RopeTable {
 
     /// Grows the table to cover at least `n` positions.
     pub fn ensure_positions(&mut self, n: usize) {
-        let half = self.head_dim / 2;
-        let inv_freq: Vec<f64> = (0..half).map(|i| self.theta.powf(-((2 * i) as f64) / self.head_dim as f64)).collect();
         for pos in self.max_positions()..n {
-            for &f in &inv_freq {
+            for &f in &self.inv_freq {
                 let angle = pos as f64 * f;
                 self.cos.push(angle.cos());
                 self.sin.push(angle.sin());

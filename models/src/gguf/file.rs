@@ -242,6 +242,11 @@ impl GgufFile {
         self.tensors.iter().find(|t| t.name == name)
     }
 
+    /// `general.architecture` ("" when missing).
+    pub fn architecture(&self) -> &str {
+        self.meta("general.architecture").and_then(|v| v.as_str()).unwrap_or("")
+    }
+
     pub fn meta(&self, key: &str) -> Option<&GgufValue> {
         self.metadata.get(key)
     }

@@ -4,7 +4,7 @@
 //! `d_in · ½·log₂(1 + 1/κ²)` bits about its row, and a position at most the
 //! sum over every call it goes through.
 
-use talaria_models::{op_dims, LlamaConfig};
+use talaria_models::{op_dims, ModelConfig};
 
 use crate::setup::outsourced_ops;
 
@@ -29,7 +29,7 @@ pub fn leakage_bound_bits_for_dims(d_ins: impl IntoIterator<Item = usize>, kappa
 
 /// The per-position bound for one forward pass of `cfg`: 4 ops per layer,
 /// plus the LM head when it is untied (tied logits stay in the CVM).
-pub fn leakage_bound_bits(cfg: &LlamaConfig, kappa: f64) -> f64 {
+pub fn leakage_bound_bits(cfg: &ModelConfig, kappa: f64) -> f64 {
     leakage_bound_bits_for_dims(outsourced_ops(cfg).into_iter().map(|id| op_dims(cfg, id.op).0), kappa)
 }
 
@@ -37,20 +37,8 @@ pub fn leakage_bound_bits(cfg: &LlamaConfig, kappa: f64) -> f64 {
 mod tests {
     use super::*;
 
-    pub(crate) fn smollm2() -> LlamaConfig {
-        LlamaConfig {
-            vocab_size: 49152,
-            hidden_size: 576,
-            intermediate_size: 1536,
-            num_hidden_layers: 30,
-            num_attention_heads: 9,
-            num_key_value_heads: 3,
-            head_dim: 64,
-            rms_norm_eps: 1e-5,
-            rope_theta: 1e5,
-            max_position_embeddings: 8192,
-            tie_word_embeddings: true,
-        }
+    pub(crate) fn smollm2() -> ModelConfig {
+        ModelConfig { rope_theta: 1e5, max_position_embeddings: 8192, ..ModelConfig::llama(49152, 576, 1536, 30, 9, 3) }
     }
 
     #[test]
@@ -63,7 +51,7 @@ mod tests {
         assert!((got - want).abs() < 1e-7 * want, "{got} vs {want}");
         assert!((got - 7.063e-4).abs() < 1e-6, "{got}");
         // An untied head adds one call of width d.
-        let untied = LlamaConfig { tie_word_embeddings: false, ..cfg };
+        let untied = ModelConfig { tie_word_embeddings: false, ..cfg };
         assert!((leakage_bound_bits(&untied, 1e4) - got - leakage_bits_per_call(576, 1e4)).abs() < 1e-15);
         // κ = 1: half a bit per channel.
         assert!((leakage_bits_per_call(10, 1.0) - 5.0).abs() < 1e-12);

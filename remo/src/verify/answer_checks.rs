@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use talaria_kernels::{Precision, Rows, RowsMut};
-use talaria_models::{op_dims, LlamaConfig, OpId};
+use talaria_models::{op_dims, ModelConfig, OpId};
 
 use crate::error::RemoError;
 use crate::online::worker::{matmul, CallKind, WorkerCall, WorkerMatmul};
@@ -27,7 +27,7 @@ impl AnswerChecks {
 
     /// For every op the worker runs for `cfg` (before calibration, which
     /// the setup's scales come from).
-    pub fn for_config(cfg: &LlamaConfig) -> Result<Self, RemoError> {
+    pub fn for_config(cfg: &ModelConfig) -> Result<Self, RemoError> {
         Self::new(outsourced_ops(cfg).into_iter().map(|id| {
             let (d_in, d_out) = op_dims(cfg, id.op);
             (id, d_in, d_out)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use talaria_engine::scheduler::{Engine, EngineHandle, SchedulerConfig};
-use talaria_engine::{KvPool, Linear, LlamaModel, DEFAULT_BLOCK_SIZE};
+use talaria_engine::{DecoderModel, KvPool, Linear, DEFAULT_BLOCK_SIZE};
 use talaria_models::{Checkpoint, CvmWeights};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -80,7 +80,7 @@ fn load(args: &ServeArgs, attestation: Option<super::attestation::AttestationSer
     let kv = KvPool::with_precision(&config, blocks, DEFAULT_BLOCK_SIZE, precision);
     let sched =
         SchedulerConfig { max_num_batched_tokens: args.max_num_batched_tokens, max_num_seqs: args.max_num_seqs, max_swap_bytes: None };
-    let model = LlamaModel::new(config, cvm).context("building the model")?;
+    let model = DecoderModel::new(config, cvm).context("building the model")?;
     let engine = Engine::new(model, kv, Box::new(linear), tokenizer.clone(), sched);
     let limits = engine.limits();
     tracing::info!(

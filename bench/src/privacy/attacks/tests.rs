@@ -5,7 +5,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-use talaria_models::LlamaConfig;
+use talaria_models::ModelConfig;
 
 use super::chosen_pads::ChosenPads;
 use super::complement::ComplementProjection;
@@ -30,20 +30,8 @@ use crate::privacy::tokens::{SequenceTokens, TokensFile};
 const V: usize = 3000;
 const D: usize = 64;
 
-fn config() -> LlamaConfig {
-    LlamaConfig {
-        vocab_size: V,
-        hidden_size: D,
-        intermediate_size: 128,
-        num_hidden_layers: 1,
-        num_attention_heads: 1,
-        num_key_value_heads: 1,
-        head_dim: D,
-        rms_norm_eps: 1e-5,
-        rope_theta: 1e4,
-        max_position_embeddings: 256,
-        tie_word_embeddings: true,
-    }
+fn config() -> ModelConfig {
+    ModelConfig { max_position_embeddings: 256, ..ModelConfig::llama(V, D, 128, 1, 1, 1) }
 }
 
 struct World {

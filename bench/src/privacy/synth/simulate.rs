@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rand_distr::StandardNormal;
-use talaria_models::{LlamaConfig, Op, OpId};
+use talaria_models::{ModelConfig, Op, OpId};
 
 use super::butterfly::Butterfly;
 use super::scheme::Scheme;
@@ -22,7 +22,7 @@ use crate::privacy::tokens::TokensFile;
 const USED_FRACTION: f64 = 0.75;
 
 pub struct SimInput<'a> {
-    pub config: &'a LlamaConfig,
+    pub config: &'a ModelConfig,
     /// Layer-0 qkv inputs per token.
     pub dict: &'a Rows32,
     /// Public channel RMS `s_c` of layer-0 qkv inputs.

@@ -1,0 +1,48 @@
+//! Every supported family served confidentially: the tiny transformers-made
+//! models (`models/testdata/tiny`) through a real worker process over shared
+//! memory, in the exact mode, give the plain exact engine's greedy tokens
+//! and logits within the exact mode's bound (the f64 unmasking error is
+//! ~1e-12 relative; 1e-5 leaves room for the final f32 rounding of a
+//! logit). The CVM applies each family's vectors (biases, q/k norms,
+//! sandwich norms) to unmasked rows; the worker only ever sees the matrices.
+
+mod common;
+
+use common::*;
+use talaria_cvm::backend::BackendArgs;
+
+fn check(family: &str, form: &str) {
+    let fx = Fixture::tiny(family, form);
+    let (want, want_logits) = fx.run_local();
+    let (got, got_logits) = fx.run_with(&BackendArgs::default());
+    assert_eq!(got, want, "{family} {form}: greedy tokens confidential vs plain");
+    let worst = max_abs_diff(&got_logits, &want_logits);
+    eprintln!("{family} {form}: confidential vs plain max |Δlogit| {worst:.2e} over {} logits", got_logits.len());
+    assert!(worst <= 1e-5, "{family} {form}: max |Δlogit| = {worst}");
+}
+
+#[test]
+fn llama3_is_served_confidentially() {
+    check("llama", "model.gguf");
+}
+
+#[test]
+fn qwen2_is_served_confidentially() {
+    check("qwen2", "hf");
+}
+
+#[test]
+fn qwen3_is_served_confidentially() {
+    check("qwen3", "model.gguf");
+}
+
+#[test]
+fn mistral_is_served_confidentially() {
+    check("mistral", "hf");
+}
+
+#[test]
+fn gemma3_is_served_confidentially() {
+    check("gemma3", "hf");
+    check("gemma3", "model.gguf");
+}
