@@ -1,15 +1,17 @@
-//! Where the model comes from: `--model PATH` (a GGUF file or an HF folder)
-//! or the default model, fetched and cached on first use.
+//! Where the model comes from: `--model PATH` (a GGUF file or an HF folder),
+//! or a model fetched by name (the default one when absent) and cached on
+//! first use.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use talaria_models::fetch::ensure_default_model;
+use talaria_models::fetch::resolve_model;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// A GGUF file or an HF folder (config.json, *.safetensors,
-    /// tokenizer.json). Default: SmolLM2-135M-Instruct, fetched on first use.
+    /// A GGUF file, an HF folder (config.json, *.safetensors,
+    /// tokenizer.json), or a model fetched by name on first use
+    /// (smollm2-135m, gemma3-270m). Default: smollm2-135m.
     #[arg(long, env = "TALARIA_MODEL")]
     pub model: Option<PathBuf>,
     /// Never download; fail if the default model is not cached.
@@ -25,9 +27,6 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn resolve(&self) -> anyhow::Result<PathBuf> {
-        match &self.model {
-            Some(p) => Ok(p.clone()),
-            None => ensure_default_model(self.offline).context("getting the default model"),
-        }
+        resolve_model(self.model.as_deref(), self.offline).context("getting the model")
     }
 }

@@ -14,7 +14,7 @@ use talaria_gpu_worker::listen::{serve_forever, Security, Timeouts};
 use talaria_gpu_worker::recorder::Recorder;
 use talaria_gpu_worker::{CpuBackend, CudaBackend, MatmulBackend, WorkerService};
 use talaria_kernels::WeightFormat;
-use talaria_models::{fetch::ensure_default_model, Checkpoint, WorkerWeights};
+use talaria_models::{fetch::resolve_model, Checkpoint, WorkerWeights};
 use talaria_transport::{ShmRing, TcpWorkerListener};
 use tracing::{info, warn};
 
@@ -42,7 +42,7 @@ enum Command {
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// GGUF file or HF folder; default: the default model (fetched if needed).
+    /// GGUF file, HF folder, or a model fetched by name (smollm2-135m, gemma3-270m); default: smollm2-135m.
     #[arg(long)]
     model: Option<PathBuf>,
     /// Never download the default model.
@@ -144,10 +144,7 @@ fn run(a: Args) -> anyhow::Result<()> {
         Some(_) => Some(security_of(&a)?),
         None => None,
     };
-    let path = match &a.model {
-        Some(p) => p.clone(),
-        None => ensure_default_model(a.offline)?,
-    };
+    let path = resolve_model(a.model.as_deref(), a.offline)?;
     let t0 = Instant::now();
     let ck = Checkpoint::open_for(&path, talaria_models::Role::Worker)?;
     let weights = Arc::new(WorkerWeights::load(&ck, a.dtype)?);

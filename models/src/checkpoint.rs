@@ -194,7 +194,7 @@ impl Checkpoint {
         let rows: usize = names.iter().map(|(_, r)| r).sum();
         if format == WeightFormat::Stored {
             let types: Vec<Option<WeightDType>> = names.iter().map(|(n, _)| self.part_of(n).ok().and_then(|p| p.stored_dtype(n))).collect();
-            if let Some(dtype) = types[0].filter(|d| types.iter().all(|t| *t == Some(*d))) {
+            if let Some(dtype) = types[0].filter(|d| d.kernels_read() && types.iter().all(|t| *t == Some(*d))) {
                 let mut bytes = Vec::new();
                 for &(name, r) in names {
                     bytes.extend_from_slice(&self.stored_rows(name, r, cols, dtype)?);
@@ -205,7 +205,7 @@ impl Checkpoint {
                     what: format!("{names:?}: {what}"),
                 });
             }
-            tracing::info!("{names:?} are stored in different types ({types:?}): held as their exact f32 values");
+            tracing::debug!("{names:?} are stored as {types:?} (mixed or load-only): held as their exact f32 values");
         }
         let dtype = match format {
             WeightFormat::Stored => WeightDType::F32,

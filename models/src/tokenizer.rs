@@ -5,10 +5,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
-
 use crate::error::{ModelError, Result};
-use crate::gguf::GgufFile;
+use crate::gguf::{vocab, GgufFile};
 
 /// Default system prompt of SmolLM2's chat template (inserted when the first
 /// message is not a system message).
@@ -61,56 +59,40 @@ impl Tokenizer {
         let path = g.path().to_path_buf();
         let bad = |what: String| ModelError::Tokenizer { path: path.clone(), what };
         let model = g.meta("tokenizer.ggml.model").and_then(|v| v.as_str()).unwrap_or("");
-        if model != "gpt2" {
-            return Err(bad(format!("tokenizer.ggml.model {model:?}: only GPT-2 byte-level BPE is supported")));
-        }
         let strings = |key: &str| -> Result<Vec<&str>> {
             let arr = g.meta(key).and_then(|v| v.as_array()).ok_or_else(|| bad(format!("missing {key}")))?;
             arr.iter().map(|v| v.as_str().ok_or_else(|| bad(format!("{key} holds a non-string")))).collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
-        // A vocabulary of bytes alone has no merges (writers then omit the key).
-        let merges = if g.meta("tokenizer.ggml.merges").is_some() { strings("tokenizer.ggml.merges")? } else { Vec::new() };
         let types: Vec<i64> = match g.meta("tokenizer.ggml.token_type").and_then(|v| v.as_array()) {
             Some(a) => a.iter().map(|v| v.as_i64().unwrap_or(1)).collect(),
             None => vec![1; tokens.len()],
         };
-        let pre = g.meta("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
         let id_of = |key: &str| g.meta(key).and_then(|v| v.as_u64()).map(|v| v as u32);
         let bos_id = id_of("tokenizer.ggml.bos_token_id");
         let eos_id = id_of("tokenizer.ggml.eos_token_id");
-        let add_bos = g.meta("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false);
-
-        let vocab: serde_json::Map<String, serde_json::Value> = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), json!(i))).collect();
-        // Control (3) and user-defined (4) tokens are matched before BPE.
-        let added: Vec<_> = tokens
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| matches!(types.get(*i), Some(3) | Some(4)))
-            .map(|(i, t)| json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
-            .collect();
-        let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-        let pre_tokenizer = match pre {
-            // SmolLM: every digit is its own pre-token, then GPT-2's split.
-            "smollm" => json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]}),
-            "default" | "gpt-2" | "gpt2" => byte_level,
-            other => return Err(bad(format!("pre-tokenizer {other:?} is not supported (supported: smollm, gpt2)"))),
+        let spec = match model {
+            "gpt2" => {
+                // A vocabulary of bytes alone has no merges (writers then omit the key).
+                let merges = if g.meta("tokenizer.ggml.merges").is_some() { strings("tokenizer.ggml.merges")? } else { Vec::new() };
+                let pre = g.meta("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+                vocab::byte_level_bpe(&tokens, &merges, &types, pre).map_err(&bad)?
+            }
+            "llama" => {
+                let unk = id_of("tokenizer.ggml.unknown_token_id").and_then(|i| tokens.get(i as usize)).copied().unwrap_or("<unk>");
+                vocab::sentencepiece_bpe(&tokens, &types, unk)
+            }
+            other => {
+                return Err(bad(format!(
+                    "tokenizer.ggml.model {other:?}: supported are gpt2 (byte-level BPE) and llama (SentencePiece BPE)"
+                )))
+            }
         };
-        let spec = json!({
-            "version": "1.0",
-            "truncation": null,
-            "padding": null,
-            "added_tokens": added,
-            "normalizer": null,
-            "pre_tokenizer": pre_tokenizer,
-            "post_processor": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true},
-            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
-                      "fuse_unk": false, "byte_fallback": false, "vocab": vocab, "merges": merges},
-        });
+        // llama.cpp adds BOS to a SentencePiece vocabulary unless told otherwise.
+        let add_bos = g.meta("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(model == "llama");
         let inner: tokenizers::Tokenizer = spec.to_string().parse().map_err(|e: tokenizers::Error| bad(e.to_string()))?;
         let mut stop_ids: Vec<u32> = eos_id.into_iter().collect();
-        for t in ["<|im_end|>", "<|endoftext|>"] {
+        for t in ["<|im_end|>", "<|endoftext|>", "<end_of_turn>"] {
             if let Some(id) = inner.token_to_id(t).filter(|id| !stop_ids.contains(id)) {
                 stop_ids.push(id);
             }

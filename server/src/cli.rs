@@ -22,12 +22,16 @@ pub struct Cli {
 pub enum Command {
     /// Generate a completion for a prompt (or each line of a file) and print speed.
     Generate(Box<GenerateArgs>),
-    /// Download (if needed) and verify the default model; print its path.
     /// Write the model as a CVM bundle and a worker bundle (DIR/cvm.*,
     /// DIR/worker.*, DIR/manifest.json), so the CVM host never holds the
     /// worker's matrices.
     SplitModel(crate::split_model::SplitModelArgs),
+    /// Download (if needed) and verify a model fetched by name (the default
+    /// model unless --model names another); print its path.
     Fetch {
+        /// smollm2-135m (the default) or gemma3-270m.
+        #[arg(long)]
+        model: Option<String>,
         /// Only check the cache; never download.
         #[arg(long)]
         offline: bool,
@@ -88,8 +92,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Generate(a) => run_generate(*a),
         Command::SplitModel(a) => crate::split_model::run(a),
-        Command::Fetch { offline } => {
-            println!("{}", talaria_models::fetch::ensure_default_model(offline)?.display());
+        Command::Fetch { model, offline } => {
+            println!("{}", talaria_models::fetch::resolve_model(model.as_deref().map(std::path::Path::new), offline)?.display());
             Ok(())
         }
         Command::Verify(a) => crate::verify::run(a),

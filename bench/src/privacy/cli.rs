@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use talaria_kernels::WeightFormat;
-use talaria_models::{fetch::ensure_default_model, op_dims, Checkpoint, Op};
+use talaria_models::{fetch::resolve_model, op_dims, Checkpoint, Op};
 
 use super::candidates::{Candidates, Layer0Dictionary};
 use super::engine_candidates::EngineCandidates;
@@ -104,10 +104,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("give --synthetic and/or --recording DIR");
     }
     let t0 = Instant::now();
-    let path = match &args.model {
-        Some(p) => p.clone(),
-        None => ensure_default_model(args.offline).context("fetching the default model")?,
-    };
+    let path = resolve_model(args.model.as_deref(), args.offline).context("getting the model")?;
     let ck = Checkpoint::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let mut dict = Layer0Dictionary::from_checkpoint(&ck)?;
     let cfg = ck.config.clone();

@@ -1,9 +1,11 @@
 //! The element type a weight matrix is held in, and the loader's choice of
 //! it (`--dtype`).
 
-/// Element type of a weight matrix in memory. The quant types are GGUF's
-/// blocks of 32 values, kept as stored; every kernel dequantizes them in
-/// registers to their exact f32 values (f64 in the exact mode).
+/// Element type of stored weights. Q4_0, Q4_1 and Q8_0 blocks are kept in
+/// memory as stored and every kernel dequantizes them in registers to
+/// their exact f32 values (f64 in the exact mode); the load-only types
+/// (Q5_0, Q5_1 and the K-quants, `kernels_read`) are read from files and
+/// held as their exact f32 values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WeightDType {
     F32,
@@ -12,6 +14,12 @@ pub enum WeightDType {
     Q4_0,
     Q4_1,
     Q8_0,
+    Q5_0,
+    Q5_1,
+    Q4K,
+    Q5K,
+    Q6K,
+    Q8K,
 }
 
 impl WeightDType {
@@ -34,7 +42,19 @@ impl WeightDType {
             Self::Q4_0 => "q4_0",
             Self::Q4_1 => "q4_1",
             Self::Q8_0 => "q8_0",
+            Self::Q5_0 => "q5_0",
+            Self::Q5_1 => "q5_1",
+            Self::Q4K => "q4_k",
+            Self::Q5K => "q5_k",
+            Self::Q6K => "q6_k",
+            Self::Q8K => "q8_k",
         }
+    }
+
+    /// Whether a matrix can be held in this type (the kernels read it in
+    /// place); the load-only types are held as exact f32 instead.
+    pub fn kernels_read(self) -> bool {
+        !matches!(self, Self::Q5_0 | Self::Q5_1 | Self::Q4K | Self::Q5K | Self::Q6K | Self::Q8K)
     }
 
     /// (values per block, bytes per block); plain floats are blocks of one.
@@ -45,6 +65,12 @@ impl WeightDType {
             Self::Q4_0 => (32, 18),
             Self::Q4_1 => (32, 20),
             Self::Q8_0 => (32, 34),
+            Self::Q5_0 => (32, 22),
+            Self::Q5_1 => (32, 24),
+            Self::Q4K => (256, 144),
+            Self::Q5K => (256, 176),
+            Self::Q6K => (256, 210),
+            Self::Q8K => (256, 292),
         }
     }
 

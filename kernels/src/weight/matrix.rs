@@ -93,6 +93,7 @@ impl WeightMatrix {
             WeightDType::Q4_0 => WeightData::Q4_0(pod_vec(bytes)),
             WeightDType::Q4_1 => WeightData::Q4_1(pod_vec(bytes)),
             WeightDType::Q8_0 => WeightData::Q8_0(pod_vec(bytes)),
+            other => return Err(format!("{} blocks are load-only: hold them as their exact f32 values", other.name())),
         };
         Ok(Self { rows, cols, data })
     }

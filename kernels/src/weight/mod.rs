@@ -5,6 +5,7 @@
 
 pub mod blocks;
 mod dtype;
+pub mod load_only_blocks;
 mod matrix;
 mod stored;
 

@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QuantBlock, BLOCK};
 use super::dtype::WeightDType;
+use super::load_only_blocks::{BlockQ4K, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, LoadOnlyBlock};
 
 /// Dequantizes `src`, which holds `out.len()` values of `dtype` as stored,
 /// into `out` (in parallel over chunks of blocks).
@@ -22,7 +23,19 @@ pub fn dequantize_stored(dtype: WeightDType, src: &[u8], out: &mut [f32]) {
         WeightDType::Q4_0 => blocks::<BlockQ4_0>(s, o),
         WeightDType::Q4_1 => blocks::<BlockQ4_1>(s, o),
         WeightDType::Q8_0 => blocks::<BlockQ8_0>(s, o),
+        WeightDType::Q5_0 => load_only::<BlockQ5_0>(s, o),
+        WeightDType::Q5_1 => load_only::<BlockQ5_1>(s, o),
+        WeightDType::Q4K => load_only::<BlockQ4K>(s, o),
+        WeightDType::Q5K => load_only::<BlockQ5K>(s, o),
+        WeightDType::Q6K => load_only::<BlockQ6K>(s, o),
+        WeightDType::Q8K => load_only::<BlockQ8K>(s, o),
     });
+}
+
+fn load_only<B: LoadOnlyBlock>(src: &[u8], out: &mut [f32]) {
+    for (b, o) in src.chunks_exact(std::mem::size_of::<B>()).zip(out.chunks_exact_mut(B::VALUES)) {
+        bytemuck::pod_read_unaligned::<B>(b).dequantize(o);
+    }
 }
 
 fn blocks<B: QuantBlock>(src: &[u8], out: &mut [f32]) {

@@ -1,8 +1,10 @@
 //! GGUF files (llama.cpp): header, metadata, tensor table, quantized data;
-//! and a writer that keeps the stored tensor bytes as they are.
+//! the vocabulary as an HF tokenizer; and a writer that keeps the stored
+//! tensor bytes as they are.
 mod file;
 mod types;
 mod value;
+pub(crate) mod vocab;
 mod writer;
 
 pub use file::{GgufFile, GgufTensorInfo};

@@ -11,7 +11,13 @@ pub fn dtype_of_code(code: u32) -> Option<WeightDType> {
         1 => WeightDType::F16,
         2 => WeightDType::Q4_0,
         3 => WeightDType::Q4_1,
+        6 => WeightDType::Q5_0,
+        7 => WeightDType::Q5_1,
         8 => WeightDType::Q8_0,
+        12 => WeightDType::Q4K,
+        13 => WeightDType::Q5K,
+        14 => WeightDType::Q6K,
+        15 => WeightDType::Q8K,
         30 => WeightDType::Bf16,
         _ => return None,
     })
@@ -48,11 +54,11 @@ mod tests {
 
     #[test]
     fn codes_map_to_their_types_and_names() {
-        for code in [0, 1, 2, 3, 8, 30] {
+        for code in [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 30] {
             let dtype = dtype_of_code(code).expect("readable");
             assert_eq!(code_name(code).to_ascii_lowercase(), dtype.name(), "code {code}");
         }
-        assert_eq!(dtype_of_code(12), None);
+        assert_eq!(dtype_of_code(10), None, "Q2_K");
         assert_eq!(code_name(12), "Q4_K");
         assert_eq!(code_name(99), "type code 99");
     }
