@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: everything CI runs. Needs the Rust toolchain and
-# python3/pip; fetches the default model (~93 MB) and two small Python
-# packages (the official `openai` client, NVRTC for PTX checks) on first use.
+# python3/pip; fetches the default model (~93 MB), Gemma 3 270M (~253 MB)
+# and two small Python packages (the official `openai` client, NVRTC for
+# PTX checks) on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,9 @@ python3 scripts/unused_deps.py
 features=(--features talaria-gpu-worker/fault-injection)
 cargo build --release --workspace --all-targets "${features[@]}"
 target/release/talaria fetch >/dev/null
+# The second model (Gemma 3 270M, ~253 MB), fetched once before tests that
+# run in parallel would each start fetching it.
+target/release/talaria fetch --model gemma3-270m >/dev/null
 
 cargo test --release --workspace "${features[@]}"
 

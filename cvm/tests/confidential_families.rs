@@ -12,7 +12,10 @@ use common::*;
 use talaria_cvm::backend::BackendArgs;
 
 fn check(family: &str, form: &str) {
-    let fx = Fixture::tiny(family, form);
+    check_fixture(&Fixture::tiny(family, form), family, form);
+}
+
+fn check_fixture(fx: &Fixture, family: &str, form: &str) {
     let (want, want_logits) = fx.run_local();
     let (got, got_logits) = fx.run_with(&BackendArgs::default());
     assert_eq!(got, want, "{family} {form}: greedy tokens confidential vs plain");
@@ -45,4 +48,11 @@ fn mistral_is_served_confidentially() {
 fn gemma3_is_served_confidentially() {
     check("gemma3", "hf");
     check("gemma3", "model.gguf");
+}
+
+/// The real second model: Gemma 3 270M (K-quants held as exact f32, a
+/// 262k-token tied head computed by the CVM, sliding and global layers).
+#[test]
+fn gemma3_270m_is_served_confidentially() {
+    check_fixture(&Fixture::gemma3_270m(), "gemma3-270m", "q4_k_m.gguf");
 }

@@ -56,6 +56,16 @@ impl Fixture {
         Self { ck, model, prompts, max_tokens: 12 }
     }
 
+    /// Gemma 3 270M (fetched by name) with two of its reference prompts.
+    pub fn gemma3_270m() -> Self {
+        let ck = Checkpoint::open(talaria_models::fetch::ensure_model(&talaria_models::fetch::GEMMA3_270M, false).unwrap()).unwrap();
+        let model = DecoderModel::new(ck.config.clone(), CvmWeights::load(&ck, DTYPE).unwrap()).unwrap();
+        let data: serde_json::Value = serde_json::from_str(include_str!("../../../engine/testdata/gemma3_reference.json")).unwrap();
+        let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect::<Vec<_>>();
+        let prompts = data["prompts"].as_array().unwrap()[..2].iter().map(|p| ids(&p["prompt_ids"])).collect();
+        Self { ck, model, prompts, max_tokens: 16 }
+    }
+
     /// Greedy tokens and per-step logits of every prompt through `linear`.
     pub fn run(&self, linear: &mut dyn Linear) -> (Vec<u32>, Vec<f32>) {
         self.try_run(linear).unwrap()
