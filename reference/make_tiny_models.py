@@ -3,11 +3,13 @@ with transformers' own f32 greedy logits as the reference the Rust engine must m
 
 For each family this writes models/testdata/tiny/<family>/:
   hf/            config.json, model.safetensors (f32), tokenizer.json, tokenizer_config.json
+                 (with a chat template in the family's style, reference/chat_templates/)
   model.gguf     the same weights as llama.cpp's converter lays them out (F32 tensors;
                  Q/K rows permuted for the llama architecture, Gemma norms stored as 1 + γ)
                  -- not for Mistral, whose GGUFs say "llama" and carry no sliding window
   reference.json prompts, greedy ids and every step's full logits; teacher-forced sequences
-                 with the logits of every position (transformers, f32, eager attention)
+                 with the logits of every position (transformers, f32, eager attention);
+                 conversations as transformers' apply_chat_template renders them
 
 Needs: pip install torch transformers safetensors gguf tokenizers numpy
 (tested with torch 2.15, transformers 5.25, gguf 0.19). CI never runs this.
@@ -67,7 +69,37 @@ def byte_tokens():
     return [table[b] for b in range(256)]
 
 
-def write_tokenizer(folder):
+TEMPLATES = os.path.join(os.path.dirname(__file__), "chat_templates")
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hello!"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"},
+     {"role": "assistant", "content": "4"}, {"role": "user", "content": "  And 3+3?  "}],
+    [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "<think>hmm</think>\n\nHello"},
+     {"role": "user", "content": "bye"}],
+    [{"role": "assistant", "content": "I speak first"}],
+]
+
+
+def chat_template(family):
+    """A template in the style of the family's own (reference/chat_templates/)."""
+    with open(os.path.join(TEMPLATES, f"{family}.jinja")) as f:
+        return f.read()
+
+
+def chat_reference(hf_folder):
+    """transformers' rendering of each conversation (or that it refused it)."""
+    tok = T.PreTrainedTokenizerFast.from_pretrained(hf_folder)
+    out = []
+    for msgs in CONVERSATIONS:
+        try:
+            text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            out.append({"messages": msgs, "text": text})
+        except Exception as e:  # the template's raise_exception
+            out.append({"messages": msgs, "error": str(e)})
+    return out
+
+
+def write_tokenizer(folder, family):
     vocab = {t: i for i, t in enumerate(byte_tokens())}
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -75,8 +107,9 @@ def write_tokenizer(folder):
     tok.add_special_tokens(SPECIALS)
     tok.save(os.path.join(folder, "tokenizer.json"))
     with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
-        json.dump({"bos_token": None, "eos_token": "<|endoftext|>", "pad_token": "<pad>",
-                   "tokenizer_class": "PreTrainedTokenizerFast"}, f, indent=1)
+        json.dump({"bos_token": "<|im_start|>", "eos_token": "<|endoftext|>", "pad_token": "<pad>",
+                   "add_bos_token": False, "tokenizer_class": "PreTrainedTokenizerFast",
+                   "chat_template": chat_template(family)}, f, indent=1)
 
 
 def randomize(model, family):
@@ -196,8 +229,11 @@ def write_gguf(path, family, cfg, state):
     w.add_token_list(byte_tokens() + SPECIALS)
     w.add_token_types([gguf.TokenType.NORMAL] * 256 + [gguf.TokenType.CONTROL] * len(SPECIALS))
     w.add_token_merges([])
+    w.add_bos_token_id(257)
+    w.add_add_bos_token(False)
     w.add_eos_token_id(256)
     w.add_pad_token_id(259)
+    w.add_chat_template(chat_template(family))
     for hf, t in state.items():
         a = t.float().numpy()
         if family == "llama" and hf.endswith("q_proj.weight"):
@@ -229,7 +265,7 @@ def main():
         hf = os.path.join(folder, "hf")
         os.makedirs(hf, exist_ok=True)
         model.save_pretrained(hf, safe_serialization=True)
-        write_tokenizer(hf)
+        write_tokenizer(hf, family)
         for extra_file in ["generation_config.json"]:
             p = os.path.join(hf, extra_file)
             if os.path.exists(p):
@@ -238,7 +274,7 @@ def main():
         if family != "mistral":
             write_gguf(os.path.join(folder, "model.gguf"), family, cfg, state)
         ref = {"family": family, "transformers": T.__version__, "torch": torch.__version__,
-               "prompts": greedy_reference(model), "forced": forced_reference(model)}
+               "prompts": greedy_reference(model), "forced": forced_reference(model), "chat": chat_reference(hf)}
         with open(os.path.join(folder, "reference.json"), "w") as f:
             json.dump(ref, f, separators=(",", ":"))
         print(family, "ok", [p["greedy_ids"] for p in ref["prompts"]])

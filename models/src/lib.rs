@@ -2,6 +2,7 @@
 //! quant formats, safetensors via memmap2), tokenizers, the default-model
 //! fetch, and the split of tensors between the CVM and the worker (by role
 //! when opening, and on disk with `split`).
+pub mod chat_template;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

@@ -1,16 +1,14 @@
-//! Tokenizers: an HF `tokenizer.json`, or the GPT-2 byte-level BPE stored in
-//! a GGUF's metadata (turned into the equivalent tokenizer.json so both go
-//! through the same `tokenizers` implementation). Also the ChatML template.
+//! Tokenizers: an HF `tokenizer.json`, or the vocabulary stored in a GGUF's
+//! metadata (turned into the equivalent tokenizer.json so both go through
+//! the same `tokenizers` implementation); the model's chat template and the
+//! tokens that end a generation.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use crate::chat_template::{self, ChatTemplate};
 use crate::error::{ModelError, Result};
 use crate::gguf::{vocab, GgufFile};
-
-/// Default system prompt of SmolLM2's chat template (inserted when the first
-/// message is not a system message).
-pub const SMOLLM_DEFAULT_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChatMessage {
@@ -27,31 +25,43 @@ impl ChatMessage {
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     path: PathBuf,
-    /// Tokens that end a generation (`<|im_end|>`, `<|endoftext|>`, the model's EOS).
+    /// Tokens that end a generation: the model's EOS (and those of
+    /// `generation_config.json`), end-of-turn tokens of the known templates.
     pub stop_ids: Vec<u32>,
     pub bos_id: Option<u32>,
     pub add_bos: bool,
     /// Run the tokenizer.json post-processor (adds BOS for Llama 2/3 files).
     post_process: bool,
-    /// The default system prompt the chat template inserts, if any.
-    pub default_system: Option<String>,
+    /// The model's own chat template (none in most base models).
+    chat_template: Option<ChatTemplate>,
     special_ids: HashSet<u32>,
 }
 
+/// Tokens that end a turn in the common templates, stopped on when present.
+const END_OF_TURN: [&str; 6] = ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "</s>"];
+
 impl Tokenizer {
+    /// An HF folder's `tokenizer.json`, with the folder's chat template
+    /// (`chat_template.jinja` or `tokenizer_config.json`) and stop tokens
+    /// (`generation_config.json`'s `eos_token_id`).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer { path: path.into(), what: e.to_string() })?;
-        let mut stop_ids = Vec::new();
-        for t in ["<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<|end_of_text|>"] {
-            if let Some(id) = inner.token_to_id(t) {
-                stop_ids.push(id);
-            }
+        let bad = |what: String| ModelError::Tokenizer { path: path.into(), what };
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| bad(e.to_string()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut stop_ids: Vec<u32> = END_OF_TURN.iter().filter_map(|t| inner.token_to_id(t)).collect();
+        if let Ok(text) = std::fs::read_to_string(dir.join("generation_config.json")) {
+            let g: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("generation_config.json: {e}")))?;
+            let eos = match &g["eos_token_id"] {
+                serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_u64()).collect(),
+                v => v.as_u64().into_iter().collect::<Vec<_>>(),
+            };
+            stop_ids.extend(eos.into_iter().map(|id| id as u32).filter(|id| !stop_ids.contains(id)).collect::<Vec<_>>());
         }
-        let bos_id = ["<s>", "<|begin_of_text|>"].iter().find_map(|t| inner.token_to_id(t));
-        let default_system = inner.token_to_id("<|im_start|>").map(|_| SMOLLM_DEFAULT_SYSTEM.to_string());
+        let bos_id = ["<s>", "<|begin_of_text|>", "<bos>"].iter().find_map(|t| inner.token_to_id(t));
+        let chat_template = chat_template::from_hf_folder(dir).map_err(&bad)?;
         let special_ids = inner.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
         // An HF tokenizer.json's own post-processor decides about BOS.
-        Ok(Self { inner, path: path.into(), stop_ids, bos_id, add_bos: false, post_process: true, default_system, special_ids })
+        Ok(Self { inner, path: path.into(), stop_ids, bos_id, add_bos: false, post_process: true, chat_template, special_ids })
     }
 
     /// Builds the tokenizer from GGUF metadata (`tokenizer.ggml.*`).
@@ -91,16 +101,19 @@ impl Tokenizer {
         // llama.cpp adds BOS to a SentencePiece vocabulary unless told otherwise.
         let add_bos = g.meta("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(model == "llama");
         let inner: tokenizers::Tokenizer = spec.to_string().parse().map_err(|e: tokenizers::Error| bad(e.to_string()))?;
-        let mut stop_ids: Vec<u32> = eos_id.into_iter().collect();
-        for t in ["<|im_end|>", "<|endoftext|>", "<end_of_turn>"] {
+        let mut stop_ids: Vec<u32> = eos_id.into_iter().chain(id_of("tokenizer.ggml.eot_token_id")).collect();
+        for t in END_OF_TURN {
             if let Some(id) = inner.token_to_id(t).filter(|id| !stop_ids.contains(id)) {
                 stop_ids.push(id);
             }
         }
-        let template = g.meta("tokenizer.chat_template").and_then(|v| v.as_str()).unwrap_or("");
-        let default_system = template.contains(SMOLLM_DEFAULT_SYSTEM).then(|| SMOLLM_DEFAULT_SYSTEM.to_string());
+        let token_text = |id: Option<u32>| id.and_then(|i| tokens.get(i as usize)).map(|t| t.to_string());
+        let chat_template = match g.meta("tokenizer.chat_template").and_then(|v| v.as_str()) {
+            Some(source) => Some(ChatTemplate::new(source, token_text(bos_id), token_text(eos_id)).map_err(&bad)?),
+            None => None,
+        };
         let special_ids = added_ids(&types);
-        Ok(Self { inner, path, stop_ids, bos_id, add_bos, post_process: false, default_system, special_ids })
+        Ok(Self { inner, path, stop_ids, bos_id, add_bos, post_process: false, chat_template, special_ids })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -134,19 +147,17 @@ impl Tokenizer {
         self.inner.decode(ids, skip_special).map_err(|e| ModelError::Tokenizer { path: self.path.clone(), what: e.to_string() })
     }
 
-    /// The ChatML prompt for `messages`, ending with the assistant header.
-    pub fn apply_chat_template(&self, messages: &[ChatMessage]) -> String {
-        let mut s = String::new();
-        if let (Some(sys), Some(first)) = (&self.default_system, messages.first()) {
-            if first.role != "system" {
-                s.push_str(&format!("<|im_start|>system\n{sys}<|im_end|>\n"));
-            }
-        }
-        for m in messages {
-            s.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content));
-        }
-        s.push_str("<|im_start|>assistant\n");
-        s
+    /// Whether the model has a chat template (base models usually do not).
+    pub fn has_chat_template(&self) -> bool {
+        self.chat_template.is_some()
+    }
+
+    /// The prompt for `messages` in the model's own chat template, ending
+    /// with the assistant's header. An error for a model without a template
+    /// or messages the template refuses (worded for the client: no path).
+    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> std::result::Result<String, String> {
+        let t = self.chat_template.as_ref().ok_or("this model has no chat template (a base model?): send a completion prompt instead")?;
+        t.render(messages, true)
     }
 }
 

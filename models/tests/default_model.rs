@@ -40,7 +40,8 @@ fn tokenizer_matches_python_tokenizers() {
 fn chat_template_and_stop_tokens() {
     let ck = checkpoint();
     let t = &ck.tokenizer;
-    let p = t.apply_chat_template(&[ChatMessage::new("user", "Hi")]);
+    // The GGUF's own template, which adds SmolLM2's default system prompt.
+    let p = t.chat_prompt(&[ChatMessage::new("user", "Hi")]).unwrap();
     assert_eq!(p, "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
     let ids = t.encode(&p).unwrap();
     assert_eq!(ids[0], 1, "<|im_start|> is one special token");

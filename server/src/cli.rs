@@ -120,10 +120,11 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
     let prompts: Vec<Vec<u32>> = texts
         .iter()
         .map(|t| {
-            let text = if a.chat { ck.tokenizer.apply_chat_template(&[ChatMessage::new("user", t)]) } else { t.clone() };
-            ck.tokenizer.encode(&text)
+            let text =
+                if a.chat { ck.tokenizer.chat_prompt(&[ChatMessage::new("user", t)]).map_err(anyhow::Error::msg)? } else { t.clone() };
+            Ok(ck.tokenizer.encode(&text)?)
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<anyhow::Result<_>>()?;
     let cvm = CvmWeights::load(&ck, a.model.dtype)?;
     let mut linear = build_linear(&a.backend, &ck, a.model.dtype)?;
     // Pad batches are made ahead of need (docs/DESIGN.md §3), not on the request's clock.

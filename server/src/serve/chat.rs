@@ -63,8 +63,8 @@ async fn handle(st: SharedState, body: Bytes) -> Result<Response, ApiError> {
     let max_chars = st.limits.max_prompt_chars;
     let prompt_ids = tokenize_off_thread(&st, move |tokenizer| {
         // The rendered prompt is checked: many empty messages are short
-        // in JSON but not once each gets its ChatML header.
-        let prompt = tokenizer.apply_chat_template(&messages);
+        // in JSON but not once each gets its template's header.
+        let prompt = tokenizer.chat_prompt(&messages).map_err(|e| ApiError::bad_param("messages", e))?;
         check_prompt_chars(&prompt, max_chars, "messages")?;
         tokenizer.encode(&prompt).map_err(|e| ApiError::bad_param("messages", format!("cannot tokenize the messages: {e}")))
     })

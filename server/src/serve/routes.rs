@@ -99,7 +99,7 @@ async fn tokenize(State(st): State<SharedState>, body: Bytes) -> Result<Json<ser
     let (prompt, max_chars) = (req.prompt.clone(), st.limits.max_prompt_chars);
     let tokens = tokenize_off_thread(&st, move |tok| {
         let text = match messages {
-            Some(m) => tok.apply_chat_template(&m),
+            Some(m) => tok.chat_prompt(&m).map_err(|e| ApiError::bad_param("messages", e))?,
             None => prompt.unwrap_or_default(),
         };
         check_prompt_chars(&text, max_chars, "prompt")?;

@@ -57,7 +57,7 @@ pub fn conversations(tok: &Tokenizer, n: usize) -> Result<Vec<SequenceTokens>> {
         .iter()
         .take(n)
         .map(|(user, reply)| {
-            let prompt = tok.encode(&tok.apply_chat_template(&[ChatMessage::new("user", user)]))?;
+            let prompt = tok.encode(&tok.chat_prompt(&[ChatMessage::new("user", user)]).map_err(anyhow::Error::msg)?)?;
             let mut tokens = prompt.clone();
             let reply_ids = tok.encode(reply)?;
             tokens.extend_from_slice(&reply_ids[bos.len()..]);

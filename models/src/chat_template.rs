@@ -1,0 +1,102 @@
+//! The model's own chat template: the Jinja source from a GGUF
+//! (`tokenizer.chat_template`) or an HF folder (`chat_template.jinja`, or
+//! `chat_template` in `tokenizer_config.json`), rendered with `minijinja`
+//! the way HF transformers renders it (`trim_blocks`, `lstrip_blocks`,
+//! Python string methods through `minijinja-contrib`'s pycompat,
+//! `raise_exception`, `bos_token`/`eos_token`, `add_generation_prompt`).
+
+use std::path::Path;
+
+use minijinja::{Environment, ErrorKind, Value};
+use serde::Serialize;
+
+use crate::tokenizer::ChatMessage;
+
+const NAME: &str = "chat";
+
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+#[derive(Serialize)]
+struct Context<'a> {
+    messages: &'a [ChatMessage],
+    add_generation_prompt: bool,
+    bos_token: &'a str,
+    eos_token: &'a str,
+}
+
+impl ChatTemplate {
+    /// Compiles `source`; an error names what Jinja could not parse.
+    pub fn new(source: &str, bos_token: Option<String>, eos_token: Option<String>) -> Result<Self, String> {
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |msg: String| -> Result<Value, minijinja::Error> {
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+        });
+        env.add_template_owned(NAME, source.to_string()).map_err(|e| format!("cannot parse the chat template: {e:#}"))?;
+        Ok(Self { env, bos_token: bos_token.unwrap_or_default(), eos_token: eos_token.unwrap_or_default() })
+    }
+
+    /// The prompt for `messages`, ending with the assistant's header when
+    /// `add_generation_prompt`.
+    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, String> {
+        let ctx = Context { messages, add_generation_prompt, bos_token: &self.bos_token, eos_token: &self.eos_token };
+        let t = self.env.get_template(NAME).expect("added at construction");
+        t.render(ctx).map_err(|e| match e.kind() {
+            ErrorKind::InvalidOperation => format!("the chat template refused the messages: {}", e.detail().unwrap_or("no reason given")),
+            _ => format!("rendering the chat template: {e:#}"),
+        })
+    }
+}
+
+/// An HF folder's template: `chat_template.jinja` if present, else
+/// `tokenizer_config.json`'s `chat_template` (a string, or named templates
+/// of which "default" is taken), with that file's `bos_token`/`eos_token`.
+pub(crate) fn from_hf_folder(dir: &Path) -> Result<Option<ChatTemplate>, String> {
+    let config: serde_json::Value = match std::fs::read_to_string(dir.join("tokenizer_config.json")) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| format!("tokenizer_config.json: {e}"))?,
+        Err(_) => serde_json::Value::Null,
+    };
+    let token = |key: &str| match &config[key] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        v => v["content"].as_str().map(str::to_string),
+    };
+    let source = match std::fs::read_to_string(dir.join("chat_template.jinja")) {
+        Ok(s) => Some(s),
+        Err(_) => match &config["chat_template"] {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Array(named) => {
+                named.iter().find(|t| t["name"] == "default").and_then(|t| t["template"].as_str()).map(str::to_string)
+            }
+            _ => None,
+        },
+    };
+    source.map(|s| ChatTemplate::new(&s, token("bos_token"), token("eos_token"))).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msgs(pairs: &[(&str, &str)]) -> Vec<ChatMessage> {
+        pairs.iter().map(|(r, c)| ChatMessage::new(r, c)).collect()
+    }
+
+    #[test]
+    fn renders_like_transformers_with_python_methods_and_trimmed_blocks() {
+        let src = "{{ bos_token }}{% for m in messages %}\n{% if m['role'] == 'system' %}{{ raise_exception('no system') }}{% endif %}\n<{{ m['role'] }}>{{ m['content'] | trim }}{{ eos_token }}\n{% endfor %}\n{% if add_generation_prompt %}<assistant>{% endif %}";
+        let t = ChatTemplate::new(src, Some("<s>".into()), Some("</s>".into())).unwrap();
+        let out = t.render(&msgs(&[("user", "  hi  ")]), true).unwrap();
+        assert_eq!(out, "<s><user>hi</s>\n<assistant>");
+        let err = t.render(&msgs(&[("system", "x")]), true).unwrap_err();
+        assert!(err.contains("no system"), "{err}");
+        let py = ChatTemplate::new("{{ messages[0]['content'].strip().upper() }}{{ 'x'.startswith('x') }}", None, None).unwrap();
+        assert_eq!(py.render(&msgs(&[("user", " a ")]), false).unwrap(), "ATrue", "Python's spelling of a boolean");
+        assert!(ChatTemplate::new("{% if %}", None, None).is_err());
+    }
+}
