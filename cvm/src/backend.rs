@@ -13,7 +13,7 @@ use talaria_engine::{Linear, LocalLinear};
 use talaria_kernels::{Precision, Rows, RowsMut, WeightFormat};
 use talaria_models::{Checkpoint, OpId, WorkerWeights};
 use talaria_protocol::PublicParams;
-use talaria_remo::{default_kappa, RemoParams, RemoReport, RowBuckets, WorkerBusy, WorkerMatmul};
+use talaria_remo::{default_kappa, pad_pool_bound_bytes, RemoParams, RemoReport, RowBuckets, WorkerBusy, WorkerMatmul};
 use talaria_transport::WorkerAddress;
 
 use crate::masked_linear::MaskedLinear;
@@ -77,6 +77,14 @@ pub struct BackendArgs {
     /// padding; for measuring its cost).
     #[arg(long, default_value = "pow2")]
     pub row_buckets: RowBuckets,
+    /// Refuse to start a confidential session whose pad pools could take
+    /// more than this (e.g. `6GiB`); the figure is logged at start-up.
+    #[arg(long, value_parser = crate::byte_size::parse_bytes)]
+    pub max_pad_memory: Option<u64>,
+    /// The most rows one step sends (the scheduler's token budget); pools
+    /// grow to serve a call this large.
+    #[arg(skip = 2048usize)]
+    pub max_call_rows: usize,
     /// Ask the spawned worker to record everything it receives into DIR.
     #[arg(long)]
     pub record: Option<PathBuf>,
@@ -113,6 +121,8 @@ impl Default for BackendArgs {
             precision: Precision::F64,
             privacy_level: None,
             row_buckets: RowBuckets::PowersOfTwo,
+            max_pad_memory: None,
+            max_call_rows: 2048,
             record: None,
             record_layers: None,
             attestation: AttesterChoice::Auto,
@@ -133,6 +143,10 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightFormat) ->
     }
     let kappa = args.kappa();
     anyhow::ensure!(kappa.is_finite() && kappa > 0.0, "--privacy-level must be positive");
+    let params = RemoParams { row_buckets: args.row_buckets, ..RemoParams::with_kappa(kappa) };
+    if args.mode == Mode::Confidential {
+        check_pad_memory(args, ck, &params)?;
+    }
     let target = match &args.worker {
         Some(addr) => {
             anyhow::ensure!(args.record.is_none(), "--record applies to a spawned worker; start the remote worker with --record instead");
@@ -168,14 +182,32 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightFormat) ->
         calibration: "channel peaks × SCALE_HEADROOM over talaria_cvm::calibration::CALIBRATION_TEXTS, measured by the CVM with plain calls at session start (public text)".into(),
     };
     let mut link = WorkerLink::connect(target, ck.manifest_hash(), public)?;
-    let recipe = SessionRecipe {
-        remo: confidential.then(|| (args.precision, RemoParams { row_buckets: args.row_buckets, ..RemoParams::with_kappa(kappa) })),
-        checkpoint: ck.path.clone(),
-        role: ck.role(),
-        dtype,
-    };
+    let recipe =
+        SessionRecipe { remo: confidential.then_some((args.precision, params)), checkpoint: ck.path.clone(), role: ck.role(), dtype };
     let scheme = recipe.start_with(ck, &mut link)?;
     Ok(Backend::Worker(Box::new(MaskedLinear::restartable(scheme, link, Box::new(recipe)))))
+}
+
+/// Logs what the pad pools of this model can take, and refuses (before any
+/// worker starts) when that is over `--max-pad-memory`.
+fn check_pad_memory(args: &BackendArgs, ck: &Checkpoint, params: &RemoParams) -> anyhow::Result<()> {
+    let rows = args.row_buckets.bucket(args.max_call_rows.max(1));
+    let bound = pad_pool_bound_bytes(&ck.config, params, args.precision, rows);
+    tracing::info!(
+        "pad pools: {:.0} MiB at the low-water mark, up to {:.0} MiB when a step sends {rows} rows ({} pads)",
+        mib(pad_pool_bound_bytes(&ck.config, params, args.precision, 1)),
+        mib(bound),
+        args.precision.mode_name()
+    );
+    if let Some(limit) = args.max_pad_memory {
+        anyhow::ensure!(
+            bound as u64 <= limit,
+            "the pad pools of this model can take {:.0} MiB, more than --max-pad-memory {:.0} MiB: raise the limit, lower the token budget per step, use --precision fast (half the bytes), or serve a smaller model",
+            mib(bound),
+            mib(limit as usize)
+        );
+    }
+    Ok(())
 }
 
 /// The unprotected modes and plain TCP need `--insecure`; when they run,

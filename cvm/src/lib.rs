@@ -4,6 +4,7 @@
 //! calibration, and the choice of backend
 //! ([`backend`]).
 pub mod backend;
+pub mod byte_size;
 pub mod calibration;
 pub mod masked_linear;
 pub mod model_source;

@@ -56,3 +56,15 @@ fn gemma3_is_served_confidentially() {
 fn gemma3_270m_is_served_confidentially() {
     check_fixture(&Fixture::gemma3_270m(), "gemma3-270m", "q4_k_m.gguf");
 }
+
+/// A session whose pad pools could exceed `--max-pad-memory` is refused
+/// before any worker starts, with the figure and what to change.
+#[test]
+fn a_pad_memory_limit_below_the_bound_is_refused_clearly() {
+    let fx = Fixture::tiny("qwen2", "hf");
+    let args = BackendArgs { max_pad_memory: Some(1 << 20), ..Default::default() };
+    let err = talaria_cvm::backend::build_linear(&args, &fx.ck, DTYPE).err().expect("refused").to_string();
+    assert!(err.contains("--max-pad-memory") && err.contains("MiB"), "{err}");
+    let roomy = BackendArgs { max_pad_memory: Some(1 << 30), ..Default::default() };
+    talaria_cvm::backend::build_linear(&roomy, &fx.ck, DTYPE).expect("within the limit");
+}

@@ -46,6 +46,7 @@ pub use online::plain::PlainScheme;
 pub use online::remo_scheme::Remo;
 pub use online::scheme::{IdleProgress, MaskScheme};
 pub use online::worker::{call_in_place, is_rejected_answer, matmul, CallKind, WorkerBusy, WorkerCall, WorkerMatmul};
+pub use pads::memory::pad_pool_bound_bytes;
 pub use pads::pad::Pad;
 pub use pads::pad_buffers::PadBuffers;
 pub use pads::pool::{PadPool, PoolStats, RefillPhases};

@@ -32,5 +32,6 @@ mod server;
 mod state;
 mod tls;
 
-pub use args::{parse_bytes, EdgeArgs, ServeArgs};
+pub use args::{EdgeArgs, ServeArgs};
 pub use server::run;
+pub use talaria_cvm::byte_size::parse_bytes;

@@ -21,7 +21,7 @@ use super::metrics::ServerMetrics;
 use super::routes::router;
 use super::state::{unix_now, AppState, SharedState};
 use super::tls::{self, TlsEdge};
-use talaria_cvm::backend::build_linear;
+use talaria_cvm::backend::{build_linear, BackendArgs};
 
 /// Runs the server until SIGTERM / SIGINT and the drain that follows.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -69,7 +69,8 @@ fn load(args: &ServeArgs, attestation: Option<super::attestation::AttestationSer
     let dtype = args.model.dtype;
     let cvm = CvmWeights::load(&ck, dtype).context("loading the CVM weights")?;
     let cvm_mib = talaria_cvm::backend::mib(cvm.size_bytes());
-    let linear = build_linear(&args.backend, &ck, dtype).context("building the linear backend")?;
+    let backend = BackendArgs { max_call_rows: args.max_num_batched_tokens, ..args.backend.clone() };
+    let linear = build_linear(&backend, &ck, dtype).context("building the linear backend")?;
     let config = ck.config.clone();
     let tokenizer = Arc::new(ck.tokenizer);
     // The cache holds activations in the backend's precision (f64 in the

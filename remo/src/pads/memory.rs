@@ -1,0 +1,48 @@
+//! How much memory a model's pad pools can take (the README's model table,
+//! the start-up log and `--max-pad-memory`). Each pad is a row `R` (`d_in`)
+//! and its product `R·W` (`d_out`) in the pad precision; a pool holds at
+//! most what a refill tops it up to — the low-water mark or the largest
+//! call's rows, plus one batch's usable pads — and one batch is being
+//! mixed at a time.
+
+use talaria_kernels::Precision;
+use talaria_models::{op_dims, ModelConfig};
+
+use crate::mixing::butterfly::padded_rows;
+use crate::params::RemoParams;
+use crate::setup::outsourced_ops;
+
+/// The most bytes the pad pools of `cfg` hold at once, when no call sends
+/// more than `max_call_rows` rows (after bucketing).
+pub fn pad_pool_bound_bytes(cfg: &ModelConfig, params: &RemoParams, precision: Precision, max_call_rows: usize) -> usize {
+    let mut total = 0;
+    let mut largest_batch = 0;
+    for id in outsourced_ops(cfg) {
+        let (d_in, d_out) = op_dims(cfg, id.op);
+        let n_p = padded_rows(d_in);
+        let pads = params.low_water.max(max_call_rows) + params.usable_per_batch(n_p);
+        total += pads * (d_in + d_out) * precision.bytes();
+        largest_batch = largest_batch.max(n_p * (d_in + d_out) * precision.bytes());
+    }
+    total + largest_batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_with_the_model_and_the_largest_call() {
+        let small = ModelConfig::llama(1000, 64, 128, 2, 4, 2);
+        let big = ModelConfig::llama(1000, 128, 256, 4, 4, 2);
+        let p = RemoParams::default();
+        let a = pad_pool_bound_bytes(&small, &p, Precision::F64, 1);
+        assert!(pad_pool_bound_bytes(&big, &p, Precision::F64, 1) > 4 * a);
+        assert!(pad_pool_bound_bytes(&small, &p, Precision::F64, 4096) > a);
+        assert_eq!(pad_pool_bound_bytes(&small, &p, Precision::F32, 1) * 2, a);
+        // One op by hand: qkv of the small model, 64 → 64 + 2·32, N_p = 128, 96 usable.
+        let (d_in, d_out) = (64, 128);
+        let qkv = (256 + 96) * (d_in + d_out) * 8;
+        assert!(a > qkv);
+    }
+}
