@@ -7,10 +7,14 @@ use std::time::Instant;
 
 use talaria_engine::{DecoderModel, KvPool, Linear, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
 use talaria_kernels::WeightFormat;
-use talaria_models::{fetch::ensure_default_model, Checkpoint, CvmWeights, Progress, Unit, WorkerWeights};
+use talaria_models::{fetch::resolve_model, Checkpoint, CvmWeights, Progress, Unit, WorkerWeights};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// A GGUF file, an HF folder or a model fetched by name (smollm2-135m,
+    /// gemma3-270m); default: smollm2-135m.
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
     /// Weight precisions to measure.
     #[arg(long, value_delimiter = ',', default_value = "stored,bf16,f32")]
     dtypes: Vec<WeightFormat>,
@@ -29,7 +33,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let ck = Checkpoint::open(ensure_default_model(false)?)?;
+    let ck = Checkpoint::open(resolve_model(a.model.as_deref(), false)?)?;
     let mut table = String::from("| weights | measurement | tokens/s |\n|---|---|---|\n");
     let runs = a.dtypes.len() * (a.prefill.len() + a.batch.len());
     let progress = Progress::new("measurements", runs as u64, Unit::Items("measurements"));
