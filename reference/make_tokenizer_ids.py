@@ -52,10 +52,16 @@ TEXTS = [
 ]
 
 
+# The shared corpus of the other tokenizer checks (code, numbers, whitespace runs,
+# many scripts, emoji), so every pre-tokenizer is checked on 200+ strings.
+with open(os.path.join(os.path.dirname(__file__), "..", "models", "testdata", "gemma3_tokenizer_ids.json")) as _f:
+    CORPUS = [c["text"] for c in json.load(_f)["cases"]]
+
+
 def main() -> None:
     tok, _, meta = load_tokenizer()
     records = []
-    for text in TEXTS:
+    for text in TEXTS + [t for t in CORPUS if t not in TEXTS]:
         ids = tok.encode(text, add_special_tokens=True).ids
         back = tok.decode(ids, skip_special_tokens=False)
         if back != text:
