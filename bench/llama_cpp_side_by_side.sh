@@ -53,7 +53,7 @@ for t in BF16 F32; do
   [ -f "$out" ] || "$BIN/llama-quantize" --allow-requantize "$Q41" "$out" "$t" >/dev/null 2>&1
 done
 
-llama() { "$BIN/llama-bench" -r 3 "$@" 2>/dev/null | grep -E '^\| llama'; }
+llama() { "$BIN/llama-bench" -r 3 "$@" 2>/dev/null | grep -E '^\| (llama|gemma)'; }
 # Talaria on the same file: its weights as stored (the default), and
 # converted to bf16 and f32; `ISA=avx512` forces the non-AMX kernels.
 ours() {
