@@ -30,8 +30,8 @@ VOCAB = 260  # 256 byte tokens + 4 specials
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
 PROMPTS = [[7, 200, 33, 91, 150, 4, 77, 12, 250, 3, 66, 129], [5, 5, 180, 2, 44], list(range(100, 116))]
 NEW_TOKENS = 8
-# Teacher-forced sequences, longer than every sliding window: logits at every position.
-FORCED = [[(i * 37 + 11 * j) % 256 for i in range(22)] for j in range(2)]
+# Teacher-forced sequences of 64 tokens, longer than every sliding window: logits at every position.
+FORCED = [[(i * 37 + 11 * j) % 256 for i in range(64)] for j in range(2)]
 
 COMMON = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2,
               max_position_embeddings=128, rms_norm_eps=1e-6, bos_token_id=256, eos_token_id=256, pad_token_id=259)

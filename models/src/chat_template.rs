@@ -20,6 +20,11 @@ pub struct ChatTemplate {
     eos_token: String,
 }
 
+/// A template a client sends with its request runs in the CVM: bounded in
+/// size and in work (minijinja's fuel), so a loop cannot hold the server.
+pub const MAX_REQUEST_TEMPLATE_BYTES: usize = 64 << 10;
+const REQUEST_TEMPLATE_FUEL: u64 = 2_000_000;
+
 #[derive(Serialize)]
 struct Context<'a> {
     messages: &'a [ChatMessage],
@@ -40,6 +45,22 @@ impl ChatTemplate {
         });
         env.add_template_owned(NAME, source.to_string()).map_err(|e| format!("cannot parse the chat template: {e:#}"))?;
         Ok(Self { env, bos_token: bos_token.unwrap_or_default(), eos_token: eos_token.unwrap_or_default() })
+    }
+
+    /// Another template (a client's) with this one's special tokens,
+    /// bounded in size and work.
+    pub fn for_request(&self, source: &str) -> Result<Self, String> {
+        Self::bounded(source, Some(self.bos_token.clone()), Some(self.eos_token.clone()))
+    }
+
+    /// A client's template for a model that has none of its own.
+    pub fn bounded(source: &str, bos_token: Option<String>, eos_token: Option<String>) -> Result<Self, String> {
+        if source.len() > MAX_REQUEST_TEMPLATE_BYTES {
+            return Err(format!("the chat template is {} bytes, over the {MAX_REQUEST_TEMPLATE_BYTES}-byte limit", source.len()));
+        }
+        let mut t = Self::new(source, bos_token, eos_token)?;
+        t.env.set_fuel(Some(REQUEST_TEMPLATE_FUEL));
+        Ok(t)
     }
 
     /// The prompt for `messages`, ending with the assistant's header when
@@ -98,5 +119,16 @@ mod tests {
         let py = ChatTemplate::new("{{ messages[0]['content'].strip().upper() }}{{ 'x'.startswith('x') }}", None, None).unwrap();
         assert_eq!(py.render(&msgs(&[("user", " a ")]), false).unwrap(), "ATrue", "Python's spelling of a boolean");
         assert!(ChatTemplate::new("{% if %}", None, None).is_err());
+    }
+
+    #[test]
+    fn request_templates_are_bounded_in_size_and_work() {
+        let model = ChatTemplate::new("x", Some("<s>".into()), None).unwrap();
+        let mine = model.for_request("{{ bos_token }}{{ messages | length }}").unwrap();
+        assert_eq!(mine.render(&msgs(&[("user", "a")]), true).unwrap(), "<s>1");
+        let spin = model.for_request("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}").unwrap();
+        let err = spin.render(&msgs(&[("user", "a")]), true).unwrap_err();
+        assert!(err.contains("fuel") || err.contains("out of"), "{err}");
+        assert!(model.for_request(&"x".repeat(MAX_REQUEST_TEMPLATE_BYTES + 1)).is_err());
     }
 }

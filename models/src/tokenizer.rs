@@ -156,8 +156,32 @@ impl Tokenizer {
     /// with the assistant's header. An error for a model without a template
     /// or messages the template refuses (worded for the client: no path).
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> std::result::Result<String, String> {
-        let t = self.chat_template.as_ref().ok_or("this model has no chat template (a base model?): send a completion prompt instead")?;
-        t.render(messages, true)
+        self.chat_prompt_with(messages, None, true)
+    }
+
+    /// The same with a client's template instead of the model's (bounded
+    /// in size and work) and the generation prompt optional, as vLLM's
+    /// `chat_template` and `add_generation_prompt`.
+    pub fn chat_prompt_with(
+        &self,
+        messages: &[ChatMessage],
+        template: Option<&str>,
+        add_generation_prompt: bool,
+    ) -> std::result::Result<String, String> {
+        let own = self.chat_template.as_ref();
+        let theirs = match (template, own) {
+            (None, _) => None,
+            (Some(src), Some(own)) => Some(own.for_request(src)?),
+            (Some(src), None) => {
+                let text = |id: Option<u32>| id.and_then(|i| self.inner.id_to_token(i));
+                Some(ChatTemplate::bounded(src, text(self.bos_id), text(self.stop_ids.first().copied()))?)
+            }
+        };
+        let t = theirs
+            .as_ref()
+            .or(own)
+            .ok_or("this model has no chat template (a base model?): send a completion prompt, or a chat_template")?;
+        t.render(messages, add_generation_prompt)
     }
 }
 

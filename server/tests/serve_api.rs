@@ -257,6 +257,19 @@ fn bad_inputs_get_openai_errors_and_the_server_keeps_serving() {
             404,
             Some("model"),
         ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "hi"}], "chat_template": "{% if %}"}).to_string().into_bytes(),
+            400,
+            Some("chat_template"),
+        ),
+        (
+            // A client's template runs in the CVM: bounded work, so this loop is refused, not run.
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "hi"}], "chat_template": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"}).to_string().into_bytes(),
+            400,
+            Some("chat_template"),
+        ),
         ("/v1/nothing", b"{}".to_vec(), 404, None),
     ];
     for (path, body, status, param) in cases {
@@ -273,6 +286,26 @@ fn bad_inputs_get_openai_errors_and_the_server_keeps_serving() {
     // Still serving, and nothing leaked.
     let r = s.ok("/v1/completions", &json!({"prompt": "Still there?", "max_tokens": 3, "ignore_eos": true}));
     assert_eq!(r["usage"]["completion_tokens"], 3);
+}
+
+/// vLLM's `chat_template` (the client's instead of the model's) and
+/// `add_generation_prompt`: the prompt the engine gets is that rendering.
+#[test]
+fn chat_template_and_add_generation_prompt_as_vllm() {
+    let s = server();
+    let messages = json!([{"role": "user", "content": "Hello world"}]);
+    let prompt_tokens = |extra: Value| {
+        let mut req = json!({"messages": messages, "max_completion_tokens": 1});
+        req.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        s.ok("/v1/chat/completions", &req)["usage"]["prompt_tokens"].as_u64().unwrap()
+    };
+    let plain_text = s.ok("/tokenize", &json!({"prompt": "Hello world"}))["count"].as_u64().unwrap();
+    assert_eq!(prompt_tokens(json!({"chat_template": "{{ messages[0]['content'] }}"})), plain_text);
+    let own = prompt_tokens(json!({}));
+    let no_header = prompt_tokens(json!({"add_generation_prompt": false}));
+    // SmolLM2's template ends with the assistant's header when asked.
+    let header = s.ok("/tokenize", &json!({"prompt": "<|im_start|>assistant\n"}))["count"].as_u64().unwrap();
+    assert_eq!(own - no_header, header, "{own} vs {no_header}");
 }
 
 #[test]

@@ -61,10 +61,14 @@ async fn handle(st: SharedState, body: Bytes) -> Result<Response, ApiError> {
         RequestTemplate::new(&req.common, (max_tokens, param), logprobs, st.engine.limits(), &st.limits).map_err(rename_logprobs_param)?;
     let slot = admit(&st, opts.n)?;
     let max_chars = st.limits.max_prompt_chars;
+    let (chat_template, add_generation_prompt) = (req.chat_template.clone(), req.add_generation_prompt.unwrap_or(true));
     let prompt_ids = tokenize_off_thread(&st, move |tokenizer| {
         // The rendered prompt is checked: many empty messages are short
         // in JSON but not once each gets its template's header.
-        let prompt = tokenizer.chat_prompt(&messages).map_err(|e| ApiError::bad_param("messages", e))?;
+        let param = if chat_template.is_some() { "chat_template" } else { "messages" };
+        let prompt = tokenizer
+            .chat_prompt_with(&messages, chat_template.as_deref(), add_generation_prompt)
+            .map_err(|e| ApiError::bad_param(param, e))?;
         check_prompt_chars(&prompt, max_chars, "messages")?;
         tokenizer.encode(&prompt).map_err(|e| ApiError::bad_param("messages", format!("cannot tokenize the messages: {e}")))
     })

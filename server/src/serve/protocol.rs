@@ -38,6 +38,8 @@ const COMMON_KEYS: &[&str] = &[
 pub const COMPLETION_KEYS: &[&str] = &["prompt", "logprobs", "echo", "suffix", "best_of"];
 pub const CHAT_KEYS: &[&str] = &[
     "messages",
+    "chat_template",
+    "add_generation_prompt",
     "max_completion_tokens",
     "logprobs",
     "top_logprobs",
@@ -153,6 +155,10 @@ pub struct ChatRequest {
     #[serde(flatten)]
     pub common: CommonFields,
     pub messages: Option<Vec<MessageIn>>,
+    /// A Jinja template for this request instead of the model's (vLLM).
+    pub chat_template: Option<String>,
+    /// End the prompt with the assistant's header (default true, vLLM).
+    pub add_generation_prompt: Option<bool>,
     pub max_completion_tokens: Option<usize>,
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<usize>,
