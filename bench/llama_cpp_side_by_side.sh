@@ -54,39 +54,31 @@ for t in BF16 F32; do
 done
 
 llama() { "$BIN/llama-bench" -r 3 "$@" 2>/dev/null | grep -E '^\| (llama|gemma)'; }
-# Talaria on the same file: its weights as stored (the default), and
-# converted to bf16 and f32; `ISA=avx512` forces the non-AMX kernels.
+# Talaria on the same file, at 1 and 2 threads, with AMX allowed and forced
+# off (`TALARIA_CPU_ISA=avx512`): `ours MODEL DTYPES`, the weights as stored
+# (the default) and, for the default model, converted to bf16 and f32.
 ours() {
-  TALARIA_CPU_ISA="${ISA:-}" RAYON_NUM_THREADS="$1" target/release/bench throughput --dtypes stored,bf16,f32 \
-    --prefill 512 --batch 1 --decode-steps 128 2>/dev/null | grep -E '^\| (stored|bf16|f32)'
+  for isa in "" avx512; do
+    for t in 1 2; do
+      echo "== $1: talaria plain, $t thread(s), ISA=${isa:-auto} =="
+      TALARIA_CPU_ISA="$isa" RAYON_NUM_THREADS="$t" target/release/bench throughput --model "$1" --dtypes "$2" \
+        --prefill 512 --batch 1 --decode-steps 128 2>/dev/null | grep -E '^\| (stored|bf16|f32)'
+    done
+  done
 }
 GEMMA="$(target/release/talaria fetch --model gemma3-270m)"
-ours_gemma() {
-  TALARIA_CPU_ISA="${ISA:-}" RAYON_NUM_THREADS="$1" target/release/bench throughput --model gemma3-270m --dtypes stored \
-    --prefill 512 --batch 1 --decode-steps 128 2>/dev/null | grep -E '^\| stored'
-}
 
 echo "== llama.cpp (A) =="
 llama -m "$Q41" -p 512 -n 128 -t 1,2
 llama -m "$DIR/smollm2-BF16.gguf" -p 512 -n 128 -t 1,2
 llama -m "$DIR/smollm2-F32.gguf" -p 0 -n 128 -t 1
-for isa in "" avx512; do
-  for t in 1 2; do
-    echo "== talaria plain, $t thread(s), ISA=${isa:-auto} =="
-    ISA="$isa" ours "$t"
-  done
-done
+ours smollm2-135m stored,bf16,f32
 echo "== llama.cpp (A again) =="
 llama -m "$Q41" -p 512 -n 128 -t 1,2
 llama -m "$DIR/smollm2-BF16.gguf" -p 512 -n 128 -t 1,2
 
 echo "== gemma3-270m Q4_K_M: llama.cpp (A) =="
 llama -m "$GEMMA" -p 512 -n 128 -t 1,2
-for isa in "" avx512; do
-  for t in 1 2; do
-    echo "== gemma3-270m: talaria plain, $t thread(s), ISA=${isa:-auto} =="
-    ISA="$isa" ours_gemma "$t"
-  done
-done
+ours gemma3-270m stored
 echo "== gemma3-270m Q4_K_M: llama.cpp (A again) =="
 llama -m "$GEMMA" -p 512 -n 128 -t 1,2
