@@ -48,3 +48,14 @@ pub fn append_results(title: &str, body: &str) -> anyhow::Result<()> {
     eprintln!("appended to {}", path.display());
     Ok(())
 }
+
+/// CPU seconds this process has used so far, over all its threads (a
+/// spawned worker is another process and is not counted).
+pub fn process_cpu_s() -> f64 {
+    // SAFETY: an all-zero rusage is valid, and getrusage only writes it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF cannot fail with a valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}

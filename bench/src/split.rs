@@ -1,14 +1,16 @@
 //! Confidential vs plain, measured in one run on this machine: prefill of a
-//! 512-token prompt and decode at batch 1, with the time split per step
-//! (CVM compute, masking, transport, worker compute, pad refill).
+//! 512-token prompt, and decode at batch 1 and at 16 streams, for the exact
+//! and the fast mode. Besides the ratios it reports the CVM's own
+//! milliseconds per token (everything but the worker's compute: what would
+//! be left with a GPU worker) and where they go.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use talaria_cvm::backend::{build_linear, Backend, BackendArgs};
 use talaria_cvm::model_source::ModelArgs;
-use talaria_cvm::worker::LinkStats;
 use talaria_engine::{DecoderModel, KvPool, Linear, LocalLinear, LogitsWanted, SeqChunk, StepTimings};
+use talaria_kernels::Precision;
 use talaria_models::{Checkpoint, CvmWeights, WorkerWeights};
 use talaria_remo::{RemoReport, WorkerBusy};
 
@@ -19,207 +21,260 @@ pub struct Args {
     /// Prompt tokens of the prefill phase.
     #[arg(long, default_value_t = 512)]
     prefill: usize,
-    /// Decode steps at batch 1.
+    /// Decode steps of each decode phase.
     #[arg(long, default_value_t = 64)]
     decode_steps: usize,
+    /// Sequences decoded together, one decode phase each.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    streams: Vec<usize>,
+    /// Confidential modes to measure (`exact`, `fast`).
+    #[arg(long, value_delimiter = ',', default_value = "exact,fast")]
+    precision: Vec<Precision>,
+    /// CVM threads for pad production (default: one per core; 0: on the
+    /// engine thread).
+    #[arg(long)]
+    pad_threads: Option<usize>,
     /// Append the table to bench/RESULTS.md.
     #[arg(long)]
     record: bool,
 }
 
-struct Measured {
-    prefill_s: f64,
-    prefill_t: StepTimings,
-    decode_s: f64,
-    decode_t: StepTimings,
-    /// Backend reports before/after prefill and decode.
-    stats: [Snapshot; 4],
+#[derive(Clone, Copy)]
+enum Phase {
+    Prefill(usize),
+    Decode { streams: usize, steps: usize },
 }
+
+impl Phase {
+    fn name(self) -> String {
+        match self {
+            Phase::Prefill(n) => format!("prefill {n}"),
+            Phase::Decode { streams: 1, .. } => "decode batch 1".into(),
+            Phase::Decode { streams, .. } => format!("decode {streams} streams"),
+        }
+    }
+    fn tokens(self) -> usize {
+        match self {
+            Phase::Prefill(n) => n,
+            Phase::Decode { streams, steps } => streams * steps,
+        }
+    }
+}
+
+/// Prompt tokens of each decode stream before its timed steps.
+const DECODE_CONTEXT: usize = 64;
 
 /// What the backend reports at one point of a run.
 struct Snapshot {
     remo: Option<RemoReport>,
-    link: LinkStats,
     /// The worker's own busy seconds per call kind.
     busy: Option<WorkerBusy>,
+    /// CPU seconds of this (the CVM's) process, every thread.
+    cpu_s: f64,
 }
 
 impl Snapshot {
     fn of(linear: &mut Backend) -> Self {
-        Self { remo: linear.remo_report(), link: linear.link_stats().unwrap_or_default(), busy: linear.worker_busy() }
+        Self { remo: linear.remo_report(), busy: linear.worker_busy(), cpu_s: crate::machine::process_cpu_s() }
     }
-    fn batches(&self) -> f64 {
-        self.remo.as_ref().map_or(0.0, |r| r.batches as f64)
-    }
-    fn rescaled(&self) -> f64 {
-        self.remo.as_ref().map_or(0.0, |r| r.rows_rescaled as f64)
-    }
-    /// Seconds spent checking online answers so far.
-    fn online_checks_s(&self) -> f64 {
-        self.remo.as_ref().map_or(0.0, |r| r.checks.online_time.as_secs_f64())
+    fn remo<T: Default>(&self, f: impl Fn(&RemoReport) -> T) -> T {
+        self.remo.as_ref().map(f).unwrap_or_default()
     }
 }
 
-fn measure(model: &DecoderModel, linear: &mut Backend, a: &Args) -> anyhow::Result<Measured> {
-    let mut kv = KvPool::with_precision(&model.config, (a.prefill + a.decode_steps).div_ceil(16) + 2, 16, linear.precision());
-    let prompt: Vec<u32> = (0..a.prefill as u32).map(|i| 100 + (i * 7919) % 40000).collect();
+/// One phase of one backend.
+struct PhaseRun {
+    phase: Phase,
+    /// Steps, and the backend's work after each (paced pad refills).
+    wall_s: f64,
+    timings: StepTimings,
+    before: Snapshot,
+    after: Snapshot,
+}
+
+/// Milliseconds per token of a confidential phase, by where they go.
+struct CvmSide {
+    total: f64,
+    compute: f64,
+    masking: f64,
+    checks: f64,
+    pads_engine: f64,
+    pad_threads: f64,
+    worker: f64,
+}
+
+impl PhaseRun {
+    fn per_token(&self, seconds: f64) -> f64 {
+        1e3 * seconds / self.phase.tokens() as f64
+    }
+
+    /// CPU ms per token of this process, every thread.
+    fn cpu_per_token(&self) -> f64 {
+        self.per_token(self.after.cpu_s - self.before.cpu_s)
+    }
+
+    fn cvm_side(&self) -> anyhow::Result<CvmSide> {
+        let (b, a) = (&self.before, &self.after);
+        let busy = |s: &Snapshot| s.busy.ok_or_else(|| anyhow::anyhow!("the worker did not report its busy time"));
+        let (wb, wa) = (busy(b)?, busy(a)?);
+        let worker_online = wa.online.busy_s - wb.online.busy_s;
+        let worker_pads = wa.pad_batch.busy_s - wb.pad_batch.busy_s;
+        let refill = (a.remo(|r| r.refill_ms) - b.remo(|r| r.refill_ms)) / 1e3;
+        let checks = (a.remo(|r| r.checks.online_time) - b.remo(|r| r.checks.online_time)).as_secs_f64();
+        let pads_engine = (refill - worker_pads).max(0.0);
+        let total = self.wall_s - worker_online - worker_pads;
+        Ok(CvmSide {
+            total: self.per_token(total),
+            compute: self.per_token(self.timings.cvm_s),
+            masking: self.per_token((total - self.timings.cvm_s - checks - pads_engine).max(0.0)),
+            checks: self.per_token(checks),
+            pads_engine: self.per_token(pads_engine),
+            pad_threads: self.per_token((a.remo(|r| r.pad_thread_cpu_ms) - b.remo(|r| r.pad_thread_cpu_ms)) / 1e3),
+            worker: self.per_token(worker_online + worker_pads),
+        })
+    }
+}
+
+fn measure(model: &DecoderModel, linear: &mut Backend, phase: Phase) -> anyhow::Result<PhaseRun> {
+    let (streams, context, steps) = match phase {
+        Phase::Prefill(n) => (1, n, 0),
+        Phase::Decode { streams, steps } => (streams, DECODE_CONTEXT, steps),
+    };
+    let per_seq_blocks = (context + steps).div_ceil(16) + 1;
+    let mut kv = KvPool::with_precision(&model.config, streams * per_seq_blocks + 2, 16, linear.precision());
     // In both modes, a serving engine's KV blocks and step buffers were
     // touched long ago; a fresh pool's first page faults (tens of MB, f64 in
     // the exact mode) are not part of a step.
     kv.prefault();
-    model.reserve_buffers(a.prefill, linear.precision());
+    model.reserve_buffers(context.max(streams), linear.precision());
+    let mut seqs = Vec::with_capacity(streams);
+    for _ in 0..streams {
+        let mut seq = kv.new_sequence();
+        seq.reserve(context + steps)?;
+        seqs.push(seq);
+    }
+    let prompts: Vec<Vec<u32>> =
+        (0..streams as u32).map(|s| (0..context as u32).map(|i| 100 + (i * 7919 + s * 104729) % 40000).collect()).collect();
+    let forward = |seqs: &[talaria_engine::SeqBlocks], tokens: &[&[u32]], kv: &mut KvPool, linear: &mut Backend, t: &mut StepTimings| {
+        let chunks: Vec<SeqChunk> =
+            seqs.iter().zip(tokens).map(|(s, tokens)| SeqChunk { blocks: s, tokens, logits: LogitsWanted::Last }).collect();
+        model.forward(&chunks, kv, linear, t)
+    };
+    let prompt_refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+    let mut timings = StepTimings::default();
+    if let Phase::Prefill(_) = phase {
+        linear.fill_ahead()?;
+        let before = Snapshot::of(linear);
+        let t0 = Instant::now();
+        forward(&seqs, &prompt_refs, &mut kv, linear, &mut timings)?;
+        let wall_s = t0.elapsed().as_secs_f64();
+        return Ok(PhaseRun { phase, wall_s, timings, before, after: Snapshot::of(linear) });
+    }
+    forward(&seqs, &prompt_refs, &mut kv, linear, &mut StepTimings::default())?;
+    seqs.iter_mut().for_each(|s| s.advance(context));
+    // Pools full before the timed steps, as idle worker time would leave them.
     linear.fill_ahead()?;
-    let mut seq = kv.new_sequence();
-    seq.reserve(a.prefill + a.decode_steps)?;
-    let s0 = Snapshot::of(linear);
-    let mut prefill_t = StepTimings::default();
+    let before = Snapshot::of(linear);
     let t0 = Instant::now();
-    model.forward(&[SeqChunk { blocks: &seq, tokens: &prompt, logits: LogitsWanted::Last }], &mut kv, linear, &mut prefill_t)?;
-    let prefill_s = t0.elapsed().as_secs_f64();
-    let s1 = Snapshot::of(linear);
-    seq.advance(a.prefill);
-    // Refill ahead of decode, off the clock, as idle worker time would.
-    linear.fill_ahead()?;
-    let s2 = Snapshot::of(linear);
-    let mut decode_t = StepTimings::default();
-    let t1 = Instant::now();
-    for i in 0..a.decode_steps {
-        let tok = [500 + i as u32];
-        model.forward(&[SeqChunk { blocks: &seq, tokens: &tok, logits: LogitsWanted::Last }], &mut kv, linear, &mut decode_t)?;
-        seq.advance(1);
+    for i in 0..steps {
+        let toks: Vec<[u32; 1]> = (0..streams).map(|s| [500 + (i * 31 + s * 7) as u32 % 40000]).collect();
+        let refs: Vec<&[u32]> = toks.iter().map(|t| &t[..]).collect();
+        forward(&seqs, &refs, &mut kv, linear, &mut timings)?;
+        seqs.iter_mut().for_each(|s| s.advance(1));
+        // As the server does after each step: pad batches paced to use.
+        linear.after_step()?;
     }
-    let decode_s = t1.elapsed().as_secs_f64();
-    let s3 = Snapshot::of(linear);
-    Ok(Measured { prefill_s, prefill_t, decode_s, decode_t, stats: [s0, s1, s2, s3] })
-}
-
-/// Seconds the worker itself spent on online calls between two points.
-fn worker_online_s(m: &Measured, from: usize, to: usize) -> anyhow::Result<f64> {
-    let at = |i: usize| m.stats[i].busy.map(|b| b.online.busy_s);
-    match (at(from), at(to)) {
-        (Some(a), Some(b)) => Ok(b - a),
-        _ => anyhow::bail!("the worker did not report its busy time (an older worker?)"),
-    }
+    let wall_s = t0.elapsed().as_secs_f64();
+    Ok(PhaseRun { phase, wall_s, timings, before, after: Snapshot::of(linear) })
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let dtype = a.model.dtype;
     let ck = Checkpoint::open(a.model.resolve()?)?;
     let model = DecoderModel::new(ck.config.clone(), CvmWeights::load(&ck, dtype)?)?;
+    let mut phases = vec![Phase::Prefill(a.prefill)];
+    phases.extend(a.streams.iter().map(|&streams| Phase::Decode { streams, steps: a.decode_steps }));
 
     eprintln!("measuring plain (local, single process)…");
     let mut local = Backend::Local(LocalLinear::new(Arc::new(WorkerWeights::load(&ck, dtype)?)));
-    let plain = measure(&model, &mut local, &a)?;
+    let plain: Vec<PhaseRun> = phases.iter().map(|&p| measure(&model, &mut local, p)).collect::<anyhow::Result<_>>()?;
     drop(local);
 
-    eprintln!("measuring confidential (ReMO κ=1e4, local worker over shared memory)…");
-    let mut remo = build_linear(&BackendArgs::default(), &ck, dtype)?;
-    let t_fill = Instant::now();
-    remo.fill_ahead()?;
-    let fill_s = t_fill.elapsed().as_secs_f64();
-    let conf = measure(&model, &mut remo, &a)?;
-    let final_stats = remo.remo_report().ok_or_else(|| anyhow::anyhow!("the confidential backend has no ReMO report"))?;
-    drop(remo);
-
-    let worker_prefill = worker_online_s(&conf, 0, 1)?;
-    let worker_decode = worker_online_s(&conf, 2, 3)?;
-
-    // Pad refill cost per position: each op's batch time per usable pad, summed.
-    let batches = final_stats.batches as f64;
-    let refill_per_token_s: f64 = final_stats
-        .ops
-        .iter()
-        .map(|o| {
-            let made = (o.batches * o.usable_per_batch as u64) as f64;
-            if made > 0.0 {
-                o.refill_ms / 1e3 / made
-            } else {
-                0.0
-            }
-        })
-        .sum();
-
-    let row = |name: &str, steps: f64, total: f64, t: &StepTimings, (online_s, verify_s): (f64, f64), worker_s: f64, plain_total: f64| {
-        let masking = (t.linear_s - online_s).max(0.0);
-        // The answer is unmasked and checked inside the round trip.
-        let transport = (online_s - worker_s - verify_s).max(0.0);
-        let with_refill = total + refill_per_token_s * if name.starts_with("prefill") { a.prefill as f64 } else { steps };
-        format!(
-            "| {name} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} |\n",
-            tps(name, &a, plain_total, steps),
-            tps(name, &a, total, steps),
-            plain_total / total,
-            plain_total / with_refill,
-            1e3 * t.cvm_s / steps,
-            1e3 * masking / steps,
-            1e3 * verify_s / steps,
-            1e3 * transport / steps,
-            1e3 * worker_s / steps,
-            1e3 * refill_per_token_s * if name.starts_with("prefill") { a.prefill as f64 } else { 1.0 },
-        )
-    };
-    let online = |m: &Measured, from: usize, to: usize| {
-        let busy = m.stats[to].link.per_kind.online.busy_s - m.stats[from].link.per_kind.online.busy_s;
-        (busy, m.stats[to].online_checks_s() - m.stats[from].online_checks_s())
-    };
     let mut table = String::from(
-        "| phase | plain tok/s | confidential tok/s | ratio (pads ready) | ratio (refill amortized) | CVM compute ms/step | masking ms/step | answer checks ms/step | transport ms/step | worker compute ms/step | pad refill ms/step (amortized) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| mode | phase | plain tok/s | confidential tok/s | ratio | CVM side ms/token | weight-free compute | masking + transport | answer checks | pad production (engine thread) | pad threads (CPU ms/token) | worker ms/token | CVM CPU ms/token (all threads) | plain ms/token | plain CPU ms/token |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    table.push_str(&row(
-        &format!("prefill {}", a.prefill),
-        1.0,
-        conf.prefill_s,
-        &conf.prefill_t,
-        online(&conf, 0, 1),
-        worker_prefill,
-        plain.prefill_s,
-    ));
-    table.push_str(&row(
-        "decode batch 1",
-        a.decode_steps as f64,
-        conf.decode_s,
-        &conf.decode_t,
-        online(&conf, 2, 3),
-        worker_decode,
-        plain.decode_s,
-    ));
-    let notes = format!(
-        "Weights {dtype_name}; confidential = ReMO κ=1e4 exact f64 mode, worker process over the shared-memory ring (worker backend auto: CUDA where a GPU is present, else the CPUs it shares with the CVM). \
-Pools are filled before each phase (initial fill {fill_s:.1}s for {batches:.0} pad batches); 'refill amortized' adds each position's share of pad-batch time \
-({:.2} ms per position, CVM mixing + worker GEMM; a batch takes {:.1} ms, {:.0} % of it in the worker call; CVM side per batch: \
-{:.1} ms drawing R, {:.1} ms mixing, {:.1} ms unmixing, {:.1} ms keeping). Worker compute is the worker's own busy time on the online calls (it reports it when pinged); transport = online round trip − worker compute − answer checks \
-(it includes writing the masked rows into the frame and unmasking the answer from it); \
-masking = linear time − online round trip (it includes pad batches made synchronously on the critical path: \
-{} during prefill, {} during decode; {} and {} rows scaled down to the energy budget). Plain CVM compute {:.2} ms/step (decode). \
-Answer verification (DESIGN §3): online answers are checked row by row as they are unmasked, inside the round trip (their own column); pad batches are checked during refill \
-({:.1} ms per batch, in the refill figure), and each op's reference is derived once per session from its first batch ({:.0} ms in all, in the initial fill).",
-        refill_per_token_s * 1e3,
-        final_stats.refill_ms / batches.max(1.0),
-        100.0 * final_stats.worker_ms / final_stats.refill_ms.max(1e-9),
-        final_stats.refill_phases_ms.draw / batches.max(1.0),
-        final_stats.refill_phases_ms.mix / batches.max(1.0),
-        final_stats.refill_phases_ms.unmix / batches.max(1.0),
-        final_stats.refill_phases_ms.keep / batches.max(1.0),
-        conf.stats[1].batches() - conf.stats[0].batches(),
-        conf.stats[3].batches() - conf.stats[2].batches(),
-        conf.stats[1].rescaled() - conf.stats[0].rescaled(),
-        conf.stats[3].rescaled() - conf.stats[2].rescaled(),
-        1e3 * plain.decode_t.cvm_s / a.decode_steps as f64,
-        (final_stats.checks.time - final_stats.checks.reference_time - final_stats.checks.online_time).as_secs_f64() * 1e3 / batches.max(1.0),
-        final_stats.checks.reference_time.as_secs_f64() * 1e3,
-        dtype_name = dtype.name()
+    let mut notes = Vec::new();
+    for &precision in &a.precision {
+        let args = BackendArgs { precision, pad_threads: a.pad_threads, ..BackendArgs::default() };
+        eprintln!("measuring confidential {} (ReMO κ={:.0e}, worker over shared memory)…", precision.mode_name(), args.kappa());
+        let mut remo = build_linear(&args, &ck, dtype)?;
+        let t_fill = Instant::now();
+        remo.fill_ahead()?;
+        let fill_s = t_fill.elapsed().as_secs_f64();
+        let runs: Vec<PhaseRun> = phases.iter().map(|&p| measure(&model, &mut remo, p)).collect::<anyhow::Result<_>>()?;
+        drop(remo);
+        for (conf, plain) in runs.iter().zip(&plain) {
+            let s = conf.cvm_side()?;
+            let tokens = conf.phase.tokens() as f64;
+            table.push_str(&format!(
+                "| {} κ={:.0e} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                precision.mode_name(),
+                args.kappa(),
+                conf.phase.name(),
+                tokens / plain.wall_s,
+                tokens / conf.wall_s,
+                plain.wall_s / conf.wall_s,
+                s.total,
+                s.compute,
+                s.masking,
+                s.checks,
+                s.pads_engine,
+                s.pad_threads,
+                s.worker,
+                conf.cpu_per_token(),
+                plain.per_token(plain.wall_s),
+                plain.cpu_per_token(),
+            ));
+        }
+        // Stage costs over the timed phases only (the initial fill also
+        // solves every op's check reference).
+        let (first, last) = (&runs[0].before, &runs[runs.len() - 1].after);
+        let delta = |f: &dyn Fn(&RemoReport) -> f64| last.remo(f) - first.remo(f);
+        let batches = delta(&|r| r.batches as f64);
+        let per = |f: &dyn Fn(&RemoReport) -> f64| delta(f) / batches.max(1.0);
+        let stages = delta(&|r| {
+            let p = &r.refill_phases_ms;
+            p.draw + p.mix + p.unmix + p.check + p.keep
+        });
+        notes.push(format!(
+            "{}: initial fill {fill_s:.1} s (the first batch of every op, which solves its check reference); {batches:.0} pad batches during the phases, per batch {:.2} ms drawing R, {:.2} mixing, {:.2} unmixing, {:.2} checking, {:.2} keeping, {:.2} on the engine thread less the worker's share ({:.0} % of the stages on the pad threads).",
+            precision.mode_name(),
+            per(&|r| r.refill_phases_ms.draw),
+            per(&|r| r.refill_phases_ms.mix),
+            per(&|r| r.refill_phases_ms.unmix),
+            per(&|r| r.refill_phases_ms.check),
+            per(&|r| r.refill_phases_ms.keep),
+            per(&|r| r.refill_ms - r.worker_ms),
+            100.0 * delta(&|r| r.offloaded_ms) / stages.max(1e-9),
+        ));
+    }
+    let pad_threads = BackendArgs { pad_threads: a.pad_threads, ..BackendArgs::default() }.pad_threads();
+    let text = format!(
+        "{table}\nWeights {}; worker process over the shared-memory ring, on the CPUs it shares with the CVM; {pad_threads} pad thread(s). \
+Decode phases: {DECODE_CONTEXT}-token prompts prefilled untimed, pools filled, then {} timed steps, each followed by the paced pad refill a server runs (in the wall time). \
+The prefill row has its pads ready (its pad batches are made later, at the decode rows' rate). \
+CVM side = wall − the worker's own busy time (online and pad-batch calls, as it reports): what would remain with a GPU worker. \
+It splits into weight-free compute (embedding, norms, RoPE, attention, sampling), answer checks, pad production on the engine thread \
+(pad-batch time there less the worker's busy time: with pad threads, only moving U and U·W), and masking + transport (the rest: masking, writing rows to and reading answers from the ring). \
+Pad threads: their CPU time (the kernel's per-thread accounting), off the engine thread. \
+CVM CPU: every thread of the CVM process (engine, its kernel pool, pad threads; not the worker process), against the plain engine's process CPU.\n{}",
+        dtype.name(),
+        a.decode_steps,
+        notes.join("\n")
     );
-    println!("\n{table}\n{notes}");
+    println!("\n{text}");
     if a.record {
-        crate::machine::append_results("Confidential vs plain, time split (`bench split`)", &format!("{table}\n{notes}\n"))?;
+        crate::machine::append_results("Confidential vs plain, time split (`bench split`)", &format!("{text}\n"))?;
     }
     Ok(())
-}
-
-fn tps(name: &str, a: &Args, total: f64, steps: f64) -> f64 {
-    if name.starts_with("prefill") {
-        a.prefill as f64 / total
-    } else {
-        steps / total
-    }
 }

@@ -81,6 +81,11 @@ pub struct BackendArgs {
     /// more than this (e.g. `6GiB`); the figure is logged at start-up.
     #[arg(long, value_parser = crate::byte_size::parse_bytes)]
     pub max_pad_memory: Option<u64>,
+    /// CVM threads that draw, mix, unmix and check pad batches off the
+    /// engine thread (0: on the engine thread); default: this machine's
+    /// cores.
+    #[arg(long)]
+    pub pad_threads: Option<usize>,
     /// The most rows one step sends (the scheduler's token budget); pools
     /// grow to serve a call this large.
     #[arg(skip = 2048usize)]
@@ -109,6 +114,11 @@ impl BackendArgs {
     pub fn kappa(&self) -> f64 {
         self.privacy_level.unwrap_or_else(|| default_kappa(self.precision))
     }
+
+    /// Pad threads: the ones given, else one per core.
+    pub fn pad_threads(&self) -> usize {
+        self.pad_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
 }
 
 impl Default for BackendArgs {
@@ -122,6 +132,7 @@ impl Default for BackendArgs {
             privacy_level: None,
             row_buckets: RowBuckets::PowersOfTwo,
             max_pad_memory: None,
+            pad_threads: None,
             max_call_rows: 2048,
             record: None,
             record_layers: None,
@@ -143,7 +154,7 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightFormat) ->
     }
     let kappa = args.kappa();
     anyhow::ensure!(kappa.is_finite() && kappa > 0.0, "--privacy-level must be positive");
-    let params = RemoParams { row_buckets: args.row_buckets, ..RemoParams::with_kappa(kappa) };
+    let params = RemoParams { row_buckets: args.row_buckets, pad_threads: args.pad_threads(), ..RemoParams::with_kappa(kappa) };
     if args.mode == Mode::Confidential {
         check_pad_memory(args, ck, &params)?;
     }

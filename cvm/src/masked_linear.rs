@@ -16,6 +16,7 @@ use talaria_remo::{
 use tracing::{error, info};
 
 use crate::worker::WorkerLink;
+use crate::worker_wait::WaitTimed;
 
 pub enum ServingScheme {
     /// The exact mode (f64 pads).
@@ -50,12 +51,21 @@ impl ServingScheme {
 
     /// `None` for the unmasked baseline.
     fn masking_counters(&self) -> Option<MaskingCounters> {
-        let (online_rows, dummy_rows, checks) = match self {
-            Self::Remo(r) => r.traffic(),
-            Self::RemoFast(r) => r.traffic(),
+        let ((online_rows, dummy_rows, checks), (pad_engine, pad_threads)) = match self {
+            Self::Remo(r) => (r.traffic(), r.pad_costs()),
+            Self::RemoFast(r) => (r.traffic(), r.pad_costs()),
             Self::Plain(_) => return None,
         };
-        Some(MaskingCounters { online_rows, dummy_rows, online_check: checks.online_time, all_checks: checks.time })
+        Some(MaskingCounters {
+            online_rows,
+            dummy_rows,
+            online_check: checks.online_time,
+            all_checks: checks.time,
+            // The link's, added by `MaskedLinear`.
+            worker_wait: Duration::ZERO,
+            pad_engine,
+            pad_threads,
+        })
     }
 
     fn inner(&self) -> &dyn MaskScheme {
@@ -113,17 +123,35 @@ pub struct MaskedLinear<W: WorkerMatmul + Send = WorkerLink> {
     sessions_ended: u64,
     /// The counters of the sessions that ended.
     ended: Option<MaskingCounters>,
+    /// Time spent waiting for the worker's answers, every session.
+    worker_wait: Duration,
 }
 
 impl<W: WorkerMatmul + Send> MaskedLinear<W> {
     /// A session already started; it cannot be restarted once ended.
     pub fn new(scheme: ServingScheme, worker: W) -> Self {
-        Self { precision: scheme.precision(), scheme: Some(scheme), worker, restart: None, sessions_ended: 0, ended: None }
+        Self {
+            precision: scheme.precision(),
+            scheme: Some(scheme),
+            worker,
+            restart: None,
+            sessions_ended: 0,
+            ended: None,
+            worker_wait: Duration::ZERO,
+        }
     }
 
     /// A session already started, and every later one started by `restart`.
     pub fn restartable(scheme: ServingScheme, worker: W, restart: Box<dyn SessionStart<W>>) -> Self {
-        Self { precision: scheme.precision(), scheme: Some(scheme), worker, restart: Some(restart), sessions_ended: 0, ended: None }
+        Self {
+            precision: scheme.precision(),
+            scheme: Some(scheme),
+            worker,
+            restart: Some(restart),
+            sessions_ended: 0,
+            ended: None,
+            worker_wait: Duration::ZERO,
+        }
     }
 
     /// The current session's scheme and the worker, starting a new session
@@ -141,8 +169,13 @@ impl<W: WorkerMatmul + Send> MaskedLinear<W> {
 
     /// Runs `f` on the session; a rejected answer ends the session (the
     /// worker is not asked again in it, nothing it made is used again).
-    fn in_session<T>(&mut self, f: impl FnOnce(&mut ServingScheme, &mut W) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let result = self.session().and_then(|(scheme, worker)| f(scheme, worker));
+    /// The worker is timed (`WaitTimed`) for the CVM-side figures.
+    fn in_session<T>(&mut self, f: impl FnOnce(&mut ServingScheme, &mut WaitTimed<'_, W>) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let result = self.session().map(drop).and_then(|()| {
+            let Self { scheme, worker, worker_wait, .. } = self;
+            let scheme = scheme.as_mut().expect("the session just started");
+            f(scheme, &mut WaitTimed { inner: worker, wait: worker_wait })
+        });
         result.map_err(|e| {
             if !is_rejected_answer(&e) {
                 return e;
@@ -200,7 +233,10 @@ impl<W: WorkerMatmul + Send> Linear for MaskedLinear<W> {
     }
 
     fn idle(&mut self, budget: Duration) -> anyhow::Result<bool> {
-        Ok(MaskedLinear::idle(self, budget)?.batches_made > 0)
+        // Below the marks with nothing made: batches were still being
+        // finished on the pad threads, which is progress too.
+        let progress = MaskedLinear::idle(self, budget)?;
+        Ok(progress.batches_made > 0 || progress.pools_below_low_water > 0)
     }
 
     fn after_step(&mut self) -> anyhow::Result<()> {
@@ -213,10 +249,11 @@ impl<W: WorkerMatmul + Send> Linear for MaskedLinear<W> {
 
     fn masking_counters(&self) -> Option<MaskingCounters> {
         let current = self.scheme.as_ref().and_then(ServingScheme::masking_counters);
-        match (self.ended, current) {
+        let all = match (self.ended, current) {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
-        }
+        };
+        all.map(|m| MaskingCounters { worker_wait: self.worker_wait, ..m })
     }
 
     fn background_fill(&self) -> Option<f64> {

@@ -87,6 +87,14 @@ pub struct MaskingCounters {
     pub online_check: std::time::Duration,
     /// Every check, pad batches and their references included.
     pub all_checks: std::time::Duration,
+    /// Waiting for the worker's answers, every call (its compute and the
+    /// transport; the CVM's own writing and reading of rows excluded).
+    pub worker_wait: std::time::Duration,
+    /// Pad batches' CVM time on the engine thread (all their stages, or
+    /// with pad threads only moving `U` and `U·W`), worker wait excluded.
+    pub pad_engine: std::time::Duration,
+    /// Pad batches' stages run on the pad threads, off the engine thread.
+    pub pad_threads: std::time::Duration,
 }
 
 impl std::ops::Add for MaskingCounters {
@@ -97,6 +105,9 @@ impl std::ops::Add for MaskingCounters {
             dummy_rows: self.dummy_rows + o.dummy_rows,
             online_check: self.online_check + o.online_check,
             all_checks: self.all_checks + o.all_checks,
+            worker_wait: self.worker_wait + o.worker_wait,
+            pad_engine: self.pad_engine + o.pad_engine,
+            pad_threads: self.pad_threads + o.pad_threads,
         }
     }
 }

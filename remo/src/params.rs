@@ -54,6 +54,10 @@ pub struct RemoParams {
     pub low_water: usize,
     /// Online calls are padded to these row counts.
     pub row_buckets: RowBuckets,
+    /// CVM threads that draw, mix, unmix and check pad batches off the
+    /// engine thread (0: everything on the engine thread). Not public: it
+    /// changes where the CVM computes, not what the worker sees.
+    pub pad_threads: usize,
 }
 
 impl Default for RemoParams {
@@ -64,6 +68,7 @@ impl Default for RemoParams {
             usable_fraction: MAX_USABLE_FRACTION,
             low_water: 256,
             row_buckets: RowBuckets::PowersOfTwo,
+            pad_threads: 0,
         }
     }
 }

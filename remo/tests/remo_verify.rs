@@ -87,14 +87,15 @@ fn rejected(e: &anyhow::Error) -> bool {
 }
 
 /// Runs `calls` online calls of `rows` rows through ReMO in `precision`
-/// over `worker`; returns the first error.
-fn run(worker: &mut dyn WorkerMatmul, precision: Precision, rows: usize, calls: u64) -> (anyhow::Result<()>, f64) {
+/// over `worker`, pad batches finished on `pad_threads` threads (0: on
+/// this one); returns the first error.
+fn run(worker: &mut dyn WorkerMatmul, precision: Precision, rows: usize, calls: u64, pad_threads: usize) -> (anyhow::Result<()>, f64) {
     let (d_in, d_out) = (96, 64);
     let shapes = [(down(), d_in, d_out)];
-    let kappa = talaria_remo::default_kappa(precision);
+    let params = RemoParams { pad_threads, ..RemoParams::with_kappa(talaria_remo::default_kappa(precision)) };
     let mut scheme: Box<dyn MaskScheme> = match precision {
-        Precision::F64 => Box::new(Remo::<f64>::new(setup(&shapes, 1.0), RemoParams::with_kappa(kappa)).unwrap()),
-        Precision::F32 => Box::new(Remo::<f32>::new(setup(&shapes, 1.0), RemoParams::with_kappa(kappa)).unwrap()),
+        Precision::F64 => Box::new(Remo::<f64>::new(setup(&shapes, 1.0), params).unwrap()),
+        Precision::F32 => Box::new(Remo::<f32>::new(setup(&shapes, 1.0), params).unwrap()),
     };
     for call in 0..calls {
         let x = gaussian(rows, d_in, 0.3, call);
@@ -109,12 +110,12 @@ fn run(worker: &mut dyn WorkerMatmul, precision: Precision, rows: usize, calls: 
 
 #[test]
 fn honest_answers_pass_with_a_wide_margin() {
-    for precision in [Precision::F64, Precision::F32] {
+    for (precision, pad_threads) in [(Precision::F64, 0), (Precision::F32, 0), (Precision::F64, 2), (Precision::F32, 2)] {
         // 40 calls of 5 rows (bucket 8): 320 pads, four pad batches.
         let mut worker = RecordingWorker::random(&[(down(), 96, 64)], 1).record_data(false);
-        let (result, worst) = run(&mut worker, precision, 5, 40);
+        let (result, worst) = run(&mut worker, precision, 5, 40, pad_threads);
         result.unwrap();
-        println!("{precision:?}: worst honest residual {worst:.3e} of the threshold");
+        println!("{precision:?}, {pad_threads} pad threads: worst honest residual {worst:.3e} of the threshold");
         assert!(worst < 1e-2, "{precision:?}: honest residuals reach {worst:e} of the threshold");
     }
 }
@@ -132,11 +133,16 @@ fn every_tampering_is_caught_on_every_kind_of_call() {
             Precision::F32 => 1e-2,
         };
         for tamper in [Tamper::Element(small), Tamper::Bias(small), Tamper::Scale(small)] {
-            for (at, kind) in [(0, CallKind::PadBatch), (1, CallKind::Online), (13, CallKind::PadBatch)] {
+            // With pad threads, the second batch is finished (and checked)
+            // on one of them, and the verdict is taken when its pads are.
+            for (at, kind, pad_threads) in
+                [(0, CallKind::PadBatch, 0), (1, CallKind::Online, 0), (13, CallKind::PadBatch, 0), (13, CallKind::PadBatch, 2)]
+            {
                 let mut worker = Lying::new(RecordingWorker::random(&[(down(), 96, 64)], 2).record_data(false), at, tamper);
-                let (result, _) = run(&mut worker, precision, 5, 30);
+                let (result, _) = run(&mut worker, precision, 5, 30, pad_threads);
                 assert_eq!(worker.tampered, Some(kind), "{precision:?} {tamper:?}: call {at} is a {kind:?} call");
-                let err = result.expect_err(&format!("{precision:?} {tamper:?} at call {at} ({kind:?}) went unnoticed"));
+                let err = result
+                    .expect_err(&format!("{precision:?} {tamper:?} at call {at} ({kind:?}, {pad_threads} pad threads) went unnoticed"));
                 assert!(rejected(&err), "{precision:?} {tamper:?} at call {at}: {err:#}");
             }
         }

@@ -21,14 +21,7 @@ pub struct MaskingTotals {
 impl MaskingTotals {
     /// `None` when the server masks nothing (no such counters).
     pub fn parse(metrics: &str) -> Option<Self> {
-        let value = |name: &str| {
-            metrics
-                .lines()
-                .filter(|l| !l.starts_with('#'))
-                .find(|l| l.split(['{', ' ']).next() == Some(name))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
-        };
+        let value = |name: &str| super::cvm_side::counter(metrics, name);
         Some(Self {
             masked_rows: value("talaria_masked_rows_total")?,
             dummy_rows: value("talaria_bucket_dummy_rows_total")?,

@@ -12,9 +12,11 @@
 //! - `load`: arrivals and concurrency for one run;
 //! - `stats`: percentiles and the summary of a run;
 //! - `masking`: what masking cost a run (checks, bucket rows), from `/metrics`;
+//! - `cvm_side`: the CVM's own ms per output token (all but the worker wait);
 //! - `report`: markdown tables and SVG plots;
 //! - `soak`: the soak mode.
 mod client;
+mod cvm_side;
 mod dataset;
 mod launch;
 mod load;
@@ -173,10 +175,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 conc.map_or("unlimited".into(), |c| c.to_string())
             );
             let before = masking::MaskingTotals::scrape(&base);
+            let cvm_before = cvm_side::CvmTotals::scrape(&base);
             let results = load::run(&a, &base, &model, &prompts, conc)?;
             let mut summary = stats::summarize(&label, conc, &results);
             if let (Some(b), Some(after)) = (before, masking::MaskingTotals::scrape(&base)) {
                 summary.masking = Some(after.cost_since(&b, summary.output_tokens, summary.duration_s));
+            }
+            if let (Some(b), Some(after)) = (cvm_before, cvm_side::CvmTotals::scrape(&base)) {
+                summary.cvm_side = Some(after.cost_since(&b, summary.output_tokens));
             }
             println!("{}", report::one_line(&summary));
             runs.push(summary);

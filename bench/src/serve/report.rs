@@ -67,6 +67,7 @@ pub fn markdown(a: &Args, runs: &[RunSummary]) -> String {
     }
     s.push_str(&ratio_table(runs));
     s.push_str(&masking_table(runs));
+    s.push_str(&cvm_side_table(runs));
     s.push_str("\n| server | concurrency | metric (ms) | mean | p50 | p90 | p99 |\n|---|---|---|---|---|---|---|\n");
     for r in runs {
         for (name, d) in [("TTFT", &r.ttft_ms), ("TPOT", &r.tpot_ms), ("ITL", &r.itl_ms), ("E2E", &r.e2e_ms)] {
@@ -106,27 +107,63 @@ fn ratio_table(runs: &[RunSummary]) -> String {
     s
 }
 
+/// A table with a row for each run that has its figures, or nothing.
+fn run_table(runs: &[RunSummary], header: &str, row: impl Fn(&RunSummary) -> Option<String>) -> String {
+    let rows: Vec<String> = runs.iter().filter_map(row).collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = format!("\n{header}\n");
+    rows.iter().for_each(|r| {
+        s.push_str(r);
+        s.push('\n');
+    });
+    s
+}
+
 /// What masking cost each masking run (see `masking`).
 fn masking_table(runs: &[RunSummary]) -> String {
-    let mut s = String::new();
-    for r in runs {
-        let Some(m) = &r.masking else { continue };
-        if s.is_empty() {
-            s.push_str("\n| server | concurrency | online answer checks, ms / output token | share of the run's wall time | all checks (pad batches, references), ms / output token | rows masked | dummy rows (share) |\n|---|---|---|---|---|---|---|\n");
-        }
-        let _ = writeln!(
-            s,
-            "| {} | {} | {:.3} | {:.1} % | {:.3} | {:.0} | {:.1} % |",
-            r.label,
-            conc(r.concurrency),
-            m.online_check_ms_per_token,
-            100.0 * m.online_check_share,
-            m.all_checks_ms_per_token,
-            m.masked_rows,
-            100.0 * m.dummy_share
-        );
-    }
-    s
+    run_table(
+        runs,
+        "| server | concurrency | online answer checks, ms / output token | share of the run's wall time | all checks (pad batches, references), ms / output token | rows masked | dummy rows (share) |\n|---|---|---|---|---|---|---|",
+        |r| {
+            let m = r.masking.as_ref()?;
+            Some(format!(
+                "| {} | {} | {:.3} | {:.1} % | {:.3} | {:.0} | {:.1} % |",
+                r.label,
+                conc(r.concurrency),
+                m.online_check_ms_per_token,
+                100.0 * m.online_check_share,
+                m.all_checks_ms_per_token,
+                m.masked_rows,
+                100.0 * m.dummy_share
+            ))
+        },
+    )
+}
+
+/// The CVM's own ms per output token (see `cvm_side`).
+fn cvm_side_table(runs: &[RunSummary]) -> String {
+    run_table(
+        runs,
+        "| server | concurrency | engine thread busy, ms / output token | of it waiting for the worker | CVM side | weight-free compute | pad production (engine thread) | masking, checks, moving rows | pad threads (CPU) |\n|---|---|---|---|---|---|---|---|---|",
+        |r| {
+            let c = r.cvm_side.as_ref()?;
+            let masked = |v: f64| if c.masked { format!("{v:.2}") } else { "–".into() };
+            Some(format!(
+                "| {} | {} | {:.2} | {} | {} | {:.2} | {} | {} | {} |",
+                r.label,
+                conc(r.concurrency),
+                c.engine_busy,
+                masked(c.worker_wait),
+                masked(c.cvm_side),
+                c.compute,
+                masked(c.pad_engine),
+                masked(c.masking),
+                masked(c.pad_threads),
+            ))
+        },
+    )
 }
 
 fn r_ratio(a: f64, b: f64) -> f64 {

@@ -48,6 +48,8 @@ pub struct RunSummary {
     pub e2e_ms: Dist,
     /// What masking cost (masking servers only; set by the caller).
     pub masking: Option<super::masking::MaskingCost>,
+    /// The CVM's own ms per output token (see `cvm_side`).
+    pub cvm_side: Option<super::cvm_side::CvmSideCost>,
 }
 
 pub fn summarize(label: &str, concurrency: Option<usize>, results: &[RequestResult]) -> RunSummary {
@@ -77,6 +79,7 @@ pub fn summarize(label: &str, concurrency: Option<usize>, results: &[RequestResu
         itl_ms: dist(&itls, 1e3),
         e2e_ms: dist(&ok.iter().map(|r| r.e2e).collect::<Vec<_>>(), 1e3),
         masking: None,
+        cvm_side: None,
     }
 }
 

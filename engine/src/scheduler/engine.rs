@@ -160,10 +160,12 @@ impl Engine {
     /// Background work of the backend (ReMO pad refills) while no request
     /// is pending; returns whether anything was done.
     pub fn idle(&mut self, budget: std::time::Duration) -> bool {
+        let started = std::time::Instant::now();
         match self.linear.idle(budget) {
             Ok(did) => {
                 // Pad batches were checked: the counters moved.
                 self.stats.publish_masking(self.linear.masking_counters());
+                self.stats.add_busy(started.elapsed(), std::time::Duration::from_secs_f64(self.timings.cvm_s));
                 did
             }
             Err(e) => {
@@ -233,6 +235,7 @@ impl Engine {
     /// samples the sequences whose prompt (or recompute) is complete, and
     /// delivers their outputs.
     pub fn step(&mut self) -> StepReport {
+        let started = std::time::Instant::now();
         let (plan, never_fit) = self.sched.schedule(&mut self.kv);
         let mut report = StepReport {
             num_seqs: plan.num_seqs(),
@@ -310,6 +313,7 @@ impl Engine {
             }
         }
         self.stats.publish_masking(self.linear.masking_counters());
+        self.stats.add_busy(started.elapsed(), std::time::Duration::from_secs_f64(self.timings.cvm_s));
         report
     }
 

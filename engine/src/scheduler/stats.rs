@@ -30,6 +30,11 @@ pub struct EngineStats {
     dummy_rows_total: AtomicU64,
     online_check_ns_total: AtomicU64,
     all_checks_ns_total: AtomicU64,
+    worker_wait_ns_total: AtomicU64,
+    pad_engine_ns_total: AtomicU64,
+    pad_threads_ns_total: AtomicU64,
+    busy_ns_total: AtomicU64,
+    cvm_compute_ns_total: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -64,6 +69,12 @@ pub struct StatsSnapshot {
     pub ready: bool,
     /// A masking backend's totals (`Linear::masking_counters`).
     pub masking: Option<MaskingCounters>,
+    /// The engine thread's time in steps (after-step work included) and
+    /// in idle-time backend work.
+    pub busy: Duration,
+    /// The weight-free part of the forward passes (everything but the
+    /// `Linear` calls).
+    pub cvm_compute: Duration,
 }
 
 impl StatsSnapshot {
@@ -112,18 +123,32 @@ impl EngineStats {
                 dummy_rows: self.dummy_rows_total.load(Relaxed),
                 online_check: Duration::from_nanos(self.online_check_ns_total.load(Relaxed)),
                 all_checks: Duration::from_nanos(self.all_checks_ns_total.load(Relaxed)),
+                worker_wait: Duration::from_nanos(self.worker_wait_ns_total.load(Relaxed)),
+                pad_engine: Duration::from_nanos(self.pad_engine_ns_total.load(Relaxed)),
+                pad_threads: Duration::from_nanos(self.pad_threads_ns_total.load(Relaxed)),
             }),
+            busy: Duration::from_nanos(self.busy_ns_total.load(Relaxed)),
+            cvm_compute: Duration::from_nanos(self.cvm_compute_ns_total.load(Relaxed)),
         }
     }
 
     pub(crate) fn publish_masking(&self, m: Option<MaskingCounters>) {
         let Some(m) = m else { return };
-        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.online_rows_total.store(m.online_rows, Relaxed);
         self.dummy_rows_total.store(m.dummy_rows, Relaxed);
         self.online_check_ns_total.store(ns(m.online_check), Relaxed);
         self.all_checks_ns_total.store(ns(m.all_checks), Relaxed);
+        self.worker_wait_ns_total.store(ns(m.worker_wait), Relaxed);
+        self.pad_engine_ns_total.store(ns(m.pad_engine), Relaxed);
+        self.pad_threads_ns_total.store(ns(m.pad_threads), Relaxed);
         self.masked.store(true, Relaxed);
+    }
+
+    /// Adds engine-thread work time; `cvm_compute`: the forward passes'
+    /// weight-free time so far (a running total).
+    pub(crate) fn add_busy(&self, busy: Duration, cvm_compute: Duration) {
+        self.busy_ns_total.fetch_add(ns(busy), Relaxed);
+        self.cvm_compute_ns_total.store(ns(cvm_compute), Relaxed);
     }
 
     pub(crate) fn publish(&self, o: &Occupancy) {
@@ -155,4 +180,8 @@ impl EngineStats {
     pub(crate) fn set_alive(&self, alive: bool) {
         self.alive.store(alive, Relaxed);
     }
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

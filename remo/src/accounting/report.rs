@@ -55,8 +55,14 @@ pub struct RemoReport {
     /// Wall time of all pad batches, and the worker's share of it.
     pub refill_ms: f64,
     pub worker_ms: f64,
-    /// The CVM's share of `refill_ms`, by phase.
+    /// The CVM stages of every pad batch, by phase, wherever they ran.
     pub refill_phases_ms: PhasesMs,
+    /// The part of `refill_phases_ms` run on the pad threads, off the
+    /// engine thread (`refill_ms` then holds only the exchange): wall time
+    /// of those stages, which a busy machine stretches.
+    pub offloaded_ms: f64,
+    /// CPU time the pad threads have used.
+    pub pad_thread_cpu_ms: f64,
     /// docs/DESIGN.md §3's bound in bits per position: every row is sent
     /// within the energy budget, so it holds for every row sent.
     pub leakage_bound_bits: f64,
@@ -118,6 +124,8 @@ impl RemoReport {
             refill_ms: ms(t.refill_time),
             worker_ms: ms(t.worker_time),
             refill_phases_ms: t.phases.into(),
+            offloaded_ms: ms(t.offloaded),
+            pad_thread_cpu_ms: ms(pools.pad_thread_cpu()),
             leakage_bound_bits,
             positions_sent,
             session_bound_bits: leakage_bound_bits * positions_sent as f64,
@@ -139,13 +147,14 @@ pub struct PhasesMs {
     pub draw: f64,
     pub mix: f64,
     pub unmix: f64,
+    pub check: f64,
     pub keep: f64,
 }
 
 impl From<RefillPhases> for PhasesMs {
     fn from(p: RefillPhases) -> Self {
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-        Self { draw: ms(p.draw), mix: ms(p.mix), unmix: ms(p.unmix), keep: ms(p.keep) }
+        Self { draw: ms(p.draw), mix: ms(p.mix), unmix: ms(p.unmix), check: ms(p.check), keep: ms(p.keep) }
     }
 }
 
@@ -199,7 +208,11 @@ impl fmt::Display for RemoReport {
         )?;
         writeln!(f, "  verification against {} secret vectors per op: {}", crate::verify::lanes::LANES, self.checks)?;
         let p = &self.refill_phases_ms;
-        writeln!(f, "  pad batches, CVM side: draw {:.1} ms, mix {:.1} ms, unmix {:.1} ms, keep {:.1} ms", p.draw, p.mix, p.unmix, p.keep)?;
+        writeln!(
+            f,
+            "  pad batches, CVM side: draw {:.1} ms, mix {:.1} ms, unmix {:.1} ms, check {:.1} ms, keep {:.1} ms ({:.1} ms of it on the pad threads)",
+            p.draw, p.mix, p.unmix, p.check, p.keep, self.offloaded_ms
+        )?;
         let mut kinds: BTreeMap<Op, KindTotals> = BTreeMap::new();
         for o in &self.ops {
             let k = kinds.entry(Op::parse(o.op).unwrap_or(Op::LmHead)).or_default();

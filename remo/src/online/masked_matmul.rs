@@ -7,10 +7,10 @@ use crate::error::RemoError;
 use crate::online::worker::{call_in_place, check_finite, CallKind, WorkerCall, WorkerMatmul};
 use crate::pads::pad::Pad;
 use crate::pads::secure_rng::SecureRng;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use talaria_kernels::Float;
 
-use crate::verify::lanes::{minus_scaled, norm, project};
+use crate::verify::lanes::{minus_scaled, norm, project_rows, Lane, LANES};
 use crate::verify::op_check::max_ratio;
 use crate::verify::{OpCheck, Tolerance};
 
@@ -19,9 +19,18 @@ use crate::verify::{OpCheck, Tolerance};
 #[derive(Default)]
 pub struct OnlineScratch {
     perm: Vec<usize>,
-    /// One unmasked answer row, `(X̃·W − R·W)` in f64 (wiped after each call).
-    row: Vec<f64>,
+    /// A few unmasked answer rows, `(X̃·W − R·W)` in f64 (wiped after each
+    /// call), checked together.
+    rows: Vec<f64>,
+    /// Per real row, its projection `x·z` (secret: wiped after each call).
+    xz: Vec<Lane>,
+    /// Per row sent, in the order sent: the norm of the row sent.
+    sent_norms: Vec<f64>,
 }
+
+/// Answer rows unmasked and checked together (one pass over the check
+/// vectors `v` for all of them: `project_rows`).
+const CHECK_GROUP: usize = 4;
 
 /// The value sent for element `x` of a real row with private factor
 /// `1/inv`, padded with `r`: formed in f64, rounded once to the wire type.
@@ -83,13 +92,30 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
     // Row j of X̃ is row perm[j] of X + R; it is written straight into the
     // outgoing frame, and the answer unmasked straight from the incoming one.
     rng.permutation(sent, &mut scratch.perm);
-    let OnlineScratch { perm, row } = scratch;
-    row.clear();
-    row.resize(d_out, 0.0);
-    // The check's own CVM time, row by row (not the call around it).
-    let mut check_time = Duration::ZERO;
+    let OnlineScratch { perm, rows: group, xz, sent_norms } = scratch;
+    group.clear();
+    group.resize(CHECK_GROUP * d_out, 0.0);
+    sent_norms.clear();
+    sent_norms.resize(sent, 0.0);
+    // The check's own CVM time (not the call around it).
     let tolerance = Tolerance::of(P::PRECISION);
     let (v, z) = (check.v(), check.z()?);
+    let checking = Instant::now();
+    // `x·z` for every real row at once (the answer's `u·v` must equal it).
+    xz.clear();
+    xz.resize(rows, [0.0; LANES]);
+    project_rows(x, z, xz);
+    // The norm of each row as sent (the threshold scales with it).
+    for (norm_sent, &i) in sent_norms.iter_mut().zip(perm.iter()) {
+        *norm_sent = if i < rows {
+            let inv = 1.0 / factors[i];
+            let row = x[i * d_in..(i + 1) * d_in].iter().zip(pads[i].r());
+            row.map(|(&x, &r)| masked_value(x, inv, r).to_f64().powi(2)).sum::<f64>().sqrt()
+        } else {
+            norm(pads[i].r())
+        };
+    }
+    let mut check_time = checking.elapsed();
     let check_ref: &OpCheck = check;
     let mut worst = (0, 0.0);
     let called = call_in_place::<P>(
@@ -110,31 +136,35 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
         },
         &mut |y| {
             worst = (0, 0.0);
-            for (s, (yj, &i)) in y.chunks_exact(d_out).zip(perm.iter()).enumerate() {
+            for (g, (ys, order)) in y.chunks(CHECK_GROUP * d_out).zip(perm.chunks(CHECK_GROUP)).enumerate() {
                 // `u = x̃·W − r·W`, the product of `x/α` (zero for a dummy
                 // row), into private memory: it is checked and then used
                 // from there, so a worker rewriting shared memory meanwhile
                 // changes nothing.
-                row.iter_mut().zip(yj).zip(pads[i].rw()).for_each(|((u, &yv), &rw)| *u = yv.to_f64() - rw.to_f64());
+                let us = &mut group[..order.len() * d_out];
+                for ((u, yj), &i) in us.chunks_exact_mut(d_out).zip(ys.chunks_exact(d_out)).zip(order) {
+                    u.iter_mut().zip(yj).zip(pads[i].rw()).for_each(|((u, &yv), &rw)| *u = yv.to_f64() - rw.to_f64());
+                }
                 let checking = Instant::now();
-                let uv = project(row, v);
-                let (residual, sent_norm) = if i < rows {
-                    let (xi, inv) = (&x[i * d_in..(i + 1) * d_in], 1.0 / factors[i]);
-                    let sent_norm = xi.iter().zip(pads[i].r()).map(|(&x, &r)| masked_value(x, inv, r).to_f64().powi(2)).sum::<f64>().sqrt();
-                    (minus_scaled(uv, inv, project(xi, z)), sent_norm)
-                } else {
-                    (uv, norm(pads[i].r()))
-                };
-                worst = max_ratio(worst, (s, check_ref.ratio(&residual, sent_norm, tolerance)));
+                let mut uv = [[0.0; LANES]; CHECK_GROUP];
+                project_rows(us, v, &mut uv[..order.len()]);
+                for (k, (&i, uv)) in order.iter().zip(&uv).enumerate() {
+                    let s = g * CHECK_GROUP + k;
+                    let residual = if i < rows { minus_scaled(*uv, 1.0 / factors[i], xz[i]) } else { *uv };
+                    worst = max_ratio(worst, (s, check_ref.ratio(&residual, sent_norms[s], tolerance)));
+                }
                 check_time += checking.elapsed();
-                if i < rows {
-                    let alpha = factors[i];
-                    out[i * d_out..(i + 1) * d_out].iter_mut().zip(row.iter()).for_each(|(o, &u)| *o = O::from_f64(alpha * u));
+                for (u, &i) in us.chunks_exact(d_out).zip(order) {
+                    if i < rows {
+                        let alpha = factors[i];
+                        out[i * d_out..(i + 1) * d_out].iter_mut().zip(u).for_each(|(o, &u)| *o = O::from_f64(alpha * u));
+                    }
                 }
             }
         },
     );
-    crate::pads::wipe::wipe(row);
+    crate::pads::wipe::wipe(group);
+    crate::pads::wipe::wipe(xz);
     called.map_err(|e| e.context(format!("{id}: online call")))?;
     check.finish(CallKind::Online, tolerance, sent, worst, check_time)?;
     // Checked again in private memory (see `WorkerMatmul::call`).

@@ -120,6 +120,13 @@ impl<P: Float> Remo<P> {
         (self.online_rows, self.dummy_rows, self.pools.total_stats().checks)
     }
 
+    /// What pad batches cost the CVM: on the engine thread (the worker's
+    /// wait excluded), and the pad threads' CPU time.
+    pub fn pad_costs(&self) -> (Duration, Duration) {
+        let t = self.pools.total_stats();
+        (t.refill_time.saturating_sub(t.worker_time), self.pools.pad_thread_cpu())
+    }
+
     /// Pools, statistics and the leakage bound, for the CLI.
     pub fn remo_report(&self) -> RemoReport {
         RemoReport::new(&self.setup, &self.pools, self.online_calls, self.online_rows, self.dummy_rows)

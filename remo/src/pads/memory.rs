@@ -2,13 +2,14 @@
 //! the start-up log and `--max-pad-memory`). Each pad is a row `R` (`d_in`)
 //! and its product `R·W` (`d_out`) in the pad precision; a pool holds at
 //! most what a refill tops it up to — the low-water mark or the largest
-//! call's rows, plus one batch's usable pads — and one batch is being
-//! mixed at a time.
+//! call's rows, plus one batch's usable pads — plus the batches in
+//! progress (one, or with pad threads a few per thread).
 
 use talaria_kernels::Precision;
 use talaria_models::{op_dims, ModelConfig};
 
 use crate::mixing::butterfly::padded_rows;
+use crate::pads::pools::batches_ahead;
 use crate::params::RemoParams;
 use crate::setup::outsourced_ops;
 
@@ -22,9 +23,17 @@ pub fn pad_pool_bound_bytes(cfg: &ModelConfig, params: &RemoParams, precision: P
         let n_p = padded_rows(d_in);
         let pads = params.low_water.max(max_call_rows) + params.usable_per_batch(n_p);
         total += pads * (d_in + d_out) * precision.bytes();
-        largest_batch = largest_batch.max(n_p * (d_in + d_out) * precision.bytes());
+        // R, U = M·R, U·W and R·W.
+        largest_batch = largest_batch.max(2 * n_p * (d_in + d_out) * precision.bytes());
     }
-    total + largest_batch
+    // Batches in progress: one on the engine thread, and with pad threads
+    // those drawn ahead (+ one asked for now) and twice as many being
+    // finished.
+    let in_progress = match params.pad_threads {
+        0 => 1,
+        t => 2 + 3 * batches_ahead(t),
+    };
+    total + largest_batch * in_progress
 }
 
 #[cfg(test)]

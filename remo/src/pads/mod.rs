@@ -1,6 +1,8 @@
 //! Pads: drawing them (a cryptographic RNG), storing them (recycled
 //! buffers, wiped on drop), and the per-op pools that refill them through
 //! pad batches.
+pub mod batch;
+pub mod factory;
 pub mod memory;
 pub mod pad;
 pub mod pad_buffers;

@@ -9,12 +9,12 @@ use talaria_models::OpId;
 use crate::accounting::leakage::leakage_bits_at_energy;
 use crate::accounting::scales::{rescale_factor, ChannelScales};
 use crate::error::RemoError;
-use crate::mixing::butterfly::{padded_rows, Mixing};
-use crate::online::worker::{call_in_place, check_finite, CallKind, WorkerCall, WorkerMatmul};
-use crate::pads::pad::{BatchStore, Pad};
+use crate::mixing::butterfly::padded_rows;
+use crate::online::worker::WorkerMatmul;
+use crate::pads::batch::{BatchShape, FinishedBatch, PreparedBatch, Verify};
+use crate::pads::pad::Pad;
 use crate::pads::pad_buffers::PadBuffers;
 use crate::pads::secure_rng::SecureRng;
-use crate::pads::wipe::SecretVec;
 use crate::params::RemoParams;
 use crate::setup::OpSpec;
 use crate::verify::{CheckStats, OpCheck};
@@ -33,8 +33,13 @@ pub struct PoolStats {
     pub pads_used: u64,
     /// Pads dropped unused: the ≥ 25 % of every batch.
     pub pads_discarded: u64,
-    /// Wall time of pad batches, worker call included.
+    /// What pad batches cost the engine thread, worker call included (all
+    /// of a batch made there; only the exchange and the accounting of one
+    /// whose CVM stages ran on the pad threads).
     pub refill_time: Duration,
+    /// CPU time of the batch stages run on the pad threads, off the engine
+    /// thread (their breakdown is in `phases`, with the others').
+    pub offloaded: Duration,
     /// The worker's share of `refill_time`.
     pub worker_time: Duration,
     /// Where the CVM's share of `refill_time` goes.
@@ -57,6 +62,7 @@ impl PoolStats {
         self.pads_used += o.pads_used;
         self.pads_discarded += o.pads_discarded;
         self.refill_time += o.refill_time;
+        self.offloaded += o.offloaded;
         self.worker_time += o.worker_time;
         self.phases.add(&o.phases);
         self.rows_rescaled += o.rows_rescaled;
@@ -73,8 +79,10 @@ pub struct RefillPhases {
     pub draw: Duration,
     /// `U = M·R`.
     pub mix: Duration,
-    /// `R·W = M⁻¹·(U·W)`, read straight from the worker's answer.
+    /// `R·W = M⁻¹·(U·W)`.
     pub unmix: Duration,
+    /// Checking `R·W` (docs/DESIGN.md §3, "Verification").
+    pub check: Duration,
     /// Choosing the kept pads, zeroizing the rest.
     pub keep: Duration,
 }
@@ -84,7 +92,12 @@ impl RefillPhases {
         self.draw += o.draw;
         self.mix += o.mix;
         self.unmix += o.unmix;
+        self.check += o.check;
         self.keep += o.keep;
+    }
+
+    pub fn total(&self) -> Duration {
+        self.draw + self.mix + self.unmix + self.check + self.keep
     }
 }
 
@@ -156,14 +169,30 @@ impl<P: Float> PadPool<P> {
         PoolStats { pads_available: self.pads.len(), checks: self.check.stats(), ..self.stats }
     }
 
+    pub fn check(&self) -> &OpCheck {
+        &self.check
+    }
+
     /// The answer check of this op.
     pub fn check_mut(&mut self) -> &mut OpCheck {
         &mut self.check
     }
 
-    /// Makes one pad batch: draws `R`, sends `U = M·R`, recovers
-    /// `R·W = M⁻¹·(U·W)`, keeps a uniformly random `usable` of the `N_p`
-    /// pads and zeroizes the rest. `scratch` holds reused storage.
+    /// What a batch of this op is made of.
+    pub fn shape(&self, params: &RemoParams) -> BatchShape {
+        BatchShape {
+            id: self.id,
+            d_in: self.d_in,
+            d_out: self.d_out,
+            n_p: self.n_p,
+            usable: self.usable,
+            sigma: self.scales.scales().iter().map(|s| params.kappa * s).collect(),
+            mixing_rounds: params.mixing_rounds,
+        }
+    }
+
+    /// Makes one pad batch here, every stage on this thread (see
+    /// [`crate::pads::batch`]).
     pub fn refill(
         &mut self,
         worker: &mut dyn WorkerMatmul,
@@ -172,60 +201,31 @@ impl<P: Float> PadPool<P> {
         scratch: &mut RefillScratch<P>,
     ) -> anyhow::Result<()> {
         let start = Instant::now();
-        let (n_p, d_in, d_out) = (self.n_p, self.d_in, self.d_out);
-        let sigma: Vec<f64> = self.scales.scales().iter().map(|s| params.kappa * s).collect();
-        let mut r: SecretVec<P> = SecretVec::from(scratch.buffers.take(n_p * d_in));
-        rng.fill_gaussian_rows(&mut r, &sigma);
-        let mixing = Mixing::sample(n_p, params.mixing_rounds, rng)?;
-        let drawn = Instant::now();
+        let prepared = PreparedBatch::draw(self.shape(params), rng, &scratch.buffers)?;
+        let answered = prepared.exchange(worker)?;
+        let finished = answered.finish(Verify::Here(&mut self.check), rng)?;
+        self.accept(finished, start.elapsed(), false)
+    }
 
-        // `U = M·R` is written straight into the outgoing frame and
-        // `R·W = M⁻¹·(U·W)` read straight from the answer (no copies of
-        // tens of MB). On a retry both run again, from the same `R` and `M`.
-        let mut rw: SecretVec<P> = SecretVec::from(scratch.buffers.take(n_p * d_out));
-        let (mut mix_time, mut unmix_time) = (Duration::ZERO, Duration::ZERO);
-        let mut mixed: Result<(), RemoError> = Ok(());
-        let mut unmixed: Result<(), RemoError> = Ok(());
-        let asked = Instant::now();
-        let sent = call_in_place::<P>(
-            worker,
-            WorkerCall { id: self.id, kind: CallKind::PadBatch, precision: P::PRECISION, rows: n_p, d_in, d_out },
-            &mut |u| {
-                let t = Instant::now();
-                mixed = mixing.apply_from(&r, u, d_in);
-                mix_time += t.elapsed();
-            },
-            &mut |uw| {
-                let t = Instant::now();
-                unmixed = mixing.apply_inverse_from(uw, &mut rw, d_out);
-                unmix_time += t.elapsed();
-            },
-        );
-        let worker_time = asked.elapsed().saturating_sub(mix_time + unmix_time);
-        sent.map_err(|e| e.context(format!("{}: pad batch", self.id)))?;
-        mixed?;
-        unmixed?;
-        // The answer was checked in the transport's buffer, which a worker on
-        // shared memory can still write: check what was derived from it.
-        check_finite(self.id, "pads R·W", &rw)?;
-        self.check.check_batch(&r, &rw, &sigma)?;
-        drop(mixing);
-        let unmixed_at = Instant::now();
-
-        // A uniformly random subset, in random order; the other rows are
-        // zeroized now, the kept ones when their last pad is dropped.
-        let mut order = Vec::with_capacity(n_p);
-        rng.permutation(n_p, &mut order);
-        self.pads.extend(BatchStore::into_pads(d_in, d_out, r.into_inner(), rw.into_inner(), &order[..self.usable], &scratch.buffers));
-        crate::pads::wipe::wipe(&mut order);
-
-        let phases = RefillPhases { draw: drawn - start, mix: mix_time, unmix: unmix_time, keep: unmixed_at.elapsed() };
-        self.stats.phases.add(&phases);
-        self.stats.worker_time += worker_time;
+    /// Takes a finished batch's pads once its verdict (if it was checked
+    /// elsewhere) is accounted; a rejected batch's pads are dropped.
+    /// `engine_time`: what the batch cost the engine thread; `offloaded`:
+    /// whether its CVM stages ran on the pad threads.
+    pub fn accept(&mut self, finished: FinishedBatch<P>, engine_time: Duration, offloaded: bool) -> anyhow::Result<()> {
+        if let Some(verdict) = finished.verdict {
+            self.check.account_batch(verdict).map_err(|e| anyhow::Error::from(e).context(format!("{}: pad batch", self.id)))?;
+        }
+        let usable = finished.pads.len();
+        self.pads.extend(finished.pads);
+        self.stats.phases.add(&finished.phases);
+        if offloaded {
+            self.stats.offloaded += finished.phases.total();
+        }
+        self.stats.worker_time += finished.worker_time;
         self.stats.batches += 1;
-        self.stats.pads_made += self.usable as u64;
-        self.stats.pads_discarded += (n_p - self.usable) as u64;
-        self.stats.refill_time += start.elapsed();
+        self.stats.pads_made += usable as u64;
+        self.stats.pads_discarded += (finished.n_p - usable) as u64;
+        self.stats.refill_time += engine_time;
         Ok(())
     }
 

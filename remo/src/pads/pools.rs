@@ -1,7 +1,10 @@
 //! The pad pools of every op, with the refill policy: `refill_idle` in the
 //! worker's idle time, `refill_paced` after each step of a busy engine (as
 //! many batches as the step used up), and synchronous `ensure` on the
-//! critical path when a pool is still short.
+//! critical path when a pool is still short. With pad threads
+//! (`RemoParams::pad_threads`), an op's batches after its first (which
+//! solves its check's reference here) are drawn ahead and finished on them
+//! ([`PadFactory`]); the engine thread only exchanges them with the worker.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -10,6 +13,8 @@ use talaria_models::OpId;
 
 use crate::error::RemoError;
 use crate::online::worker::WorkerMatmul;
+use crate::pads::batch::PreparedBatch;
+use crate::pads::factory::{FactoryOutput, PadFactory};
 use crate::pads::pad::Pad;
 use crate::pads::pool::{PadPool, PoolStats, RefillScratch};
 use crate::pads::secure_rng::SecureRng;
@@ -37,11 +42,24 @@ pub struct PadPools<P: Float = f64> {
     paced_use: f64,
     /// Batches `refill_paced` still owes (carried between calls).
     pace_credit: f64,
+    /// The pad threads, if any.
+    factory: Option<PadFactory<P>>,
+    /// Per op: batches drawn ahead, batches being drawn, and answered
+    /// batches being finished on the pad threads.
+    prepared: BTreeMap<OpId, Vec<PreparedBatch<P>>>,
+    preparing: BTreeMap<OpId, usize>,
+    finishing: BTreeMap<OpId, usize>,
 }
 
 /// At most this many batches owed are carried between steps, so pacing
 /// does not burst after a pause.
 const MAX_PACE_CREDIT: f64 = 4.0;
+
+/// Batches drawn ahead with `threads` pad threads (one per thread, at most
+/// four); up to twice as many may be being finished.
+pub fn batches_ahead(threads: usize) -> usize {
+    threads.min(4)
+}
 
 impl<P: Float> PadPools<P> {
     /// Empty pools for every op of `setup`, each with its answer check
@@ -57,7 +75,24 @@ impl<P: Float> PadPools<P> {
             }
             pools.insert(id, PadPool::new(id, spec, &params, check));
         }
-        Ok(Self { params, rng: SecureRng::from_os()?, pools, scratch: RefillScratch::default(), paced_use: 0.0, pace_credit: 0.0 })
+        let mut rng = SecureRng::from_os()?;
+        let scratch = RefillScratch::default();
+        let factory = match params.pad_threads {
+            0 => None,
+            n => Some(PadFactory::new(n, &mut rng, scratch.buffers.clone())?),
+        };
+        Ok(Self {
+            params,
+            rng,
+            pools,
+            scratch,
+            paced_use: 0.0,
+            pace_credit: 0.0,
+            factory,
+            prepared: BTreeMap::new(),
+            preparing: BTreeMap::new(),
+            finishing: BTreeMap::new(),
+        })
     }
 
     pub fn params(&self) -> &RemoParams {
@@ -80,12 +115,137 @@ impl<P: Float> PadPools<P> {
         self.pools.get(&id).map_or(0, PadPool::available)
     }
 
-    /// Makes pad batches for `id` now until it holds at least `n` pads.
+    /// Makes pad batches for `id` now until it holds at least `n` pads
+    /// (waiting for those being finished on the pad threads first).
     pub fn ensure(&mut self, worker: &mut dyn WorkerMatmul, id: OpId, n: usize) -> anyhow::Result<()> {
-        let Self { params, rng, pools, scratch, .. } = self;
-        let pool = pools.get_mut(&id).ok_or(RemoError::UnknownOp { id })?;
-        while pool.available() < n {
-            pool.refill(worker, rng, params, scratch)?;
+        self.collect()?;
+        loop {
+            let available = self.pool_mut(id)?.available();
+            if available >= n {
+                return Ok(());
+            }
+            if available + self.incoming(id) >= n {
+                self.wait_one()?;
+            } else {
+                self.make_batch(worker, id)?;
+            }
+        }
+    }
+
+    /// Pads of `id` on their way: answered batches being finished.
+    fn incoming(&self, id: OpId) -> usize {
+        let usable = self.pools.get(&id).map_or(0, PadPool::usable_per_batch);
+        self.finishing.get(&id).copied().unwrap_or(0) * usable
+    }
+
+    /// Pads ready or on their way, which is what the refill policy goes by.
+    fn expected(&self, id: OpId) -> usize {
+        self.available(id) + self.incoming(id)
+    }
+
+    /// Makes one batch of `id`: all here, or (pad threads, once the op's
+    /// reference exists) exchanged here and finished there.
+    fn make_batch(&mut self, worker: &mut dyn WorkerMatmul, id: OpId) -> anyhow::Result<()> {
+        self.collect()?;
+        let offload = self.factory.is_some() && self.pool_mut(id)?.check().has_reference();
+        if !offload {
+            let Self { params, rng, pools, scratch, .. } = self;
+            let pool = pools.get_mut(&id).ok_or(RemoError::UnknownOp { id })?;
+            return pool.refill(worker, rng, params, scratch);
+        }
+        while self.finishing.values().sum::<usize>() >= 2 * self.batches_ahead() {
+            self.wait_one()?;
+        }
+        let prepared = loop {
+            if let Some(batch) = self.prepared.get_mut(&id).and_then(Vec::pop) {
+                break batch;
+            }
+            if self.preparing.get(&id).copied().unwrap_or(0) == 0 {
+                self.start_prepare(id)?;
+            }
+            self.wait_one()?;
+        };
+        let answered = prepared.exchange(worker)?;
+        let verifier = self.pool_mut(id)?.check().batch_verifier().ok_or(RemoError::UnknownOp { id })?;
+        *self.finishing.entry(id).or_default() += 1;
+        self.factory.as_mut().expect("offloading needs the pad threads").finish(answered, verifier);
+        self.prepare_ahead()
+    }
+
+    /// Batches drawn ahead at most; twice as many may be being finished.
+    /// Each batch's stages are parallel over the pad threads themselves, so
+    /// a few batches at once keep them busy, and the memory they take is
+    /// bounded (`pad_pool_bound_bytes`).
+    fn batches_ahead(&self) -> usize {
+        self.factory.as_ref().map_or(0, |f| batches_ahead(f.threads()))
+    }
+
+    fn start_prepare(&mut self, id: OpId) -> Result<(), RemoError> {
+        let shape = self.pools.get(&id).ok_or(RemoError::UnknownOp { id })?.shape(&self.params);
+        if let Some(factory) = self.factory.as_mut() {
+            *self.preparing.entry(id).or_default() += 1;
+            factory.prepare(shape);
+        }
+        Ok(())
+    }
+
+    /// Keeps `batches_ahead` batches drawn (or being drawn) ahead, for the
+    /// ops that will run short first (every step drains every op alike, so
+    /// the emptiest go next).
+    fn prepare_ahead(&mut self) -> anyhow::Result<()> {
+        let ahead = self.prepared.values().map(Vec::len).sum::<usize>() + self.preparing.values().sum::<usize>();
+        let want = self.batches_ahead().saturating_sub(ahead);
+        if want == 0 {
+            return Ok(());
+        }
+        let mut next: Vec<(usize, OpId)> = self
+            .pools
+            .values()
+            .filter(|p| p.check().has_reference())
+            .map(PadPool::id)
+            .filter(|id| self.prepared.get(id).is_none_or(Vec::is_empty) && self.preparing.get(id).copied().unwrap_or(0) == 0)
+            .map(|id| (self.expected(id), id))
+            .collect();
+        next.sort_unstable();
+        for (_, id) in next.into_iter().take(want) {
+            self.start_prepare(id)?;
+        }
+        Ok(())
+    }
+
+    /// Takes whatever the pad threads have finished, without waiting.
+    fn collect(&mut self) -> anyhow::Result<()> {
+        while let Some(out) = self.factory.as_mut().and_then(PadFactory::try_next) {
+            self.take_output(out)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the pad threads' next result (none: returns at once).
+    fn wait_one(&mut self) -> anyhow::Result<()> {
+        match self.factory.as_mut().and_then(PadFactory::wait_next) {
+            Some(out) => self.take_output(out),
+            None => Ok(()),
+        }
+    }
+
+    fn take_output(&mut self, out: FactoryOutput<P>) -> anyhow::Result<()> {
+        let less = |m: &mut BTreeMap<OpId, usize>, id| {
+            if let Some(n) = m.get_mut(&id) {
+                *n = n.saturating_sub(1);
+            }
+        };
+        match out {
+            FactoryOutput::Prepared(id, batch) => {
+                less(&mut self.preparing, id);
+                self.prepared.entry(id).or_default().push(batch?);
+            }
+            FactoryOutput::Finished(id, batch) => {
+                less(&mut self.finishing, id);
+                let batch = batch?;
+                let engine_time = batch.exchange_time;
+                self.pool_mut(id)?.accept(batch, engine_time, true)?;
+            }
         }
         Ok(())
     }
@@ -124,13 +284,19 @@ impl<P: Float> PadPools<P> {
     pub fn refill_idle(&mut self, worker: &mut dyn WorkerMatmul, budget: Duration) -> anyhow::Result<IdleProgress> {
         let start = Instant::now();
         let mut progress = IdleProgress::default();
+        self.collect()?;
         while start.elapsed() < budget {
-            let Some(id) = self.emptiest_below_low_water() else {
-                break;
-            };
-            self.ensure(worker, id, self.available(id) + 1)?;
-            progress.batches_made += 1;
+            match self.emptiest_below_low_water() {
+                Some(id) => {
+                    self.make_batch(worker, id)?;
+                    progress.batches_made += 1;
+                }
+                // What is left below the mark is on its way.
+                None if self.finishing.values().any(|&n| n > 0) => self.wait_one()?,
+                None => break,
+            }
         }
+        self.collect()?;
         progress.pools_below_low_water = self.pools.values().filter(|p| p.available() < self.params.low_water).count();
         Ok(progress)
     }
@@ -147,17 +313,18 @@ impl<P: Float> PadPools<P> {
         self.pace_credit = (self.pace_credit + used - self.paced_use).min(MAX_PACE_CREDIT);
         self.paced_use = used;
         let mut made = 0;
+        self.collect()?;
         while self.pace_credit >= 1.0 {
             let Some(id) = self
                 .pools
                 .values()
-                .filter(|p| p.available() < p.usable_per_batch())
-                .min_by_key(|p| (p.available(), p.id()))
+                .filter(|p| self.expected(p.id()) < p.usable_per_batch())
+                .min_by_key(|p| (self.expected(p.id()), p.id()))
                 .map(PadPool::id)
             else {
                 break;
             };
-            self.ensure(worker, id, self.available(id) + 1)?;
+            self.make_batch(worker, id)?;
             self.pace_credit -= 1.0;
             made += 1;
         }
@@ -165,7 +332,17 @@ impl<P: Float> PadPools<P> {
     }
 
     fn emptiest_below_low_water(&self) -> Option<OpId> {
-        self.pools.values().filter(|p| p.available() < self.params.low_water).min_by_key(|p| (p.available(), p.id())).map(PadPool::id)
+        self.pools
+            .values()
+            .map(|p| (self.expected(p.id()), p.id()))
+            .filter(|&(expected, _)| expected < self.params.low_water)
+            .min()
+            .map(|(_, id)| id)
+    }
+
+    /// CPU time of the pad threads so far (zero without them).
+    pub fn pad_thread_cpu(&self) -> Duration {
+        self.factory.as_ref().map_or(Duration::ZERO, PadFactory::cpu_time)
     }
 
     /// Statistics summed over all pools.
@@ -185,15 +362,20 @@ mod tests {
     use crate::setup::OpSpec;
     use talaria_models::Op;
 
-    #[test]
-    fn paced_refills_match_consumption_and_go_to_the_emptiest_pool() {
-        let (a, b) = (OpId::new(0, Op::O), OpId::new(1, Op::O));
+    /// Pools for two 16 → 8 ops, and an honest worker for them.
+    fn two_pools(a: OpId, b: OpId, params: RemoParams, seed: u64) -> (PadPools<f64>, RecordingWorker) {
         let (d_in, d_out) = (16, 8);
         let ops: HashMap<OpId, OpSpec> = [a, b].iter().map(|&id| (id, OpSpec { d_in, d_out, channel_scales: vec![1.0; d_in] })).collect();
         let setup = RemoSetup::new(ops).unwrap();
-        let mut worker = RecordingWorker::random(&[(a, d_in, d_out), (b, d_in, d_out)], 3);
+        let worker = RecordingWorker::random(&[(a, d_in, d_out), (b, d_in, d_out)], seed);
         let checks = AnswerChecks::for_setup(&setup).unwrap();
-        let mut pools = PadPools::<f64>::new(&setup, RemoParams::default(), checks).unwrap();
+        (PadPools::new(&setup, params, checks).unwrap(), worker)
+    }
+
+    #[test]
+    fn paced_refills_match_consumption_and_go_to_the_emptiest_pool() {
+        let (a, b) = (OpId::new(0, Op::O), OpId::new(1, Op::O));
+        let (mut pools, mut worker) = two_pools(a, b, RemoParams::default(), 3);
         pools.ensure(&mut worker, a, 1).unwrap();
         pools.ensure(&mut worker, b, 1).unwrap();
         let usable = pools.pool(a).unwrap().usable_per_batch();
@@ -219,5 +401,30 @@ mod tests {
         assert!(pools.available(a) >= usable);
         assert_eq!(pools.refill_paced(&mut worker).unwrap(), 1, "only b may be refilled");
         assert_eq!(pools.available(b), usable);
+    }
+
+    #[test]
+    fn pad_threads_make_the_same_exact_pads_and_say_so() {
+        let (a, b) = (OpId::new(0, Op::O), OpId::new(1, Op::Down));
+        let (mut pools, mut worker) = two_pools(a, b, RemoParams { low_water: 100, pad_threads: 2, ..RemoParams::default() }, 5);
+        let usable = pools.pool(a).unwrap().usable_per_batch();
+        let progress = pools.refill_idle(&mut worker, Duration::MAX).unwrap();
+        assert_eq!(progress.pools_below_low_water, 0, "an unbounded idle refill waits for the batches in progress");
+        for id in [a, b] {
+            assert!(pools.available(id) >= 100);
+            let s = pools.pool(id).unwrap().stats();
+            assert_eq!(s.batches, 100u64.div_ceil(usable as u64));
+            assert!(s.offloaded > Duration::ZERO, "batches after the first are finished on the pad threads");
+        }
+        // Drain a, then ask for more than a batch: ensure waits for what it started.
+        drop(pools.take(a, pools.available(a)).unwrap());
+        pools.ensure(&mut worker, a, usable + 1).unwrap();
+        for pad in pools.take(a, usable + 1).unwrap() {
+            let want = worker.exact(a, pad.r(), 1).unwrap();
+            let err = want.iter().zip(pad.rw()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+            assert!(err <= 1e-12 * want.iter().map(|v| v.abs()).fold(1.0, f64::max), "r·W off by {err}");
+        }
+        let total = pools.total_stats();
+        assert_eq!(total.checks.calls, total.batches, "every batch was checked and accounted");
     }
 }

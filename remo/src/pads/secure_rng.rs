@@ -35,6 +35,11 @@ impl SecureRng {
         &mut self.rng
     }
 
+    /// An independent generator keyed from this one, for another thread.
+    pub fn fork(&mut self) -> Self {
+        Self { rng: ChaCha20Rng::from_rng(&mut self.rng) }
+    }
+
     /// An independent ChaCha12 stream keyed from this one (bulk Gaussians).
     fn fork_bulk(&mut self) -> ChaCha12Rng {
         ChaCha12Rng::from_rng(&mut self.rng)

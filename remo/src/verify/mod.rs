@@ -15,4 +15,4 @@ pub mod op_check;
 pub mod reference;
 
 pub use answer_checks::AnswerChecks;
-pub use op_check::{CheckStats, OpCheck, Tolerance};
+pub use op_check::{BatchVerdict, BatchVerifier, CheckStats, OpCheck, Tolerance};

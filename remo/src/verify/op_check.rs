@@ -23,8 +23,8 @@ use talaria_protocol::CallKind;
 
 use crate::error::RemoError;
 use crate::pads::secure_rng::SecureRng;
-use crate::pads::wipe::SecretVec;
-use crate::verify::lanes::{minus_scaled, norm, project, Lane, LANES};
+use crate::pads::wipe::{wipe, SecretVec};
+use crate::verify::lanes::{minus_scaled, norm, project, project_rows, Lane, LANES};
 use crate::verify::reference::solve_reference;
 
 /// How far above the honest rounding the check's threshold sits, per
@@ -238,20 +238,61 @@ impl OpCheck {
             let zeta = (z.iter().map(|lane| lane.iter().map(|v| v * v).sum::<f64>()).sum::<f64>() / LANES as f64).sqrt();
             self.reference = Some(Reference { z, zeta, tolerance: Tolerance::of(P::PRECISION) });
         }
-        let (d_in, d_out) = (self.d_in, self.v.len());
         let tolerance = Tolerance::of(P::PRECISION);
-        let z = self.z()?;
-        let worst = r
-            .par_chunks_exact(d_in)
-            .zip(rw.par_chunks_exact(d_out))
-            .enumerate()
-            .map(|(i, (x, y))| (i, self.ratio(&minus_scaled(project(y, &self.v), 1.0, project(x, z)), norm(x), tolerance)))
-            .reduce(|| (0, 0.0), max_ratio);
-        self.finish(CallKind::PadBatch, tolerance, r.len() / d_in, worst, started.elapsed())?;
+        let worst = self.worst_batch_row(r, rw)?;
+        self.finish(CallKind::PadBatch, tolerance, r.len() / self.d_in, worst, started.elapsed())?;
         for t in std::mem::take(&mut self.pending) {
             self.check_plain(&t.x, &t.yv)?;
         }
         Ok(())
+    }
+
+    /// The worst (row, ratio) of a pad batch against the reference.
+    fn worst_batch_row<P: Float>(&self, r: &[P], rw: &[P]) -> Result<(usize, f64), RemoError> {
+        let (d_in, d_out) = (self.d_in, self.v.len());
+        let tolerance = Tolerance::of(P::PRECISION);
+        let z = self.z()?;
+        // Rows in chunks, each projected a few rows per pass (`project_rows`).
+        const CHUNK: usize = 64;
+        Ok(r.par_chunks(d_in * CHUNK)
+            .zip(rw.par_chunks(d_out * CHUNK))
+            .enumerate()
+            .map(|(k, (x, y))| {
+                let rows = x.len() / d_in;
+                let (mut xz, mut yv) = ([[0.0; LANES]; CHUNK], [[0.0; LANES]; CHUNK]);
+                project_rows(x, z, &mut xz[..rows]);
+                project_rows(y, &self.v, &mut yv[..rows]);
+                let worst = (0..rows)
+                    .map(|i| (k * CHUNK + i, self.ratio(&minus_scaled(yv[i], 1.0, xz[i]), norm(&x[i * d_in..(i + 1) * d_in]), tolerance)))
+                    .fold((0, 0.0), max_ratio);
+                wipe(&mut xz);
+                wipe(&mut yv);
+                worst
+            })
+            .reduce(|| (0, 0.0), max_ratio))
+    }
+
+    /// A read-only copy of this op's check for a pad batch finished on
+    /// another thread (`None` until the reference exists: the first batch
+    /// is checked here, where its reference is solved).
+    pub fn batch_verifier(&self) -> Option<BatchVerifier> {
+        let reference = self.reference.as_ref()?;
+        let z = SecretVec::from(reference.z.to_vec());
+        let copy = OpCheck {
+            id: self.id,
+            d_in: self.d_in,
+            v: SecretVec::from(self.v.to_vec()),
+            reference: Some(Reference { z, zeta: reference.zeta, tolerance: reference.tolerance }),
+            pending: Vec::new(),
+            stats: CheckStats::default(),
+        };
+        Some(BatchVerifier(std::sync::Arc::new(copy)))
+    }
+
+    /// Accounts a pad batch checked by a [`BatchVerifier`]: an answer whose
+    /// worst row is over its threshold is rejected here.
+    pub fn account_batch(&mut self, verdict: BatchVerdict) -> Result<(), RemoError> {
+        self.finish(CallKind::PadBatch, verdict.tolerance, verdict.rows, verdict.worst, verdict.spent)
     }
 
     /// Checks (or, before the op's reference exists, keeps for checking)
@@ -280,6 +321,29 @@ impl OpCheck {
             .map(|(i, (row, yv))| (i, self.ratio(&minus_scaled(*yv, 1.0, project(row, z)), norm(row), tolerance)))
             .fold((0, 0.0), max_ratio);
         self.finish(CallKind::Plain, tolerance, yv.len(), worst, started.elapsed())
+    }
+}
+
+/// An op's check vectors and reference, shared with the threads that
+/// finish pad batches (the verdict is accounted by the op's `OpCheck`).
+#[derive(Clone)]
+pub struct BatchVerifier(std::sync::Arc<OpCheck>);
+
+/// What checking one pad batch found, for [`OpCheck::account_batch`].
+#[derive(Clone, Copy, Debug)]
+pub struct BatchVerdict {
+    tolerance: Tolerance,
+    rows: usize,
+    worst: (usize, f64),
+    spent: Duration,
+}
+
+impl BatchVerifier {
+    /// Checks every row of a pad batch (`r`, `rw`: its rows and products).
+    pub fn check<P: Float>(&self, r: &[P], rw: &[P]) -> Result<BatchVerdict, RemoError> {
+        let started = Instant::now();
+        let worst = self.0.worst_batch_row(r, rw)?;
+        Ok(BatchVerdict { tolerance: Tolerance::of(P::PRECISION), rows: r.len() / self.0.d_in, worst, spent: started.elapsed() })
     }
 }
 

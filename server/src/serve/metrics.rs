@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeCounterValue, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -110,6 +110,14 @@ impl ServerMetrics {
     }
 }
 
+/// Counters as (name, help, value).
+fn encode_counters<N: EncodeCounterValue + Copy>(enc: &mut DescriptorEncoder, list: &[(&str, &str, N)]) -> Result<(), std::fmt::Error> {
+    for &(name, help, v) in list {
+        ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+    }
+    Ok(())
+}
+
 /// The engine's gauges and counters, encoded from the snapshot of the scrape.
 #[derive(Debug)]
 struct EngineCollector(Arc<Mutex<StatsSnapshot>>);
@@ -138,19 +146,28 @@ impl Collector for EngineCollector {
             ("prefix_cache_queries", "Prompt tokens looked up in the prefix cache.", e.prefix_cache_queries_total),
             ("prefix_cache_hits", "Prompt tokens found in the prefix cache (not computed or sent again).", e.prefix_cache_hits_total),
         ];
-        for (name, help, v) in counters {
-            ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)?;
-        }
+        encode_counters(&mut enc, &counters)?;
+        let engine_seconds: [(&str, &str, f64); 2] = [
+            (
+                "engine_busy_seconds",
+                "Engine-thread time in steps (after-step work included) and idle-time backend work.",
+                e.busy.as_secs_f64(),
+            ),
+            (
+                "cvm_compute_seconds",
+                "Weight-free part of the forward passes (embedding, norms, RoPE, attention, sampling).",
+                e.cvm_compute.as_secs_f64(),
+            ),
+        ];
+        encode_counters(&mut enc, &engine_seconds)?;
         // Only a masking backend has these (absent, not zero, otherwise).
         if let Some(m) = e.masking {
             let rows: [(&str, &str, u64); 2] = [
                 ("masked_rows", "Real rows masked and sent to the worker, summed over ops.", m.online_rows),
                 ("bucket_dummy_rows", "Dummy rows added to reach the row buckets (each spends a pad).", m.dummy_rows),
             ];
-            for (name, help, v) in rows {
-                ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)?;
-            }
-            let seconds: [(&str, &str, f64); 2] = [
+            encode_counters(&mut enc, &rows)?;
+            let seconds: [(&str, &str, f64); 5] = [
                 (
                     "answer_check_online_seconds",
                     "CVM time verifying online answers (on the steps' critical path).",
@@ -161,10 +178,23 @@ impl Collector for EngineCollector {
                     "CVM time verifying every answer, pad batches and references included.",
                     m.all_checks.as_secs_f64(),
                 ),
+                (
+                    "worker_wait_seconds",
+                    "Time waiting for the worker's answers (its compute and the transport).",
+                    m.worker_wait.as_secs_f64(),
+                ),
+                (
+                    "pad_engine_seconds",
+                    "Pad batches' CVM time on the engine thread, the worker's wait excluded.",
+                    m.pad_engine.as_secs_f64(),
+                ),
+                (
+                    "pad_thread_seconds",
+                    "CPU time of the pad threads (pad batches' stages off the engine thread).",
+                    m.pad_threads.as_secs_f64(),
+                ),
             ];
-            for (name, help, v) in seconds {
-                ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)?;
-            }
+            encode_counters(&mut enc, &seconds)?;
         }
         Ok(())
     }
@@ -213,6 +243,9 @@ mod tests {
             dummy_rows: 32,
             online_check: std::time::Duration::from_millis(250),
             all_checks: std::time::Duration::from_secs(2),
+            worker_wait: std::time::Duration::from_secs(3),
+            pad_engine: std::time::Duration::from_millis(500),
+            pad_threads: std::time::Duration::from_secs(4),
         };
         let text = m.render(&StatsSnapshot { masking: Some(masking), ..Default::default() });
         for line in [
@@ -220,6 +253,9 @@ mod tests {
             "talaria_bucket_dummy_rows_total{model_name=\"m\"} 32\n",
             "talaria_answer_check_online_seconds_total{model_name=\"m\"} 0.25\n",
             "talaria_answer_check_seconds_total{model_name=\"m\"} 2.0\n",
+            "talaria_worker_wait_seconds_total{model_name=\"m\"} 3.0\n",
+            "talaria_pad_engine_seconds_total{model_name=\"m\"} 0.5\n",
+            "talaria_pad_thread_seconds_total{model_name=\"m\"} 4.0\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
