@@ -13,7 +13,8 @@
 # AMX llama.cpp runs the kernels an AMD EPYC gets. Its BF16/F32 GGUFs are
 # made from the default Q4_1 GGUF with llama-quantize --allow-requantize, so
 # both engines multiply the same dequantized values. The second model, Gemma
-# 3 270M (Q4_K_M), is compared on its file as well.
+# 3 270M (Q4_K_M), is compared on its file as well. Last, batched decode (16
+# and 32 sequences) against llama-batched-bench on both files.
 #
 # Usage: bench/llama_cpp_side_by_side.sh   (from the repository root, after
 # `cargo build --release`; prints two tables, nothing is recorded).
@@ -41,12 +42,12 @@ if [ ! -d "$SRC" ]; then
   python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d "$DIR"
   tar -xzf "$DIR/llama_cpp_python-0.3.36.tar.gz" -C "$DIR"
 fi
-if [ ! -x "$BIN/llama-bench" ] || [ ! -x "$BIN/llama-quantize" ]; then
+if [ ! -x "$BIN/llama-bench" ] || [ ! -x "$BIN/llama-quantize" ] || [ ! -x "$BIN/llama-batched-bench" ]; then
   cmake -S "$SRC" -B "$DIR/build-avx512" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
     -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON \
     -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_CURL=OFF -DGGML_CUDA=OFF \
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
-  cmake --build "$DIR/build-avx512" -j2 --target llama-bench llama-quantize >/dev/null
+  cmake --build "$DIR/build-avx512" -j2 --target llama-bench llama-quantize llama-batched-bench >/dev/null
 fi
 for t in BF16 F32; do
   out="$DIR/smollm2-$t.gguf"
@@ -82,3 +83,23 @@ llama -m "$GEMMA" -p 512 -n 128 -t 1,2
 ours gemma3-270m stored
 echo "== gemma3-270m Q4_K_M: llama.cpp (A again) =="
 llama -m "$GEMMA" -p 512 -n 128 -t 1,2
+
+# Batched decode: 16 and 32 sequences of a 32-token prompt, 64 steps, two
+# threads (llama-batched-bench's S_TG column against Talaria's decode batch).
+batched_llama() {
+  "$BIN/llama-batched-bench" -m "$1" -c 4096 -b 2048 -ub 512 -npp 32 -ntg 64 -npl 1,16,32 -t 2 2>/dev/null | grep -E '^\|'
+}
+batched_ours() {
+  for isa in "" avx512; do
+    echo "== $1: talaria plain batched decode, 2 threads, ISA=${isa:-auto} =="
+    TALARIA_CPU_ISA="$isa" target/release/bench throughput --model "$1" --dtypes stored --prefill 32 --batch 1,16,32 \
+      2>/dev/null | grep -E '^\| stored \| decode'
+  done
+}
+for m in "$Q41" "$GEMMA"; do
+  echo "== batched: llama-batched-bench on $(basename "$m") (A) =="
+  batched_llama "$m"
+  batched_ours "$m"
+  echo "== batched: llama-batched-bench on $(basename "$m") (A again) =="
+  batched_llama "$m"
+done
