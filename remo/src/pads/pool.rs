@@ -17,7 +17,7 @@ use crate::pads::pad_buffers::PadBuffers;
 use crate::pads::secure_rng::SecureRng;
 use crate::params::RemoParams;
 use crate::setup::OpSpec;
-use crate::verify::{CheckStats, OpCheck};
+use crate::verify::{BatchVerifier, CheckStats, OpCheck};
 use talaria_kernels::Float;
 
 /// Counters of one pool (or, summed, of all pools).
@@ -123,6 +123,9 @@ pub struct PadPool<P: Float = f64> {
     pads: VecDeque<Pad<P>>,
     /// Checks every answer of this op (its first batch is the reference).
     check: OpCheck,
+    /// A read-only copy of `check` for the pad threads, made once the
+    /// reference exists (it never changes after).
+    verifier: Option<BatchVerifier>,
     stats: PoolStats,
 }
 
@@ -131,6 +134,7 @@ impl<P: Float> PadPool<P> {
         let n_p = padded_rows(spec.d_in);
         Self {
             check,
+            verifier: None,
             id,
             d_in: spec.d_in,
             d_out: spec.d_out,
@@ -171,6 +175,15 @@ impl<P: Float> PadPool<P> {
 
     pub fn check(&self) -> &OpCheck {
         &self.check
+    }
+
+    /// The check for batches finished on the pad threads (`None` before
+    /// the op's first batch has solved its reference).
+    pub fn verifier(&mut self) -> Option<BatchVerifier> {
+        if self.verifier.is_none() {
+            self.verifier = self.check.batch_verifier();
+        }
+        self.verifier.clone()
     }
 
     /// The answer check of this op.

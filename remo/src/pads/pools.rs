@@ -166,7 +166,8 @@ impl<P: Float> PadPools<P> {
             self.wait_one()?;
         };
         let answered = prepared.exchange(worker)?;
-        let verifier = self.pool_mut(id)?.check().batch_verifier().ok_or(RemoError::UnknownOp { id })?;
+        let verifier =
+            self.pool_mut(id)?.verifier().ok_or_else(|| RemoError::Param(format!("{id}: offloading a batch before the reference")))?;
         *self.finishing.entry(id).or_default() += 1;
         self.factory.as_mut().expect("offloading needs the pad threads").finish(answered, verifier);
         self.prepare_ahead()
