@@ -3,6 +3,7 @@
 //! pad batches.
 pub mod batch;
 pub mod factory;
+pub mod gaussian;
 pub mod memory;
 pub mod pad;
 pub mod pad_buffers;
