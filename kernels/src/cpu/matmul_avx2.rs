@@ -27,7 +27,7 @@ use crate::weight::{WeightData, WeightMatrix};
 const CHUNK: usize = 32;
 
 /// How a weight type yields 32 f32 values.
-trait Lanes32 {
+pub(super) trait Lanes32 {
     type Elem: Copy + Sync;
     /// Values per `Elem` (1, or 32 for a quant block).
     const ITEM: usize = 1;
@@ -45,10 +45,10 @@ unsafe fn partial_via_copy<L: Lanes32>(row: *const L::Elem, e: usize, n: usize, 
     L::load32(buf.as_ptr(), 0)
 }
 
-struct F32L;
-struct Bf16L;
-struct F16L;
-struct BlockL<B>(PhantomData<B>);
+pub(super) struct F32L;
+pub(super) struct Bf16L;
+pub(super) struct F16L;
+pub(super) struct BlockL<B>(PhantomData<B>);
 
 impl Lanes32 for F32L {
     type Elem = f32;
@@ -107,7 +107,7 @@ unsafe fn nibbles(qs: *const u8, d: __m256, m: __m256) -> [__m256; 4] {
 }
 
 /// A quant block the AVX2 kernel dequantizes in registers.
-trait Block8: Copy + Sync {
+pub(super) trait Block8: Copy + Sync {
     unsafe fn decode(b: *const Self) -> [__m256; 4];
 }
 

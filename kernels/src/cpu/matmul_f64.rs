@@ -3,7 +3,7 @@
 //! whose rounding error the mask amplifies.
 //!
 //! Few rows (≤ 32) stream the weights through register-widening f64 dot
-//! tiles; many rows widen weight panels to f64 once and use the `gemm`
+//! tiles (AVX-512, or AVX2 in `matmul_f64_avx2`); many rows widen weight panels to f64 once and use the `gemm`
 //! crate. Each path is batch-invariant on its own, but the two sum in
 //! different orders, so results across the 32-row threshold can differ in
 //! the last bits (the masked protocol's random pads make bit-identity moot).
@@ -34,8 +34,14 @@ pub fn matmul_f64(x: &[f64], rows: usize, w: &WeightMatrix, out: &mut [f64]) {
         return gemm_path(x, rows, w, out);
     }
     #[cfg(target_arch = "x86_64")]
-    if super::features::CpuFeatures::get().avx512 {
-        return avx512::matmul(x, rows, w, out);
+    {
+        let features = super::features::CpuFeatures::get();
+        if features.avx512 {
+            return avx512::matmul(x, rows, w, out);
+        }
+        if features.avx2 {
+            return super::matmul_f64_avx2::matmul(x, rows, w, out);
+        }
     }
     portable(x, rows, w, out)
 }

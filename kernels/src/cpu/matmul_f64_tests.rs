@@ -8,6 +8,20 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 type MatmulF64 = fn(&[f64], usize, &WeightMatrix, &mut [f64]);
 
+/// Every exact-mode path this CPU can run.
+fn paths() -> Vec<(&'static str, MatmulF64)> {
+    let mut list: Vec<(&'static str, MatmulF64)> = vec![("dispatch", matmul_f64), ("portable", super::matmul_f64::portable)];
+    #[cfg(target_arch = "x86_64")]
+    if super::features::CpuFeatures::get().avx2 {
+        list.push(("avx2", |x, rows, w, out| {
+            if rows > 0 && w.rows > 0 && w.cols > 0 {
+                super::matmul_f64_avx2::matmul(x, rows, w, out)
+            }
+        }));
+    }
+    list
+}
+
 fn naive(x: &[f64], rows: usize, w: &WeightMatrix) -> Vec<f64> {
     let wf = w.to_f32();
     let (n, k) = (w.rows, w.cols);
@@ -30,8 +44,7 @@ fn matmul_f64_is_exact_on_representable_data() {
             let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-256i32..=256) as f32 / 256.0).collect();
             let w = WeightMatrix::from_f32(n, k, w, dtype);
             let want = naive(&x, rows, &w);
-            let paths: [(&str, MatmulF64); 2] = [("dispatch", matmul_f64), ("portable", super::matmul_f64::portable)];
-            for (name, f) in paths {
+            for (name, f) in paths() {
                 let mut out = vec![f64::NAN; rows * n];
                 f(&x, rows, &w, &mut out);
                 for (i, (a, b)) in out.iter().zip(&want).enumerate() {

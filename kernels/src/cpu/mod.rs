@@ -26,6 +26,8 @@ mod matmul_avx2;
 #[cfg(target_arch = "x86_64")]
 mod matmul_avx512;
 mod matmul_f64;
+#[cfg(target_arch = "x86_64")]
+mod matmul_f64_avx2;
 mod matmul_portable;
 mod norm;
 mod parallel;

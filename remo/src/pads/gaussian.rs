@@ -1,9 +1,10 @@
 //! Standard normal draws in bulk for the pads: the ziggurat of Marsaglia
 //! and Tsang (256 layers), read from a ChaCha12 keystream drawn in bulk.
 //! Its common case (about 98.8 % of draws: the point falls inside its
-//! layer's rectangle) runs eight lanes at a time with AVX-512; the rest
-//! (the wedges and the tail beyond `R`) take the same scalar steps as a
-//! one-at-a-time ziggurat, so the output is exactly N(0, 1) either way.
+//! layer's rectangle) runs eight lanes at a time with AVX-512, four with
+//! AVX2; the rest (the wedges and the tail beyond `R`) take the same
+//! scalar steps as a one-at-a-time ziggurat, in place, so every output is
+//! an independent, exact N(0, 1) draw whatever its position.
 //! One 64-bit word makes one draw: 8 bits pick the layer, 52 bits the
 //! uniform.
 
@@ -126,11 +127,34 @@ pub fn standard_normal(ks: &mut Keystream<'_>) -> f64 {
 /// Fills `out` with independent N(0, 1) draws.
 pub fn fill_standard_normal(ks: &mut Keystream<'_>, out: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked just above).
-        return unsafe { fill_avx512(ks, out) };
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { fill_avx512(ks, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            return unsafe { fill_avx2(ks, out) };
+        }
     }
     out.iter_mut().for_each(|v| *v = standard_normal(ks));
+}
+
+/// Redraws, in lane order, the lanes of `out` (the `words` of one vector
+/// step) whose points fell outside their rectangles. Every output stays
+/// in its own word's position: writing the rectangle values first and
+/// the rest after them would put the wedge and tail values at the end of
+/// each step, so that positions within a row (columns of a pad) would
+/// differ in distribution.
+#[inline(always)]
+fn patch_outside(t: &Tables, ks: &mut Keystream<'_>, words: &mut [u64], out: &mut [f64], mut outside: u32) {
+    while outside != 0 {
+        let lane = outside.trailing_zeros() as usize;
+        outside &= outside - 1;
+        let (i, u) = split(words[lane]);
+        out[lane] = finish(t, i, u, ks);
+    }
+    crate::pads::wipe::wipe(words);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -153,22 +177,46 @@ unsafe fn fill_avx512(ks: &mut Keystream<'_>, out: &mut [f64]) {
         let u = _mm512_sub_pd(_mm512_add_pd(m, m), _mm512_set1_pd(3.0));
         let x = _mm512_mul_pd(u, xi);
         let inside = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(_mm512_abs_pd(x), xi1);
-        _mm512_mask_compressstoreu_pd(out.as_mut_ptr().add(n).cast(), inside, x);
-        n += inside.count_ones() as usize;
-        // The lanes outside their rectangle, one by one, in lane order.
-        let mut outside = !inside;
-        if outside != 0 {
+        _mm512_storeu_pd(out.as_mut_ptr().add(n), x);
+        if inside != 0xFF {
             let mut words = [0u64; 8];
             _mm512_storeu_si512(words.as_mut_ptr().cast(), bits);
-            while outside != 0 {
-                let lane = outside.trailing_zeros() as usize;
-                outside &= outside - 1;
-                let (i, u) = split(words[lane]);
-                out[n] = finish(t, i, u, ks);
-                n += 1;
-            }
-            crate::pads::wipe::wipe(&mut words);
+            patch_outside(t, ks, &mut words, &mut out[n..n + 8], u32::from(!inside));
         }
+        n += 8;
+    }
+    out[n..].iter_mut().for_each(|v| *v = standard_normal(ks));
+}
+
+/// [`fill_avx512`] four lanes at a time (EPYC Rome and Milan, older Xeons).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fill_avx2(ks: &mut Keystream<'_>, out: &mut [f64]) {
+    use std::arch::x86_64::*;
+    let t = tables();
+    let abs_mask = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+    let one = _mm256_set1_epi64x(0x3FF0_0000_0000_0000);
+    let mut n = 0;
+    while out.len() - n >= 4 {
+        if ks.next + 4 > WORDS {
+            ks.refill();
+        }
+        let bits = _mm256_loadu_si256(ks.words.as_ptr().add(ks.next).cast());
+        ks.next += 4;
+        let idx = _mm256_and_si256(bits, _mm256_set1_epi64x(0xFF));
+        let xi = _mm256_i64gather_pd::<8>(t.x.as_ptr(), idx);
+        let xi1 = _mm256_i64gather_pd::<8>(t.x.as_ptr().add(1), idx);
+        let m = _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64::<12>(bits), one));
+        let u = _mm256_sub_pd(_mm256_add_pd(m, m), _mm256_set1_pd(3.0));
+        let x = _mm256_mul_pd(u, xi);
+        let inside = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OQ>(_mm256_and_pd(x, abs_mask), xi1)) as u32;
+        _mm256_storeu_pd(out.as_mut_ptr().add(n), x);
+        if inside != 0xF {
+            let mut words = [0u64; 4];
+            _mm256_storeu_si256(words.as_mut_ptr().cast(), bits);
+            patch_outside(t, ks, &mut words, &mut out[n..n + 4], !inside & 0xF);
+        }
+        n += 4;
     }
     out[n..].iter_mut().for_each(|v| *v = standard_normal(ks));
 }
@@ -228,5 +276,13 @@ mod tests {
         // The tail path is exercised: about 2.6e-4 of draws lie beyond R.
         let beyond = bulk.iter().filter(|d| d.abs() > R).count() as f64 / bulk.len() as f64;
         assert!((beyond - 2.58e-4).abs() < 6.0 * (2.58e-4 / n as f64).sqrt(), "beyond R: {beyond}");
+        // Every position draws from the same law: the tail is as frequent at
+        // each position within a vector step (eight lanes, four) as overall.
+        for p in 0..8 {
+            let lane: Vec<f64> = bulk.iter().skip(p).step_by(8).copied().collect();
+            let expected = 2.58e-4 * lane.len() as f64;
+            let beyond = lane.iter().filter(|d| d.abs() > R).count() as f64;
+            assert!((beyond - expected).abs() < 6.0 * expected.sqrt(), "position {p} of 8: {beyond} beyond R, expected {expected}");
+        }
     }
 }
