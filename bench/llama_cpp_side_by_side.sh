@@ -18,6 +18,7 @@
 #
 # Usage: bench/llama_cpp_side_by_side.sh   (from the repository root, after
 # `cargo build --release`; prints two tables, nothing is recorded).
+# ONLY=gemma3-270m runs the Gemma rows alone (a shorter run).
 set -euo pipefail
 
 CACHE="${TALARIA_CACHE:-$HOME/.cache/talaria}"
@@ -82,14 +83,19 @@ ours() {
 }
 GEMMA="$(target/release/talaria fetch --model gemma3-270m)"
 
-echo "== llama.cpp (A) =="
-llama -m "$Q41" -p 512 -n 128 -t 1,2
-llama -m "$DIR/smollm2-BF16.gguf" -p 512 -n 128 -t 1,2
-llama -m "$DIR/smollm2-F32.gguf" -p 0 -n 128 -t 1
-ours smollm2-135m stored,bf16,f32
-echo "== llama.cpp (A again) =="
-llama -m "$Q41" -p 512 -n 128 -t 1,2
-llama -m "$DIR/smollm2-BF16.gguf" -p 512 -n 128 -t 1,2
+MODELS=("$Q41" "$GEMMA")
+if [ "${ONLY:-}" = gemma3-270m ]; then
+  MODELS=("$GEMMA")
+else
+  echo "== llama.cpp (A) =="
+  llama -m "$Q41" -p 512 -n 128 -t 1,2
+  llama -m "$DIR/smollm2-BF16.gguf" -p 512 -n 128 -t 1,2
+  llama -m "$DIR/smollm2-F32.gguf" -p 0 -n 128 -t 1
+  ours smollm2-135m stored,bf16,f32
+  echo "== llama.cpp (A again) =="
+  llama -m "$Q41" -p 512 -n 128 -t 1,2
+  llama -m "$DIR/smollm2-BF16.gguf" -p 512 -n 128 -t 1,2
+fi
 
 echo "== gemma3-270m Q4_K_M: llama.cpp (A) =="
 llama -m "$GEMMA" -p 512 -n 128 -t 1,2
@@ -109,7 +115,7 @@ batched_ours() {
       2>/dev/null | grep -E '^\| stored \| decode'
   done
 }
-for m in "$Q41" "$GEMMA"; do
+for m in "${MODELS[@]}"; do
   echo "== batched: llama-batched-bench on $(basename "$m") (A) =="
   batched_llama "$m"
   batched_ours "$m"

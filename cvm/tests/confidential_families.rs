@@ -50,7 +50,7 @@ fn gemma3_is_served_confidentially() {
     check("gemma3", "model.gguf");
 }
 
-/// The real second model: Gemma 3 270M (K-quants held as exact f32, a
+/// The real second model: Gemma 3 270M (K-quants held as stored, a
 /// 262k-token tied head computed by the CVM, sliding and global layers).
 #[test]
 fn gemma3_270m_is_served_confidentially() {

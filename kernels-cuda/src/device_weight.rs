@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream};
 
-use talaria_kernels::{WeightDType, WeightData, WeightMatrix};
+use talaria_kernels::{WeightDType, WeightMatrix};
 
 use super::error::{catch_library_panic, CudaError, DriverContext};
 
@@ -44,18 +44,12 @@ impl DeviceWeight {
         catch_library_panic(&what, || {
             // No quantized device kernels yet: quant blocks go up as their
             // exact f32 values (4 bytes a value on the device).
-            let (data, dtype) = match &w.data {
-                WeightData::F32(v) => (DeviceWeightData::F32(stream.clone_htod(v).ctx(&what)?), WeightDType::F32),
-                WeightData::Bf16(v) => {
-                    (DeviceWeightData::Half(stream.clone_htod(bytemuck::cast_slice::<_, u16>(v)).ctx(&what)?), WeightDType::Bf16)
-                }
-                WeightData::F16(v) => {
-                    (DeviceWeightData::Half(stream.clone_htod(bytemuck::cast_slice::<_, u16>(v)).ctx(&what)?), WeightDType::F16)
-                }
-                WeightData::Q4_0(_) | WeightData::Q4_1(_) | WeightData::Q8_0(_) => {
-                    (DeviceWeightData::F32(stream.clone_htod(&w.to_f32()).ctx(&what)?), WeightDType::F32)
-                }
-            };
+            let (data, dtype) = talaria_kernels::match_weight_data!(&w.data,
+                F32(v) => (DeviceWeightData::F32(stream.clone_htod(v).ctx(&what)?), WeightDType::F32),
+                Bf16(v) => (DeviceWeightData::Half(stream.clone_htod(bytemuck::cast_slice::<_, u16>(v)).ctx(&what)?), WeightDType::Bf16),
+                F16(v) => (DeviceWeightData::Half(stream.clone_htod(bytemuck::cast_slice::<_, u16>(v)).ctx(&what)?), WeightDType::F16),
+                Blocks(_blocks) => (DeviceWeightData::F32(stream.clone_htod(&w.to_f32()).ctx(&what)?), WeightDType::F32),
+            );
             stream.synchronize().ctx(&what)?;
             Ok(Self { rows: w.rows, cols: w.cols, dtype, data, context: stream.context().cu_ctx() as usize })
         })

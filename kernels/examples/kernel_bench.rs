@@ -14,7 +14,16 @@ use talaria_kernels::{WeightDType, WeightMatrix};
 const SHAPES: [(&str, usize, usize); 5] =
     [("qkv", 576, 960), ("o", 576, 576), ("gate_up", 576, 3072), ("down", 1536, 576), ("head", 576, 49152)];
 const LAYERS: usize = 30;
-const DTYPES: [WeightDType; 5] = [WeightDType::F32, WeightDType::Bf16, WeightDType::Q4_1, WeightDType::Q4_0, WeightDType::Q8_0];
+const DTYPES: [WeightDType; 8] = [
+    WeightDType::F32,
+    WeightDType::Bf16,
+    WeightDType::Q4_1,
+    WeightDType::Q4_0,
+    WeightDType::Q8_0,
+    WeightDType::Q5_0,
+    WeightDType::Q4K,
+    WeightDType::Q6K,
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,7 +42,7 @@ fn main() {
 
     println!("\n== matmul f32 activations: GFLOP/s | weight GB/s ==");
     for dtype in DTYPES.into_iter().filter(|d| want("shapes") && want_dtype(d)) {
-        for (name, d_in, d_out) in SHAPES {
+        for (name, d_in, d_out) in SHAPES.into_iter().filter(|&(_, d_in, _)| whole_blocks(dtype, d_in)) {
             let w = weights(d_out, d_in, dtype, 1);
             for rows in [1, 16, 512] {
                 let x = values(rows * d_in, 2);
@@ -44,12 +53,12 @@ fn main() {
                 }
             }
         }
-        println!("   (backend for {}: {})", dtype.name(), matmul_backend(&weights(16, 16, dtype, 0)));
+        println!("   (backend for {}: {})", dtype.name(), matmul_backend(&weights(16, 256, dtype, 0)));
     }
 
     println!("\n== matmul_f64 (exact mode): GFLOP/s | weight GB/s ==");
     for dtype in DTYPES.into_iter().filter(|d| want("f64") && want_dtype(d)) {
-        for (name, d_in, d_out) in SHAPES.iter().take(4).copied() {
+        for (name, d_in, d_out) in SHAPES.iter().take(4).copied().filter(|&(_, d_in, _)| whole_blocks(dtype, d_in)) {
             let w = weights(d_out, d_in, dtype, 3);
             for rows in [1, 1024] {
                 let x: Vec<f64> = values(rows * d_in, 4).into_iter().map(f64::from).collect();
@@ -70,7 +79,8 @@ fn main() {
     }
 
     println!("\n== whole model linear layers (30 layers + tied head, distinct weights) ==");
-    for dtype in DTYPES.into_iter().filter(|d| want("model") && want_dtype(d)) {
+    // SmolLM2's rows of 576 are not whole K-quant super-blocks.
+    for dtype in DTYPES.into_iter().filter(|d| want("model") && want_dtype(d) && whole_blocks(*d, 576)) {
         let model: Vec<WeightMatrix> = (0..LAYERS)
             .flat_map(|l| SHAPES[..4].iter().map(move |&(_, d_in, d_out)| (l, d_in, d_out)))
             .map(|(l, d_in, d_out)| weights(d_out, d_in, dtype, 100 + l as u64))
@@ -143,13 +153,24 @@ fn weights(rows: usize, cols: usize, dtype: WeightDType, seed: u64) -> WeightMat
     }
     let mut bytes: Vec<u8> =
         values(dtype.bytes_for(rows * cols).expect("whole blocks"), seed).iter().map(|v| (v * 512.0) as i32 as u8).collect();
+    // Where the f16 scale (and offset or min) sit in a block.
+    let (scale_at, offset_at) = match dtype {
+        WeightDType::Q6K => (208, None),
+        WeightDType::Q4_1 | WeightDType::Q5_1 | WeightDType::Q4K | WeightDType::Q5K => (0, Some(2)),
+        _ => (0, None),
+    };
     for block in bytes.chunks_exact_mut(block_bytes) {
-        block[..2].copy_from_slice(&half::f16::from_f32(1.0 / 64.0).to_le_bytes());
-        if dtype == WeightDType::Q4_1 {
-            block[2..4].copy_from_slice(&half::f16::from_f32(-0.1).to_le_bytes());
+        block[scale_at..scale_at + 2].copy_from_slice(&half::f16::from_f32(1.0 / 64.0).to_le_bytes());
+        if let Some(at) = offset_at {
+            block[at..at + 2].copy_from_slice(&half::f16::from_f32(-0.1).to_le_bytes());
         }
     }
     WeightMatrix::from_stored(rows, cols, dtype, &bytes).expect("sizes match")
+}
+
+/// Whether rows of `d_in` values are whole blocks (K-quants need 256).
+fn whole_blocks(dtype: WeightDType, d_in: usize) -> bool {
+    d_in.is_multiple_of(dtype.block().0)
 }
 
 fn bytes_per_value(dtype: WeightDType) -> f64 {

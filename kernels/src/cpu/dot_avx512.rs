@@ -21,17 +21,17 @@ pub(crate) trait WeightLanes: Copy {
     type Elem: Copy;
     /// Weight values per chunk.
     const CHUNK: usize;
-    /// Values per `Elem` (1, or 32 for a quant block).
+    /// Values per `Elem` (1, or a quant block's 32 or 256).
     const ITEM: usize = 1;
     /// f32 vectors per chunk (1 or 2); the second is unused when 1.
     const STEPS: usize;
     /// Whether activations are packed `[16 even | 16 odd]` per 32 values
     /// (bf16's shuffle-free widening); else in natural order.
     const PAIR_ORDER: bool = false;
-    /// Loads one full chunk.
-    unsafe fn load(p: *const Self::Elem) -> (__m512, __m512);
-    /// Loads the first `n < CHUNK` elements of a chunk, zero elsewhere.
-    unsafe fn load_partial(p: *const Self::Elem, n: usize) -> (__m512, __m512);
+    /// Loads the chunk of values `e .. e + CHUNK` of the row at `row`.
+    unsafe fn load_at(row: *const Self::Elem, e: usize) -> (__m512, __m512);
+    /// Loads values `e .. e + n` (`n < CHUNK`), zero elsewhere.
+    unsafe fn load_partial_at(row: *const Self::Elem, e: usize, n: usize) -> (__m512, __m512);
 }
 
 #[derive(Clone, Copy)]
@@ -46,13 +46,13 @@ impl WeightLanes for F32Lanes {
     const CHUNK: usize = 16;
     const STEPS: usize = 1;
     #[inline(always)]
-    unsafe fn load(p: *const f32) -> (__m512, __m512) {
-        let v = _mm512_loadu_ps(p);
+    unsafe fn load_at(row: *const f32, e: usize) -> (__m512, __m512) {
+        let v = _mm512_loadu_ps(row.add(e));
         (v, v)
     }
     #[inline(always)]
-    unsafe fn load_partial(p: *const f32, n: usize) -> (__m512, __m512) {
-        let v = _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, p);
+    unsafe fn load_partial_at(row: *const f32, e: usize, n: usize) -> (__m512, __m512) {
+        let v = _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, row.add(e));
         (v, v)
     }
 }
@@ -63,12 +63,12 @@ impl WeightLanes for Bf16Lanes {
     const STEPS: usize = 2;
     const PAIR_ORDER: bool = true;
     #[inline(always)]
-    unsafe fn load(p: *const bf16) -> (__m512, __m512) {
-        split_bf16_pairs(_mm512_loadu_si512(p.cast()))
+    unsafe fn load_at(row: *const bf16, e: usize) -> (__m512, __m512) {
+        split_bf16_pairs(_mm512_loadu_si512(row.add(e).cast()))
     }
     #[inline(always)]
-    unsafe fn load_partial(p: *const bf16, n: usize) -> (__m512, __m512) {
-        split_bf16_pairs(_mm512_maskz_loadu_epi16(((1u64 << n) - 1) as u32, p.cast()))
+    unsafe fn load_partial_at(row: *const bf16, e: usize, n: usize) -> (__m512, __m512) {
+        split_bf16_pairs(_mm512_maskz_loadu_epi16(((1u64 << n) - 1) as u32, row.add(e).cast()))
     }
 }
 
@@ -77,13 +77,13 @@ impl WeightLanes for F16Lanes {
     const CHUNK: usize = 16;
     const STEPS: usize = 1;
     #[inline(always)]
-    unsafe fn load(p: *const f16) -> (__m512, __m512) {
-        let v = _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()));
+    unsafe fn load_at(row: *const f16, e: usize) -> (__m512, __m512) {
+        let v = _mm512_cvtph_ps(_mm256_loadu_si256(row.add(e).cast()));
         (v, v)
     }
     #[inline(always)]
-    unsafe fn load_partial(p: *const f16, n: usize) -> (__m512, __m512) {
-        let v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(((1u32 << n) - 1) as u16, p.cast()));
+    unsafe fn load_partial_at(row: *const f16, e: usize, n: usize) -> (__m512, __m512) {
+        let v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(((1u32 << n) - 1) as u16, row.add(e).cast()));
         (v, v)
     }
 }
@@ -167,11 +167,11 @@ pub(crate) unsafe fn dot_tile<L: WeightLanes, const MR: usize, const NR: usize>(
     let full = k / L::CHUNK;
     let rest = k % L::CHUNK;
     for c in 0..full {
-        let wv: [(__m512, __m512); NR] = std::array::from_fn(|j| L::load(w[j].add(c * L::CHUNK / L::ITEM)));
+        let wv: [(__m512, __m512); NR] = std::array::from_fn(|j| L::load_at(w[j], c * L::CHUNK));
         fma_chunk::<L, MR, NR>(&mut acc, &x, &wv, c);
     }
     if rest != 0 {
-        let wv: [(__m512, __m512); NR] = std::array::from_fn(|j| L::load_partial(w[j].add(full * L::CHUNK / L::ITEM), rest));
+        let wv: [(__m512, __m512); NR] = std::array::from_fn(|j| L::load_partial_at(w[j], full * L::CHUNK, rest));
         fma_chunk::<L, MR, NR>(&mut acc, &x, &wv, full);
     }
     let mut flat = [_mm512_setzero_ps(); 16];

@@ -1,21 +1,26 @@
-//! Quant blocks (Q4_0, Q4_1, Q8_0) as AVX-512 lanes for the f32 and exact
-//! f64 dot-product tiles: each block is dequantized in registers to its
-//! exact f32 values (see `weight::blocks`), in natural order, so a stored
-//! matrix multiplies bit for bit like its f32 conversion.
+//! Quant blocks as AVX-512 lanes for the f32 and exact f64 dot-product
+//! tiles: 32 values at a time (a block, or a K-quant chunk) dequantized in
+//! registers to their exact f32 values (`QuantBlock::chunk`), in natural
+//! order, so a stored matrix multiplies bit for bit like its f32
+//! conversion. Q4_0, Q4_1 and Q8_0 have 16-lane decoders; the other types
+//! join two halves of their AVX2 decoder (`blocks_avx2`).
 
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
 use std::marker::PhantomData;
 
+use super::blocks_avx2::Block8;
 use super::dot_avx512::WeightLanes;
 use super::dot_f64_avx512::WeightLanes64;
-use crate::weight::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QuantBlock, BLOCK};
+use crate::weight::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QuantBlock, BLOCK};
+use crate::weight::k_blocks::{BlockQ4K, BlockQ5K, BlockQ6K};
 
 /// A block type the AVX-512 kernels can dequantize in registers.
 pub(crate) trait BlockDecode: QuantBlock + Copy {
-    /// Values 0..16 and 16..32 of the block at `b`, exact, as f32.
-    unsafe fn decode(b: *const Self) -> (__m512, __m512);
+    /// Values `e .. e + 16` and `e + 16 .. e + 32` of a row of blocks at
+    /// `row` (`e` a multiple of 32), exact, as f32.
+    unsafe fn decode32(row: *const Self, e: usize) -> (__m512, __m512);
 }
 
 /// The lanes of a block type (one `Elem` is one block of 32 values).
@@ -44,7 +49,8 @@ unsafe fn nibbles(qs: *const u8, d: __m512, m: __m512) -> (__m512, __m512) {
 
 impl BlockDecode for BlockQ4_0 {
     #[inline(always)]
-    unsafe fn decode(b: *const Self) -> (__m512, __m512) {
+    unsafe fn decode32(row: *const Self, e: usize) -> (__m512, __m512) {
+        let b = row.add(e / BLOCK);
         let d = scale16(&raw const (*b).d);
         nibbles((*b).qs.as_ptr(), d, _mm512_mul_ps(d, _mm512_set1_ps(-8.0)))
     }
@@ -52,14 +58,16 @@ impl BlockDecode for BlockQ4_0 {
 
 impl BlockDecode for BlockQ4_1 {
     #[inline(always)]
-    unsafe fn decode(b: *const Self) -> (__m512, __m512) {
+    unsafe fn decode32(row: *const Self, e: usize) -> (__m512, __m512) {
+        let b = row.add(e / BLOCK);
         nibbles((*b).qs.as_ptr(), scale16(&raw const (*b).d), scale16(&raw const (*b).m))
     }
 }
 
 impl BlockDecode for BlockQ8_0 {
     #[inline(always)]
-    unsafe fn decode(b: *const Self) -> (__m512, __m512) {
+    unsafe fn decode32(row: *const Self, e: usize) -> (__m512, __m512) {
+        let b = row.add(e / BLOCK);
         let d = scale16(&raw const (*b).d);
         let qs = (*b).qs.as_ptr();
         let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(qs.cast())));
@@ -68,26 +76,47 @@ impl BlockDecode for BlockQ8_0 {
     }
 }
 
+/// The other types: their AVX2 decoder's four 8-lane vectors, joined.
+macro_rules! decode_via_avx2 {
+    ($($block:ty),*) => {$(
+        impl BlockDecode for $block {
+            #[inline(always)]
+            unsafe fn decode32(row: *const Self, e: usize) -> (__m512, __m512) {
+                let v = <Self as Block8>::decode32(row, e);
+                (join(v[0], v[1]), join(v[2], v[3]))
+            }
+        }
+    )*};
+}
+decode_via_avx2!(BlockQ5_0, BlockQ5_1, BlockQ4K, BlockQ5K, BlockQ6K);
+
+/// `lo` in lanes 0..8 and `hi` in lanes 8..16.
+#[inline(always)]
+unsafe fn join(lo: __m256, hi: __m256) -> __m512 {
+    let wide = _mm512_castpd256_pd512(_mm256_castps_pd(lo));
+    _mm512_castpd_ps(_mm512_insertf64x4::<1>(wide, _mm256_castps_pd(hi)))
+}
+
 impl<B: BlockDecode> WeightLanes for BlockLanes<B> {
     type Elem = B;
     const CHUNK: usize = BLOCK;
-    const ITEM: usize = BLOCK;
+    const ITEM: usize = B::VALUES;
     const STEPS: usize = 2;
     #[inline(always)]
-    unsafe fn load(p: *const B) -> (__m512, __m512) {
-        B::decode(p)
+    unsafe fn load_at(row: *const B, e: usize) -> (__m512, __m512) {
+        B::decode32(row, e)
     }
-    unsafe fn load_partial(_: *const B, _: usize) -> (__m512, __m512) {
+    unsafe fn load_partial_at(_: *const B, _: usize, _: usize) -> (__m512, __m512) {
         unreachable!("quantized rows are whole blocks")
     }
 }
 
 impl<B: BlockDecode> WeightLanes64 for BlockLanes<B> {
     type Elem = B;
-    const ITEM: usize = BLOCK;
+    const ITEM: usize = B::VALUES;
     #[inline(always)]
     unsafe fn load8_at(row: *const B, e: usize) -> __m512d {
-        Self::quarter(B::decode(row.add(e / BLOCK)), (e % BLOCK) / 8)
+        Self::quarter(B::decode32(row, e / BLOCK * BLOCK), (e % BLOCK) / 8)
     }
     unsafe fn load_partial_at(_: *const B, _: usize, _: usize) -> __m512d {
         unreachable!("quantized rows are whole blocks")
@@ -95,7 +124,7 @@ impl<B: BlockDecode> WeightLanes64 for BlockLanes<B> {
     type Wide = (__m512, __m512);
     #[inline(always)]
     unsafe fn load32_at(row: *const B, e: usize) -> Self::Wide {
-        B::decode(row.add(e / BLOCK))
+        B::decode32(row, e)
     }
     #[inline(always)]
     unsafe fn quarter((lo, hi): Self::Wide, q: usize) -> __m512d {

@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 /// How a weight type yields 8 f64 lanes.
 pub(crate) trait WeightLanes64: Copy {
     type Elem: Copy;
-    /// Values per `Elem` (1, or 32 for a quant block).
+    /// Values per `Elem` (1, or a quant block's 32 or 256).
     const ITEM: usize = 1;
     /// Values `e .. e + 8` of the row at `row` (`e` a multiple of 8).
     unsafe fn load8_at(row: *const Self::Elem, e: usize) -> __m512d;

@@ -13,8 +13,7 @@ use super::dot_avx512::{dot_tile, pack_x, packed_len, Bf16Lanes, F16Lanes, F32La
 use super::dot_blocks_avx512::{BlockDecode, BlockLanes};
 use super::parallel::{aligned_ranges, run_tasks, threads, SharedMut};
 use super::scratch::with_f32;
-use crate::weight::blocks::BLOCK;
-use crate::weight::{WeightData, WeightMatrix};
+use crate::weight::WeightMatrix;
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -27,14 +26,12 @@ const PANEL_X_ROWS: usize = 256;
 
 /// `out (rows × w.rows) = x (rows × w.cols) · Wᵀ`. Caller checked shapes and AVX-512.
 pub(crate) fn matmul(x: &[f32], rows: usize, w: &WeightMatrix, out: &mut [f32]) {
-    match &w.data {
-        WeightData::F32(v) => run::<F32Lanes>(x, rows, w.cols, v, w.rows, out, false),
-        WeightData::Bf16(v) => run::<Bf16Lanes>(x, rows, w.cols, v, w.rows, out, true),
-        WeightData::F16(v) => run::<F16Lanes>(x, rows, w.cols, v, w.rows, out, true),
-        WeightData::Q4_0(v) => run::<BlockLanes<_>>(x, rows, w.cols, v, w.rows, out, true),
-        WeightData::Q4_1(v) => run::<BlockLanes<_>>(x, rows, w.cols, v, w.rows, out, true),
-        WeightData::Q8_0(v) => run::<BlockLanes<_>>(x, rows, w.cols, v, w.rows, out, true),
-    }
+    crate::match_weight_data!(&w.data,
+        F32(v) => run::<F32Lanes>(x, rows, w.cols, v, w.rows, out, false),
+        Bf16(v) => run::<Bf16Lanes>(x, rows, w.cols, v, w.rows, out, true),
+        F16(v) => run::<F16Lanes>(x, rows, w.cols, v, w.rows, out, true),
+        Blocks(v) => run::<BlockLanes<_>>(x, rows, w.cols, v, w.rows, out, true),
+    )
 }
 
 /// `needs_panel`: whether prefill widens weight panels to f32 first.
@@ -45,7 +42,7 @@ where
     let kp = packed_len::<L>(k);
     with_f32(|xp| {
         pack_x(x, rows, k, kp, L::PAIR_ORDER, xp);
-        // Row stride and offsets in `Elem`s (quant blocks hold 32 values).
+        // Row stride and offsets in `Elem`s (a quant block holds `ITEM` values).
         let stride = k / L::ITEM;
         let xp: &[f32] = xp;
         let out_ptr = SharedMut(out.as_mut_ptr());
@@ -206,11 +203,11 @@ impl WidenPanel for Bf16Lanes {
 impl<B: BlockDecode> WidenPanel for BlockLanes<B> {
     fn widen_panel(w: &[B], k: usize, kp: usize, panel: &mut Vec<f32>) {
         panel.clear();
-        let row_blocks = k / BLOCK;
+        let row_blocks = k / B::VALUES;
         panel.resize(w.len() / row_blocks.max(1) * kp, 0.0);
         for (src, dst) in w.chunks_exact(row_blocks).zip(panel.chunks_exact_mut(kp)) {
-            for (b, values) in src.iter().zip(dst.chunks_exact_mut(BLOCK)) {
-                values.copy_from_slice(&b.values());
+            for (b, values) in src.iter().zip(dst.chunks_exact_mut(B::VALUES)) {
+                b.dequantize(values);
             }
         }
     }

@@ -116,17 +116,15 @@ mod avx512 {
     use super::super::dot_blocks_avx512::BlockLanes;
     use super::super::dot_f64_avx512::{dot_lines_f64, dot_tile_f64, Bf16To64, F16To64, F32To64, WeightLanes64};
     use super::super::parallel::{aligned_ranges, run_tasks, threads, SharedMut};
-    use crate::weight::{WeightData, WeightMatrix};
+    use crate::weight::WeightMatrix;
 
     pub(super) fn matmul(x: &[f64], rows: usize, w: &WeightMatrix, out: &mut [f64]) {
-        match &w.data {
-            WeightData::F32(v) => run::<F32To64>(x, rows, w.cols, v, w.rows, out),
-            WeightData::Bf16(v) => run::<Bf16To64>(x, rows, w.cols, v, w.rows, out),
-            WeightData::F16(v) => run::<F16To64>(x, rows, w.cols, v, w.rows, out),
-            WeightData::Q4_0(v) => run::<BlockLanes<_>>(x, rows, w.cols, v, w.rows, out),
-            WeightData::Q4_1(v) => run::<BlockLanes<_>>(x, rows, w.cols, v, w.rows, out),
-            WeightData::Q8_0(v) => run::<BlockLanes<_>>(x, rows, w.cols, v, w.rows, out),
-        }
+        crate::match_weight_data!(&w.data,
+            F32(v) => run::<F32To64>(x, rows, w.cols, v, w.rows, out),
+            Bf16(v) => run::<Bf16To64>(x, rows, w.cols, v, w.rows, out),
+            F16(v) => run::<F16To64>(x, rows, w.cols, v, w.rows, out),
+            Blocks(v) => run::<BlockLanes<_>>(x, rows, w.cols, v, w.rows, out),
+        )
     }
 
     fn run<L: WeightLanes64>(x: &[f64], rows: usize, k: usize, w: &[L::Elem], n: usize, out: &mut [f64])

@@ -12,7 +12,7 @@ use std::arch::x86_64::*;
 use super::matmul_avx2::{Bf16L, BlockL, Lanes32, F16L, F32L};
 use super::parallel::{aligned_ranges, run_tasks, threads, SharedMut};
 use super::scratch::with_f64;
-use crate::weight::{WeightData, WeightMatrix};
+use crate::weight::WeightMatrix;
 
 /// Values per weight chunk.
 const CHUNK: usize = 32;
@@ -20,14 +20,12 @@ const CHUNK: usize = 32;
 /// `out (rows × w.rows) = x (rows × w.cols) · Wᵀ` in f64. Caller checked
 /// shapes and AVX2+FMA+F16C.
 pub(super) fn matmul(x: &[f64], rows: usize, w: &WeightMatrix, out: &mut [f64]) {
-    match &w.data {
-        WeightData::F32(v) => run::<F32L>(x, rows, w.cols, v, w.rows, out),
-        WeightData::Bf16(v) => run::<Bf16L>(x, rows, w.cols, v, w.rows, out),
-        WeightData::F16(v) => run::<F16L>(x, rows, w.cols, v, w.rows, out),
-        WeightData::Q4_0(v) => run::<BlockL<_>>(x, rows, w.cols, v, w.rows, out),
-        WeightData::Q4_1(v) => run::<BlockL<_>>(x, rows, w.cols, v, w.rows, out),
-        WeightData::Q8_0(v) => run::<BlockL<_>>(x, rows, w.cols, v, w.rows, out),
-    }
+    crate::match_weight_data!(&w.data,
+        F32(v) => run::<F32L>(x, rows, w.cols, v, w.rows, out),
+        Bf16(v) => run::<Bf16L>(x, rows, w.cols, v, w.rows, out),
+        F16(v) => run::<F16L>(x, rows, w.cols, v, w.rows, out),
+        Blocks(v) => run::<BlockL<_>>(x, rows, w.cols, v, w.rows, out),
+    )
 }
 
 fn run<L: Lanes32>(x: &[f64], rows: usize, k: usize, w: &[L::Elem], n: usize, out: &mut [f64]) {

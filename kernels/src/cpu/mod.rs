@@ -10,6 +10,8 @@ mod attention;
 mod attention_f64;
 mod attention_tile;
 #[cfg(target_arch = "x86_64")]
+mod blocks_avx2;
+#[cfg(target_arch = "x86_64")]
 mod dot_avx512;
 #[cfg(target_arch = "x86_64")]
 mod dot_blocks_avx512;

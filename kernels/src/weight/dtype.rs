@@ -1,11 +1,10 @@
 //! The element type a weight matrix is held in, and the loader's choice of
 //! it (`--dtype`).
 
-/// Element type of stored weights. Q4_0, Q4_1 and Q8_0 blocks are kept in
-/// memory as stored and every kernel dequantizes them in registers to
-/// their exact f32 values (f64 in the exact mode); the load-only types
-/// (Q5_0, Q5_1 and the K-quants, `kernels_read`) are read from files and
-/// held as their exact f32 values.
+/// Element type of stored weights. GGUF quant blocks are kept in memory as
+/// stored and every kernel dequantizes them in registers to their exact
+/// f32 values (f64 in the exact mode); Q8_K, an activation type no file
+/// stores weights in (`kernels_read`), is read and held as exact f32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WeightDType {
     F32,
@@ -52,9 +51,9 @@ impl WeightDType {
     }
 
     /// Whether a matrix can be held in this type (the kernels read it in
-    /// place); the load-only types are held as exact f32 instead.
+    /// place); Q8_K is held as exact f32 instead.
     pub fn kernels_read(self) -> bool {
-        !matches!(self, Self::Q5_0 | Self::Q5_1 | Self::Q4K | Self::Q5K | Self::Q6K | Self::Q8K)
+        self != Self::Q8K
     }
 
     /// (values per block, bytes per block); plain floats are blocks of one.

@@ -7,8 +7,9 @@ use std::ops::Range;
 
 use half::{bf16, f16};
 
-use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QuantBlock, BLOCK};
+use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QuantBlock};
 use super::dtype::WeightDType;
+use super::k_blocks::{BlockQ4K, BlockQ5K, BlockQ6K};
 use crate::precision::Float;
 
 #[derive(Clone, Debug)]
@@ -18,20 +19,43 @@ pub enum WeightData {
     F16(Vec<f16>),
     Q4_0(Vec<BlockQ4_0>),
     Q4_1(Vec<BlockQ4_1>),
+    Q5_0(Vec<BlockQ5_0>),
+    Q5_1(Vec<BlockQ5_1>),
     Q8_0(Vec<BlockQ8_0>),
+    Q4K(Vec<BlockQ4K>),
+    Q5K(Vec<BlockQ5K>),
+    Q6K(Vec<BlockQ6K>),
+}
+
+/// Matches a `&WeightData`: each plain float variant to its own arm, every
+/// quant block variant to one generic arm (`$blocks` bound to a
+/// `&Vec<impl QuantBlock>`), so the list of block types lives here only.
+#[macro_export]
+macro_rules! match_weight_data {
+    ($data:expr, F32($f32:pat) => $on_f32:expr, Bf16($bf16:pat) => $on_bf16:expr, F16($f16:pat) => $on_f16:expr, Blocks($blocks:ident) => $on_blocks:expr $(,)?) => {
+        match $data {
+            $crate::WeightData::F32($f32) => $on_f32,
+            $crate::WeightData::Bf16($bf16) => $on_bf16,
+            $crate::WeightData::F16($f16) => $on_f16,
+            $crate::WeightData::Q4_0($blocks) => $on_blocks,
+            $crate::WeightData::Q4_1($blocks) => $on_blocks,
+            $crate::WeightData::Q5_0($blocks) => $on_blocks,
+            $crate::WeightData::Q5_1($blocks) => $on_blocks,
+            $crate::WeightData::Q8_0($blocks) => $on_blocks,
+            $crate::WeightData::Q4K($blocks) => $on_blocks,
+            $crate::WeightData::Q5K($blocks) => $on_blocks,
+            $crate::WeightData::Q6K($blocks) => $on_blocks,
+        }
+    };
 }
 
 impl WeightData {
     /// How many values it holds.
     pub fn values(&self) -> usize {
-        match self {
-            Self::F32(v) => v.len(),
-            Self::Bf16(v) => v.len(),
-            Self::F16(v) => v.len(),
-            Self::Q4_0(v) => v.len() * BLOCK,
-            Self::Q4_1(v) => v.len() * BLOCK,
-            Self::Q8_0(v) => v.len() * BLOCK,
+        fn blocks<B: QuantBlock>(v: &[B]) -> usize {
+            v.len() * B::VALUES
         }
+        match_weight_data!(self, F32(v) => v.len(), Bf16(v) => v.len(), F16(v) => v.len(), Blocks(v) => blocks(v))
     }
 }
 
@@ -92,8 +116,13 @@ impl WeightMatrix {
             WeightDType::F16 => WeightData::F16(pod_vec(bytes)),
             WeightDType::Q4_0 => WeightData::Q4_0(pod_vec(bytes)),
             WeightDType::Q4_1 => WeightData::Q4_1(pod_vec(bytes)),
+            WeightDType::Q5_0 => WeightData::Q5_0(pod_vec(bytes)),
+            WeightDType::Q5_1 => WeightData::Q5_1(pod_vec(bytes)),
             WeightDType::Q8_0 => WeightData::Q8_0(pod_vec(bytes)),
-            other => return Err(format!("{} blocks are load-only: hold them as their exact f32 values", other.name())),
+            WeightDType::Q4K => WeightData::Q4K(pod_vec(bytes)),
+            WeightDType::Q5K => WeightData::Q5K(pod_vec(bytes)),
+            WeightDType::Q6K => WeightData::Q6K(pod_vec(bytes)),
+            WeightDType::Q8K => return Err("Q8_K blocks are an activation type: hold them as their exact f32 values".into()),
         };
         Ok(Self { rows, cols, data })
     }
@@ -105,7 +134,12 @@ impl WeightMatrix {
             WeightData::F16(_) => WeightDType::F16,
             WeightData::Q4_0(_) => WeightDType::Q4_0,
             WeightData::Q4_1(_) => WeightDType::Q4_1,
+            WeightData::Q5_0(_) => WeightDType::Q5_0,
+            WeightData::Q5_1(_) => WeightDType::Q5_1,
             WeightData::Q8_0(_) => WeightDType::Q8_0,
+            WeightData::Q4K(_) => WeightDType::Q4K,
+            WeightData::Q5K(_) => WeightDType::Q5K,
+            WeightData::Q6K(_) => WeightDType::Q6K,
         }
     }
 
@@ -114,15 +148,12 @@ impl WeightMatrix {
         let c = self.cols;
         assert_eq!(out.len(), rows.len() * c, "dequantize_rows: output size");
         let range = rows.start * c..rows.end * c;
-        let blocks = range.start / BLOCK..range.end / BLOCK;
-        match &self.data {
-            WeightData::F32(v) => out.iter_mut().zip(&v[range]).for_each(|(o, &s)| *o = T::from_f32(s)),
-            WeightData::Bf16(v) => out.iter_mut().zip(&v[range]).for_each(|(o, s)| *o = T::from_f32(s.to_f32())),
-            WeightData::F16(v) => out.iter_mut().zip(&v[range]).for_each(|(o, s)| *o = T::from_f32(s.to_f32())),
-            WeightData::Q4_0(v) => dequantize_blocks(&v[blocks], out),
-            WeightData::Q4_1(v) => dequantize_blocks(&v[blocks], out),
-            WeightData::Q8_0(v) => dequantize_blocks(&v[blocks], out),
-        }
+        match_weight_data!(&self.data,
+            F32(v) => out.iter_mut().zip(&v[range]).for_each(|(o, &s)| *o = T::from_f32(s)),
+            Bf16(v) => out.iter_mut().zip(&v[range]).for_each(|(o, s)| *o = T::from_f32(s.to_f32())),
+            F16(v) => out.iter_mut().zip(&v[range]).for_each(|(o, s)| *o = T::from_f32(s.to_f32())),
+            Blocks(v) => dequantize_blocks(v, range, out),
+        )
     }
 
     /// Row `r` as f32 (the embedding lookup, reference checks).
@@ -144,8 +175,11 @@ impl WeightMatrix {
     }
 }
 
-fn dequantize_blocks<B: QuantBlock, T: Float>(blocks: &[B], out: &mut [T]) {
-    for (b, o) in blocks.iter().zip(out.chunks_exact_mut(BLOCK)) {
-        o.iter_mut().zip(b.values()).for_each(|(o, v)| *o = T::from_f32(v));
+/// Values `range` (whole blocks) of `blocks` into `out`.
+fn dequantize_blocks<B: QuantBlock, T: Float>(blocks: &[B], range: Range<usize>, out: &mut [T]) {
+    let mut values = vec![0f32; B::VALUES];
+    for (b, o) in blocks[range.start / B::VALUES..range.end / B::VALUES].iter().zip(out.chunks_exact_mut(B::VALUES)) {
+        b.dequantize(&mut values);
+        o.iter_mut().zip(&values).for_each(|(o, &v)| *o = T::from_f32(v));
     }
 }

@@ -2,9 +2,9 @@
 
 use rayon::prelude::*;
 
-use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QuantBlock, BLOCK};
+use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QuantBlock};
 use super::dtype::WeightDType;
-use super::load_only_blocks::{BlockQ4K, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, LoadOnlyBlock};
+use super::k_blocks::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 
 /// Dequantizes `src`, which holds `out.len()` values of `dtype` as stored,
 /// into `out` (in parallel over chunks of blocks).
@@ -23,23 +23,33 @@ pub fn dequantize_stored(dtype: WeightDType, src: &[u8], out: &mut [f32]) {
         WeightDType::Q4_0 => blocks::<BlockQ4_0>(s, o),
         WeightDType::Q4_1 => blocks::<BlockQ4_1>(s, o),
         WeightDType::Q8_0 => blocks::<BlockQ8_0>(s, o),
-        WeightDType::Q5_0 => load_only::<BlockQ5_0>(s, o),
-        WeightDType::Q5_1 => load_only::<BlockQ5_1>(s, o),
-        WeightDType::Q4K => load_only::<BlockQ4K>(s, o),
-        WeightDType::Q5K => load_only::<BlockQ5K>(s, o),
-        WeightDType::Q6K => load_only::<BlockQ6K>(s, o),
-        WeightDType::Q8K => load_only::<BlockQ8K>(s, o),
+        WeightDType::Q5_0 => blocks::<BlockQ5_0>(s, o),
+        WeightDType::Q5_1 => blocks::<BlockQ5_1>(s, o),
+        WeightDType::Q4K => blocks::<BlockQ4K>(s, o),
+        WeightDType::Q5K => blocks::<BlockQ5K>(s, o),
+        WeightDType::Q6K => blocks::<BlockQ6K>(s, o),
+        WeightDType::Q8K => blocks::<BlockQ8K>(s, o),
     });
 }
 
-fn load_only<B: LoadOnlyBlock>(src: &[u8], out: &mut [f32]) {
+fn blocks<B: QuantBlock>(src: &[u8], out: &mut [f32]) {
     for (b, o) in src.chunks_exact(std::mem::size_of::<B>()).zip(out.chunks_exact_mut(B::VALUES)) {
         bytemuck::pod_read_unaligned::<B>(b).dequantize(o);
     }
 }
 
-fn blocks<B: QuantBlock>(src: &[u8], out: &mut [f32]) {
-    for (b, o) in src.chunks_exact(std::mem::size_of::<B>()).zip(out.chunks_exact_mut(BLOCK)) {
-        o.copy_from_slice(&bytemuck::pod_read_unaligned::<B>(b).values());
+/// Stored Q4_0, Q5_0 or Q8_0 bytes as Q8_0 blocks of the same values
+/// (`QuantBlock::as_q8_0`); `None` for any other type.
+pub fn stored_as_q8_0(dtype: WeightDType, src: &[u8]) -> Option<Vec<u8>> {
+    fn convert<B: QuantBlock>(src: &[u8]) -> Option<Vec<u8>> {
+        let blocks = src.chunks_exact(std::mem::size_of::<B>()).map(|b| bytemuck::pod_read_unaligned::<B>(b).as_q8_0());
+        let blocks: Option<Vec<BlockQ8_0>> = blocks.collect();
+        Some(bytemuck::cast_slice(&blocks?).to_vec())
+    }
+    match dtype {
+        WeightDType::Q4_0 => convert::<BlockQ4_0>(src),
+        WeightDType::Q5_0 => convert::<BlockQ5_0>(src),
+        WeightDType::Q8_0 => Some(src.to_vec()),
+        _ => None,
     }
 }
