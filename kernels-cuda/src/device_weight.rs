@@ -8,10 +8,12 @@ use talaria_kernels::{WeightDType, WeightMatrix};
 
 use super::error::{catch_library_panic, CudaError, DriverContext};
 
-/// Device storage of one weight matrix (bf16 and f16 as their raw bits).
+/// Device storage of one weight matrix (bf16 and f16 as their raw bits,
+/// GGUF quant blocks as their stored bytes).
 pub(crate) enum DeviceWeightData {
     Half(CudaSlice<u16>),
     F32(CudaSlice<f32>),
+    Blocks(CudaSlice<u8>),
 }
 
 /// A `d_out × d_in` row-major weight matrix on one device. Freed when dropped.
@@ -42,13 +44,13 @@ impl DeviceWeight {
         }
         let what = format!("uploading a {}×{} {} weight", w.rows, w.cols, w.dtype().name());
         catch_library_panic(&what, || {
-            // No quantized device kernels yet: quant blocks go up as their
-            // exact f32 values (4 bytes a value on the device).
+            // Quant blocks go up as stored: the exact kernels read them in
+            // place (the fast and plain bf16 kernels do not take them).
             let (data, dtype) = talaria_kernels::match_weight_data!(&w.data,
                 F32(v) => (DeviceWeightData::F32(stream.clone_htod(v).ctx(&what)?), WeightDType::F32),
                 Bf16(v) => (DeviceWeightData::Half(stream.clone_htod(bytemuck::cast_slice::<_, u16>(v)).ctx(&what)?), WeightDType::Bf16),
                 F16(v) => (DeviceWeightData::Half(stream.clone_htod(bytemuck::cast_slice::<_, u16>(v)).ctx(&what)?), WeightDType::F16),
-                Blocks(_blocks) => (DeviceWeightData::F32(stream.clone_htod(&w.to_f32()).ctx(&what)?), WeightDType::F32),
+                Blocks(blocks) => (DeviceWeightData::Blocks(stream.clone_htod(bytemuck::cast_slice::<_, u8>(blocks)).ctx(&what)?), w.dtype()),
             );
             stream.synchronize().ctx(&what)?;
             Ok(Self { rows: w.rows, cols: w.cols, dtype, data, context: stream.context().cu_ctx() as usize })
@@ -70,6 +72,6 @@ impl DeviceWeight {
     }
 
     pub fn size_bytes(&self) -> usize {
-        self.dtype.bytes_for(self.rows * self.cols).expect("device dtypes are plain floats")
+        self.dtype.bytes_for(self.rows * self.cols).expect("rows are whole blocks")
     }
 }

@@ -135,6 +135,7 @@ impl GemmKernels {
         match &w.data {
             DeviceWeightData::Half(d) => builder.arg(d),
             DeviceWeightData::F32(d) => builder.arg(d),
+            DeviceWeightData::Blocks(d) => builder.arg(d),
         };
         builder.arg(y).arg(&m).arg(&n).arg(&k).arg(&vec);
         // SAFETY: the argument list matches the kernel signature

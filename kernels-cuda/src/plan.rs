@@ -78,7 +78,22 @@ pub fn entry_name(mode: MatmulMode, variant: KernelVariant, dtype: WeightDType) 
         (Fast | Plain, TensorCoreSm90, _) => {
             return Err(CudaError::Shape(format!("the sm_90 DMMA kernel is exact-mode only, not {}", mode.name())))
         }
-        // Quant blocks are uploaded as their exact f32 values (`DeviceWeight::upload`).
+        // Quant blocks are read in place by the exact kernels only (one
+        // entry per type, named after it).
+        (Exact, variant, quant) if quant.block().0 > 1 => {
+            let kind = match variant {
+                TensorCore => "dmma",
+                TensorCoreSm90 => "dmma90",
+                Gemv => "gemv",
+            };
+            let want = format!("talaria_exact_{kind}_{}", quant.name());
+            return super::source::EXACT_SOURCE
+                .entries
+                .iter()
+                .copied()
+                .find(|e| *e == want)
+                .ok_or(CudaError::UnsupportedDtype { op: mode.name(), dtype: quant.name() });
+        }
         (_, _, other) => return Err(CudaError::UnsupportedDtype { op: mode.name(), dtype: other.name() }),
     })
 }
@@ -150,16 +165,31 @@ mod tests {
     #[test]
     fn fast_and_plain_need_bf16_weights() {
         assert!(entry_name(MatmulMode::Fast, KernelVariant::Gemv, WeightDType::F16).is_err());
+        assert!(entry_name(MatmulMode::Fast, KernelVariant::Gemv, WeightDType::Q4K).is_err());
         assert!(entry_name(MatmulMode::Plain, KernelVariant::TensorCore, WeightDType::F32).is_err());
         assert_eq!(entry_name(MatmulMode::Exact, KernelVariant::TensorCore, WeightDType::F16).unwrap(), "talaria_exact_dmma_f16");
     }
 
     #[test]
+    fn the_exact_kernels_read_every_stored_quant_type() {
+        use WeightDType::*;
+        for dtype in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K] {
+            for variant in [KernelVariant::TensorCore, KernelVariant::TensorCoreSm90, KernelVariant::Gemv] {
+                let name = entry_name(MatmulMode::Exact, variant, dtype).unwrap();
+                assert!(name.ends_with(dtype.name()), "{name}");
+            }
+        }
+        assert_eq!(entry_name(MatmulMode::Exact, KernelVariant::Gemv, Q4K).unwrap(), "talaria_exact_gemv_q4_k");
+        assert!(entry_name(MatmulMode::Exact, KernelVariant::Gemv, Q8K).is_err(), "Q8_K is never held");
+    }
+
+    #[test]
     fn every_entry_name_is_a_compiled_entry() {
+        use WeightDType::*;
         let all: Vec<&str> = super::super::source::SOURCES.iter().flat_map(|s| s.entries.iter().copied()).collect();
         for mode in [MatmulMode::Exact, MatmulMode::Fast, MatmulMode::Plain] {
             for variant in [KernelVariant::TensorCore, KernelVariant::TensorCoreSm90, KernelVariant::Gemv] {
-                for dtype in [WeightDType::Bf16, WeightDType::F16, WeightDType::F32] {
+                for dtype in [Bf16, F16, F32, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K, Q8K] {
                     if let Ok(name) = entry_name(mode, variant, dtype) {
                         assert!(all.contains(&name), "{name} is not in any source");
                     }

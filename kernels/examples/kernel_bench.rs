@@ -153,16 +153,11 @@ fn weights(rows: usize, cols: usize, dtype: WeightDType, seed: u64) -> WeightMat
     }
     let mut bytes: Vec<u8> =
         values(dtype.bytes_for(rows * cols).expect("whole blocks"), seed).iter().map(|v| (v * 512.0) as i32 as u8).collect();
-    // Where the f16 scale (and offset or min) sit in a block.
-    let (scale_at, offset_at) = match dtype {
-        WeightDType::Q6K => (208, None),
-        WeightDType::Q4_1 | WeightDType::Q5_1 | WeightDType::Q4K | WeightDType::Q5K => (0, Some(2)),
-        _ => (0, None),
-    };
+    // The scale near 2^-6, an offset or min (where there is one) of -0.1.
     for block in bytes.chunks_exact_mut(block_bytes) {
-        block[scale_at..scale_at + 2].copy_from_slice(&half::f16::from_f32(1.0 / 64.0).to_le_bytes());
-        if let Some(at) = offset_at {
-            block[at..at + 2].copy_from_slice(&half::f16::from_f32(-0.1).to_le_bytes());
+        for (i, &at) in dtype.f16_scale_offsets().iter().enumerate() {
+            let v = if i == 0 { 1.0 / 64.0 } else { -0.1 };
+            block[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
         }
     }
     WeightMatrix::from_stored(rows, cols, dtype, &bytes).expect("sizes match")

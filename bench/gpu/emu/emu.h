@@ -46,6 +46,10 @@ inline thread_local EmuWarp* emu_warp = nullptr;
 inline void __syncthreads() { emu_block_bar->arrive_and_wait(); }
 inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
 inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
+// Round-to-nearest single operations (C++20 is ISO mode: g++ does not fuse them).
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
 inline int emu_lane() { return threadIdx.x & 31; }
 
 template <class T>

@@ -1,11 +1,15 @@
 // Runs every Talaria CUDA kernel on the CPU emulator (emu.h) against a
 // double-precision reference, on shapes that hit the tile edges, both the
 // vectorised (K % 8 == 0) and the scalar load paths, and several row blocks.
+// With a fixture file (argv[1], written by kernels-cuda/tests/cuda_emu.rs:
+// random GGUF quant blocks and their exact values from the CPU side), also
+// the exact kernels reading those blocks in place.
 // Build and run: bash bench/gpu/emu/run.sh
 #include "emu.h"
 
 #include <cstdio>
 #include <random>
+#include <string>
 
 #include "../../../kernels-cuda/src/kernels/common.cuh"
 #include "../../../kernels-cuda/src/kernels/gemm_exact.cu"
@@ -139,7 +143,78 @@ static void check_bf16(bool gemv, bool fast, int m, int n, int k) {
     }
 }
 
-int main() {
+// One fixture case: a quant type's name, an n × k matrix of its blocks and
+// the values the CPU side gives them.
+struct QuantCase {
+    std::string type;
+    int n, k;
+    std::vector<u8> bytes;
+    std::vector<float> values;
+};
+
+static std::vector<QuantCase> read_fixture(const char* path) {
+    std::vector<QuantCase> cases;
+    FILE* f = std::fopen(path, "rb");
+    if (!f) {
+        std::printf("cannot open fixture %s FAIL\n", path);
+        ++failures;
+        return cases;
+    }
+    u32 head[4];  // name length, n, k, byte count
+    while (std::fread(head, 4, 4, f) == 4) {
+        QuantCase c;
+        c.type.resize(head[0]);
+        c.n = (int)head[1];
+        c.k = (int)head[2];
+        c.bytes.resize(head[3]);
+        c.values.resize((size_t)c.n * c.k);
+        bool ok = std::fread(c.type.data(), 1, head[0], f) == head[0] &&
+                  std::fread(c.bytes.data(), 1, head[3], f) == head[3] &&
+                  std::fread(c.values.data(), 4, c.values.size(), f) == c.values.size();
+        if (!ok) {
+            std::printf("truncated fixture FAIL\n");
+            ++failures;
+            break;
+        }
+        cases.push_back(std::move(c));
+    }
+    std::fclose(f);
+    return cases;
+}
+
+#define QUANT_KERNELS(SUFFIX)                                                              \
+    if (c.type == #SUFFIX) {                                                               \
+        if (gemv) talaria_exact_gemv_##SUFFIX(X, W, Y, m, c.n, c.k, 1);                    \
+        else talaria_exact_dmma_##SUFFIX(X, W, Y, m, c.n, c.k, 1);                         \
+    }
+
+static void check_exact_quant(const QuantCase& c, bool gemv, int m) {
+    std::vector<double> x((size_t)m * c.k);
+    for (auto& v : x) v = uniform() * 1e4;
+    std::vector<double> y((size_t)m * c.n, -7.0);
+    auto run = [&] {
+        const double* X = x.data();
+        const u8* W = c.bytes.data();
+        double* Y = y.data();
+        QUANT_KERNELS(q4_0) QUANT_KERNELS(q4_1) QUANT_KERNELS(q5_0) QUANT_KERNELS(q5_1)
+        QUANT_KERNELS(q8_0) QUANT_KERNELS(q4_k) QUANT_KERNELS(q5_k) QUANT_KERNELS(q6_k)
+    };
+    if (gemv)
+        emu_launch({(unsigned)(c.n + 7) / 8, (unsigned)(m + 7) / 8, 1}, {256, 1, 1}, run);
+    else
+        emu_launch({(unsigned)(c.n + 63) / 64, (unsigned)(m + 63) / 64, 1}, {128, 1, 1}, run);
+    char name[64];
+    std::snprintf(name, sizeof name, "exact_%s_%s", gemv ? "gemv" : "dmma", c.type.c_str());
+    report(name, m, c.n, c.k, rel_err(y, reference(x, c.values, m, c.n, c.k)), 1e-13, true);
+}
+
+int main(int argc, char** argv) {
+    if (argc > 1) {
+        for (const QuantCase& c : read_fixture(argv[1])) {
+            check_exact_quant(c, true, 9);    // two row blocks
+            check_exact_quant(c, false, 20);  // partial tiles in M and N
+        }
+    }
     for (WType t : {WType::Bf16, WType::F16, WType::F32}) {
         check_exact(false, t, 70, 130, 50);  // scalar loads, partial tiles in M, N, K
         check_exact(false, t, 64, 72, 48);   // vectorised loads

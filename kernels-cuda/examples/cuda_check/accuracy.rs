@@ -64,6 +64,19 @@ pub fn run(m: &mut CudaMatmul, rng: &mut Rng64) -> Result<Outcome, CudaError> {
         }
     }
 
+    // Exact on quant blocks read in place (the file's size on the device):
+    // GEMV and both tensor-core kernels, against their exact values.
+    for dtype in [WeightDType::Q4_0, WeightDType::Q4_1, WeightDType::Q5_0, WeightDType::Q8_0, WeightDType::Q4K, WeightDType::Q6K] {
+        let w = rng.quant_weight(130, 512, dtype);
+        for &rows in &[1, 77] {
+            let x = rng.vec(rows * 512, 1e4);
+            let dw = m.upload_weight(&w)?;
+            let mut y = vec![0.0; rows * 130];
+            m.matmul_exact(&x, rows, &dw, &mut y)?;
+            out.check(format!("exact {} {rows}×512→130 (in place)", dtype.name()), rel_err(&y, &reference(&x, rows, &w)), EXACT_TOL);
+        }
+    }
+
     // Fast: x̃ = x + κ·pad in f32. Error relative to the masked product, and
     // relative to the unmasked signal x·W (what survives unmasking).
     for kappa in [1.0, 1e2, 1e4] {

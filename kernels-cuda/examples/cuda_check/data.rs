@@ -27,6 +27,18 @@ impl Rng64 {
         let values: Vec<f32> = (0..d_out * d_in).map(|_| (self.uniform() * 0.05) as f32).collect();
         WeightMatrix::from_f32(d_out, d_in, values, dtype)
     }
+
+    /// A matrix of random quant blocks, scales near 2^-6 (`d_in` whole blocks).
+    pub fn quant_weight(&mut self, d_out: usize, d_in: usize, dtype: WeightDType) -> WeightMatrix {
+        let mut bytes: Vec<u8> =
+            (0..dtype.bytes_for(d_out * d_in).expect("whole blocks")).map(|_| (self.uniform() * 128.0) as i8 as u8).collect();
+        for block in bytes.chunks_exact_mut(dtype.block().1) {
+            for &at in dtype.f16_scale_offsets() {
+                block[at..at + 2].copy_from_slice(&half::f16::from_f32((self.uniform() / 64.0) as f32).to_le_bytes());
+            }
+        }
+        WeightMatrix::from_stored(d_out, d_in, dtype, &bytes).expect("whole blocks")
+    }
 }
 
 /// `x (rows × d_in) · Wᵀ` in f64 with W widened exactly.

@@ -188,5 +188,38 @@ pub fn run(m: &mut CudaMatmul, rng: &mut Rng64) -> Result<TimingReport, CudaErro
             fmt_opt(host_fast, 0),
         ));
     }
+    quant_table(m, rng, &mut table)?;
     Ok(TimingReport { table, cross_check_failures })
+}
+
+/// The exact kernels on quant blocks read in place: weight GB/s for a
+/// decode row, GFLOP/s for a 512-row prefill, against the same matrix as
+/// bf16 (what a worker uploaded before).
+fn quant_table(m: &mut CudaMatmul, rng: &mut Rng64, table: &mut Vec<String>) -> Result<(), CudaError> {
+    let stream = m.stream().clone();
+    table.push(String::new());
+    table.push("| weights (4096→4096) | bytes | exact 1 row µs | weight GB/s | exact 512 rows GFLOP/s |".into());
+    table.push("|---|---|---|---|---|".into());
+    for dtype in [WeightDType::Bf16, WeightDType::Q8_0, WeightDType::Q4_0, WeightDType::Q4_1, WeightDType::Q4K, WeightDType::Q6K] {
+        let w = if dtype == WeightDType::Bf16 { rng.weight(4096, 4096, dtype) } else { rng.quant_weight(4096, 4096, dtype) };
+        let dw = m.upload_weight(&w)?;
+        let kernels = m.kernels();
+        let mut cells = Vec::new();
+        for rows in [1, 512] {
+            let dx = drv(stream.clone_htod(&rng.vec(rows * 4096, 1e2)), "upload x")?;
+            let mut dy = drv(stream.alloc_zeros::<f64>(rows * 4096), "alloc y")?;
+            let t = time_ms(&stream, || kernels.launch_exact(&stream, &dx.slice(..), &dw, &mut dy.slice_mut(..), rows, None).map(drop))?;
+            cells.push(t);
+        }
+        let shape = Shape { label: "", rows: 512, d_in: 4096, d_out: 4096 };
+        table.push(format!(
+            "| {} | {} | {:.1} | {:.0} | {:.0} |",
+            dtype.name(),
+            w.size_bytes(),
+            cells[0] * 1e3,
+            w.size_bytes() as f64 / (cells[0] * 1e6),
+            gflops(&shape, cells[1])
+        ));
+    }
+    Ok(())
 }

@@ -56,24 +56,111 @@ TALARIA_DEVICE float f16_to_f32(u32 h) {
 
 struct WBf16 {
     typedef u16 T;
+    enum { VALUES = 1 };
     static TALARIA_DEVICE float cvt(u32 v) { return bf16_to_f32(v); }
 };
 struct WF16 {
     typedef u16 T;
+    enum { VALUES = 1 };
     static TALARIA_DEVICE float cvt(u32 v) { return f16_to_f32(v); }
 };
 struct WF32 {
     typedef float T;
+    enum { VALUES = 1 };
     static TALARIA_DEVICE float cvt(float v) { return v; }
 };
 
-// 4 consecutive weights W[r][k..k+4] (zero outside the matrix). In vec mode
-// k must be a multiple of 4.
+// GGUF quant blocks as stored (ggml-common.h layouts), read in place: each
+// loader gives value `i` of a block (VALUES values in BYTES bytes) as the
+// exact f32 value ggml's dequantize_row_* gives (kernels/src/weight on the
+// CPU side): every product of a scale and a quant is exact, and the one
+// rounding, where there is one, is ggml's. Rows are whole blocks.
+typedef unsigned char u8;
+
+TALARIA_DEVICE float f16_at(const u8* p) { return f16_to_f32((u32)p[0] | ((u32)p[1] << 8)); }
+// Quant `i` of 32 nibbles in 16 bytes: low nibbles first, then high ones.
+TALARIA_DEVICE int nibble_at(const u8* qs, int i) { return i < 16 ? qs[i] & 15 : qs[i - 16] >> 4; }
+TALARIA_DEVICE int fifth_bit(const u8* qh, int i) { return ((qh[i >> 3] >> (i & 7)) & 1) << 4; }
+
+struct WQ4_0 {
+    typedef u8 T;
+    enum { VALUES = 32, BYTES = 18 };
+    static TALARIA_DEVICE float value(const u8* b, int i) { return (float)(nibble_at(b + 2, i) - 8) * f16_at(b); }
+};
+struct WQ4_1 {
+    typedef u8 T;
+    enum { VALUES = 32, BYTES = 20 };
+    static TALARIA_DEVICE float value(const u8* b, int i) {
+        return __fadd_rn(__fmul_rn((float)nibble_at(b + 4, i), f16_at(b)), f16_at(b + 2));
+    }
+};
+struct WQ5_0 {
+    typedef u8 T;
+    enum { VALUES = 32, BYTES = 22 };
+    static TALARIA_DEVICE float value(const u8* b, int i) {
+        return (float)((nibble_at(b + 6, i) | fifth_bit(b + 2, i)) - 16) * f16_at(b);
+    }
+};
+struct WQ5_1 {
+    typedef u8 T;
+    enum { VALUES = 32, BYTES = 24 };
+    static TALARIA_DEVICE float value(const u8* b, int i) {
+        const float q = (float)(nibble_at(b + 8, i) | fifth_bit(b + 4, i));
+        return __fadd_rn(__fmul_rn(q, f16_at(b)), f16_at(b + 2));
+    }
+};
+struct WQ8_0 {
+    typedef u8 T;
+    enum { VALUES = 32, BYTES = 34 };
+    static TALARIA_DEVICE float value(const u8* b, int i) { return (float)(signed char)b[2 + i] * f16_at(b); }
+};
+// Q4_K / Q5_K: sub-block s = i / 32 has a 6-bit scale and min packed in 12
+// bytes (ggml's get_scale_min_k4); value = d·sc · q − dmin·m.
+TALARIA_DEVICE float k_value(const u8* b, const u8* qs, const u8* qh, int i) {
+    const u8* sc = b + 4;
+    const int s = i >> 5, l = i & 31;
+    int scale, min;
+    if (s < 4) {
+        scale = sc[s] & 63;
+        min = sc[s + 4] & 63;
+    } else {
+        scale = (sc[s + 4] & 15) | ((sc[s - 4] >> 6) << 4);
+        min = (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4);
+    }
+    const int byte = qs[(s >> 1) * 32 + l];
+    int q = (s & 1) ? byte >> 4 : byte & 15;
+    if (qh) q |= ((qh[l] >> s) & 1) << 4;
+    const float d1 = __fmul_rn(f16_at(b), (float)scale), m1 = __fmul_rn(f16_at(b + 2), (float)min);
+    return __fsub_rn(__fmul_rn(d1, (float)q), m1);
+}
+struct WQ4K {
+    typedef u8 T;
+    enum { VALUES = 256, BYTES = 144 };
+    static TALARIA_DEVICE float value(const u8* b, int i) { return k_value(b, b + 16, nullptr, i); }
+};
+struct WQ5K {
+    typedef u8 T;
+    enum { VALUES = 256, BYTES = 176 };
+    static TALARIA_DEVICE float value(const u8* b, int i) { return k_value(b, b + 48, b + 16, i); }
+};
+// Q6_K: ql[128], qh[64], 16 signed 8-bit scales, d; value = (d·sc)·(q − 32).
+struct WQ6K {
+    typedef u8 T;
+    enum { VALUES = 256, BYTES = 210 };
+    static TALARIA_DEVICE float value(const u8* b, int i) {
+        const int half = i >> 7, g = (i >> 5) & 3, l = i & 31;
+        const u8* ql = b + half * 64 + (g & 1) * 32;
+        const u8* qh = b + 128 + half * 32;
+        const int q = (((ql[l] >> ((g >> 1) * 4)) & 15) | (((qh[l] >> (2 * g)) & 3) << 4)) - 32;
+        const signed char sc = (signed char)b[192 + half * 8 + 2 * g + (l >> 4)];
+        return __fmul_rn(__fmul_rn(f16_at(b + 208), (float)sc), (float)q);
+    }
+};
+
+// 4 consecutive weights W[r][k..k+4] of a plain float type (zero outside
+// the matrix). In vec mode k must be a multiple of 4.
 template <class WL>
-TALARIA_DEVICE void load_w4(const typename WL::T* __restrict__ W, int N, int K, int r, int k,
-                            bool vec, float* o) {
-    o[0] = o[1] = o[2] = o[3] = 0.0f;
-    if (r >= N) return;
+TALARIA_DEVICE void load_w4_plain(const typename WL::T* __restrict__ W, int K, int r, int k, bool vec, float* o) {
     const typename WL::T* s = W + (size_t)r * K + k;
     if (vec) {
         if (k >= K) return;
@@ -95,6 +182,28 @@ TALARIA_DEVICE void load_w4(const typename WL::T* __restrict__ W, int N, int K, 
         for (int j = 0; j < 4; ++j)
             if (k + j < K) o[j] = WL::cvt(s[j]);
     }
+}
+
+// The same from a row of quant blocks.
+template <class WL>
+TALARIA_DEVICE void load_w4_blocks(const u8* __restrict__ W, int K, int r, int k, float* o) {
+    const u8* row = W + (size_t)r * (K / WL::VALUES) * WL::BYTES;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+        if (k + j < K) o[j] = WL::value(row + (size_t)((k + j) / WL::VALUES) * WL::BYTES, (k + j) % WL::VALUES);
+}
+
+// 4 consecutive weights W[r][k..k+4] (zero outside the matrix). In vec mode
+// k must be a multiple of 4.
+template <class WL>
+TALARIA_DEVICE void load_w4(const typename WL::T* __restrict__ W, int N, int K, int r, int k,
+                            bool vec, float* o) {
+    o[0] = o[1] = o[2] = o[3] = 0.0f;
+    if (r >= N) return;
+    if constexpr (WL::VALUES > 1)
+        load_w4_blocks<WL>(W, K, r, k, o);
+    else
+        load_w4_plain<WL>(W, K, r, k, vec, o);
 }
 
 // 8 consecutive weights W[r][k..k+8]; in vec mode k must be a multiple of 8.

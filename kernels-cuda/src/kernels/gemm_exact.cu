@@ -1,5 +1,5 @@
 // Exact masked GEMM: Y (M×N, f64) = X (M×K, f64) · Wᵀ with W (N×K, row-major)
-// stored in bf16 / f16 / f32 and widened in registers; products and sums are
+// stored in bf16 / f16 / f32 or GGUF quant blocks and widened in registers; products and sums are
 // f64 throughout, so the result is an ordinary f64 dot product (only the
 // summation order differs from a CPU loop).
 //
@@ -213,3 +213,11 @@ TALARIA_DEVICE void exact_gemv(const double* __restrict__ X, const typename WL::
 TALARIA_EXACT_ENTRIES(bf16, WBf16)
 TALARIA_EXACT_ENTRIES(f16, WF16)
 TALARIA_EXACT_ENTRIES(f32, WF32)
+TALARIA_EXACT_ENTRIES(q4_0, WQ4_0)
+TALARIA_EXACT_ENTRIES(q4_1, WQ4_1)
+TALARIA_EXACT_ENTRIES(q5_0, WQ5_0)
+TALARIA_EXACT_ENTRIES(q5_1, WQ5_1)
+TALARIA_EXACT_ENTRIES(q8_0, WQ8_0)
+TALARIA_EXACT_ENTRIES(q4_k, WQ4K)
+TALARIA_EXACT_ENTRIES(q5_k, WQ5K)
+TALARIA_EXACT_ENTRIES(q6_k, WQ6K)

@@ -9,19 +9,16 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use WeightDType::*;
 
-/// Every type the kernels read in place, with the byte offsets of its f16
-/// scales in a block (ggml-common.h).
-const QUANT: [(WeightDType, &[usize]); 8] =
-    [(Q4_0, &[0]), (Q4_1, &[0, 2]), (Q5_0, &[0]), (Q5_1, &[0, 2]), (Q8_0, &[0]), (Q4K, &[0, 2]), (Q5K, &[0, 2]), (Q6K, &[208])];
+/// Every type the kernels read in place.
+const QUANT: [WeightDType; 8] = [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K];
 
 /// Random blocks: random quants, finite random f16 scales (both signs,
 /// subnormals included) at the offsets ggml stores them.
 fn random_stored(rng: &mut Xoshiro256PlusPlus, dtype: WeightDType, rows: usize, cols: usize) -> WeightMatrix {
     let (_, block_bytes) = dtype.block();
     let mut bytes: Vec<u8> = (0..dtype.bytes_for(rows * cols).unwrap()).map(|_| rng.random()).collect();
-    let offsets = QUANT.iter().find(|(d, _)| *d == dtype).unwrap().1;
     for block in bytes.chunks_exact_mut(block_bytes) {
-        for &at in offsets {
+        for &at in dtype.f16_scale_offsets() {
             // Exponent field below 0x1F: no infinities or NaNs; scales around 2^-10..2^-3 mostly.
             let bits = (rng.random::<u16>() & 0x83FF) | ((rng.random_range(0u16..16) + 4) << 10);
             block[at..at + 2].copy_from_slice(&bits.to_le_bytes());
@@ -49,7 +46,7 @@ fn as_f32(w: &WeightMatrix) -> WeightMatrix {
 #[test]
 fn stored_blocks_multiply_like_their_f32_values() {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(21);
-    for (dtype, _) in QUANT {
+    for dtype in QUANT {
         let (per, _) = dtype.block();
         // Row lengths of 2, 18 and 3 blocks of 32, or 1, 3 and 2 super-blocks of 256.
         let shapes: &[(usize, usize)] = if per == 32 { &[(35, 64), (17, 576), (70, 96)] } else { &[(35, 256), (17, 768), (70, 512)] };

@@ -73,6 +73,18 @@ impl WeightDType {
         }
     }
 
+    /// Byte offsets of a quant block's f16 scales (`d`, and the offset `m`
+    /// or min `dmin` where there is one), as ggml-common.h lays them out;
+    /// empty for the plain floats and Q8_K (an f32 scale).
+    pub fn f16_scale_offsets(self) -> &'static [usize] {
+        match self {
+            Self::Q4_0 | Self::Q5_0 | Self::Q8_0 => &[0],
+            Self::Q4_1 | Self::Q5_1 | Self::Q4K | Self::Q5K => &[0, 2],
+            Self::Q6K => &[208],
+            Self::F32 | Self::Bf16 | Self::F16 | Self::Q8K => &[],
+        }
+    }
+
     /// Bytes that `n` values take, `None` unless `n` is whole blocks.
     pub fn bytes_for(self, n: usize) -> Option<usize> {
         let (per, bytes) = self.block();
