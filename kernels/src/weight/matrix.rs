@@ -9,7 +9,7 @@ use half::{bf16, f16};
 
 use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QuantBlock};
 use super::dtype::WeightDType;
-use super::k_blocks::{BlockQ4K, BlockQ5K, BlockQ6K};
+use super::k_blocks::{BlockQ4K, BlockQ5K, BlockQ6K, K_VALUES};
 use crate::precision::Float;
 
 #[derive(Clone, Debug)]
@@ -177,9 +177,11 @@ impl WeightMatrix {
 
 /// Values `range` (whole blocks) of `blocks` into `out`.
 fn dequantize_blocks<B: QuantBlock, T: Float>(blocks: &[B], range: Range<usize>, out: &mut [T]) {
-    let mut values = vec![0f32; B::VALUES];
+    // The largest block is a K-quant super-block.
+    let mut buf = [0f32; K_VALUES];
+    let values = &mut buf[..B::VALUES];
     for (b, o) in blocks[range.start / B::VALUES..range.end / B::VALUES].iter().zip(out.chunks_exact_mut(B::VALUES)) {
-        b.dequantize(&mut values);
-        o.iter_mut().zip(&values).for_each(|(o, &v)| *o = T::from_f32(v));
+        b.dequantize(values);
+        o.iter_mut().zip(values.iter()).for_each(|(o, &v)| *o = T::from_f32(v));
     }
 }
