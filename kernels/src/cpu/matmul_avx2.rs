@@ -199,13 +199,16 @@ unsafe fn tiles<L: Lanes32>(
     for j0 in cols.clone().step_by(2) {
         let ws = [wp(j0), wp(j0 + 1)];
         let mut r0 = 0;
+        // The first row group streams these weight rows in from memory: it
+        // also pulls the next two (the tile after) into L2.
+        let ahead = |r0: usize| if r0 == 0 { 2 * stride } else { 0 };
         while r0 + 2 < rows {
-            let res = dot_tile::<L, 4, 2>(std::array::from_fn(|i| xr(r0 + i)), ws, k);
+            let res = dot_tile::<L, 4, 2>(std::array::from_fn(|i| xr(r0 + i)), ws, k, ahead(r0));
             (0..4).for_each(|i| (0..2).for_each(|j| store(r0 + i, j0 + j, res[i][j])));
             r0 += 4;
         }
         while r0 < rows {
-            let res = dot_tile::<L, 1, 2>([xr(r0)], ws, k);
+            let res = dot_tile::<L, 1, 2>([xr(r0)], ws, k, ahead(r0));
             (0..2).for_each(|j| store(r0, j0 + j, res[0][j]));
             r0 += 1;
         }
@@ -213,13 +216,15 @@ unsafe fn tiles<L: Lanes32>(
 }
 
 /// `MR × NR` dot products of padded activation rows with weight rows of `k`
-/// values; `out[i][j] = x[i] · w[j]`.
+/// values; `out[i][j] = x[i] · w[j]`. With `ahead` (in elements, 0 for
+/// none), also prefetches each row's values that far on into L2.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn dot_tile<L: Lanes32, const MR: usize, const NR: usize>(
     x: [*const f32; MR],
     w: [*const L::Elem; NR],
     k: usize,
+    ahead: usize,
 ) -> [[f32; NR]; MR] {
     let mut acc = [[_mm256_setzero_ps(); NR]; MR];
     let full = k / CHUNK;
@@ -228,6 +233,14 @@ unsafe fn dot_tile<L: Lanes32, const MR: usize, const NR: usize>(
         let e = c * CHUNK;
         if c == full && rest == 0 {
             break;
+        }
+        if ahead != 0 {
+            for w_j in w {
+                // A prefetch never faults, even past the end.
+                let p = w_j.wrapping_add(ahead + e / L::ITEM).cast::<i8>();
+                _mm_prefetch::<_MM_HINT_T1>(p);
+                _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(64));
+            }
         }
         let wv: [[__m256; 4]; NR] = std::array::from_fn(|j| if c < full { L::load32(w[j], e) } else { L::load_partial(w[j], e, rest) });
         for q in 0..4 {
