@@ -1,6 +1,6 @@
 //! Micro-benchmark of the CPU matmul kernels at SmolLM2-135M's shapes.
 //!
-//! `cargo run --release -p talaria-kernels --example kernel_bench [-- --quick]`
+//! `cargo run --release -p talaria-kernels --example kernel_bench [-- --quick] [shapes|f64|model] [dtypes] [--rows=N] [--shape=NAME]`
 //! Prints per-shape GFLOP/s and weight GB/s for rows 1, 16, 512 (f32, bf16
 //! and the quant types kept as stored), the exact f64 path at rows 1 and 1024, and whole-model
 //! linear-layer passes (30 layers + tied head, distinct weights per layer),
@@ -35,6 +35,10 @@ fn main() {
     let sections: Vec<&str> = sections.into_iter().filter(|s| !is_dtype(s)).collect();
     let want = |s: &str| sections.is_empty() || sections.contains(&s);
     let want_dtype = |d: &WeightDType| dtype_filter.is_empty() || dtype_filter.contains(&d.name());
+    // `--rows=N` and `--shape=NAME` narrow the shapes section (A/B runs of one case).
+    let flag = |name: &str| args.iter().find_map(|a| a.strip_prefix(name)).map(str::to_owned);
+    let only_rows: Option<usize> = flag("--rows=").map(|v| v.parse().expect("--rows=N"));
+    let only_shape = flag("--shape=");
     let budget = Duration::from_millis(if quick { 60 } else { 300 });
     println!("features: {:?}", CpuFeatures::get());
     let pools: Vec<(usize, rayon::ThreadPool)> =
@@ -42,9 +46,11 @@ fn main() {
 
     println!("\n== matmul f32 activations: GFLOP/s | weight GB/s ==");
     for dtype in DTYPES.into_iter().filter(|d| want("shapes") && want_dtype(d)) {
-        for (name, d_in, d_out) in SHAPES.into_iter().filter(|&(_, d_in, _)| whole_blocks(dtype, d_in)) {
+        let shapes =
+            SHAPES.into_iter().filter(|&(name, d_in, _)| whole_blocks(dtype, d_in) && only_shape.as_deref().is_none_or(|s| s == name));
+        for (name, d_in, d_out) in shapes {
             let w = weights(d_out, d_in, dtype, 1);
-            for rows in [1, 16, 512] {
+            for rows in [1, 16, 512].into_iter().filter(|r| only_rows.is_none_or(|o| o == *r)) {
                 let x = values(rows * d_in, 2);
                 let mut out = vec![0f32; rows * d_out];
                 for (threads, pool) in &pools {

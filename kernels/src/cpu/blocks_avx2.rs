@@ -10,14 +10,51 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
+use super::matmul_avx2::DecodeTile;
+
 use crate::weight::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QuantBlock, BLOCK};
-use crate::weight::k_blocks::{k_sub_block, q6_chunk, BlockQ4K, BlockQ5K, BlockQ6K, K_VALUES};
+use crate::weight::k_blocks::{BlockQ4K, BlockQ5K, BlockQ6K, Q6Chunk};
 
 /// A quant block the AVX2 kernels dequantize in registers.
 pub(super) trait Block8: QuantBlock + Copy {
+    /// What a block's chunks share, unpacked once per block by kernels
+    /// that walk a row (a K-quant's eight or sixteen scales: unpacking
+    /// them for every chunk made K-quant decode 3-4x slower than Q8_0's).
+    type Head: Copy;
+    /// How the one-row kernel walks rows of this type.
+    const DECODE: DecodeTile;
+    unsafe fn head(b: *const Self) -> Self::Head;
+    /// Chunk `c` (values `32c .. 32c + 32`) of block `b`, as four vectors of 8.
+    unsafe fn chunk8(b: *const Self, head: &Self::Head, c: usize) -> [__m256; 4];
     /// Values `e .. e + 32` of a row of blocks starting at `row` (`e` a
-    /// multiple of 32), as four vectors of 8.
-    unsafe fn decode32(row: *const Self, e: usize) -> [__m256; 4];
+    /// multiple of 32), for callers that take one chunk at a time.
+    #[inline(always)]
+    unsafe fn decode32(row: *const Self, e: usize) -> [__m256; 4] {
+        let b = row.add(e / Self::VALUES);
+        Self::chunk8(b, &Self::head(b), (e % Self::VALUES) / BLOCK)
+    }
+}
+
+/// The blocks of 32 values: nothing to share between chunks.
+macro_rules! one_chunk_blocks {
+    ($($t:ty: $decode:ident),*) => {$(
+        impl Block8 for $t {
+            type Head = ();
+            const DECODE: DecodeTile = DecodeTile::$decode;
+            #[inline(always)]
+            unsafe fn head(_: *const Self) {}
+            #[inline(always)]
+            unsafe fn chunk8(b: *const Self, _: &(), _: usize) -> [__m256; 4] {
+                Self::decode_block(b)
+            }
+        }
+    )*};
+}
+one_chunk_blocks!(BlockQ4_0: FourTogether, BlockQ4_1: FourTogether, BlockQ5_0: TwoTogether, BlockQ5_1: TwoTogether, BlockQ8_0: FourTogether);
+
+/// A 32-value block's decoder.
+trait DecodeBlock {
+    unsafe fn decode_block(b: *const Self) -> [__m256; 4];
 }
 
 /// The f16 at `p` as f32, broadcast.
@@ -47,15 +84,23 @@ unsafe fn nibbles(qs: *const u8) -> [__m256i; 4] {
     })
 }
 
-/// The 32 5-bit quants of a Q5 block: nibbles with bit `i` of `qh` above value `i`.
+/// 32 bytes as four vectors of 8 i32 lanes, sign-extended, natural order.
 #[inline(always)]
-unsafe fn five_bits(qs: *const u8, qh: [u8; 4]) -> [__m256i; 4] {
+unsafe fn widen_i8(v: __m256i) -> [__m256i; 4] {
+    let (lo, hi) = (_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    [lo, _mm_srli_si128::<8>(lo), hi, _mm_srli_si128::<8>(hi)].map(|b| _mm256_cvtepi8_epi32(b))
+}
+
+/// The 32 5-bit quants of a Q5 block: nibbles with bit `i` of `qh` above
+/// value `i` (one variable shift per vector of 8).
+#[inline(always)]
+unsafe fn five_bit_lanes(qs: *const u8, qh: [u8; 4]) -> [__m256i; 4] {
     let qh = _mm256_set1_epi32(u32::from_le_bytes(qh) as i32);
     let low = nibbles(qs);
     std::array::from_fn(|q| {
-        let bit = _mm256_srlv_epi32(qh, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        let bit = _mm256_srl_epi32(bit, _mm_cvtsi32_si128(8 * q as i32));
-        _mm256_or_si256(low[q], _mm256_slli_epi32::<4>(_mm256_and_si256(bit, _mm256_set1_epi32(1))))
+        let s = 8 * q as i32;
+        let bit = _mm256_srlv_epi32(qh, _mm256_setr_epi32(s, s + 1, s + 2, s + 3, s + 4, s + 5, s + 6, s + 7));
+        _mm256_or_si256(low[q], _mm256_and_si256(_mm256_slli_epi32::<4>(bit), _mm256_set1_epi32(0x10)))
     })
 }
 
@@ -66,103 +111,147 @@ unsafe fn fma_values(q: [__m256i; 4], d: __m256, m: __m256) -> [__m256; 4] {
     q.map(|q| _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), d, m))
 }
 
-/// `(q − offset)·d`, exact.
-#[inline(always)]
-unsafe fn centred_values(q: [__m256i; 4], offset: i32, d: __m256) -> [__m256; 4] {
-    q.map(|q| _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(offset))), d))
-}
-
-impl Block8 for BlockQ4_0 {
+impl DecodeBlock for BlockQ4_0 {
     #[inline(always)]
-    unsafe fn decode32(row: *const Self, e: usize) -> [__m256; 4] {
-        let b = row.add(e / BLOCK);
+    unsafe fn decode_block(b: *const Self) -> [__m256; 4] {
         let d = scale8(&raw const (*b).d);
         // `q·d − 8d`, as `QuantBlock::chunk` computes it.
         fma_values(nibbles((*b).qs.as_ptr()), d, _mm256_mul_ps(d, _mm256_set1_ps(-8.0)))
     }
 }
 
-impl Block8 for BlockQ4_1 {
+impl DecodeBlock for BlockQ4_1 {
     #[inline(always)]
-    unsafe fn decode32(row: *const Self, e: usize) -> [__m256; 4] {
-        let b = row.add(e / BLOCK);
+    unsafe fn decode_block(b: *const Self) -> [__m256; 4] {
         fma_values(nibbles((*b).qs.as_ptr()), scale8(&raw const (*b).d), scale8(&raw const (*b).m))
     }
 }
 
-impl Block8 for BlockQ5_0 {
+impl DecodeBlock for BlockQ5_0 {
     #[inline(always)]
-    unsafe fn decode32(row: *const Self, e: usize) -> [__m256; 4] {
-        let b = row.add(e / BLOCK);
-        centred_values(five_bits((*b).qs.as_ptr(), (*b).qh), 16, scale8(&raw const (*b).d))
+    unsafe fn decode_block(b: *const Self) -> [__m256; 4] {
+        let d = scale8(&raw const (*b).d);
+        five_bit_lanes((*b).qs.as_ptr(), (*b).qh).map(|q| _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(16))), d))
     }
 }
 
-impl Block8 for BlockQ5_1 {
+impl DecodeBlock for BlockQ5_1 {
     #[inline(always)]
-    unsafe fn decode32(row: *const Self, e: usize) -> [__m256; 4] {
-        let b = row.add(e / BLOCK);
-        fma_values(five_bits((*b).qs.as_ptr(), (*b).qh), scale8(&raw const (*b).d), scale8(&raw const (*b).m))
+    unsafe fn decode_block(b: *const Self) -> [__m256; 4] {
+        fma_values(five_bit_lanes((*b).qs.as_ptr(), (*b).qh), scale8(&raw const (*b).d), scale8(&raw const (*b).m))
     }
 }
 
-impl Block8 for BlockQ8_0 {
+impl DecodeBlock for BlockQ8_0 {
     #[inline(always)]
-    unsafe fn decode32(row: *const Self, e: usize) -> [__m256; 4] {
-        let b = row.add(e / BLOCK);
+    unsafe fn decode_block(b: *const Self) -> [__m256; 4] {
         let d = scale8(&raw const (*b).d);
         let qs = (*b).qs.as_ptr();
         std::array::from_fn(|q| _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(qs.add(8 * q).cast()))), d))
     }
 }
 
-/// Q4_K/Q5_K sub-block `s`: `d·sc · q − dmin·m` (exact product, one rounding).
+/// A Q4_K/Q5_K block's eight sub-block scales `d·sc` and negated mins
+/// `−dmin·m` (all exact in f32).
+#[derive(Clone, Copy)]
+pub(super) struct KScales {
+    scale: [f32; 8],
+    neg_min: [f32; 8],
+}
+
 #[inline(always)]
-unsafe fn k_values(d: f16, dmin: f16, scales: &[u8; 12], qs: &[u8; 128], s: usize, fifth: Option<&[u8; 32]>) -> [__m256; 4] {
-    let sub = k_sub_block(d, dmin, scales, s);
-    let shift = _mm_cvtsi32_si128(if sub.high_nibble { 4 } else { 0 });
+unsafe fn k_scales(d: *const f16, dmin: *const f16, scales: &[u8; 12]) -> KScales {
+    // The eight 6-bit scales and mins as bytes, as ggml's `utmp` shuffle
+    // unpacks them (the values `scale_min_k4` gives one at a time).
+    const LOW6: u32 = 0x3F3F_3F3F;
+    const LOW4: u32 = 0x0F0F_0F0F;
+    const LOW2: u32 = 0x0303_0303;
+    let u: [u32; 3] = std::array::from_fn(|i| u32::from_le_bytes(std::array::from_fn(|b| scales[4 * i + b])));
+    let sc = [u[0] & LOW6, (u[2] & LOW4) | (((u[0] >> 6) & LOW2) << 4)];
+    let m = [u[1] & LOW6, ((u[2] >> 4) & LOW4) | (((u[1] >> 6) & LOW2) << 4)];
+    let as_f32 = |b: [u32; 2]| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, b[1] as i32, b[0] as i32)));
+    let mut out = KScales { scale: [0.0; 8], neg_min: [0.0; 8] };
+    _mm256_storeu_ps(out.scale.as_mut_ptr(), _mm256_mul_ps(as_f32(sc), _mm256_set1_ps(f16_at(d))));
+    _mm256_storeu_ps(out.neg_min.as_mut_ptr(), _mm256_mul_ps(as_f32(m), _mm256_set1_ps(-f16_at(dmin))));
+    out
+}
+
+/// The f16 at `p` as f32 (F16C, not a library call per chunk).
+#[inline(always)]
+unsafe fn f16_at(p: *const f16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p.cast::<u16>()) as i32)))
+}
+
+/// Q4_K/Q5_K sub-block `s`: `d·sc · q − dmin·m` (exact product, one rounding).
+/// Sub-blocks `2p` and `2p + 1` share bytes `32p .. 32p + 32`, low then
+/// high nibbles; with `fifth`, sub-block `s` takes bit `s` of each byte.
+#[inline(always)]
+unsafe fn k_values(head: &KScales, qs: *const u8, s: usize, fifth: Option<*const u8>) -> [__m256; 4] {
+    let shift = _mm_cvtsi32_si128(4 * (s % 2) as i32);
     let q: [__m256i; 4] = std::array::from_fn(|q| {
-        let v = _mm256_and_si256(_mm256_srl_epi32(bytes8(qs.as_ptr().add(sub.byte0), q), shift), _mm256_set1_epi32(0x0F));
+        let v = _mm256_and_si256(_mm256_srl_epi32(bytes8(qs.add((s / 2) * 32), q), shift), _mm256_set1_epi32(0x0F));
         match fifth {
-            // Sub-block `s` takes its fifth bits from bit `s` of each qh byte.
             Some(qh) => {
-                let bit = _mm256_srl_epi32(bytes8(qh.as_ptr(), q), _mm_cvtsi32_si128(s as i32));
+                let bit = _mm256_srl_epi32(bytes8(qh, q), _mm_cvtsi32_si128(s as i32));
                 _mm256_or_si256(v, _mm256_slli_epi32::<4>(_mm256_and_si256(bit, _mm256_set1_epi32(1))))
             }
             None => v,
         }
     });
-    fma_values(q, _mm256_set1_ps(sub.scale), _mm256_set1_ps(-sub.min))
+    fma_values(q, _mm256_broadcast_ss(&head.scale[s]), _mm256_broadcast_ss(&head.neg_min[s]))
 }
 
 impl Block8 for BlockQ4K {
+    type Head = KScales;
+    const DECODE: DecodeTile = DecodeTile::FourOneByOne;
     #[inline(always)]
-    unsafe fn decode32(row: *const Self, e: usize) -> [__m256; 4] {
-        let b = &*row.add(e / K_VALUES);
-        k_values(b.d, b.dmin, &b.scales, &b.qs, (e % K_VALUES) / BLOCK, None)
+    unsafe fn head(b: *const Self) -> KScales {
+        k_scales(&raw const (*b).d, &raw const (*b).dmin, &(*b).scales)
+    }
+    #[inline(always)]
+    unsafe fn chunk8(b: *const Self, head: &KScales, c: usize) -> [__m256; 4] {
+        k_values(head, (*b).qs.as_ptr(), c, None)
     }
 }
 
 impl Block8 for BlockQ5K {
+    type Head = KScales;
+    const DECODE: DecodeTile = DecodeTile::FourOneByOne;
     #[inline(always)]
-    unsafe fn decode32(row: *const Self, e: usize) -> [__m256; 4] {
-        let b = &*row.add(e / K_VALUES);
-        k_values(b.d, b.dmin, &b.scales, &b.qs, (e % K_VALUES) / BLOCK, Some(&b.qh))
+    unsafe fn head(b: *const Self) -> KScales {
+        k_scales(&raw const (*b).d, &raw const (*b).dmin, &(*b).scales)
+    }
+    #[inline(always)]
+    unsafe fn chunk8(b: *const Self, head: &KScales, c: usize) -> [__m256; 4] {
+        k_values(head, (*b).qs.as_ptr(), c, Some((*b).qh.as_ptr()))
     }
 }
 
 impl Block8 for BlockQ6K {
+    /// The sixteen `d·sc` (exact); chunk `c` uses `2c` and `2c + 1`.
+    type Head = [f32; 16];
+    const DECODE: DecodeTile = DecodeTile::FourOneByOne;
     #[inline(always)]
-    unsafe fn decode32(row: *const Self, e: usize) -> [__m256; 4] {
-        let b = &*row.add(e / K_VALUES);
-        let c = q6_chunk(b, (e % K_VALUES) / BLOCK);
-        let (ql_shift, qh_shift) = (_mm_cvtsi32_si128(c.ql_shift as i32), _mm_cvtsi32_si128(c.qh_shift as i32));
-        std::array::from_fn(|q| {
-            let low = _mm256_and_si256(_mm256_srl_epi32(bytes8(b.ql.as_ptr().add(c.ql0), q), ql_shift), _mm256_set1_epi32(0x0F));
-            let high = _mm256_and_si256(_mm256_srl_epi32(bytes8(b.qh.as_ptr().add(c.qh0), q), qh_shift), _mm256_set1_epi32(3));
-            let quant = _mm256_sub_epi32(_mm256_or_si256(low, _mm256_slli_epi32::<4>(high)), _mm256_set1_epi32(32));
-            // (d · scale) · q, in ggml's order: the second product may round.
-            _mm256_mul_ps(_mm256_cvtepi32_ps(quant), _mm256_set1_ps(c.scales[q / 2]))
-        })
+    unsafe fn head(b: *const Self) -> [f32; 16] {
+        let d = _mm256_set1_ps(f16_at(&raw const (*b).d));
+        let sc = _mm_loadu_si128((*b).scales.as_ptr().cast());
+        let mut out = [0.0; 16];
+        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)), d));
+        _mm256_storeu_ps(out.as_mut_ptr().add(8), _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(sc))), d));
+        out
+    }
+    #[inline(always)]
+    unsafe fn chunk8(b: *const Self, head: &[f32; 16], c: usize) -> [__m256; 4] {
+        let at = Q6Chunk::at(c);
+        let (ql_shift, qh_shift) = (_mm_cvtsi32_si128(at.ql_shift as i32), _mm_cvtsi32_si128(at.qh_shift as i32));
+        let ql = _mm256_loadu_si256((*b).ql.as_ptr().add(at.ql0).cast());
+        let qh = _mm256_loadu_si256((*b).qh.as_ptr().add(at.qh0).cast());
+        // Bytes: nibble | two high bits << 4, less 32 (16-bit shifts; the
+        // masks drop what crossed from the neighbouring byte).
+        let low = _mm256_and_si256(_mm256_srl_epi16(ql, ql_shift), _mm256_set1_epi8(0x0F));
+        let high = _mm256_and_si256(_mm256_srl_epi16(qh, qh_shift), _mm256_set1_epi8(3));
+        let q = widen_i8(_mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16::<4>(high)), _mm256_set1_epi8(32)));
+        // (d · scale) · q, in ggml's order: the second product may round.
+        std::array::from_fn(|v| _mm256_mul_ps(_mm256_cvtepi32_ps(q[v]), _mm256_broadcast_ss(&head[2 * c + v / 2])))
     }
 }

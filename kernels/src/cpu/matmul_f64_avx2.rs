@@ -108,9 +108,14 @@ unsafe fn dot_tile<L: Lanes32, const MR: usize, const NR: usize, const ACC: usiz
 ) -> [[f64; NR]; MR] {
     let mut acc = [[[_mm256_setzero_pd(); ACC]; NR]; MR];
     let (full, rest) = (k / CHUNK, k % CHUNK);
+    let mut heads: [L::Head; NR] = std::array::from_fn(|j| L::head(w[j], 0));
     for c in 0..full + usize::from(rest != 0) {
         let e = c * CHUNK;
-        let wv: [[__m256; 4]; NR] = std::array::from_fn(|j| if c < full { L::load32(w[j], e) } else { L::load_partial(w[j], e, rest) });
+        if L::head_changes_at(e) {
+            heads = std::array::from_fn(|j| L::head(w[j], e));
+        }
+        let wv: [[__m256; 4]; NR] =
+            std::array::from_fn(|j| if c < full { L::load32_in(w[j], e, &heads[j]) } else { L::load_partial(w[j], e, rest) });
         // `q` picks the same quarter of every column's chunk, so it is an index, not an item.
         #[allow(clippy::needless_range_loop)]
         for q in 0..4 {

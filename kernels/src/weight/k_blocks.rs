@@ -82,23 +82,22 @@ pub(crate) fn k_sub_block(d: f16, dmin: f16, scales: &[u8; 12], s: usize) -> KSu
     KSubBlock { scale: d.to_f32() * sc as f32, min: dmin.to_f32() * m as f32, byte0: (s / 2) * 32, high_nibble: s % 2 == 1 }
 }
 
-/// Chunk `c` of a Q6_K block: value `l` of the chunk is the nibble
-/// (`ql[ql0 + l]` shifted by `ql_shift`) with bits `qh_shift..+2` of
-/// `qh[qh0 + l]` above it, less 32, times `scales[0]` for `l < 16` and
-/// `scales[1]` after (each `d·sc`, exact).
+/// Where chunk `c` of a Q6_K block lies: value `l` of the chunk is the
+/// nibble (`ql[ql0 + l]` shifted by `ql_shift`) with bits `qh_shift..+2`
+/// of `qh[qh0 + l]` above it, less 32, times `d·scales[2c]` for `l < 16`
+/// and `d·scales[2c + 1]` after (each exact).
 pub(crate) struct Q6Chunk {
     pub ql0: usize,
     pub ql_shift: u32,
     pub qh0: usize,
     pub qh_shift: u32,
-    pub scales: [f32; 2],
 }
 
-pub(crate) fn q6_chunk(b: &BlockQ6K, c: usize) -> Q6Chunk {
-    let (half, g) = (c / 4, c % 4);
-    let d = b.d.to_f32();
-    let sc = |i: usize| d * b.scales[half * 8 + 2 * g + i] as f32;
-    Q6Chunk { ql0: half * 64 + (g & 1) * 32, ql_shift: (g as u32 >> 1) * 4, qh0: half * 32, qh_shift: 2 * g as u32, scales: [sc(0), sc(1)] }
+impl Q6Chunk {
+    pub(crate) fn at(c: usize) -> Self {
+        let (half, g) = (c / 4, c % 4);
+        Q6Chunk { ql0: half * 64 + (g & 1) * 32, ql_shift: (g as u32 >> 1) * 4, qh0: half * 32, qh_shift: 2 * g as u32 }
+    }
 }
 
 /// Q4_K and Q5_K chunk `s`; `high(l)` gives value `l`'s fifth bit (0 for Q4_K).
@@ -129,12 +128,13 @@ impl QuantBlock for BlockQ5K {
 impl QuantBlock for BlockQ6K {
     const VALUES: usize = K_VALUES;
     fn chunk(&self, c: usize) -> [f32; BLOCK] {
-        let q = q6_chunk(self, c);
+        let q = Q6Chunk::at(c);
+        let d = self.d.to_f32();
         std::array::from_fn(|l| {
             let low = (self.ql[q.ql0 + l] >> q.ql_shift) & 0x0F;
             let high = (self.qh[q.qh0 + l] >> q.qh_shift) & 3;
             // (d · scale) · q, in ggml's order: the second product may round.
-            q.scales[l / 16] * ((low | (high << 4)) as i32 - 32) as f32
+            (d * self.scales[2 * c + l / 16] as f32) * ((low | (high << 4)) as i32 - 32) as f32
         })
     }
 }
