@@ -35,7 +35,7 @@ fn main() {
     let sections: Vec<&str> = sections.into_iter().filter(|s| !is_dtype(s)).collect();
     let want = |s: &str| sections.is_empty() || sections.contains(&s);
     let want_dtype = |d: &WeightDType| dtype_filter.is_empty() || dtype_filter.contains(&d.name());
-    // `--rows=N` and `--shape=NAME` narrow the shapes section (A/B runs of one case).
+    // `--rows=N` and `--shape=NAME` narrow the shapes and f64 sections (A/B runs of one case).
     let flag = |name: &str| args.iter().find_map(|a| a.strip_prefix(name)).map(str::to_owned);
     let only_rows: Option<usize> = flag("--rows=").map(|v| v.parse().expect("--rows=N"));
     let only_shape = flag("--shape=");
@@ -64,9 +64,12 @@ fn main() {
 
     println!("\n== matmul_f64 (exact mode): GFLOP/s | weight GB/s ==");
     for dtype in DTYPES.into_iter().filter(|d| want("f64") && want_dtype(d)) {
-        for (name, d_in, d_out) in SHAPES.iter().take(4).copied().filter(|&(_, d_in, _)| whole_blocks(dtype, d_in)) {
+        let shapes = SHAPES.iter().take(4).copied();
+        for (name, d_in, d_out) in
+            shapes.filter(|&(name, d_in, _)| whole_blocks(dtype, d_in) && only_shape.as_deref().is_none_or(|s| s == name))
+        {
             let w = weights(d_out, d_in, dtype, 3);
-            for rows in [1, 1024] {
+            for rows in [1, 1024].into_iter().filter(|r| only_rows.is_none_or(|o| o == *r)) {
                 let x: Vec<f64> = values(rows * d_in, 4).into_iter().map(f64::from).collect();
                 let mut out = vec![0f64; rows * d_out];
                 for (threads, pool) in &pools {

@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::matmul_avx2::{Bf16L, BlockL, Lanes32, F16L, F32L};
+use super::matmul_avx2::{Bf16L, BlockL, DecodeTile, Lanes32, F16L, F32L};
 use super::parallel::{aligned_ranges, run_tasks, threads, SharedMut};
 use super::scratch::with_f64;
 use crate::weight::WeightMatrix;
@@ -75,7 +75,11 @@ unsafe fn tiles<L: Lanes32>(
         // Decode: a GEMV bound by weight reads; four weight rows with two
         // accumulators each keep eight FMA chains in flight.
         for j0 in cols.clone().step_by(4) {
-            let res = dot_tile::<L, 1, 4, 2>([xr(0)], std::array::from_fn(|j| wp(j0 + j)), k);
+            let w = std::array::from_fn(|j| wp(j0 + j));
+            let res = match L::DECODE {
+                DecodeTile::FourOneByOne => dot_tile::<L, 1, 4, 2, true>([xr(0)], w, k),
+                _ => dot_tile::<L, 1, 4, 2, false>([xr(0)], w, k),
+            };
             (0..4).for_each(|j| store(0, j0 + j, res[0][j]));
         }
         return;
@@ -84,12 +88,12 @@ unsafe fn tiles<L: Lanes32>(
         let ws = [wp(j0), wp(j0 + 1)];
         let mut r0 = 0;
         while r0 + 2 < rows {
-            let res = dot_tile::<L, 4, 2, 1>(std::array::from_fn(|i| xr(r0 + i)), ws, k);
+            let res = dot_tile::<L, 4, 2, 1, false>(std::array::from_fn(|i| xr(r0 + i)), ws, k);
             (0..4).for_each(|i| (0..2).for_each(|j| store(r0 + i, j0 + j, res[i][j])));
             r0 += 4;
         }
         while r0 < rows {
-            let res = dot_tile::<L, 1, 2, 1>([xr(r0)], ws, k);
+            let res = dot_tile::<L, 1, 2, 1, false>([xr(r0)], ws, k);
             (0..2).for_each(|j| store(r0, j0 + j, res[0][j]));
             r0 += 1;
         }
@@ -98,10 +102,11 @@ unsafe fn tiles<L: Lanes32>(
 
 /// `MR × NR` f64 dot products of zero-padded activation rows with weight
 /// rows of `k` values, `ACC` accumulators per product (the 4-value parts of
-/// a chunk take them in turn); `out[i][j] = x[i] · w[j]`.
+/// a chunk take them in turn); `out[i][j] = x[i] · w[j]`. `ONE_BY_ONE`:
+/// see the f32 kernel's `DecodeTile`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn dot_tile<L: Lanes32, const MR: usize, const NR: usize, const ACC: usize>(
+unsafe fn dot_tile<L: Lanes32, const MR: usize, const NR: usize, const ACC: usize, const ONE_BY_ONE: bool>(
     x: [*const f64; MR],
     w: [*const L::Elem; NR],
     k: usize,
@@ -114,8 +119,20 @@ unsafe fn dot_tile<L: Lanes32, const MR: usize, const NR: usize, const ACC: usiz
         if L::head_changes_at(e) {
             heads = std::array::from_fn(|j| L::head(w[j], e));
         }
-        let wv: [[__m256; 4]; NR] =
-            std::array::from_fn(|j| if c < full { L::load32_in(w[j], e, &heads[j]) } else { L::load_partial(w[j], e, rest) });
+        let load = |j: usize| if c < full { L::load32_in(w[j], e, &heads[j]) } else { L::load_partial(w[j], e, rest) };
+        if MR == 1 && ONE_BY_ONE {
+            // As in the f32 kernel: one row's decoded chunk live at a time.
+            for (j, a) in acc[0].iter_mut().enumerate() {
+                let wv = load(j);
+                for part in 0..8 {
+                    let half = if part % 2 == 0 { _mm256_castps256_ps128(wv[part / 2]) } else { _mm256_extractf128_ps::<1>(wv[part / 2]) };
+                    let xv = _mm256_loadu_pd(x[0].add(e + 4 * part));
+                    a[part % ACC] = _mm256_fmadd_pd(_mm256_cvtps_pd(half), xv, a[part % ACC]);
+                }
+            }
+            continue;
+        }
+        let wv: [[__m256; 4]; NR] = std::array::from_fn(load);
         // `q` picks the same quarter of every column's chunk, so it is an index, not an item.
         #[allow(clippy::needless_range_loop)]
         for q in 0..4 {
