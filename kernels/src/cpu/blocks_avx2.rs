@@ -201,31 +201,25 @@ unsafe fn k_values(head: &KScales, qs: *const u8, s: usize, fifth: Option<*const
     fma_values(q, _mm256_broadcast_ss(&head.scale[s]), _mm256_broadcast_ss(&head.neg_min[s]))
 }
 
-impl Block8 for BlockQ4K {
-    type Head = KScales;
-    const DECODE: DecodeTile = DecodeTile::FourOneByOne;
-    #[inline(always)]
-    unsafe fn head(b: *const Self) -> KScales {
-        k_scales(&raw const (*b).d, &raw const (*b).dmin, &(*b).scales)
-    }
-    #[inline(always)]
-    unsafe fn chunk8(b: *const Self, head: &KScales, c: usize) -> [__m256; 4] {
-        k_values(head, (*b).qs.as_ptr(), c, None)
-    }
+/// Q4_K and Q5_K: the same scales and nibbles; `$fifth` gives a block's
+/// fifth bits (none for Q4_K).
+macro_rules! k4_blocks {
+    ($($t:ty => $fifth:expr),*) => {$(
+        impl Block8 for $t {
+            type Head = KScales;
+            const DECODE: DecodeTile = DecodeTile::FourOneByOne;
+            #[inline(always)]
+            unsafe fn head(b: *const Self) -> KScales {
+                k_scales(&raw const (*b).d, &raw const (*b).dmin, &(*b).scales)
+            }
+            #[inline(always)]
+            unsafe fn chunk8(b: *const Self, head: &KScales, c: usize) -> [__m256; 4] {
+                k_values(head, (*b).qs.as_ptr(), c, $fifth(b))
+            }
+        }
+    )*};
 }
-
-impl Block8 for BlockQ5K {
-    type Head = KScales;
-    const DECODE: DecodeTile = DecodeTile::FourOneByOne;
-    #[inline(always)]
-    unsafe fn head(b: *const Self) -> KScales {
-        k_scales(&raw const (*b).d, &raw const (*b).dmin, &(*b).scales)
-    }
-    #[inline(always)]
-    unsafe fn chunk8(b: *const Self, head: &KScales, c: usize) -> [__m256; 4] {
-        k_values(head, (*b).qs.as_ptr(), c, Some((*b).qh.as_ptr()))
-    }
-}
+k4_blocks!(BlockQ4K => |_| None, BlockQ5K => |b: *const BlockQ5K| Some((*b).qh.as_ptr()));
 
 impl Block8 for BlockQ6K {
     /// The sixteen `d·sc` (exact); chunk `c` uses `2c` and `2c + 1`.
