@@ -31,9 +31,10 @@ const CHUNK: usize = 32;
 /// accumulator four dependent FMAs per chunk; four keep four chains in
 /// flight (15-20 % faster on Q8_0, Q4 and bf16 rows). Where decoding
 /// dominates, four rows' decoded chunks (16 registers) spill: K-quants
-/// decode and use one row's chunk at a time (2.3-2.5x faster than two
-/// rows together), five-bit blocks measured best two rows together (EPYC
-/// Zen 3, `kernel_bench --rows=1`).
+/// decode and use one row's chunk at a time (with their scales unpacked
+/// once per block, 2.1-2.5x faster than two rows together before),
+/// five-bit blocks measured best two rows together (EPYC Zen 3,
+/// `kernel_bench --rows=1`).
 #[derive(Clone, Copy)]
 pub(super) enum DecodeTile {
     FourTogether,
