@@ -50,7 +50,7 @@ macro_rules! one_chunk_blocks {
         }
     )*};
 }
-one_chunk_blocks!(BlockQ4_0: FourTogether, BlockQ4_1: FourTogether, BlockQ5_0: TwoTogether, BlockQ5_1: TwoTogether, BlockQ8_0: FourTogether);
+one_chunk_blocks!(BlockQ4_0: FourTogether, BlockQ4_1: FourTogether, BlockQ5_0: FourTogether, BlockQ5_1: FourTogether, BlockQ8_0: FourTogether);
 
 /// A 32-value block's decoder.
 trait DecodeBlock {
@@ -91,17 +91,39 @@ unsafe fn widen_i8(v: __m256i) -> [__m256i; 4] {
     [lo, _mm_srli_si128::<8>(lo), hi, _mm_srli_si128::<8>(hi)].map(|b| _mm256_cvtepi8_epi32(b))
 }
 
-/// The 32 5-bit quants of a Q5 block: nibbles with bit `i` of `qh` above
-/// value `i` (one variable shift per vector of 8).
+/// Row `byte` of a table: bit `l` of `byte` as the value `16`, plus
+/// `offset`, in lane `l` (the fifth bits of eight consecutive quants in
+/// one aligned load: spreading them with vector shifts took five
+/// operations per vector of 8 and left Q5_0 the slowest decoder per value).
+#[repr(C, align(32))]
+struct FifthBits([[i32; 8]; 256]);
+
+impl FifthBits {
+    const fn with_offset(offset: i32) -> Self {
+        let mut t = [[0i32; 8]; 256];
+        let mut b = 0;
+        while b < 256 {
+            let mut l = 0;
+            while l < 8 {
+                t[b][l] = ((((b >> l) & 1) as i32) << 4) + offset;
+                l += 1;
+            }
+            b += 1;
+        }
+        Self(t)
+    }
+}
+
+/// Q5_1's fifth bits, and Q5_0's with its `−16` folded in.
+static FIFTH: FifthBits = FifthBits::with_offset(0);
+static FIFTH_LESS_16: FifthBits = FifthBits::with_offset(-16);
+
+/// The 32 5-bit quants of a Q5 block (from `table`): nibbles with bit `i`
+/// of `qh` above value `i`.
 #[inline(always)]
-unsafe fn five_bit_lanes(qs: *const u8, qh: [u8; 4]) -> [__m256i; 4] {
-    let qh = _mm256_set1_epi32(u32::from_le_bytes(qh) as i32);
+unsafe fn five_bit_lanes(qs: *const u8, qh: [u8; 4], table: &FifthBits) -> [__m256i; 4] {
     let low = nibbles(qs);
-    std::array::from_fn(|q| {
-        let s = 8 * q as i32;
-        let bit = _mm256_srlv_epi32(qh, _mm256_setr_epi32(s, s + 1, s + 2, s + 3, s + 4, s + 5, s + 6, s + 7));
-        _mm256_or_si256(low[q], _mm256_and_si256(_mm256_slli_epi32::<4>(bit), _mm256_set1_epi32(0x10)))
-    })
+    std::array::from_fn(|q| _mm256_add_epi32(low[q], _mm256_load_si256(table.0[qh[q] as usize].as_ptr().cast())))
 }
 
 /// `q·d + m` (the product is exact, so the fused multiply-add rounds once,
@@ -131,14 +153,14 @@ impl DecodeBlock for BlockQ5_0 {
     #[inline(always)]
     unsafe fn decode_block(b: *const Self) -> [__m256; 4] {
         let d = scale8(&raw const (*b).d);
-        five_bit_lanes((*b).qs.as_ptr(), (*b).qh).map(|q| _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(16))), d))
+        five_bit_lanes((*b).qs.as_ptr(), (*b).qh, &FIFTH_LESS_16).map(|q| _mm256_mul_ps(_mm256_cvtepi32_ps(q), d))
     }
 }
 
 impl DecodeBlock for BlockQ5_1 {
     #[inline(always)]
     unsafe fn decode_block(b: *const Self) -> [__m256; 4] {
-        fma_values(five_bit_lanes((*b).qs.as_ptr(), (*b).qh), scale8(&raw const (*b).d), scale8(&raw const (*b).m))
+        fma_values(five_bit_lanes((*b).qs.as_ptr(), (*b).qh, &FIFTH), scale8(&raw const (*b).d), scale8(&raw const (*b).m))
     }
 }
 

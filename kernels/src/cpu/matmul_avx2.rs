@@ -32,13 +32,12 @@ const CHUNK: usize = 32;
 /// flight (15-20 % faster on Q8_0, Q4 and bf16 rows). Where decoding
 /// dominates, four rows' decoded chunks (16 registers) spill: K-quants
 /// decode and use one row's chunk at a time (with their scales unpacked
-/// once per block, 2.1-2.5x faster than two rows together before),
-/// five-bit blocks measured best two rows together (EPYC Zen 3,
-/// `kernel_bench --rows=1`).
+/// once per block, 2.1-2.5x faster than two rows together before). Q5
+/// blocks go four together since their fifth bits come from a table
+/// (EPYC Zen 3, `kernel_bench --rows=1`).
 #[derive(Clone, Copy)]
 pub(super) enum DecodeTile {
     FourTogether,
-    TwoTogether,
     FourOneByOne,
 }
 
@@ -261,7 +260,6 @@ unsafe fn tiles<L: Lanes32>(
         }
         match L::DECODE {
             DecodeTile::FourTogether => decode!(4, false),
-            DecodeTile::TwoTogether => decode!(2, false),
             DecodeTile::FourOneByOne => decode!(4, true),
         }
         return;
