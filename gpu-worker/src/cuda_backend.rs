@@ -1,15 +1,16 @@
 //! The CUDA backend: weights uploaded once, exact masked GEMM (f64
 //! activations, f64 accumulation on the FP64 tensor cores) for ReMO calls,
 //! the three-bf16-limb GEMM for the fast masked mode, the plain bf16 GEMM
-//! for unmasked calls. Ops the GPU kernels cannot take
-//! (plain calls on non-bf16 weights) run on the CPU backend.
+//! for unmasked calls, all reading the weights as stored (bf16, f16, f32 or
+//! quant blocks). Calls the GPU kernels cannot take (f32-activation calls
+//! of more than 8 rows on f16 or f32 weights) run on the CPU backend.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use talaria_kernels::{mixed, Rows, RowsMut, WeightDType};
-use talaria_kernels_cuda::{CudaMatmul, DeviceWeight};
+use talaria_kernels::{mixed, Rows, RowsMut};
+use talaria_kernels_cuda::{CudaMatmul, DeviceWeight, MatmulMode};
 use talaria_models::{OpId, WorkerWeights};
 use talaria_protocol::{CallKind, WorkerCall};
 
@@ -18,7 +19,6 @@ use crate::backend::{CpuBackend, MatmulBackend};
 pub struct CudaBackend {
     gpu: CudaMatmul,
     weights: HashMap<OpId, DeviceWeight>,
-    plain_on_gpu: bool,
     cpu: CpuBackend,
 }
 
@@ -31,8 +31,7 @@ impl CudaBackend {
             let w = host.get(id).expect("listed op");
             weights.insert(id, gpu.upload_weight(w).with_context(|| format!("uploading {id}"))?);
         }
-        let plain_on_gpu = host.op_ids().iter().all(|&id| host.get(id).is_some_and(|w| w.dtype() == WeightDType::Bf16));
-        Ok(Self { gpu, weights, plain_on_gpu, cpu: CpuBackend::new(host) })
+        Ok(Self { gpu, weights, cpu: CpuBackend::new(host) })
     }
 }
 
@@ -44,19 +43,24 @@ impl MatmulBackend for CudaBackend {
 
     fn matmul(&mut self, call: &WorkerCall, x: Rows<'_>, out: RowsMut<'_>) -> anyhow::Result<()> {
         let (id, rows) = (call.id, call.rows);
-        if matches!(x, Rows::F32(_)) && !self.plain_on_gpu {
+        let w = self.weights.get(&id).ok_or_else(|| anyhow::anyhow!("no weight for {id}"))?;
+        let mode = match (&x, call.kind) {
+            (Rows::F64(_), _) => MatmulMode::Exact,
+            (_, CallKind::Plain) => MatmulMode::Plain,
+            _ => MatmulMode::Fast,
+        };
+        if !self.gpu.takes(mode, rows, w) {
             return self.cpu.matmul(call, x, out);
         }
-        let w = self.weights.get(&id).ok_or_else(|| anyhow::anyhow!("no weight for {id}"))?;
         match (x, out) {
             (Rows::F64(x), RowsMut::F64(out)) => {
                 self.gpu.matmul_exact(x, rows, w, out).with_context(|| format!("{id}: exact GEMM on the GPU"))
             }
             (Rows::F32(x), RowsMut::F32(out)) if call.kind == CallKind::Plain => {
-                self.gpu.matmul_plain(x, rows, w, out).with_context(|| format!("{id}: plain bf16 GEMM on the GPU"))
+                self.gpu.matmul_plain(x, rows, w, out).with_context(|| format!("{id}: plain GEMM on the GPU"))
             }
             (Rows::F32(x), RowsMut::F32(out)) => {
-                self.gpu.matmul_fast(x, rows, w, out).with_context(|| format!("{id}: fast masked GEMM (bf16 limbs) on the GPU"))
+                self.gpu.matmul_fast(x, rows, w, out).with_context(|| format!("{id}: fast masked GEMM (bf16 limbs of x) on the GPU"))
             }
             (x, out) => Err(mixed(x, &out)),
         }

@@ -44,8 +44,7 @@ impl DeviceWeight {
         }
         let what = format!("uploading a {}×{} {} weight", w.rows, w.cols, w.dtype().name());
         catch_library_panic(&what, || {
-            // Quant blocks go up as stored: the exact kernels read them in
-            // place (the fast and plain bf16 kernels do not take them).
+            // Quant blocks go up as stored: every kernel reads them in place.
             let (data, dtype) = talaria_kernels::match_weight_data!(&w.data,
                 F32(v) => (DeviceWeightData::F32(stream.clone_htod(v).ctx(&what)?), WeightDType::F32),
                 Bf16(v) => (DeviceWeightData::Half(stream.clone_htod(bytemuck::cast_slice::<_, u16>(v)).ctx(&what)?), WeightDType::Bf16),

@@ -54,8 +54,8 @@ impl GemmKernels {
         self.launch(MatmulMode::Exact, stream, x, w, y, rows, variant)
     }
 
-    /// Fast (3 bf16 limbs) or plain (bf16) mode, f32 in and out; W must be
-    /// bf16. As [`Self::launch_exact`] otherwise.
+    /// Fast (3 bf16 limbs) or plain (bf16) mode, f32 in and out (no
+    /// tensor-core kernel for f16 or f32 W). As [`Self::launch_exact`] otherwise.
     #[allow(clippy::too_many_arguments)]
     pub fn launch_bf16(
         &self,

@@ -15,7 +15,7 @@ use super::device_weight::DeviceWeight;
 use super::error::{catch_library_panic, CudaError, DriverContext};
 use super::gemm::GemmKernels;
 use super::library::{ensure_nvrtc, NvrtcLocation};
-use super::plan::MatmulMode;
+use super::plan::{choose_variant, entry_name, MatmulMode};
 use super::probe::{open_device, DeviceInfo};
 use super::staging::{ensure, Staging};
 
@@ -106,14 +106,21 @@ impl CudaMatmul {
         })
     }
 
+    /// Whether a `mode` call of `rows` rows on `w` has a kernel on this
+    /// device (the f32-activation modes have no tensor-core kernel for f16
+    /// or f32 weights: callers run those on the CPU).
+    pub fn takes(&self, mode: MatmulMode, rows: usize, w: &DeviceWeight) -> bool {
+        entry_name(mode, choose_variant(mode, rows, self.info.compute_capability), w.dtype()).is_ok()
+    }
+
     /// Fast masked mode: f32 activations as three bf16 limbs on the bf16
-    /// tensor cores, f32 accumulation. W must be bf16.
+    /// tensor cores (bf16 or quant-block W), f32 accumulation.
     pub fn matmul_fast(&mut self, x: &[f32], rows: usize, w: &DeviceWeight, out: &mut [f32]) -> Result<(), CudaError> {
         self.matmul_bf16(MatmulMode::Fast, x, rows, w, out)
     }
 
     /// Unprotected baseline: activations rounded to bf16, bf16 tensor cores,
-    /// f32 accumulation. W must be bf16.
+    /// f32 accumulation. As [`Self::matmul_fast`] for W.
     pub fn matmul_plain(&mut self, x: &[f32], rows: usize, w: &DeviceWeight, out: &mut [f32]) -> Result<(), CudaError> {
         self.matmul_bf16(MatmulMode::Plain, x, rows, w, out)
     }

@@ -56,46 +56,26 @@ pub fn choose_variant(mode: MatmulMode, rows: usize, compute_capability: (i32, i
     }
 }
 
-/// Entry-point name of a (mode, variant, weight dtype) triple.
+/// Entry-point name of a (mode, variant, weight dtype) triple:
+/// `talaria_{mode}_{kernel}_{dtype}`. The exact kernels take every weight
+/// dtype; the fast and plain ones have GEMVs for every dtype and
+/// tensor-core kernels for bf16 and the quant blocks (their integer quants
+/// are exact in bf16), not for f16 or f32 weights.
 pub fn entry_name(mode: MatmulMode, variant: KernelVariant, dtype: WeightDType) -> Result<&'static str, CudaError> {
     use KernelVariant::*;
     use MatmulMode::*;
-    use WeightDType::*;
-    Ok(match (mode, variant, dtype) {
-        (Exact, TensorCore, Bf16) => "talaria_exact_dmma_bf16",
-        (Exact, TensorCore, F16) => "talaria_exact_dmma_f16",
-        (Exact, TensorCore, F32) => "talaria_exact_dmma_f32",
-        (Exact, TensorCoreSm90, Bf16) => "talaria_exact_dmma90_bf16",
-        (Exact, TensorCoreSm90, F16) => "talaria_exact_dmma90_f16",
-        (Exact, TensorCoreSm90, F32) => "talaria_exact_dmma90_f32",
-        (Exact, Gemv, Bf16) => "talaria_exact_gemv_bf16",
-        (Exact, Gemv, F16) => "talaria_exact_gemv_f16",
-        (Exact, Gemv, F32) => "talaria_exact_gemv_f32",
-        (Fast, TensorCore, Bf16) => "talaria_fast_mma_bf16",
-        (Fast, Gemv, Bf16) => "talaria_fast_gemv_bf16",
-        (Plain, TensorCore, Bf16) => "talaria_plain_mma_bf16",
-        (Plain, Gemv, Bf16) => "talaria_plain_gemv_bf16",
-        (Fast | Plain, TensorCoreSm90, _) => {
+    let (source, kernel) = match (mode, variant) {
+        (Exact, TensorCore) => (&super::source::EXACT_SOURCE, "dmma"),
+        (Exact, TensorCoreSm90) => (&super::source::EXACT_SOURCE, "dmma90"),
+        (Exact, Gemv) => (&super::source::EXACT_SOURCE, "gemv"),
+        (Fast | Plain, TensorCoreSm90) => {
             return Err(CudaError::Shape(format!("the sm_90 DMMA kernel is exact-mode only, not {}", mode.name())))
         }
-        // Quant blocks are read in place by the exact kernels only (one
-        // entry per type, named after it).
-        (Exact, variant, quant) if quant.block().0 > 1 => {
-            let kind = match variant {
-                TensorCore => "dmma",
-                TensorCoreSm90 => "dmma90",
-                Gemv => "gemv",
-            };
-            let want = format!("talaria_exact_{kind}_{}", quant.name());
-            return super::source::EXACT_SOURCE
-                .entries
-                .iter()
-                .copied()
-                .find(|e| *e == want)
-                .ok_or(CudaError::UnsupportedDtype { op: mode.name(), dtype: quant.name() });
-        }
-        (_, _, other) => return Err(CudaError::UnsupportedDtype { op: mode.name(), dtype: other.name() }),
-    })
+        (Fast | Plain, TensorCore) => (&super::source::BF16_SOURCE, "mma"),
+        (Fast | Plain, Gemv) => (&super::source::BF16_SOURCE, "gemv"),
+    };
+    let want = format!("talaria_{}_{kernel}_{}", mode.name(), dtype.name());
+    source.entries.iter().copied().find(|e| *e == want).ok_or(CudaError::UnsupportedDtype { op: mode.name(), dtype: dtype.name() })
 }
 
 /// Problem size of one call, checked to fit the kernels' `int` arguments and
@@ -163,11 +143,22 @@ mod tests {
     }
 
     #[test]
-    fn fast_and_plain_need_bf16_weights() {
-        assert!(entry_name(MatmulMode::Fast, KernelVariant::Gemv, WeightDType::F16).is_err());
-        assert!(entry_name(MatmulMode::Fast, KernelVariant::Gemv, WeightDType::Q4K).is_err());
-        assert!(entry_name(MatmulMode::Plain, KernelVariant::TensorCore, WeightDType::F32).is_err());
-        assert_eq!(entry_name(MatmulMode::Exact, KernelVariant::TensorCore, WeightDType::F16).unwrap(), "talaria_exact_dmma_f16");
+    fn fast_and_plain_tensor_cores_take_bf16_and_quant_blocks() {
+        use KernelVariant::*;
+        use MatmulMode::*;
+        use WeightDType::*;
+        for mode in [Fast, Plain] {
+            for dtype in [Bf16, F16, F32, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K] {
+                assert!(entry_name(mode, Gemv, dtype).unwrap().ends_with(dtype.name()));
+                // f16 and f32 values are not exact in bf16 (no limbs for W).
+                assert_eq!(entry_name(mode, TensorCore, dtype).is_ok(), !matches!(dtype, F16 | F32), "{dtype:?}");
+            }
+            assert!(entry_name(mode, Gemv, Q8K).is_err(), "Q8_K is never held");
+            assert!(entry_name(mode, TensorCoreSm90, Bf16).is_err());
+        }
+        assert_eq!(entry_name(Fast, TensorCore, Q4K).unwrap(), "talaria_fast_mma_q4_k");
+        assert_eq!(entry_name(Plain, Gemv, Bf16).unwrap(), "talaria_plain_gemv_bf16");
+        assert_eq!(entry_name(Exact, TensorCore, F16).unwrap(), "talaria_exact_dmma_f16");
     }
 
     #[test]

@@ -110,37 +110,63 @@ static void check_exact(bool gemv, WType type, int m, int n, int k) {
     report(name, m, n, k, rel_err(y, reference(x, w.wide, m, n, k)), 1e-13, true);
 }
 
-static void check_bf16(bool gemv, bool fast, int m, int n, int k) {
-    Weights w = make_weights(n, k, WType::Bf16);
-    std::vector<float> x(m * k);
+// Fast (f32 x) or plain (bf16-rounded x) f32-activation kernels: `run`
+// launches the kernel on (X, Y); `wide` holds the weights' exact values.
+static void check_f32x(const char* name, bool gemv, bool fast, int m, int n, int k, const std::vector<float>& wide,
+                       double tol, const std::function<void(const float*, float*)>& run) {
+    std::vector<float> x((size_t)m * k);
     for (auto& v : x) v = (float)(uniform() * 100.0);
-    std::vector<double> xd(x.begin(), x.end()), xr(m * k);
-    for (int i = 0; i < m * k; ++i) xr[i] = round_bf16(x[i]);
-    std::vector<float> y(m * n, -7.0f);
-    const int vec = k % 8 == 0;
-    auto run = [&] {
-        if (gemv) {
-            if (fast) talaria_fast_gemv_bf16(x.data(), w.h.data(), y.data(), m, n, k, vec);
-            else talaria_plain_gemv_bf16(x.data(), w.h.data(), y.data(), m, n, k, vec);
-        } else {
-            if (fast) talaria_fast_mma_bf16(x.data(), w.h.data(), y.data(), m, n, k, vec);
-            else talaria_plain_mma_bf16(x.data(), w.h.data(), y.data(), m, n, k, vec);
-        }
-    };
+    std::vector<double> xd(x.begin(), x.end()), xr((size_t)m * k);
+    for (size_t i = 0; i < x.size(); ++i) xr[i] = round_bf16(x[i]);
+    std::vector<float> y((size_t)m * n, -7.0f);
+    auto launch = [&] { run(x.data(), y.data()); };
     if (gemv)
-        emu_launch({(unsigned)(n + 7) / 8, (unsigned)(m + 7) / 8, 1}, {256, 1, 1}, run);
+        emu_launch({(unsigned)(n + 7) / 8, (unsigned)(m + 7) / 8, 1}, {256, 1, 1}, launch);
     else
-        emu_launch({(unsigned)(n + 63) / 64, (unsigned)(m + 63) / 64, 1}, {128, 1, 1}, run);
-    char name[64];
-    std::snprintf(name, sizeof name, "%s_%s_bf16", fast ? "fast" : "plain", gemv ? "gemv" : "mma");
-    const double exact_err = rel_err(y, reference(xd, w.wide, m, n, k));
+        emu_launch({(unsigned)(n + 63) / 64, (unsigned)(m + 63) / 64, 1}, {128, 1, 1}, launch);
+    const double exact_err = rel_err(y, reference(xd, wide, m, n, k));
     if (fast) {
-        report(name, m, n, k, exact_err, 2e-6, true);
+        report(name, m, n, k, exact_err, tol, true);
     } else {
         // Plain must match bf16-rounded activations, and so differ from exact.
-        report(name, m, n, k, rel_err(y, reference(xr, w.wide, m, n, k)), 2e-6, true);
+        report(name, m, n, k, rel_err(y, reference(xr, wide, m, n, k)), tol, true);
         report("  (plain differs from exact)", m, n, k, exact_err, 1e-4, false);
     }
+}
+
+static void check_bf16(bool gemv, bool fast, int m, int n, int k) {
+    Weights w = make_weights(n, k, WType::Bf16);
+    const int vec = k % 8 == 0;
+    char name[64];
+    std::snprintf(name, sizeof name, "%s_%s_bf16", fast ? "fast" : "plain", gemv ? "gemv" : "mma");
+    check_f32x(name, gemv, fast, m, n, k, w.wide, 2e-6, [&](const float* X, float* Y) {
+        const u16* W = w.h.data();
+        if (gemv) {
+            if (fast) talaria_fast_gemv_bf16(X, W, Y, m, n, k, vec);
+            else talaria_plain_gemv_bf16(X, W, Y, m, n, k, vec);
+        } else {
+            if (fast) talaria_fast_mma_bf16(X, W, Y, m, n, k, vec);
+            else talaria_plain_mma_bf16(X, W, Y, m, n, k, vec);
+        }
+    });
+}
+
+// The GEMV kernels on f16 and f32 weights (the tensor-core ones take bf16
+// and quant blocks only).
+static void check_gemv_wide(WType type, bool fast, int m, int n, int k) {
+    Weights w = make_weights(n, k, type);
+    const int vec = k % 8 == 0;
+    char name[64];
+    std::snprintf(name, sizeof name, "%s_gemv_%s", fast ? "fast" : "plain", type == WType::F16 ? "f16" : "f32");
+    check_f32x(name, true, fast, m, n, k, w.wide, 2e-6, [&](const float* X, float* Y) {
+        if (type == WType::F16) {
+            if (fast) talaria_fast_gemv_f16(X, w.h.data(), Y, m, n, k, vec);
+            else talaria_plain_gemv_f16(X, w.h.data(), Y, m, n, k, vec);
+        } else {
+            if (fast) talaria_fast_gemv_f32(X, w.f.data(), Y, m, n, k, vec);
+            else talaria_plain_gemv_f32(X, w.f.data(), Y, m, n, k, vec);
+        }
+    });
 }
 
 // One fixture case: a quant type's name, an n × k matrix of its blocks and
@@ -208,11 +234,34 @@ static void check_exact_quant(const QuantCase& c, bool gemv, int m) {
     report(name, m, c.n, c.k, rel_err(y, reference(x, c.values, m, c.n, c.k)), 1e-13, true);
 }
 
+#define F32X_QUANT_KERNELS(SUFFIX)                                                              \
+    if (c.type == #SUFFIX) {                                                                    \
+        if (gemv) (fast ? talaria_fast_gemv_##SUFFIX : talaria_plain_gemv_##SUFFIX)(X, W, Y, m, c.n, c.k, 1); \
+        else (fast ? talaria_fast_mma_##SUFFIX : talaria_plain_mma_##SUFFIX)(X, W, Y, m, c.n, c.k, 1);        \
+    }
+
+// Fast and plain kernels reading quant blocks in place: the GEMV widens to
+// the exact values, the tensor-core kernel multiplies the quants and scales
+// per 16 values (sums in another order: a few f32 roundings more).
+static void check_f32x_quant(const QuantCase& c, bool gemv, bool fast, int m) {
+    char name[64];
+    std::snprintf(name, sizeof name, "%s_%s_%s", fast ? "fast" : "plain", gemv ? "gemv" : "mma", c.type.c_str());
+    check_f32x(name, gemv, fast, m, c.n, c.k, c.values, 1e-6, [&](const float* X, float* Y) {
+        const u8* W = c.bytes.data();
+        F32X_QUANT_KERNELS(q4_0) F32X_QUANT_KERNELS(q4_1) F32X_QUANT_KERNELS(q5_0) F32X_QUANT_KERNELS(q5_1)
+        F32X_QUANT_KERNELS(q8_0) F32X_QUANT_KERNELS(q4_k) F32X_QUANT_KERNELS(q5_k) F32X_QUANT_KERNELS(q6_k)
+    });
+}
+
 int main(int argc, char** argv) {
     if (argc > 1) {
         for (const QuantCase& c : read_fixture(argv[1])) {
             check_exact_quant(c, true, 9);    // two row blocks
             check_exact_quant(c, false, 20);  // partial tiles in M and N
+            for (bool fast : {true, false}) {
+                check_f32x_quant(c, true, fast, 9);
+                check_f32x_quant(c, false, fast, 20);
+            }
         }
     }
     for (WType t : {WType::Bf16, WType::F16, WType::F32}) {
@@ -227,6 +276,10 @@ int main(int argc, char** argv) {
         check_bf16(false, fast, 33, 65, 45);
         check_bf16(true, fast, 9, 37, 264);
         check_bf16(true, fast, 1, 20, 45);
+        for (WType t : {WType::F16, WType::F32}) {
+            check_gemv_wide(t, fast, 9, 37, 264);
+            check_gemv_wide(t, fast, 1, 20, 45);
+        }
     }
     std::printf("%d passed, %d failed\n", failures == 0 ? 1 : 0, failures == 0 ? 0 : 1);
     return failures == 0 ? 0 : 1;

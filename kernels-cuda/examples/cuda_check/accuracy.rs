@@ -109,10 +109,28 @@ pub fn run(m: &mut CudaMatmul, rng: &mut Rng64) -> Result<Outcome, CudaError> {
         out.check(format!("plain {rows}×{d_in}→{d_out}"), rel_err(&y, &reference(&rounded, rows, &w)), F32_TOL);
     }
 
-    // Bad input is an error, not a crash.
+    // Fast and plain on quant blocks read in place: the GEMV widens to the
+    // exact values, the tensor-core kernel scales the quants per 16 values.
+    for dtype in [WeightDType::Q4_0, WeightDType::Q4_1, WeightDType::Q5_0, WeightDType::Q8_0, WeightDType::Q4K, WeightDType::Q6K] {
+        let w = rng.quant_weight(130, 512, dtype);
+        let dw = m.upload_weight(&w)?;
+        for &rows in &[1, 77] {
+            let x: Vec<f32> = rng.vec(rows * 512, 1.0).into_iter().map(|v| v as f32).collect();
+            let exact: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+            let rounded: Vec<f64> = x.iter().map(|&v| f64::from(bf16_round(v))).collect();
+            let mut y = vec![0.0f32; rows * 130];
+            m.matmul_fast(&x, rows, &dw, &mut y)?;
+            out.check(format!("fast {} {rows}×512→130 (in place)", dtype.name()), rel_err(&y, &reference(&exact, rows, &w)), F32_TOL);
+            m.matmul_plain(&x, rows, &dw, &mut y)?;
+            out.check(format!("plain {} {rows}×512→130 (in place)", dtype.name()), rel_err(&y, &reference(&rounded, rows, &w)), F32_TOL);
+        }
+    }
+
+    // Bad input is an error, not a crash (f16 weights have GEMV kernels
+    // only in the f32-activation modes).
     let w = m.upload_weight(&rng.weight(8, 16, WeightDType::F16))?;
-    let mut y = vec![0.0f32; 8];
-    let rejected = matches!(m.matmul_fast(&[0.0; 16], 1, &w, &mut y), Err(CudaError::UnsupportedDtype { .. }))
+    let mut y = vec![0.0f32; 16 * 8];
+    let rejected = matches!(m.matmul_fast(&[0.0; 16 * 16], 16, &w, &mut y), Err(CudaError::UnsupportedDtype { .. }))
         && m.matmul_exact(&[0.0; 15], 1, &w, &mut [0.0; 8]).is_err();
     out.check("bad input rejected (1 = no)".into(), if rejected { 0.0 } else { 1.0 }, 0.0);
     Ok(out)

@@ -82,43 +82,54 @@ TALARIA_DEVICE float f16_at(const u8* p) { return f16_to_f32((u32)p[0] | ((u32)p
 TALARIA_DEVICE int nibble_at(const u8* qs, int i) { return i < 16 ? qs[i] & 15 : qs[i - 16] >> 4; }
 TALARIA_DEVICE int fifth_bit(const u8* qh, int i) { return ((qh[i >> 3] >> (i & 7)) & 1) << 4; }
 
+// Besides `value`, each type gives its values as `s·q + m` with a small
+// integer q (|q| <= 128, exact in bf16) and a scale s and min m shared by
+// 16 consecutive values (`split(b, i, &s, &m)` for values i..i+16 of block
+// b, i a multiple of 16): the fast and plain tensor-core kernels multiply
+// the quants and apply s and m per 16 values. HAS_MIN: m is not always 0.
 struct WQ4_0 {
     typedef u8 T;
-    enum { VALUES = 32, BYTES = 18 };
-    static TALARIA_DEVICE float value(const u8* b, int i) { return (float)(nibble_at(b + 2, i) - 8) * f16_at(b); }
+    enum { VALUES = 32, BYTES = 18, HAS_MIN = 0 };
+    static TALARIA_DEVICE int quant(const u8* b, int i) { return nibble_at(b + 2, i) - 8; }
+    static TALARIA_DEVICE float value(const u8* b, int i) { return (float)quant(b, i) * f16_at(b); }
+    static TALARIA_DEVICE void split(const u8* b, int, float* s, float* m) { *s = f16_at(b); *m = 0.0f; }
 };
 struct WQ4_1 {
     typedef u8 T;
-    enum { VALUES = 32, BYTES = 20 };
+    enum { VALUES = 32, BYTES = 20, HAS_MIN = 1 };
+    static TALARIA_DEVICE int quant(const u8* b, int i) { return nibble_at(b + 4, i); }
     static TALARIA_DEVICE float value(const u8* b, int i) {
-        return __fadd_rn(__fmul_rn((float)nibble_at(b + 4, i), f16_at(b)), f16_at(b + 2));
+        return __fadd_rn(__fmul_rn((float)quant(b, i), f16_at(b)), f16_at(b + 2));
     }
+    static TALARIA_DEVICE void split(const u8* b, int, float* s, float* m) { *s = f16_at(b); *m = f16_at(b + 2); }
 };
 struct WQ5_0 {
     typedef u8 T;
-    enum { VALUES = 32, BYTES = 22 };
-    static TALARIA_DEVICE float value(const u8* b, int i) {
-        return (float)((nibble_at(b + 6, i) | fifth_bit(b + 2, i)) - 16) * f16_at(b);
-    }
+    enum { VALUES = 32, BYTES = 22, HAS_MIN = 0 };
+    static TALARIA_DEVICE int quant(const u8* b, int i) { return (nibble_at(b + 6, i) | fifth_bit(b + 2, i)) - 16; }
+    static TALARIA_DEVICE float value(const u8* b, int i) { return (float)quant(b, i) * f16_at(b); }
+    static TALARIA_DEVICE void split(const u8* b, int, float* s, float* m) { *s = f16_at(b); *m = 0.0f; }
 };
 struct WQ5_1 {
     typedef u8 T;
-    enum { VALUES = 32, BYTES = 24 };
+    enum { VALUES = 32, BYTES = 24, HAS_MIN = 1 };
+    static TALARIA_DEVICE int quant(const u8* b, int i) { return nibble_at(b + 8, i) | fifth_bit(b + 4, i); }
     static TALARIA_DEVICE float value(const u8* b, int i) {
-        const float q = (float)(nibble_at(b + 8, i) | fifth_bit(b + 4, i));
-        return __fadd_rn(__fmul_rn(q, f16_at(b)), f16_at(b + 2));
+        return __fadd_rn(__fmul_rn((float)quant(b, i), f16_at(b)), f16_at(b + 2));
     }
+    static TALARIA_DEVICE void split(const u8* b, int, float* s, float* m) { *s = f16_at(b); *m = f16_at(b + 2); }
 };
 struct WQ8_0 {
     typedef u8 T;
-    enum { VALUES = 32, BYTES = 34 };
-    static TALARIA_DEVICE float value(const u8* b, int i) { return (float)(signed char)b[2 + i] * f16_at(b); }
+    enum { VALUES = 32, BYTES = 34, HAS_MIN = 0 };
+    static TALARIA_DEVICE int quant(const u8* b, int i) { return (signed char)b[2 + i]; }
+    static TALARIA_DEVICE float value(const u8* b, int i) { return (float)quant(b, i) * f16_at(b); }
+    static TALARIA_DEVICE void split(const u8* b, int, float* s, float* m) { *s = f16_at(b); *m = 0.0f; }
 };
 // Q4_K / Q5_K: sub-block s = i / 32 has a 6-bit scale and min packed in 12
 // bytes (ggml's get_scale_min_k4); value = d·sc · q − dmin·m.
-TALARIA_DEVICE float k_value(const u8* b, const u8* qs, const u8* qh, int i) {
+TALARIA_DEVICE void k_scale_min(const u8* b, int s, float* d1, float* m1) {
     const u8* sc = b + 4;
-    const int s = i >> 5, l = i & 31;
     int scale, min;
     if (s < 4) {
         scale = sc[s] & 63;
@@ -127,34 +138,55 @@ TALARIA_DEVICE float k_value(const u8* b, const u8* qs, const u8* qh, int i) {
         scale = (sc[s + 4] & 15) | ((sc[s - 4] >> 6) << 4);
         min = (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4);
     }
+    *d1 = __fmul_rn(f16_at(b), (float)scale);
+    *m1 = __fmul_rn(f16_at(b + 2), (float)min);
+}
+TALARIA_DEVICE int k_quant(const u8* qs, const u8* qh, int i) {
+    const int s = i >> 5, l = i & 31;
     const int byte = qs[(s >> 1) * 32 + l];
     int q = (s & 1) ? byte >> 4 : byte & 15;
     if (qh) q |= ((qh[l] >> s) & 1) << 4;
-    const float d1 = __fmul_rn(f16_at(b), (float)scale), m1 = __fmul_rn(f16_at(b + 2), (float)min);
-    return __fsub_rn(__fmul_rn(d1, (float)q), m1);
+    return q;
+}
+TALARIA_DEVICE float k_value(const u8* b, const u8* qs, const u8* qh, int i) {
+    float d1, m1;
+    k_scale_min(b, i >> 5, &d1, &m1);
+    return __fsub_rn(__fmul_rn(d1, (float)k_quant(qs, qh, i)), m1);
+}
+TALARIA_DEVICE void k_split(const u8* b, int i, float* s, float* m) {
+    k_scale_min(b, i >> 5, s, m);
+    *m = -*m;
 }
 struct WQ4K {
     typedef u8 T;
-    enum { VALUES = 256, BYTES = 144 };
+    enum { VALUES = 256, BYTES = 144, HAS_MIN = 1 };
+    static TALARIA_DEVICE int quant(const u8* b, int i) { return k_quant(b + 16, nullptr, i); }
     static TALARIA_DEVICE float value(const u8* b, int i) { return k_value(b, b + 16, nullptr, i); }
+    static TALARIA_DEVICE void split(const u8* b, int i, float* s, float* m) { k_split(b, i, s, m); }
 };
 struct WQ5K {
     typedef u8 T;
-    enum { VALUES = 256, BYTES = 176 };
+    enum { VALUES = 256, BYTES = 176, HAS_MIN = 1 };
+    static TALARIA_DEVICE int quant(const u8* b, int i) { return k_quant(b + 48, b + 16, i); }
     static TALARIA_DEVICE float value(const u8* b, int i) { return k_value(b, b + 48, b + 16, i); }
+    static TALARIA_DEVICE void split(const u8* b, int i, float* s, float* m) { k_split(b, i, s, m); }
 };
-// Q6_K: ql[128], qh[64], 16 signed 8-bit scales, d; value = (d·sc)·(q − 32).
+// Q6_K: ql[128], qh[64], 16 signed 8-bit scales (one per 16 values), d;
+// value = (d·sc)·(q − 32).
 struct WQ6K {
     typedef u8 T;
-    enum { VALUES = 256, BYTES = 210 };
-    static TALARIA_DEVICE float value(const u8* b, int i) {
+    enum { VALUES = 256, BYTES = 210, HAS_MIN = 0 };
+    static TALARIA_DEVICE int quant(const u8* b, int i) {
         const int half = i >> 7, g = (i >> 5) & 3, l = i & 31;
         const u8* ql = b + half * 64 + (g & 1) * 32;
         const u8* qh = b + 128 + half * 32;
-        const int q = (((ql[l] >> ((g >> 1) * 4)) & 15) | (((qh[l] >> (2 * g)) & 3) << 4)) - 32;
-        const signed char sc = (signed char)b[192 + half * 8 + 2 * g + (l >> 4)];
-        return __fmul_rn(__fmul_rn(f16_at(b + 208), (float)sc), (float)q);
+        return (((ql[l] >> ((g >> 1) * 4)) & 15) | (((qh[l] >> (2 * g)) & 3) << 4)) - 32;
     }
+    static TALARIA_DEVICE float scale(const u8* b, int i) {
+        return __fmul_rn(f16_at(b + 208), (float)(signed char)b[192 + (i >> 4)]);
+    }
+    static TALARIA_DEVICE float value(const u8* b, int i) { return __fmul_rn(scale(b, i), (float)quant(b, i)); }
+    static TALARIA_DEVICE void split(const u8* b, int i, float* s, float* m) { *s = scale(b, i); *m = 0.0f; }
 };
 
 // 4 consecutive weights W[r][k..k+4] of a plain float type (zero outside
