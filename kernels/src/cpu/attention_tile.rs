@@ -54,18 +54,18 @@ pub(crate) fn block_scores<const NJ: usize>(
 #[inline(always)]
 pub(crate) fn weighted_v<const NJ: usize>(w: &[f32], ctx: usize, v: &[f32], v_at: impl Fn(usize) -> usize, hd: usize, out: &mut [f32]) {
     assert!(w.len() == NJ * ctx && out.len() == NJ * hd);
+    // Row offsets once, not once per column block (a division each).
+    let rows: Vec<usize> = (0..ctx).map(v_at).collect();
+    assert!(rows.iter().all(|&r| r + hd <= v.len()), "V rows inside the cache");
     for c in (0..hd).step_by(V_COLS) {
         let cols = V_COLS.min(hd - c);
         let mut acc = [[0f32; V_COLS]; NJ];
         if cols == V_COLS {
-            for p in 0..ctx {
-                let row: &[f32; V_COLS] = v[v_at(p) + c..][..V_COLS].try_into().expect("V_COLS values");
-                let wp: [f32; NJ] = std::array::from_fn(|j| w[j * ctx + p]);
-                simd::axpy_rows::<NJ>(&wp, row, &mut acc);
-            }
+            // SAFETY: every row holds hd ≥ c + V_COLS values (checked above).
+            unsafe { simd::weighted_cols::<NJ>(w, ctx, v.as_ptr().add(c), &rows, &mut acc) };
         } else {
-            for p in 0..ctx {
-                let row = &v[v_at(p) + c..][..cols];
+            for (p, &at) in rows.iter().enumerate() {
+                let row = &v[at + c..][..cols];
                 for (j, a) in acc.iter_mut().enumerate() {
                     let wj = w[j * ctx + p];
                     a.iter_mut().zip(row).for_each(|(a, &x)| *a = wj.mul_add(x, *a));
@@ -106,20 +106,27 @@ mod simd {
         }
     }
 
-    /// `acc[j][l] = fma(w[j], row[l], acc[j][l])`.
+    /// `acc[j][l] = Σ_p fma(w[j·ctx + p], v[rows[p] + l], ·)` over p in
+    /// order, the sums held in registers.
+    ///
+    /// # Safety
+    /// `v` must be readable at `rows[p] + 0..V_COLS` for every p.
     #[inline(always)]
-    pub fn axpy_rows<const NJ: usize>(w: &[f32; NJ], row: &[f32; V_COLS], acc: &mut [[f32; V_COLS]; NJ]) {
-        // SAFETY: AVX2 and FMA are enabled at compile time (cfg above);
-        // every pointer covers V_COLS = 16 floats.
-        unsafe {
-            let r0 = _mm256_loadu_ps(row.as_ptr());
-            let r1 = _mm256_loadu_ps(row.as_ptr().add(8));
+    pub unsafe fn weighted_cols<const NJ: usize>(w: &[f32], ctx: usize, v: *const f32, rows: &[usize], acc: &mut [[f32; V_COLS]; NJ]) {
+        let mut lo = [_mm256_setzero_ps(); NJ];
+        let mut hi = [_mm256_setzero_ps(); NJ];
+        for (p, &at) in rows.iter().enumerate() {
+            let r0 = _mm256_loadu_ps(v.add(at));
+            let r1 = _mm256_loadu_ps(v.add(at + 8));
             for j in 0..NJ {
-                let wj = _mm256_set1_ps(w[j]);
-                let a = acc[j].as_mut_ptr();
-                _mm256_storeu_ps(a, _mm256_fmadd_ps(wj, r0, _mm256_loadu_ps(a)));
-                _mm256_storeu_ps(a.add(8), _mm256_fmadd_ps(wj, r1, _mm256_loadu_ps(a.add(8))));
+                let wj = _mm256_set1_ps(w[j * ctx + p]);
+                lo[j] = _mm256_fmadd_ps(wj, r0, lo[j]);
+                hi[j] = _mm256_fmadd_ps(wj, r1, hi[j]);
             }
+        }
+        for j in 0..NJ {
+            _mm256_storeu_ps(acc[j].as_mut_ptr(), lo[j]);
+            _mm256_storeu_ps(acc[j].as_mut_ptr().add(8), hi[j]);
         }
     }
 }
@@ -143,10 +150,16 @@ mod simd {
         }
     }
 
+    /// # Safety
+    /// `v` must be readable at `rows[p] + 0..V_COLS` for every p.
     #[inline(always)]
-    pub fn axpy_rows<const NJ: usize>(w: &[f32; NJ], row: &[f32; V_COLS], acc: &mut [[f32; V_COLS]; NJ]) {
-        for (a, &wj) in acc.iter_mut().zip(w) {
-            a.iter_mut().zip(row).for_each(|(a, &x)| *a = wj.mul_add(x, *a));
+    pub unsafe fn weighted_cols<const NJ: usize>(w: &[f32], ctx: usize, v: *const f32, rows: &[usize], acc: &mut [[f32; V_COLS]; NJ]) {
+        for (p, &at) in rows.iter().enumerate() {
+            let row = std::slice::from_raw_parts(v.add(at), V_COLS);
+            for (j, a) in acc.iter_mut().enumerate() {
+                let wj = w[j * ctx + p];
+                a.iter_mut().zip(row).for_each(|(a, &x)| *a = wj.mul_add(x, *a));
+            }
         }
     }
 }
