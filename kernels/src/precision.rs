@@ -263,7 +263,10 @@ impl Float for f32 {
     #[inline]
     fn gelu_tanh(self) -> Self {
         const K: f32 = 0.797_884_6; // √(2/π)
-        0.5 * self * (1.0 + (K * (self + 0.044715 * self * self * self)).tanh())
+                                    // ½(1 + tanh u) = 1 / (1 + e^(−2u)): no cancellation, and the
+                                    // vectorizable exp instead of libm's tanhf per element (which took
+                                    // 13 % of a 2-thread Gemma prefill, single-threaded).
+        self / (1.0 + crate::cpu::exp(-2.0 * K * (self + 0.044715 * self * self * self)))
     }
     fn paged_attention(
         q: &[AttnQuery<f32>],

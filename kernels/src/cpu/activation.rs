@@ -80,6 +80,22 @@ mod tests {
     }
 
     #[test]
+    fn f32_gelu_tanh_is_within_a_few_ulp() {
+        // x·σ(2u) in f64 (the tanh form cancels to 0 for large negative x).
+        let want = |x: f64| x / (1.0 + (-2.0 * (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).exp());
+        let mut x = -30.0f32;
+        while x < 30.0 {
+            let (a, b) = (x.gelu_tanh() as f64, want(x as f64));
+            // The f32 argument 2u carries its own rounding: |2u|·2⁻²⁴ relative.
+            let two_u = 1.6 * (x.abs() as f64 + 0.045 * (x as f64).powi(3).abs());
+            assert!((a - b).abs() <= 4e-7 * (1.0 + two_u) * b.abs() + 1e-30, "gelu_tanh({x}) = {a}, want {b}");
+            x += 0.0071;
+        }
+        assert_eq!((-200.0f32).gelu_tanh(), 0.0);
+        assert_eq!(200.0f32.gelu_tanh(), 200.0);
+    }
+
+    #[test]
     fn silu_mul_rows() {
         let d_ff = 19;
         let rows = 3;

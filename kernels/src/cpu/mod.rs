@@ -44,6 +44,7 @@ pub use activation::{gated_mul, silu, silu_mul, Activation};
 pub use attention::{paged_attention, AttnQuery, PagedKv, PagedKvMut};
 pub use attention_f64::paged_attention_f64;
 pub use error::KernelError;
+pub(crate) use exp::exp;
 pub(crate) use exp_f64::exp_f64;
 pub use features::CpuFeatures;
 pub use huge_pages::advise_huge_pages;
