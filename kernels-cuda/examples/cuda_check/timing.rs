@@ -192,34 +192,42 @@ pub fn run(m: &mut CudaMatmul, rng: &mut Rng64) -> Result<TimingReport, CudaErro
     Ok(TimingReport { table, cross_check_failures })
 }
 
-/// The exact kernels on quant blocks read in place: weight GB/s for a
-/// decode row, GFLOP/s for a 512-row prefill, against the same matrix as
-/// bf16 (what a worker uploaded before).
+/// The exact and fast kernels on quant blocks read in place: weight GB/s
+/// for a decode row, GFLOP/s for a 512-row prefill, against the same
+/// matrix as bf16 (what a worker uploaded before).
 fn quant_table(m: &mut CudaMatmul, rng: &mut Rng64, table: &mut Vec<String>) -> Result<(), CudaError> {
     let stream = m.stream().clone();
     table.push(String::new());
-    table.push("| weights (4096→4096) | bytes | exact 1 row µs | weight GB/s | exact 512 rows GFLOP/s |".into());
-    table.push("|---|---|---|---|---|".into());
+    table.push(
+        "| weights (4096→4096) | bytes | exact 1 row µs | exact weight GB/s | exact 512 rows GFLOP/s | fast 1 row µs | fast weight GB/s | fast 512 rows GFLOP/s |"
+            .into(),
+    );
+    table.push("|---|---|---|---|---|---|---|---|".into());
+    let shape = Shape { label: "", rows: 512, d_in: 4096, d_out: 4096 };
     for dtype in [WeightDType::Bf16, WeightDType::Q8_0, WeightDType::Q4_0, WeightDType::Q4_1, WeightDType::Q4K, WeightDType::Q6K] {
         let w = if dtype == WeightDType::Bf16 { rng.weight(4096, 4096, dtype) } else { rng.quant_weight(4096, 4096, dtype) };
         let dw = m.upload_weight(&w)?;
         let kernels = m.kernels();
-        let mut cells = Vec::new();
-        for rows in [1, 512] {
-            let dx = drv(stream.clone_htod(&rng.vec(rows * 4096, 1e2)), "upload x")?;
-            let mut dy = drv(stream.alloc_zeros::<f64>(rows * 4096), "alloc y")?;
-            let t = time_ms(&stream, || kernels.launch_exact(&stream, &dx.slice(..), &dw, &mut dy.slice_mut(..), rows, None).map(drop))?;
-            cells.push(t);
+        let mut cells = format!("| {} | {} |", dtype.name(), w.size_bytes());
+        for fast in [false, true] {
+            let mut t = [0.0; 2];
+            for (slot, rows) in [1, 512].into_iter().enumerate() {
+                let x = rng.vec(rows * 4096, 1e2);
+                t[slot] = if fast {
+                    let dx = drv(stream.clone_htod(&x.iter().map(|&v| v as f32).collect::<Vec<f32>>()), "upload x")?;
+                    let mut dy = drv(stream.alloc_zeros::<f32>(rows * 4096), "alloc y")?;
+                    time_ms(&stream, || {
+                        kernels.launch_bf16(MatmulMode::Fast, &stream, &dx.slice(..), &dw, &mut dy.slice_mut(..), rows, None).map(drop)
+                    })?
+                } else {
+                    let dx = drv(stream.clone_htod(&x), "upload x")?;
+                    let mut dy = drv(stream.alloc_zeros::<f64>(rows * 4096), "alloc y")?;
+                    time_ms(&stream, || kernels.launch_exact(&stream, &dx.slice(..), &dw, &mut dy.slice_mut(..), rows, None).map(drop))?
+                };
+            }
+            cells += &format!(" {:.1} | {:.0} | {:.0} |", t[0] * 1e3, w.size_bytes() as f64 / (t[0] * 1e6), gflops(&shape, t[1]));
         }
-        let shape = Shape { label: "", rows: 512, d_in: 4096, d_out: 4096 };
-        table.push(format!(
-            "| {} | {} | {:.1} | {:.0} | {:.0} |",
-            dtype.name(),
-            w.size_bytes(),
-            cells[0] * 1e3,
-            w.size_bytes() as f64 / (cells[0] * 1e6),
-            gflops(&shape, cells[1])
-        ));
+        table.push(cells);
     }
     Ok(())
 }
