@@ -21,7 +21,7 @@ use half::{bf16, f16};
 use super::blocks_avx2::Block8;
 use super::dot_avx512::pack_x;
 use super::parallel::{aligned_ranges, run_tasks, threads, SharedMut};
-use super::scratch::with_f32;
+use super::scratch::{with_f32, with_f32_overwritten};
 use crate::weight::WeightMatrix;
 
 /// Values per chunk.
@@ -194,9 +194,8 @@ fn run<L: Lanes32>(x: &[f32], rows: usize, k: usize, w: &[L::Elem], n: usize, ou
             let (p, b) = (t / x_blocks, t % x_blocks);
             let w_rows = p * panel_rows..((p + 1) * panel_rows).min(n);
             let x_rows = b * PANEL_X_ROWS..((b + 1) * PANEL_X_ROWS).min(rows);
-            with_f32(|panel| {
-                panel.clear();
-                panel.resize(w_rows.len() * kp, 0.0);
+            // Every value of the panel is written (widen_row fills to `kp`).
+            with_f32_overwritten(w_rows.len() * kp, |panel| {
                 for (j, dst) in w_rows.clone().zip(panel.chunks_exact_mut(kp)) {
                     // SAFETY: row `j` of `w` holds `k` values; AVX2 checked by the caller.
                     unsafe { widen_row::<L>(w.as_ptr().add(j * stride), k, dst) };
