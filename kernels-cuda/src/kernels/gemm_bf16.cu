@@ -187,6 +187,16 @@ TALARIA_DEVICE void mma_store(const Bf16Prefetch& p, MmaStage<LIMBS>& st) {
     }
 }
 
+// A warp's 32×32 accumulators (2×4 mma tiles of 4 per lane), zeroed.
+TALARIA_DEVICE void zero_warp_tile(float (&v)[2][4][4]) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) v[i][j][e] = 0.0f;
+}
+
 template <int LIMBS, class WT>
 TALARIA_DEVICE void mma_gemm(const float* __restrict__ X, const typename WT::T* __restrict__ W,
                              float* __restrict__ Y, int M, int N, int K, int vec_flag) {
@@ -198,12 +208,7 @@ TALARIA_DEVICE void mma_gemm(const float* __restrict__ X, const typename WT::T* 
     const int g = lane >> 2, t = lane & 3;
 
     float acc[2][4][4];
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+    zero_warp_tile(acc);
 
     const int k_tiles = (K + BF_BK - 1) / BF_BK;
     Bf16Prefetch p;
@@ -231,12 +236,7 @@ TALARIA_DEVICE void mma_gemm(const float* __restrict__ X, const typename WT::T* 
             }
             // Scaled W: this step's Σ x·q, then y += s·Σ + m·Σx.
             float part[2][4][4];
-#pragma unroll
-            for (int i = 0; i < 2; ++i)
-#pragma unroll
-                for (int j = 0; j < 4; ++j)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) part[i][j][e] = 0.0f;
+            zero_warp_tile(part);
 #pragma unroll
             for (int l = LIMBS - 1; l >= 0; --l) {
 #pragma unroll
