@@ -35,6 +35,11 @@ struct Bf16Prefetch {
     float s[2], m[2]; // quant W: scale and min of each group's 16 values
 };
 
+// Eight 16-bit values (low halves of `h`) as one uint4, lowest index first.
+TALARIA_DEVICE uint4 pack_bf16x8(const u32* h) {
+    return make_uint4(h[0] | (h[1] << 16), h[2] | (h[3] << 16), h[4] | (h[5] << 16), h[6] | (h[7] << 16));
+}
+
 // The next X tile (zero outside the matrix) into registers.
 TALARIA_DEVICE void x_load(Bf16Prefetch& p, const float* __restrict__ X, int M, int K, int m0, int k0, bool vec) {
     const int tid = threadIdx.x;
@@ -85,8 +90,7 @@ struct Bf16Tile {
                     u32 h[8];
 #pragma unroll
                     for (int j = 0; j < 8; ++j) h[j] = gk + j < K ? (u32)s[j] : 0u;
-                    q = make_uint4(h[0] | (h[1] << 16), h[2] | (h[3] << 16), h[4] | (h[5] << 16),
-                                   h[6] | (h[7] << 16));
+                    q = pack_bf16x8(h);
                 }
             }
             p.w[i] = q;
@@ -117,7 +121,7 @@ struct QuantTile {
                 for (int j = 0; j < 8; ++j) h[j] = f32_to_bf16_rn((float)WL::quant(b, at + j));
                 if ((c & 15) == 0) WL::split(b, at, &p.s[i], &p.m[i]);
             }
-            p.w[i] = make_uint4(h[0] | (h[1] << 16), h[2] | (h[3] << 16), h[4] | (h[5] << 16), h[6] | (h[7] << 16));
+            p.w[i] = pack_bf16x8(h);
         }
     }
 };
