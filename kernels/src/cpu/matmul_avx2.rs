@@ -209,6 +209,22 @@ fn run<L: Lanes32>(x: &[f32], rows: usize, k: usize, w: &[L::Elem], n: usize, ou
     });
 }
 
+/// Rows of quant blocks (`k` values each) as exact f32 into `panel` (`kp`
+/// per row, `kp ≥ k`, zeros past `k`): the values of
+/// `QuantBlock::dequantize`, decoded a vector at a time. AVX-512's panels
+/// use it too (every AVX-512 CPU has AVX2), instead of the scalar walk.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn widen_block_rows<B: Block8>(w: &[B], k: usize, kp: usize, panel: &mut [f32]) {
+    let stride = k / B::VALUES;
+    for (src, dst) in w.chunks_exact(stride).zip(panel.chunks_exact_mut(kp)) {
+        widen_row::<BlockL<B>>(src.as_ptr(), k, dst);
+        dst[k..].fill(0.0);
+    }
+}
+
 /// One weight row of `k` values as f32 into `dst` (`kp` long, zero past `k`).
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn widen_row<L: Lanes32>(row: *const L::Elem, k: usize, dst: &mut [f32]) {

@@ -9,10 +9,12 @@
 
 #![cfg(target_arch = "x86_64")]
 
+use super::blocks_avx2::Block8;
 use super::dot_avx512::{dot_tile, pack_x, packed_len, Bf16Lanes, F16Lanes, F32Lanes, WeightLanes};
 use super::dot_blocks_avx512::{BlockDecode, BlockLanes};
+use super::matmul_avx2::widen_block_rows;
 use super::parallel::{aligned_ranges, run_tasks, threads, SharedMut};
-use super::scratch::with_f32;
+use super::scratch::{with_f32, with_f32_overwritten};
 use crate::weight::WeightMatrix;
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -62,7 +64,8 @@ where
                 let w_rows = p * PANEL_ROWS..((p + 1) * PANEL_ROWS).min(n);
                 let x_rows = b * PANEL_X_ROWS..((b + 1) * PANEL_X_ROWS).min(rows);
                 if needs_panel {
-                    with_f32(|panel| {
+                    // Every value of the panel is written (padding included).
+                    with_f32_overwritten(w_rows.len() * kp, |panel| {
                         L::widen_panel(&w[w_rows.start * stride..w_rows.end * stride], k, kp, panel);
                         let tile = WeightTiles { base: panel.as_ptr(), stride: kp, k: kp, rows: 0..w_rows.len() };
                         let out_cols = SharedMut(out_ptr.get().wrapping_add(w_rows.start));
@@ -160,36 +163,37 @@ unsafe fn store(res: __m512, mr: usize, nr: usize, r0: usize, j0: usize, j_end: 
 }
 
 /// Widening of a block of weight rows to the f32 lane order of `F32Lanes`
-/// over `kp` (so the panel kernel repeats the streaming kernel's arithmetic).
+/// over `kp` (so the panel kernel repeats the streaming kernel's
+/// arithmetic). `panel` holds `rows × kp` values, whatever an earlier use
+/// left there: every one is written, the padding past `k` with zeros.
 pub(crate) trait WidenPanel: WeightLanes {
-    fn widen_panel(w: &[Self::Elem], k: usize, kp: usize, panel: &mut Vec<f32>);
+    fn widen_panel(w: &[Self::Elem], k: usize, kp: usize, panel: &mut [f32]);
 }
 
 impl WidenPanel for F32Lanes {
-    fn widen_panel(w: &[f32], k: usize, kp: usize, panel: &mut Vec<f32>) {
-        panel.clear();
-        panel.resize(w.len() / k.max(1) * kp, 0.0);
+    fn widen_panel(w: &[f32], k: usize, kp: usize, panel: &mut [f32]) {
         for (src, dst) in w.chunks_exact(k).zip(panel.chunks_exact_mut(kp)) {
             dst[..k].copy_from_slice(src);
+            dst[k..].fill(0.0);
         }
     }
 }
 
 impl WidenPanel for F16Lanes {
-    fn widen_panel(w: &[half::f16], k: usize, kp: usize, panel: &mut Vec<f32>) {
-        panel.clear();
-        panel.resize(w.len() / k.max(1) * kp, 0.0);
+    fn widen_panel(w: &[half::f16], k: usize, kp: usize, panel: &mut [f32]) {
         for (src, dst) in w.chunks_exact(k).zip(panel.chunks_exact_mut(kp)) {
             half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, &mut dst[..k]);
+            dst[k..].fill(0.0);
         }
     }
 }
 
 impl WidenPanel for Bf16Lanes {
-    fn widen_panel(w: &[half::bf16], k: usize, kp: usize, panel: &mut Vec<f32>) {
-        panel.clear();
-        panel.resize(w.len() / k.max(1) * kp, 0.0);
+    fn widen_panel(w: &[half::bf16], k: usize, kp: usize, panel: &mut [f32]) {
         for (src, dst) in w.chunks_exact(k).zip(panel.chunks_exact_mut(kp)) {
+            // A partial last chunk leaves gaps in its pair order: zero from
+            // its start.
+            dst[k / 32 * 32..].fill(0.0);
             for (c, chunk) in src.chunks(32).enumerate() {
                 let base = c * 32;
                 for (i, v) in chunk.iter().enumerate() {
@@ -200,15 +204,74 @@ impl WidenPanel for Bf16Lanes {
     }
 }
 
-impl<B: BlockDecode> WidenPanel for BlockLanes<B> {
-    fn widen_panel(w: &[B], k: usize, kp: usize, panel: &mut Vec<f32>) {
-        panel.clear();
-        let row_blocks = k / B::VALUES;
-        panel.resize(w.len() / row_blocks.max(1) * kp, 0.0);
-        for (src, dst) in w.chunks_exact(row_blocks).zip(panel.chunks_exact_mut(kp)) {
-            for (b, values) in src.iter().zip(dst.chunks_exact_mut(B::VALUES)) {
-                b.dequantize(values);
-            }
+impl<B: BlockDecode + Block8> WidenPanel for BlockLanes<B> {
+    fn widen_panel(w: &[B], k: usize, kp: usize, panel: &mut [f32]) {
+        // SAFETY: this path runs only on AVX-512 CPUs, which all have AVX2, FMA and F16C.
+        unsafe { widen_block_rows(w, k, kp, panel) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weight::blocks::{BlockQ4_1, BlockQ8_0};
+    use half::{bf16, f16};
+
+    /// A panel over stale scratch (NaN here) comes out as over zeros:
+    /// every value, padding included, is written.
+    fn widens_over_stale_values<L: WidenPanel>(w: &[L::Elem], rows: usize, k: usize) {
+        let kp = packed_len::<L>(k);
+        let mut fresh = vec![0.0f32; rows * kp];
+        let mut stale = vec![f32::NAN; rows * kp];
+        L::widen_panel(w, k, kp, &mut fresh);
+        L::widen_panel(w, k, kp, &mut stale);
+        assert!(fresh.iter().zip(&stale).all(|(a, b)| a.to_bits() == b.to_bits()), "k {k}, kp {kp}");
+    }
+
+    fn dequantizes_like_the_scalar_walk<B: BlockDecode + Block8>(w: &[B], rows: usize, k: usize)
+    where
+        BlockLanes<B>: WidenPanel<Elem = B>,
+    {
+        let kp = packed_len::<BlockLanes<B>>(k);
+        let mut panel = vec![f32::NAN; rows * kp];
+        BlockLanes::<B>::widen_panel(w, k, kp, &mut panel);
+        let mut want = vec![0.0f32; rows * kp];
+        for (src, dst) in w.chunks_exact(k / B::VALUES).zip(want.chunks_exact_mut(kp)) {
+            src.iter().zip(dst.chunks_exact_mut(B::VALUES)).for_each(|(b, out)| b.dequantize(out));
+        }
+        assert!(panel.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    #[test]
+    fn panels_overwrite_every_value() {
+        let values = |len: usize| (0..len).map(|i| (i % 13) as f32 * 0.25 - 1.5).collect::<Vec<f32>>();
+        for k in [16, 40, 64, 70] {
+            let rows = 3;
+            let v = values(rows * k);
+            widens_over_stale_values::<F32Lanes>(&v, rows, k);
+            widens_over_stale_values::<F16Lanes>(&v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>(), rows, k);
+            widens_over_stale_values::<Bf16Lanes>(&v.iter().map(|&x| bf16::from_f32(x)).collect::<Vec<_>>(), rows, k);
+        }
+        // Quant panels are decoded by the AVX2 walk: the scalar walk's values.
+        if !crate::cpu::CpuFeatures::get().avx2 {
+            return;
+        }
+        for blocks_per_row in [1, 3] {
+            let rows = 2;
+            let q8: Vec<BlockQ8_0> = (0..rows * blocks_per_row)
+                .map(|b| BlockQ8_0 { d: f16::from_f32(0.5 + b as f32), qs: std::array::from_fn(|i| i as i8 - 16) })
+                .collect();
+            widens_over_stale_values::<BlockLanes<BlockQ8_0>>(&q8, rows, 32 * blocks_per_row);
+            dequantizes_like_the_scalar_walk(&q8, rows, 32 * blocks_per_row);
+            let q4: Vec<BlockQ4_1> = (0..rows * blocks_per_row)
+                .map(|b| BlockQ4_1 {
+                    d: f16::from_f32(0.25),
+                    m: f16::from_f32(-1.0 - b as f32),
+                    qs: std::array::from_fn(|i| (i * 7) as u8),
+                })
+                .collect();
+            widens_over_stale_values::<BlockLanes<BlockQ4_1>>(&q4, rows, 32 * blocks_per_row);
+            dequantizes_like_the_scalar_walk(&q4, rows, 32 * blocks_per_row);
         }
     }
 }
