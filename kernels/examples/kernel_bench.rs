@@ -1,13 +1,14 @@
 //! Micro-benchmark of the CPU matmul kernels at SmolLM2-135M's shapes.
 //!
-//! `cargo run --release -p talaria-kernels --example kernel_bench [-- --quick] [shapes|f64|model] [dtypes] [--rows=N] [--shape=NAME]`
+//! `cargo run --release -p talaria-kernels --example kernel_bench [-- --quick] [shapes|f64|model|attention] [dtypes] [--rows=N] [--shape=NAME]`
 //! Prints per-shape GFLOP/s and weight GB/s for rows 1, 16, 512 (f32, bf16
 //! and the quant types kept as stored), the exact f64 path at rows 1 and 1024, and whole-model
 //! linear-layer passes (30 layers + tied head, distinct weights per layer),
-//! each with 1 and 2 threads.
+//! decode attention over every layer's cache at SmolLM2's and Gemma 3's
+//! shapes, each with 1 and 2 threads.
 
 use std::time::{Duration, Instant};
-use talaria_kernels::cpu::{matmul, matmul_backend, matmul_f64, CpuFeatures};
+use talaria_kernels::cpu::{matmul, matmul_backend, matmul_f64, paged_attention, AttnQuery, CpuFeatures, PagedKv};
 use talaria_kernels::{WeightDType, WeightMatrix};
 
 /// (name, d_in, d_out)
@@ -87,6 +88,10 @@ fn main() {
         }
     }
 
+    if want("attention") {
+        attention_section(&pools, budget);
+    }
+
     println!("\n== whole model linear layers (30 layers + tied head, distinct weights) ==");
     // SmolLM2's rows of 576 are not whole K-quant super-blocks.
     for dtype in DTYPES.into_iter().filter(|d| want("model") && want_dtype(d) && whole_blocks(*d, 576)) {
@@ -135,6 +140,42 @@ fn main() {
                     2.0 * params as f64 * rows as f64 / t / 1e9,
                     params as f64 * bytes_per_value(dtype) / t / 1e9
                 );
+            }
+        }
+    }
+}
+
+/// Decode attention as a token meets it: one query per layer against that
+/// layer's own paged cache (so, as in a real step, each layer's K and V
+/// come from L3 or memory, not from the layer before's warm cache).
+/// (model, layers, query heads, KV heads, head dim)
+const ATTENTION_SHAPES: [(&str, usize, usize, usize, usize); 2] = [("smollm2", 30, 9, 3, 64), ("gemma3", 18, 4, 1, 256)];
+
+fn attention_section(pools: &[(usize, rayon::ThreadPool)], budget: Duration) {
+    println!("\n== decode attention, every layer's cache (µs per token) ==");
+    let bs = 16;
+    for (name, layers, heads, kv_heads, hd) in ATTENTION_SHAPES {
+        for ctx in [128usize, 512, 2048] {
+            let blocks = ctx.div_ceil(bs);
+            let token = kv_heads * hd;
+            let caches: Vec<(Vec<f32>, Vec<f32>)> =
+                (0..layers).map(|l| (values(blocks * bs * token, 7 + l as u64), values(blocks * bs * token, 70 + l as u64))).collect();
+            let table: Vec<u32> = (0..blocks as u32).collect();
+            let q = values(heads * hd, 3);
+            let mut out = vec![0f32; heads * hd];
+            let scale = (hd as f32).powf(-0.5);
+            for (threads, pool) in pools {
+                let t = pool.install(|| {
+                    time(budget, || {
+                        for (k, v) in &caches {
+                            let kv = PagedKv { k, v, block_size: bs, n_kv_heads: kv_heads, head_dim: hd };
+                            let query = AttnQuery { q: &q, block_table: &table, context_len: ctx, window_start: 0 };
+                            paged_attention(&[query], &kv, heads, scale, &mut out).expect("attention shapes");
+                        }
+                    })
+                });
+                let bytes = 2.0 * (layers * ctx * token * 4) as f64;
+                println!("{name:8} ctx {ctx:5} thr {threads}: {:8.1} us/token  {:6.1} GB/s of K and V", t * 1e6, bytes / t / 1e9);
             }
         }
     }

@@ -115,7 +115,7 @@ fn softmax_weighted_v<const HD: usize, const BS: usize, const VC: usize>(
     g: usize,
     out: &mut [f64],
 ) {
-    let (ctx, token) = (query.context_len, kv.token_len());
+    let ctx = query.context_len;
     out.fill(0.0);
     if ctx == 0 {
         return;
@@ -125,7 +125,7 @@ fn softmax_weighted_v<const HD: usize, const BS: usize, const VC: usize>(
     for (c0, o) in (0..HD).step_by(VC).zip(out.chunks_exact_mut(VC)) {
         let mut acc = [0f64; VC];
         for (p, &w) in scores.iter().enumerate() {
-            let at = (query.block_table[p / BS] as usize * BS + p % BS) * token + g * HD + c0;
+            let at = kv.v_row(query.block_table[p / BS], p % BS, g) + c0;
             let v: &[f64; VC] = kv.v[at..at + VC].try_into().expect("in the pool");
             acc.iter_mut().zip(v).for_each(|(o, &v)| *o = w.mul_add(v, *o));
         }
@@ -154,7 +154,7 @@ unsafe fn attend_group_64x16_avx512<const G: usize>(
     use std::arch::x86_64::*;
     const HD: usize = 64;
     const BS: usize = 16;
-    let (ctx, token) = (query.context_len, kv.token_len());
+    let ctx = query.context_len;
     out.fill(0.0);
     if ctx == 0 {
         return;
@@ -205,7 +205,7 @@ unsafe fn attend_group_64x16_avx512<const G: usize>(
     for c0 in [0, 32] {
         let mut acc = [[_mm512_setzero_pd(); 4]; G];
         for p in 0..ctx {
-            let at = (blocks[p / BS] as usize * BS + p % BS) * token + g * HD + c0;
+            let at = kv.v_row(blocks[p / BS], p % BS, g) + c0;
             let v = [load(&kv.v[at..]), load(&kv.v[at + 8..]), load(&kv.v[at + 16..]), load(&kv.v[at + 24..])];
             for (j, a) in acc.iter_mut().enumerate() {
                 let w = _mm512_set1_pd(scores[j * n + p]);
@@ -244,7 +244,7 @@ fn attend_head(q: &[f64], query: &AttnQuery<f64>, kv: &PagedKv<f64>, g: usize, s
     }
     softmax_from(&mut scores, query.window_start);
     for (p, &w) in scores.iter().enumerate() {
-        let at = (blocks[p / bs] as usize * bs + p % bs) * token + g * hd;
+        let at = kv.v_row(blocks[p / bs], p % bs, g);
         out.iter_mut().zip(&kv.v[at..at + hd]).for_each(|(o, &v)| *o = w.mul_add(v, *o));
     }
 }
