@@ -27,6 +27,10 @@ pub struct Args {
     /// Decode steps per measurement.
     #[arg(long, default_value_t = 64)]
     decode_steps: usize,
+    /// Prompt tokens of each sequence before its decode steps (decode at a
+    /// long context is bound by reading the KV cache, not the weights).
+    #[arg(long, default_value_t = 32)]
+    decode_context: usize,
     /// Append the table to bench/RESULTS.md.
     #[arg(long)]
     record: bool,
@@ -42,7 +46,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let model = DecoderModel::new(ck.config.clone(), CvmWeights::load(&ck, dtype)?)?;
         let mut linear = LocalLinear::new(Arc::new(WorkerWeights::load(&ck, dtype)?));
         let max_batch = a.batch.iter().copied().max().unwrap_or(1);
-        let max_len = a.prefill.iter().copied().max().unwrap_or(128).max(64 + a.decode_steps);
+        let max_len = a.prefill.iter().copied().max().unwrap_or(128).max(a.decode_context + a.decode_steps + 32);
         let mut kv = KvPool::with_precision(&model.config, (max_len.div_ceil(16) + 1) * max_batch.max(1) + 8, 16, linear.precision());
         for &n in &a.prefill {
             let tokens: Vec<u32> = (0..n as u32).map(|i| 100 + (i * 7919) % 40000).collect();
@@ -67,16 +71,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
         for &b in &a.batch {
             let mut seqs: Vec<_> = (0..b).map(|_| kv.new_sequence()).collect();
-            let prompt: Vec<u32> = (0..32).map(|i| 200 + i).collect();
+            let prompt: Vec<u32> = (0..a.decode_context as u32).map(|i| 200 + (i * 7919) % 40000).collect();
             for s in seqs.iter_mut() {
-                s.reserve(32 + a.decode_steps + 1)?;
+                s.reserve(a.decode_context + a.decode_steps + 1)?;
                 model.forward(
                     &[SeqChunk { blocks: s, tokens: &prompt, logits: LogitsWanted::Last }],
                     &mut kv,
                     &mut linear,
                     &mut StepTimings::default(),
                 )?;
-                s.advance(32);
+                s.advance(a.decode_context);
             }
             let step_tokens: Vec<[u32; 1]> = (0..b).map(|i| [300 + i as u32]).collect();
             let mut t = StepTimings::default();
@@ -97,7 +101,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                     100.0 * t.linear_s / (t.linear_s + t.cvm_s)
                 )
             });
-            table.push_str(&format!("| {d} | decode batch {b} | {tps:.1} |\n"));
+            let at = if a.decode_context == 32 { String::new() } else { format!(" after {} tokens", a.decode_context) };
+            table.push_str(&format!("| {d} | decode batch {b}{at} | {tps:.1} |\n"));
             progress.inc(1);
         }
     }
