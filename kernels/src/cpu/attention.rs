@@ -13,11 +13,15 @@
 use super::attention_tile::{block_scores, weighted_v};
 use super::error::KernelError;
 use super::exp::{exp, sum_f64};
+use super::parallel::threads;
 use super::scratch::with_f32;
 use rayon::prelude::*;
 
 /// Below this many score·dim multiply-adds a call stays on one thread.
 const PARALLEL_MACS: usize = 1 << 16;
+/// From this many, a group of query heads may be split over threads (below,
+/// handing half a group to another thread costs more than it saves).
+const SPLIT_MACS: usize = 1 << 19;
 /// Query heads scored at once against one KV head.
 const HEADS_PER_PASS: usize = 4;
 
@@ -135,17 +139,27 @@ pub fn paged_attention(queries: &[AttnQuery], kv: &PagedKv, n_heads: usize, scal
     let work = check_call(queries, kv, n_heads, out.len())?;
     let hd = kv.head_dim;
     let (group, n_kv) = (n_heads / kv.n_kv_heads, kv.n_kv_heads);
-    // One task per (query, KV head): its `group` query heads are adjacent
-    // in both the query row and the output row.
+    let parallel = work >= PARALLEL_MACS;
+    // One task per (query, KV head, part of its query heads): the heads are
+    // adjacent in both the query row and the output row. A group splits
+    // into parts only when there are fewer (query, KV head) pairs than
+    // threads (a lone decode query of a one-KV-head model left all threads
+    // but one idle); each head's sums are the same whatever its part.
+    let mut parts = 1;
+    while work >= SPLIT_MACS && queries.len() * n_kv * parts < threads() && group.is_multiple_of(2 * parts) {
+        parts *= 2;
+    }
+    let heads = group / parts;
     let task = |(idx, o): (usize, &mut [f32])| {
-        let (qi, g) = (idx / n_kv, idx % n_kv);
+        let (qi, g, part) = (idx / (n_kv * parts), idx / parts % n_kv, idx % parts);
         let q = &queries[qi];
-        attend_group(&q.q[g * group * hd..(g + 1) * group * hd], q, kv, g, scale, o);
+        let first = g * group + part * heads;
+        attend_group(&q.q[first * hd..(first + heads) * hd], q, kv, g, scale, o);
     };
-    if work >= PARALLEL_MACS {
-        out.par_chunks_exact_mut(group * hd).enumerate().for_each(task);
+    if parallel {
+        out.par_chunks_exact_mut(heads * hd).enumerate().for_each(task);
     } else {
-        out.chunks_exact_mut(group * hd).enumerate().for_each(task);
+        out.chunks_exact_mut(heads * hd).enumerate().for_each(task);
     }
     Ok(())
 }
@@ -326,6 +340,39 @@ mod tests {
             let mut alone = vec![0f32; n_heads * hd];
             paged_attention(&queries[i..i + 1], &kv, n_heads, scale, &mut alone).unwrap();
             assert_eq!(alone.as_slice(), got, "row {i} differs alone vs batched");
+        }
+    }
+
+    #[test]
+    fn a_lone_query_split_over_threads_gives_the_same_bits() {
+        // One KV head, long enough to run in parallel: with more threads
+        // than (query, KV head) pairs, the group of query heads is split.
+        let (bs, n_kv, hd, n_heads, ctx) = (16usize, 1, 128, 4, 600usize);
+        let token = n_kv * hd;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(12);
+        let k: Vec<f32> = (0..ctx * token).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let v: Vec<f32> = (0..ctx * token).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let table: Vec<u32> = (0..ctx.div_ceil(bs) as u32).rev().collect();
+        let (mut k_pool, mut v_pool) = (vec![0f32; table.len() * bs * token], vec![0f32; table.len() * bs * token]);
+        let mut pools = PagedKvMut { k: &mut k_pool, v: &mut v_pool, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
+        for p in 0..ctx {
+            pools.write(table[p / bs], p % bs, &k[p * token..(p + 1) * token], &v[p * token..(p + 1) * token]).unwrap();
+        }
+        let kv = PagedKv { k: &k_pool, v: &v_pool, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
+        let q: Vec<f32> = (0..n_heads * hd).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let query = AttnQuery { q: &q, block_table: &table, context_len: ctx, window_start: 0 };
+        let scale = 1.0 / (hd as f32).sqrt();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut out = vec![0f32; n_heads * hd];
+            pool.install(|| paged_attention(&[query], &kv, n_heads, scale, &mut out)).unwrap();
+            out
+        };
+        let one = run(1);
+        let want = reference(&q, &k, &v, ctx, n_heads, n_kv, hd, scale);
+        assert!(one.iter().zip(&want).all(|(a, b)| (*a as f64 - b).abs() < 2e-5));
+        for threads in [2, 3, 4, 8] {
+            assert_eq!(run(threads), one, "{threads} threads");
         }
     }
 
