@@ -113,6 +113,19 @@ impl<T: Copy> PagedKvMut<'_, T> {
     }
 }
 
+/// Parts to split each group of `group` query heads into, for a call of
+/// `work` multiply-adds over `pairs` (query, KV head) pairs: more than one
+/// only when there are fewer pairs than threads (a lone decode query of a
+/// one-KV-head model left all threads but one idle). Each head's sums are
+/// the same whatever its part.
+pub(super) fn head_parts(work: usize, pairs: usize, group: usize) -> usize {
+    let mut parts = 1;
+    while work >= SPLIT_MACS && pairs * parts < threads() && group.is_multiple_of(2 * parts) {
+        parts *= 2;
+    }
+    parts
+}
+
 /// The V pool's layout (see `PagedKv`).
 #[inline(always)]
 fn v_row(block: u32, slot: usize, g: usize, block_size: usize, n_kv_heads: usize, head_dim: usize) -> usize {
@@ -141,14 +154,8 @@ pub fn paged_attention(queries: &[AttnQuery], kv: &PagedKv, n_heads: usize, scal
     let (group, n_kv) = (n_heads / kv.n_kv_heads, kv.n_kv_heads);
     let parallel = work >= PARALLEL_MACS;
     // One task per (query, KV head, part of its query heads): the heads are
-    // adjacent in both the query row and the output row. A group splits
-    // into parts only when there are fewer (query, KV head) pairs than
-    // threads (a lone decode query of a one-KV-head model left all threads
-    // but one idle); each head's sums are the same whatever its part.
-    let mut parts = 1;
-    while work >= SPLIT_MACS && queries.len() * n_kv * parts < threads() && group.is_multiple_of(2 * parts) {
-        parts *= 2;
-    }
+    // adjacent in both the query row and the output row.
+    let parts = head_parts(work, queries.len() * n_kv, group);
     let heads = group / parts;
     let task = |(idx, o): (usize, &mut [f32])| {
         let (qi, g, part) = (idx / (n_kv * parts), idx / parts % n_kv, idx % parts);

@@ -1,12 +1,12 @@
 //! Paged attention of the exact mode: f64 queries, f64 K/V pools in the
 //! f32 kernel's layout (K blocks transposed, `[n_kv_heads][head_dim]
-//! [block_size]`; V `[block_size][n_kv_heads][head_dim]`), f64 scores,
+//! [block_size]`; V `[n_kv_heads][block_size][head_dim]`), f64 scores,
 //! softmax and sums. Like the f32 kernel, each row's result depends on its
 //! own query and context alone (batch-invariant).
 
 use rayon::prelude::*;
 
-use super::attention::{check_call, AttnQuery, PagedKv};
+use super::attention::{check_call, head_parts, AttnQuery, PagedKv};
 use super::error::KernelError;
 use super::exp_f64::exp_f64;
 use super::features::CpuFeatures;
@@ -28,16 +28,19 @@ pub fn paged_attention_f64(
     let group = n_heads / kv.n_kv_heads;
     let avx512 = CpuFeatures::get().avx512;
     let n_kv = kv.n_kv_heads;
-    // One task per (query, KV head): its `group` query heads are adjacent
-    // in both the query row and the output row.
+    // One task per (query, KV head, part of its query heads), as in the f32
+    // kernel: the heads are adjacent in both the query row and the output row.
+    let parts = head_parts(work, queries.len() * n_kv, group);
+    let heads = group / parts;
     let task = |(idx, o): (usize, &mut [f64])| {
-        let (qi, g) = (idx / n_kv, idx % n_kv);
+        let (qi, g, part) = (idx / (n_kv * parts), idx / parts % n_kv, idx % parts);
         let query = &queries[qi];
-        let qg = &query.q[g * group * hd..(g + 1) * group * hd];
+        let first = g * group + part * heads;
+        let qg = &query.q[first * hd..(first + heads) * hd];
         #[cfg(target_arch = "x86_64")]
         if avx512 && hd == 64 && kv.block_size == 16 {
             // SAFETY: the CPU has AVX-512F (checked above).
-            match group {
+            match heads {
                 1 => return unsafe { attend_group_64x16_avx512::<1>(qg, query, kv, g, scale, o) },
                 2 => return unsafe { attend_group_64x16_avx512::<2>(qg, query, kv, g, scale, o) },
                 3 => return unsafe { attend_group_64x16_avx512::<3>(qg, query, kv, g, scale, o) },
@@ -54,9 +57,9 @@ pub fn paged_attention_f64(
         }
     };
     if work >= PARALLEL_MACS {
-        out.par_chunks_exact_mut(group * hd).enumerate().for_each(task);
+        out.par_chunks_exact_mut(heads * hd).enumerate().for_each(task);
     } else {
-        out.chunks_exact_mut(group * hd).enumerate().for_each(task);
+        out.chunks_exact_mut(heads * hd).enumerate().for_each(task);
     }
     Ok(())
 }
@@ -386,6 +389,30 @@ mod tests {
                     assert_eq!(ch, b.as_slice(), "AVX-512 group, context {ctx}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_lone_query_split_over_threads_gives_the_same_bits() {
+        // One KV head of the usual shape, four query heads, long enough to
+        // split the group over threads.
+        let (bs, n_kv, hd, n_heads, ctx) = (16usize, 1, 64, 4, 1100usize);
+        let val = |i: usize| ((i * 7919 % 211) as f64 / 50.0 - 2.0).sin();
+        let table: Vec<u32> = (0..ctx.div_ceil(bs) as u32).rev().collect();
+        let k: Vec<f64> = (0..table.len() * bs * n_kv * hd).map(val).collect();
+        let v: Vec<f64> = (0..k.len()).map(|i| val(i + 31)).collect();
+        let kv = PagedKv { k: &k, v: &v, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
+        let q: Vec<f64> = (0..n_heads * hd).map(|i| val(9000 + i)).collect();
+        let query = AttnQuery { q: &q, block_table: &table, context_len: ctx, window_start: 0 };
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut out = vec![0f64; n_heads * hd];
+            pool.install(|| paged_attention_f64(&[query], &kv, n_heads, 0.125, &mut out)).unwrap();
+            out
+        };
+        let one = run(1);
+        for threads in [2, 4, 8] {
+            assert_eq!(run(threads), one, "{threads} threads");
         }
     }
 
