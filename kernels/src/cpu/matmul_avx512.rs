@@ -119,30 +119,36 @@ unsafe fn tiles<L: WeightLanes>(
         for j0 in w_tiles_4 {
             let wp = w.ptrs::<4>(j0);
             for r0 in (x_rows.start..quad_end).step_by(4) {
-                let res = dot_tile::<L, 4, 4>(xs4(r0), wp, w.k);
+                // The first quad streams these rows in: it also pulls the next tile's.
+                let ahead = if r0 == x_rows.start { 4 * w.k } else { 0 };
+                let res = dot_tile::<L, 4, 4>(xs4(r0), wp, w.k, ahead);
                 store(res, 4, 4, r0, j0, w.rows.end, x_rows.end, out, n);
             }
         }
     } else {
         for r0 in (x_rows.start..quad_end).step_by(4) {
             for j0 in w_tiles_4.clone() {
-                let res = dot_tile::<L, 4, 4>(xs4(r0), w.ptrs::<4>(j0), w.k);
+                let res = dot_tile::<L, 4, 4>(xs4(r0), w.ptrs::<4>(j0), w.k, 0);
                 store(res, 4, 4, r0, j0, w.rows.end, x_rows.end, out, n);
             }
         }
     }
-    // Leftover 1..3 rows: pairs, then a single row, each streaming the weights once.
+    // Leftover 1..3 rows: pairs, then a single row, each streaming the
+    // weights once (and, when the weights come from memory, pulling the
+    // next tile's rows into L2).
     let mut r0 = quad_end;
     if x_rows.end - r0 >= 2 {
         for j0 in (w.rows.start..w.rows.end).step_by(8) {
-            let res = dot_tile::<L, 2, 8>([x_ptr(r0), x_ptr(r0 + 1)], w.ptrs::<8>(j0), w.k);
+            let ahead = if w_outer && quad_end == x_rows.start { 8 * w.k } else { 0 };
+            let res = dot_tile::<L, 2, 8>([x_ptr(r0), x_ptr(r0 + 1)], w.ptrs::<8>(j0), w.k, ahead);
             store(res, 2, 8, r0, j0, w.rows.end, x_rows.end, out, n);
         }
         r0 += 2;
     }
     if r0 < x_rows.end {
         for j0 in (w.rows.start..w.rows.end).step_by(16) {
-            let res = dot_tile::<L, 1, 16>([x_ptr(r0)], w.ptrs::<16>(j0), w.k);
+            let ahead = if w_outer && r0 == x_rows.start { 16 * w.k } else { 0 };
+            let res = dot_tile::<L, 1, 16>([x_ptr(r0)], w.ptrs::<16>(j0), w.k, ahead);
             store(res, 1, 16, r0, j0, w.rows.end, x_rows.end, out, n);
         }
     }
