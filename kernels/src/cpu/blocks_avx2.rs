@@ -12,7 +12,7 @@ use half::f16;
 
 use super::matmul_avx2::DecodeTile;
 
-use crate::weight::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QuantBlock, BLOCK};
+use crate::weight::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QuantBlock};
 use crate::weight::k_blocks::{BlockQ4K, BlockQ5K, BlockQ6K, Q6Chunk};
 
 /// A quant block the AVX2 kernels dequantize in registers.
@@ -26,13 +26,6 @@ pub(super) trait Block8: QuantBlock + Copy {
     unsafe fn head(b: *const Self) -> Self::Head;
     /// Chunk `c` (values `32c .. 32c + 32`) of block `b`, as four vectors of 8.
     unsafe fn chunk8(b: *const Self, head: &Self::Head, c: usize) -> [__m256; 4];
-    /// Values `e .. e + 32` of a row of blocks starting at `row` (`e` a
-    /// multiple of 32), for callers that take one chunk at a time.
-    #[inline(always)]
-    unsafe fn decode32(row: *const Self, e: usize) -> [__m256; 4] {
-        let b = row.add(e / Self::VALUES);
-        Self::chunk8(b, &Self::head(b), (e % Self::VALUES) / BLOCK)
-    }
 }
 
 /// The blocks of 32 values: nothing to share between chunks.

@@ -17,7 +17,7 @@ use half::{bf16, f16};
 use std::arch::x86_64::*;
 
 /// How a weight type yields f32 lanes for one chunk of K.
-pub(crate) trait WeightLanes: Copy {
+pub(super) trait WeightLanes: Copy {
     type Elem: Copy;
     /// Weight values per chunk.
     const CHUNK: usize;
@@ -28,8 +28,23 @@ pub(crate) trait WeightLanes: Copy {
     /// Whether activations are packed `[16 even | 16 odd]` per 32 values
     /// (bf16's shuffle-free widening); else in natural order.
     const PAIR_ORDER: bool = false;
-    /// Loads the chunk of values `e .. e + CHUNK` of the row at `row`.
-    unsafe fn load_at(row: *const Self::Elem, e: usize) -> (__m512, __m512);
+    /// Whether a one-row tile decodes and multiplies one weight row's
+    /// chunk at a time (decoders with many steps: 16 rows' decoded chunks
+    /// at once spill), or lets all rows' loads go first (cheap ones).
+    const ONE_BY_ONE: bool = false;
+    /// What the chunks of one `Elem` share (a K-quant super-block's
+    /// unpacked scales), made once per `Elem` by a row walk; `()` else.
+    type Head: Copy;
+    /// The head of the `Elem` holding value `e` of the row at `row`.
+    unsafe fn head(row: *const Self::Elem, e: usize) -> Self::Head;
+    /// Whether the chunk at value `e` starts a new `Elem` with its own head.
+    #[inline(always)]
+    fn head_changes_at(e: usize) -> bool {
+        Self::ITEM > Self::CHUNK && e % Self::ITEM == 0
+    }
+    /// Loads the chunk of values `e .. e + CHUNK` of the row at `row`
+    /// (`head`: that of the `Elem` holding `e`).
+    unsafe fn load_in(row: *const Self::Elem, e: usize, head: &Self::Head) -> (__m512, __m512);
     /// Loads values `e .. e + n` (`n < CHUNK`), zero elsewhere.
     unsafe fn load_partial_at(row: *const Self::Elem, e: usize, n: usize) -> (__m512, __m512);
 }
@@ -45,8 +60,11 @@ impl WeightLanes for F32Lanes {
     type Elem = f32;
     const CHUNK: usize = 16;
     const STEPS: usize = 1;
+    type Head = ();
     #[inline(always)]
-    unsafe fn load_at(row: *const f32, e: usize) -> (__m512, __m512) {
+    unsafe fn head(_: *const f32, _: usize) {}
+    #[inline(always)]
+    unsafe fn load_in(row: *const f32, e: usize, _: &()) -> (__m512, __m512) {
         let v = _mm512_loadu_ps(row.add(e));
         (v, v)
     }
@@ -62,8 +80,11 @@ impl WeightLanes for Bf16Lanes {
     const CHUNK: usize = 32;
     const STEPS: usize = 2;
     const PAIR_ORDER: bool = true;
+    type Head = ();
     #[inline(always)]
-    unsafe fn load_at(row: *const bf16, e: usize) -> (__m512, __m512) {
+    unsafe fn head(_: *const bf16, _: usize) {}
+    #[inline(always)]
+    unsafe fn load_in(row: *const bf16, e: usize, _: &()) -> (__m512, __m512) {
         split_bf16_pairs(_mm512_loadu_si512(row.add(e).cast()))
     }
     #[inline(always)]
@@ -76,8 +97,11 @@ impl WeightLanes for F16Lanes {
     type Elem = f16;
     const CHUNK: usize = 16;
     const STEPS: usize = 1;
+    type Head = ();
     #[inline(always)]
-    unsafe fn load_at(row: *const f16, e: usize) -> (__m512, __m512) {
+    unsafe fn head(_: *const f16, _: usize) {}
+    #[inline(always)]
+    unsafe fn load_in(row: *const f16, e: usize, _: &()) -> (__m512, __m512) {
         let v = _mm512_cvtph_ps(_mm256_loadu_si256(row.add(e).cast()));
         (v, v)
     }
@@ -172,6 +196,7 @@ pub(crate) unsafe fn dot_tile<L: WeightLanes, const MR: usize, const NR: usize>(
     // One prefetch per row per 64-byte line consumed (a Q4_1 chunk is 20
     // bytes: a prefetch per chunk tripled the instructions for no lines).
     let every = (64 / (L::CHUNK * std::mem::size_of::<L::Elem>() / L::ITEM)).max(1);
+    let mut heads: [L::Head; NR] = std::array::from_fn(|j| L::head(w[j], 0));
     for c in 0..full {
         if ahead != 0 && c % every == 0 {
             for w_j in w {
@@ -179,7 +204,25 @@ pub(crate) unsafe fn dot_tile<L: WeightLanes, const MR: usize, const NR: usize>(
                 _mm_prefetch::<_MM_HINT_T1>(w_j.wrapping_add((ahead + c * L::CHUNK) / L::ITEM).cast());
             }
         }
-        let wv: [(__m512, __m512); NR] = std::array::from_fn(|j| L::load_at(w[j], c * L::CHUNK));
+        let e = c * L::CHUNK;
+        if c > 0 && L::head_changes_at(e) {
+            heads = std::array::from_fn(|j| L::head(w[j], e));
+        }
+        if MR == 1 && L::ONE_BY_ONE {
+            // Each row's chunk is multiplied as soon as it is decoded (the
+            // same sums in the same order as below).
+            let xp = x[0].add(e);
+            let (x0, x1) = (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16)));
+            for (a, (w_j, head)) in acc[0].iter_mut().zip(w.iter().zip(&heads)) {
+                let wv = L::load_in(*w_j, e, head);
+                *a = _mm512_fmadd_ps(wv.0, x0, *a);
+                if L::STEPS == 2 {
+                    *a = _mm512_fmadd_ps(wv.1, x1, *a);
+                }
+            }
+            continue;
+        }
+        let wv: [(__m512, __m512); NR] = std::array::from_fn(|j| L::load_in(w[j], e, &heads[j]));
         fma_chunk::<L, MR, NR>(&mut acc, &x, &wv, c);
     }
     if rest != 0 {

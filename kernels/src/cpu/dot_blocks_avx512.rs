@@ -17,15 +17,28 @@ use crate::weight::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_
 use crate::weight::k_blocks::{BlockQ4K, BlockQ5K, BlockQ6K};
 
 /// A block type the AVX-512 kernels can dequantize in registers.
-pub(crate) trait BlockDecode: QuantBlock + Copy {
-    /// Values `e .. e + 16` and `e + 16 .. e + 32` of a row of blocks at
-    /// `row` (`e` a multiple of 32), exact, as f32.
-    unsafe fn decode32(row: *const Self, e: usize) -> (__m512, __m512);
+pub(super) trait BlockDecode: QuantBlock + Copy {
+    /// What a block's chunks share (a K-quant's unpacked scales), made
+    /// once per block by kernels that walk a row.
+    type Head: Copy;
+    /// See `WeightLanes::ONE_BY_ONE`.
+    const ONE_BY_ONE: bool = true;
+    unsafe fn head(b: *const Self) -> Self::Head;
+    /// Chunk `c` of block `b` (values `32c .. 32c + 16` and `32c + 16 ..
+    /// 32c + 32`), exact, as f32.
+    unsafe fn chunk16(b: *const Self, head: &Self::Head, c: usize) -> (__m512, __m512);
+    /// Values `e .. e + 32` of a row of blocks at `row` (`e` a multiple of
+    /// 32), for callers that take one chunk at a time.
+    #[inline(always)]
+    unsafe fn decode32(row: *const Self, e: usize) -> (__m512, __m512) {
+        let b = row.add(e / Self::VALUES);
+        Self::chunk16(b, &Self::head(b), (e % Self::VALUES) / BLOCK)
+    }
 }
 
 /// The lanes of a block type (one `Elem` is one block of 32 values).
 #[derive(Clone, Copy)]
-pub(crate) struct BlockLanes<B>(PhantomData<B>);
+pub(super) struct BlockLanes<B>(PhantomData<B>);
 
 /// The f16 at `p` as f32, broadcast.
 #[inline(always)]
@@ -48,26 +61,33 @@ unsafe fn nibbles(qs: *const u8, d: __m512, m: __m512) -> (__m512, __m512) {
 }
 
 impl BlockDecode for BlockQ4_0 {
+    type Head = ();
     #[inline(always)]
-    unsafe fn decode32(row: *const Self, e: usize) -> (__m512, __m512) {
-        let b = row.add(e / BLOCK);
+    unsafe fn head(_: *const Self) {}
+    #[inline(always)]
+    unsafe fn chunk16(b: *const Self, _: &(), _: usize) -> (__m512, __m512) {
         let d = scale16(&raw const (*b).d);
         nibbles((*b).qs.as_ptr(), d, _mm512_mul_ps(d, _mm512_set1_ps(-8.0)))
     }
 }
 
 impl BlockDecode for BlockQ4_1 {
+    type Head = ();
     #[inline(always)]
-    unsafe fn decode32(row: *const Self, e: usize) -> (__m512, __m512) {
-        let b = row.add(e / BLOCK);
+    unsafe fn head(_: *const Self) {}
+    #[inline(always)]
+    unsafe fn chunk16(b: *const Self, _: &(), _: usize) -> (__m512, __m512) {
         nibbles((*b).qs.as_ptr(), scale16(&raw const (*b).d), scale16(&raw const (*b).m))
     }
 }
 
 impl BlockDecode for BlockQ8_0 {
+    type Head = ();
+    const ONE_BY_ONE: bool = false;
     #[inline(always)]
-    unsafe fn decode32(row: *const Self, e: usize) -> (__m512, __m512) {
-        let b = row.add(e / BLOCK);
+    unsafe fn head(_: *const Self) {}
+    #[inline(always)]
+    unsafe fn chunk16(b: *const Self, _: &(), _: usize) -> (__m512, __m512) {
         let d = scale16(&raw const (*b).d);
         let qs = (*b).qs.as_ptr();
         let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(qs.cast())));
@@ -80,9 +100,14 @@ impl BlockDecode for BlockQ8_0 {
 macro_rules! decode_via_avx2 {
     ($($block:ty),*) => {$(
         impl BlockDecode for $block {
+            type Head = <Self as Block8>::Head;
             #[inline(always)]
-            unsafe fn decode32(row: *const Self, e: usize) -> (__m512, __m512) {
-                let v = <Self as Block8>::decode32(row, e);
+            unsafe fn head(b: *const Self) -> Self::Head {
+                <Self as Block8>::head(b)
+            }
+            #[inline(always)]
+            unsafe fn chunk16(b: *const Self, head: &Self::Head, c: usize) -> (__m512, __m512) {
+                let v = <Self as Block8>::chunk8(b, head, c);
                 (join(v[0], v[1]), join(v[2], v[3]))
             }
         }
@@ -102,9 +127,15 @@ impl<B: BlockDecode> WeightLanes for BlockLanes<B> {
     const CHUNK: usize = BLOCK;
     const ITEM: usize = B::VALUES;
     const STEPS: usize = 2;
+    const ONE_BY_ONE: bool = B::ONE_BY_ONE;
+    type Head = B::Head;
     #[inline(always)]
-    unsafe fn load_at(row: *const B, e: usize) -> (__m512, __m512) {
-        B::decode32(row, e)
+    unsafe fn head(row: *const B, e: usize) -> B::Head {
+        B::head(row.add(e / B::VALUES))
+    }
+    #[inline(always)]
+    unsafe fn load_in(row: *const B, e: usize, head: &B::Head) -> (__m512, __m512) {
+        B::chunk16(row.add(e / B::VALUES), head, (e % B::VALUES) / BLOCK)
     }
     unsafe fn load_partial_at(_: *const B, _: usize, _: usize) -> (__m512, __m512) {
         unreachable!("quantized rows are whole blocks")
@@ -122,9 +153,14 @@ impl<B: BlockDecode> WeightLanes64 for BlockLanes<B> {
         unreachable!("quantized rows are whole blocks")
     }
     type Wide = (__m512, __m512);
+    type Head = B::Head;
     #[inline(always)]
-    unsafe fn load32_at(row: *const B, e: usize) -> Self::Wide {
-        B::decode32(row, e)
+    unsafe fn head(row: *const B, e: usize) -> B::Head {
+        B::head(row.add(e / B::VALUES))
+    }
+    #[inline(always)]
+    unsafe fn load32_in(row: *const B, e: usize, head: &B::Head) -> Self::Wide {
+        B::chunk16(row.add(e / B::VALUES), head, (e % B::VALUES) / BLOCK)
     }
     #[inline(always)]
     unsafe fn quarter((lo, hi): Self::Wide, q: usize) -> __m512d {

@@ -18,10 +18,21 @@ pub(crate) trait WeightLanes64: Copy {
     unsafe fn load_partial_at(row: *const Self::Elem, e: usize, n: usize) -> __m512d;
     /// Values `e .. e + 32` (`e` a multiple of 32), in whatever form makes
     /// [`Self::quarter`] cheapest: a pointer for plain types (loaded lazily),
-    /// the block decoded once for quant types.
+    /// the block decoded once for quant types (`load32_in`).
     type Wide: Copy;
-    unsafe fn load32_at(row: *const Self::Elem, e: usize) -> Self::Wide;
-    /// Values `8q .. 8q + 8` of a `load32_at` result.
+    /// What the 32-value steps of one `Elem` share (a K-quant
+    /// super-block's unpacked scales), made once per `Elem`; `()` else.
+    type Head: Copy;
+    /// The head of the `Elem` holding value `e` of the row at `row`.
+    unsafe fn head(row: *const Self::Elem, e: usize) -> Self::Head;
+    /// Whether the 32-value step at `e` starts a new `Elem` with its own head.
+    #[inline(always)]
+    fn head_changes_at(e: usize) -> bool {
+        Self::ITEM > 32 && e % Self::ITEM == 0
+    }
+    /// The 32 values from `e` (`head`: that of the `Elem` holding `e`).
+    unsafe fn load32_in(row: *const Self::Elem, e: usize, head: &Self::Head) -> Self::Wide;
+    /// Values `8q .. 8q + 8` of a `load32_in` result.
     unsafe fn quarter(w: Self::Wide, q: usize) -> __m512d;
 }
 
@@ -29,8 +40,11 @@ pub(crate) trait WeightLanes64: Copy {
 macro_rules! lazy_wide {
     ($elem:ty) => {
         type Wide = (*const $elem, usize);
+        type Head = ();
         #[inline(always)]
-        unsafe fn load32_at(row: *const $elem, e: usize) -> Self::Wide {
+        unsafe fn head(_: *const $elem, _: usize) {}
+        #[inline(always)]
+        unsafe fn load32_in(row: *const $elem, e: usize, _: &()) -> Self::Wide {
             (row, e)
         }
         #[inline(always)]
@@ -103,8 +117,12 @@ unsafe fn widen_bf16(v: __m128i) -> __m512d {
 pub(crate) unsafe fn dot_lines_f64<L: WeightLanes64, const NR: usize>(x: *const f64, w: [*const L::Elem; NR], k: usize) -> [f64; NR] {
     let mut acc = [[_mm512_setzero_pd(); 2]; NR];
     let steps = k / 32;
+    let mut heads: [L::Head; NR] = std::array::from_fn(|j| L::head(w[j], 0));
     for s in 0..steps {
         let c = s * 32;
+        if s > 0 && L::head_changes_at(c) {
+            heads = std::array::from_fn(|j| L::head(w[j], c));
+        }
         let xv: [__m512d; 4] = std::array::from_fn(|q| _mm512_loadu_pd(x.add(c + q * 8)));
         // The next tile's rows follow these in memory: fetch their line of
         // this step into L2 now (a prefetch never faults, even past the end).
@@ -112,7 +130,7 @@ pub(crate) unsafe fn dot_lines_f64<L: WeightLanes64, const NR: usize>(x: *const 
             _mm_prefetch::<_MM_HINT_T1>(wj.wrapping_add((NR * k + c) / L::ITEM).cast());
         }
         for j in 0..NR {
-            let wide = L::load32_at(w[j], c);
+            let wide = L::load32_in(w[j], c, &heads[j]);
             for q in 0..4 {
                 acc[j][q & 1] = _mm512_fmadd_pd(L::quarter(wide, q), xv[q], acc[j][q & 1]);
             }
@@ -147,14 +165,18 @@ pub(crate) unsafe fn dot_tile_f64<L: WeightLanes64, const MR: usize, const NR: u
     // once), then 8-value steps; the sums run over the 8-value steps in
     // order either way.
     let wide_steps = if L::ITEM > 1 { k / 32 } else { 0 };
+    let mut heads: [L::Head; NR] = std::array::from_fn(|j| L::head(w[j], 0));
     for s in 0..wide_steps {
         let c = s * 32;
+        if s > 0 && L::head_changes_at(c) {
+            heads = std::array::from_fn(|j| L::head(w[j], c));
+        }
         if let Some(ahead) = prefetch_ahead {
             for wj in w {
                 _mm_prefetch::<_MM_HINT_T1>(wj.wrapping_add((ahead + c) / L::ITEM).cast());
             }
         }
-        let wide: [L::Wide; NR] = std::array::from_fn(|j| L::load32_at(w[j], c));
+        let wide: [L::Wide; NR] = std::array::from_fn(|j| L::load32_in(w[j], c, &heads[j]));
         for q in 0..4 {
             let wv: [__m512d; NR] = std::array::from_fn(|j| L::quarter(wide[j], q));
             for i in 0..MR {
