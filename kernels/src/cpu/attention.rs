@@ -4,15 +4,18 @@
 //! Pools: K is `[num_blocks][n_kv_heads][head_dim][block_size]` (each
 //! block transposed, so one query's scores for a block's positions are a
 //! vector of independent FMA chains over `head_dim`), V is
-//! `[num_blocks][block_size][n_kv_heads][head_dim]`. The query heads that
+//! `[num_blocks][n_kv_heads][block_size][head_dim]`. The query heads that
 //! share a KV head are computed together (each K value loaded once for all
 //! of them). Every score, exponential, sum and output element is computed
 //! in an order fixed by its own query and context alone, so a row's result
 //! does not depend on the other queries in the call (batch-invariant).
 
-use super::attention_tile::{block_scores, weighted_v};
+#[cfg(target_arch = "x86_64")]
+use super::attention_tile::Avx512;
+use super::attention_tile::{block_scores, weighted_v, Baseline, TileIsa};
 use super::error::KernelError;
 use super::exp::{exp, sum_f64};
+use super::features::CpuFeatures;
 use super::parallel::threads;
 use super::scratch::with_f32;
 use rayon::prelude::*;
@@ -157,11 +160,13 @@ pub fn paged_attention(queries: &[AttnQuery], kv: &PagedKv, n_heads: usize, scal
     // adjacent in both the query row and the output row.
     let parts = head_parts(work, queries.len() * n_kv, group);
     let heads = group / parts;
+    let avx512 = CpuFeatures::get().avx512;
     let task = |(idx, o): (usize, &mut [f32])| {
         let (qi, g, part) = (idx / (n_kv * parts), idx / parts % n_kv, idx % parts);
         let q = &queries[qi];
         let first = g * group + part * heads;
-        attend_group(&q.q[first * hd..(first + heads) * hd], q, kv, g, scale, o);
+        let group = HeadGroup { q: &q.q[first * hd..(first + heads) * hd], query: q, kv, g, scale };
+        group.attend(avx512, o);
     };
     if parallel {
         out.par_chunks_exact_mut(heads * hd).enumerate().for_each(task);
@@ -204,38 +209,102 @@ pub(super) fn check_call<T>(queries: &[AttnQuery<T>], kv: &PagedKv<T>, n_heads: 
     Ok(work)
 }
 
-/// The query heads `q` (`group × head_dim`) of one query that share KV head
+/// The query heads `q` (`n × head_dim`) of one query that share KV head
 /// `g` (inputs validated by the caller).
-fn attend_group(q: &[f32], query: &AttnQuery, kv: &PagedKv, g: usize, scale: f32, out: &mut [f32]) {
-    let (hd, bs, token) = (kv.head_dim, kv.block_size, kv.token_len());
-    let (group, ctx) = (q.len() / hd, query.context_len);
-    out.fill(0.0);
-    if ctx == 0 {
-        return;
+struct HeadGroup<'a> {
+    q: &'a [f32],
+    query: &'a AttnQuery<'a>,
+    kv: &'a PagedKv<'a>,
+    g: usize,
+    scale: f32,
+}
+
+impl HeadGroup<'_> {
+    /// Their outputs (`out`: `n × head_dim`), the inner loops in AVX-512
+    /// when `avx512` (the CPU must have it).
+    fn attend(&self, avx512: bool, out: &mut [f32]) {
+        let (hd, ctx) = (self.kv.head_dim, self.query.context_len);
+        out.fill(0.0);
+        if ctx == 0 {
+            return;
+        }
+        with_f32(|scores| {
+            // scores[j·ctx + p]: head j, position p.
+            scores.resize(self.q.len() / hd * ctx, 0.0);
+            #[cfg(target_arch = "x86_64")]
+            if avx512 {
+                // SAFETY: the caller checked the CPU has AVX-512F.
+                unsafe { self.scores_avx512(scores) };
+            } else {
+                // SAFETY: the build's own ISA.
+                unsafe { self.scores::<Baseline>(scores) };
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unsafe {
+                self.scores::<Baseline>(scores)
+            };
+            self.softmax(scores);
+            #[cfg(target_arch = "x86_64")]
+            if avx512 {
+                // SAFETY: as above.
+                unsafe { self.values_avx512(scores, out) };
+            } else {
+                // SAFETY: as above.
+                unsafe { self.values::<Baseline>(scores, out) };
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unsafe {
+                self.values::<Baseline>(scores, out)
+            };
+        });
     }
-    let blocks = &query.block_table[..ctx.div_ceil(bs)];
-    with_f32(|scores| {
-        // scores[j·ctx + p]: head j, position p.
-        scores.resize(group * ctx, 0.0);
+
+    /// `scores` and `values` compiled for AVX-512 (the intrinsics inline
+    /// only into functions built with the feature).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn scores_avx512(&self, scores: &mut [f32]) {
+        self.scores::<Avx512>(scores)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn values_avx512(&self, weights: &[f32], out: &mut [f32]) {
+        self.values::<Avx512>(weights, out)
+    }
+
+    fn blocks(&self) -> &[u32] {
+        &self.query.block_table[..self.query.context_len.div_ceil(self.kv.block_size)]
+    }
+
+    /// Scaled scores of every head against every position (the CPU must
+    /// have `I`'s ISA).
+    #[inline(always)]
+    unsafe fn scores<I: TileIsa>(&self, scores: &mut [f32]) {
+        let (hd, bs, token, g) = (self.kv.head_dim, self.kv.block_size, self.kv.token_len(), self.g);
+        let (group, ctx, q, scale) = (self.q.len() / hd, self.query.context_len, self.q, self.scale);
         // Blocks wholly before the window are not scored (their weights stay 0).
-        for (bi, &block) in blocks.iter().enumerate().skip(query.window_start / bs) {
-            let kt = &kv.k[(block as usize * token + g * hd) * bs..][..hd * bs];
+        for (bi, &block) in self.blocks().iter().enumerate().skip(self.query.window_start / bs) {
+            let kt = &self.kv.k[(block as usize * token + g * hd) * bs..][..hd * bs];
             let p0 = bi * bs;
             let n = bs.min(ctx - p0);
             for j0 in (0..group).step_by(HEADS_PER_PASS) {
                 let qs = &q[j0 * hd..(j0 + HEADS_PER_PASS.min(group - j0)) * hd];
                 let dst = &mut scores[j0 * ctx..];
                 match qs.len() / hd {
-                    1 => block_scores::<1>(qs, kt, hd, bs, n, scale, dst, ctx, p0),
-                    2 => block_scores::<2>(qs, kt, hd, bs, n, scale, dst, ctx, p0),
-                    3 => block_scores::<3>(qs, kt, hd, bs, n, scale, dst, ctx, p0),
-                    _ => block_scores::<HEADS_PER_PASS>(qs, kt, hd, bs, n, scale, dst, ctx, p0),
+                    1 => block_scores::<I, 1>(qs, kt, hd, bs, n, scale, dst, ctx, p0),
+                    2 => block_scores::<I, 2>(qs, kt, hd, bs, n, scale, dst, ctx, p0),
+                    3 => block_scores::<I, 3>(qs, kt, hd, bs, n, scale, dst, ctx, p0),
+                    _ => block_scores::<I, HEADS_PER_PASS>(qs, kt, hd, bs, n, scale, dst, ctx, p0),
                 }
             }
         }
-        // Softmax weights, normalized before the weighted sum of V.
-        for s in scores.chunks_exact_mut(ctx) {
-            let (before, s) = s.split_at_mut(query.window_start);
+    }
+
+    /// Softmax weights, normalized before the weighted sum of V.
+    fn softmax(&self, scores: &mut [f32]) {
+        for s in scores.chunks_exact_mut(self.query.context_len) {
+            let (before, s) = s.split_at_mut(self.query.window_start);
             before.fill(0.0);
             let m = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             if m == f32::NEG_INFINITY {
@@ -246,18 +315,25 @@ fn attend_group(q: &[f32], query: &AttnQuery, kv: &PagedKv, g: usize, scale: f32
             let inv = (1.0 / sum_f64(s)) as f32;
             s.iter_mut().for_each(|x| *x *= inv);
         }
+    }
+
+    /// The weighted sums of V (the CPU must have `I`'s ISA).
+    #[inline(always)]
+    unsafe fn values<I: TileIsa>(&self, weights: &[f32], out: &mut [f32]) {
+        let (hd, bs, g, kv) = (self.kv.head_dim, self.kv.block_size, self.g, self.kv);
+        let (group, ctx, blocks) = (self.q.len() / hd, self.query.context_len, self.blocks());
         let v_at = |p: usize| kv.v_row(blocks[p / bs], p % bs, g);
         for j0 in (0..group).step_by(HEADS_PER_PASS) {
             let nj = HEADS_PER_PASS.min(group - j0);
-            let (w, o) = (&scores[j0 * ctx..(j0 + nj) * ctx], &mut out[j0 * hd..(j0 + nj) * hd]);
+            let (w, o) = (&weights[j0 * ctx..(j0 + nj) * ctx], &mut out[j0 * hd..(j0 + nj) * hd]);
             match nj {
-                1 => weighted_v::<1>(w, ctx, kv.v, v_at, hd, o),
-                2 => weighted_v::<2>(w, ctx, kv.v, v_at, hd, o),
-                3 => weighted_v::<3>(w, ctx, kv.v, v_at, hd, o),
-                _ => weighted_v::<HEADS_PER_PASS>(w, ctx, kv.v, v_at, hd, o),
+                1 => weighted_v::<I, 1>(w, ctx, kv.v, v_at, hd, o),
+                2 => weighted_v::<I, 2>(w, ctx, kv.v, v_at, hd, o),
+                3 => weighted_v::<I, 3>(w, ctx, kv.v, v_at, hd, o),
+                _ => weighted_v::<I, HEADS_PER_PASS>(w, ctx, kv.v, v_at, hd, o),
             }
         }
-    });
+    }
 }
 
 #[cfg(test)]

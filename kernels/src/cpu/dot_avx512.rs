@@ -40,7 +40,7 @@ pub(super) trait WeightLanes: Copy {
     /// Whether the chunk at value `e` starts a new `Elem` with its own head.
     #[inline(always)]
     fn head_changes_at(e: usize) -> bool {
-        Self::ITEM > Self::CHUNK && e % Self::ITEM == 0
+        Self::ITEM > Self::CHUNK && e.is_multiple_of(Self::ITEM)
     }
     /// Loads the chunk of values `e .. e + CHUNK` of the row at `row`
     /// (`head`: that of the `Elem` holding `e`).

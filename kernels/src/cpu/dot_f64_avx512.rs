@@ -28,7 +28,7 @@ pub(crate) trait WeightLanes64: Copy {
     /// Whether the 32-value step at `e` starts a new `Elem` with its own head.
     #[inline(always)]
     fn head_changes_at(e: usize) -> bool {
-        Self::ITEM > 32 && e % Self::ITEM == 0
+        Self::ITEM > 32 && e.is_multiple_of(Self::ITEM)
     }
     /// The 32 values from `e` (`head`: that of the `Elem` holding `e`).
     unsafe fn load32_in(row: *const Self::Elem, e: usize, head: &Self::Head) -> Self::Wide;
