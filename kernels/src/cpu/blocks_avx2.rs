@@ -170,8 +170,8 @@ impl DecodeBlock for BlockQ8_0 {
 /// `−dmin·m` (all exact in f32).
 #[derive(Clone, Copy)]
 pub(super) struct KScales {
-    scale: [f32; 8],
-    neg_min: [f32; 8],
+    pub(super) scale: [f32; 8],
+    pub(super) neg_min: [f32; 8],
 }
 
 #[inline(always)]
@@ -251,16 +251,22 @@ impl Block8 for BlockQ6K {
     }
     #[inline(always)]
     unsafe fn chunk8(b: *const Self, head: &[f32; 16], c: usize) -> [__m256; 4] {
-        let at = Q6Chunk::at(c);
-        let (ql_shift, qh_shift) = (_mm_cvtsi32_si128(at.ql_shift as i32), _mm_cvtsi32_si128(at.qh_shift as i32));
-        let ql = _mm256_loadu_si256((*b).ql.as_ptr().add(at.ql0).cast());
-        let qh = _mm256_loadu_si256((*b).qh.as_ptr().add(at.qh0).cast());
-        // Bytes: nibble | two high bits << 4, less 32 (16-bit shifts; the
-        // masks drop what crossed from the neighbouring byte).
-        let low = _mm256_and_si256(_mm256_srl_epi16(ql, ql_shift), _mm256_set1_epi8(0x0F));
-        let high = _mm256_and_si256(_mm256_srl_epi16(qh, qh_shift), _mm256_set1_epi8(3));
-        let q = widen_i8(_mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16::<4>(high)), _mm256_set1_epi8(32)));
+        let q = widen_i8(q6_quants(b, c));
         // (d · scale) · q, in ggml's order: the second product may round.
         std::array::from_fn(|v| _mm256_mul_ps(_mm256_cvtepi32_ps(q[v]), _mm256_broadcast_ss(&head[2 * c + v / 2])))
     }
+}
+
+/// Chunk `c` of a Q6_K block: its 32 signed quants (`q − 32`) as bytes.
+#[inline(always)]
+pub(super) unsafe fn q6_quants(b: *const BlockQ6K, c: usize) -> __m256i {
+    let at = Q6Chunk::at(c);
+    let (ql_shift, qh_shift) = (_mm_cvtsi32_si128(at.ql_shift as i32), _mm_cvtsi32_si128(at.qh_shift as i32));
+    let ql = _mm256_loadu_si256((*b).ql.as_ptr().add(at.ql0).cast());
+    let qh = _mm256_loadu_si256((*b).qh.as_ptr().add(at.qh0).cast());
+    // Bytes: nibble | two high bits << 4, less 32 (16-bit shifts; the
+    // masks drop what crossed from the neighbouring byte).
+    let low = _mm256_and_si256(_mm256_srl_epi16(ql, ql_shift), _mm256_set1_epi8(0x0F));
+    let high = _mm256_and_si256(_mm256_srl_epi16(qh, qh_shift), _mm256_set1_epi8(3));
+    _mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16::<4>(high)), _mm256_set1_epi8(32))
 }

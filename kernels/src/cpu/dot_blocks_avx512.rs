@@ -2,15 +2,15 @@
 //! tiles: 32 values at a time (a block, or a K-quant chunk) dequantized in
 //! registers to their exact f32 values (`QuantBlock::chunk`), in natural
 //! order, so a stored matrix multiplies bit for bit like its f32
-//! conversion. Q4_0, Q4_1 and Q8_0 have 16-lane decoders; the other types
-//! join two halves of their AVX2 decoder (`blocks_avx2`).
+//! conversion. The K-quants share the AVX2 walk's unpacked scales and Q6_K
+//! its byte assembly (`blocks_avx2`).
 
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
 use std::marker::PhantomData;
 
-use super::blocks_avx2::Block8;
+use super::blocks_avx2::{q6_quants, Block8, KScales};
 use super::dot_avx512::WeightLanes;
 use super::dot_f64_avx512::WeightLanes64;
 use crate::weight::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QuantBlock, BLOCK};
@@ -55,10 +55,107 @@ unsafe fn scale16(p: *const half::f16) -> __m512 {
 #[inline(always)]
 unsafe fn nibbles(qs: *const u8, d: __m512, m: __m512) -> (__m512, __m512) {
     let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(qs.cast()));
-    let iota = _mm512_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0);
-    let table = _mm512_fmadd_ps(iota, d, m);
+    let table = _mm512_fmadd_ps(iota16(), d, m);
     (_mm512_permutexvar_ps(q, table), _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(q), table))
 }
+
+/// A Q5 block's 32 values from its 32 possible ones (`low[q]` for the
+/// quants 0..16, `high[q - 16]` for 16..32): each nibble with its fifth bit
+/// (a mask register from `qh`) is a 5-bit index into the two tables
+/// (`vpermt2ps`), in place of the AVX2 walk's per-8-value table loads,
+/// conversions and products.
+#[inline(always)]
+unsafe fn five_bit_values(qs: *const u8, qh: [u8; 4], low: __m512, high: __m512) -> (__m512, __m512) {
+    let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(qs.cast()));
+    let bits = u32::from_le_bytes(qh);
+    let sixteen = _mm512_set1_epi32(16);
+    let lo = _mm512_and_si512(q, _mm512_set1_epi32(0x0F));
+    let lo = _mm512_mask_or_epi32(lo, bits as u16, lo, sixteen);
+    let hi = _mm512_srli_epi32::<4>(q);
+    let hi = _mm512_mask_or_epi32(hi, (bits >> 16) as u16, hi, sixteen);
+    (_mm512_permutex2var_ps(low, lo, high), _mm512_permutex2var_ps(low, hi, high))
+}
+
+/// 0, 1, …, 15.
+#[inline(always)]
+unsafe fn iota16() -> __m512 {
+    _mm512_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0)
+}
+
+impl BlockDecode for BlockQ5_0 {
+    type Head = ();
+    #[inline(always)]
+    unsafe fn head(_: *const Self) {}
+    #[inline(always)]
+    unsafe fn chunk16(b: *const Self, _: &(), _: usize) -> (__m512, __m512) {
+        // `(q − 16)·d`: exact products, as `QuantBlock::chunk` makes them.
+        let d = scale16(&raw const (*b).d);
+        let iota = iota16();
+        let low = _mm512_mul_ps(_mm512_sub_ps(iota, _mm512_set1_ps(16.0)), d);
+        five_bit_values((*b).qs.as_ptr(), (*b).qh, low, _mm512_mul_ps(iota, d))
+    }
+}
+
+impl BlockDecode for BlockQ5_1 {
+    type Head = ();
+    #[inline(always)]
+    unsafe fn head(_: *const Self) {}
+    #[inline(always)]
+    unsafe fn chunk16(b: *const Self, _: &(), _: usize) -> (__m512, __m512) {
+        // `q·d + m` (exact product, one rounding).
+        let (d, m) = (scale16(&raw const (*b).d), scale16(&raw const (*b).m));
+        let iota = iota16();
+        let high = _mm512_fmadd_ps(_mm512_add_ps(iota, _mm512_set1_ps(16.0)), d, m);
+        five_bit_values((*b).qs.as_ptr(), (*b).qh, _mm512_fmadd_ps(iota, d, m), high)
+    }
+}
+
+/// Q4_K/Q5_K sub-block `s` (chunk `s`): `d·sc·q − dmin·m`, looked up in
+/// the 16 (Q4_K) or 32 (Q5_K, `fifth`) possible values made once per chunk
+/// (the AVX2 walk converts and multiplies every value).
+#[inline(always)]
+unsafe fn k_values16(head: &KScales, qs: *const u8, s: usize, fifth: Option<*const u8>) -> (__m512, __m512) {
+    // Sub-blocks 2p and 2p + 1 share bytes 32p .. 32p + 32: low nibbles, then high.
+    let bytes = qs.add((s / 2) * 32);
+    let shift = _mm_cvtsi32_si128(4 * (s % 2) as i32);
+    let lo = _mm512_srl_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128(bytes.cast())), shift);
+    let hi = _mm512_srl_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128(bytes.add(16).cast())), shift);
+    let (scale, neg_min) = (_mm512_set1_ps(head.scale[s]), _mm512_set1_ps(head.neg_min[s]));
+    let iota = iota16();
+    let low = _mm512_fmadd_ps(iota, scale, neg_min);
+    let Some(qh) = fifth else {
+        // `vpermps` reads an index's low 4 bits: the nibble.
+        return (_mm512_permutexvar_ps(lo, low), _mm512_permutexvar_ps(hi, low));
+    };
+    // Bit s of each of the 32 bytes of `qh`, moved to the bytes' top bits
+    // (a 16-bit shift by 7 − s moves each byte's bit s to its bit 7).
+    let top = _mm256_sll_epi16(_mm256_loadu_si256(qh.cast()), _mm_cvtsi32_si128(7 - s as i32));
+    let bits = _mm256_movemask_epi8(top) as u32;
+    let (nib, sixteen) = (_mm512_set1_epi32(0x0F), _mm512_set1_epi32(16));
+    let (lo, hi) = (_mm512_and_si512(lo, nib), _mm512_and_si512(hi, nib));
+    let lo = _mm512_mask_or_epi32(lo, bits as u16, lo, sixteen);
+    let hi = _mm512_mask_or_epi32(hi, (bits >> 16) as u16, hi, sixteen);
+    let high = _mm512_fmadd_ps(_mm512_add_ps(iota, _mm512_set1_ps(16.0)), scale, neg_min);
+    (_mm512_permutex2var_ps(low, lo, high), _mm512_permutex2var_ps(low, hi, high))
+}
+
+/// Q4_K and Q5_K: the AVX2 walk's scales (`KScales`), 16-lane values.
+macro_rules! k4_blocks {
+    ($($t:ty => $fifth:expr),*) => {$(
+        impl BlockDecode for $t {
+            type Head = KScales;
+            #[inline(always)]
+            unsafe fn head(b: *const Self) -> KScales {
+                <Self as Block8>::head(b)
+            }
+            #[inline(always)]
+            unsafe fn chunk16(b: *const Self, head: &KScales, c: usize) -> (__m512, __m512) {
+                k_values16(head, (*b).qs.as_ptr(), c, $fifth(b))
+            }
+        }
+    )*};
+}
+k4_blocks!(BlockQ4K => |_| None, BlockQ5K => |b: *const BlockQ5K| Some((*b).qh.as_ptr()));
 
 impl BlockDecode for BlockQ4_0 {
     type Head = ();
@@ -96,30 +193,20 @@ impl BlockDecode for BlockQ8_0 {
     }
 }
 
-/// The other types: their AVX2 decoder's four 8-lane vectors, joined.
-macro_rules! decode_via_avx2 {
-    ($($block:ty),*) => {$(
-        impl BlockDecode for $block {
-            type Head = <Self as Block8>::Head;
-            #[inline(always)]
-            unsafe fn head(b: *const Self) -> Self::Head {
-                <Self as Block8>::head(b)
-            }
-            #[inline(always)]
-            unsafe fn chunk16(b: *const Self, head: &Self::Head, c: usize) -> (__m512, __m512) {
-                let v = <Self as Block8>::chunk8(b, head, c);
-                (join(v[0], v[1]), join(v[2], v[3]))
-            }
-        }
-    )*};
-}
-decode_via_avx2!(BlockQ5_0, BlockQ5_1, BlockQ4K, BlockQ5K, BlockQ6K);
-
-/// `lo` in lanes 0..8 and `hi` in lanes 8..16.
-#[inline(always)]
-unsafe fn join(lo: __m256, hi: __m256) -> __m512 {
-    let wide = _mm512_castpd256_pd512(_mm256_castps_pd(lo));
-    _mm512_castpd_ps(_mm512_insertf64x4::<1>(wide, _mm256_castps_pd(hi)))
+impl BlockDecode for BlockQ6K {
+    type Head = [f32; 16];
+    #[inline(always)]
+    unsafe fn head(b: *const Self) -> [f32; 16] {
+        <Self as Block8>::head(b)
+    }
+    #[inline(always)]
+    unsafe fn chunk16(b: *const Self, head: &[f32; 16], c: usize) -> (__m512, __m512) {
+        let q = q6_quants(b, c);
+        let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q)));
+        let hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256::<1>(q)));
+        // (d · scale) · q, in ggml's order: the second product may round.
+        (_mm512_mul_ps(lo, _mm512_set1_ps(head[2 * c])), _mm512_mul_ps(hi, _mm512_set1_ps(head[2 * c + 1])))
+    }
 }
 
 impl<B: BlockDecode> WeightLanes for BlockLanes<B> {
