@@ -16,6 +16,8 @@
 use half::{bf16, f16};
 use std::arch::x86_64::*;
 
+use super::prefetch::prefetch_lines;
+
 /// How a weight type yields f32 lanes for one chunk of K.
 pub(super) trait WeightLanes: Copy {
     type Elem: Copy;
@@ -200,8 +202,7 @@ pub(crate) unsafe fn dot_tile<L: WeightLanes, const MR: usize, const NR: usize>(
     for c in 0..full {
         if ahead != 0 && c % every == 0 {
             for w_j in w {
-                // A prefetch never faults, even past the end.
-                _mm_prefetch::<_MM_HINT_T1>(w_j.wrapping_add((ahead + c * L::CHUNK) / L::ITEM).cast());
+                prefetch_lines(w_j, ahead + c * L::CHUNK, L::ITEM, 1);
             }
         }
         let e = c * L::CHUNK;

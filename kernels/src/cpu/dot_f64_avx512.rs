@@ -7,6 +7,8 @@
 use half::{bf16, f16};
 use std::arch::x86_64::*;
 
+use super::prefetch::prefetch_lines;
+
 /// How a weight type yields 8 f64 lanes.
 pub(crate) trait WeightLanes64: Copy {
     type Elem: Copy;
@@ -127,7 +129,7 @@ pub(crate) unsafe fn dot_lines_f64<L: WeightLanes64, const NR: usize>(x: *const 
         // The next tile's rows follow these in memory: fetch their line of
         // this step into L2 now (a prefetch never faults, even past the end).
         for wj in w {
-            _mm_prefetch::<_MM_HINT_T1>(wj.wrapping_add((NR * k + c) / L::ITEM).cast());
+            prefetch_lines(wj, NR * k + c, L::ITEM, 1);
         }
         for j in 0..NR {
             let wide = L::load32_in(w[j], c, &heads[j]);
@@ -173,7 +175,7 @@ pub(crate) unsafe fn dot_tile_f64<L: WeightLanes64, const MR: usize, const NR: u
         }
         if let Some(ahead) = prefetch_ahead {
             for wj in w {
-                _mm_prefetch::<_MM_HINT_T1>(wj.wrapping_add((ahead + c) / L::ITEM).cast());
+                prefetch_lines(wj, ahead + c, L::ITEM, 1);
             }
         }
         let wide: [L::Wide; NR] = std::array::from_fn(|j| L::load32_in(w[j], c, &heads[j]));
@@ -192,7 +194,7 @@ pub(crate) unsafe fn dot_tile_f64<L: WeightLanes64, const MR: usize, const NR: u
             // Into L2, the same columns `ahead` elements further on (the next
             // tile's rows); a prefetch never faults, even past the end.
             for wj in w {
-                _mm_prefetch::<_MM_HINT_T1>(wj.wrapping_add((ahead + c * 8) / L::ITEM).cast());
+                prefetch_lines(wj, ahead + c * 8, L::ITEM, 1);
             }
         }
         let wv: [__m512d; NR] = std::array::from_fn(|j| L::load8_at(w[j], c * 8));

@@ -21,6 +21,7 @@ use half::{bf16, f16};
 use super::blocks_avx2::Block8;
 use super::dot_avx512::pack_x;
 use super::parallel::{aligned_ranges, run_tasks, threads, SharedMut};
+use super::prefetch::prefetch_lines;
 use super::scratch::{with_f32, with_f32_overwritten};
 use crate::weight::WeightMatrix;
 
@@ -323,10 +324,7 @@ unsafe fn dot_tile<L: Lanes32, const MR: usize, const NR: usize, const ONE_BY_ON
         }
         if ahead != 0 {
             for w_j in w {
-                // A prefetch never faults, even past the end.
-                let p = w_j.wrapping_add(ahead + e / L::ITEM).cast::<i8>();
-                _mm_prefetch::<_MM_HINT_T1>(p);
-                _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(64));
+                prefetch_lines(w_j, ahead * L::ITEM + e, L::ITEM, 2);
             }
         }
         if L::head_changes_at(e) {

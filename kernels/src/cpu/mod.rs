@@ -34,6 +34,8 @@ mod matmul_portable;
 mod norm;
 mod parallel;
 mod pool_warmth;
+#[cfg(target_arch = "x86_64")]
+mod prefetch;
 mod rope;
 mod scratch;
 mod softmax;
