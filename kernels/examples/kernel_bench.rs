@@ -1,11 +1,11 @@
 //! Micro-benchmark of the CPU matmul kernels at SmolLM2-135M's shapes.
 //!
-//! `cargo run --release -p talaria-kernels --example kernel_bench [-- --quick] [shapes|f64|model|attention] [dtypes] [--rows=N] [--shape=NAME]`
+//! `cargo run --release -p talaria-kernels --example kernel_bench [-- --quick] [shapes|f64|model|attention|stream] [dtypes] [--rows=N] [--shape=NAME]`
 //! Prints per-shape GFLOP/s and weight GB/s for rows 1, 16, 512 (f32, bf16
 //! and the quant types kept as stored), the exact f64 path at rows 1 and 1024, and whole-model
 //! linear-layer passes (30 layers + tied head, distinct weights per layer),
 //! decode attention over every layer's cache at SmolLM2's and Gemma 3's
-//! shapes, each with 1 and 2 threads.
+//! shapes, and the machine's memory read rate, each with 1 and 2 threads.
 
 use std::time::{Duration, Instant};
 use talaria_kernels::cpu::{matmul, matmul_backend, matmul_f64, paged_attention, AttnQuery, CpuFeatures, PagedKv};
@@ -90,6 +90,10 @@ fn main() {
 
     if want("attention") {
         attention_section(&pools, budget);
+    }
+
+    if want("stream") {
+        stream_section(&pools, budget);
     }
 
     println!("\n== whole model linear layers (30 layers + tied head, distinct weights) ==");
@@ -216,6 +220,27 @@ fn weights(rows: usize, cols: usize, dtype: WeightDType, seed: u64) -> WeightMat
 /// Whether rows of `d_in` values are whole blocks (K-quants need 256).
 fn whole_blocks(dtype: WeightDType, d_in: usize) -> bool {
     d_in.is_multiple_of(dtype.block().0)
+}
+
+/// The machine's read bandwidth: a 256 MiB buffer summed (16 independent
+/// lanes, so the adds keep up with memory), the bound a decode GEMV that
+/// streams its weights from memory can reach.
+fn stream_section(pools: &[(usize, rayon::ThreadPool)], budget: Duration) {
+    use rayon::prelude::*;
+    println!("\n== reading memory: the bound of a streamed decode ==");
+    let buf: Vec<f32> = values(64 << 20, 6);
+    let sum = |chunk: &[f32]| {
+        let mut acc = [0f32; 16];
+        for c in chunk.chunks_exact(16) {
+            acc.iter_mut().zip(c).for_each(|(a, v)| *a += v);
+        }
+        acc.iter().sum::<f32>()
+    };
+    for (threads, pool) in pools {
+        let mut total = 0f32;
+        let t = pool.install(|| time(budget * 3, || total += buf.par_chunks(1 << 20).map(sum).sum::<f32>()));
+        println!("stream 256 MiB thr {threads}: {:9.1} us  {:6.1} GB/s  (sum {total:.1})", t * 1e6, (buf.len() * 4) as f64 / t / 1e9);
+    }
 }
 
 fn bytes_per_value(dtype: WeightDType) -> f64 {
