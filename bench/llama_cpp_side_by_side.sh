@@ -25,13 +25,15 @@ CACHE="${TALARIA_CACHE:-$HOME/.cache/talaria}"
 DIR="$CACHE/llama.cpp"
 SRC="$DIR/llama_cpp_python-0.3.36/vendor/llama.cpp"
 # The machine's widest vector ISA picks llama.cpp's build and which of our
-# forced-ISA rows make sense: AVX-512 machines (AMX or not) get the AVX-512
-# build and Talaria auto and `avx512`; AVX2-only machines (EPYC Rome/Milan,
-# or VMs that hide AVX-512) an AVX2 build and Talaria auto.
+# forced-ISA rows make sense: AVX-512 machines get the AVX-512 build, and
+# Talaria auto and `avx512` with AMX (its non-AMX kernels), auto and `avx2`
+# without (auto is AVX-512 there: the second row shows the AVX2 kernels);
+# AVX2-only machines (EPYC Rome/Milan, or VMs that hide AVX-512) an AVX2
+# build and Talaria auto.
 if grep -qw avx512f /proc/cpuinfo; then
   ISA=avx512
   LLAMA_SIMD=(-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON)
-  OUR_ISAS=("" avx512)
+  if grep -qw amx_tile /proc/cpuinfo; then OUR_ISAS=("" avx512); else OUR_ISAS=("" avx2); fi
 else
   ISA=avx2
   LLAMA_SIMD=(-DGGML_AVX512=OFF)
@@ -69,8 +71,8 @@ for t in BF16 F32; do
 done
 
 llama() { "$BIN/llama-bench" -r 3 "$@" 2>/dev/null | grep -E '^\| (llama|gemma)'; }
-# Talaria on the same file, at 1 and 2 threads, with AMX allowed and forced
-# off (`TALARIA_CPU_ISA=avx512`): `ours MODEL DTYPES`, the weights as stored
+# Talaria on the same file, at 1 and 2 threads, for each of OUR_ISAS:
+# `ours MODEL DTYPES`, the weights as stored
 # (the default) and, for the default model, converted to bf16 and f32.
 ours() {
   for isa in "${OUR_ISAS[@]}"; do
