@@ -82,32 +82,66 @@ unsafe fn iota16() -> __m512 {
     _mm512_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0)
 }
 
-impl BlockDecode for BlockQ5_0 {
-    type Head = ();
-    #[inline(always)]
-    unsafe fn head(_: *const Self) {}
-    #[inline(always)]
-    unsafe fn chunk16(b: *const Self, _: &(), _: usize) -> (__m512, __m512) {
-        // `(q − 16)·d`: exact products, as `QuantBlock::chunk` makes them.
-        let d = scale16(&raw const (*b).d);
-        let iota = iota16();
-        let low = _mm512_mul_ps(_mm512_sub_ps(iota, _mm512_set1_ps(16.0)), d);
-        five_bit_values((*b).qs.as_ptr(), (*b).qh, low, _mm512_mul_ps(iota, d))
-    }
+/// The blocks of 32 values: nothing shared between chunks (no head);
+/// `$decode(b)` gives a block's values.
+macro_rules! block32 {
+    ($($t:ty => $decode:ident, one_by_one: $one_by_one:expr);* $(;)?) => {$(
+        impl BlockDecode for $t {
+            type Head = ();
+            const ONE_BY_ONE: bool = $one_by_one;
+            #[inline(always)]
+            unsafe fn head(_: *const Self) {}
+            #[inline(always)]
+            unsafe fn chunk16(b: *const Self, _: &(), _: usize) -> (__m512, __m512) {
+                $decode(b)
+            }
+        }
+    )*};
+}
+block32! {
+    BlockQ4_0 => q4_0, one_by_one: true;
+    BlockQ4_1 => q4_1, one_by_one: true;
+    BlockQ5_0 => q5_0, one_by_one: true;
+    BlockQ5_1 => q5_1, one_by_one: true;
+    BlockQ8_0 => q8_0, one_by_one: false;
 }
 
-impl BlockDecode for BlockQ5_1 {
-    type Head = ();
-    #[inline(always)]
-    unsafe fn head(_: *const Self) {}
-    #[inline(always)]
-    unsafe fn chunk16(b: *const Self, _: &(), _: usize) -> (__m512, __m512) {
-        // `q·d + m` (exact product, one rounding).
-        let (d, m) = (scale16(&raw const (*b).d), scale16(&raw const (*b).m));
-        let iota = iota16();
-        let high = _mm512_fmadd_ps(_mm512_add_ps(iota, _mm512_set1_ps(16.0)), d, m);
-        five_bit_values((*b).qs.as_ptr(), (*b).qh, _mm512_fmadd_ps(iota, d, m), high)
-    }
+#[inline(always)]
+unsafe fn q4_0(b: *const BlockQ4_0) -> (__m512, __m512) {
+    let d = scale16(&raw const (*b).d);
+    nibbles((*b).qs.as_ptr(), d, _mm512_mul_ps(d, _mm512_set1_ps(-8.0)))
+}
+
+#[inline(always)]
+unsafe fn q4_1(b: *const BlockQ4_1) -> (__m512, __m512) {
+    nibbles((*b).qs.as_ptr(), scale16(&raw const (*b).d), scale16(&raw const (*b).m))
+}
+
+#[inline(always)]
+unsafe fn q5_0(b: *const BlockQ5_0) -> (__m512, __m512) {
+    // `(q − 16)·d`: exact products, as `QuantBlock::chunk` makes them.
+    let d = scale16(&raw const (*b).d);
+    let iota = iota16();
+    let low = _mm512_mul_ps(_mm512_sub_ps(iota, _mm512_set1_ps(16.0)), d);
+    five_bit_values((*b).qs.as_ptr(), (*b).qh, low, _mm512_mul_ps(iota, d))
+}
+
+#[inline(always)]
+unsafe fn q5_1(b: *const BlockQ5_1) -> (__m512, __m512) {
+    // `q·d + m` (exact product, one rounding).
+    let (d, m) = (scale16(&raw const (*b).d), scale16(&raw const (*b).m));
+    let iota = iota16();
+    let high = _mm512_fmadd_ps(_mm512_add_ps(iota, _mm512_set1_ps(16.0)), d, m);
+    five_bit_values((*b).qs.as_ptr(), (*b).qh, _mm512_fmadd_ps(iota, d, m), high)
+}
+
+#[inline(always)]
+unsafe fn q8_0(b: *const BlockQ8_0) -> (__m512, __m512) {
+    let d = scale16(&raw const (*b).d);
+    let qs = (*b).qs.as_ptr();
+    let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(qs.cast())));
+    let hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(qs.add(16).cast())));
+    (_mm512_mul_ps(lo, d), _mm512_mul_ps(hi, d))
 }
 
 /// Q4_K/Q5_K sub-block `s` (chunk `s`): `d·sc·q − dmin·m`, looked up in
@@ -156,42 +190,6 @@ macro_rules! k4_blocks {
     )*};
 }
 k4_blocks!(BlockQ4K => |_| None, BlockQ5K => |b: *const BlockQ5K| Some((*b).qh.as_ptr()));
-
-impl BlockDecode for BlockQ4_0 {
-    type Head = ();
-    #[inline(always)]
-    unsafe fn head(_: *const Self) {}
-    #[inline(always)]
-    unsafe fn chunk16(b: *const Self, _: &(), _: usize) -> (__m512, __m512) {
-        let d = scale16(&raw const (*b).d);
-        nibbles((*b).qs.as_ptr(), d, _mm512_mul_ps(d, _mm512_set1_ps(-8.0)))
-    }
-}
-
-impl BlockDecode for BlockQ4_1 {
-    type Head = ();
-    #[inline(always)]
-    unsafe fn head(_: *const Self) {}
-    #[inline(always)]
-    unsafe fn chunk16(b: *const Self, _: &(), _: usize) -> (__m512, __m512) {
-        nibbles((*b).qs.as_ptr(), scale16(&raw const (*b).d), scale16(&raw const (*b).m))
-    }
-}
-
-impl BlockDecode for BlockQ8_0 {
-    type Head = ();
-    const ONE_BY_ONE: bool = false;
-    #[inline(always)]
-    unsafe fn head(_: *const Self) {}
-    #[inline(always)]
-    unsafe fn chunk16(b: *const Self, _: &(), _: usize) -> (__m512, __m512) {
-        let d = scale16(&raw const (*b).d);
-        let qs = (*b).qs.as_ptr();
-        let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(qs.cast())));
-        let hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(qs.add(16).cast())));
-        (_mm512_mul_ps(lo, d), _mm512_mul_ps(hi, d))
-    }
-}
 
 impl BlockDecode for BlockQ6K {
     type Head = [f32; 16];
