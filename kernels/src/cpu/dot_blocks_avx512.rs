@@ -47,6 +47,15 @@ unsafe fn scale16(p: *const half::f16) -> __m512 {
     _mm512_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
+/// The f16 pair at `p` (a block's `d`, then its `m`) as two broadcast f32
+/// vectors: one load and one conversion for both.
+#[inline(always)]
+unsafe fn scale_pair16(p: *const half::f16) -> (__m512, __m512) {
+    let bits = std::ptr::read_unaligned(p.cast::<u32>());
+    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    (_mm512_broadcastss_ps(dm), _mm512_broadcastss_ps(_mm_movehdup_ps(dm)))
+}
+
 /// 16 nibble bytes: (low nibbles, high nibbles) as `q·d + m`. The 16
 /// possible values are made once (`table[q] = fma(q, d, m)`, exactly as a
 /// value-by-value dequantization rounds) and looked up by `vpermps`, which
@@ -114,7 +123,8 @@ unsafe fn q4_0(b: *const BlockQ4_0) -> (__m512, __m512) {
 
 #[inline(always)]
 unsafe fn q4_1(b: *const BlockQ4_1) -> (__m512, __m512) {
-    nibbles((*b).qs.as_ptr(), scale16(&raw const (*b).d), scale16(&raw const (*b).m))
+    let (d, m) = scale_pair16(&raw const (*b).d);
+    nibbles((*b).qs.as_ptr(), d, m)
 }
 
 #[inline(always)]
@@ -129,7 +139,7 @@ unsafe fn q5_0(b: *const BlockQ5_0) -> (__m512, __m512) {
 #[inline(always)]
 unsafe fn q5_1(b: *const BlockQ5_1) -> (__m512, __m512) {
     // `q·d + m` (exact product, one rounding).
-    let (d, m) = (scale16(&raw const (*b).d), scale16(&raw const (*b).m));
+    let (d, m) = scale_pair16(&raw const (*b).d);
     let iota = iota16();
     let high = _mm512_fmadd_ps(_mm512_add_ps(iota, _mm512_set1_ps(16.0)), d, m);
     five_bit_values((*b).qs.as_ptr(), (*b).qh, _mm512_fmadd_ps(iota, d, m), high)
