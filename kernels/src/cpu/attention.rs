@@ -231,32 +231,34 @@ impl HeadGroup<'_> {
         with_f32(|scores| {
             // scores[j·ctx + p]: head j, position p.
             scores.resize(self.q.len() / hd * ctx, 0.0);
-            #[cfg(target_arch = "x86_64")]
-            if avx512 {
-                // SAFETY: the caller checked the CPU has AVX-512F.
-                unsafe { self.scores_avx512(scores) };
-            } else {
-                // SAFETY: the build's own ISA.
-                unsafe { self.scores::<Baseline>(scores) };
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unsafe {
-                self.scores::<Baseline>(scores)
-            };
+            // SAFETY: with `avx512` the caller checked the CPU has AVX-512F.
+            unsafe { self.scores_in(avx512, scores) };
             self.softmax(scores);
-            #[cfg(target_arch = "x86_64")]
-            if avx512 {
-                // SAFETY: as above.
-                unsafe { self.values_avx512(scores, out) };
-            } else {
-                // SAFETY: as above.
-                unsafe { self.values::<Baseline>(scores, out) };
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unsafe {
-                self.values::<Baseline>(scores, out)
-            };
+            // SAFETY: as above.
+            unsafe { self.values_in(avx512, scores, out) };
         });
+    }
+
+    /// `scores` in AVX-512 when `avx512` (the CPU must have it), else in
+    /// the build's own ISA.
+    unsafe fn scores_in(&self, avx512: bool, scores: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512 {
+            return self.scores_avx512(scores);
+        }
+        let _ = avx512;
+        self.scores::<Baseline>(scores)
+    }
+
+    /// `values` in AVX-512 when `avx512` (the CPU must have it), else in
+    /// the build's own ISA.
+    unsafe fn values_in(&self, avx512: bool, weights: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512 {
+            return self.values_avx512(weights, out);
+        }
+        let _ = avx512;
+        self.values::<Baseline>(weights, out)
     }
 
     /// `scores` and `values` compiled for AVX-512 (the intrinsics inline

@@ -213,7 +213,9 @@ pub(crate) unsafe fn dot_tile<L: WeightLanes, const MR: usize, const NR: usize>(
             // Each row's chunk is multiplied as soon as it is decoded (the
             // same sums in the same order as below).
             let xp = x[0].add(e);
-            let (x0, x1) = (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16)));
+            let x0 = _mm512_loadu_ps(xp);
+            // A one-step chunk's row is padded to 16 values only.
+            let x1 = if L::STEPS == 2 { _mm512_loadu_ps(xp.add(16)) } else { x0 };
             for (a, (w_j, head)) in acc[0].iter_mut().zip(w.iter().zip(&heads)) {
                 let wv = L::load_in(*w_j, e, head);
                 *a = _mm512_fmadd_ps(wv.0, x0, *a);
