@@ -144,20 +144,10 @@ impl Mixing {
     /// columns, in parallel; each block stays in cache through all rounds.
     fn run<P: Float>(&self, src: Option<&[P]>, dst: &mut [P], cols: usize, dir: Direction) {
         let (n, bw) = (self.n, block_width(self.n, cols));
-        par_column_blocks(
-            dst,
-            n,
-            cols,
-            bw,
-            || (),
-            |_, mut block| {
-                SCRATCH.with(|s| {
-                    let mut s = s.borrow_mut();
-                    process_block(&self.rounds, dir, src, cols, &mut block, &mut s);
-                    s.wipe_used(n * block.width());
-                })
-            },
-        );
+        par_column_blocks(dst, n, cols, bw, ScratchWipe::default, |wipe, mut block| {
+            SCRATCH.with(|s| process_block(&self.rounds, dir, src, cols, &mut block, &mut s.borrow_mut()));
+            wipe.used = wipe.used.max(n * block.width());
+        });
     }
 
     fn check<P>(&self, a: &[P], cols: usize) -> Result<(), RemoError> {
@@ -247,25 +237,37 @@ fn process_block_generic<P: Float>(
         Direction::Forward => {
             let blk: &ColumnBlockMut<'_, P> = block;
             match src {
-                Some(m) => gather_round(&rounds[0], cur, n, w, |i| &m[i * cols + c0..i * cols + c0 + w]),
-                None => gather_round(&rounds[0], cur, n, w, |i| blk.row(i)),
+                Some(m) => gather_round(&rounds[0], cur, n, w, FROM_MEMORY, |i| &m[i * cols + c0..i * cols + c0 + w]),
+                None => gather_round(&rounds[0], cur, n, w, FROM_MEMORY, |i| blk.row(i)),
             }
             for r in &rounds[1..] {
                 let from: &[f64] = cur;
-                gather_round(r, next, n, w, |i| &from[i * w..(i + 1) * w]);
+                gather_round(r, next, n, w, 0, |i| &from[i * w..(i + 1) * w]);
                 std::mem::swap(&mut cur, &mut next);
             }
+            // `U` is next read when the engine thread copies it into the
+            // transport, after other batches' work: streamed past the caches
+            // as `R·W` is below.
+            let mut buf = [P::zeroed(); STREAM_CHUNK];
             for (i, row) in cur.chunks_exact(w).enumerate() {
-                block.row_mut(i).iter_mut().zip(row).for_each(|(x, &y)| *x = P::from_f64(y));
+                for (dst, src) in block.row_mut(i).chunks_mut(STREAM_CHUNK).zip(row.chunks(STREAM_CHUNK)) {
+                    buf.iter_mut().zip(src).for_each(|(x, &y)| *x = P::from_f64(y));
+                    copy_streaming(dst, &buf[..dst.len()]);
+                }
             }
+            wipe(&mut buf);
+            streaming_store::fence();
         }
         Direction::Inverse => {
+            let from = |i: usize| match src {
+                Some(m) => &m[i * cols + c0..i * cols + c0 + w],
+                None => block.row(i),
+            };
             for (i, row) in cur.chunks_exact_mut(w).enumerate() {
-                let from = match src {
-                    Some(m) => &m[i * cols + c0..i * cols + c0 + w],
-                    None => block.row(i),
-                };
-                row.iter_mut().zip(from).for_each(|(x, &y)| *x = y.into());
+                if i + FROM_MEMORY < n {
+                    talaria_kernels::cpu::prefetch(from(i + FROM_MEMORY));
+                }
+                row.iter_mut().zip(from(i)).for_each(|(x, &y)| *x = y.into());
             }
             for r in rounds[1..].iter().rev() {
                 let to: &mut [f64] = next;
@@ -290,13 +292,24 @@ fn process_block_generic<P: Float>(
 
 /// `out = H·D·P·A` for the `n × w` block `A` whose row `i` is `row(i)`:
 /// each L1 group of `out` is gathered and run through the low stages while
-/// hot, then the high stages follow over the whole block.
+/// hot, then the high stages follow over the whole block. With `ahead > 0`
+/// the rows `ahead` places later in the gather are prefetched.
 #[inline(always)]
-fn gather_round<'a, S: Copy + Into<f64> + 'a>(r: &Round, out: &mut [f64], n: usize, w: usize, row: impl Fn(usize) -> &'a [S]) {
+fn gather_round<'a, S: Copy + Into<f64> + 'a>(
+    r: &Round,
+    out: &mut [f64],
+    n: usize,
+    w: usize,
+    ahead: usize,
+    row: impl Fn(usize) -> &'a [S],
+) {
     let g = l1_group_rows::<f64>(n, w);
     for (gi, group) in out.chunks_exact_mut(g * w).enumerate() {
         let rows = gi * g..(gi + 1) * g;
-        for ((dst, &src), &d) in group.chunks_exact_mut(w).zip(&r.perm[rows.clone()]).zip(&r.scale[rows]) {
+        for (((j, dst), &src), &d) in group.chunks_exact_mut(w).enumerate().zip(&r.perm[rows.clone()]).zip(&r.scale[rows.clone()]) {
+            if let Some(&later) = r.perm.get(rows.start + j + ahead).filter(|_| ahead > 0) {
+                talaria_kernels::cpu::prefetch(row(later));
+            }
             dst.iter_mut().zip(row(src)).for_each(|(x, &y)| *x = d * y.into());
         }
         stages(group, w, 1, g);
@@ -319,6 +332,11 @@ fn scatter_round(r: &Round, a: &mut [f64], n: usize, w: usize, mut sink: impl Fn
         }
     }
 }
+
+/// Rows prefetched ahead when a block is read from memory (its rows lie
+/// `cols` values apart, in the mixing's own random order going forward:
+/// neither a stride nor a sequence the hardware prefetchers follow).
+const FROM_MEMORY: usize = 8;
 
 /// Columns per cache block for `n` rows (at most `cols`; the scratch is f64).
 fn block_width(n: usize, cols: usize) -> usize {
@@ -361,6 +379,24 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         wipe(&mut self.buf);
+    }
+}
+
+/// Zeroizes this thread's scratch when one parallel job of a transform
+/// ends (after all its blocks), not after every block: a block overwrites
+/// what the one before left, and wiping 1 MB per block of 64 columns wiped
+/// twice the matrix itself.
+#[derive(Default)]
+struct ScratchWipe {
+    /// Values of one half that the job's blocks used.
+    used: usize,
+}
+
+impl Drop for ScratchWipe {
+    fn drop(&mut self) {
+        if self.used > 0 {
+            SCRATCH.with(|s| s.borrow_mut().wipe_used(self.used));
+        }
     }
 }
 

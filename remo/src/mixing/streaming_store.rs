@@ -6,23 +6,37 @@
 //! serving step keeps hot (weights, embeddings, KV); streaming stores go
 //! to memory directly.
 
-/// `dst.copy_from_slice(src)` with non-temporal 8-byte stores where `dst`
-/// is 8-byte aligned and a whole number of words (plain stores otherwise).
-/// Call [`fence`] before another thread reads what was written.
+/// `dst.copy_from_slice(src)` with non-temporal stores: 16 bytes at a
+/// time from the first 16-byte boundary (one 8-byte store before it when
+/// `dst` is only 8-byte aligned, one after the last whole 16 bytes when
+/// the length leaves 8); plain stores where `dst` is not 8-byte aligned or
+/// not a whole number of 8-byte words. Call [`fence`] before another
+/// thread reads what was written.
 #[inline(always)]
 pub(super) fn copy_streaming<P: bytemuck::Pod>(dst: &mut [P], src: &[P]) {
     assert_eq!(dst.len(), src.len(), "streaming copy of unequal lengths");
     #[cfg(target_arch = "x86_64")]
     {
+        use std::arch::x86_64::{_mm_loadu_si128, _mm_stream_si128, _mm_stream_si64};
         let bytes: &[u8] = bytemuck::cast_slice(src);
         let p = dst.as_mut_ptr().cast::<u8>();
         if (p as usize).is_multiple_of(8) && bytes.len().is_multiple_of(8) {
-            for (k, w) in bytes.chunks_exact(8).enumerate() {
-                let v = i64::from_ne_bytes(w.try_into().expect("8-byte chunk"));
-                // SAFETY: `p + 8k .. p + 8k + 8` lies inside `dst` (same
-                // byte length as `src`) and is 8-byte aligned; MOVNTI is
-                // part of SSE2, which every x86_64 CPU has.
-                unsafe { std::arch::x86_64::_mm_stream_si64(p.add(8 * k).cast::<i64>(), v) };
+            let word = |at: usize| i64::from_ne_bytes(bytes[at..at + 8].try_into().expect("8-byte word"));
+            let head = if (p as usize).is_multiple_of(16) { 0 } else { 8.min(bytes.len()) };
+            // SAFETY (all three stores): every address written lies inside
+            // `dst`, which has the byte length of `src`; 8-byte stores go to
+            // 8-byte aligned addresses and 16-byte stores to 16-byte aligned
+            // ones (`p + head` is); MOVNTI and MOVNTDQ are SSE2, which every
+            // x86_64 CPU has.
+            if head == 8 {
+                unsafe { _mm_stream_si64(p.cast::<i64>(), word(0)) };
+            }
+            let body = (bytes.len() - head) / 16 * 16;
+            for k in (head..head + body).step_by(16) {
+                unsafe { _mm_stream_si128(p.add(k).cast(), _mm_loadu_si128(bytes.as_ptr().add(k).cast())) };
+            }
+            if head + body < bytes.len() {
+                unsafe { _mm_stream_si64(p.add(head + body).cast::<i64>(), word(head + body)) };
             }
             return;
         }
@@ -49,9 +63,10 @@ mod tests {
     fn copies_aligned_and_unaligned_destinations() {
         let src: Vec<f32> = (0..67).map(|i| i as f32 * 0.5 - 3.0).collect();
         let mut dst = vec![0f32; 68];
-        // Offset 0 (8-aligned, odd length: plain stores), 1 and 2 (one of
-        // which is 8-aligned), even lengths.
-        for (off, len) in [(0, 67), (1, 66), (2, 66), (0, 64)] {
+        // Odd lengths and odd offsets take plain stores; even ones every mix
+        // of an 8-byte head (offset 2) and tail (length ≡ 2 mod 4) around
+        // the 16-byte stores.
+        for (off, len) in [(0, 67), (1, 66), (2, 66), (0, 66), (0, 64), (2, 64), (3, 62), (2, 2), (0, 2), (0, 0)] {
             dst.fill(0.0);
             copy_streaming(&mut dst[off..off + len], &src[..len]);
             fence();

@@ -1,5 +1,6 @@
 //! Standard normal draws in bulk for the pads: the ziggurat of Marsaglia
-//! and Tsang (256 layers), read from a ChaCha12 keystream drawn in bulk.
+//! and Tsang (256 layers), read from a keystream drawn in bulk
+//! ([`BulkStream`]: AES-256-CTR, or ChaCha12 on CPUs without AES).
 //! Its common case (about 98.8 % of draws: the point falls inside its
 //! layer's rectangle) runs eight lanes at a time with AVX-512, four with
 //! AVX2; the rest (the wedges and the tail beyond `R`) take the same
@@ -10,8 +11,7 @@
 
 use std::sync::OnceLock;
 
-use rand::RngCore;
-use rand_chacha::ChaCha12Rng;
+use crate::pads::bulk_stream::BulkStream;
 
 /// Layers of the ziggurat.
 const LAYERS: usize = 256;
@@ -50,18 +50,18 @@ fn tables() -> &'static Tables {
 
 /// A keystream read a word at a time, refilled in bulk.
 pub struct Keystream<'a> {
-    rng: &'a mut ChaCha12Rng,
+    stream: &'a mut BulkStream,
     words: [u64; WORDS],
     next: usize,
 }
 
 impl<'a> Keystream<'a> {
-    pub fn new(rng: &'a mut ChaCha12Rng) -> Self {
-        Self { rng, words: [0; WORDS], next: WORDS }
+    pub fn new(stream: &'a mut BulkStream) -> Self {
+        Self { stream, words: [0; WORDS], next: WORDS }
     }
 
     fn refill(&mut self) {
-        self.rng.fill_bytes(bytemuck::cast_slice_mut(&mut self.words));
+        self.stream.fill(&mut self.words);
         self.next = 0;
     }
 
@@ -224,8 +224,10 @@ unsafe fn fill_avx2(ks: &mut Keystream<'_>, out: &mut [f64]) {
 #[cfg(test)]
 mod tests {
     use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
 
     use super::*;
+    use crate::pads::bulk_stream::BulkKind;
 
     /// `Φ(z)` at a few points, and how far a fraction of `n` draws may be
     /// from it (six binomial standard deviations).
@@ -266,8 +268,8 @@ mod tests {
     #[test]
     fn bulk_and_one_by_one_draws_are_standard_normal() {
         let n = 4_000_000;
-        let mut rng = ChaCha12Rng::from_os_rng();
-        let mut ks = Keystream::new(&mut rng);
+        let mut stream = BulkStream::keyed(BulkKind::for_this_cpu(), &mut ChaCha20Rng::from_os_rng());
+        let mut ks = Keystream::new(&mut stream);
         let mut bulk = vec![0.0; n + 5];
         fill_standard_normal(&mut ks, &mut bulk);
         check_cdf(&bulk, "bulk");

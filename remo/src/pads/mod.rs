@@ -2,6 +2,7 @@
 //! buffers, wiped on drop), and the per-op pools that refill them through
 //! pad batches.
 pub mod batch;
+pub mod bulk_stream;
 pub mod factory;
 pub mod gaussian;
 pub mod memory;

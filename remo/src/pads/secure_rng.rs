@@ -1,20 +1,20 @@
 //! The only randomness ReMO uses for secrets: ChaCha20 seeded from the OS,
-//! and ChaCha12 streams keyed from it for the bulk Gaussian pads. There is
-//! deliberately no way to seed either deterministically.
+//! and bulk streams keyed from it for the Gaussian pads (AES-256-CTR where
+//! the CPU has AES instructions, else ChaCha12: `bulk_stream`). There is
+//! deliberately no way to seed any of them deterministically.
 //!
-//! ChaCha12 is `rand`'s `StdRng`, a cryptographically secure generator
-//! with a wide margin (the best known attacks reach 7 rounds). Pads draw
-//! ~10⁹ Gaussians per serving minute: the keystream is read in bulk and
-//! the ziggurat runs eight lanes at a time (`gaussian`).
+//! Pads draw ~10⁹ Gaussians per serving minute: the keystream is read in
+//! bulk and the ziggurat runs eight lanes at a time (`gaussian`).
 
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore, SeedableRng};
-use rand_chacha::{ChaCha12Rng, ChaCha20Rng};
+use rand_chacha::ChaCha20Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use talaria_kernels::Float;
 
 use crate::error::RemoError;
+use crate::pads::bulk_stream::{BulkKind, BulkStream};
 use crate::pads::gaussian::{fill_standard_normal, Keystream};
 use crate::pads::wipe::wipe;
 
@@ -44,9 +44,9 @@ impl SecureRng {
         Self { rng: ChaCha20Rng::from_rng(&mut self.rng) }
     }
 
-    /// An independent ChaCha12 stream keyed from this one (bulk Gaussians).
-    fn fork_bulk(&mut self) -> ChaCha12Rng {
-        ChaCha12Rng::from_rng(&mut self.rng)
+    /// An independent bulk stream keyed from this one (Gaussian pads).
+    fn fork_bulk(&mut self, kind: BulkKind) -> BulkStream {
+        BulkStream::keyed(kind, &mut self.rng)
     }
 
     /// Writes a uniformly random permutation of `0..n` into `out`.
@@ -82,16 +82,17 @@ impl SecureRng {
 
     /// Fills the row-major matrix `out` (`cols` = `sigma.len()` columns) with
     /// independent `N(0, sigma[c]²)` entries, in parallel over row chunks
-    /// (each chunk on its own ChaCha12 stream keyed from this generator).
+    /// (each chunk on its own bulk stream keyed from this generator).
     pub fn fill_gaussian_rows<T: Float>(&mut self, out: &mut [T], sigma: &[f64]) {
         let cols = sigma.len();
         if cols == 0 {
             return;
         }
         let chunk = (GAUSSIAN_CHUNK / cols).max(1) * cols;
-        let streams: Vec<ChaCha12Rng> = (0..out.len().div_ceil(chunk)).map(|_| self.fork_bulk()).collect();
-        out.par_chunks_mut(chunk).zip(streams).for_each(|(block, mut rng)| {
-            let mut keystream = Keystream::new(&mut rng);
+        let kind = BulkKind::for_this_cpu();
+        let streams: Vec<BulkStream> = (0..out.len().div_ceil(chunk)).map(|_| self.fork_bulk(kind)).collect();
+        out.par_chunks_mut(chunk).zip(streams).for_each(|(block, mut stream)| {
+            let mut keystream = Keystream::new(&mut stream);
             let mut z = [0.0f64; NORMALS_AT_ONCE];
             for row in block.chunks_exact_mut(cols) {
                 for (values, sigma) in row.chunks_mut(NORMALS_AT_ONCE).zip(sigma.chunks(NORMALS_AT_ONCE)) {
