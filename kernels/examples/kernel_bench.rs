@@ -36,7 +36,7 @@ fn main() {
     let sections: Vec<&str> = sections.into_iter().filter(|s| !is_dtype(s)).collect();
     let want = |s: &str| sections.is_empty() || sections.contains(&s);
     let want_dtype = |d: &WeightDType| dtype_filter.is_empty() || dtype_filter.contains(&d.name());
-    // `--rows=N` and `--shape=NAME` narrow the shapes and f64 sections (A/B runs of one case).
+    // `--rows=N` (any N) and `--shape=NAME` narrow the shapes and f64 sections (A/B runs of one case).
     let flag = |name: &str| args.iter().find_map(|a| a.strip_prefix(name)).map(str::to_owned);
     let only_rows: Option<usize> = flag("--rows=").map(|v| v.parse().expect("--rows=N"));
     let only_shape = flag("--shape=");
@@ -51,7 +51,7 @@ fn main() {
             SHAPES.into_iter().filter(|&(name, d_in, _)| whole_blocks(dtype, d_in) && only_shape.as_deref().is_none_or(|s| s == name));
         for (name, d_in, d_out) in shapes {
             let w = weights(d_out, d_in, dtype, 1);
-            for rows in [1, 16, 512].into_iter().filter(|r| only_rows.is_none_or(|o| o == *r)) {
+            for rows in only_rows.map_or(vec![1, 16, 512], |r| vec![r]) {
                 let x = values(rows * d_in, 2);
                 let mut out = vec![0f32; rows * d_out];
                 for (threads, pool) in &pools {
@@ -70,7 +70,7 @@ fn main() {
             shapes.filter(|&(name, d_in, _)| whole_blocks(dtype, d_in) && only_shape.as_deref().is_none_or(|s| s == name))
         {
             let w = weights(d_out, d_in, dtype, 3);
-            for rows in [1, 1024].into_iter().filter(|r| only_rows.is_none_or(|o| o == *r)) {
+            for rows in only_rows.map_or(vec![1, 1024], |r| vec![r]) {
                 let x: Vec<f64> = values(rows * d_in, 4).into_iter().map(f64::from).collect();
                 let mut out = vec![0f64; rows * d_out];
                 for (threads, pool) in &pools {
