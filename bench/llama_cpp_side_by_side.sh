@@ -70,7 +70,17 @@ for t in BF16 F32; do
   [ -f "$out" ] || "$BIN/llama-quantize" --allow-requantize "$Q41" "$out" "$t" >/dev/null 2>&1
 done
 
-llama() { "$BIN/llama-bench" -r 3 "$@" 2>/dev/null | grep -E '^\| (llama|gemma)'; }
+# A failed llama-bench call shows why (its stderr) and the run goes on.
+llama() {
+  local err rc=0
+  err="$(mktemp)"
+  "$BIN/llama-bench" -r 3 "$@" 2>"$err" | grep -E '^\| (llama|gemma)' || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "llama-bench $* failed (rc $rc):" >&2
+    tail -5 "$err" >&2
+  fi
+  rm -f "$err"
+}
 # Talaria on the same file, at 1 and 2 threads, for each of OUR_ISAS:
 # `ours MODEL DTYPES`, the weights as stored
 # (the default) and, for the default model, converted to bf16 and f32.
