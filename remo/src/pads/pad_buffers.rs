@@ -7,15 +7,21 @@
 //! Pools drain in lockstep (every step takes the same rows from every op),
 //! so batches end in bursts: one step can hand back a buffer pair for most
 //! of the 120 ops, while paced refills take them back over the next dozens
-//! of steps. The cap is therefore in bytes, not buffers: a count of 32 kept
-//! about 15 % of them, and the misses cost fresh pages (`clear_page`) and
-//! a memset, 3.5 % of the CVM's time at 16 streams.
+//! of steps. The cap is therefore in bytes, not buffers (a count of 32 kept
+//! about 15 % of them), and sized by the session's own batches: two rounds
+//! (a whole round of `R` and `R·W` handed back at once, and the `U` and
+//! `U·W` of batches in flight). A fixed 2 GiB held only part of a round of
+//! the default model's exact batches (2.6 GB): a burst dropped the rest,
+//! and the next refills faulted in fresh pages (`bench split`, exact, 16
+//! streams: the pad threads' CPU per token 7.0–7.2 ms with this cap against
+//! 7.9–8.3, peak RSS 4.98 against 5.35 GB). Kept buffers are storage the
+//! pools gave up a moment ago and take back as they refill, so the cap
+//! does not raise what a session can hold (`pad_pool_bound_bytes`).
 
 use std::sync::{Arc, Mutex};
 
-/// Bytes kept for reuse at most: a whole round of batches of a small
-/// model, without letting a large one hoard memory it has given up.
-const MAX_KEPT_BYTES: usize = 2 << 30;
+/// Bytes kept for reuse at most where no session sized it (tests).
+const DEFAULT_KEPT_BYTES: usize = 2 << 30;
 
 /// Shared by every pool of a session and by the batches they made.
 pub struct PadBuffers<T = f64> {
@@ -31,13 +37,19 @@ impl<T> Clone for PadBuffers<T> {
 
 impl<T> Default for PadBuffers<T> {
     fn default() -> Self {
-        Self::with_cap(MAX_KEPT_BYTES)
+        Self::with_cap(DEFAULT_KEPT_BYTES)
     }
 }
 
 impl<T> PadBuffers<T> {
     fn with_cap(cap_bytes: usize) -> Self {
         Self { kept: Arc::default(), cap_bytes }
+    }
+
+    /// Storage for a session whose batches' `R` and `R·W` take
+    /// `round_bytes` over all ops: keeps up to two such rounds.
+    pub fn for_round_of(round_bytes: usize) -> Self {
+        Self::with_cap(2 * round_bytes)
     }
 }
 
@@ -100,5 +112,17 @@ mod tests {
         // One more is over the cap: dropped, not kept.
         b.give_back(vec![0.0; 1]);
         assert_eq!(b.kept(), 200);
+    }
+
+    /// A session's storage keeps a whole round of its batches handed back
+    /// at once, and the transient buffers of a round more, not beyond.
+    #[test]
+    fn a_session_keeps_two_rounds_of_its_batches() {
+        // Three ops whose batches' R and R·W take 3 × 2 × 4 KiB.
+        let b = PadBuffers::<f32>::for_round_of(3 * 2 * 4096);
+        (0..12).for_each(|_| b.give_back(vec![0.0; 1024]));
+        assert_eq!(b.kept(), 12);
+        b.give_back(vec![0.0; 1024]);
+        assert_eq!(b.kept(), 12);
     }
 }

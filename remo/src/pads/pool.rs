@@ -112,6 +112,14 @@ impl<P: Float> Default for RefillScratch<P> {
     }
 }
 
+impl<P: Float> RefillScratch<P> {
+    /// Recycling sized for these pools' batches (`PadBuffers::for_round_of`).
+    pub fn for_pools<'a>(pools: impl Iterator<Item = &'a PadPool<P>>) -> Self {
+        let round: usize = pools.map(|p| p.batch_rows() * (p.d_in() + p.d_out()) * std::mem::size_of::<P>()).sum();
+        Self { buffers: PadBuffers::for_round_of(round) }
+    }
+}
+
 pub struct PadPool<P: Float = f64> {
     id: OpId,
     d_in: usize,

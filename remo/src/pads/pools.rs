@@ -76,7 +76,7 @@ impl<P: Float> PadPools<P> {
             pools.insert(id, PadPool::new(id, spec, &params, check));
         }
         let mut rng = SecureRng::from_os()?;
-        let scratch = RefillScratch::default();
+        let scratch = RefillScratch::for_pools(pools.values());
         let factory = match params.pad_threads {
             0 => None,
             n => Some(PadFactory::new(n, &mut rng, scratch.buffers.clone())?),
