@@ -8,15 +8,14 @@
 //! so batches end in bursts: one step can hand back a buffer pair for most
 //! of the 120 ops, while paced refills take them back over the next dozens
 //! of steps. The cap is therefore in bytes, not buffers (a count of 32 kept
-//! about 15 % of them), and sized by the session's own batches: two rounds
-//! (a whole round of `R` and `R·W` handed back at once, and the `U` and
-//! `U·W` of batches in flight). A fixed 2 GiB held only part of a round of
-//! the default model's exact batches (2.6 GB): a burst dropped the rest,
-//! and the next refills faulted in fresh pages (`bench split`, exact, 16
-//! streams: the pad threads' CPU per token 7.0–7.2 ms with this cap against
-//! 7.9–8.3, peak RSS 4.98 against 5.35 GB). Kept buffers are storage the
-//! pools gave up a moment ago and take back as they refill, so the cap
-//! does not raise what a session can hold (`pad_pool_bound_bytes`).
+//! about 15 % of them), and sized by the session's own batches: one round
+//! (every op's `R` and `R·W`), which a lockstep step can hand back at once.
+//! A fixed 2 GiB held only part of a round of the default model's exact
+//! batches (2.6 GB): a burst dropped the rest, and the next refills faulted
+//! in fresh pages (bench/RESULTS.md, session 22: the pad threads' CPU per
+//! token 5-10 % lower, peak RSS 3-7 % lower). What the recycler holds is
+//! not in `pad_pool_bound_bytes` (it was not with the fixed cap either):
+//! at worst one round of buffers whose lengths no refill wants just then.
 
 use std::sync::{Arc, Mutex};
 
@@ -47,9 +46,9 @@ impl<T> PadBuffers<T> {
     }
 
     /// Storage for a session whose batches' `R` and `R·W` take
-    /// `round_bytes` over all ops: keeps up to two such rounds.
+    /// `round_bytes` over all ops: keeps up to one such round.
     pub fn for_round_of(round_bytes: usize) -> Self {
-        Self::with_cap(2 * round_bytes)
+        Self::with_cap(round_bytes)
     }
 }
 
@@ -115,14 +114,14 @@ mod tests {
     }
 
     /// A session's storage keeps a whole round of its batches handed back
-    /// at once, and the transient buffers of a round more, not beyond.
+    /// at once, not beyond.
     #[test]
-    fn a_session_keeps_two_rounds_of_its_batches() {
+    fn a_session_keeps_one_round_of_its_batches() {
         // Three ops whose batches' R and R·W take 3 × 2 × 4 KiB.
         let b = PadBuffers::<f32>::for_round_of(3 * 2 * 4096);
-        (0..12).for_each(|_| b.give_back(vec![0.0; 1024]));
-        assert_eq!(b.kept(), 12);
+        (0..6).for_each(|_| b.give_back(vec![0.0; 1024]));
+        assert_eq!(b.kept(), 6);
         b.give_back(vec![0.0; 1024]);
-        assert_eq!(b.kept(), 12);
+        assert_eq!(b.kept(), 6);
     }
 }
