@@ -21,7 +21,8 @@ use crate::pads::wipe::wipe;
 
 type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
 
-/// One bulk keystream (its key schedule is zeroized on drop).
+/// One bulk keystream. The AES key schedule is zeroized on drop (the
+/// `zeroize` feature); `rand_chacha`'s state offers no zeroizing.
 pub enum BulkStream {
     Aes(Box<Aes256Ctr>),
     ChaCha12(Box<ChaCha12Rng>),
