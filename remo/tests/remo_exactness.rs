@@ -59,8 +59,12 @@ fn every_scheme_unmasks_to_f32_precision() {
     let params = RemoParams::with_kappa;
     for name in ["remo", "remo-fast", "plain"] {
         let mut worker = RecordingWorker::random(&shapes, 9);
-        // The fast mode's f32 rounding of `X + R` costs about κ·2⁻²⁴ of the data.
-        let (kappa, tol) = if name == "remo-fast" { (1e3, 2e-4) } else { (1e4, 1e-6) };
+        // The fast mode's f32 rounding of `X + R` costs about κ·2⁻²⁴ ≈ 6e-5
+        // of the data: measured 1.0e-4 median, up to 2.4e-4 over 5,200
+        // cases in 1,300 runs (session 22, the pad code before and after
+        // its changes alike); 2e-4 failed 14 of those runs. A wrong
+        // unmasking is off by the data's own scale.
+        let (kappa, tol) = if name == "remo-fast" { (1e3, 5e-4) } else { (1e4, 1e-6) };
         let mut scheme: Box<dyn MaskScheme> = match name {
             "remo" => Box::new(Remo::<f64>::new(setup(&shapes, 1.0), params(kappa)).unwrap()),
             "remo-fast" => Box::new(Remo::<f32>::new(setup(&shapes, 1.0), params(kappa)).unwrap()),
