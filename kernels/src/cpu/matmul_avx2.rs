@@ -15,6 +15,7 @@
 
 use std::arch::x86_64::*;
 use std::marker::PhantomData;
+use std::ops::Range;
 
 use half::{bf16, f16};
 
@@ -167,6 +168,12 @@ pub(crate) fn matmul(x: &[f32], rows: usize, w: &WeightMatrix, out: &mut [f32]) 
 const STREAM_MAX_ROWS: usize = 4;
 /// Activation rows per panel task.
 const PANEL_X_ROWS: usize = 256;
+/// Weight rows per panel, at most.
+const PANEL_MAX_ROWS: usize = 64;
+/// Activation rows that pass over a panel together where they and a
+/// weight pair fit in L1 (32 KiB, the smallest in AVX2 server CPUs); four,
+/// slice by slice, where they do not.
+const PANEL_X_GROUP: usize = 8;
 
 fn run<L: Lanes32>(x: &[f32], rows: usize, k: usize, w: &[L::Elem], n: usize, out: &mut [f32]) {
     // Activations padded with zeros to whole chunks, so they load unmasked.
@@ -187,7 +194,7 @@ fn run<L: Lanes32>(x: &[f32], rows: usize, k: usize, w: &[L::Elem], n: usize, ou
         // Prefill: a panel of weight rows (up to ~256 KiB of f32, inside L2)
         // is widened once, with the same values in the same lane order, and
         // every activation tile of a task passes over it.
-        let panel_rows = (65536 / kp).clamp(4, 64) / 4 * 4;
+        let panel_rows = (65536 / kp).clamp(4, PANEL_MAX_ROWS) / 4 * 4;
         let panels = n.div_ceil(panel_rows);
         let x_blocks = rows.div_ceil(PANEL_X_ROWS);
         let stride = k / L::ITEM;
@@ -201,10 +208,26 @@ fn run<L: Lanes32>(x: &[f32], rows: usize, k: usize, w: &[L::Elem], n: usize, ou
                     // SAFETY: row `j` of `w` holds `k` values; AVX2 checked by the caller.
                     unsafe { widen_row::<L>(w.as_ptr().add(j * stride), k, dst) };
                 }
-                let out_tile = SharedMut(out_ptr.get().wrapping_add(x_rows.start * n + w_rows.start));
-                let x_tile = &xp[x_rows.start * kp..x_rows.end * kp];
-                // SAFETY: as above; `out_tile` is this task's block of the output (row stride `n`).
-                unsafe { tiles::<F32L>(x_tile, kp, x_rows.len(), kp, panel, 0..w_rows.len(), out_tile, n) };
+                // A few activation rows at a time pass over the whole panel,
+                // staying in L1 while it streams from L2 (with the panel's
+                // rows outermost, every weight pair re-read all of the task's
+                // activation rows from L2, or from L3 for prefill: gate_up at
+                // 512 rows was 1.3x slower). Long rows go in slices.
+                let long = (PANEL_X_GROUP + 2) * kp * size_of::<f32>() > 32 << 10;
+                let group = if long { 4 } else { PANEL_X_GROUP };
+                for g in x_rows.clone().step_by(group) {
+                    let g = g..(g + group).min(x_rows.end);
+                    let out_tile = SharedMut(out_ptr.get().wrapping_add(g.start * n + w_rows.start));
+                    let x_tile = &xp[g.start * kp..g.end * kp];
+                    // SAFETY: as above; `out_tile` is this task's block of the output (row stride `n`).
+                    unsafe {
+                        if long && g.len() >= 3 {
+                            sliced_panel_tiles(x_tile, kp, g.len(), panel, w_rows.len(), out_tile, n);
+                        } else {
+                            tiles::<F32L>(x_tile, kp, g.len(), kp, panel, 0..w_rows.len(), out_tile, n);
+                        }
+                    }
+                }
             });
         });
     });
@@ -313,15 +336,28 @@ unsafe fn dot_tile<L: Lanes32, const MR: usize, const NR: usize, const ONE_BY_ON
     k: usize,
     ahead: usize,
 ) -> [[f32; NR]; MR] {
-    let mut acc = [[_mm256_setzero_ps(); NR]; MR];
+    let zero = [[_mm256_setzero_ps(); NR]; MR];
+    let acc = dot_lanes::<L, MR, NR, ONE_BY_ONE>(x, w, k, 0..k.div_ceil(CHUNK), ahead, zero);
+    std::array::from_fn(|i| std::array::from_fn(|j| hsum(acc[i][j])))
+}
+
+/// `dot_tile`'s lane sums over the 32-value chunks `chunks` only, going on
+/// from `acc`: calls over consecutive chunk ranges give one call's sums.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn dot_lanes<L: Lanes32, const MR: usize, const NR: usize, const ONE_BY_ONE: bool>(
+    x: [*const f32; MR],
+    w: [*const L::Elem; NR],
+    k: usize,
+    chunks: Range<usize>,
+    ahead: usize,
+    mut acc: [[__m256; NR]; MR],
+) -> [[__m256; NR]; MR] {
     let full = k / CHUNK;
     let rest = k % CHUNK;
-    let mut heads: [L::Head; NR] = std::array::from_fn(|j| L::head(w[j], 0));
-    for c in 0..=full {
+    let mut heads: [L::Head; NR] = std::array::from_fn(|j| L::head(w[j], chunks.start * CHUNK));
+    for c in chunks {
         let e = c * CHUNK;
-        if c == full && rest == 0 {
-            break;
-        }
         if ahead != 0 {
             for w_j in w {
                 prefetch_lines(w_j, ahead * L::ITEM + e, L::ITEM, 2);
@@ -351,7 +387,37 @@ unsafe fn dot_tile<L: Lanes32, const MR: usize, const NR: usize, const ONE_BY_ON
             }
         }
     }
-    std::array::from_fn(|i| std::array::from_fn(|j| hsum(acc[i][j])))
+    acc
+}
+
+/// Chunks per slice of a long panel row: four activation rows' slices and
+/// a weight pair's (24 KiB at 768 values) stay in L1 while a tile runs.
+const SLICE_CHUNKS: usize = 24;
+
+/// Up to four activation rows (`x`, `rows` of `kp` values) against every
+/// row of an f32 panel (`np ≤ 64` rows of `kp`), slice by slice of `k`:
+/// each slice of the activation rows passes over the whole panel while it
+/// is in L1, the weight pairs' lane sums kept between slices (so the sums
+/// are `tiles`' own, bit for bit).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn sliced_panel_tiles(x: &[f32], kp: usize, rows: usize, panel: &[f32], np: usize, out: SharedMut<f32>, n: usize) {
+    debug_assert!(rows <= 4 && np <= PANEL_MAX_ROWS && kp.is_multiple_of(CHUNK));
+    let xs: [*const f32; 4] = std::array::from_fn(|i| x.as_ptr().add(i.min(rows - 1) * kp));
+    let pair = |p: usize| -> [*const f32; 2] { std::array::from_fn(|j| panel.as_ptr().add((2 * p + j).min(np - 1) * kp)) };
+    let mut acc = [[[_mm256_setzero_ps(); 2]; 4]; PANEL_MAX_ROWS / 2];
+    let chunks = kp / CHUNK;
+    for s in (0..chunks).step_by(SLICE_CHUNKS) {
+        for (p, a) in acc[..np.div_ceil(2)].iter_mut().enumerate() {
+            *a = dot_lanes::<F32L, 4, 2, false>(xs, pair(p), kp, s..(s + SLICE_CHUNKS).min(chunks), 0, *a);
+        }
+    }
+    for (p, a) in acc[..np.div_ceil(2)].iter().enumerate() {
+        for (i, a_i) in a.iter().enumerate().take(rows) {
+            for (j, &a_ij) in a_i.iter().enumerate().filter(|&(j, _)| 2 * p + j < np) {
+                *out.get().add(i * n + 2 * p + j) = hsum(a_ij);
+            }
+        }
+    }
 }
 
 /// The 8 lanes' sum in a fixed order.

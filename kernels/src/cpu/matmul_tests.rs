@@ -82,7 +82,7 @@ fn matmul_matches_reference_all_backends() {
 fn matmul_rows_are_batch_invariant() {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
     for dtype in [WeightDType::F32, WeightDType::Bf16, WeightDType::F16] {
-        for &(n, k) in &[(48, 100), (35, 576), (20, 33)] {
+        for &(n, k) in &[(48, 100), (35, 576), (20, 33), (45, 1000)] {
             let w = WeightMatrix::from_f32(n, k, random_vec(&mut rng, n * k), dtype);
             let batch = 300;
             let x = random_vec(&mut rng, batch * k);
