@@ -381,6 +381,21 @@ unsafe fn dot_lanes<L: Lanes32, const MR: usize, const NR: usize, const ONE_BY_O
             }
             continue;
         }
+        if L::IS_F32 && c < full {
+            // Plain f32 rows (panels): loaded a vector at a time, next to
+            // their FMAs (a whole chunk of two rows held in registers beside
+            // eight accumulators spilled). Same FMAs in the same order.
+            for q in 0..4 {
+                let wq: [__m256; NR] = std::array::from_fn(|j| _mm256_loadu_ps(w[j].cast::<f32>().add(e + 8 * q)));
+                for (acc_i, x_i) in acc.iter_mut().zip(&x) {
+                    let xv = _mm256_loadu_ps(x_i.add(e + 8 * q));
+                    for (a, w_j) in acc_i.iter_mut().zip(&wq) {
+                        *a = _mm256_fmadd_ps(*w_j, xv, *a);
+                    }
+                }
+            }
+            continue;
+        }
         let wv: [[__m256; 4]; NR] = std::array::from_fn(load);
         for q in 0..4 {
             for (acc_i, x_i) in acc.iter_mut().zip(&x) {
