@@ -96,6 +96,27 @@ mod tests {
     }
 
     #[test]
+    fn f64_gelu_tanh_matches_the_tanh_form() {
+        let k = (2.0 / std::f64::consts::PI).sqrt();
+        let tanh_form = |x: f64| 0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh());
+        let sigmoid_form = |x: f64| x / (1.0 + (-2.0 * k * (x + 0.044715 * x * x * x)).exp());
+        let mut x = -30.0f64;
+        while x < 30.0 {
+            let a = x.gelu_tanh();
+            let b = sigmoid_form(x);
+            assert!((a - b).abs() <= 4e-15 * b.abs() + 1e-300, "gelu_tanh({x}) = {a:e}, std exp form {b:e}");
+            // Below -1 the tanh form itself cancels (1 + tanh u → 0).
+            if x > -1.0 {
+                let t = tanh_form(x);
+                assert!((a - t).abs() <= 1e-14 * t.abs(), "gelu_tanh({x}) = {a:e}, tanh form {t:e}");
+            }
+            x += 0.001_3;
+        }
+        assert_eq!((-200.0f64).gelu_tanh(), 0.0);
+        assert_eq!(200.0f64.gelu_tanh(), 200.0);
+    }
+
+    #[test]
     fn silu_mul_rows() {
         let d_ff = 19;
         let rows = 3;
