@@ -22,8 +22,31 @@ pub struct ChatTemplate {
 
 /// A template a client sends with its request runs in the CVM: bounded in
 /// size and in work (minijinja's fuel), so a loop cannot hold the server.
+/// Fuel counts instructions, not bytes: one instruction can build a string
+/// of 100 MB (or double one), so the server also runs client templates
+/// only when told to trust them (`--trust-request-chat-template`).
 pub const MAX_REQUEST_TEMPLATE_BYTES: usize = 64 << 10;
 const REQUEST_TEMPLATE_FUEL: u64 = 2_000_000;
+/// Most bytes any rendering may write: a prompt is far shorter (the server
+/// caps it at 1 Mi characters by default), and a template that loops its
+/// output fails here instead of filling memory.
+pub const MAX_RENDERED_BYTES: usize = 16 << 20;
+
+/// The rendering's sink: fails the write that would pass `MAX_RENDERED_BYTES`.
+struct CappedOutput(Vec<u8>);
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other(format!("the rendered prompt is over {MAX_RENDERED_BYTES} bytes")));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 #[derive(Serialize)]
 struct Context<'a> {
@@ -68,10 +91,14 @@ impl ChatTemplate {
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, String> {
         let ctx = Context { messages, add_generation_prompt, bos_token: &self.bos_token, eos_token: &self.eos_token };
         let t = self.env.get_template(NAME).expect("added at construction");
-        t.render(ctx).map_err(|e| match e.kind() {
+        let mut out = CappedOutput(Vec::new());
+        t.render_captured_to(ctx, &mut out).map_err(|e| match e.kind() {
             ErrorKind::InvalidOperation => format!("the chat template refused the messages: {}", e.detail().unwrap_or("no reason given")),
+            ErrorKind::WriteFailure => format!("rendering the chat template: the output is over {MAX_RENDERED_BYTES} bytes"),
             _ => format!("rendering the chat template: {e:#}"),
-        })
+        })?;
+        // minijinja writes whole `str`s.
+        String::from_utf8(out.0).map_err(|e| format!("rendering the chat template: {e}"))
     }
 }
 
@@ -130,5 +157,19 @@ mod tests {
         let err = spin.render(&msgs(&[("user", "a")]), true).unwrap_err();
         assert!(err.contains("fuel") || err.contains("out of"), "{err}");
         assert!(model.for_request(&"x".repeat(MAX_REQUEST_TEMPLATE_BYTES + 1)).is_err());
+    }
+
+    /// Fuel counts instructions: 40 of them would write 4 GB. The output
+    /// is capped instead, for a client's template and the model's own.
+    #[test]
+    fn a_template_that_loops_its_output_fails_at_the_cap() {
+        let model = ChatTemplate::new("x", None, None).unwrap();
+        let flood = "{% for i in range(40) %}{{ 'x' * 100000000 }}{% endfor %}";
+        for t in [model.for_request(flood).unwrap(), ChatTemplate::new(flood, None, None).unwrap()] {
+            let err = t.render(&msgs(&[("user", "a")]), false).unwrap_err();
+            assert!(err.contains(&format!("over {MAX_RENDERED_BYTES} bytes")), "{err}");
+        }
+        let just_under = format!("{{{{ 'x' * {} }}}}", MAX_RENDERED_BYTES);
+        assert_eq!(model.for_request(&just_under).unwrap().render(&msgs(&[]), false).unwrap().len(), MAX_RENDERED_BYTES);
     }
 }

@@ -49,11 +49,12 @@ impl SafetensorsFile {
                     format!("tensor {name}: offsets {s}..{e} do not fit {:?} {:?}", t.dtype, t.shape),
                 ));
             }
-            if data_start + e as u64 > file.len() {
+            let end = data_start.checked_add(e as u64);
+            if end.is_none_or(|end| end > file.len()) {
                 return Err(ModelError::corrupt(
                     path,
                     file.len(),
-                    format!("file is truncated: tensor {name} needs bytes up to {}, file has {}", data_start + e as u64, file.len()),
+                    format!("file is truncated: tensor {name} needs bytes up to {data_start} + {e}, file has {}", file.len()),
                 ));
             }
         }

@@ -209,12 +209,56 @@ impl DecodeStream {
         let before = tok.decode(&self.ids[self.prefix..self.read], self.skip_special)?;
         let after = tok.decode(&self.ids[self.prefix..], self.skip_special)?;
         if after.len() > before.len() && !after.ends_with('\u{FFFD}') {
-            let piece = after[before.len()..].to_string();
+            // A byte-fallback decoder judges a run of `<0xNN>` tokens as a
+            // whole: a later byte can turn text already released ("é")
+            // into U+FFFDs, so `after` need not start with `before`. What
+            // was released stays; the piece starts past as many bytes, at
+            // a character boundary.
+            let mut start = before.len();
+            while !after.is_char_boundary(start) {
+                start += 1;
+            }
+            let piece = after[start..].to_string();
             self.prefix = self.read;
             self.read = self.ids.len();
             Ok(piece)
         } else {
             Ok(String::new())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A SentencePiece vocabulary with byte tokens, as Gemma's and Llama 2's.
+    fn byte_fallback_tokenizer() -> Tokenizer {
+        let spec = vocab::sentencepiece_bpe(&["<unk>", "a", "<0xC3>", "<0xA9>"], &[2, 1, 6, 6], "<unk>");
+        let inner: tokenizers::Tokenizer = spec.to_string().parse().unwrap();
+        Tokenizer {
+            inner,
+            path: PathBuf::from("test"),
+            stop_ids: Vec::new(),
+            bos_id: None,
+            add_bos: false,
+            post_process: false,
+            chat_template: None,
+            special_ids: HashSet::new(),
+        }
+    }
+
+    /// `é` is released, then a third byte makes the run `C3 A9 A9` invalid
+    /// as a whole, and the decoder turns it all into U+FFFDs: the stream
+    /// keeps what it released and goes on (it sliced inside a U+FFFD and
+    /// panicked, which aborted every request in flight).
+    #[test]
+    fn a_byte_run_that_turns_invalid_after_release_does_not_panic() {
+        let tok = byte_fallback_tokenizer();
+        let mut stream = DecodeStream::new(true);
+        let pieces: Vec<String> = [1, 2, 3, 3, 1].iter().map(|&id| stream.step(&tok, id).unwrap()).collect();
+        assert_eq!(pieces[..3].concat(), "aé");
+        let text = pieces.concat();
+        assert!(text.starts_with("aé") && text.ends_with('a'), "{text:?}");
     }
 }

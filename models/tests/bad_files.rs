@@ -54,6 +54,21 @@ fn corrupt_header_counts() {
     assert!(matches!(Checkpoint::open(&p), Err(ModelError::Corrupt { .. })));
 }
 
+/// Dimensions each within bounds whose product wraps (2⁶² values: the size
+/// in bytes wrapped to 0 and passed the bounds check, then a 2⁶²-value
+/// allocation panicked).
+#[test]
+fn tensor_dimensions_whose_product_overflows() {
+    use talaria_models::gguf::{write_gguf, GgufFile, GgufTensorOut};
+    let dir = std::env::temp_dir().join(format!("talaria-badfiles-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("huge-dims.gguf");
+    let t = GgufTensorOut { name: "blk.0.attn_norm.weight".into(), dims: vec![1 << 32, 1 << 30], type_code: 0, bytes: &[] };
+    write_gguf(&p, &[], &[t]).unwrap();
+    let e = GgufFile::open(&p).err().expect("opened a tensor of 2^62 values").to_string();
+    assert!(e.contains("huge-dims.gguf") && e.contains("2^48"), "{e}");
+}
+
 #[test]
 fn hf_folder_errors_name_the_file() {
     let dir = std::env::temp_dir().join(format!("talaria-badhf-{}", std::process::id()));

@@ -12,7 +12,7 @@ use serve_common::{choice_text, start, stream_texts, Server};
 
 fn server() -> &'static Server {
     static S: OnceLock<Server> = OnceLock::new();
-    S.get_or_init(|| start(&["--served-model-name", "smol"]))
+    S.get_or_init(|| start(&["--served-model-name", "smol", "--trust-request-chat-template"]))
 }
 
 #[test]

@@ -211,6 +211,21 @@ fn sixteen_stop_strings_of_128_kb_are_refused_naming_the_field() {
     assert_normal_request_served(s);
 }
 
+/// A client's chat template runs in the CVM, and one instruction of it can
+/// build a 100 MB string (doubling it each further one): refused unless the
+/// server was started with --trust-request-chat-template.
+#[test]
+fn a_client_chat_template_is_refused_by_default() {
+    let _one_at_a_time = exclusive();
+    let s = server();
+    let flood = "{% set s = 'x' * 100000000 %}{% for i in range(8) %}{% set s = s ~ s %}{% endfor %}{{ s }}";
+    let chat = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "chat_template": flood});
+    let r = s.post("/v1/chat/completions", &chat);
+    assert_eq!((r.status, r.body["error"]["param"].as_str()), (400, Some("chat_template")), "{}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("--trust-request-chat-template"), "{}", r.body);
+    assert_normal_request_served(s);
+}
+
 /// Resident memory of a process, in bytes.
 fn vm_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");

@@ -85,10 +85,11 @@ impl WeightDType {
         }
     }
 
-    /// Bytes that `n` values take, `None` unless `n` is whole blocks.
+    /// Bytes that `n` values take, `None` unless `n` is whole blocks (or
+    /// when the size would not fit a `usize`).
     pub fn bytes_for(self, n: usize) -> Option<usize> {
         let (per, bytes) = self.block();
-        n.is_multiple_of(per).then(|| n / per * bytes)
+        n.is_multiple_of(per).then(|| (n / per).checked_mul(bytes)).flatten()
     }
 
     /// Bits per value in memory (for load-time and bandwidth figures).

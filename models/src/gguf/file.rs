@@ -20,6 +20,9 @@ use crate::storage::{Access, Purpose, ReadCounter, StoredFile};
 const MAX_STRING: u64 = 1 << 24;
 const MAX_ARRAY: u64 = 1 << 26;
 const MAX_DIMS: u32 = 4;
+/// Most values one tensor may hold (2⁴⁸, far past any model's): with each
+/// dimension up to 2³², their product and its size in bytes must not wrap.
+const MAX_ELEMENTS: u64 = 1 << 48;
 /// Header bytes fetched per positional read.
 const HEADER_CHUNK: u64 = 1 << 16;
 
@@ -175,6 +178,10 @@ fn parse_header(file: &StoredFile) -> Result<Header> {
                 return Err(ModelError::corrupt(&path, at, format!("tensor {name}: dimension {d}")));
             }
             dims.push(d as usize);
+        }
+        let n = dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64).filter(|&n| n <= MAX_ELEMENTS));
+        if n.is_none() {
+            return Err(ModelError::corrupt(&path, at, format!("tensor {name}: dimensions {dims:?} hold over 2^48 values")));
         }
         let type_code = c.u32(&name)?;
         let offset = c.u64(&name)?;

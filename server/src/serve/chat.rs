@@ -50,6 +50,12 @@ async fn handle(st: SharedState, body: Bytes) -> Result<Response, ApiError> {
     let req: ChatRequest = parse_body(&body, CHAT_KEYS)?;
     check_model(&req.common.model, &st.model_name)?;
     check_chat_extras(&req)?;
+    if req.chat_template.is_some() && !st.limits.trust_request_chat_template {
+        return Err(ApiError::bad_param(
+            "chat_template",
+            "this server does not run templates sent by clients (start talaria-serve with --trust-request-chat-template to allow them)",
+        ));
+    }
     let messages = chat_messages(&req.messages)?;
     let (max_tokens, param) = match req.max_completion_tokens {
         Some(m) => (Some(m), "max_completion_tokens"),

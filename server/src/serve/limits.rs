@@ -60,6 +60,13 @@ pub struct RequestLimits {
     /// server with a single client); `off` caches nothing.
     #[arg(long, value_enum, default_value_t = PrefixCaching::Salted)]
     pub prefix_caching: PrefixCaching,
+    /// Run the `chat_template` a chat request may send (vLLM's field)
+    /// instead of refusing it with 400. It runs in the CVM bounded in size,
+    /// work and output, but one template instruction can build a 100 MB
+    /// string: allow it only for clients trusted with the server's memory
+    /// (as vLLM's flag of the same name).
+    #[arg(long)]
+    pub trust_request_chat_template: bool,
     /// The server-wide state of these limits (not a flag).
     #[arg(skip)]
     pub gates: Arc<LimitGates>,
