@@ -39,6 +39,10 @@ pub struct SamplingParams {
 pub const MAX_LOGIT_BIAS: usize = 1024;
 /// Largest magnitude of one logit bias (OpenAI's range).
 pub const MAX_LOGIT_BIAS_VALUE: f32 = 100.0;
+/// Temperatures below this sample greedily (vLLM's `_SAMPLING_EPS`): the
+/// scaled scores of a smaller one overflow, and the softmax of what is left
+/// is NaN, which fell through to the least likely candidate.
+const GREEDY_BELOW: f32 = 1e-5;
 
 impl Default for SamplingParams {
     fn default() -> Self {
@@ -150,7 +154,7 @@ impl Sampler {
 
     pub fn sample(&mut self, logits: &[f32]) -> SampledToken {
         let scores = self.adjusted(logits);
-        let id = if self.params.temperature == 0.0 { argmax(&scores) } else { self.sample_filtered(&scores) };
+        let id = if self.params.temperature < GREEDY_BELOW { argmax(&scores) } else { self.sample_filtered(&scores) };
         match self.params.logprobs {
             Some(k) => score_token(logits, id, k),
             None => SampledToken { id, logprob: 0.0, top_logprobs: Vec::new() },
@@ -274,6 +278,16 @@ mod tests {
     fn greedy_picks_argmax_lowest_on_ties() {
         let mut s = Sampler::new(SamplingParams::greedy());
         assert_eq!(s.sample(&[0.0, 3.0, 3.0, 1.0]).id, 1);
+    }
+
+    /// A temperature so small that `1/t` overflows picked the least likely
+    /// candidate (the NaN softmax never reached its threshold).
+    #[test]
+    fn a_tiny_temperature_is_greedy() {
+        for temperature in [1e-39, 1e-20, 1e-6] {
+            let mut s = Sampler::new(SamplingParams { temperature, seed: Some(1), ..Default::default() });
+            assert_eq!(s.sample(&[-1.0, 5.0, 2.0]).id, 1, "temperature {temperature:e}");
+        }
     }
 
     #[test]

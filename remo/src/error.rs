@@ -1,6 +1,7 @@
 //! Errors of the ReMO masking layer.
 
 use talaria_models::OpId;
+use talaria_protocol::CallKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoError {
@@ -24,4 +25,11 @@ pub enum RemoError {
     AnswerRejected { id: OpId, call: &'static str, detail: String },
     #[error("matrix is singular to working precision (pivot {pivot} in column {column})")]
     Singular { column: usize, pivot: f64 },
+}
+
+impl RemoError {
+    /// The worker's answer to a `call` call failed a check: it lied.
+    pub(crate) fn rejected(id: OpId, call: CallKind, detail: impl Into<String>) -> Self {
+        Self::AnswerRejected { id, call: call.name(), detail: detail.into() }
+    }
 }

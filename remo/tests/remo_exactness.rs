@@ -117,6 +117,10 @@ fn bad_inputs_and_bad_answers_are_errors() {
         let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
         let err = remo.matmul(&mut BrokenWorker { nan }, qkv(), 2, (&[0.5f32; 16][..]).into(), (&mut out[..]).into()).unwrap_err();
         assert!(format!("{err:#}").contains("worker answer"), "{err:#}");
+        // The transport hands over only whole, finite answers (a worker
+        // admitting a failure is retried there): one that fails here is a
+        // lie, and its session must end.
+        assert!(talaria_remo::is_rejected_answer(&err), "{err:#}");
     }
     // Zero rows: nothing to do, nothing sent.
     remo.matmul(&mut worker, qkv(), 0, Rows::F32(&[]), RowsMut::F32(&mut [])).unwrap();

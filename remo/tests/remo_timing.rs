@@ -1,6 +1,6 @@
 //! CVM-side cost of ReMO (the worker's matmul excluded). Prints numbers,
 //! asserts nothing about time; run with
-//! `cargo test --release -p talaria-cvm --test remo_timing -- --ignored --nocapture`.
+//! `cargo test --release -p talaria-remo --test remo_timing -- --ignored --nocapture`.
 //! Reports process CPU time (all threads) as well as wall time, since wall
 //! time on a shared machine is mostly noise.
 
@@ -22,22 +22,21 @@ fn cpu_time() -> Duration {
     t(ru.ru_utime) + t(ru.ru_stime)
 }
 
-/// Answers with canned finite values of the right shape, doing no matmul,
-/// and keeps account of its own wall and CPU time.
-struct CannedWorker {
-    d_out: usize,
-    answer: Vec<f64>,
+/// Answers honestly (the answers are checked) and keeps account of the
+/// wall and CPU time of its own products, which the timings leave out.
+struct TimedWorker {
+    inner: RecordingWorker,
     wall: Duration,
     cpu: Duration,
 }
 
-impl WorkerMatmul for CannedWorker {
+impl WorkerMatmul for TimedWorker {
     fn call(&mut self, call: WorkerCall, fill: &mut dyn FnMut(RowsMut<'_>), take: &mut dyn FnMut(Rows<'_>)) -> anyhow::Result<()> {
         assert_eq!(call.precision, Precision::F64);
         let mut x = vec![0f64; call.rows * call.d_in];
         fill(RowsMut::F64(&mut x));
         let (w, c) = (Instant::now(), cpu_time());
-        let y = self.answer[..call.rows * self.d_out].to_vec();
+        let y = self.inner.exact(call.id, &x, call.rows)?;
         self.wall += w.elapsed();
         self.cpu += cpu_time() - c;
         take(Rows::F64(&y));
@@ -45,7 +44,7 @@ impl WorkerMatmul for CannedWorker {
     }
 }
 
-impl CannedWorker {
+impl TimedWorker {
     /// Wall and CPU time of `f`, minus the time spent in this worker.
     fn time_without_worker(&mut self, f: impl FnOnce(&mut Self)) -> (Duration, Duration) {
         let (w0, c0, ww0, wc0) = (Instant::now(), cpu_time(), self.wall, self.cpu);
@@ -71,8 +70,8 @@ fn pad_batch_and_online_call_cost() {
         let mut remo = Remo::<f64>::new(setup(&[(id, d_in, d_out)], 10.0), params).unwrap();
         let n_p = remo.pools().pool(id).unwrap().batch_rows();
         let usable = remo.pools().pool(id).unwrap().usable_per_batch();
-        let answer = gaussian(n_p, d_out, 1.0, 1);
-        let mut worker = CannedWorker { d_out, answer, wall: Duration::ZERO, cpu: Duration::ZERO };
+        let inner = RecordingWorker::random(&[(id, d_in, d_out)], 1).record_data(false);
+        let mut worker = TimedWorker { inner, wall: Duration::ZERO, cpu: Duration::ZERO };
         remo.ensure(&mut worker, id, 1).unwrap(); // warm-up (allocator, rayon)
         let mut runs: Vec<(Duration, Duration)> = (0..10)
             .map(|_| {

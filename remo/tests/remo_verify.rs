@@ -152,23 +152,28 @@ fn every_tampering_is_caught_on_every_kind_of_call() {
 #[test]
 fn a_lying_reference_batch_is_caught_at_the_next_batch() {
     // Scaling is linear: the first batch alone is consistent with the
-    // weights 1.001·W, so its own fit passes, and the honest second batch
-    // then disagrees with the reference.
-    let mut worker = Lying::new(RecordingWorker::random(&[(down(), 96, 64)], 3).record_data(false), 0, Tamper::Scale(1e-3));
-    let d_in = 96;
-    let mut remo = Remo::<f64>::new(setup(&[(down(), d_in, 64)], 1.0), RemoParams::default()).unwrap();
-    let mut calls = 0;
-    let err = loop {
-        let x = gaussian(8, d_in, 0.3, calls);
-        let mut out = vec![0.0; 8 * 64];
-        if let Err(e) = remo.matmul(&mut worker, down(), 8, (&x[..]).into(), (&mut out[..]).into()) {
-            break e;
-        }
-        calls += 1;
-        assert!(calls < 20, "never caught");
-    };
-    assert!(rejected(&err), "{err:#}");
-    assert!(format!("{err:#}").contains("online call") || format!("{err:#}").contains("pad_batch"), "{err:#}");
+    // weights (1 + ε)·W, so its own fit passes, and the honest second batch
+    // then disagrees with the reference. At 1e160 every value of the lie is
+    // finite but the reference's squared norm is not: a threshold of ∞
+    // passed every later answer of the op, the honest and the lying alike.
+    for eps in [1e-3, 1e150, 1e160] {
+        let mut worker = Lying::new(RecordingWorker::random(&[(down(), 96, 64)], 3).record_data(false), 0, Tamper::Scale(eps));
+        let d_in = 96;
+        let mut remo = Remo::<f64>::new(setup(&[(down(), d_in, 64)], 1.0), RemoParams::default()).unwrap();
+        let mut calls = 0;
+        let err = loop {
+            let x = gaussian(8, d_in, 0.3, calls);
+            let mut out = vec![0.0; 8 * 64];
+            if let Err(e) = remo.matmul(&mut worker, down(), 8, (&x[..]).into(), (&mut out[..]).into()) {
+                break e;
+            }
+            calls += 1;
+            assert!(calls < 20, "ε = {eps:e}: never caught");
+        };
+        assert!(rejected(&err), "ε = {eps:e}: {err:#}");
+        let text = format!("{err:#}");
+        assert!(text.contains("online call") || text.contains("pad_batch"), "ε = {eps:e}: {err:#}");
+    }
 }
 
 #[test]

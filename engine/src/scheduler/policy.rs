@@ -197,6 +197,9 @@ impl Scheduler {
                 // Back from CVM memory, when the blocks for it and this
                 // step's tokens are free.
                 if kv.allocator().free_blocks() < (len + want).div_ceil(kv.block_size) {
+                    if self.release_waiting_holder(kv, &mut plan) {
+                        continue;
+                    }
                     break;
                 }
                 let swapped = s.swapped.take().expect("checked");
@@ -204,6 +207,9 @@ impl Scheduler {
             }
             if s.blocks.get_or_insert_with(|| kv.new_sequence()).reserve(want).is_err() {
                 // Keep its (empty) table; wait for blocks to come back.
+                if self.release_waiting_holder(kv, &mut plan) {
+                    continue;
+                }
                 break;
             }
             self.planned.insert(s.arrival, want);
@@ -271,6 +277,15 @@ impl Scheduler {
     /// memory while the swap budget allows, else dropped (it recomputes).
     fn preempt(&mut self, v: usize, kv: &mut KvPool, plan: &mut StepPlan) {
         let mut s = self.running.remove(v);
+        self.release_blocks(&mut s, kv, plan);
+        plan.num_preempted += 1;
+        let at = self.waiting.partition_point(|w| w.arrival < s.arrival);
+        self.waiting.insert(at, s);
+    }
+
+    /// Moves a sequence's KV out of the pool: swapped to CVM memory within
+    /// the swap budget, else dropped for a recompute.
+    fn release_blocks(&self, s: &mut Sequence, kv: &mut KvPool, plan: &mut StepPlan) {
         let budget = self.cfg.max_swap_bytes.unwrap_or_else(|| kv.bytes());
         let held: usize = self.waiting.iter().filter_map(|w| w.swapped.as_ref()).map(|w| w.bytes).sum();
         match s.blocks.take() {
@@ -286,8 +301,21 @@ impl Scheduler {
                 s.preempt();
             }
         }
-        plan.num_preempted += 1;
-        let at = self.waiting.partition_point(|w| w.arrival < s.arrival);
-        self.waiting.insert(at, s);
+    }
+
+    /// The front of the queue cannot get its blocks: the youngest waiting
+    /// sequence behind it that holds some (a forked choice waiting with its
+    /// parent's prompt blocks, or past the sequence cap) gives them up, as
+    /// a running one would be preempted. Waiting holders were never
+    /// evicted, so a swapped-out parent waiting for blocks its own forked
+    /// choice held stalled the queue for good. Returns whether one did.
+    fn release_waiting_holder(&mut self, kv: &mut KvPool, plan: &mut StepPlan) -> bool {
+        let Some(i) = (1..self.waiting.len()).rev().find(|&i| self.waiting[i].blocks.as_ref().is_some_and(|b| !b.is_empty())) else {
+            return false;
+        };
+        let mut s = self.waiting.remove(i).expect("index found");
+        self.release_blocks(&mut s, kv, plan);
+        self.waiting.insert(i, s);
+        true
     }
 }

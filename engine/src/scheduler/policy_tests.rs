@@ -138,3 +138,37 @@ fn a_running_prefill_short_of_blocks_takes_the_chunk_that_fits() {
     assert_eq!(scheduled(&s, &plan), vec![(1, 1), (2, 4)]);
     assert_eq!((plan.num_preempted, kv.allocator().free_blocks()), (0, 0));
 }
+
+/// A forked choice that waits keeps its parent's prompt blocks. When the
+/// parent is then preempted (swapped out) and the older sequence that
+/// preempted it finishes, the parent waits at the front for more blocks
+/// than are free while its choice, behind it, holds the rest: the queue
+/// stalled with every step empty. The waiting holder now gives them up.
+#[test]
+fn a_waiting_forked_choice_gives_up_its_blocks_to_the_front() {
+    use super::sequence::Forked;
+    let mut kv = pool(6, 4);
+    let mut s = Scheduler::new(SchedulerConfig { max_num_batched_tokens: 64, max_num_seqs: 8, max_swap_bytes: None });
+    s.enqueue(seq(1, 0, 4));
+    s.enqueue(seq(2, 1, 17));
+    let plan = s.schedule(&mut kv).0;
+    assert_eq!(scheduled(&s, &plan), vec![(1, 4), (2, 17)]);
+    fake_step(&mut s, &plan);
+    assert_eq!(kv.allocator().free_blocks(), 0);
+    // Request 2's second choice: no free block for the partial one, so it
+    // waits holding the four full blocks it shares.
+    let mut kid = seq(2, 2, 17);
+    kid.blocks = Some(kv.fork(s.running[1].blocks.as_ref().unwrap()));
+    s.admit_forked(Forked::Waiting(kid));
+    // Request 1 decodes and needs a block: request 2's first choice is
+    // swapped out (its full blocks stay, held by the choice).
+    let plan = s.schedule(&mut kv).0;
+    assert_eq!(scheduled(&s, &plan), vec![(1, 1)]);
+    assert_eq!(plan.num_swapped, 1);
+    fake_step(&mut s, &plan);
+    s.remove_request(1);
+    // The parent needs five blocks, two are free, the choice holds four.
+    let plan = s.schedule(&mut kv).0;
+    assert_eq!(scheduled(&s, &plan), vec![(2, 1)], "the swapped-out parent resumes");
+    assert!(s.waiting.iter().all(|w| w.blocks.as_ref().is_none_or(|b| b.is_empty())), "the choice gave its blocks up");
+}

@@ -21,7 +21,7 @@ use crate::mixing::column_blocks::{par_column_blocks, ColumnBlockMut};
 use crate::mixing::fwht::{l1_group_rows, stages};
 use crate::mixing::streaming_store::{self, copy_streaming};
 use crate::pads::secure_rng::SecureRng;
-use crate::pads::wipe::wipe;
+use crate::pads::wipe::{wipe, SecretVec};
 use talaria_kernels::Float;
 
 /// σ of the log-normal diagonal magnitudes (see the module docs).
@@ -79,8 +79,11 @@ impl Mixing {
             .map(|_| {
                 let mut perm = Vec::with_capacity(n);
                 rng.permutation(n, &mut perm);
-                let d: Vec<f64> =
-                    (0..n).map(|_| rng.sign() * (LOGNORMAL_SIGMA * rng.truncated_normal(LOGNORMAL_TRUNCATION)).exp()).collect();
+                // The diagonal is secret like the rest: wiped once derived.
+                let d: SecretVec<f64> = (0..n)
+                    .map(|_| rng.sign() * (LOGNORMAL_SIGMA * rng.truncated_normal(LOGNORMAL_TRUNCATION)).exp())
+                    .collect::<Vec<_>>()
+                    .into();
                 let scale = d.iter().map(|d| d / norm).collect();
                 let inv_scale = d.iter().map(|d| 1.0 / (norm * d)).collect();
                 Round { perm, scale, inv_scale }

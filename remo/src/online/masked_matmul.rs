@@ -4,7 +4,7 @@
 use talaria_models::OpId;
 
 use crate::error::RemoError;
-use crate::online::worker::{call_in_place, check_finite, CallKind, WorkerCall, WorkerMatmul};
+use crate::online::worker::{call_in_place, check_private_finite, CallKind, WorkerCall, WorkerMatmul};
 use crate::pads::pad::Pad;
 use crate::pads::secure_rng::SecureRng;
 use std::time::Instant;
@@ -165,9 +165,11 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
     );
     crate::pads::wipe::wipe(group);
     crate::pads::wipe::wipe(xz);
+    // Π says which sent row is which real one.
+    crate::pads::wipe::wipe(perm);
     called.map_err(|e| e.context(format!("{id}: online call")))?;
     check.finish(CallKind::Online, tolerance, sent, worst, check_time)?;
     // Checked again in private memory (see `WorkerMatmul::call`).
-    check_finite(id, "unmasked output", out)?;
+    check_private_finite(id, CallKind::Online, "the unmasked output", out)?;
     Ok(())
 }

@@ -106,7 +106,10 @@ impl<P: Float> Remo<P> {
         self.pools.ensure(worker, id, sent)?;
         let pads = self.pools.take(id, sent)?;
         let check = self.pools.check_mut(id)?;
-        masked_matmul(worker, id, x, rows, pads, &self.factors, check, &mut self.rng, &mut self.scratch, out)?;
+        let called = masked_matmul(worker, id, x, rows, pads, &self.factors, check, &mut self.rng, &mut self.scratch, out);
+        // The rows' private factors say which rows were large.
+        crate::pads::wipe::wipe(&mut self.factors);
+        called?;
         self.pools.prefetch_after(id);
         self.online_calls += 1;
         self.online_rows += rows as u64;

@@ -46,23 +46,39 @@ pub fn call_in_place<T: Float>(
 ) -> anyhow::Result<()> {
     let call = WorkerCall { precision: T::PRECISION, ..call };
     // Checked here too, whatever the transport checked: nothing derived
-    // from a short or non-finite answer may be used.
+    // from a short or non-finite answer may be used. The transport hands
+    // over only answers it found whole and finite (a worker admitting a
+    // failure is retried there), so one failing here was rewritten after
+    // that check: a lie.
     let mut bad: Option<RemoError> = None;
     worker.call(call, &mut |rows| fill(T::of_rows_mut(rows).expect("the transport hands rows of the call's precision")), &mut |rows| {
         let y = T::of_rows(rows).expect("the transport hands rows of the call's precision");
         match check_answer(call.id, y, call.rows, call.d_out) {
             Ok(()) => take(y),
-            Err(e) => bad = Some(e),
+            Err(e) => bad = Some(RemoError::rejected(call.id, call.kind, e.to_string())),
         }
     })?;
     bad.map_or(Ok(()), |e| Err(e.into()))
 }
 
-/// The product into a fresh buffer, checked (shape, all finite).
+/// The product into a fresh buffer, checked (shape, all finite) once it is
+/// private.
 pub fn matmul<T: Float>(worker: &mut (impl WorkerMatmul + ?Sized), call: WorkerCall, x: &[T]) -> anyhow::Result<Vec<T>> {
     let mut y = vec![T::default(); call.rows * call.d_out];
     call_in_place(worker, call, &mut |dst| dst.copy_from_slice(x), &mut |ans| y.copy_from_slice(ans))?;
+    check_private_finite(call.id, call.kind, "the answer", &y)?;
     Ok(y)
+}
+
+/// Checks that every value derived from a worker's answer, in private
+/// memory, is finite: the answer was checked finite on arrival, so a
+/// non-finite value now is a lie (rewritten shared memory, or values so
+/// large that unmixing or unmasking overflows).
+pub(crate) fn check_private_finite<T: Copy + Sync + Into<f64>>(id: OpId, call: CallKind, what: &str, v: &[T]) -> Result<(), RemoError> {
+    match talaria_protocol::first_non_finite(v) {
+        None => Ok(()),
+        Some(index) => Err(RemoError::rejected(id, call, format!("value {index} of {what} is not finite"))),
+    }
 }
 
 /// Checks a worker's answer: `rows × d_out` values, all finite.

@@ -14,7 +14,7 @@ use talaria_models::OpId;
 
 use crate::error::RemoError;
 use crate::mixing::butterfly::Mixing;
-use crate::online::worker::{call_in_place, check_finite, CallKind, WorkerCall, WorkerMatmul};
+use crate::online::worker::{call_in_place, check_private_finite, CallKind, WorkerCall, WorkerMatmul};
 use crate::pads::pad::{BatchStore, Pad};
 use crate::pads::pad_buffers::PadBuffers;
 use crate::pads::pool::RefillPhases;
@@ -167,7 +167,7 @@ impl<P: Float> AnsweredBatch<P> {
         drop(mixing);
         phases.unmix += start.elapsed();
         let checked = Instant::now();
-        check_finite(id, "pads R·W", &rw)?;
+        check_private_finite(id, CallKind::PadBatch, "the unmixed pads R·W", &rw)?;
         let verdict = match verify {
             Verify::Here(check) => {
                 check.check_batch(&r, &rw, &shape.sigma)?;

@@ -22,6 +22,7 @@ use talaria_models::OpId;
 use talaria_protocol::CallKind;
 
 use crate::error::RemoError;
+use crate::online::worker::check_private_finite;
 use crate::pads::secure_rng::SecureRng;
 use crate::pads::wipe::{wipe, SecretVec};
 use crate::verify::lanes::{minus_scaled, norm, project, project_rows, Lane, LANES};
@@ -183,11 +184,14 @@ impl OpCheck {
     /// `row_norm` (> 1: the answer is rejected).
     pub fn ratio(&self, residual: &Lane, row_norm: f64, tolerance: Tolerance) -> f64 {
         let zeta = self.reference.as_ref().map_or(0.0, |r| r.zeta);
-        let worst = residual.iter().fold(0.0f64, |m, r| m.max(r.abs()));
         let threshold = tolerance.tau() * row_norm * zeta;
-        if worst.is_nan() {
-            f64::INFINITY
-        } else if threshold > 0.0 {
+        // A NaN would pass silently (`f64::max` skips it, comparisons are
+        // false), and an infinite threshold would pass anything.
+        if residual.iter().any(|r| !r.is_finite()) || !threshold.is_finite() {
+            return f64::INFINITY;
+        }
+        let worst = residual.iter().fold(0.0f64, |m, r| m.max(r.abs()));
+        if threshold > 0.0 {
             worst / threshold
         } else if worst == 0.0 {
             0.0
@@ -218,11 +222,7 @@ impl OpCheck {
         if ratio <= 1.0 {
             return Ok(());
         }
-        Err(RemoError::AnswerRejected {
-            id: self.id,
-            call: kind.name(),
-            detail: format!("row {row} of {rows} is off by {ratio:.3e}× its threshold"),
-        })
+        Err(RemoError::rejected(self.id, kind, format!("row {row} of {rows} is off by {ratio:.3e}× its threshold")))
     }
 
     /// Checks a pad batch (`r`: its rows, `rw`: their products, private
@@ -235,7 +235,16 @@ impl OpCheck {
         if self.reference.is_none() {
             let z = solve_reference(self.id, r, rw, sigma, &self.v)?;
             self.stats.reference_time += started.elapsed();
-            let zeta = (z.iter().map(|lane| lane.iter().map(|v| v * v).sum::<f64>()).sum::<f64>() / LANES as f64).sqrt();
+            let zeta = lanes_rms(&z);
+            if !zeta.is_finite() {
+                // Only answers far beyond any weight's products get here: a
+                // threshold of ∞ would pass every later answer of the op.
+                return Err(RemoError::rejected(
+                    self.id,
+                    CallKind::PadBatch,
+                    "the reference batch's products give a check vector of no finite norm",
+                ));
+            }
             self.reference = Some(Reference { z, zeta, tolerance: Tolerance::of(P::PRECISION) });
         }
         let tolerance = Tolerance::of(P::PRECISION);
@@ -296,8 +305,10 @@ impl OpCheck {
     }
 
     /// Checks (or, before the op's reference exists, keeps for checking)
-    /// the f64 answer `y` to unmasked public rows `x`.
+    /// the f64 answer `y` to unmasked public rows `x` (a private copy: a
+    /// non-finite value in it was written after the transport's checks).
     pub fn record_plain(&mut self, x: &[f32], y: &[f64]) -> Result<(), RemoError> {
+        check_private_finite(self.id, CallKind::Plain, "the answer", y)?;
         let d_out = self.v.len();
         let yv: SecretVec<Lane> = y.chunks_exact(d_out).map(|row| project(row, &self.v)).collect::<Vec<_>>().into();
         if self.reference.is_some() {
@@ -347,11 +358,62 @@ impl BatchVerifier {
     }
 }
 
+/// `ζ = rms_l ‖z_l‖`, scaled so that no square overflows: finite whenever
+/// every element is.
+fn lanes_rms(z: &[Lane]) -> f64 {
+    let big = z.iter().flatten().fold(0.0f64, |m, v| if v.is_nan() { f64::NAN } else { m.max(v.abs()) });
+    if big == 0.0 || !big.is_finite() {
+        return big;
+    }
+    let sum: f64 = z.iter().flatten().map(|v| (v / big) * (v / big)).sum();
+    big * (sum / LANES as f64).sqrt()
+}
+
 /// The (row, ratio) with the larger ratio (NaN counts as the largest).
 pub fn max_ratio(a: (usize, f64), b: (usize, f64)) -> (usize, f64) {
     if b.1 > a.1 || b.1.is_nan() {
         b
     } else {
         a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use talaria_models::Op;
+
+    /// An op `d_in → d_out` checked against an honest first batch.
+    fn checked_op(rng: &mut SecureRng) -> (OpCheck, Vec<f64>) {
+        let (d_in, d_out, n_p) = (8, 5, 16);
+        let w: Vec<f64> = (0..d_out * d_in).map(|i| ((i * 7 % 11) as f64 - 5.0) * 0.1).collect();
+        let mut r = vec![0.0; n_p * d_in];
+        rng.fill_gaussian_rows(&mut r, &[1.0; 8]);
+        let product = |x: &[f64]| -> Vec<f64> { (0..d_out).map(|o| x.iter().zip(&w[o * d_in..]).map(|(a, b)| a * b).sum()).collect() };
+        let rw: Vec<f64> = r.chunks_exact(d_in).flat_map(product).collect();
+        let mut check = OpCheck::new(OpId::new(0, Op::O), d_in, d_out, rng);
+        check.check_batch(&r, &rw, &[1.0; 8]).unwrap();
+        (check, w)
+    }
+
+    /// NaN compares false and `f64::max` skips it: a NaN residual counted
+    /// as 0 and passed. Now it, and an overflowing threshold, reject.
+    #[test]
+    fn non_finite_residuals_and_thresholds_reject() {
+        let mut rng = SecureRng::from_os().unwrap();
+        let (mut check, _) = checked_op(&mut rng);
+        for tolerance in [Tolerance::Exact, Tolerance::Fast] {
+            assert_eq!(check.ratio(&[0.0; LANES], 1.0, tolerance), 0.0);
+            let mut one_nan = [0.0; LANES];
+            one_nan[3] = f64::NAN;
+            for bad in [[f64::NAN; LANES], one_nan, [f64::INFINITY; LANES]] {
+                assert_eq!(check.ratio(&bad, 1.0, tolerance), f64::INFINITY, "{bad:?}");
+            }
+            assert_eq!(check.ratio(&[0.0; LANES], f64::INFINITY, tolerance), f64::INFINITY, "a threshold of ∞ passes anything");
+        }
+        // A calibration answer with a NaN is a lie at once.
+        let x = vec![0.5f32; 8];
+        let err = check.record_plain(&x, &[0.0, 1.0, f64::NAN, 0.0, 0.0]).unwrap_err();
+        assert!(matches!(err, RemoError::AnswerRejected { .. }), "{err}");
     }
 }

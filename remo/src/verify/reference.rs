@@ -73,12 +73,23 @@ pub fn solve_reference<P: Float>(id: OpId, r: &[P], rw: &[P], sigma: &[f64], v: 
                 },
             );
         step.copy_from_slice(&partial);
+        // Aᵀ times a residual: derived from the secret pads and vectors.
+        drop(SecretVec::from(partial));
         cholesky_solve(&l, d_in, &mut step, LANES);
         let (mut step_sq, mut z_sq) = (0.0, 0.0);
         for (zv, &s) in z.iter_mut().zip(step.iter()) {
             *zv += s;
             step_sq += s * s;
             z_sq += *zv * *zv;
+        }
+        if !(step_sq.is_finite() && z_sq.is_finite()) {
+            // ∞ ≤ ∞ would pass as converged. Honest products of real
+            // weights are nowhere near f64's range.
+            return Err(RemoError::rejected(
+                id,
+                talaria_protocol::CallKind::PadBatch,
+                "the reference solve overflows: the batch's products are far beyond any weight's",
+            ));
         }
         if step_sq <= CONVERGED * CONVERGED * z_sq {
             // z = diag(1/σ)·z', z' being the solution for the whitened rows.
