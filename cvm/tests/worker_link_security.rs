@@ -218,6 +218,19 @@ fn the_cvm_refuses_a_worker_that_is_not_the_pinned_one() {
     attested_link(&worker, &cert, &manifest).unwrap();
 }
 
+/// Mutual TLS cannot wrap a shared-memory region: asking for it there is
+/// an error, not a plain connection.
+#[test]
+fn tls_to_a_shared_memory_address_is_refused() {
+    let files = TlsFiles::new("tls-shm");
+    let (cert, _) = files.identity("worker");
+    let security = RemoteSecurity::mutual_tls(AttesterChoice::Simulated, &cert).unwrap();
+    let region = std::env::temp_dir().join(format!("talaria-tls-shm-{}", std::process::id()));
+    let err = security.connect(&WorkerAddress::Shm(region.clone()), Duration::from_secs(1)).err().expect("TLS over shm connected");
+    assert!(err.to_string().contains("needs a TCP worker address"), "{err}");
+    assert!(!region.exists(), "nothing was opened or made");
+}
+
 #[test]
 fn without_insecure_the_unprotected_modes_are_refused() {
     let ck = Checkpoint::open(ensure_default_model(false).unwrap()).unwrap();

@@ -17,8 +17,6 @@ pub(super) struct TdxPolicyFile {
     accepted_tcb_status: Vec<String>,
     rtmrs: RtmrRule,
     #[serde(default)]
-    allow_debug: bool,
-    #[serde(default)]
     collateral: Option<PathBuf>,
 }
 
@@ -33,7 +31,6 @@ impl From<TdxPolicyFile> for TdxPolicy {
             accepted_tcb_status: f.accepted_tcb_status,
             rtmrs,
             rtmrs_any,
-            allow_debug: f.allow_debug,
             collateral: f.collateral,
             collateral_json: None,
         }

@@ -27,10 +27,11 @@ pub struct Policy {
     pub allow_simulated: bool,
 }
 
-/// SEV-SNP: the guest's MEASUREMENT must be listed, the reported TCB at
-/// least `min_tcb` (and the one the VCEK was issued for), the report
-/// requested at a VMPL in `allowed_vmpls` (default only 0), and a guest
-/// policy allowing debugging is refused unless `allow_debug`.
+/// SEV-SNP: the guest's MEASUREMENT must be listed, the reported,
+/// committed and launch TCBs at least `min_tcb` (and the reported one the
+/// VCEK was issued for), the report requested at a VMPL in `allowed_vmpls`
+/// (default only 0); a guest policy allowing debugging is refused unless
+/// `allow_debug`, one allowing a migration agent always.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnpPolicy {
@@ -55,10 +56,13 @@ fn vmpl_zero_only() -> Vec<u32> {
     vec![0]
 }
 
-/// Minimum security version numbers of the reported TCB (0: any).
+/// Minimum security version numbers (0: any) of the reported, committed
+/// and launch TCBs alike; `fmc` applies to TCBs that have one (Turin).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnpMinTcb {
+    #[serde(default)]
+    pub fmc: u8,
     #[serde(default)]
     pub bootloader: u8,
     #[serde(default)]
@@ -89,7 +93,6 @@ pub struct TdxPolicy {
     /// `"rtmrs": "any"`: accept any RTMRs (UNSAFE: the OS and application
     /// are then unverified).
     pub rtmrs_any: bool,
-    pub allow_debug: bool,
     /// Path of a dcap-qvl `QuoteCollateralV3` JSON file, relative to the policy file.
     pub collateral: Option<PathBuf>,
     /// The collateral file's bytes (or collateral set by code).
@@ -106,15 +109,7 @@ impl TdxPolicy {
     /// No RTMR set is accepted yet: add them with [`TdxPolicy::with_rtmrs`]
     /// (or, unsafely, [`TdxPolicy::with_any_rtmrs`]).
     pub fn new(mrtd: Vec<Measurement>, collateral_json: Option<Vec<u8>>) -> Self {
-        TdxPolicy {
-            mrtd,
-            accepted_tcb_status: up_to_date_only(),
-            rtmrs: Vec::new(),
-            rtmrs_any: false,
-            allow_debug: false,
-            collateral: None,
-            collateral_json,
-        }
+        TdxPolicy { mrtd, accepted_tcb_status: up_to_date_only(), rtmrs: Vec::new(), rtmrs_any: false, collateral: None, collateral_json }
     }
 
     /// Also accepts these RTMR0..3 sets.

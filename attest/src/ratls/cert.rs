@@ -40,6 +40,7 @@ pub fn parse(cert_der: &[u8]) -> Result<(Vec<u8>, Option<Vec<u8>>), VerifyError>
     Ok((spki, evidence))
 }
 
+/// `der` as one PEM block with `tag` (`CERTIFICATE`, `PRIVATE KEY`).
 pub fn pem(tag: &str, der: &[u8]) -> String {
     pem::encode(&pem::Pem::new(tag, der.to_vec()))
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 pub use attested::AttestedIdentity;
-pub use cert::{EVIDENCE_OID, EVIDENCE_OID_STR};
+pub use cert::{pem, EVIDENCE_OID, EVIDENCE_OID_STR};
 pub use owner::OwnerIdentity;
 
 use crate::{Evidence, Policy, ReportData, Verified, VerifyError};

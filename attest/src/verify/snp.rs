@@ -13,7 +13,7 @@ use x509_parser::asn1_rs::{FromDer, OctetString};
 use x509_parser::prelude::X509Certificate;
 
 use super::{check_measurement, check_report_data, Verified};
-use crate::{Evidence, ReportData, SnpPolicy, TeeKind, VerifyError};
+use crate::{Evidence, ReportData, SnpMinTcb, SnpPolicy, TeeKind, VerifyError};
 
 /// The report bytes the signature covers (AMD SEV-SNP ABI, table 23).
 const SIGNED_LEN: usize = 0x2a0;
@@ -45,17 +45,30 @@ pub(super) fn verify(ev: &Evidence, policy: &SnpPolicy, expected: &ReportData, n
     let claims = VcekClaims::parse(&ev.endorsements)?;
     claims.check(&report.reported_tcb, &report.chip_id)?;
     check_report_data(&report.report_data, expected)?;
+    let (debug, summary) = check_claims(&report, policy, generation)?;
+    Ok(Verified {
+        kind: TeeKind::SevSnp,
+        measurement: hex::encode(report.measurement),
+        tcb: format!("{summary}; VMPL {}{}", report.vmpl, if debug { "; DEBUG allowed" } else { "" }),
+        report_data: ReportData(report.report_data),
+    })
+}
+
+/// The policy's checks of a report whose signature and VCEK were verified:
+/// measurement, TCB minimums, VMPL, and the guest policy's debug and
+/// migration-agent bits. Returns whether debugging is allowed, and a
+/// summary of the reported TCB.
+fn check_claims(report: &AttestationReport, policy: &SnpPolicy, generation: &str) -> Result<(bool, String), VerifyError> {
     check_measurement(&report.measurement, &policy.measurements)?;
     let tcb = &report.reported_tcb;
-    let min = &policy.min_tcb;
     let fmc = tcb.fmc.map(|f| format!("fmc {f}, ")).unwrap_or_default();
     let summary =
         format!("{generation}: {fmc}bootloader {}, tee {}, snp {}, microcode {}", tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode);
-    if tcb.bootloader < min.bootloader || tcb.tee < min.tee || tcb.snp < min.snp || tcb.microcode < min.microcode {
-        return Err(VerifyError::TcbTooLow(format!(
-            "reported TCB {summary}; policy minimum bootloader {}, tee {}, snp {}, microcode {}",
-            min.bootloader, min.tee, min.snp, min.microcode
-        )));
+    // The launch TCB too: a guest launched on firmware below the minimum
+    // made its keys there, and a later hot update raises only the reported
+    // (and committed) TCB.
+    for (which, tcb) in [("reported", &report.reported_tcb), ("committed", &report.committed_tcb), ("launch", &report.launch_tcb)] {
+        policy.min_tcb.check(which, tcb)?;
     }
     if !policy.allowed_vmpls.contains(&report.vmpl) {
         return Err(VerifyError::TcbTooLow(format!(
@@ -69,12 +82,31 @@ pub(super) fn verify(ev: &Evidence, policy: &SnpPolicy, expected: &ReportData, n
             "the guest policy allows debugging (the host can read guest memory); the policy does not set allow_debug".into(),
         ));
     }
-    Ok(Verified {
-        kind: TeeKind::SevSnp,
-        measurement: hex::encode(report.measurement),
-        tcb: format!("{summary}; VMPL {}{}", report.vmpl, if debug { "; DEBUG allowed" } else { "" }),
-        report_data: ReportData(report.report_data),
-    })
+    // The host sets the guest policy at launch, outside MEASUREMENT: a
+    // migration agent it supplies could export the guest's memory, keys
+    // included (TDX's verifier refuses migratable TDs likewise).
+    if report.policy.migrate_ma_allowed() {
+        return Err(VerifyError::TcbTooLow(
+            "the guest policy allows a migration agent (which could export guest memory); Talaria refuses it".into(),
+        ));
+    }
+    Ok((debug, summary))
+}
+
+impl SnpMinTcb {
+    /// Each component of `tcb` at least the minimum (FMC only where the
+    /// TCB has one: Turin).
+    fn check(&self, which: &str, tcb: &TcbVersion) -> Result<(), VerifyError> {
+        let fmc_low = tcb.fmc.is_some_and(|f| f < self.fmc);
+        if fmc_low || tcb.bootloader < self.bootloader || tcb.tee < self.tee || tcb.snp < self.snp || tcb.microcode < self.microcode {
+            let fmc = tcb.fmc.map(|f| format!("fmc {f}, ")).unwrap_or_default();
+            return Err(VerifyError::TcbTooLow(format!(
+                "{which} TCB {fmc}bootloader {}, tee {}, snp {}, microcode {}; policy minimum fmc {}, bootloader {}, tee {}, snp {}, microcode {}",
+                tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode, self.fmc, self.bootloader, self.tee, self.snp, self.microcode
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Verifies ARK → ASK → VCEK against the crate's built-in AMD roots of each
@@ -230,6 +262,51 @@ mod tests {
 
     fn tcb(fmc: Option<u8>, bootloader: u8, tee: u8, snp: u8, microcode: u8) -> TcbVersion {
         TcbVersion { fmc, bootloader, tee, snp, microcode }
+    }
+
+    fn claims_policy(r: &AttestationReport) -> SnpPolicy {
+        SnpPolicy { measurements: vec![crate::Measurement(r.measurement)], ..SnpPolicy::default() }
+    }
+
+    /// The sample's guest policy (0x30000) allows neither debugging nor a
+    /// migration agent; each, set, is refused (debugging only without
+    /// `allow_debug`).
+    #[test]
+    fn debug_and_migration_agent_policies_are_refused() {
+        let r = report();
+        check_claims(&r, &claims_policy(&r), "Milan").unwrap();
+        let mut debug = report();
+        debug.policy.set_debug_allowed(true);
+        let e = check_claims(&debug, &claims_policy(&debug), "Milan").unwrap_err();
+        assert!(matches!(&e, VerifyError::TcbTooLow(m) if m.contains("debugging")), "{e}");
+        let (allowed, _) = check_claims(&debug, &SnpPolicy { allow_debug: true, ..claims_policy(&debug) }, "Milan").unwrap();
+        assert!(allowed);
+        let mut ma = report();
+        ma.policy.set_migrate_ma_allowed(true);
+        let e = check_claims(&ma, &SnpPolicy { allow_debug: true, ..claims_policy(&ma) }, "Milan").unwrap_err();
+        assert!(matches!(&e, VerifyError::TcbTooLow(m) if m.contains("migration agent")), "{e}");
+    }
+
+    /// The minimum holds for the launch and committed TCBs, not only the
+    /// reported one: a guest launched below it made its keys there.
+    #[test]
+    fn a_launch_or_committed_tcb_below_the_minimum_is_refused() {
+        let min = SnpMinTcb { microcode: 0x73, bootloader: 3, snp: 8, ..Default::default() };
+        let r = report();
+        let policy = SnpPolicy { min_tcb: min, ..claims_policy(&r) };
+        check_claims(&r, &policy, "Milan").unwrap();
+        for which in ["launch", "committed"] {
+            let mut low = report();
+            let t = if which == "launch" { &mut low.launch_tcb } else { &mut low.committed_tcb };
+            t.microcode = 0x10;
+            let e = check_claims(&low, &policy, "Milan").unwrap_err();
+            assert!(matches!(&e, VerifyError::TcbTooLow(m) if m.starts_with(which)), "{which}: {e}");
+        }
+        // An FMC minimum binds only TCBs that have an FMC (Turin).
+        let fmc = SnpMinTcb { fmc: 5, ..min };
+        fmc.check("reported", &tcb(None, 3, 0, 8, 0x73)).unwrap();
+        fmc.check("reported", &tcb(Some(5), 3, 0, 8, 0x73)).unwrap();
+        assert!(fmc.check("reported", &tcb(Some(4), 3, 0, 8, 0x73)).is_err());
     }
 
     #[test]

@@ -51,7 +51,15 @@ impl RemoteSecurity {
             (RemoteSecurity::Tls(config), WorkerAddress::Tcp { host, .. }) => {
                 Box::new(TcpConnection::connect_tls(&addr.socket_addr_string(), host, config.clone(), timeout)?)
             }
-            _ => addr.connect(timeout)?,
+            // TLS asked for an address it cannot wrap: refused, never a
+            // silent plain connection.
+            (RemoteSecurity::Tls(_), WorkerAddress::Shm(path)) => {
+                return Err(talaria_transport::TransportError::Tls(format!(
+                    "mutual TLS needs a TCP worker address, not the shared-memory region {}",
+                    path.display()
+                )))
+            }
+            (RemoteSecurity::Plain, _) => addr.connect(timeout)?,
         })
     }
 }

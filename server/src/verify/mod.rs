@@ -93,7 +93,11 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<()> {
         bail!("/v1/attestation names TLS key {} but the connection's key is {key_sha256}", reply.tls_key_sha256);
     }
 
-    std::fs::write(&a.out, reply.certificate.as_bytes()).with_context(|| format!("writing {}", a.out.display()))?;
+    // The certificate compared, re-encoded: the reply's text may hold more
+    // PEM blocks than the first, which the comparison read, and a pin file
+    // given to a client as its CA file would trust them all.
+    let pinned = talaria_attest::ratls::pem("CERTIFICATE", &seen_der);
+    std::fs::write(&a.out, pinned).with_context(|| format!("writing {}", a.out.display()))?;
     println!("verified {}", a.url);
     match verified.kind {
         TeeKind::Simulated => println!("  attestation:    SIMULATED (INSECURE: proves nothing; accepted because of --allow-simulated)"),
