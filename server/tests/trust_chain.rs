@@ -18,10 +18,11 @@ use talaria_attest::ratls::AttestedIdentity;
 use talaria_attest::{AttestError, Attester, AttesterChoice, Evidence, ReportData, TeeKind};
 
 const API_KEY: &str = "trust-chain-test-key";
+const METRICS_KEY: &str = "trust-chain-metrics-key";
 
 fn server() -> &'static Server {
     static S: OnceLock<Server> = OnceLock::new();
-    S.get_or_init(|| start(&["--api-key", API_KEY]))
+    S.get_or_init(|| start(&["--api-key", API_KEY, "--metrics-key", METRICS_KEY]))
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -103,7 +104,7 @@ fn verify_refuses_plain_http() {
 }
 
 #[test]
-fn api_key_guards_v1_but_not_health_metrics_or_attestation() {
+fn api_key_guards_v1_but_not_health_or_attestation() {
     let s = server();
     let agent = s.agent();
     let mut r = agent.get(&s.url("/v1/models")).call().unwrap();
@@ -117,10 +118,17 @@ fn api_key_guards_v1_but_not_health_metrics_or_attestation() {
     let ok = agent.get(&s.url("/v1/models")).header("authorization", format!("Bearer {API_KEY}")).call().unwrap();
     assert_eq!(ok.status().as_u16(), 200);
     assert_eq!(s.get("/v1/models").0, 200, "the harness sends the key");
-    for open in ["/health", "/metrics"] {
-        let st = agent.get(&s.url(open)).call().unwrap().status().as_u16();
-        assert!(st == 200 || st == 503, "{open}: {st}");
-    }
+    let st = agent.get(&s.url("/health")).call().unwrap().status().as_u16();
+    assert!(st == 200 || st == 503, "/health: {st}");
+    // /metrics' counters give exact per-step row counts: its own key only.
+    let metrics = |key: Option<&str>| {
+        let mut req = agent.get(&s.url("/metrics"));
+        if let Some(k) = key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        req.call().unwrap().status().as_u16()
+    };
+    assert_eq!((metrics(None), metrics(Some(API_KEY)), metrics(Some(METRICS_KEY))), (401, 401, 200));
     let nonce = "11".repeat(32);
     let att = agent.get(&s.url(&format!("/v1/attestation?nonce={nonce}"))).call().unwrap();
     assert_eq!(att.status().as_u16(), 200, "/v1/attestation needs no key");

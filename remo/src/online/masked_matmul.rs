@@ -10,7 +10,7 @@ use crate::pads::secure_rng::SecureRng;
 use std::time::Instant;
 use talaria_kernels::Float;
 
-use crate::verify::lanes::{minus_scaled, norm, project_rows, Lane, LANES};
+use crate::verify::lanes::{minus_scaled, project_rows, Lane, LANES};
 use crate::verify::op_check::max_ratio;
 use crate::verify::{OpCheck, Tolerance};
 
@@ -26,6 +26,9 @@ pub struct OnlineScratch {
     xz: Vec<Lane>,
     /// Per row sent, in the order sent: the norm of the row sent.
     sent_norms: Vec<f64>,
+    /// The call's decoy rows, one per dummy row (`PadPool::decoys`; secret
+    /// until sent masked, wiped after each call).
+    pub(crate) decoys: Vec<f64>,
 }
 
 /// Answer rows unmasked and checked together (one pass over the check
@@ -41,8 +44,8 @@ fn masked_value<X: Float, P: Float>(x: X, inv: f64, r: P) -> P {
 
 /// `out (rows × d_out) = X·W` for the real rows `x` (`rows × d_in`),
 /// consuming one pad per row sent: the call carries `pads.len() ≥ rows`
-/// rows, the real ones and zero dummy rows up to the bucket, each masked
-/// with its own pad. Sends `X̃ = Π·(A⁻¹·X + R)` with a fresh uniformly
+/// rows, the real ones and dummy rows up to the bucket (`scratch.decoys`,
+/// fresh small Gaussian rows), each masked with its own pad. Sends `X̃ = Π·(A⁻¹·X + R)` with a fresh uniformly
 /// random row permutation `Π` and the rows' private power-of-two factors
 /// `A = diag(factors)` (see `PadPool::rescale`), receives `X̃·W`, returns
 /// `A·(Π⁻¹·(X̃·W) − R·W)` for the real rows. The pads are zeroized when
@@ -82,6 +85,9 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
     if factors.len() != rows {
         return Err(RemoError::Shape { id, what: "row factors", got: factors.len(), expected: rows }.into());
     }
+    if scratch.decoys.len() != (sent - rows) * d_in {
+        return Err(RemoError::Shape { id, what: "decoy rows", got: scratch.decoys.len(), expected: (sent - rows) * d_in }.into());
+    }
 
     // Pads were made seconds ago and are cold: start every row's misses at
     // once (the `R·W` rows then arrive while the worker computes).
@@ -92,7 +98,16 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
     // Row j of X̃ is row perm[j] of X + R; it is written straight into the
     // outgoing frame, and the answer unmasked straight from the incoming one.
     rng.permutation(sent, &mut scratch.perm);
-    let OnlineScratch { perm, rows: group, xz, sent_norms } = scratch;
+    let OnlineScratch { perm, rows: group, xz, sent_norms, decoys } = scratch;
+    // Row `i` of the call before permuting: real row `i`, or decoy `i − rows`
+    // (its private factor 1).
+    let source = |i: usize| -> (&[X], &[f64], f64) {
+        if i < rows {
+            (&x[i * d_in..(i + 1) * d_in], &[], 1.0 / factors[i])
+        } else {
+            (&[], &decoys[(i - rows) * d_in..(i - rows + 1) * d_in], 1.0)
+        }
+    };
     group.clear();
     group.resize(CHECK_GROUP * d_out, 0.0);
     sent_norms.clear();
@@ -101,18 +116,20 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
     let tolerance = Tolerance::of(P::PRECISION);
     let (v, z) = (check.v(), check.z()?);
     let checking = Instant::now();
-    // `x·z` for every real row at once (the answer's `u·v` must equal it).
+    // `x·z` for every real row and decoy at once (the answer's `u·v` must
+    // equal it).
     xz.clear();
-    xz.resize(rows, [0.0; LANES]);
-    project_rows(x, z, xz);
+    xz.resize(sent, [0.0; LANES]);
+    project_rows(x, z, &mut xz[..rows]);
+    project_rows(&decoys[..], z, &mut xz[rows..]);
     // The norm of each row as sent (the threshold scales with it).
     for (norm_sent, &i) in sent_norms.iter_mut().zip(perm.iter()) {
+        let (real, decoy, inv) = source(i);
+        let r = pads[i].r().iter();
         *norm_sent = if i < rows {
-            let inv = 1.0 / factors[i];
-            let row = x[i * d_in..(i + 1) * d_in].iter().zip(pads[i].r());
-            row.map(|(&x, &r)| masked_value(x, inv, r).to_f64().powi(2)).sum::<f64>().sqrt()
+            real.iter().zip(r).map(|(&x, &r)| masked_value(x, inv, r).to_f64().powi(2)).sum::<f64>().sqrt()
         } else {
-            norm(pads[i].r())
+            decoy.iter().zip(r).map(|(&x, &r)| masked_value(x, inv, r).to_f64().powi(2)).sum::<f64>().sqrt()
         };
     }
     let mut check_time = checking.elapsed();
@@ -123,15 +140,14 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
         WorkerCall { id, kind: CallKind::Online, precision: P::PRECISION, rows: sent, d_in, d_out },
         &mut |masked| {
             for (dst, &i) in masked.chunks_exact_mut(d_in).zip(perm.iter()) {
-                if i >= rows {
-                    // A dummy row: its pad alone.
-                    dst.copy_from_slice(pads[i].r());
-                    continue;
+                // `inv` is a power of two: the division is exact.
+                let (real, decoy, inv) = source(i);
+                let r = pads[i].r().iter();
+                if i < rows {
+                    dst.iter_mut().zip(real.iter().zip(r)).for_each(|(m, (&x, &r))| *m = masked_value(x, inv, r));
+                } else {
+                    dst.iter_mut().zip(decoy.iter().zip(r)).for_each(|(m, (&x, &r))| *m = masked_value(x, inv, r));
                 }
-                // A power of two: the division is exact.
-                let inv = 1.0 / factors[i];
-                let src = x[i * d_in..(i + 1) * d_in].iter().zip(pads[i].r());
-                dst.iter_mut().zip(src).for_each(|(m, (&x, &r))| *m = masked_value(x, inv, r));
             }
         },
         &mut |y| {
@@ -150,7 +166,7 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
                 project_rows(us, v, &mut uv[..order.len()]);
                 for (k, (&i, uv)) in order.iter().zip(&uv).enumerate() {
                     let s = g * CHECK_GROUP + k;
-                    let residual = if i < rows { minus_scaled(*uv, 1.0 / factors[i], xz[i]) } else { *uv };
+                    let residual = minus_scaled(*uv, source(i).2, xz[i]);
                     worst = max_ratio(worst, (s, check_ref.ratio(&residual, sent_norms[s], tolerance)));
                 }
                 check_time += checking.elapsed();
@@ -165,11 +181,58 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
     );
     crate::pads::wipe::wipe(group);
     crate::pads::wipe::wipe(xz);
-    // Π says which sent row is which real one.
+    // Π says which sent row is which real one, and the decoys which are not.
     crate::pads::wipe::wipe(perm);
+    crate::pads::wipe::wipe(decoys);
     called.map_err(|e| e.context(format!("{id}: online call")))?;
     check.finish(CallKind::Online, tolerance, sent, worst, check_time)?;
     // Checked again in private memory (see `WorkerMatmul::call`).
     check_private_finite(id, CallKind::Online, "the unmasked output", out)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pads::pool::{PadPool, RefillScratch};
+    use crate::recording_worker::RecordingWorker;
+    use crate::setup::OpSpec;
+    use crate::RemoParams;
+    use talaria_models::Op;
+
+    /// A call of one real row fills its bucket of 8 with decoys: no row
+    /// sent is a pad alone (in f64 a pad's values lie on the ziggurat's
+    /// lattice, which told dummy rows from real ones), every row's answer
+    /// is checked, and the real row's product is exact.
+    #[test]
+    fn dummy_rows_are_decoys_not_their_pads() {
+        let (id, d_in, d_out) = (OpId::new(0, Op::Down), 40, 24);
+        let params = RemoParams::default();
+        let mut rng = SecureRng::from_os().unwrap();
+        let spec = OpSpec { d_in, d_out, channel_scales: vec![1.0; d_in] };
+        let mut pool = PadPool::<f64>::new(id, &spec, &params, OpCheck::new(id, d_in, d_out, &mut rng));
+        let mut worker = RecordingWorker::random(&[(id, d_in, d_out)], 5);
+        pool.refill(&mut worker, &mut rng, &params, &mut RefillScratch::default()).unwrap();
+        let pads = pool.take(8).unwrap();
+        let pad_rows: Vec<Vec<u64>> = pads.iter().map(|p| p.r().iter().map(|v| v.to_bits()).collect()).collect();
+        let mut scratch = OnlineScratch::default();
+        pool.decoys(7, &mut rng, &mut scratch.decoys);
+        let x: Vec<f64> = (0..d_in).map(|c| (c as f64 * 0.37).sin()).collect();
+        let mut out = vec![0.0f64; d_out];
+        masked_matmul(&mut worker, id, &x, 1, pads, &[1.0], pool.check_mut(), &mut rng, &mut scratch, &mut out).unwrap();
+        let call = worker.calls().iter().rev().find(|c| c.kind == CallKind::Online).unwrap();
+        assert_eq!(call.rows, 8);
+        for i in 0..8 {
+            let sent: Vec<u64> = call.row(i).iter().map(|v| v.to_bits()).collect();
+            assert!(!pad_rows.contains(&sent), "row {i} went out as its pad alone");
+        }
+        let want = worker.exact(id, &x, 1).unwrap();
+        let err = want.iter().zip(&out).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(err < 1e-9, "product off by {err:e}");
+        assert!(scratch.decoys.iter().all(|&v| v == 0.0), "decoys wiped");
+        // A call whose decoys do not match its dummy rows is refused.
+        let pads = pool.take(8).unwrap();
+        pool.decoys(6, &mut rng, &mut scratch.decoys);
+        assert!(masked_matmul(&mut worker, id, &x, 1, pads, &[1.0], pool.check_mut(), &mut rng, &mut scratch, &mut out).is_err());
+    }
 }

@@ -105,6 +105,7 @@ impl<P: Float> Remo<P> {
         let sent = self.params().row_buckets.bucket(rows);
         self.pools.ensure(worker, id, sent)?;
         let pads = self.pools.take(id, sent)?;
+        self.pools.decoys(id, sent - rows, &mut self.rng, &mut self.scratch.decoys)?;
         let check = self.pools.check_mut(id)?;
         let called = masked_matmul(worker, id, x, rows, pads, &self.factors, check, &mut self.rng, &mut self.scratch, out);
         // The rows' private factors say which rows were large.

@@ -112,6 +112,10 @@ impl<P: Float> Default for RefillScratch<P> {
     }
 }
 
+/// Scale of a decoy row against the channel scales: energy about 1/16 of
+/// the budget, like a typical real row, and far below the pads' κ.
+pub const DECOY_SCALE: f64 = 0.25;
+
 impl<P: Float> RefillScratch<P> {
     /// Recycling sized for these pools' batches (`PadBuffers::for_round_of`).
     pub fn for_pools<'a>(pools: impl Iterator<Item = &'a PadPool<P>>) -> Self {
@@ -274,6 +278,26 @@ impl<P: Float> PadPool<P> {
             self.stats.rows_sent += 1;
             self.stats.rows_rescaled += u64::from(alpha > 1.0);
             self.stats.bits_at_sent_energy += leakage_bits_at_energy(self.d_in, params.kappa, energy / (alpha * alpha));
+        }
+    }
+
+    /// `count` decoy rows (`count × d_in` into `out`) for a call's dummy
+    /// rows: Gaussian at [`DECOY_SCALE`] of each channel's scale, each
+    /// within the energy budget. A dummy row sent as its pad alone is
+    /// `fl(σ_c·g)` exactly, and in f64 the ziggurat's `g` lies on a lattice
+    /// (multiples of 2⁻⁵¹ times one of 256 public layer widths) that a real
+    /// row `fl(x/α + r)` leaves: a worker testing its near-zero elements
+    /// told dummy rows from real ones, and so counted the real rows inside
+    /// the bucket. A decoy added to the pad takes the dummy row off the
+    /// lattice as a real row's values do.
+    pub fn decoys(&self, count: usize, rng: &mut SecureRng, out: &mut Vec<f64>) {
+        out.clear();
+        out.resize(count * self.d_in, 0.0);
+        let sigma: Vec<f64> = self.scales.scales().iter().map(|s| DECOY_SCALE * s).collect();
+        rng.fill_gaussian_rows(out, &sigma);
+        for row in out.chunks_exact_mut(self.d_in) {
+            let alpha = rescale_factor(self.scales.energy(row));
+            row.iter_mut().for_each(|v| *v /= alpha);
         }
     }
 

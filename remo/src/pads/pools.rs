@@ -252,6 +252,13 @@ impl<P: Float> PadPools<P> {
     }
 
     /// The answer check of `id`.
+    /// Decoy rows for `count` dummy rows of a call to `id` (see
+    /// [`PadPool::decoys`]).
+    pub fn decoys(&self, id: OpId, count: usize, rng: &mut SecureRng, out: &mut Vec<f64>) -> Result<(), RemoError> {
+        self.pool(id).ok_or(RemoError::UnknownOp { id })?.decoys(count, rng, out);
+        Ok(())
+    }
+
     pub fn check_mut(&mut self, id: OpId) -> Result<&mut OpCheck, RemoError> {
         Ok(self.pool_mut(id)?.check_mut())
     }

@@ -56,9 +56,15 @@ pub struct EdgeArgs {
     #[arg(long, requires = "insecure")]
     pub plain_http: bool,
     /// Require `Authorization: Bearer KEY` on every route except
-    /// /v1/attestation, /health and /metrics.
+    /// /v1/attestation and /health (and /metrics with --metrics-key).
     #[arg(long, env = "TALARIA_API_KEY", hide_env_values = true, value_parser = non_empty_key)]
     pub api_key: Option<String>,
+    /// The key /metrics needs instead of --api-key. Its counters (rows
+    /// masked, tokens batched, sequences running) give exact per-step
+    /// counts that the row buckets hide from the worker; give this key to
+    /// the operator only when a client could be the worker's host.
+    #[arg(long, env = "TALARIA_METRICS_KEY", hide_env_values = true, value_parser = non_empty_key)]
+    pub metrics_key: Option<String>,
     /// Write the server's RA-TLS certificate (PEM; public, not the key) to
     /// FILE once it is made. Clients should pin it through `talaria verify`.
     #[arg(long, value_name = "FILE")]

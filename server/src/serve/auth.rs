@@ -1,7 +1,9 @@
 //! `--api-key`: every route needs `Authorization: Bearer KEY` except
-//! /health and /metrics (open, as in vLLM) and /v1/attestation, which a
-//! client calls before it trusts the server with anything, key included.
-//! An allow-list of open routes, so a route added later is guarded.
+//! /health and /v1/attestation, which a client calls before it trusts the
+//! server with anything, key included. An allow-list of open routes, so a
+//! route added later is guarded. /metrics is not open (vLLM's is): its
+//! counters give exact per-step row and sequence counts, which the row
+//! buckets hide from the worker; `--metrics-key` gives it its own key.
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -32,7 +34,7 @@ impl ApiKey {
 
 /// Whether `path` is behind the key.
 fn protected(path: &str) -> bool {
-    !matches!(path, "/health" | "/metrics" | "/v1/attestation")
+    !matches!(path, "/health" | "/v1/attestation")
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header.
@@ -43,8 +45,10 @@ fn bearer(req: &Request) -> Option<&[u8]> {
 }
 
 pub async fn require_api_key(State(st): State<SharedState>, req: Request, next: Next) -> Response {
-    if let Some(key) = &st.api_key {
-        if protected(req.uri().path()) && !bearer(&req).is_some_and(|t| key.matches(t)) {
+    let path = req.uri().path();
+    let key = if path == "/metrics" { st.metrics_key.as_ref().or(st.api_key.as_ref()) } else { st.api_key.as_ref() };
+    if let Some(key) = key {
+        if protected(path) && !bearer(&req).is_some_and(|t| key.matches(t)) {
             return unauthorized();
         }
     }
@@ -82,7 +86,7 @@ mod tests {
         assert!(protected("/v1/attestation/"));
         assert!(!protected("/v1/attestation"));
         assert!(!protected("/health"));
-        assert!(!protected("/metrics"));
+        assert!(protected("/metrics"));
         // Tokenizing is work a stranger must not be able to queue.
         assert!(protected("/tokenize"));
         assert!(protected("/detokenize"));

@@ -109,6 +109,7 @@ fn load(args: &ServeArgs, attestation: Option<super::attestation::AttestationSer
         started: unix_now(),
         attestation,
         api_key: args.edge.api_key.as_deref().map(ApiKey::new),
+        metrics_key: args.edge.metrics_key.as_deref().map(ApiKey::new),
         body_timeout: Duration::from_secs_f64(args.edge.body_timeout),
     })
 }

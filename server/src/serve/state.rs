@@ -23,8 +23,11 @@ pub struct AppState {
     /// Fresh evidence bound to the TLS key (`/v1/attestation`); `None` with
     /// `--plain-http`, where there is no key to bind.
     pub attestation: Option<AttestationService>,
-    /// `--api-key`: required on /v1/* except /v1/attestation.
+    /// `--api-key`: required on every route but /v1/attestation and
+    /// /health (and /metrics, when `metrics_key` is set).
     pub api_key: Option<ApiKey>,
+    /// `--metrics-key`: required on /metrics instead of the API key.
+    pub metrics_key: Option<ApiKey>,
     /// How long a client gets to send a request body.
     pub body_timeout: Duration,
 }
