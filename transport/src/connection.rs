@@ -36,6 +36,11 @@ pub trait Connection: Send {
     /// payload accepted from the peer: a header declaring more is refused
     /// before its payload is read or anything is allocated for it.
     fn set_max_payload_len(&mut self, max: u64);
+
+    /// Bounds how long one `send` may wait on a peer that stopped reading
+    /// (a full socket buffer or ring); `None`: no bound (a dead peer is
+    /// still noticed).
+    fn set_send_timeout(&mut self, timeout: Option<Duration>) -> Result<()>;
 }
 
 impl<C: Connection + ?Sized> Connection for Box<C> {
@@ -53,6 +58,9 @@ impl<C: Connection + ?Sized> Connection for Box<C> {
     }
     fn set_max_payload_len(&mut self, max: u64) {
         (**self).set_max_payload_len(max)
+    }
+    fn set_send_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        (**self).set_send_timeout(timeout)
     }
 }
 

@@ -171,3 +171,18 @@ fn a_memfd_region_cannot_be_shrunk_by_the_peer() {
     assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
     assert_eq!(file.metadata().unwrap().len(), len);
 }
+
+/// A peer that stops reading: a frame larger than the socket buffers blocks
+/// the sender, and the send timeout ends it (the CVM sets one after its
+/// handshake; without it the engine thread blocked in `write` for good).
+#[test]
+fn a_send_to_a_peer_that_stopped_reading_times_out() {
+    let (client, mut conn) = raw_pair();
+    conn.set_send_timeout(Some(Duration::from_millis(500))).unwrap();
+    let len = 64 << 20;
+    let t0 = Instant::now();
+    let err = conn.send(&bytes_frame(1, len), &vec![0u8; len]).expect_err("64 MiB went into a peer that never reads");
+    assert!(t0.elapsed() < Duration::from_secs(10), "the send blocked {:?}", t0.elapsed());
+    assert!(!err.to_string().is_empty());
+    drop(client);
+}

@@ -191,7 +191,7 @@ fn recv_times_out_and_recovers() {
 #[test]
 fn held_frame_blocks_space_until_dropped() {
     let (mut cvm, mut worker) = pair(SMALL);
-    worker.set_send_timeout(Some(Duration::from_millis(50)));
+    worker.set_send_timeout(Some(Duration::from_millis(50))).unwrap();
     let big = 5000;
     worker.send(&bytes_frame(1, big), &pattern(1, big)).unwrap();
     let held = cvm.recv(LONG).unwrap();
@@ -209,7 +209,7 @@ fn held_frame_blocks_space_until_dropped() {
 #[test]
 fn dropped_frames_release_their_slots() {
     let (mut cvm, mut worker) = pair(SMALL);
-    cvm.set_send_timeout(Some(Duration::from_secs(2)));
+    cvm.set_send_timeout(Some(Duration::from_secs(2))).unwrap();
     let big = SMALL - 64;
     for id in 0..200 {
         cvm.send_with(bytes_frame(id, big), &mut |dst| fill_pattern(id, dst)).unwrap();

@@ -82,8 +82,9 @@ fn trickle(mut sock: TcpStream, bytes: Vec<u8>, stop: Arc<AtomicBool>) -> JoinHa
 
 fn assert_cut_off(result: Result<TcpConnection, TransportError>, took: Duration) {
     let err = result.expect_err("a trickled handshake must not complete");
-    assert!(matches!(err, TransportError::Tls(_)), "{err:?}");
-    assert!(err.to_string().contains("not finished within"), "{err}");
+    // A timeout (retried by a connecting CVM), not a refusal.
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(err.to_string().contains("the TLS handshake"), "{err}");
     assert!(took >= DEADLINE - Duration::from_millis(50), "failed early, after {took:?}: {err}");
     assert!(took < CUT_OFF_BY, "the handshake deadline of {DEADLINE:?} held for {took:?}");
 }

@@ -117,7 +117,7 @@ fn killed_peer_is_detected_while_sending() {
     assert_eq!(ring.recv(LONG).unwrap().kind, FrameKind::Pong);
     child.kill().unwrap();
     // Bounded so a detection bug fails the test instead of hanging it.
-    ring.set_send_timeout(LONG);
+    ring.set_send_timeout(LONG).unwrap();
     // The child never reads: the ring fills, then the blocked send must see
     // the death rather than wait forever.
     let err = (0..100u64)

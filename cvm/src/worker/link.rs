@@ -159,6 +159,9 @@ impl WorkerLink {
         // (`answer_payload_limit`), so a lying header cannot make us
         // allocate more than we asked for (TCP reads into our own buffer).
         conn.set_max_payload_len(CONTROL_PAYLOAD_LIMIT);
+        // A worker that stops reading must not hold the engine thread in a
+        // send for good (frames are megabytes, past any socket buffer).
+        conn.set_send_timeout(Some(CALL_TIMEOUT)).context("bounding sends to the worker")?;
         info!("worker ready: backend {}, {} weights, {} ops", ack.backend, ack.weight_dtype, ack.ops.len());
         self.ack = Some(ack);
         self.conn = Some(conn);
@@ -311,9 +314,13 @@ impl WorkerLink {
         // answer (or an Error frame): a header declaring more is refused
         // before its payload is read or anything is allocated for it.
         conn.set_max_payload_len(answer_payload_limit(c));
-        // Frames of earlier, abandoned attempts may still arrive: skip them.
+        // Frames of earlier, abandoned attempts may still arrive: skip them,
+        // within one deadline for the attempt (a frame per timeout would
+        // stretch it 64-fold).
+        let deadline = Instant::now() + CALL_TIMEOUT;
         for _ in 0..64 {
-            let frame = conn.recv(Some(CALL_TIMEOUT)).map_err(|e| Failure::Lost(e.into()))?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let frame = conn.recv(Some(left)).map_err(|e| Failure::Lost(e.into()))?;
             let h = *frame.header();
             if h.call_id != call_id {
                 continue;
@@ -361,8 +368,10 @@ impl Drop for WorkerLink {
 fn await_pong(conn: &mut dyn Connection, call_id: u64) -> Result<WorkerBusy, Failure> {
     conn.set_max_payload_len(CONTROL_PAYLOAD_LIMIT);
     conn.send(&FrameHeader::new(FrameKind::Ping).with_call(call_id, 0, 0, 0), &[]).context("sending a ping").map_err(Failure::Lost)?;
+    let deadline = Instant::now() + CALL_TIMEOUT;
     for _ in 0..64 {
-        let frame = conn.recv(Some(CALL_TIMEOUT)).context("waiting for the pong").map_err(Failure::Lost)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = conn.recv(Some(left)).context("waiting for the pong").map_err(Failure::Lost)?;
         if frame.call_id != call_id {
             continue;
         }
@@ -410,7 +419,8 @@ fn handshake(conn: &mut dyn Connection, hello: &Hello) -> anyhow::Result<HelloAc
     }
 }
 
-/// Connects, retrying a worker that is not reachable (yet) for up to
+/// Connects, retrying a worker that is not reachable (yet), or whose TLS
+/// handshake timed out (a worker still holding a dead session), for up to
 /// [`RECONNECT_WINDOW`]; a TLS failure (a certificate refused on either
 /// side) is not transient and fails at once.
 fn connect_with_retry(addr: &WorkerAddress, security: &RemoteSecurity) -> anyhow::Result<Box<dyn Connection>> {

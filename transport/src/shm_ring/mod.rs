@@ -207,12 +207,6 @@ impl ShmEndpoint {
         self.tx.settings.spin = spin;
     }
 
-    /// Bound on how long `send` waits for ring space (default: no bound,
-    /// but a dead peer is still detected).
-    pub fn set_send_timeout(&mut self, timeout: Option<Duration>) {
-        self.tx.send_timeout = timeout;
-    }
-
     /// Once the peer has attached nobody else needs the file: remove it so
     /// a crash of this process cannot leak it.
     fn unlink_if_attached(&mut self) {
@@ -288,6 +282,12 @@ impl Connection for ShmEndpoint {
 
     fn set_max_payload_len(&mut self, max: u64) {
         self.rx_max_payload = max.min(MAX_PAYLOAD_LEN);
+    }
+
+    /// Bound on how long `send` waits for ring space.
+    fn set_send_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.tx.send_timeout = timeout;
+        Ok(())
     }
 }
 

@@ -141,8 +141,11 @@ impl Io<'_> {
             if self.pace.deadline.is_some_and(|at| Instant::now() >= at) {
                 return Err(ErrorKind::TimedOut.into());
             }
-            let per_read = match self.pace.stall {
-                Some(stall) if begun || *filled > 0 => Some(stall),
+            // With a deadline, each read waits at most for what is left of
+            // it (a read per byte near the full timeout stretched a call).
+            let per_read = match (self.pace.stall, self.pace.deadline) {
+                (Some(stall), _) if begun || *filled > 0 => Some(stall),
+                (_, Some(at)) => Some(at.saturating_duration_since(Instant::now())),
                 _ => self.base,
             };
             self.set_read_timeout(per_read)?;

@@ -42,7 +42,8 @@ pub(super) fn connect(sock: TcpStream, server_name: &str, config: Arc<ClientConf
 /// the handshake. The socket's own timeouts are cleared afterwards.
 fn handshake<D>(conn: &mut ConnectionCommon<D>, sock: &mut TcpStream, timeout: Duration) -> Result<()> {
     let mut io = DeadlineIo { sock, deadline: Instant::now() + timeout };
-    let late = || TransportError::Tls(format!("TLS handshake not finished within {timeout:?}"));
+    // A timeout, not a refusal: a busy or wedged peer may answer a retry.
+    let late = || TransportError::Timeout { waited: timeout, waiting_for: "the TLS handshake" };
     let failed = |e: std::io::Error| match e.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => late(),
         _ => TransportError::Tls(format!("TLS handshake failed: {e}")),
