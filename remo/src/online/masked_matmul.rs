@@ -42,6 +42,33 @@ fn masked_value<X: Float, P: Float>(x: X, inv: f64, r: P) -> P {
     P::from_f64(x.to_f64() * inv + r.to_f64())
 }
 
+/// What one row sent carries before its pad: a real row with its inverse
+/// private factor `1/α` (a power of two: the division is exact), or a
+/// dummy row's decoy (factor 1).
+enum Source<'a, X> {
+    Real(&'a [X], f64),
+    Decoy(&'a [f64]),
+}
+
+impl<X> Source<'_, X> {
+    fn inverse_factor(&self) -> f64 {
+        match self {
+            Source::Real(_, inv) => *inv,
+            Source::Decoy(_) => 1.0,
+        }
+    }
+}
+
+/// `‖row/α + r‖` as sent (each element rounded to the wire type).
+fn sent_norm<S: Float, P: Float>(row: &[S], inv: f64, r: &[P]) -> f64 {
+    row.iter().zip(r).map(|(&x, &r)| masked_value(x, inv, r).to_f64().powi(2)).sum::<f64>().sqrt()
+}
+
+/// `dst = row/α + r`, formed in f64 and rounded once to the wire type.
+fn write_masked<S: Float, P: Float>(dst: &mut [P], row: &[S], inv: f64, r: &[P]) {
+    dst.iter_mut().zip(row.iter().zip(r)).for_each(|(m, (&x, &r))| *m = masked_value(x, inv, r));
+}
+
 /// `out (rows × d_out) = X·W` for the real rows `x` (`rows × d_in`),
 /// consuming one pad per row sent: the call carries `pads.len() ≥ rows`
 /// rows, the real ones and dummy rows up to the bucket (`scratch.decoys`,
@@ -99,13 +126,12 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
     // outgoing frame, and the answer unmasked straight from the incoming one.
     rng.permutation(sent, &mut scratch.perm);
     let OnlineScratch { perm, rows: group, xz, sent_norms, decoys } = scratch;
-    // Row `i` of the call before permuting: real row `i`, or decoy `i − rows`
-    // (its private factor 1).
-    let source = |i: usize| -> (&[X], &[f64], f64) {
+    // Row `i` of the call before permuting: real row `i`, or decoy `i − rows`.
+    let source = |i: usize| -> Source<'_, X> {
         if i < rows {
-            (&x[i * d_in..(i + 1) * d_in], &[], 1.0 / factors[i])
+            Source::Real(&x[i * d_in..(i + 1) * d_in], 1.0 / factors[i])
         } else {
-            (&[], &decoys[(i - rows) * d_in..(i - rows + 1) * d_in], 1.0)
+            Source::Decoy(&decoys[(i - rows) * d_in..(i - rows + 1) * d_in])
         }
     };
     group.clear();
@@ -124,12 +150,9 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
     project_rows(&decoys[..], z, &mut xz[rows..]);
     // The norm of each row as sent (the threshold scales with it).
     for (norm_sent, &i) in sent_norms.iter_mut().zip(perm.iter()) {
-        let (real, decoy, inv) = source(i);
-        let r = pads[i].r().iter();
-        *norm_sent = if i < rows {
-            real.iter().zip(r).map(|(&x, &r)| masked_value(x, inv, r).to_f64().powi(2)).sum::<f64>().sqrt()
-        } else {
-            decoy.iter().zip(r).map(|(&x, &r)| masked_value(x, inv, r).to_f64().powi(2)).sum::<f64>().sqrt()
+        *norm_sent = match source(i) {
+            Source::Real(row, inv) => sent_norm(row, inv, pads[i].r()),
+            Source::Decoy(row) => sent_norm(row, 1.0, pads[i].r()),
         };
     }
     let mut check_time = checking.elapsed();
@@ -140,13 +163,9 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
         WorkerCall { id, kind: CallKind::Online, precision: P::PRECISION, rows: sent, d_in, d_out },
         &mut |masked| {
             for (dst, &i) in masked.chunks_exact_mut(d_in).zip(perm.iter()) {
-                // `inv` is a power of two: the division is exact.
-                let (real, decoy, inv) = source(i);
-                let r = pads[i].r().iter();
-                if i < rows {
-                    dst.iter_mut().zip(real.iter().zip(r)).for_each(|(m, (&x, &r))| *m = masked_value(x, inv, r));
-                } else {
-                    dst.iter_mut().zip(decoy.iter().zip(r)).for_each(|(m, (&x, &r))| *m = masked_value(x, inv, r));
+                match source(i) {
+                    Source::Real(row, inv) => write_masked(dst, row, inv, pads[i].r()),
+                    Source::Decoy(row) => write_masked(dst, row, 1.0, pads[i].r()),
                 }
             }
         },
@@ -166,7 +185,7 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
                 project_rows(us, v, &mut uv[..order.len()]);
                 for (k, (&i, uv)) in order.iter().zip(&uv).enumerate() {
                     let s = g * CHECK_GROUP + k;
-                    let residual = minus_scaled(*uv, source(i).2, xz[i]);
+                    let residual = minus_scaled(*uv, source(i).inverse_factor(), xz[i]);
                     worst = max_ratio(worst, (s, check_ref.ratio(&residual, sent_norms[s], tolerance)));
                 }
                 check_time += checking.elapsed();
