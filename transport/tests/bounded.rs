@@ -186,3 +186,32 @@ fn a_send_to_a_peer_that_stopped_reading_times_out() {
     assert!(!err.to_string().is_empty());
     drop(client);
 }
+
+/// A peer that reads, but a little at a time: every write makes progress
+/// well inside the send timeout, which bounds the whole frame all the same
+/// (bounded per write, this 64 MiB frame took about five minutes).
+#[test]
+fn a_send_to_a_slow_reader_ends_at_the_send_timeout() {
+    let (mut client, mut conn) = raw_pair();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut read = 0usize;
+        while let Ok(n @ 1..) = client.read(&mut buf) {
+            read += n;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        read
+    });
+    let timeout = Duration::from_millis(500);
+    conn.set_send_timeout(Some(timeout)).unwrap();
+    let len = 64 << 20;
+    let t0 = Instant::now();
+    let err = conn.send(&bytes_frame(1, len), &vec![0u8; len]).expect_err("64 MiB went to a reader taking 4 KiB per 20 ms");
+    let took = t0.elapsed();
+    assert!(took < timeout * 4, "a send bounded by {timeout:?} took {took:?}");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    // Part of the frame is on the wire: the connection refuses to go on.
+    assert!(matches!(conn.send(&bytes_frame(2, 8), &[0u8; 8]), Err(TransportError::Broken(_))));
+    drop(conn);
+    assert!(reader.join().unwrap() > 0, "the reader took nothing: the test did not exercise progress");
+}

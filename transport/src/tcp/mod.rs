@@ -10,6 +10,7 @@
 //! [`accept_tls`](TcpConnection::accept_tls)); the rustls configurations
 //! (certificates, verifiers) are made by the caller.
 
+mod paced_socket;
 mod receiver;
 mod sender;
 mod stream;
@@ -103,7 +104,7 @@ impl TcpConnection {
     pub fn from_stream(stream: TcpStream) -> Result<Self> {
         tune(&stream)?;
         let peer = peer_of(&stream)?;
-        Ok(Self::new(LinkStream::Plain(stream), peer))
+        Ok(Self::new(LinkStream::Plain(paced_socket::PacedSocket::new(stream)), peer))
     }
 
     fn new(stream: LinkStream, peer: SocketAddr) -> Self {
@@ -155,7 +156,9 @@ impl Connection for TcpConnection {
     }
 
     fn set_send_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.tx.stream.socket().set_write_timeout(timeout).map_err(|e| TransportError::io("setting the write timeout", e))
+        self.tx.send_timeout = timeout;
+        self.tx.stream.socket().write_wait = timeout.map_or(paced_socket::Wait::Forever, paced_socket::Wait::Each);
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::is_disconnect;
+use super::paced_socket::Wait;
 use super::stream::LinkStream;
 use crate::aligned::AlignedBuf;
 use crate::error::{Result, TransportError};
@@ -26,9 +27,6 @@ pub(super) struct TcpReceiver {
     /// Without a caller timeout: how long a frame that has begun may go
     /// without progress before the session is given up (`None`: forever).
     pub stall_timeout: Option<Duration>,
-    /// The read timeout currently set on the socket (saves a syscall per
-    /// `recv` when it does not change).
-    read_timeout: Option<Duration>,
     /// Set after an error that leaves the stream out of sync.
     broken: Option<String>,
 }
@@ -52,7 +50,6 @@ impl TcpReceiver {
             payload_filled: 0,
             max_payload,
             stall_timeout: None,
-            read_timeout: None,
             broken: None,
         }
     }
@@ -62,9 +59,8 @@ impl TcpReceiver {
         self.payload.as_slice()
     }
 
-    /// Reads the rest of the current frame. Each socket read waits at most
-    /// `timeout` and none starts after it elapsed, so the call returns
-    /// within about twice `timeout`. A timeout keeps the progress; any other
+    /// Reads the rest of the current frame within `timeout`: each socket
+    /// read waits at most for what is left of it, TLS's included. A timeout keeps the progress; any other
     /// error (a stalled frame included) makes the receiver unusable.
     pub fn read_frame(&mut self, stream: &mut LinkStream, peer: SocketAddr, timeout: Option<Duration>) -> Result<FrameHeader> {
         if let Some(why) = &self.broken {
@@ -82,12 +78,11 @@ impl TcpReceiver {
     fn read_frame_inner(&mut self, stream: &mut LinkStream, peer: SocketAddr, timeout: Option<Duration>) -> Result<FrameHeader> {
         let start = Instant::now();
         let pace = Pace { deadline: timeout.map(|t| start + t), stall: if timeout.is_none() { self.stall_timeout } else { None } };
-        let base_timeout = timeout;
 
         let header = match self.header {
             Some(header) => header,
             None => {
-                let mut io = Io { stream: &mut *stream, cached: &mut self.read_timeout, base: base_timeout, pace };
+                let mut io = Io { stream: &mut *stream, pace };
                 let complete = io.fill(&mut self.header_buf, &mut self.header_filled, false).map_err(|e| {
                     let got = self.header_filled;
                     read_error(e, "frame header", HEADER_LEN as u64, got, got > 0, peer, start, pace)
@@ -109,7 +104,7 @@ impl TcpReceiver {
                 header
             }
         };
-        let mut io = Io { stream, cached: &mut self.read_timeout, base: base_timeout, pace };
+        let mut io = Io { stream, pace };
         let complete = io.fill(self.payload.as_mut_slice(), &mut self.payload_filled, true).map_err(|e| {
             let got = self.payload_filled;
             read_error(e, "payload", header.payload_len, got, true, peer, start, pace)
@@ -124,12 +119,9 @@ impl TcpReceiver {
     }
 }
 
-/// The stream plus what sets its read timeout before each read.
+/// The stream and how long its reads may wait.
 struct Io<'a> {
     stream: &'a mut LinkStream,
-    cached: &'a mut Option<Duration>,
-    /// The caller's per-read timeout.
-    base: Option<Duration>,
     pace: Pace,
 }
 
@@ -141,14 +133,13 @@ impl Io<'_> {
             if self.pace.deadline.is_some_and(|at| Instant::now() >= at) {
                 return Err(ErrorKind::TimedOut.into());
             }
-            // With a deadline, each read waits at most for what is left of
-            // it (a read per byte near the full timeout stretched a call).
-            let per_read = match (self.pace.stall, self.pace.deadline) {
-                (Some(stall), _) if begun || *filled > 0 => Some(stall),
-                (_, Some(at)) => Some(at.saturating_duration_since(Instant::now())),
-                _ => self.base,
+            // With a deadline, every socket read under this one (a TLS
+            // record takes many) waits at most for what is left of it.
+            self.stream.socket().read_wait = match (self.pace.stall, self.pace.deadline) {
+                (Some(stall), _) if begun || *filled > 0 => Wait::Each(stall),
+                (_, Some(at)) => Wait::Until(at),
+                _ => Wait::Forever,
             };
-            self.set_read_timeout(per_read)?;
             match self.stream.read(&mut buf[*filled..]) {
                 Ok(0) => return Ok(false),
                 Ok(n) => *filled += n,
@@ -157,16 +148,6 @@ impl Io<'_> {
             }
         }
         Ok(true)
-    }
-
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
-        // A zero timeout means "block" to the OS: use the smallest real one.
-        let timeout = timeout.map(|t| t.max(Duration::from_micros(1)));
-        if timeout != *self.cached {
-            self.stream.socket().set_read_timeout(timeout)?;
-            *self.cached = timeout;
-        }
-        Ok(())
     }
 }
 

@@ -2,8 +2,10 @@
 
 use std::io::{ErrorKind, IoSlice, Write};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use super::is_disconnect;
+use super::paced_socket::Wait;
 use super::stream::LinkStream;
 use crate::aligned::AlignedBuf;
 use crate::connection::FrameSink;
@@ -14,6 +16,8 @@ use crate::frame::FrameHeader;
 pub(super) struct TcpSender {
     pub stream: LinkStream,
     pub peer: SocketAddr,
+    /// Bound on sending one whole frame (`Connection::set_send_timeout`).
+    pub send_timeout: Option<Duration>,
     /// Reused buffer for `send_with`.
     buf: AlignedBuf,
     /// Set after a failed write: part of a frame may be on the wire.
@@ -22,7 +26,7 @@ pub(super) struct TcpSender {
 
 impl TcpSender {
     pub fn new(stream: LinkStream, peer: SocketAddr) -> Self {
-        TcpSender { stream, peer, buf: AlignedBuf::new(), broken: None }
+        TcpSender { stream, peer, send_timeout: None, buf: AlignedBuf::new(), broken: None }
     }
 
     fn check_usable(&self, header: &FrameHeader) -> Result<()> {
@@ -32,12 +36,19 @@ impl TcpSender {
         header.validate()
     }
 
-    /// Writes header and payload (`None`: the payload is in `buf`).
+    /// Writes header and payload (`None`: the payload is in `buf`), all of
+    /// it within the send timeout: a peer that reads a little at a time
+    /// cannot stretch one frame past it.
     fn write_frame(&mut self, header: &FrameHeader, payload: Option<&[u8]>) -> Result<()> {
         let head = header.encode();
         let payload = payload.unwrap_or(self.buf.as_slice());
         let mut slices = [IoSlice::new(&head), IoSlice::new(payload)];
-        write_all_vectored(&mut self.stream, &mut slices).and_then(|()| self.stream.flush()).map_err(|e| {
+        let timeout = self.send_timeout;
+        self.stream.socket().write_wait = timeout.map_or(Wait::Forever, |t| Wait::Until(Instant::now() + t));
+        let written = write_all_vectored(&mut self.stream, &mut slices).and_then(|()| self.stream.flush());
+        // Writes between frames (TLS's own, while reading) wait per write.
+        self.stream.socket().write_wait = timeout.map_or(Wait::Forever, Wait::Each);
+        written.map_err(|e| {
             let err = write_error(e, self.peer);
             self.broken = Some(err.to_string());
             err

@@ -4,23 +4,24 @@
 //! configuration built by the caller).
 
 use std::io::{IoSlice, Read, Write};
-use std::net::TcpStream;
 
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 
+use super::paced_socket::PacedSocket;
+
 pub(super) enum LinkStream {
-    Plain(TcpStream),
-    TlsClient(Box<StreamOwned<ClientConnection, TcpStream>>),
-    TlsServer(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Plain(PacedSocket),
+    TlsClient(Box<StreamOwned<ClientConnection, PacedSocket>>),
+    TlsServer(Box<StreamOwned<ServerConnection, PacedSocket>>),
 }
 
 impl LinkStream {
-    /// The socket (timeouts are set on it).
-    pub fn socket(&self) -> &TcpStream {
+    /// The socket, whose waits bound every read and write under the stream.
+    pub fn socket(&mut self) -> &mut PacedSocket {
         match self {
             LinkStream::Plain(s) => s,
-            LinkStream::TlsClient(s) => s.get_ref(),
-            LinkStream::TlsServer(s) => s.get_ref(),
+            LinkStream::TlsClient(s) => &mut s.sock,
+            LinkStream::TlsServer(s) => &mut s.sock,
         }
     }
 

@@ -1,7 +1,7 @@
 //! TLS handshakes over an accepted or connected socket, bounded in time, so
 //! a peer that stalls mid-handshake cannot hold the worker.
 
-use std::io::{ErrorKind, IoSlice, Read, Write};
+use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, ConnectionCommon, ServerConfig, ServerConnection, StreamOwned};
 
+use super::paced_socket::{PacedSocket, Wait};
 use super::stream::LinkStream;
 use crate::error::{Result, TransportError};
 
@@ -19,7 +20,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// demands an attested client certificate).
 pub(super) fn accept(sock: TcpStream, config: Arc<ServerConfig>, timeout: Duration) -> Result<LinkStream> {
     let conn = ServerConnection::new(config).map_err(|e| TransportError::Tls(format!("starting a TLS session: {e}")))?;
-    let mut stream = StreamOwned::new(conn, sock);
+    let mut stream = StreamOwned::new(conn, PacedSocket::new(sock));
     handshake(&mut stream.conn, &mut stream.sock, timeout)?;
     Ok(LinkStream::TlsServer(Box::new(stream)))
 }
@@ -30,18 +31,20 @@ pub(super) fn connect(sock: TcpStream, server_name: &str, config: Arc<ClientConf
     let name = ServerName::try_from(server_name.trim_start_matches('[').trim_end_matches(']').to_string())
         .map_err(|e| TransportError::Tls(format!("bad TLS server name {server_name:?}: {e}")))?;
     let conn = ClientConnection::new(config, name).map_err(|e| TransportError::Tls(format!("starting a TLS session: {e}")))?;
-    let mut stream = StreamOwned::new(conn, sock);
+    let mut stream = StreamOwned::new(conn, PacedSocket::new(sock));
     handshake(&mut stream.conn, &mut stream.sock, timeout)?;
     Ok(LinkStream::TlsClient(Box::new(stream)))
 }
 
 /// Drives the handshake to completion or fails with its cause (a refused
 /// certificate names why). The whole handshake is bounded by `timeout`:
-/// every socket read and write goes through [`DeadlineIo`], which waits at
-/// most for what is left of it, so a peer trickling bytes cannot stretch
-/// the handshake. The socket's own timeouts are cleared afterwards.
-fn handshake<D>(conn: &mut ConnectionCommon<D>, sock: &mut TcpStream, timeout: Duration) -> Result<()> {
-    let mut io = DeadlineIo { sock, deadline: Instant::now() + timeout };
+/// every socket read and write waits at most for what is left of it
+/// ([`Wait::Until`]; rustls's `complete_io` loops for as long as reads
+/// return bytes), so a peer trickling bytes cannot stretch the handshake.
+/// The socket waits without a bound afterwards (frames set their own).
+fn handshake<D>(conn: &mut ConnectionCommon<D>, sock: &mut PacedSocket, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    sock.set_wait(Wait::Until(deadline));
     // A timeout, not a refusal: a busy or wedged peer may answer a retry.
     let late = || TransportError::Timeout { waited: timeout, waiting_for: "the TLS handshake" };
     let failed = |e: std::io::Error| match e.kind() {
@@ -49,73 +52,15 @@ fn handshake<D>(conn: &mut ConnectionCommon<D>, sock: &mut TcpStream, timeout: D
         _ => TransportError::Tls(format!("TLS handshake failed: {e}")),
     };
     while conn.is_handshaking() {
-        if io.left().is_zero() {
+        if Instant::now() >= deadline {
             return Err(late());
         }
-        conn.complete_io(&mut io).map_err(failed)?;
+        conn.complete_io(sock).map_err(failed)?;
     }
     // Send what the handshake left buffered (the client's Finished).
     while conn.wants_write() {
-        conn.write_tls(&mut io).map_err(failed)?;
+        conn.write_tls(sock).map_err(failed)?;
     }
-    set_timeouts(io.sock, None)
-}
-
-/// The socket seen through a deadline: before each read or write the
-/// socket's timeouts are set to what is left until `deadline`, and once it
-/// has passed every call fails with [`ErrorKind::TimedOut`] (rustls's
-/// `complete_io` loops for as long as reads return bytes, so a bound per
-/// call would not bound the handshake).
-struct DeadlineIo<'a> {
-    sock: &'a mut TcpStream,
-    deadline: Instant,
-}
-
-impl DeadlineIo<'_> {
-    fn left(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
-    }
-
-    /// Arms the socket's timeouts with what is left, or fails if nothing is.
-    fn arm(&mut self) -> std::io::Result<()> {
-        let left = self.left();
-        if left.is_zero() {
-            return Err(std::io::Error::new(ErrorKind::TimedOut, "TLS handshake deadline passed"));
-        }
-        self.sock.set_read_timeout(Some(left))?;
-        self.sock.set_write_timeout(Some(left))
-    }
-
-    /// A socket timeout (EAGAIN on a blocking socket) is the deadline.
-    fn timed(r: std::io::Result<usize>) -> std::io::Result<usize> {
-        r.map_err(|e| if e.kind() == ErrorKind::WouldBlock { std::io::Error::new(ErrorKind::TimedOut, e) } else { e })
-    }
-}
-
-impl Read for DeadlineIo<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.arm()?;
-        Self::timed(self.sock.read(buf))
-    }
-}
-
-impl Write for DeadlineIo<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.arm()?;
-        Self::timed(self.sock.write(buf))
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        self.arm()?;
-        Self::timed(self.sock.write_vectored(bufs))
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.sock.flush()
-    }
-}
-
-fn set_timeouts(sock: &TcpStream, t: Option<Duration>) -> Result<()> {
-    sock.set_read_timeout(t).map_err(|e| TransportError::io("setting the read timeout", e))?;
-    sock.set_write_timeout(t).map_err(|e| TransportError::io("setting the write timeout", e))
+    sock.set_wait(Wait::Forever);
+    Ok(())
 }
