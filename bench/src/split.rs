@@ -205,7 +205,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     let mut notes = Vec::new();
     for &precision in &a.precision {
-        let args = BackendArgs { precision, pad_threads: a.pad_threads, ..BackendArgs::default() };
+        // Storage reserved as a server does: the timed steps are its steady state.
+        let args = BackendArgs { precision, pad_threads: a.pad_threads, reserve_pad_storage: true, ..BackendArgs::default() };
         eprintln!("measuring confidential {} (ReMO κ={:.0e}, worker over shared memory)…", precision.mode_name(), args.kappa());
         let mut remo = build_linear(&args, &ck, dtype)?;
         let t_fill = Instant::now();

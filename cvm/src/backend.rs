@@ -90,6 +90,10 @@ pub struct BackendArgs {
     /// grow to serve a call this large.
     #[arg(skip = 2048usize)]
     pub max_call_rows: usize,
+    /// Fault in one round of recycled pad storage once the pools are full
+    /// (`RemoParams::reserve_storage`): for servers, not one-shot runs.
+    #[arg(skip = false)]
+    pub reserve_pad_storage: bool,
     /// Ask the spawned worker to record everything it receives into DIR.
     #[arg(long)]
     pub record: Option<PathBuf>,
@@ -134,6 +138,7 @@ impl Default for BackendArgs {
             max_pad_memory: None,
             pad_threads: None,
             max_call_rows: 2048,
+            reserve_pad_storage: false,
             record: None,
             record_layers: None,
             attestation: AttesterChoice::Auto,
@@ -154,7 +159,12 @@ pub fn build_linear(args: &BackendArgs, ck: &Checkpoint, dtype: WeightFormat) ->
     }
     let kappa = args.kappa();
     anyhow::ensure!(kappa.is_finite() && kappa > 0.0, "--privacy-level must be positive");
-    let params = RemoParams { row_buckets: args.row_buckets, pad_threads: args.pad_threads(), ..RemoParams::with_kappa(kappa) };
+    let params = RemoParams {
+        row_buckets: args.row_buckets,
+        pad_threads: args.pad_threads(),
+        reserve_storage: args.reserve_pad_storage,
+        ..RemoParams::with_kappa(kappa)
+    };
     if args.mode == Mode::Confidential {
         check_pad_memory(args, ck, &params)?;
     }
@@ -205,7 +215,7 @@ fn check_pad_memory(args: &BackendArgs, ck: &Checkpoint, params: &RemoParams) ->
     let rows = args.row_buckets.bucket(args.max_call_rows.max(1));
     let bound = pad_pool_bound_bytes(&ck.config, params, args.precision, rows);
     tracing::info!(
-        "pad pools: {:.0} MiB at the low-water mark, up to {:.0} MiB when a step sends {rows} rows ({} pads)",
+        "pad pools and their recycled storage: {:.0} MiB at the low-water mark, up to {:.0} MiB when a step sends {rows} rows ({} pads)",
         mib(pad_pool_bound_bytes(&ck.config, params, args.precision, 1)),
         mib(bound),
         args.precision.mode_name()

@@ -58,6 +58,12 @@ pub struct RemoParams {
     /// engine thread (0: everything on the engine thread). Not public: it
     /// changes where the CVM computes, not what the worker sees.
     pub pad_threads: usize,
+    /// Once the pools are full, fault in one round of recycled pad storage
+    /// (every op's `R` and `R·W`) in idle time. A server under load grows
+    /// into it during its first batch period anyway, with the kernel
+    /// zeroing fresh pages on the pad threads (a third of the CVM's CPU
+    /// then); a one-shot run that never refills does not need it.
+    pub reserve_storage: bool,
 }
 
 impl Default for RemoParams {
@@ -69,6 +75,7 @@ impl Default for RemoParams {
             low_water: 256,
             row_buckets: RowBuckets::PowersOfTwo,
             pad_threads: 0,
+            reserve_storage: false,
         }
     }
 }

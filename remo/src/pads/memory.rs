@@ -3,7 +3,8 @@
 //! and its product `R·W` (`d_out`) in the pad precision; a pool holds at
 //! most what a refill tops it up to — the low-water mark or the largest
 //! call's rows, plus one batch's usable pads — plus the batches in
-//! progress (one, or with pad threads a few per thread).
+//! progress (one, or with pad threads a few per thread), plus the recycled
+//! storage (`PadBuffers`: at most one round of every op's `R` and `R·W`).
 
 use talaria_kernels::Precision;
 use talaria_models::{op_dims, ModelConfig};
@@ -18,11 +19,13 @@ use crate::setup::outsourced_ops;
 pub fn pad_pool_bound_bytes(cfg: &ModelConfig, params: &RemoParams, precision: Precision, max_call_rows: usize) -> usize {
     let mut total = 0;
     let mut largest_batch = 0;
+    let mut round = 0;
     for id in outsourced_ops(cfg) {
         let (d_in, d_out) = op_dims(cfg, id.op);
         let n_p = padded_rows(d_in);
         let pads = params.low_water.max(max_call_rows) + params.usable_per_batch(n_p);
         total += pads * (d_in + d_out) * precision.bytes();
+        round += n_p * (d_in + d_out) * precision.bytes();
         // R, U = M·R, U·W and R·W.
         largest_batch = largest_batch.max(2 * n_p * (d_in + d_out) * precision.bytes());
     }
@@ -33,7 +36,7 @@ pub fn pad_pool_bound_bytes(cfg: &ModelConfig, params: &RemoParams, precision: P
         0 => 1,
         t => 2 + 3 * batches_ahead(t),
     };
-    total + largest_batch * in_progress
+    total + largest_batch * in_progress + round
 }
 
 #[cfg(test)]

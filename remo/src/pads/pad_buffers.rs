@@ -14,8 +14,11 @@
 //! batches (2.6 GB): a burst dropped the rest, and the next refills faulted
 //! in fresh pages (bench/RESULTS.md, session 22: the pad threads' CPU per
 //! token 5-10 % lower, peak RSS 3-7 % lower). What the recycler holds is
-//! not in `pad_pool_bound_bytes` (it was not with the fixed cap either):
-//! at worst one round of buffers whose lengths no refill wants just then.
+//! in `pad_pool_bound_bytes`: at worst one round of buffers whose lengths
+//! no refill wants just then. A server reserves that round up front
+//! (`RemoParams::reserve_storage`, `reserve`): under load its pools grow
+//! from one batch per op to two, and that growth came as fresh pages the
+//! kernel zeroed on the pad threads during the first batch period.
 
 use std::sync::{Arc, Mutex};
 
@@ -66,6 +69,27 @@ impl<T: Copy + Default + PartialEq> PadBuffers<T> {
         }
     }
 
+    /// Adds one zeroed buffer of `len` values, its pages faulted in now, if
+    /// it fits under the cap; `false` if it does not.
+    pub fn reserve(&self, len: usize) -> bool {
+        let bytes = len * std::mem::size_of::<T>();
+        let held: usize = self.kept.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|v| v.len() * std::mem::size_of::<T>()).sum();
+        if len == 0 || held + bytes > self.cap_bytes {
+            return false;
+        }
+        let mut v = vec![T::default(); len];
+        talaria_kernels::cpu::advise_huge_pages(&v);
+        // One store per 4 KiB page (volatile: a zero stored into zeroed
+        // memory would otherwise be elided, and the page left unfaulted).
+        let per_page = (4096 / std::mem::size_of::<T>().max(1)).max(1);
+        for i in (0..len).step_by(per_page) {
+            // SAFETY: `i < len`, inside the buffer.
+            unsafe { std::ptr::write_volatile(v.as_mut_ptr().add(i), T::default()) };
+        }
+        self.give_back(v);
+        true
+    }
+
     /// Takes back a buffer the caller has already zeroized.
     pub(crate) fn give_back(&self, v: Vec<T>) {
         debug_assert!(v.iter().all(|&x| x == T::default()), "recycled pad storage must be zeroized first");
@@ -111,6 +135,18 @@ mod tests {
         // One more is over the cap: dropped, not kept.
         b.give_back(vec![0.0; 1]);
         assert_eq!(b.kept(), 200);
+    }
+
+    /// Reserved buffers are zero, reused like returned ones, and stop at the cap.
+    #[test]
+    fn reserves_up_to_the_cap() {
+        let b = PadBuffers::<f64>::with_cap(3 * 8192);
+        assert!(b.reserve(1024) && b.reserve(1024) && b.reserve(512));
+        assert!(!b.reserve(1024), "over the cap");
+        assert_eq!(b.kept(), 3);
+        let v = b.take(512);
+        assert!(v.len() == 512 && v.iter().all(|&x| x == 0.0));
+        assert_eq!(b.kept(), 2);
     }
 
     /// A session's storage keeps a whole round of its batches handed back

@@ -29,6 +29,8 @@ pub struct IdleProgress {
     pub batches_made: usize,
     /// Pools still below their low-water mark (0: nothing left to do).
     pub pools_below_low_water: usize,
+    /// Buffers of pad storage reserved (`RemoParams::reserve_storage`).
+    pub buffers_reserved: usize,
 }
 
 pub struct PadPools<P: Float = f64> {
@@ -42,6 +44,9 @@ pub struct PadPools<P: Float = f64> {
     paced_use: f64,
     /// Batches `refill_paced` still owes (carried between calls).
     pace_credit: f64,
+    /// Lengths of the storage still to reserve once the pools are full
+    /// (`RemoParams::reserve_storage`): every op's `R` and `R·W`.
+    unreserved: Vec<usize>,
     /// The pad threads, if any.
     factory: Option<PadFactory<P>>,
     /// Per op: batches drawn ahead, batches being drawn, and answered
@@ -77,6 +82,10 @@ impl<P: Float> PadPools<P> {
         }
         let mut rng = SecureRng::from_os()?;
         let scratch = RefillScratch::for_pools(pools.values());
+        let unreserved = match params.reserve_storage {
+            true => pools.values().flat_map(|p| [p.batch_rows() * p.d_in(), p.batch_rows() * p.d_out()]).collect(),
+            false => Vec::new(),
+        };
         let factory = match params.pad_threads {
             0 => None,
             n => Some(PadFactory::new(n, &mut rng, scratch.buffers.clone())?),
@@ -86,6 +95,7 @@ impl<P: Float> PadPools<P> {
             rng,
             pools,
             scratch,
+            unreserved,
             paced_use: 0.0,
             pace_credit: 0.0,
             factory,
@@ -288,7 +298,8 @@ impl<P: Float> PadPools<P> {
 
     /// Tops up pools below the low-water mark, emptiest first, one batch at
     /// a time, starting no batch after `budget` has elapsed (so it may
-    /// overrun by one batch).
+    /// overrun by one batch). Once they are all full, reserves what is left
+    /// of the storage (`RemoParams::reserve_storage`), a buffer at a time.
     pub fn refill_idle(&mut self, worker: &mut dyn WorkerMatmul, budget: Duration) -> anyhow::Result<IdleProgress> {
         let start = Instant::now();
         let mut progress = IdleProgress::default();
@@ -301,7 +312,12 @@ impl<P: Float> PadPools<P> {
                 }
                 // What is left below the mark is on its way.
                 None if self.finishing.values().any(|&n| n > 0) => self.wait_one()?,
-                None => break,
+                None => match self.unreserved.pop() {
+                    Some(len) if self.scratch.buffers.reserve(len) => progress.buffers_reserved += 1,
+                    // The recycler is full: nothing more to reserve.
+                    Some(_) => self.unreserved.clear(),
+                    None => break,
+                },
             }
         }
         self.collect()?;
@@ -409,6 +425,32 @@ mod tests {
         assert!(pools.available(a) >= usable);
         assert_eq!(pools.refill_paced(&mut worker).unwrap(), 1, "only b may be refilled");
         assert_eq!(pools.available(b), usable);
+    }
+
+    /// With `reserve_storage`, idle time after the pools are full faults in
+    /// one `R` and one `R·W` per op, and the next batch of an op takes them
+    /// instead of fresh pages.
+    #[test]
+    fn idle_time_reserves_one_round_of_storage() {
+        let (a, b) = (OpId::new(0, Op::O), OpId::new(1, Op::Down));
+        for reserve in [false, true] {
+            let params = RemoParams { low_water: 100, reserve_storage: reserve, ..RemoParams::default() };
+            let (mut pools, mut worker) = two_pools(a, b, params, 7);
+            let progress = pools.refill_idle(&mut worker, Duration::MAX).unwrap();
+            assert_eq!(progress.pools_below_low_water, 0);
+            // Up to the recycler's cap, one round (what the fill's `U` and
+            // `U·W` left there counts against it).
+            assert_eq!(progress.buffers_reserved > 0, reserve, "{progress:?}");
+            assert!(pools.scratch.buffers.kept() >= progress.buffers_reserved);
+            assert_eq!(pools.refill_idle(&mut worker, Duration::MAX).unwrap(), IdleProgress::default(), "done once");
+            // A batch of `a` takes its R and R·W (and U, U·W) from the recycler.
+            drop(pools.take(a, pools.available(a)).unwrap());
+            let kept_before = pools.scratch.buffers.kept();
+            pools.ensure(&mut worker, a, 1).unwrap();
+            if reserve {
+                assert!(pools.scratch.buffers.kept() < kept_before, "the batch used reserved storage");
+            }
+        }
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn load(args: &ServeArgs, attestation: Option<super::attestation::AttestationSer
     let dtype = args.model.dtype;
     let cvm = CvmWeights::load(&ck, dtype).context("loading the CVM weights")?;
     let cvm_mib = talaria_cvm::backend::mib(cvm.size_bytes());
-    let backend = BackendArgs { max_call_rows: args.max_num_batched_tokens, ..args.backend.clone() };
+    let backend = BackendArgs { max_call_rows: args.max_num_batched_tokens, reserve_pad_storage: true, ..args.backend.clone() };
     let linear = build_linear(&backend, &ck, dtype).context("building the linear backend")?;
     let config = ck.config.clone();
     let tokenizer = Arc::new(ck.tokenizer);
