@@ -90,7 +90,7 @@ fn pad_batch_and_online_call_cost() {
             ms(cpu),
             1e3 * ms(cpu) / usable as f64
         );
-        for rows in [1usize, 64] {
+        for rows in [1usize, 16, 64] {
             let x = to_f32(&gaussian(rows, d_in, 1.0, 2));
             let mut out = vec![0.0f32; rows * d_out];
             let calls = 200;
