@@ -236,7 +236,7 @@ impl<W: WorkerMatmul + Send> Linear for MaskedLinear<W> {
         // Below the marks with nothing made: batches were still being
         // finished on the pad threads, which is progress too.
         let progress = MaskedLinear::idle(self, budget)?;
-        Ok(progress.batches_made > 0 || progress.pools_below_low_water > 0 || progress.buffers_reserved > 0)
+        Ok(progress.batches_made > 0 || progress.pools_below_low_water > 0 || progress.buffers_reserved > 0 || progress.storage_pending)
     }
 
     fn after_step(&mut self) -> anyhow::Result<()> {

@@ -115,6 +115,21 @@ impl<P: Float> PadFactory<P> {
         });
     }
 
+    /// Reserves recycled storage of these lengths on the pad threads, in
+    /// the background (`PadBuffers::reserve`, up to its cap); `done`
+    /// hears once when it is over.
+    pub fn reserve(&self, lens: Vec<usize>, done: Sender<()>) {
+        let buffers = self.buffers.clone();
+        self.threads.spawn(move || {
+            for len in lens {
+                if !buffers.reserve(len) {
+                    break;
+                }
+            }
+            let _ = done.send(());
+        });
+    }
+
     /// A result if one is ready.
     pub fn try_next(&mut self) -> Option<FactoryOutput<P>> {
         let out = self.rx.try_recv().ok()?;

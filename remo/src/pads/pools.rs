@@ -29,8 +29,11 @@ pub struct IdleProgress {
     pub batches_made: usize,
     /// Pools still below their low-water mark (0: nothing left to do).
     pub pools_below_low_water: usize,
-    /// Buffers of pad storage reserved (`RemoParams::reserve_storage`).
+    /// Buffers of pad storage reserved, or handed to the pad threads to
+    /// reserve (`RemoParams::reserve_storage`).
     pub buffers_reserved: usize,
+    /// The pad threads are still reserving storage.
+    pub storage_pending: bool,
 }
 
 pub struct PadPools<P: Float = f64> {
@@ -47,6 +50,8 @@ pub struct PadPools<P: Float = f64> {
     /// Lengths of the storage still to reserve once the pools are full
     /// (`RemoParams::reserve_storage`): every op's `R` and `R·W`.
     unreserved: Vec<usize>,
+    /// Hears once the pad threads have reserved what they were handed.
+    reserving: Option<std::sync::mpsc::Receiver<()>>,
     /// The pad threads, if any.
     factory: Option<PadFactory<P>>,
     /// Per op: batches drawn ahead, batches being drawn, and answered
@@ -96,6 +101,7 @@ impl<P: Float> PadPools<P> {
             pools,
             scratch,
             unreserved,
+            reserving: None,
             paced_use: 0.0,
             pace_credit: 0.0,
             factory,
@@ -298,8 +304,10 @@ impl<P: Float> PadPools<P> {
 
     /// Tops up pools below the low-water mark, emptiest first, one batch at
     /// a time, starting no batch after `budget` has elapsed (so it may
-    /// overrun by one batch). Once they are all full, reserves what is left
-    /// of the storage (`RemoParams::reserve_storage`), a buffer at a time.
+    /// overrun by one batch). Once they are all full, reserves the storage
+    /// (`RemoParams::reserve_storage`): on the pad threads, in the
+    /// background (waiting for it within the budget), or without them a
+    /// buffer at a time here.
     pub fn refill_idle(&mut self, worker: &mut dyn WorkerMatmul, budget: Duration) -> anyhow::Result<IdleProgress> {
         let start = Instant::now();
         let mut progress = IdleProgress::default();
@@ -312,12 +320,18 @@ impl<P: Float> PadPools<P> {
                 }
                 // What is left below the mark is on its way.
                 None if self.finishing.values().any(|&n| n > 0) => self.wait_one()?,
-                None => match self.unreserved.pop() {
-                    Some(len) if self.scratch.buffers.reserve(len) => progress.buffers_reserved += 1,
-                    // The recycler is full: nothing more to reserve.
-                    Some(_) => self.unreserved.clear(),
-                    None => break,
-                },
+                None if !self.unreserved.is_empty() => progress.buffers_reserved += self.reserve_storage(),
+                None => {
+                    if let Some(done) = &self.reserving {
+                        let left = budget.saturating_sub(start.elapsed()).min(Duration::from_secs(3600));
+                        match done.recv_timeout(left) {
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => progress.storage_pending = true,
+                            // Done (or the pad threads are gone).
+                            _ => self.reserving = None,
+                        }
+                    }
+                    break;
+                }
             }
         }
         self.collect()?;
@@ -353,6 +367,26 @@ impl<P: Float> PadPools<P> {
             made += 1;
         }
         Ok(made)
+    }
+
+    /// Starts reserving what storage is left: all of it on the pad threads,
+    /// or one buffer here. Returns the buffers reserved or handed over.
+    fn reserve_storage(&mut self) -> usize {
+        if let Some(factory) = &self.factory {
+            let lens = std::mem::take(&mut self.unreserved);
+            let (tx, rx) = std::sync::mpsc::channel();
+            factory.reserve(lens.clone(), tx);
+            self.reserving = Some(rx);
+            return lens.len();
+        }
+        match self.unreserved.pop() {
+            Some(len) if self.scratch.buffers.reserve(len) => 1,
+            // The recycler is full: nothing more to reserve.
+            _ => {
+                self.unreserved.clear();
+                0
+            }
+        }
     }
 
     fn emptiest_below_low_water(&self) -> Option<OpId> {
@@ -433,15 +467,18 @@ mod tests {
     #[test]
     fn idle_time_reserves_one_round_of_storage() {
         let (a, b) = (OpId::new(0, Op::O), OpId::new(1, Op::Down));
-        for reserve in [false, true] {
-            let params = RemoParams { low_water: 100, reserve_storage: reserve, ..RemoParams::default() };
+        for (reserve, pad_threads) in [(false, 0), (true, 0), (true, 2)] {
+            let params = RemoParams { low_water: 100, reserve_storage: reserve, pad_threads, ..RemoParams::default() };
             let (mut pools, mut worker) = two_pools(a, b, params, 7);
             let progress = pools.refill_idle(&mut worker, Duration::MAX).unwrap();
             assert_eq!(progress.pools_below_low_water, 0);
             // Up to the recycler's cap, one round (what the fill's `U` and
             // `U·W` left there counts against it).
             assert_eq!(progress.buffers_reserved > 0, reserve, "{progress:?}");
-            assert!(pools.scratch.buffers.kept() >= progress.buffers_reserved);
+            assert!(!progress.storage_pending, "an unbounded idle refill waits for the pad threads' reserve");
+            if pad_threads == 0 {
+                assert!(pools.scratch.buffers.kept() >= progress.buffers_reserved);
+            }
             assert_eq!(pools.refill_idle(&mut worker, Duration::MAX).unwrap(), IdleProgress::default(), "done once");
             // A batch of `a` takes its R and R·W (and U, U·W) from the recycler.
             drop(pools.take(a, pools.available(a)).unwrap());
