@@ -120,9 +120,6 @@ fn run(mut engine: Engine, rx: Receiver<Command>) {
             let mut got = rx.try_recv().ok();
             while got.is_none() && engine.idle(IDLE_SLICE) {
                 fill.update(&engine);
-                // Ready once the pools are full, while idle work that does
-                // not hold back a step (reserving pad storage) goes on.
-                mark_ready(&engine);
                 got = rx.try_recv().ok();
             }
             fill.update(&engine);
