@@ -34,6 +34,9 @@ pub(super) trait WeightLanes: Copy {
     /// chunk at a time (decoders with many steps: 16 rows' decoded chunks
     /// at once spill), or lets all rows' loads go first (cheap ones).
     const ONE_BY_ONE: bool = false;
+    /// Up to this many activation rows the weights are streamed (decoded
+    /// in registers once per four rows), not widened to an f32 panel first.
+    const STREAM_MAX_ROWS: usize = 16;
     /// What the chunks of one `Elem` share (a K-quant super-block's
     /// unpacked scales), made once per `Elem` by a row walk; `()` else.
     type Head: Copy;

@@ -23,6 +23,8 @@ pub(super) trait BlockDecode: QuantBlock + Copy {
     type Head: Copy;
     /// See `WeightLanes::ONE_BY_ONE`.
     const ONE_BY_ONE: bool = true;
+    /// See `WeightLanes::STREAM_MAX_ROWS`.
+    const STREAM_MAX_ROWS: usize = 16;
     unsafe fn head(b: *const Self) -> Self::Head;
     /// Chunk `c` of block `b` (values `32c .. 32c + 16` and `32c + 16 ..
     /// 32c + 32`), exact, as f32.
@@ -203,6 +205,11 @@ k4_blocks!(BlockQ4K => |_| None, BlockQ5K => |b: *const BlockQ5K| Some((*b).qh.a
 
 impl BlockDecode for BlockQ6K {
     type Head = [f32; 16];
+    // Its decoder is the costliest: decoding a row once into a panel beats
+    // decoding it once per four rows from 8 rows on (0.79-0.89x the time
+    // at 8 rows, 0.52-0.54x at 16; `kernel_bench --quick shapes q6_k`,
+    // session 25), while every other type streams as fast or faster up to 16.
+    const STREAM_MAX_ROWS: usize = 4;
     #[inline(always)]
     unsafe fn head(b: *const Self) -> [f32; 16] {
         <Self as Block8>::head(b)
@@ -223,6 +230,7 @@ impl<B: BlockDecode> WeightLanes for BlockLanes<B> {
     const ITEM: usize = B::VALUES;
     const STEPS: usize = 2;
     const ONE_BY_ONE: bool = B::ONE_BY_ONE;
+    const STREAM_MAX_ROWS: usize = B::STREAM_MAX_ROWS;
     type Head = B::Head;
     #[inline(always)]
     unsafe fn head(row: *const B, e: usize) -> B::Head {

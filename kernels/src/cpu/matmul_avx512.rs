@@ -19,8 +19,6 @@ use crate::weight::WeightMatrix;
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-/// Up to this many activation rows the weights are streamed, not paneled.
-const STREAM_MAX_ROWS: usize = 16;
 /// Weight rows per panel (panel ≤ 64 × 1536 × 4 B = 384 KiB, inside L2).
 const PANEL_ROWS: usize = 64;
 /// Activation rows per panel task.
@@ -49,7 +47,7 @@ where
         let xp: &[f32] = xp;
         let out_ptr = SharedMut(out.as_mut_ptr());
         let macs = rows * n * k;
-        if rows <= STREAM_MAX_ROWS {
+        if rows <= L::STREAM_MAX_ROWS {
             let ranges = aligned_ranges(n, threads() * 4, 16);
             run_tasks(ranges.len(), macs, |t| {
                 let tile = WeightTiles { base: w.as_ptr(), stride, k, rows: ranges[t].clone() };
