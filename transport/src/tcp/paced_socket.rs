@@ -62,28 +62,31 @@ impl PacedSocket {
     }
 
     fn arm_read(&mut self) -> std::io::Result<()> {
-        // A zero timeout means "block" to the OS: the smallest real one instead.
-        let t = self.read_wait.timeout()?.map(|t| t.max(Duration::from_micros(1)));
-        if t != self.read_armed {
-            self.sock.set_read_timeout(t)?;
-            self.read_armed = t;
-        }
-        Ok(())
+        let sock = &self.sock;
+        arm(self.read_wait, &mut self.read_armed, |t| sock.set_read_timeout(t))
     }
 
     fn arm_write(&mut self) -> std::io::Result<()> {
-        let t = self.write_wait.timeout()?.map(|t| t.max(Duration::from_micros(1)));
-        if t != self.write_armed {
-            self.sock.set_write_timeout(t)?;
-            self.write_armed = t;
-        }
-        Ok(())
+        let sock = &self.sock;
+        arm(self.write_wait, &mut self.write_armed, |t| sock.set_write_timeout(t))
     }
 
     /// A socket timeout (EAGAIN on a blocking socket) is the wait's end.
     fn timed<T>(r: std::io::Result<T>) -> std::io::Result<T> {
         r.map_err(|e| if e.kind() == ErrorKind::WouldBlock { std::io::Error::new(ErrorKind::TimedOut, e) } else { e })
     }
+}
+
+/// Sets the socket timeout for `wait` through `set` when it differs from
+/// the one `armed` (a syscall only on a change).
+fn arm(wait: Wait, armed: &mut Option<Duration>, set: impl FnOnce(Option<Duration>) -> std::io::Result<()>) -> std::io::Result<()> {
+    // A zero timeout means "block" to the OS: the smallest real one instead.
+    let t = wait.timeout()?.map(|t| t.max(Duration::from_micros(1)));
+    if t != *armed {
+        set(t)?;
+        *armed = t;
+    }
+    Ok(())
 }
 
 impl Read for PacedSocket {
