@@ -116,18 +116,24 @@ impl<P: Float> PadFactory<P> {
     }
 
     /// Reserves recycled storage of these lengths on the pad threads, in
-    /// the background (`PadBuffers::reserve`, up to its cap); `done`
-    /// hears once when it is over.
-    pub fn reserve(&self, lens: Vec<usize>, done: Sender<()>) {
-        let buffers = self.buffers.clone();
-        self.threads.spawn(move || {
-            for len in lens {
-                if !buffers.reserve(len) {
-                    break;
+    /// the background, split between them (`PadBuffers::reserve`, up to its
+    /// cap: faulting pages in is the kernel's work, per thread); `done`
+    /// hears once from each job. Returns the number of jobs.
+    pub fn reserve(&self, lens: Vec<usize>, done: Sender<()>) -> usize {
+        let jobs = self.threads().min(lens.len()).max(1);
+        for j in 0..jobs {
+            let (buffers, done) = (self.buffers.clone(), done.clone());
+            let share: Vec<usize> = lens.iter().copied().skip(j).step_by(jobs).collect();
+            self.threads.spawn(move || {
+                for len in share {
+                    if !buffers.reserve(len) {
+                        break;
+                    }
                 }
-            }
-            let _ = done.send(());
-        });
+                let _ = done.send(());
+            });
+        }
+        jobs
     }
 
     /// A result if one is ready.

@@ -50,8 +50,9 @@ pub struct PadPools<P: Float = f64> {
     /// Lengths of the storage still to reserve once the pools are full
     /// (`RemoParams::reserve_storage`): every op's `R` and `R·W`.
     unreserved: Vec<usize>,
-    /// Hears once the pad threads have reserved what they were handed.
-    reserving: Option<std::sync::mpsc::Receiver<()>>,
+    /// Hears from each pad thread's reserve job as it ends, and how many
+    /// have not yet.
+    reserving: Option<(std::sync::mpsc::Receiver<()>, usize)>,
     /// The pad threads, if any.
     factory: Option<PadFactory<P>>,
     /// Per op: batches drawn ahead, batches being drawn, and answered
@@ -322,11 +323,15 @@ impl<P: Float> PadPools<P> {
                 None if self.finishing.values().any(|&n| n > 0) => self.wait_one()?,
                 None if !self.unreserved.is_empty() => progress.buffers_reserved += self.reserve_storage(),
                 None => {
-                    if let Some(done) = &self.reserving {
+                    while let Some((done, jobs)) = &mut self.reserving {
                         let left = budget.saturating_sub(start.elapsed()).min(Duration::from_secs(3600));
                         match done.recv_timeout(left) {
-                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => progress.storage_pending = true,
-                            // Done (or the pad threads are gone).
+                            Ok(()) if *jobs > 1 => *jobs -= 1,
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                                progress.storage_pending = true;
+                                break;
+                            }
+                            // All done (or the pad threads are gone).
                             _ => self.reserving = None,
                         }
                     }
@@ -374,10 +379,11 @@ impl<P: Float> PadPools<P> {
     fn reserve_storage(&mut self) -> usize {
         if let Some(factory) = &self.factory {
             let lens = std::mem::take(&mut self.unreserved);
+            let handed = lens.len();
             let (tx, rx) = std::sync::mpsc::channel();
-            factory.reserve(lens.clone(), tx);
-            self.reserving = Some(rx);
-            return lens.len();
+            let jobs = factory.reserve(lens, tx);
+            self.reserving = Some((rx, jobs));
+            return handed;
         }
         match self.unreserved.pop() {
             Some(len) if self.scratch.buffers.reserve(len) => 1,
