@@ -138,14 +138,18 @@ fn remote_worker_restart_is_reconnected_with_same_tokens() {
     assert!(restarter.join().unwrap(), "the worker did crash and was restarted");
 }
 
-/// A worker that reports an error (an honest failure) is asked again.
+/// A worker that reports an error (an honest failure: NaN, then an error
+/// frame) is asked again, in a pad batch (whose answer is copied out as it
+/// is checked) as in an online call (checked, then read in place).
 #[test]
 fn a_worker_error_is_retried() {
     let fx = Fixture::load();
     let (want, _) = fx.run_local();
-    let args = BackendArgs { worker_test_args: vec!["--fault".into(), "error@350".into()], ..Default::default() };
-    let (got, _) = fx.run_with(&args);
-    assert_eq!(got, want);
+    for fault in ["error@200", "error@350"] {
+        let args = BackendArgs { worker_test_args: vec!["--fault".into(), fault.into()], ..Default::default() };
+        let (got, _) = fx.run_with(&args);
+        assert_eq!(got, want, "{fault}");
+    }
 }
 
 /// A worker that lies in a well-formed answer (one element, a bias on
@@ -158,7 +162,7 @@ fn a_worker_error_is_retried() {
 fn a_lying_worker_is_caught_and_a_new_session_serves() {
     let fx = Fixture::load();
     let (want, _) = fx.run_local();
-    for fault in ["element@60", "bias@150", "scale@300", "nan@400"] {
+    for fault in ["element@60", "bias@150", "nan@200", "scale@300", "nan@400"] {
         let args = BackendArgs { worker_test_args: vec!["--fault".into(), fault.into()], ..Default::default() };
         let mut linear = talaria_cvm::backend::build_linear(&args, &fx.ck, DTYPE).unwrap();
         let err = fx.try_run(&mut linear).expect_err(&format!("{fault} went unnoticed"));

@@ -8,7 +8,9 @@
 //! shapes, and the machine's memory read rate, each with 1 and 2 threads.
 
 use std::time::{Duration, Instant};
-use talaria_kernels::cpu::{matmul, matmul_backend, matmul_f64, paged_attention, AttnQuery, CpuFeatures, PagedKv};
+use talaria_kernels::cpu::{
+    matmul, matmul_backend, matmul_f64, paged_attention, paged_attention_f64, AttnQuery, CpuFeatures, KernelError, PagedKv,
+};
 use talaria_kernels::{WeightDType, WeightMatrix};
 
 /// (name, d_in, d_out)
@@ -156,30 +158,44 @@ fn main() {
 const ATTENTION_SHAPES: [(&str, usize, usize, usize, usize); 2] = [("smollm2", 30, 9, 3, 64), ("gemma3", 18, 4, 1, 256)];
 
 fn attention_section(pools: &[(usize, rayon::ThreadPool)], budget: Duration) {
-    println!("\n== decode attention, every layer's cache (µs per token) ==");
+    println!("\n== decode attention, every layer's cache (µs per token; f64: the exact mode's) ==");
+    attention_runs::<f32>(pools, budget, |q, kv, heads, scale, out| paged_attention(q, kv, heads, scale as f32, out));
+    attention_runs::<f64>(pools, budget, paged_attention_f64);
+}
+
+type AttentionKernel<T> = fn(&[AttnQuery<T>], &PagedKv<T>, usize, f64, &mut [T]) -> Result<(), KernelError>;
+
+fn attention_runs<T: Copy + Default + Send + Sync + From<f32>>(
+    pools: &[(usize, rayon::ThreadPool)],
+    budget: Duration,
+    kernel: AttentionKernel<T>,
+) {
     let bs = 16;
+    let label = std::any::type_name::<T>();
     for (name, layers, heads, kv_heads, hd) in ATTENTION_SHAPES {
         for ctx in [128usize, 512, 2048] {
             let blocks = ctx.div_ceil(bs);
             let token = kv_heads * hd;
-            let caches: Vec<(Vec<f32>, Vec<f32>)> =
-                (0..layers).map(|l| (values(blocks * bs * token, 7 + l as u64), values(blocks * bs * token, 70 + l as u64))).collect();
+            let widen = |v: Vec<f32>| v.into_iter().map(T::from).collect::<Vec<T>>();
+            let caches: Vec<(Vec<T>, Vec<T>)> = (0..layers)
+                .map(|l| (widen(values(blocks * bs * token, 7 + l as u64)), widen(values(blocks * bs * token, 70 + l as u64))))
+                .collect();
             let table: Vec<u32> = (0..blocks as u32).collect();
-            let q = values(heads * hd, 3);
-            let mut out = vec![0f32; heads * hd];
-            let scale = (hd as f32).powf(-0.5);
+            let q = widen(values(heads * hd, 3));
+            let mut out = vec![T::default(); heads * hd];
+            let scale = (hd as f64).powf(-0.5);
             for (threads, pool) in pools {
                 let t = pool.install(|| {
                     time(budget, || {
                         for (k, v) in &caches {
                             let kv = PagedKv { k, v, block_size: bs, n_kv_heads: kv_heads, head_dim: hd };
                             let query = AttnQuery { q: &q, block_table: &table, context_len: ctx, window_start: 0 };
-                            paged_attention(&[query], &kv, heads, scale, &mut out).expect("attention shapes");
+                            kernel(&[query], &kv, heads, scale, &mut out).expect("attention shapes");
                         }
                     })
                 });
-                let bytes = 2.0 * (layers * ctx * token * 4) as f64;
-                println!("{name:8} ctx {ctx:5} thr {threads}: {:8.1} us/token  {:6.1} GB/s of K and V", t * 1e6, bytes / t / 1e9);
+                let bytes = 2.0 * (layers * ctx * token * std::mem::size_of::<T>()) as f64;
+                println!("{label} {name:8} ctx {ctx:5} thr {threads}: {:8.1} us/token  {:6.1} GB/s of K and V", t * 1e6, bytes / t / 1e9);
             }
         }
     }

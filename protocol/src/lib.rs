@@ -12,5 +12,5 @@ mod handshake;
 pub use busy::{KindBusy, WorkerBusy};
 pub use call::{CallKind, WorkerCall};
 pub use error::WorkerError;
-pub use finite::first_non_finite;
+pub use finite::{copy_first_non_finite, first_non_finite};
 pub use handshake::{Hello, HelloAck, OpShape, PublicParams, WORKER_PROTOCOL};

@@ -45,7 +45,7 @@ pub use mixing::Mixing;
 pub use online::plain::PlainScheme;
 pub use online::remo_scheme::Remo;
 pub use online::scheme::{IdleProgress, MaskScheme};
-pub use online::worker::{call_in_place, is_rejected_answer, matmul, CallKind, WorkerBusy, WorkerCall, WorkerMatmul};
+pub use online::worker::{call_in_place, call_into_private, is_rejected_answer, matmul, CallKind, WorkerBusy, WorkerCall, WorkerMatmul};
 pub use pads::memory::pad_pool_bound_bytes;
 pub use pads::pad::Pad;
 pub use pads::pad_buffers::PadBuffers;

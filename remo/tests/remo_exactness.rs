@@ -116,7 +116,8 @@ fn bad_inputs_and_bad_answers_are_errors() {
     for nan in [false, true] {
         let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
         let err = remo.matmul(&mut BrokenWorker { nan }, qkv(), 2, (&[0.5f32; 16][..]).into(), (&mut out[..]).into()).unwrap_err();
-        assert!(format!("{err:#}").contains("worker answer"), "{err:#}");
+        let want = if nan { "not finite" } else { "worker answer" };
+        assert!(format!("{err:#}").contains(want), "{err:#}");
         // The transport hands over only whole, finite answers (a worker
         // admitting a failure is retried there): one that fails here is a
         // lie, and its session must end.
@@ -125,6 +126,54 @@ fn bad_inputs_and_bad_answers_are_errors() {
     // Zero rows: nothing to do, nothing sent.
     remo.matmul(&mut worker, qkv(), 0, Rows::F32(&[]), RowsMut::F32(&mut [])).unwrap();
     assert!(worker.calls().is_empty());
+}
+
+/// Answers pad batches honestly, and online calls with one value of one
+/// sent row replaced (after whatever the transport checked, as a worker
+/// rewriting shared memory could).
+struct OnlineRewriter {
+    inner: RecordingWorker,
+    row: usize,
+    value: f64,
+}
+
+impl WorkerMatmul for OnlineRewriter {
+    fn call(&mut self, call: WorkerCall, fill: &mut dyn FnMut(RowsMut<'_>), take: &mut dyn FnMut(Rows<'_>)) -> anyhow::Result<()> {
+        if call.kind != CallKind::Online {
+            return self.inner.call(call, fill, take);
+        }
+        let mut answer = Vec::new();
+        self.inner.call(call, fill, &mut |y| match y {
+            Rows::F64(y) => answer = y.to_vec(),
+            Rows::F32(_) => unreachable!("exact mode"),
+        })?;
+        answer[self.row * call.d_out + 5] = self.value;
+        take(Rows::F64(&answer));
+        Ok(())
+    }
+}
+
+/// A NaN or ∞ in any row of an online answer, the real row's or a dummy
+/// row's, is a rejected answer (the session ends), not an output: the
+/// answer is not scanned again after the transport, so this rests on the
+/// checks of what is derived from it in private memory.
+#[test]
+fn a_non_finite_value_in_any_row_of_an_online_answer_is_rejected() {
+    let (d_in, d_out) = (16, 24);
+    let shapes = [(qkv(), d_in, d_out)];
+    let x = gaussian(5, d_in, 1.0, 3);
+    for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        // Five real rows and three dummy ones go out, in a secret order.
+        for row in 0..8 {
+            let mut worker = OnlineRewriter { inner: RecordingWorker::random(&shapes, 4), row, value };
+            let mut remo = Remo::<f64>::new(setup(&shapes, 1.0), RemoParams::default()).unwrap();
+            let mut out = vec![0.0; 5 * d_out];
+            let err = remo.matmul(&mut worker, qkv(), 5, (&x[..]).into(), (&mut out[..]).into()).unwrap_err();
+            assert!(talaria_remo::is_rejected_answer(&err), "{value} in row {row}: {err:#}");
+            let calls = worker.inner.calls();
+            assert_eq!(calls.iter().rev().find(|c| c.kind == CallKind::Online).map(|c| c.rows), Some(8), "the bucket");
+        }
+    }
 }
 
 /// Online calls carry their row bucket (the next power of two by default):

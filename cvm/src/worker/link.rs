@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use talaria_kernels::{Float, Rows, RowsMut};
 use talaria_models::{Op, OpId};
-use talaria_protocol::{first_non_finite, Hello, HelloAck, PublicParams, WorkerBusy, WorkerCall, WorkerError, WORKER_PROTOCOL};
+use talaria_protocol::{
+    copy_first_non_finite, first_non_finite, Hello, HelloAck, PublicParams, WorkerBusy, WorkerCall, WorkerError, WORKER_PROTOCOL,
+};
 use talaria_remo::RemoError;
 use talaria_transport::{Connection, FrameHeader, FrameKind, Received, WorkerAddress};
 use tracing::{info, warn};
@@ -220,9 +222,8 @@ impl WorkerLink {
         let t0 = Instant::now();
         for (xc, oc) in x.chunks(chunk * d_in).zip(out.chunks_mut(chunk * d_out)) {
             let bytes: &[u8] = bytemuck::cast_slice(xc);
-            self.call_with_retry(call.with_rows(xc.len() / d_in), &mut |buf| buf.copy_from_slice(bytes), &mut |vals| {
-                oc.copy_from_slice(T::of_rows(vals).expect("answers of the call's precision"))
-            })?;
+            let mut oc = T::rows_mut(oc);
+            self.call_with_retry(call.with_rows(xc.len() / d_in), &mut |buf| buf.copy_from_slice(bytes), &mut AnswerSink::Copy(&mut oc))?;
         }
         self.count(call, t0);
         Ok(())
@@ -240,6 +241,29 @@ impl WorkerLink {
         fill: &mut dyn FnMut(RowsMut<'_>),
         take: &mut dyn FnMut(Rows<'_>),
     ) -> anyhow::Result<bool> {
+        self.one_frame_call(call, fill, &mut AnswerSink::Take(take))
+    }
+
+    /// [`Self::matmul_in_place`] with the answer copied into `out`
+    /// (private memory) and checked finite in the same pass, where the
+    /// answer is wanted only as a copy (a pad batch's `U·W`).
+    pub fn matmul_into(&mut self, call: WorkerCall, fill: &mut dyn FnMut(RowsMut<'_>), mut out: RowsMut<'_>) -> anyhow::Result<bool> {
+        anyhow::ensure!(
+            out.len() == call.rows * call.d_out,
+            "{}: an answer buffer of {} values for {} rows",
+            call.id,
+            out.len(),
+            call.rows
+        );
+        self.one_frame_call(call, fill, &mut AnswerSink::Copy(&mut out))
+    }
+
+    fn one_frame_call(
+        &mut self,
+        call: WorkerCall,
+        fill: &mut dyn FnMut(RowsMut<'_>),
+        answer: &mut AnswerSink<'_, '_>,
+    ) -> anyhow::Result<bool> {
         let call = self.checked(call)?;
         if call.rows > self.rows_per_frame(call) {
             return Ok(false);
@@ -249,7 +273,7 @@ impl WorkerLink {
             talaria_kernels::Precision::F64 => fill_typed::<f64>(buf, fill),
             talaria_kernels::Precision::F32 => fill_typed::<f32>(buf, fill),
         };
-        self.call_with_retry(call, &mut fill_bytes, take)?;
+        self.call_with_retry(call, &mut fill_bytes, answer)?;
         self.count(call, t0);
         Ok(true)
     }
@@ -269,7 +293,7 @@ impl WorkerLink {
         self.stats.rows += call.rows as u64;
     }
 
-    fn call_with_retry(&mut self, c: WorkerCall, fill: &mut dyn FnMut(&mut [u8]), take: &mut dyn FnMut(Rows<'_>)) -> anyhow::Result<()> {
+    fn call_with_retry(&mut self, c: WorkerCall, fill: &mut dyn FnMut(&mut [u8]), answer: &mut AnswerSink<'_, '_>) -> anyhow::Result<()> {
         let id = c.id;
         let mut last: Option<anyhow::Error> = None;
         for attempt in 0..MAX_ATTEMPTS {
@@ -282,7 +306,7 @@ impl WorkerLink {
                 last = Some(e);
                 continue;
             }
-            match self.try_call(c, fill, take) {
+            match self.try_call(c, fill, answer) {
                 Ok(()) => return Ok(()),
                 Err(Failure::Lost(e)) => {
                     warn!("{id}: worker lost ({e:#}); reconnecting and re-sending the call");
@@ -304,7 +328,7 @@ impl WorkerLink {
         Err(last.unwrap_or_else(|| anyhow!("no attempt made"))).with_context(|| format!("{id}: the worker failed {MAX_ATTEMPTS} times"))
     }
 
-    fn try_call(&mut self, c: WorkerCall, fill: &mut dyn FnMut(&mut [u8]), take: &mut dyn FnMut(Rows<'_>)) -> Result<(), Failure> {
+    fn try_call(&mut self, c: WorkerCall, fill: &mut dyn FnMut(&mut [u8]), answer: &mut AnswerSink<'_, '_>) -> Result<(), Failure> {
         let call_id = self.next_call_id;
         self.next_call_id += 1;
         let conn = self.conn.as_mut().expect("connected");
@@ -329,8 +353,8 @@ impl WorkerLink {
                 FrameKind::Result => {
                     c.check_answer(&h).map_err(|e| Failure::Invalid(anyhow!(e)))?;
                     let taken = match c.precision {
-                        talaria_kernels::Precision::F64 => take_checked::<f64>(&frame, take),
-                        talaria_kernels::Precision::F32 => take_checked::<f32>(&frame, take),
+                        talaria_kernels::Precision::F64 => take_checked::<f64>(&frame, answer),
+                        talaria_kernels::Precision::F32 => take_checked::<f32>(&frame, answer),
                     };
                     self.stats.bytes_received += frame.payload().len() as u64;
                     drop(frame);
@@ -455,14 +479,37 @@ fn fill_typed<T: Float>(buf: &mut [u8], fill: &mut dyn FnMut(RowsMut<'_>)) {
     }
 }
 
-/// Hands an answer's values to `take` once they are all finite.
-fn take_checked<T: Float + talaria_transport::Element>(frame: &Received<'_>, take: &mut dyn FnMut(Rows<'_>)) -> Result<(), Failure> {
+/// Where an arriving answer goes (again on each attempt).
+enum AnswerSink<'a, 'b> {
+    /// To `take`, in the frame, once all of it is found finite.
+    Take(&'a mut dyn FnMut(Rows<'_>)),
+    /// Copied into private memory, checked finite in the same pass.
+    Copy(&'a mut RowsMut<'b>),
+}
+
+/// Hands an answer's values on once they are all finite.
+fn take_checked<T: Float + talaria_transport::Element>(frame: &Received<'_>, answer: &mut AnswerSink<'_, '_>) -> Result<(), Failure> {
     let vals = frame.elements::<T>().map_err(|e| Failure::Invalid(e.into()))?;
-    if let Some(i) = first_non_finite(&vals) {
-        return Err(Failure::Invalid(anyhow!("{NON_FINITE} at element {i} of the answer")));
+    let bad = match answer {
+        AnswerSink::Take(take) => {
+            let bad = first_non_finite(&vals);
+            if bad.is_none() {
+                take(T::rows(&vals));
+            }
+            bad
+        }
+        AnswerSink::Copy(out) => {
+            let room = out.len();
+            let out = T::of_rows_mut(out.reborrow()).filter(|o| o.len() == vals.len()).ok_or_else(|| {
+                Failure::Invalid(anyhow!("an answer of {} {} values for a buffer of {room}", vals.len(), T::PRECISION.name()))
+            })?;
+            copy_first_non_finite(&vals, out)
+        }
+    };
+    match bad {
+        Some(i) => Err(Failure::Invalid(anyhow!("{NON_FINITE} at element {i} of the answer"))),
+        None => Ok(()),
     }
-    take(T::rows(&vals));
-    Ok(())
 }
 
 #[cfg(test)]

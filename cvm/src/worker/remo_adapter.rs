@@ -22,6 +22,18 @@ impl WorkerMatmul for WorkerLink {
         }
     }
 
+    /// The copy checked finite in one pass (one frame each way), or
+    /// frame-sized chunks straight into `out`.
+    fn call_into(&mut self, call: WorkerCall, fill: &mut dyn FnMut(RowsMut<'_>), mut out: RowsMut<'_>) -> anyhow::Result<()> {
+        if self.matmul_into(call, fill, out.reborrow())? {
+            return Ok(());
+        }
+        match out {
+            RowsMut::F64(out) => chunked_into::<f64>(self, call, fill, out),
+            RowsMut::F32(out) => chunked_into::<f32>(self, call, fill, out),
+        }
+    }
+
     fn end_session(&mut self) {
         WorkerLink::end_session(self)
     }
@@ -43,12 +55,21 @@ fn through_buffers<T: talaria_kernels::Float>(
     fill: &mut dyn FnMut(RowsMut<'_>),
     take: &mut dyn FnMut(Rows<'_>),
 ) -> anyhow::Result<()> {
-    let mut x = vec![T::default(); call.rows * call.d_in];
-    fill(T::rows_mut(&mut x));
     let mut y = vec![T::default(); call.rows * call.d_out];
-    link.matmul(call, &x, &mut y)?;
+    chunked_into(link, call, fill, &mut y)?;
     take(T::rows(&y));
     Ok(())
+}
+
+fn chunked_into<T: talaria_kernels::Float>(
+    link: &mut WorkerLink,
+    call: WorkerCall,
+    fill: &mut dyn FnMut(RowsMut<'_>),
+    out: &mut [T],
+) -> anyhow::Result<()> {
+    let mut x = vec![T::default(); call.rows * call.d_in];
+    fill(T::rows_mut(&mut x));
+    link.matmul(call, &x, out)
 }
 
 /// Unmasked f32 calls: only for public data (the calibration text). Every

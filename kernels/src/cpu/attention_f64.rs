@@ -26,7 +26,7 @@ pub fn paged_attention_f64(
     let work = check_call(queries, kv, n_heads, out.len())?;
     let hd = kv.head_dim;
     let group = n_heads / kv.n_kv_heads;
-    let avx512 = CpuFeatures::get().avx512;
+    let features = CpuFeatures::get();
     let n_kv = kv.n_kv_heads;
     // One task per (query, KV head, part of its query heads), as in the f32
     // kernel: the heads are adjacent in both the query row and the output row.
@@ -38,15 +38,8 @@ pub fn paged_attention_f64(
         let first = g * group + part * heads;
         let qg = &query.q[first * hd..(first + heads) * hd];
         #[cfg(target_arch = "x86_64")]
-        if avx512 && hd == 64 && kv.block_size == 16 {
-            // SAFETY: the CPU has AVX-512F (checked above).
-            match heads {
-                1 => return unsafe { attend_group_64x16_avx512::<1>(qg, query, kv, g, scale, o) },
-                2 => return unsafe { attend_group_64x16_avx512::<2>(qg, query, kv, g, scale, o) },
-                3 => return unsafe { attend_group_64x16_avx512::<3>(qg, query, kv, g, scale, o) },
-                4 => return unsafe { attend_group_64x16_avx512::<4>(qg, query, kv, g, scale, o) },
-                _ => {}
-            }
+        if super::attention_f64_group::attend_group_64x16(features, qg, query, kv, g, scale, o) {
+            return;
         }
         for (qh, oh) in qg.chunks_exact(hd).zip(o.chunks_exact_mut(hd)) {
             match (hd, kv.block_size) {
@@ -104,7 +97,7 @@ fn attend_head_fixed<const HD: usize, const BS: usize, const VC: usize>(
 
 /// The transposed K block of KV head `g`.
 #[inline(always)]
-fn k_block<'a, const HD: usize, const BS: usize>(kv: &PagedKv<'a, f64>, block: u32, g: usize) -> &'a [f64] {
+pub(super) fn k_block<'a, const HD: usize, const BS: usize>(kv: &PagedKv<'a, f64>, block: u32, g: usize) -> &'a [f64] {
     &kv.k[(block as usize * kv.token_len() + g * HD) * BS..][..HD * BS]
 }
 
@@ -133,95 +126,6 @@ fn softmax_weighted_v<const HD: usize, const BS: usize, const VC: usize>(
             acc.iter_mut().zip(v).for_each(|(o, &v)| *o = w.mul_add(v, *o));
         }
         o.copy_from_slice(&acc);
-    }
-}
-
-/// The default shape (head_dim 64, blocks of 16) on AVX-512, for the `G`
-/// query heads that share KV head `g`: each K row and V row is loaded once
-/// for all of them, two blocks are scored at once (4·G independent FMA
-/// chains), and 32 output dimensions of every head stay in registers. Same
-/// operations per element as `attend_head`, so the same bits.
-///
-/// # Safety
-/// The CPU must have AVX-512F (`CpuFeatures::avx512`).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn attend_group_64x16_avx512<const G: usize>(
-    q: &[f64],
-    query: &AttnQuery<f64>,
-    kv: &PagedKv<f64>,
-    g: usize,
-    scale: f64,
-    out: &mut [f64],
-) {
-    use std::arch::x86_64::*;
-    const HD: usize = 64;
-    const BS: usize = 16;
-    let ctx = query.context_len;
-    out.fill(0.0);
-    if ctx == 0 {
-        return;
-    }
-    assert!(q.len() == G * HD && out.len() == G * HD, "group shapes");
-    let blocks = &query.block_table[..ctx.div_ceil(BS)];
-    let n = blocks.len() * BS;
-    // scores[j·n + p]: head j, position p.
-    let mut scores = vec![0f64; G * n];
-    let sc = _mm512_set1_pd(scale);
-    let load = |s: &[f64]| -> __m512d {
-        let s: &[f64; 8] = s[..8].try_into().expect("8 values");
-        // SAFETY: `s` holds 8 values.
-        unsafe { _mm512_loadu_pd(s.as_ptr()) }
-    };
-    let store = |d: &mut [f64], v: __m512d| {
-        let d: &mut [f64; 8] = (&mut d[..8]).try_into().expect("8 values");
-        // SAFETY: `d` holds 8 values.
-        unsafe { _mm512_storeu_pd(d.as_mut_ptr(), v) }
-    };
-    let mut b = 0;
-    while b < blocks.len() {
-        let pair = if b + 1 < blocks.len() { 2 } else { 1 };
-        let kts: [&[f64]; 2] = [k_block::<HD, BS>(kv, blocks[b], g), k_block::<HD, BS>(kv, blocks[b + pair - 1], g)];
-        let mut acc = [[[_mm512_setzero_pd(); 2]; 2]; G];
-        for d in 0..HD {
-            let k = [[load(&kts[0][d * BS..]), load(&kts[0][d * BS + 8..])], [load(&kts[1][d * BS..]), load(&kts[1][d * BS + 8..])]];
-            for (j, a) in acc.iter_mut().enumerate() {
-                let qd = _mm512_set1_pd(q[j * HD + d]);
-                for (ai, ki) in a.iter_mut().zip(&k) {
-                    ai[0] = _mm512_fmadd_pd(qd, ki[0], ai[0]);
-                    ai[1] = _mm512_fmadd_pd(qd, ki[1], ai[1]);
-                }
-            }
-        }
-        for (j, a) in acc.iter().enumerate() {
-            for (i, ai) in a.iter().take(pair).enumerate() {
-                let at = j * n + (b + i) * BS;
-                store(&mut scores[at..], _mm512_mul_pd(ai[0], sc));
-                store(&mut scores[at + 8..], _mm512_mul_pd(ai[1], sc));
-            }
-        }
-        b += pair;
-    }
-    for s in scores.chunks_exact_mut(n) {
-        softmax_from(&mut s[..ctx], query.window_start);
-    }
-    for c0 in [0, 32] {
-        let mut acc = [[_mm512_setzero_pd(); 4]; G];
-        for p in 0..ctx {
-            let at = kv.v_row(blocks[p / BS], p % BS, g) + c0;
-            let v = [load(&kv.v[at..]), load(&kv.v[at + 8..]), load(&kv.v[at + 16..]), load(&kv.v[at + 24..])];
-            for (j, a) in acc.iter_mut().enumerate() {
-                let w = _mm512_set1_pd(scores[j * n + p]);
-                for (ac, vc) in a.iter_mut().zip(&v) {
-                    *ac = _mm512_fmadd_pd(w, *vc, *ac);
-                }
-            }
-        }
-        for (j, a) in acc.iter().enumerate() {
-            for (c, ac) in a.iter().enumerate() {
-                store(&mut out[j * HD + c0 + 8 * c..], *ac);
-            }
-        }
     }
 }
 
@@ -255,7 +159,7 @@ fn attend_head(q: &[f64], query: &AttnQuery<f64>, kv: &PagedKv<f64>, g: usize, s
 /// Softmax of `s[start..]`; the positions before a sliding window get
 /// weight 0 (an FMA with a zero weight leaves the sum's bits as they are).
 #[inline(always)]
-fn softmax_from(s: &mut [f64], start: usize) {
+pub(super) fn softmax_from(s: &mut [f64], start: usize) {
     let (before, live) = s.split_at_mut(start);
     before.fill(0.0);
     softmax_in_place(live);
@@ -376,17 +280,22 @@ mod tests {
             attend_head_fixed::<64, 16, 32>(&q, &query, &kv, 1, 0.125, &mut a);
             attend_head(&q, &query, &kv, 1, 0.125, &mut b);
             assert_eq!(a, b, "context {ctx}");
+            // One to five heads sharing KV head 1, against each alone, on
+            // every group kernel this CPU runs.
             #[cfg(target_arch = "x86_64")]
-            if CpuFeatures::get().avx512 {
-                // Three heads sharing KV head 1, against each alone.
-                let q3: Vec<f64> = (0..3 * hd).map(|i| val(7000 + i)).collect();
-                let query3 = AttnQuery { q: &q3, ..query };
-                let mut c = vec![0f64; 3 * hd];
-                // SAFETY: AVX-512F detected.
-                unsafe { attend_group_64x16_avx512::<3>(&q3, &query3, &kv, 1, 0.125, &mut c) };
-                for (qh, ch) in q3.chunks_exact(hd).zip(c.chunks_exact(hd)) {
-                    attend_head(qh, &query3, &kv, 1, 0.125, &mut b);
-                    assert_eq!(ch, b.as_slice(), "AVX-512 group, context {ctx}");
+            for features in [CpuFeatures::get(), CpuFeatures { avx512: false, amx_bf16: false, ..CpuFeatures::get() }] {
+                for heads in 1..=5 {
+                    let qs: Vec<f64> = (0..heads * hd).map(|i| val(7000 + i)).collect();
+                    let query_s = AttnQuery { q: &qs, ..query };
+                    let mut c = vec![0f64; heads * hd];
+                    let ran = super::super::attention_f64_group::attend_group_64x16(features, &qs, &query_s, &kv, 1, 0.125, &mut c);
+                    assert_eq!(ran, features.avx2 && (heads <= 4 || !features.avx512), "{features:?}, {heads} heads");
+                    if ran {
+                        for (qh, ch) in qs.chunks_exact(hd).zip(c.chunks_exact(hd)) {
+                            attend_head(qh, &query_s, &kv, 1, 0.125, &mut b);
+                            assert_eq!(ch, b.as_slice(), "{features:?}, {heads} heads, context {ctx}");
+                        }
+                    }
                 }
             }
         }

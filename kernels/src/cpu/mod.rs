@@ -8,6 +8,7 @@ mod activation;
 mod amx_bf16;
 mod attention;
 mod attention_f64;
+mod attention_f64_group;
 mod attention_tile;
 #[cfg(target_arch = "x86_64")]
 mod blocks_avx2;

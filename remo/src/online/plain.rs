@@ -7,7 +7,7 @@
 use talaria_models::OpId;
 
 use crate::online::scheme::{dims_from_buffers, MaskScheme};
-use crate::online::worker::{call_in_place, CallKind, WorkerCall, WorkerMatmul};
+use crate::online::worker::{call_in_place, check_private_finite, CallKind, WorkerCall, WorkerMatmul};
 use talaria_kernels::{f32_product, Precision, Rows, RowsMut};
 
 #[derive(Default)]
@@ -35,6 +35,9 @@ impl MaskScheme for PlainScheme {
         }
         let (d_in, d_out) = dims_from_buffers(id, x.len(), out.len(), rows)?;
         let call = WorkerCall { id, kind: CallKind::Plain, precision: Precision::F32, rows, d_in, d_out };
-        f32_product(x, out, |x, out| call_in_place(worker, call, &mut |dst| dst.copy_from_slice(x), &mut |y| out.copy_from_slice(y)))
+        f32_product(x, out, |x, out| {
+            call_in_place(worker, call, &mut |dst| dst.copy_from_slice(x), &mut |y| out.copy_from_slice(y))?;
+            Ok(check_private_finite(id, CallKind::Plain, "the answer", out)?)
+        })
     }
 }

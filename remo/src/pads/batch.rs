@@ -14,7 +14,7 @@ use talaria_models::OpId;
 
 use crate::error::RemoError;
 use crate::mixing::butterfly::Mixing;
-use crate::online::worker::{call_in_place, check_private_finite, CallKind, WorkerCall, WorkerMatmul};
+use crate::online::worker::{call_into_private, check_private_finite, CallKind, WorkerCall, WorkerMatmul};
 use crate::pads::pad::{BatchStore, Pad};
 use crate::pads::pad_buffers::PadBuffers;
 use crate::pads::pool::RefillPhases;
@@ -54,10 +54,14 @@ pub struct AnsweredBatch<P: Float> {
     shape: BatchShape,
     r: SecretVec<P>,
     mixing: Mixing,
+    /// `U` as sent, zeroized and recycled by `finish` (off the thread
+    /// that owns the link).
+    u: SecretVec<P>,
     uw: SecretVec<P>,
     phases: RefillPhases,
     buffers: PadBuffers<P>,
-    /// The exchange's wall time less its copies.
+    /// The exchange's wall time less the copy of `U` in (the copy of `U·W`
+    /// out is the transport's check pass, inside the call).
     pub worker_time: Duration,
     /// The exchange's wall time.
     pub exchange_time: Duration,
@@ -117,9 +121,11 @@ impl<P: Float> PreparedBatch<P> {
         let Self { shape, r, mixing, u, phases, buffers } = self;
         let (id, n_p, d_in, d_out) = (shape.id, shape.n_p, shape.d_in, shape.d_out);
         let mut uw: SecretVec<P> = SecretVec::from(buffers.take(n_p * d_out));
-        let (mut copy_in, mut copy_out) = (Duration::ZERO, Duration::ZERO);
+        let mut copy_in = Duration::ZERO;
         let asked = Instant::now();
-        let sent = call_in_place::<P>(
+        // `U·W` is copied out of the transport as it is checked finite (the
+        // copy's time counts as the worker's).
+        let sent = call_into_private::<P>(
             worker,
             WorkerCall { id, kind: CallKind::PadBatch, precision: P::PRECISION, rows: n_p, d_in, d_out },
             &mut |dst| {
@@ -127,25 +133,14 @@ impl<P: Float> PreparedBatch<P> {
                 dst.copy_from_slice(&u);
                 copy_in += t.elapsed();
             },
-            &mut |answer| {
-                let t = Instant::now();
-                uw.copy_from_slice(answer);
-                copy_out += t.elapsed();
-            },
+            &mut uw,
         );
         let exchange_time = asked.elapsed();
-        recycle(&buffers, u);
-        sent.map_err(|e| e.context(format!("{id}: pad batch")))?;
-        Ok(AnsweredBatch {
-            shape,
-            r,
-            mixing,
-            uw,
-            phases,
-            buffers,
-            worker_time: exchange_time.saturating_sub(copy_in + copy_out),
-            exchange_time,
-        })
+        if let Err(e) = sent {
+            recycle(&buffers, u);
+            return Err(e.context(format!("{id}: pad batch")));
+        }
+        Ok(AnsweredBatch { shape, r, mixing, u, uw, phases, buffers, worker_time: exchange_time.saturating_sub(copy_in), exchange_time })
     }
 }
 
@@ -158,9 +153,10 @@ impl<P: Float> AnsweredBatch<P> {
     /// (in random order); the other rows are zeroized now, the kept ones
     /// when their last pad is dropped.
     pub fn finish(self, verify: Verify<'_>, rng: &mut SecureRng) -> anyhow::Result<FinishedBatch<P>> {
-        let Self { shape, r, mixing, uw, mut phases, buffers, worker_time, exchange_time } = self;
+        let Self { shape, r, mixing, u, uw, mut phases, buffers, worker_time, exchange_time } = self;
         let (id, n_p, d_out) = (shape.id, shape.n_p, shape.d_out);
         let start = Instant::now();
+        recycle(&buffers, u);
         let mut rw: SecretVec<P> = SecretVec::from(buffers.take(n_p * d_out));
         mixing.apply_inverse_from(&uw, &mut rw, d_out)?;
         recycle(&buffers, uw);
