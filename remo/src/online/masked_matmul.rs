@@ -230,7 +230,7 @@ pub fn masked_matmul<X: Float, O: Float, P: Float>(
             }
         },
         &mut |y| {
-            worst = (0, 0.0);
+            (worst, out_finite) = ((0, 0.0), true);
             for (g, (ys, order)) in y.chunks(CHECK_GROUP * d_out).zip(perm.chunks(CHECK_GROUP)).enumerate() {
                 let mut uv = [[0.0; LANES]; CHECK_GROUP];
                 for c0 in (0..d_out).step_by(BLOCK) {
