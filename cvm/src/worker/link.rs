@@ -80,6 +80,9 @@ pub struct WorkerLink {
     shapes: HashMap<OpId, (usize, usize)>,
     pub ack: Option<HelloAck>,
     pub stats: LinkStats,
+    /// How long one attempt at a call may take ([`CALL_TIMEOUT`]; shorter
+    /// in tests).
+    call_timeout: Duration,
 }
 
 enum Failure {
@@ -105,6 +108,7 @@ impl WorkerLink {
             shapes: HashMap::new(),
             ack: None,
             stats: LinkStats::default(),
+            call_timeout: CALL_TIMEOUT,
         };
         link.ensure_connected()?;
         Ok(link)
@@ -163,7 +167,7 @@ impl WorkerLink {
         conn.set_max_payload_len(CONTROL_PAYLOAD_LIMIT);
         // A worker that stops reading must not hold the engine thread in a
         // send for good (frames are megabytes, past any socket buffer).
-        conn.set_send_timeout(Some(CALL_TIMEOUT)).context("bounding sends to the worker")?;
+        conn.set_send_timeout(Some(self.call_timeout)).context("bounding sends to the worker")?;
         info!("worker ready: backend {}, {} weights, {} ops", ack.backend, ack.weight_dtype, ack.ops.len());
         self.ack = Some(ack);
         self.conn = Some(conn);
@@ -192,7 +196,7 @@ impl WorkerLink {
         let call_id = self.next_call_id;
         self.next_call_id += 1;
         let conn = self.conn.as_mut().expect("connected");
-        match await_pong(conn.as_mut(), call_id) {
+        match await_pong(conn.as_mut(), call_id, self.call_timeout) {
             Ok(busy) => Ok(busy),
             Err(Failure::BadAnswer(e) | Failure::Invalid(e)) => Err(e),
             Err(Failure::Lost(e)) => {
@@ -341,7 +345,7 @@ impl WorkerLink {
         // Frames of earlier, abandoned attempts may still arrive: skip them,
         // within one deadline for the attempt (a frame per timeout would
         // stretch it 64-fold).
-        let deadline = Instant::now() + CALL_TIMEOUT;
+        let deadline = Instant::now() + self.call_timeout;
         for _ in 0..64 {
             let left = deadline.saturating_duration_since(Instant::now());
             let frame = conn.recv(Some(left)).map_err(|e| Failure::Lost(e.into()))?;
@@ -389,10 +393,10 @@ impl Drop for WorkerLink {
 
 /// Pings the worker and reads its busy-time report from the Pong; only
 /// small frames are accepted meanwhile.
-fn await_pong(conn: &mut dyn Connection, call_id: u64) -> Result<WorkerBusy, Failure> {
+fn await_pong(conn: &mut dyn Connection, call_id: u64, timeout: Duration) -> Result<WorkerBusy, Failure> {
     conn.set_max_payload_len(CONTROL_PAYLOAD_LIMIT);
     conn.send(&FrameHeader::new(FrameKind::Ping).with_call(call_id, 0, 0, 0), &[]).context("sending a ping").map_err(Failure::Lost)?;
-    let deadline = Instant::now() + CALL_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     for _ in 0..64 {
         let left = deadline.saturating_duration_since(Instant::now());
         let frame = conn.recv(Some(left)).context("waiting for the pong").map_err(Failure::Lost)?;
@@ -595,6 +599,62 @@ mod tests {
         assert!(refused, "{err:#}");
         assert!(out.iter().all(|&v| v == 0.0));
         assert_eq!(link.stats.reconnects as usize, MAX_ATTEMPTS);
+        drop(link);
+        fake.join().unwrap();
+    }
+
+    /// A worker that answers every call with frames of another call id,
+    /// one every 250 ms, forever: each would pass a per-frame timeout, so
+    /// an attempt that waited per frame would take 64 × 250 ms. One
+    /// deadline covers the attempt (1 s here), then the link reconnects,
+    /// and the call fails after its attempts in about as many seconds.
+    #[test]
+    fn stale_frames_do_not_stretch_an_attempt_past_its_deadline() {
+        let listener = TcpWorkerListener::bind("127.0.0.1:0").unwrap();
+        let addr: WorkerAddress = format!("tcp://{}", listener.local_addr().unwrap()).parse().unwrap();
+        let fake = std::thread::spawn(move || {
+            for _ in 0..MAX_ATTEMPTS {
+                let sock = listener.accept_socket().unwrap();
+                let mut conn = TcpConnection::from_stream(sock).unwrap();
+                let hello = conn.recv(Some(Duration::from_secs(10))).unwrap();
+                assert_eq!(hello.kind, FrameKind::Hello);
+                drop(hello);
+                let ack = HelloAck {
+                    protocol: WORKER_PROTOCOL,
+                    manifest_hash: "m".into(),
+                    backend: "fake".into(),
+                    weight_dtype: "f64".into(),
+                    ops: vec![OpShape { layer: 0, op: Op::O.code(), d_in: 8, d_out: 8 }],
+                };
+                let body = serde_json::to_vec(&ack).unwrap();
+                conn.send(&FrameHeader::bytes(FrameKind::HelloAck, body.len()), &body).unwrap();
+                let c = conn.recv(Some(Duration::from_secs(10))).unwrap();
+                let h = *c.header();
+                drop(c);
+                let stale =
+                    FrameHeader::matrix(FrameKind::Result, DType::F64, h.rows, 8).with_call(h.call_id + 1000, h.layer, h.op, h.call_kind);
+                let payload = vec![0u8; h.rows as usize * 8 * 8];
+                // Until the CVM hangs up (bounded, so the thread ends).
+                for _ in 0..64 {
+                    std::thread::sleep(Duration::from_millis(250));
+                    if conn.send(&stale, &payload).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+
+        let mut link = WorkerLink::connect(WorkerTarget::Remote(addr, RemoteSecurity::Plain), "m".into(), params()).unwrap();
+        link.call_timeout = Duration::from_secs(1);
+        let x = vec![1.0f64; 4 * 8];
+        let mut out = vec![0.0f64; 4 * 8];
+        let started = Instant::now();
+        let err = link.matmul(call(4, 8, 8, Precision::F64), &x, &mut out).unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(link.stats.reconnects as usize, MAX_ATTEMPTS, "{err:#}");
+        // Six attempts of 1 s and their back-off; per-frame waits took 96 s.
+        assert!(took >= Duration::from_secs(MAX_ATTEMPTS as u64), "{took:?}: an attempt ended before its deadline");
+        assert!(took < Duration::from_secs(20), "{took:?}: stale frames stretched the attempts");
         drop(link);
         fake.join().unwrap();
     }
