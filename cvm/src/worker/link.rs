@@ -555,24 +555,13 @@ mod tests {
                 let sock = listener.accept_socket().unwrap();
                 let mut raw = sock.try_clone().unwrap();
                 let mut conn = TcpConnection::from_stream(sock).unwrap();
-                let hello = conn.recv(Some(Duration::from_secs(10))).unwrap();
-                assert_eq!(hello.kind, FrameKind::Hello);
-                drop(hello);
-                let ack = HelloAck {
-                    protocol: WORKER_PROTOCOL,
-                    manifest_hash: "m".into(),
-                    backend: "fake".into(),
-                    weight_dtype: "f64".into(),
-                    ops: vec![
+                let h = greet_and_take_a_call(
+                    &mut conn,
+                    vec![
                         OpShape { layer: 0, op: Op::O.code(), d_in: 8, d_out: 8 },
                         OpShape { layer: 1, op: Op::Down.code(), d_in: HUGE, d_out: HUGE },
                     ],
-                };
-                let body = serde_json::to_vec(&ack).unwrap();
-                conn.send(&FrameHeader::bytes(FrameKind::HelloAck, body.len()), &body).unwrap();
-                let c = conn.recv(Some(Duration::from_secs(10))).unwrap();
-                let h = *c.header();
-                drop(c);
+                );
                 // The lie: a well-formed header for 4 × 2^25 f64 (1 GiB),
                 // with no payload behind it.
                 let lie = FrameHeader::matrix(FrameKind::Result, DType::F64, h.rows, HUGE as u32).with_call(
@@ -616,21 +605,7 @@ mod tests {
             for _ in 0..MAX_ATTEMPTS {
                 let sock = listener.accept_socket().unwrap();
                 let mut conn = TcpConnection::from_stream(sock).unwrap();
-                let hello = conn.recv(Some(Duration::from_secs(10))).unwrap();
-                assert_eq!(hello.kind, FrameKind::Hello);
-                drop(hello);
-                let ack = HelloAck {
-                    protocol: WORKER_PROTOCOL,
-                    manifest_hash: "m".into(),
-                    backend: "fake".into(),
-                    weight_dtype: "f64".into(),
-                    ops: vec![OpShape { layer: 0, op: Op::O.code(), d_in: 8, d_out: 8 }],
-                };
-                let body = serde_json::to_vec(&ack).unwrap();
-                conn.send(&FrameHeader::bytes(FrameKind::HelloAck, body.len()), &body).unwrap();
-                let c = conn.recv(Some(Duration::from_secs(10))).unwrap();
-                let h = *c.header();
-                drop(c);
+                let h = greet_and_take_a_call(&mut conn, vec![OpShape { layer: 0, op: Op::O.code(), d_in: 8, d_out: 8 }]);
                 let stale =
                     FrameHeader::matrix(FrameKind::Result, DType::F64, h.rows, 8).with_call(h.call_id + 1000, h.layer, h.op, h.call_kind);
                 let payload = vec![0u8; h.rows as usize * 8 * 8];
@@ -657,6 +632,20 @@ mod tests {
         assert!(took < Duration::from_secs(20), "{took:?}: stale frames stretched the attempts");
         drop(link);
         fake.join().unwrap();
+    }
+
+    /// A fake worker's side of the handshake (announcing `ops`), then the
+    /// header of the first call it receives.
+    fn greet_and_take_a_call(conn: &mut TcpConnection, ops: Vec<OpShape>) -> FrameHeader {
+        let hello = conn.recv(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(hello.kind, FrameKind::Hello);
+        drop(hello);
+        let ack =
+            HelloAck { protocol: WORKER_PROTOCOL, manifest_hash: "m".into(), backend: "fake".into(), weight_dtype: "f64".into(), ops };
+        let body = serde_json::to_vec(&ack).unwrap();
+        conn.send(&FrameHeader::bytes(FrameKind::HelloAck, body.len()), &body).unwrap();
+        let c = conn.recv(Some(Duration::from_secs(10))).unwrap();
+        *c.header()
     }
 
     fn params() -> PublicParams {
