@@ -20,8 +20,10 @@ pub trait WorkerMatmul {
     fn call(&mut self, call: WorkerCall, fill: &mut dyn FnMut(RowsMut<'_>), take: &mut dyn FnMut(Rows<'_>)) -> anyhow::Result<()>;
 
     /// [`Self::call`] with the answer copied into `out` (private memory,
-    /// `rows × d_out` of the call's precision), checked finite: a
-    /// transport may check it in the same pass as the copy.
+    /// `rows × d_out` of the call's precision). The transport checks it
+    /// finite, in the same pass as the copy where it can (the link does);
+    /// this default copies after `call`'s check, so on shared memory
+    /// callers still check what they derive from `out`, as with `call`.
     fn call_into(&mut self, call: WorkerCall, fill: &mut dyn FnMut(RowsMut<'_>), mut out: RowsMut<'_>) -> anyhow::Result<()> {
         let (mut got, mut copied) = (0, false);
         self.call(call, fill, &mut |y| {
